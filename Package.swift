@@ -1,0 +1,59 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "slipway",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "slipway", targets: ["slipway"]),
+        .library(name: "SlipwayCore", targets: ["SlipwayCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+    ],
+    targets: [
+        /// libgit2: repository facts (HEAD, branch, describe, status, trees).
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        /// libyaml: the YAML parser and emitter under the config loader.
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        /// libinotifytools: file watching for the agent and dev mode.
+        .systemLibrary(name: "CInotifyTools", providers: [.apt(["libinotifytools0-dev"])]),
+        /// The engine: config, git, build, deploy. Never prints, never exits.
+        .target(
+            name: "SlipwayCore",
+            dependencies: [
+                "CGit2", "CYAML", "CInotifyTools",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
+        /// The command line: parses flags, calls SlipwayCore, renders results and errors.
+        .target(
+            name: "SlipwayCLI",
+            dependencies: [
+                "SlipwayCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        /// The `slipway` executable: an entry point, nothing more.
+        .executableTarget(name: "slipway", dependencies: ["SlipwayCLI"], swiftSettings: strict),
+        .testTarget(
+            name: "SlipwayCoreTests",
+            dependencies: ["SlipwayCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayCLITests",
+            dependencies: ["SlipwayCLI", "SlipwayCore"],
+            exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+    ]
+)

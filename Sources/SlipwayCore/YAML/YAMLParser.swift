@@ -1,0 +1,278 @@
+internal import CYAML
+
+/// A YAML syntax or structure problem, with the position libyaml (or the tree builder) reports.
+public struct YAMLError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var mark: Mark
+    public var message: String
+
+    public init(mark: Mark, message: String) {
+        self.mark = mark
+        self.message = message
+    }
+
+    public var description: String { "\(mark): \(message)" }
+}
+
+/// Loads YAML text into ``Node`` trees on libyaml's event parser.
+///
+/// The tree is built with an explicit stack, never by recursion, so nesting is bounded by
+/// ``maxDepth`` and cannot overflow the stack. Aliases are expanded (bounded by
+/// ``maxNodes``), merge keys (`<<`) are applied and duplicate keys are rejected.
+public struct YAMLParser: Sendable {
+    /// Deepest nesting accepted. DevSpace's parser stops at 10,000; slipway stops earlier so
+    /// that every later walk of the tree stays far from the stack limit, also on small
+    /// thread stacks. No real configuration comes near.
+    public var maxDepth = 1_000
+    /// Largest tree, counting every node produced by alias expansion ("billion laughs").
+    public var maxNodes = 1_000_000
+
+    public init() {}
+
+    /// Parses every document in `bytes`.
+    public func parseAll(_ bytes: [UInt8]) throws(YAMLError) -> [Node] {
+        var builder = Builder(maxDepth: maxDepth, maxNodes: maxNodes)
+        try builder.run(bytes)
+        return builder.documents
+    }
+
+    /// Parses `text`, expecting at most one document; nil for an empty stream.
+    public func parse(_ text: String) throws(YAMLError) -> Node? {
+        let docs = try parseAll(Array(text.utf8))
+        if docs.count > 1 {
+            throw YAMLError(mark: .start, message: "expected one YAML document, found \(docs.count)")
+        }
+        return docs.first
+    }
+}
+
+private struct Builder {
+    let maxDepth: Int
+    let maxNodes: Int
+    var documents: [Node] = []
+    var anchors: [String: Node] = [:]
+    var totalNodes = 0
+
+    enum Frame {
+        case sequence(items: [Node], mark: Mark, tag: String?, anchor: String?)
+        case mapping(pairs: [Node.Pair], key: Node?, mark: Mark, tag: String?, anchor: String?)
+    }
+
+    var stack: [Frame] = []
+
+    init(maxDepth: Int, maxNodes: Int) {
+        self.maxDepth = maxDepth
+        self.maxNodes = maxNodes
+    }
+
+    mutating func run(_ bytes: [UInt8]) throws(YAMLError) {
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else {
+            throw YAMLError(mark: .start, message: "libyaml could not allocate a parser")
+        }
+        defer { yaml_parser_delete(&parser) }
+        // libyaml reads its input lazily through this pointer: the buffer must outlive the
+        // parser, so the parser works inside the closure that owns it.
+        var result: Result<Void, YAMLError> = .success(())
+        bytes.withUnsafeBufferPointer { buf in
+            let base = buf.baseAddress ?? UnsafePointer<UInt8>(bitPattern: 1)
+            guard let base else { return }
+            yaml_parser_set_input_string(&parser, base, buf.count)
+            yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
+            do throws(YAMLError) {
+                try loop(&parser)
+            } catch {
+                result = .failure(error)
+            }
+        }
+        try result.get()
+    }
+
+    private mutating func loop(_ parser: inout yaml_parser_t) throws(YAMLError) {
+        while true {
+            var event = yaml_event_t()
+            guard yaml_parser_parse(&parser, &event) == 1 else {
+                throw Self.parserError(parser)
+            }
+            defer { yaml_event_delete(&event) }
+            let mark = Mark(line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1)
+            switch event.type {
+            case YAML_STREAM_END_EVENT:
+                return
+            case YAML_DOCUMENT_START_EVENT:
+                anchors = [:]
+            case YAML_DOCUMENT_END_EVENT, YAML_STREAM_START_EVENT, YAML_NO_EVENT:
+                break
+            case YAML_ALIAS_EVENT:
+                let name = Self.string(event.data.alias.anchor) ?? ""
+                guard let node = anchors[name] else {
+                    throw YAMLError(mark: mark, message: "unknown alias *\(name): define the anchor &\(name) before using it")
+                }
+                totalNodes += node.weight
+                if totalNodes > maxNodes {
+                    throw YAMLError(
+                        mark: mark,
+                        message: "aliases expand to more than \(maxNodes) nodes; the document is too large to load")
+                }
+                var copy = node
+                copy.mark = mark
+                try add(copy, mark: mark)
+            case YAML_SCALAR_EVENT:
+                let s = event.data.scalar
+                let value = Self.string(s.value, length: s.length) ?? ""
+                let style: ScalarStyle
+                switch s.style {
+                case YAML_SINGLE_QUOTED_SCALAR_STYLE: style = .singleQuoted
+                case YAML_DOUBLE_QUOTED_SCALAR_STYLE: style = .doubleQuoted
+                case YAML_LITERAL_SCALAR_STYLE: style = .literal
+                case YAML_FOLDED_SCALAR_STYLE: style = .folded
+                default: style = .plain
+                }
+                let tag = Self.expandTag(Self.string(s.tag))
+                let node = Node(.scalar(value, style), tag: tag, mark: mark)
+                totalNodes += 1
+                if let anchor = Self.string(s.anchor) { anchors[anchor] = node }
+                try add(node, mark: mark)
+            case YAML_SEQUENCE_START_EVENT:
+                try push(mark)
+                stack.append(
+                    .sequence(
+                        items: [], mark: mark, tag: Self.expandTag(Self.string(event.data.sequence_start.tag)),
+                        anchor: Self.string(event.data.sequence_start.anchor)))
+            case YAML_MAPPING_START_EVENT:
+                try push(mark)
+                stack.append(
+                    .mapping(
+                        pairs: [], key: nil, mark: mark, tag: Self.expandTag(Self.string(event.data.mapping_start.tag)),
+                        anchor: Self.string(event.data.mapping_start.anchor)))
+            case YAML_SEQUENCE_END_EVENT:
+                guard case .sequence(let items, let m, let tag, let anchor)? = stack.popLast() else {
+                    throw YAMLError(mark: mark, message: "unbalanced sequence end")
+                }
+                let node = Node(.sequence(items), tag: tag, mark: m)
+                totalNodes += 1
+                if let anchor { anchors[anchor] = node }
+                try add(node, mark: m)
+            case YAML_MAPPING_END_EVENT:
+                guard case .mapping(let pairs, _, let m, let tag, let anchor)? = stack.popLast() else {
+                    throw YAMLError(mark: mark, message: "unbalanced mapping end")
+                }
+                let node = Node(.mapping(try Self.applyMerges(pairs)), tag: tag, mark: m)
+                totalNodes += 1
+                if let anchor { anchors[anchor] = node }
+                try add(node, mark: m)
+            default:
+                break
+            }
+        }
+    }
+
+    private func push(_ mark: Mark) throws(YAMLError) {
+        if stack.count >= maxDepth {
+            throw YAMLError(
+                mark: mark,
+                message: "nesting deeper than \(maxDepth) levels; slipway stops there to keep loading safe")
+        }
+    }
+
+    private mutating func add(_ node: Node, mark: Mark) throws(YAMLError) {
+        guard let top = stack.popLast() else {
+            documents.append(node)
+            return
+        }
+        switch top {
+        case .sequence(var items, let m, let tag, let anchor):
+            items.append(node)
+            stack.append(.sequence(items: items, mark: m, tag: tag, anchor: anchor))
+        case .mapping(var pairs, let key, let m, let tag, let anchor):
+            if let key {
+                if !Self.isMergeKey(key), let name = key.scalar,
+                    let first = pairs.first(where: { !Self.isMergeKey($0.key) && $0.key.scalar == name })
+                {
+                    throw YAMLError(
+                        mark: key.mark,
+                        message: "duplicate key \"\(name)\" (first defined at \(first.key.mark)); remove one of them")
+                }
+                pairs.append(Node.Pair(key: key, value: node))
+                stack.append(.mapping(pairs: pairs, key: nil, mark: m, tag: tag, anchor: anchor))
+            } else {
+                guard node.scalar != nil else {
+                    throw YAMLError(mark: node.mark, message: "a map key must be a plain value, not \(node.typeDescription)")
+                }
+                stack.append(.mapping(pairs: pairs, key: node, mark: m, tag: tag, anchor: anchor))
+            }
+        }
+    }
+
+    static func isMergeKey(_ key: Node) -> Bool {
+        if case .scalar("<<", .plain) = key.kind { return key.tag == nil || key.tag == "tag:yaml.org,2002:merge" }
+        return false
+    }
+
+    /// Applies `<<` entries: explicit keys win over merged ones; among merged maps the first wins.
+    static func applyMerges(_ pairs: [Node.Pair]) throws(YAMLError) -> [Node.Pair] {
+        guard pairs.contains(where: { isMergeKey($0.key) }) else { return pairs }
+        var result: [Node.Pair] = []
+        var seen = Set<String>()
+        for pair in pairs where !isMergeKey(pair.key) {
+            result.append(pair)
+            if let k = pair.key.scalar { seen.insert(k) }
+        }
+        for pair in pairs where isMergeKey(pair.key) {
+            let sources: [Node]
+            switch pair.value.kind {
+            case .mapping: sources = [pair.value]
+            case .sequence(let items): sources = items
+            case .scalar:
+                throw YAMLError(
+                    mark: pair.value.mark, message: "the merge key << needs a map or a list of maps, found \(pair.value.typeDescription)")
+            }
+            for source in sources {
+                guard let sourcePairs = source.pairs else {
+                    throw YAMLError(
+                        mark: source.mark, message: "the merge key << needs a map or a list of maps, found \(source.typeDescription)")
+                }
+                for p in sourcePairs {
+                    guard let k = p.key.scalar, !seen.contains(k) else { continue }
+                    seen.insert(k)
+                    result.append(p)
+                }
+            }
+        }
+        return result
+    }
+
+    static func string(_ p: UnsafeMutablePointer<yaml_char_t>?) -> String? {
+        guard let p else { return nil }
+        return String(cString: p)
+    }
+
+    static func string(_ p: UnsafeMutablePointer<yaml_char_t>?, length: Int) -> String? {
+        guard let p else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: p, count: length), as: UTF8.self)
+    }
+
+    static func expandTag(_ tag: String?) -> String? {
+        guard let tag, !tag.isEmpty, tag != "!" else { return nil }
+        if tag.hasPrefix("!!") { return "tag:yaml.org,2002:" + tag.dropFirst(2) }
+        return tag
+    }
+
+    static func parserError(_ parser: yaml_parser_t) -> YAMLError {
+        let problem = parser.problem.map { String(cString: $0) } ?? "unknown YAML error"
+        let context = parser.context.map { String(cString: $0) }
+        var mark = Mark(line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1)
+        if parser.error == YAML_READER_ERROR {
+            // Reader errors carry a byte offset, not a line; libyaml leaves the mark at 0:0.
+            mark = .start
+            return YAMLError(
+                mark: mark,
+                message: "the file is not valid UTF-8 text (\(problem) at byte \(parser.problem_offset)); is it a binary file?")
+        }
+        var message = problem
+        if let context { message = "\(context): \(problem)" }
+        if problem.contains("cannot start any token") || problem.contains("found a tab") {
+            message += " (a tab character? YAML indents with spaces only)"
+        }
+        return YAMLError(mark: mark, message: message)
+    }
+}

@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         /// libgit2: repository facts (HEAD, branch, describe, status, trees).
@@ -30,6 +31,7 @@ let package = Package(
             dependencies: [
                 "CGit2", "CYAML", "CInotifyTools",
                 .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),
@@ -51,7 +53,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayCLITests",
-            dependencies: ["SlipwayCLI", "SlipwayCore"],
+            // Depends on the executable so that `swift test` builds the binary the end-to-end tests run.
+            dependencies: ["SlipwayCLI", "SlipwayCore", "slipway"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),

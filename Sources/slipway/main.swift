@@ -1,3 +1,3 @@
 import SlipwayCLI
 
-await SlipwayCommand.main()
+await SlipwayCommand.run()

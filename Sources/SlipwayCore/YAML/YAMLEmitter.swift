@@ -1,4 +1,5 @@
 internal import CYAML
+internal import Foundation
 
 /// Writes ``Node`` trees back to YAML text on libyaml's emitter.
 ///
@@ -99,7 +100,7 @@ public struct YAMLEmitter: Sendable {
         var cStyle: yaml_scalar_style_t
         if value.contains("\n") && isString {
             cStyle = YAML_LITERAL_SCALAR_STYLE
-        } else if isString && (ScalarResolver.resolve(value) != .string || style.isQuoted) {
+        } else if isString && (ScalarResolver.resolve(value) != .string || style.isQuoted || Self.yaml11Ambiguous(value)) {
             cStyle = YAML_DOUBLE_QUOTED_SCALAR_STYLE
         } else {
             cStyle = YAML_PLAIN_SCALAR_STYLE
@@ -108,7 +109,7 @@ public struct YAMLEmitter: Sendable {
         // Quoted-in-source strings that are plain-safe are printed plain again: quoting is
         // kept only where it changes the meaning.
         if cStyle == YAML_DOUBLE_QUOTED_SCALAR_STYLE && ScalarResolver.resolve(value) == .string
-            && Self.plainSafe(value)
+            && Self.plainSafe(value) && !Self.yaml11Ambiguous(value)
         {
             cStyle = YAML_PLAIN_SCALAR_STYLE
         }
@@ -121,6 +122,36 @@ public struct YAMLEmitter: Sendable {
             }
         }
         try check(&emitter, ok, &event)
+    }
+
+    /// Strings that YAML 1.1 readers (Helm, kubectl, PyYAML) would take for a boolean or a
+    /// number — `yes`, `on`, `n`, `12:30`, `0755` — although YAML 1.2 reads them as strings.
+    static func yaml11Ambiguous(_ s: String) -> Bool {
+        switch s.lowercased() {
+        case "y", "yes", "n", "no", "on", "off": return true
+        default: break
+        }
+        // YAML 1.1's sexagesimal numbers `[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?` (`22:22`,
+        // `12:30:00`) and octals `[-+]?0[0-7_]+` (`0755`).
+        var u = Array(s.utf8)[...]
+        if let f = u.first, f == UInt8(ascii: "-") || f == UInt8(ascii: "+") { u = u.dropFirst() }
+        func digit(_ c: UInt8) -> Bool { c >= 48 && c <= 57 }
+        guard let lead = u.first, digit(lead) else { return false }
+        if lead == 48 {
+            return u.count > 1 && u.dropFirst().allSatisfy { ($0 >= 48 && $0 <= 55) || $0 == 95 }
+        }
+        var parts = u.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+        guard parts.count >= 2 else { return false }
+        guard parts[0].allSatisfy({ digit($0) || $0 == 95 }) else { return false }
+        var last = parts.removeLast()
+        if let dot = last.firstIndex(of: UInt8(ascii: ".")) {
+            guard last[last.index(after: dot)...].allSatisfy({ digit($0) || $0 == 95 }) else { return false }
+            last = last[..<dot]
+        }
+        func sixty(_ p: ArraySlice<UInt8>) -> Bool {
+            (p.count == 1 && digit(p[p.startIndex])) || (p.count == 2 && p[p.startIndex] >= 48 && p[p.startIndex] <= 53 && digit(p[p.startIndex + 1]))
+        }
+        return parts.dropFirst().allSatisfy(sixty) && sixty(last)
     }
 
     /// Strings that read back as the same string when written plain.
@@ -142,6 +173,26 @@ public struct YAMLEmitter: Sendable {
         guard yaml_emitter_emit(&emitter, &event) == 1 else {
             let problem = emitter.problem.map { String(cString: $0) } ?? "unknown emitter error"
             throw YAMLError(mark: .start, message: "cannot write YAML: \(problem)")
+        }
+    }
+}
+
+extension YAMLEmitter {
+    /// One-line flow form (`{a: 1, b: [x, y]}`), for a map or list spliced into a string.
+    public func emitFlow(_ node: Node) throws(YAMLError) -> String {
+        switch node.kind {
+        case .scalar(let s, _):
+            let flowSafe = Self.plainSafe(s) && !s.contains(where: { ",[]{}".contains($0) })
+            if node.resolved != .string || (flowSafe && ScalarResolver.resolve(s) == .string) { return s }
+            return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        case .sequence(let items):
+            var parts: [String] = []
+            for item in items { parts.append(try emitFlow(item)) }
+            return "[" + parts.joined(separator: ", ") + "]"
+        case .mapping(let pairs):
+            var parts: [String] = []
+            for p in pairs { parts.append("\(try emitFlow(p.key)): \(try emitFlow(p.value))") }
+            return "{" + parts.joined(separator: ", ") + "}"
         }
     }
 }

@@ -30,9 +30,16 @@ public struct YAMLParser: Sendable {
 
     /// Parses every document in `bytes`.
     public func parseAll(_ bytes: [UInt8]) throws(YAMLError) -> [Node] {
+        try parseDocuments(bytes).map(\.root)
+    }
+
+    /// Parses every document in `bytes`, with the position where each starts (its `---`, when
+    /// it has one). A leading UTF-8 byte-order mark is skipped, as YAML allows.
+    public func parseDocuments(_ bytes: [UInt8]) throws(YAMLError) -> [(start: Mark, root: Node)] {
         var builder = Builder(maxDepth: maxDepth, maxNodes: maxNodes)
-        try builder.run(bytes)
-        return builder.documents
+        let body = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(bytes.dropFirst(3)) : bytes
+        try builder.run(body)
+        return Array(zip(builder.documentMarks, builder.documents))
     }
 
     /// Parses `text`, expecting at most one document; nil for an empty stream.
@@ -49,12 +56,19 @@ private struct Builder {
     let maxDepth: Int
     let maxNodes: Int
     var documents: [Node] = []
+    var documentMarks: [Mark] = []
     var anchors: [String: Node] = [:]
     var totalNodes = 0
 
     enum Frame {
         case sequence(items: [Node], mark: Mark, tag: String?, anchor: String?)
         case mapping(pairs: [Node.Pair], key: Node?, mark: Mark, tag: String?, anchor: String?)
+
+        var anchor: String? {
+            switch self {
+            case .sequence(_, _, _, let a), .mapping(_, _, _, _, let a): return a
+            }
+        }
     }
 
     var stack: [Frame] = []
@@ -79,7 +93,7 @@ private struct Builder {
             yaml_parser_set_input_string(&parser, base, buf.count)
             yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
             do throws(YAMLError) {
-                try loop(&parser)
+                try loop(&parser, bytes: bytes)
             } catch {
                 result = .failure(error)
             }
@@ -87,11 +101,11 @@ private struct Builder {
         try result.get()
     }
 
-    private mutating func loop(_ parser: inout yaml_parser_t) throws(YAMLError) {
+    private mutating func loop(_ parser: inout yaml_parser_t, bytes: [UInt8]) throws(YAMLError) {
         while true {
             var event = yaml_event_t()
             guard yaml_parser_parse(&parser, &event) == 1 else {
-                throw Self.parserError(parser)
+                throw Self.parserError(parser, bytes: bytes)
             }
             defer { yaml_event_delete(&event) }
             let mark = Mark(line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1)
@@ -100,11 +114,17 @@ private struct Builder {
                 return
             case YAML_DOCUMENT_START_EVENT:
                 anchors = [:]
+                documentMarks.append(mark)
             case YAML_DOCUMENT_END_EVENT, YAML_STREAM_START_EVENT, YAML_NO_EVENT:
                 break
             case YAML_ALIAS_EVENT:
                 let name = Self.string(event.data.alias.anchor) ?? ""
                 guard let node = anchors[name] else {
+                    if stack.contains(where: { $0.anchor == name }) {
+                        throw YAMLError(
+                            mark: mark,
+                            message: "alias *\(name) points into the node its anchor &\(name) is still defining; a config cannot contain itself")
+                    }
                     throw YAMLError(mark: mark, message: "unknown alias *\(name): define the anchor &\(name) before using it")
                 }
                 totalNodes += node.weight
@@ -257,21 +277,46 @@ private struct Builder {
         return tag
     }
 
-    static func parserError(_ parser: yaml_parser_t) -> YAMLError {
+    static func parserError(_ parser: yaml_parser_t, bytes: [UInt8]) -> YAMLError {
         let problem = parser.problem.map { String(cString: $0) } ?? "unknown YAML error"
         let context = parser.context.map { String(cString: $0) }
-        var mark = Mark(line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1)
+        let problemMark = Mark(line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1)
         if parser.error == YAML_READER_ERROR {
-            // Reader errors carry a byte offset, not a line; libyaml leaves the mark at 0:0.
-            mark = .start
+            // Reader errors carry a byte offset, not a line: count the lines up to it.
+            let offset = min(Int(parser.problem_offset), bytes.count)
+            var line = 1
+            var lineStart = 0
+            for i in 0..<offset where bytes[i] == 0x0A {
+                line += 1
+                lineStart = i + 1
+            }
             return YAMLError(
-                mark: mark,
-                message: "the file is not valid UTF-8 text (\(problem) at byte \(parser.problem_offset)); is it a binary file?")
+                mark: Mark(line: line, column: offset - lineStart + 1),
+                message: "the file is not valid UTF-8 text (\(problem) at byte \(offset)); is it a binary file?")
         }
         var message = problem
-        if let context { message = "\(context): \(problem)" }
-        if problem.contains("cannot start any token") || problem.contains("found a tab") {
-            message += " (a tab character? YAML indents with spaces only)"
+        var mark = problemMark
+        let index = Int(parser.problem_mark.index)
+        if index >= 0, index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x09 {
+                message += " (a tab character: YAML indents with spaces only)"
+            } else if byte > 0x20 && byte < 0x7F {
+                message += " (found '\(Character(UnicodeScalar(byte)))')"
+            }
+        } else if index >= bytes.count {
+            message += " (at the end of the file)"
+        }
+        if let context {
+            let contextMark = Mark(line: Int(parser.context_mark.line) + 1, column: Int(parser.context_mark.column) + 1)
+            // An unclosed quote or bracket is best shown where it opens; the problem point
+            // (often the end of the file) goes into the message.
+            if (context.contains("quoted scalar") || context.contains("flow")) && contextMark.line != problemMark.line {
+                mark = contextMark
+                message = "\(context) that starts here: \(message) at \(problemMark)"
+            } else {
+                message = "\(context): \(message)"
+            }
         }
         return YAMLError(mark: mark, message: message)
     }

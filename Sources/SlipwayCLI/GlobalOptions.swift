@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import SlipwayCore
+
+/// DevSpace's global flags, where they apply to slipway.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "The devspace.yaml to use (default: $DEVSPACE_CONFIG, then ./devspace.yaml).")
+    var config: String?
+
+    @Option(name: .customLong("var"), help: ArgumentHelp("Set a variable, overriding vars and the environment.", valueName: "KEY=VALUE"))
+    var vars: [String] = []
+
+    @Option(name: [.short, .customLong("profile")], help: "Apply a profile (repeatable; applied in order).")
+    var profiles: [String] = []
+
+    @Flag(name: .customLong("disable-profile-activation"), help: "Ignore profiles' activation rules.")
+    var disableProfileActivation = false
+
+    @Option(name: [.short, .customLong("namespace")], help: "The Kubernetes namespace (DEVSPACE_NAMESPACE).")
+    var namespace: String?
+
+    @Option(name: .customLong("kube-context"), help: "The kubeconfig context (DEVSPACE_CONTEXT).")
+    var kubeContext: String?
+
+    @Option(name: .customLong("chdir"), help: "Run as if started in this directory.")
+    var chdir: String?
+
+    @Flag(name: .customLong("debug"), help: "Print debug output.")
+    var debug = false
+
+    @Flag(name: .customLong("silent"), help: "Print only errors.")
+    var silent = false
+
+    @Flag(name: .customLong("no-colors"), help: "Do not colour the output.")
+    var noColors = false
+
+    func validate() throws {
+        for v in vars where !v.contains("=") || v.hasPrefix("=") {
+            throw ValidationError("--var \(v): expected KEY=VALUE")
+        }
+        if debug && silent { throw ValidationError("--debug and --silent cannot be used together") }
+    }
+
+    var parsedVars: [(String, String)] {
+        vars.compactMap { v in
+            guard let eq = v.firstIndex(of: "=") else { return nil }
+            return (String(v[..<eq]).trimmingCharacters(in: .whitespaces), String(v[v.index(after: eq)...]).trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    /// The directory slipway works in, after `--chdir`; a missing directory is a clear error.
+    func workingDirectory() throws -> String {
+        let cwd = FileManager.default.currentDirectoryPath
+        guard let chdir else { return cwd }
+        let dir = chdir.hasPrefix("/") ? chdir : (cwd as NSString).appendingPathComponent(chdir)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            Terminal.error("--chdir \(chdir): no such directory")
+            throw ExitCode.failure
+        }
+        return (dir as NSString).standardizingPath
+    }
+
+    func loadOptions() throws -> LoadOptions {
+        LoadOptions(
+            configPath: config, workingDirectory: try workingDirectory(),
+            environment: ProcessInfo.processInfo.environment, vars: parsedVars, profiles: profiles,
+            disableProfileActivation: disableProfileActivation, namespace: namespace, kubeContext: kubeContext)
+    }
+
+    /// Loads the config or prints every diagnostic and fails with exit 1.
+    func load() async throws -> LoadedConfig {
+        let options = try loadOptions()
+        do {
+            return try await ConfigLoader.load(options)
+        } catch {
+            for d in error.diagnostics { Terminal.error(d.description) }
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,23 @@
+import ArgumentParser
+import SlipwayCore
+
+extension SlipwayCommand {
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the config: syntax, keys, types, DevSpace's rules and variables.")
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            let loaded = try await global.load()
+            let c = loaded.config
+            if !global.silent {
+                Terminal.out(
+                    "\(loaded.displayPath): valid (\(c.images.count) images, \(c.deployments.count) deployments, \(c.pipelines.count) pipelines)\n")
+                for key in c.notYetSupported {
+                    Terminal.out("note: \(key) is loaded but slipway does not run it yet\n")
+                }
+            }
+        }
+    }
+}

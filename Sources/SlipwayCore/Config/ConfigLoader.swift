@@ -1,0 +1,434 @@
+internal import Foundation
+
+/// How to find and load a configuration.
+public struct LoadOptions: Sendable {
+    /// `--config`; nil means `DEVSPACE_CONFIG`, then `devspace.yaml` here or in a parent directory.
+    public var configPath: String?
+    public var workingDirectory: String
+    public var environment: [String: String]
+    /// `--var K=V`, in order.
+    public var vars: [(String, String)]
+    public var profiles: [String]
+    public var disableProfileActivation: Bool
+    public var namespace: String?
+    public var kubeContext: String?
+
+    public init(
+        configPath: String? = nil, workingDirectory: String, environment: [String: String],
+        vars: [(String, String)] = [], profiles: [String] = [], disableProfileActivation: Bool = false,
+        namespace: String? = nil, kubeContext: String? = nil
+    ) {
+        self.configPath = configPath
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+        self.vars = vars
+        self.profiles = profiles
+        self.disableProfileActivation = disableProfileActivation
+        self.namespace = namespace
+        self.kubeContext = kubeContext
+    }
+}
+
+/// A loaded configuration: the adjusted, resolved tree, its typed view and where it came from.
+public struct LoadedConfig: Sendable {
+    /// The path as the user named it, for messages.
+    public var displayPath: String
+    public var absolutePath: String
+    public var directory: String
+    /// The adjusted, variable-resolved tree without `vars`, `profiles` and `imports`.
+    public var tree: Node
+    public var config: DevSpaceConfig
+    /// Variables that were resolved, in order (for pipelines' environment).
+    public var variables: [(String, Node)]
+    /// Profiles applied, in order.
+    public var appliedProfiles: [String]
+}
+
+/// Loads `devspace.yaml`: parse (libyaml) → imports → profiles → variables → DevSpace's
+/// adjustments → schema and rule validation → typed view. Reports every problem it can find,
+/// then fails once; never prompts.
+public enum ConfigLoader {
+    /// Largest configuration file read; larger files are refused before parsing.
+    public static let maxFileSize = 4 << 20
+    public static let version = "0.1.0"
+    /// The DevSpace release line whose config format slipway reads (`DEVSPACE_VERSION`).
+    public static let devspaceCompatVersion = "6.3.12"
+
+    public static func locate(_ options: LoadOptions) -> (display: String, absolute: String) {
+        let named = options.configPath ?? options.environment["DEVSPACE_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        if let named {
+            return (named, absolute(named, in: options.workingDirectory))
+        }
+        // DevSpace looks in the working directory, then in its parents (not in $HOME).
+        var dir = options.workingDirectory
+        let home = options.environment["HOME"]
+        while true {
+            let candidate = dir == "/" ? "/devspace.yaml" : dir + "/devspace.yaml"
+            if dir != home, access(candidate, F_OK) == 0 {
+                return (dir == options.workingDirectory ? "devspace.yaml" : candidate, candidate)
+            }
+            let parent = (dir as NSString).deletingLastPathComponent
+            if parent == dir || parent.isEmpty { break }
+            dir = parent
+        }
+        return ("devspace.yaml", absolute("devspace.yaml", in: options.workingDirectory))
+    }
+
+    public static func load(_ options: LoadOptions) async throws(ConfigError) -> LoadedConfig {
+        let (display, path) = locate(options)
+        let directory = (path as NSString).deletingLastPathComponent
+        var root = try readDocument(display: display, path: path)
+
+        guard root.isMapping else {
+            throw ConfigError(file: display, mark: root.mark, message: "the file must be a map of sections (version, name, images, …), found \(root.typeDescription)")
+        }
+        // Structure first, on the file as written: unknown keys and wrong types, all of them.
+        let early = SchemaValidator.validate(root, file: display) + ConfigRules.checkVars(root, file: display)
+        if !early.isEmpty { throw ConfigError(early) }
+        try checkVersion(root, file: display)
+
+        var name = root["name"]?.text ?? ""
+        if name.isEmpty {
+            let dirName = (directory as NSString).lastPathComponent
+            name = dirName.count > 2 ? ConfigRules.convertName(dirName) : "devspace"
+            root["name"] = Node.string(name)
+        } else if !VariableSyntax.containsReference(name) && !ConfigRules.isSafeName(name) {
+            throw ConfigError(
+                file: display, mark: root["name"]?.mark ?? .start, path: "name",
+                message: "\"\(name)\" is not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)")
+        }
+
+        let context = VariableContext(
+            configPath: path, configDirectory: directory, projectName: name, environment: options.environment,
+            cliVars: options.vars, profiles: options.profiles, namespace: options.namespace ?? "",
+            kubeContext: options.kubeContext ?? "", version: devspaceCompatVersion)
+        let resolver = VariableResolver(context: context, definitions: definitions(root))
+
+        root = try await resolveImports(root, file: display, directory: directory, resolver: resolver, seen: [path])
+        root["imports"] = nil
+        resolver.definitions = Dictionary(definitions(root).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+        // Profiles: explicit ones (-p) and those whose activation matches.
+        let applier = ProfileApplier(file: display, root: root)
+        let selected: [Node]
+        do {
+            selected = try await applier.selection(explicit: options.profiles) { profile in
+                guard !options.disableProfileActivation else { return false }
+                return await activationMatches(profile, resolver: resolver, environment: options.environment)
+            }
+            for p in selected { root = try ProfileApplier.apply(p, to: root) }
+        } catch {
+            throw ConfigError(file: display, mark: error.mark, path: error.path, message: error.message)
+        }
+        root["profiles"] = nil
+        if !selected.isEmpty {
+            try checkVersion(root, file: display)
+            let rules = ConfigRules.checkVars(root, file: display)
+            if !rules.isEmpty { throw ConfigError(rules) }
+        }
+        resolver.definitions = Dictionary(definitions(root).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+        // Variables: used ones (and alwaysResolve ones) get values; every failure is reported.
+        var diagnostics: [ConfigDiagnostic] = []
+        for def in resolver.definitions.values.sorted(by: { $0.mark.line < $1.mark.line }) where def.alwaysResolve {
+            do { _ = try await resolver.value(of: def.name) } catch {
+                diagnostics.append(
+                    ConfigDiagnostic(
+                        file: display, mark: error.mark ?? def.mark, path: error.path ?? "vars.\(def.name)",
+                        message: error.message))
+            }
+        }
+        root["vars"] = nil
+        root = await substituteAll(root, resolver: resolver, file: display, diagnostics: &diagnostics)
+        if !diagnostics.isEmpty { throw ConfigError(diagnostics) }
+
+        root = adjust(root)
+        diagnostics = SchemaValidator.validate(root, file: display) + ConfigRules.check(root, file: display)
+        if !diagnostics.isEmpty { throw ConfigError(diagnostics) }
+
+        return LoadedConfig(
+            displayPath: display, absolutePath: path, directory: directory, tree: root,
+            config: DevSpaceConfig(decoding: root), variables: resolver.resolvedVariables,
+            appliedProfiles: selected.compactMap { $0["name"]?.scalar })
+    }
+
+    // MARK: Steps
+
+    static func absolute(_ p: String, in dir: String) -> String {
+        let joined = p.hasPrefix("/") ? p : (dir as NSString).appendingPathComponent(p)
+        return (joined as NSString).standardizingPath
+    }
+
+    /// Reads and parses one file into its single document, with clear errors for every way a
+    /// file can be unreadable.
+    static func readDocument(display: String, path: String) throws(ConfigError) -> Node {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let reason = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
+            throw ConfigError(
+                file: display,
+                message: "cannot read the config: \(reason); create a devspace.yaml (version: v2beta1) here or point --config (or DEVSPACE_CONFIG) at one")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw ConfigError(file: display, message: "the config path is not a regular file")
+        }
+        guard Int(st.st_size) <= maxFileSize else {
+            throw ConfigError(
+                file: display,
+                message: "the file is \(st.st_size) bytes; slipway reads configs of at most \(maxFileSize) bytes — is this really a devspace.yaml?")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: display, message: "cannot read the file: \(String(cString: strerror(errno)))")
+        }
+        let bytes = [UInt8](data)
+        if bytes.contains(0) {
+            let offset = bytes.firstIndex(of: 0) ?? 0
+            let line = bytes[..<offset].reduce(1) { $0 + ($1 == 10 ? 1 : 0) }
+            throw ConfigError(
+                file: display, mark: Mark(line: line, column: 1),
+                message: "the file contains a NUL byte at offset \(offset); is it a binary file?")
+        }
+        let docs: [(start: Mark, root: Node)]
+        do {
+            docs = try YAMLParser().parseDocuments(bytes)
+        } catch {
+            throw ConfigError(file: display, mark: error.mark, message: error.message)
+        }
+        guard let first = docs.first?.root, !(docs.count == 1 && first.isNull) else {
+            throw ConfigError(file: display, message: "the file is empty; a devspace.yaml starts with `version: v2beta1`")
+        }
+        if docs.count > 1 {
+            throw ConfigError(
+                file: display, mark: docs[1].start,
+                message: "a second YAML document starts here; a devspace.yaml holds exactly one (DevSpace ignores the rest) — remove the `---` or move it to its own file")
+        }
+        return first
+    }
+
+    static func checkVersion(_ root: Node, file: String) throws(ConfigError) {
+        guard let v = root["version"] else {
+            throw ConfigError(file: file, mark: root.mark, path: "version", message: "version is missing; add `version: v2beta1` at the top")
+        }
+        let s = v.text ?? ""
+        guard s == ConfigRules.supportedVersion else {
+            throw ConfigError(
+                file: file, mark: v.mark, path: "version",
+                message: s.hasPrefix("v1")
+                    ? "version \(s) is DevSpace 5's format; slipway reads v2beta1 — convert the file with `devspace upgrade` (DevSpace 6)"
+                    : "version \"\(s)\" is not supported; slipway reads v2beta1")
+        }
+    }
+
+    static func definitions(_ root: Node) -> [VariableDefinition] {
+        (root["vars"]?.pairs ?? []).compactMap { p in
+            p.key.scalar.map { VariableDefinition.parse(name: $0, node: p.value) }
+        }
+    }
+
+    /// Local `imports` are read and merged under the importing config (its own entries win);
+    /// git imports need a clone and are refused with a clear message.
+    static func resolveImports(
+        _ root: Node, file: String, directory: String, resolver: VariableResolver, seen: Set<String>
+    ) async throws(ConfigError) -> Node {
+        guard let imports = root["imports"]?.items else { return root }
+        var result = root
+        for (i, item) in imports.enumerated() {
+            let path = "imports[\(i)]"
+            if let enabled = item["enabled"] {
+                let value: Node
+                do { value = try await resolver.substitute(in: enabled) } catch {
+                    throw ConfigError(file: file, mark: enabled.mark, path: path + ".enabled", message: error.message)
+                }
+                if value.bool == false || value.scalar == "false" { continue }
+            }
+            if item["git"] != nil {
+                throw ConfigError(
+                    file: file, mark: item["git"]?.mark ?? item.mark, path: path + ".git",
+                    message: "imports from git repositories are not supported by slipway yet; clone it and import the local path instead")
+            }
+            guard let raw = item["path"] else {
+                throw ConfigError(file: file, mark: item.mark, path: path, message: "an import needs a path")
+            }
+            let relative: String
+            do { relative = try await resolver.substituteText(raw.text ?? "") } catch {
+                throw ConfigError(file: file, mark: raw.mark, path: path + ".path", message: error.message)
+            }
+            var target = absolute(relative, in: directory)
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: target, isDirectory: &isDir), isDir.boolValue {
+                target += "/devspace.yaml"
+            }
+            guard access(target, R_OK) == 0 else {
+                throw ConfigError(
+                    file: file, mark: raw.mark, path: path + ".path",
+                    message: "the imported file \(relative) does not exist (looked for \(target))")
+            }
+            guard !seen.contains(target) else {
+                throw ConfigError(file: file, mark: raw.mark, path: path + ".path", message: "\(relative) imports itself (an import cycle)")
+            }
+            let display = relative
+            var imported = try readDocument(display: display, path: target)
+            let diags = SchemaValidator.validate(imported, file: display)
+            if !diags.isEmpty { throw ConfigError(diags) }
+            imported = try await resolveImports(
+                imported, file: display, directory: (target as NSString).deletingLastPathComponent, resolver: resolver,
+                seen: seen.union([target]))
+            result = merge(imported: imported, into: result)
+        }
+        return result
+    }
+
+    /// Sections that are maps take the imported entries the importer lacks; lists are appended;
+    /// other keys are taken only when absent.
+    static func merge(imported: Node, into base: Node) -> Node {
+        var result = base
+        for pair in imported.pairs ?? [] {
+            guard let key = pair.key.scalar, !["version", "name", "imports"].contains(key) else { continue }
+            guard let existing = result[key] else {
+                result[key] = pair.value
+                continue
+            }
+            if var ours = existing.pairs, let theirs = pair.value.pairs {
+                for p in theirs where !ours.contains(where: { $0.key.scalar == p.key.scalar }) { ours.append(p) }
+                result[key] = Node(.mapping(ours), tag: existing.tag, mark: existing.mark)
+            } else if let ours = existing.items, let theirs = pair.value.items {
+                result[key] = Node(.sequence(ours + theirs), tag: existing.tag, mark: existing.mark)
+            }
+        }
+        return result
+    }
+
+    static func activationMatches(_ profile: Node, resolver: VariableResolver, environment: [String: String]) async
+        -> Bool
+    {
+        for rule in profile["activation"]?.items ?? [] {
+            var all = true
+            for p in rule["env"]?.pairs ?? [] {
+                guard let k = p.key.scalar, let pattern = p.value.text else { continue }
+                if !fullMatch(pattern, environment[k] ?? "") { all = false }
+            }
+            for p in rule["vars"]?.pairs ?? [] {
+                guard let k = p.key.scalar, let pattern = p.value.text else { continue }
+                let value = (try? await resolver.value(of: k)).map { VariableResolver.text(of: $0) } ?? ""
+                if !fullMatch(pattern, value) { all = false }
+            }
+            if all { return true }
+        }
+        return false
+    }
+
+    static func fullMatch(_ pattern: String, _ value: String) -> Bool {
+        guard let re = try? NSRegularExpression(pattern: "^(?:\(pattern))$") else { return pattern == value }
+        return re.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil
+    }
+
+    /// Resolves variables in every scalar (keys included), recording failures at their marks.
+    static func substituteAll(_ node: Node, resolver: VariableResolver, file: String, path: String = "",
+                              diagnostics: inout [ConfigDiagnostic]) async -> Node
+    {
+        switch node.kind {
+        case .scalar(let s, _):
+            guard s.contains("$") else { return node }
+            do {
+                if isScript(path) {
+                    // Scripts keep their text: the pipeline shell expands `${NAME}` from the
+                    // environment (vars are exported there), and `${arr[0]}` is the shell's own.
+                    // Defined variables they use are still resolved, as DevSpace does.
+                    for r in VariableSyntax.references(in: s)
+                    where r.isReference && resolver.definitions[r.name] != nil {
+                        _ = try await resolver.value(of: r.name)
+                    }
+                    return node
+                }
+                return try await resolver.substitute(in: node)
+            } catch {
+                diagnostics.append(
+                    ConfigDiagnostic(file: file, mark: error.mark ?? node.mark, path: error.path ?? path, message: error.message))
+                return node
+            }
+        case .sequence(let items):
+            var out: [Node] = []
+            out.reserveCapacity(items.count)
+            for (i, item) in items.enumerated() {
+                out.append(
+                    await substituteAll(item, resolver: resolver, file: file, path: "\(path)[\(i)]", diagnostics: &diagnostics))
+            }
+            var copy = node
+            copy.kind = .sequence(out)
+            return copy
+        case .mapping(let pairs):
+            var out: [Node.Pair] = []
+            out.reserveCapacity(pairs.count)
+            for p in pairs {
+                let key = p.key.scalar ?? ""
+                let childPath = path.isEmpty ? key : "\(path).\(key)"
+                var newKey = p.key
+                if key.contains("$") {
+                    newKey = await substituteAll(p.key, resolver: resolver, file: file, path: childPath, diagnostics: &diagnostics)
+                    if newKey.scalar == nil { newKey = Node.string(VariableResolver.text(of: newKey), mark: p.key.mark) }
+                }
+                let value = await substituteAll(p.value, resolver: resolver, file: file, path: childPath, diagnostics: &diagnostics)
+                out.append(Node.Pair(key: newKey, value: value))
+            }
+            var copy = node
+            copy.kind = .mapping(out)
+            return copy
+        }
+    }
+
+    /// Shell scripts run later by the pipeline engine: `pipelines.X` (string form),
+    /// `pipelines.X.run`, `functions.X`, `commands.X.command`, `hooks[i].command`.
+    static func isScript(_ path: String) -> Bool {
+        let parts = path.split(separator: ".", omittingEmptySubsequences: false)
+        guard let head = parts.first else { return false }
+        switch head {
+        case "pipelines": return parts.count == 2 || (parts.count == 3 && parts[2] == "run")
+        case "functions": return parts.count == 2
+        case "commands": return parts.count == 2 || (parts.count == 3 && parts[2] == "command")
+        default: return head.hasPrefix("hooks[") && parts.count == 2 && parts[1] == "command"
+        }
+    }
+
+    /// DevSpace's `adjust.go` for images, plus the build defaults made explicit.
+    static func adjust(_ root: Node) -> Node {
+        guard var images = root["images"]?.pairs else { return root }
+        for i in images.indices {
+            var image = images[i].value
+            guard image.isMapping else { continue }
+            if let imageNode = image["image"], let name = imageNode.text {
+                let (repo, tag) = splitImageTag(name)
+                if let tag {
+                    let stripped = stripDockerHub(repo)
+                    image["image"] = Node.string(stripped, mark: imageNode.mark)
+                    var tags = image["tags"]?.items ?? []
+                    tags.insert(Node.string(tag, mark: imageNode.mark), at: 0)
+                    image["tags"] = Node(.sequence(tags), mark: image["tags"]?.mark ?? imageNode.mark)
+                }
+            }
+            if image["dockerfile"]?.text == nil { image["dockerfile"] = Node.string("./Dockerfile", mark: image.mark) }
+            if image["context"]?.text == nil { image["context"] = Node.string("./", mark: image.mark) }
+            images[i].value = image
+        }
+        var out = root
+        out["images"] = Node(.mapping(images), mark: root["images"]?.mark ?? root.mark)
+        return out
+    }
+
+    /// Splits `repo:tag` (a `:` after the last `/`, so `localhost:5000/app` has no tag).
+    public static func splitImageTag(_ s: String) -> (String, String?) {
+        var name = s
+        if let at = name.firstIndex(of: "@") { name = String(name[..<at]) }
+        guard let colon = name.lastIndex(of: ":") else { return (s, nil) }
+        let after = name[name.index(after: colon)...]
+        if after.contains("/") { return (s, nil) }
+        return (String(name[..<colon]), String(after))
+    }
+
+    static func stripDockerHub(_ repo: String) -> String {
+        for prefix in ["docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"]
+        where repo.hasPrefix(prefix) {
+            return String(repo.dropFirst(prefix.count))
+        }
+        return repo
+    }
+}

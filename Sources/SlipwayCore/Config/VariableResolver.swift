@@ -1,0 +1,427 @@
+internal import Foundation
+
+/// One entry of the `vars` section.
+public struct VariableDefinition: Sendable, Equatable {
+    public var name: String
+    public var mark: Mark
+    public var value: Node?
+    public var defaultValue: Node?
+    public var question: String?
+    public var source: String = "all"
+    public var command: String?
+    public var args: [String]?
+    public var commands: [(os: String?, command: String, args: [String]?)] = []
+    public var alwaysResolve: Bool = false
+    /// Declared as `NAME: {}`: nothing to ask, compute or default. DevSpace would prompt with
+    /// "Please enter a value for NAME"; slipway never prompts and takes the empty string.
+    public var isEmpty: Bool = false
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.name == b.name && a.mark == b.mark && a.value == b.value && a.defaultValue == b.defaultValue
+            && a.question == b.question && a.source == b.source && a.command == b.command && a.args == b.args
+    }
+
+    /// Keys of DevSpace's `Variable` struct; a map with none of them is a plain value.
+    static let definitionKeys: Set<String> = [
+        "name", "value", "default", "question", "options", "password", "validationPattern", "validationMessage",
+        "noCache", "alwaysResolve", "source", "command", "args", "commands",
+    ]
+
+    /// Parses `vars.NAME`: a scalar or list is the value; a map with definition keys is a definition.
+    static func parse(name: String, node: Node) -> VariableDefinition {
+        var d = VariableDefinition(name: name, mark: node.mark)
+        if let s = node.scalar, let expr = VariableSyntax.expression(in: s) {
+            // DevSpace: a var written as `$(cmd)` is a command variable.
+            d.command = expr
+            return d
+        }
+        guard let pairs = node.pairs, pairs.isEmpty || pairs.contains(where: { definitionKeys.contains($0.key.scalar ?? "") })
+        else {
+            d.value = node
+            d.source = "none"
+            return d
+        }
+        d.isEmpty = pairs.isEmpty
+        d.value = node["value"].flatMap { $0.isNull ? nil : $0 }
+        d.defaultValue = node["default"].flatMap { $0.isNull ? nil : $0 }
+        d.question = node["question"]?.scalar
+        if let s = node["source"]?.scalar, !s.isEmpty { d.source = s }
+        d.command = node["command"]?.scalar.flatMap { $0.isEmpty ? nil : $0 }
+        d.args = node["args"]?.items?.compactMap(\.scalar)
+        d.alwaysResolve = node["alwaysResolve"]?.scalar == "true"
+        for c in node["commands"]?.items ?? [] {
+            guard let cmd = c["command"]?.scalar else { continue }
+            d.commands.append((os: c["os"]?.scalar, command: cmd, args: c["args"]?.items?.compactMap(\.scalar)))
+        }
+        if d.value != nil { d.source = "none" }
+        return d
+    }
+}
+
+/// Everything a variable may need from outside the file.
+public struct VariableContext: Sendable {
+    public var configPath: String
+    public var configDirectory: String
+    public var projectName: String
+    public var environment: [String: String]
+    public var cliVars: [(String, String)]
+    public var profiles: [String]
+    public var namespace: String
+    public var kubeContext: String
+    public var version: String
+
+    public init(
+        configPath: String, configDirectory: String, projectName: String, environment: [String: String],
+        cliVars: [(String, String)], profiles: [String], namespace: String, kubeContext: String, version: String
+    ) {
+        self.configPath = configPath
+        self.configDirectory = configDirectory
+        self.projectName = projectName
+        self.environment = environment
+        self.cliVars = cliVars
+        self.profiles = profiles
+        self.namespace = namespace
+        self.kubeContext = kubeContext
+        self.version = version
+    }
+}
+
+/// A failure to give a variable a value; the loader turns it into a diagnostic at the use site.
+struct VariableFailure: Error {
+    var message: String
+    /// Where the problem lies when it is in a definition rather than at the use site.
+    var mark: Mark? = nil
+    var path: String? = nil
+}
+
+/// Resolves `${NAME}` references and `$(…)` expressions the way DevSpace's loader does, lazily:
+/// only variables that are used get a value (a `question` is never asked; slipway runs
+/// unattended, so a variable without a value is an error naming the variable and how to set it).
+final class VariableResolver {
+    let context: VariableContext
+    var definitions: [String: VariableDefinition]
+    private(set) var resolved: [String: Node] = [:]
+    private(set) var order: [String] = []
+    private var inProgress: Set<String> = []
+    /// Git facts are read (through libgit2) only when a variable or expression needs them.
+    private lazy var git: GitFacts? = GitFacts.load(from: context.configDirectory)
+
+    init(context: VariableContext, definitions: [VariableDefinition]) {
+        self.context = context
+        var defs: [String: VariableDefinition] = [:]
+        for d in definitions { defs[d.name] = d }
+        self.definitions = defs
+        for (k, v) in context.cliVars {
+            resolved[k] = Self.convertString(v)
+            order.append(k)
+        }
+    }
+
+    /// The value of a variable, resolving it (and what its definition uses) on first use.
+    func value(of rawName: String) async throws(VariableFailure) -> Node {
+        let name = rawName.trimmingSpaces()
+        if let v = resolved[name] { return v }
+        if let p = predefined(name) {
+            remember(name, p)
+            return p
+        }
+        guard !name.isEmpty else {
+            throw VariableFailure(message: "an empty variable reference ${}: write a name between the braces")
+        }
+        guard !inProgress.contains(name) else {
+            let def = definitions[name]
+            throw VariableFailure(
+                message: "variable ${\(name)} refers to itself through its definition",
+                mark: def?.defaultValue?.mark ?? def?.value?.mark ?? def?.mark,
+                path: def?.defaultValue != nil ? "vars.\(name).default" : "vars.\(name)")
+        }
+        inProgress.insert(name)
+        defer { inProgress.remove(name) }
+        let v = try await fill(name)
+        remember(name, v)
+        return v
+    }
+
+    private func remember(_ name: String, _ v: Node) {
+        if resolved[name] == nil { order.append(name) }
+        resolved[name] = v
+    }
+
+    /// Resolved variables in the order they were resolved, for pipelines' environment.
+    var resolvedVariables: [(String, Node)] { order.compactMap { n in resolved[n].map { (n, $0) } } }
+
+    private func fill(_ name: String) async throws(VariableFailure) -> Node {
+        let env = context.environment[name] ?? ""
+        guard var def = definitions[name] else {
+            if !env.isEmpty { return Self.convertString(env) }
+            throw VariableFailure(
+                message:
+                    "variable ${\(name)} has no value: define it under vars, set the environment variable \(name), or pass --var \(name)=VALUE"
+            )
+        }
+        if let v = def.value { def.defaultValue = v }
+        if let d = def.defaultValue, let s = d.scalar, VariableSyntax.containsReference(s) {
+            def.defaultValue = try await substitute(in: d)
+        }
+        if let c = def.command { def.command = try await substituteText(c) }
+        if let args = def.args {
+            var out: [String] = []
+            for a in args { out.append(try await substituteText(a)) }
+            def.args = out
+        }
+        switch def.source {
+        case "none":
+            return def.defaultValue ?? Node(.scalar("", .plain))
+        case "env":
+            if !env.isEmpty { return try Self.valueByType(env, def.defaultValue, name: name) }
+            if let d = def.defaultValue { return d }
+            throw VariableFailure(
+                message: "vars.\(name) reads the environment variable \(name), which is not set; set it or give the variable a default")
+        case "command":
+            return try await runCommand(def)
+        case "all", "input", "default":
+            if def.command != nil || !def.commands.isEmpty { return try await runCommand(def) }
+            if def.source != "input" && !env.isEmpty { return try Self.valueByType(env, def.defaultValue, name: name) }
+            if let d = def.defaultValue, !(d.scalar?.isEmpty ?? false) { return d }
+            if def.isEmpty { return Node(.scalar("", .doubleQuoted)) }
+            let need = def.question.map { "needs an answer to \"\($0)\"" } ?? "has no value"
+            throw VariableFailure(
+                message:
+                    "variable ${\(name)} \(need), and slipway never asks interactively: pass --var \(name)=VALUE or set the environment variable \(name)"
+            )
+        default:
+            throw VariableFailure(
+                message: "vars.\(name).source \"\(def.source)\" is not one of all, env, input, command, none")
+        }
+    }
+
+    private func runCommand(_ def: VariableDefinition) async throws(VariableFailure) -> Node {
+        var command = def.command
+        var args = def.args
+        if let c = def.commands.first(where: { $0.os == nil || $0.os == "linux" }) {
+            command = try await substituteText(c.command)
+            args = c.args
+        }
+        guard let command else {
+            throw VariableFailure(message: "vars.\(def.name) has source command but no command")
+        }
+        let out: ProcessOutput
+        do {
+            if let args, !args.isEmpty {
+                out = try await ProcessRunner.run(
+                    command, args, environment: commandEnvironment(), workingDirectory: context.configDirectory)
+            } else {
+                out = try await Shell.run(command, in: context.configDirectory, environment: commandEnvironment())
+            }
+        } catch {
+            throw VariableFailure(message: "vars.\(def.name): cannot run \(command): \(error.standardError)")
+        }
+        guard out.status == 0 else {
+            let tail = out.standardError.trimmingSpaces().split(separator: "\n").suffix(3).joined(separator: " | ")
+            throw VariableFailure(
+                message: "vars.\(def.name): the command exited with status \(out.status)\(tail.isEmpty ? "" : ": \(tail)")")
+        }
+        return try Self.valueByType(out.standardOutput.trimmingSpaces(), def.defaultValue, name: def.name)
+    }
+
+    func commandEnvironment() -> [String: String] {
+        var env = context.environment
+        for (k, v) in resolvedVariables where Self.isEnvName(k) { env[k] = v.scalar ?? "" }
+        return env
+    }
+
+    static func isEnvName(_ s: String) -> Bool {
+        guard let f = s.unicodeScalars.first, f == "_" || (f.isASCII && f.properties.isAlphabetic) else { return false }
+        return s.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
+    }
+
+    // MARK: Substitution
+
+    /// Resolves every reference in a scalar node. A value that is exactly one reference takes
+    /// the variable's typed value; otherwise the result is text. A whole-value `$(…)` is run.
+    func substitute(in node: Node) async throws(VariableFailure) -> Node {
+        guard case .scalar(let s, let style) = node.kind else { return node }
+        let refs = VariableSyntax.references(in: s)
+        var result = node
+        if !refs.isEmpty {
+            let bytes = Array(s.utf8)
+            if refs.count == 1, let r = refs.first, r.start == 0, r.end == bytes.count, r.isReference,
+                !VariableSyntax.isRuntime(r.name)
+            {
+                var v = try await value(of: r.name)
+                if r.forceString, let text = v.scalar { v = Node(.scalar(text, .doubleQuoted)) }
+                v.mark = node.mark
+                result = v
+            } else {
+                let text = try await substituteText(s, references: refs)
+                result = Node(.scalar(text, style), tag: node.tag, mark: node.mark)
+            }
+        }
+        if case .scalar(let text, _) = result.kind, let expr = VariableSyntax.expression(in: text) {
+            var v = try await evaluate(expression: expr)
+            v.mark = node.mark
+            return v
+        }
+        return result
+    }
+
+    func substituteText(_ s: String) async throws(VariableFailure) -> String {
+        try await substituteText(s, references: VariableSyntax.references(in: s))
+    }
+
+    private func substituteText(_ s: String, references refs: [VariableSyntax.Reference]) async throws(VariableFailure)
+        -> String
+    {
+        guard !refs.isEmpty else { return s }
+        let bytes = Array(s.utf8)
+        var out: [UInt8] = []
+        var pos = 0
+        for r in refs {
+            out.append(contentsOf: bytes[pos..<r.start])
+            if !r.isReference {
+                // `$${A}` → `${A}`: an escape loses one `$` and resolves nothing.
+                out.append(contentsOf: bytes[(r.start + 1)..<r.end])
+            } else if VariableSyntax.isRuntime(r.name) {
+                out.append(contentsOf: bytes[r.start..<r.end])
+            } else {
+                let v = try await value(of: r.name)
+                out.append(contentsOf: Array(Self.text(of: v).utf8))
+            }
+            pos = r.end
+        }
+        out.append(contentsOf: bytes[pos...])
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A whole-value `$(…)` expression. Common git questions are answered through libgit2;
+    /// anything else runs in `sh` in the config's directory. Empty output means the exit
+    /// status is the answer (`true` / `false`), as DevSpace's expressions do.
+    func evaluate(expression: String) async throws(VariableFailure) -> Node {
+        let words = expression.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        if let git, let answer = Self.gitAnswer(words, git) {
+            return Node(.scalar(answer, .plain)).quotedIfNeeded()
+        }
+        let out: ProcessOutput
+        do {
+            out = try await Shell.run(expression, in: context.configDirectory, environment: commandEnvironment())
+        } catch {
+            throw VariableFailure(message: "cannot run $(\(expression)): \(error.standardError)")
+        }
+        let text = out.standardOutput.trimmingSpaces()
+        if text.isEmpty {
+            return Node(.scalar(out.status == 0 ? "true" : "false", .plain))
+        }
+        guard out.status == 0 else {
+            let tail = out.standardError.trimmingSpaces().split(separator: "\n").suffix(3).joined(separator: " | ")
+            throw VariableFailure(message: "$(\(expression)) exited with status \(out.status): \(tail)")
+        }
+        return Node(.scalar(text, .plain)).quotedIfNeeded()
+    }
+
+    static func gitAnswer(_ words: [String], _ git: GitFacts) -> String? {
+        switch words {
+        case ["git", "describe", "--always"]: return git.describe
+        case ["git", "describe", "--tags", "--always"], ["git", "describe", "--always", "--tags"]: return git.describeTags
+        case ["git", "rev-parse", "HEAD"]: return git.commit
+        case ["git", "rev-parse", "--short", "HEAD"]: return git.shortCommit
+        case ["git", "branch", "--show-current"], ["git", "rev-parse", "--abbrev-ref", "HEAD"]: return git.branch
+        default: return nil
+        }
+    }
+
+    // MARK: Predefined variables
+
+    private func predefined(_ name: String) -> Node? {
+        let key: String
+        switch name {
+        case "devspace.name": key = "DEVSPACE_NAME"
+        case "devspace.version": key = "DEVSPACE_VERSION"
+        case "devspace.random": key = "DEVSPACE_RANDOM"
+        case "devspace.profile": key = "DEVSPACE_PROFILE"
+        case "devspace.userHome": key = "DEVSPACE_USER_HOME"
+        case "devspace.timestamp": key = "DEVSPACE_TIMESTAMP"
+        case "devspace.git.branch": key = "DEVSPACE_GIT_BRANCH"
+        case "devspace.git.commit": key = "DEVSPACE_GIT_COMMIT"
+        case "devspace.context": key = "DEVSPACE_CONTEXT"
+        case "devspace.namespace": key = "DEVSPACE_NAMESPACE"
+        default: key = name
+        }
+        let text: String
+        switch key {
+        case "DEVSPACE_NAME": text = context.projectName
+        case "DEVSPACE_EXECUTABLE": text = CommandLine.arguments.first ?? "slipway"
+        case "DEVSPACE_KUBECTL_EXECUTABLE": text = Self.which("kubectl", path: context.environment["PATH"]) ?? ""
+        case "DEVSPACE_TMPDIR": text = context.environment["TMPDIR"] ?? "/tmp"
+        case "DEVSPACE_VERSION": text = context.version
+        case "DEVSPACE_RANDOM": text = RandomName.letters(6)
+        case "DEVSPACE_PROFILE": text = context.profiles.last ?? ""
+        case "DEVSPACE_PROFILES": text = context.profiles.joined(separator: " ")
+        case "DEVSPACE_USER_HOME": text = context.environment["HOME"] ?? NSHomeDirectory()
+        case "DEVSPACE_TIMESTAMP": text = String(Int(Date().timeIntervalSince1970))
+        case "DEVSPACE_GIT_BRANCH": text = git?.branch ?? ""
+        case "DEVSPACE_GIT_COMMIT": text = git?.commit.map { String($0.prefix(8)) } ?? ""
+        case "SLIPWAY_GIT_DESCRIBE": text = git?.describe ?? ""
+        case "DEVSPACE_CONTEXT": text = context.kubeContext
+        case "DEVSPACE_NAMESPACE": text = context.namespace
+        default: return nil
+        }
+        return Node(.scalar(text, .plain)).quotedIfNeeded()
+    }
+
+    static func which(_ tool: String, path: String?) -> String? {
+        for dir in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(tool)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    // MARK: Conversions (DevSpace's convertStringValue / valueByType)
+
+    /// `123` becomes a number, `true`/`false` (Go's ParseBool spellings) a boolean, else a string.
+    static func convertString(_ s: String) -> Node {
+        if let i = Int(s) { return Node(.scalar(String(i), .plain)) }
+        switch s {
+        case "1", "t", "T", "TRUE", "true", "True": return Node(.scalar("true", .plain))
+        case "0", "f", "F", "FALSE", "false", "False": return Node(.scalar("false", .plain))
+        default: return Node(.scalar(s, .plain)).quotedIfNeeded()
+        }
+    }
+
+    static func valueByType(_ s: String, _ defaultValue: Node?, name: String) throws(VariableFailure) -> Node {
+        guard let d = defaultValue else { return convertString(s) }
+        switch d.resolved {
+        case .int:
+            guard let i = Int(s) else {
+                throw VariableFailure(message: "vars.\(name) needs an integer (its default is one), got \"\(s)\"")
+            }
+            return Node(.scalar(String(i), .plain))
+        case .bool:
+            switch s {
+            case "1", "t", "T", "TRUE", "true", "True": return Node(.scalar("true", .plain))
+            case "0", "f", "F", "FALSE", "false", "False": return Node(.scalar("false", .plain))
+            default: throw VariableFailure(message: "vars.\(name) needs true or false (its default is a boolean), got \"\(s)\"")
+            }
+        default:
+            return Node(.scalar(s, .doubleQuoted))
+        }
+    }
+
+    /// How a value reads inside a longer string (`%v` in DevSpace).
+    static func text(of node: Node) -> String {
+        switch node.kind {
+        case .scalar(let s, _): return node.isNull ? "" : s
+        case .sequence, .mapping: return (try? YAMLEmitter().emitFlow(node)) ?? ""
+        }
+    }
+}
+
+/// Random letters, as DevSpace's `randutil.GenerateRandomString` makes them.
+public enum RandomName {
+    static let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+    public static func letters(_ n: Int) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return String((0..<n).map { _ in alphabet[Int(rng.next(upperBound: UInt(alphabet.count)))] })
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+
+/// Runs `body` with a new, empty directory under /tmp (its real path, symbolic links
+/// resolved), and removes the directory and everything in it afterwards.
+func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+    let directory = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    return try body(directory)
+}
+
+/// Runs `body` with a new, empty directory under /tmp (its real path, symbolic links
+/// resolved), and removes the directory and everything in it afterwards.
+func withTemporaryDirectory<T>(
+    isolation: isolated (any Actor)? = #isolation, _ body: (String) async throws -> T
+) async throws -> T {
+    let directory = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    return try await body(directory)
+}
+
+private func makeTemporaryDirectory() throws -> String {
+    var template = Array("/tmp/slipway-test-XXXXXX".utf8CString)
+    guard let created = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+        throw TestSupportError("mkdtemp failed: errno \(errno)")
+    }
+    let path = String(cString: created)
+    // On macOS /tmp is a symbolic link; libraries that resolve paths must compare equal.
+    guard let resolved = realpath(path, nil) else { return path }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+struct TestSupportError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `args[0]` (looked up on PATH) with the other arguments in `cwd`, with the test's
+/// environment plus `env`, and collects its exit status (128 + the signal number when killed
+/// by one) and output. A non-zero exit is not an error: check `status`.
+///
+/// Spawns with posix_spawn rather than Foundation's `Process`, whose `run()` crashes on
+/// Linux when tests start processes from several threads at once.
+@discardableResult
+func sh(
+    _ args: [String], cwd: String, env: [String: String] = [:]
+) throws -> (status: Int32, stdout: String, stderr: String) {
+    guard !args.isEmpty else { throw TestSupportError("sh: no command") }
+    // /bin/sh changes directory and execs the command: posix_spawn_file_actions_addchdir_np
+    // is not visible to Swift on Linux.
+    let argv = ["/bin/sh", "-c", "cd \"$1\" || exit 127; shift; exec \"$@\"", "sh", cwd] + args
+    let environment = ProcessInfo.processInfo.environment.merging(env) { $1 }.map { "\($0.key)=\($0.value)" }
+
+    var output: [Int32] = [-1, -1]
+    var errors: [Int32] = [-1, -1]
+    var pid = pid_t()
+    // Pipes are made close-on-exec under the lock, so that a child spawned by another test
+    // at the same moment cannot inherit (and hold open) this child's pipes.
+    let spawnError: Int32 = spawnLock.withLock {
+        guard makePipe(&output), makePipe(&errors) else { return errno }
+        #if canImport(Darwin)
+            var actions: posix_spawn_file_actions_t?
+        #else
+            var actions = posix_spawn_file_actions_t()
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, output[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+        return withCStrings(argv) { argv in
+            withCStrings(environment) { envp in posix_spawn(&pid, "/bin/sh", &actions, nil, argv, envp) }
+        }
+    }
+    for fd in [output[1], errors[1]] where fd >= 0 { close(fd) }
+    defer { for fd in [output[0], errors[0]] where fd >= 0 { close(fd) } }
+    guard spawnError == 0 else {
+        throw TestSupportError("sh: cannot run \(args[0]): \(String(cString: strerror(spawnError)))")
+    }
+
+    let (stdout, stderr) = readToEnd(output[0], errors[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let signal = status & 0x7f
+    let exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    return (exitStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+private let spawnLock = NSLock()
+
+private func makePipe(_ fds: inout [Int32]) -> Bool {
+    guard pipe(&fds) == 0 else { return false }
+    return fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0 && fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0
+}
+
+/// Calls `body` with a NULL-terminated C array of copies of `strings`.
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}
+
+/// Reads two pipes at once until both reach end of file, so that a child filling one of
+/// them cannot block.
+private func readToEnd(_ first: Int32, _ second: Int32) -> ([UInt8], [UInt8]) {
+    var buffers: [[UInt8]] = [[], []]
+    var fds = [first, second].map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while fds.contains(where: { $0.fd >= 0 }) {
+        if poll(&fds, nfds_t(fds.count), -1) < 0 {
+            if errno == EINTR { continue }
+            break
+        }
+        for index in fds.indices where fds[index].fd >= 0 && fds[index].revents != 0 {
+            let count = chunk.withUnsafeMutableBytes { read(fds[index].fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                buffers[index] += chunk[0..<count]
+            } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
+                fds[index].fd = -1  // poll() skips negative descriptors.
+            }
+        }
+    }
+    return (buffers[0], buffers[1])
+}

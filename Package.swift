@@ -46,15 +46,17 @@ let package = Package(
         ),
         /// The `slipway` executable: an entry point, nothing more.
         .executableTarget(name: "slipway", dependencies: ["SlipwayCLI"], swiftSettings: strict),
+        /// Helpers shared by the test targets: temporary directories, processes, engine checks.
+        .target(name: "SlipwayTestSupport", path: "Tests/SlipwayTestSupport", swiftSettings: strict),
         .testTarget(
             name: "SlipwayCoreTests",
-            dependencies: ["SlipwayCore"],
+            dependencies: ["SlipwayCore", "SlipwayTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "SlipwayCLITests",
             // Depends on the executable so that `swift test` builds the binary the end-to-end tests run.
-            dependencies: ["SlipwayCLI", "SlipwayCore", "slipway"],
+            dependencies: ["SlipwayCLI", "SlipwayCore", "SlipwayTestSupport", "slipway"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),

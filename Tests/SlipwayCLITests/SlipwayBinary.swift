@@ -1,4 +1,5 @@
 import Foundation
+import SlipwayTestSupport
 import Testing
 
 /// The built `slipway` binary, run as a real process. A missing binary is always a failure.
@@ -23,49 +24,28 @@ enum SlipwayBinary {
         var crashed: Bool
     }
 
-    /// Runs slipway with `arguments` in `directory`, with a clean, fixed environment plus `env`.
+    /// Runs slipway with `arguments` in `directory`, with a clean, fixed environment plus `env`,
+    /// killed after `timeout` seconds (exit 124, recorded as an issue).
     static func run(_ arguments: [String], in directory: String, env: [String: String] = [:],
-                    timeout: TimeInterval = 60) throws -> Result {
+                    timeout: Int = 60) throws -> Result {
         #expect(FileManager.default.isExecutableFile(atPath: path), "slipway binary not found at \(path)")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
             "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/root",
             "LANG": "C.UTF-8",
         ]
+        if let ci = ProcessInfo.processInfo.environment["CI"] { environment["CI"] = ci }
         for (k, v) in env { environment[k] = v }
-        process.environment = environment
-        let outFile = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-out-\(UUID().uuidString)")
-        let errFile = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-err-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outFile.path, contents: nil)
-        FileManager.default.createFile(atPath: errFile.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outFile)
-            try? FileManager.default.removeItem(at: errFile)
-        }
-        let out = try FileHandle(forWritingTo: outFile)
-        let err = try FileHandle(forWritingTo: errFile)
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        try process.run()
-        if done.wait(timeout: .now() + timeout) == .timedOut {
-            process.terminate()
-            done.wait()
+        // posix_spawn through the shared helper: Foundation's Process is not safe to start
+        // from parallel tests on Linux.
+        let r = try sh(
+            ["timeout", "--kill-after=5", String(timeout), path] + arguments, cwd: directory, env: environment,
+            replacingEnvironment: true)
+        if r.status == 124 || r.status == 137 {
             Issue.record("slipway \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
         }
-        try out.close()
-        try err.close()
-        return Result(
-            status: process.terminationStatus,
-            stdout: (try? String(contentsOf: outFile, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: errFile, encoding: .utf8)) ?? "",
-            crashed: process.terminationReason == .uncaughtSignal)
+        // `timeout` exits 128+N when the command dies of signal N (a crash or a trap).
+        return Result(status: r.status, stdout: r.stdout, stderr: r.stderr, crashed: r.status > 128 && r.status != 137)
     }
 
     /// The package's `Tests/SlipwayCLITests/Fixtures` directory.

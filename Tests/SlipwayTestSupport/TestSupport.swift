@@ -1,8 +1,9 @@
-import Foundation
+public import Foundation
+public import Testing
 
 /// Runs `body` with a new, empty directory under /tmp (its real path, symbolic links
 /// resolved), and removes the directory and everything in it afterwards.
-func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
     let directory = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
     return try body(directory)
@@ -10,7 +11,7 @@ func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
 
 /// Runs `body` with a new, empty directory under /tmp (its real path, symbolic links
 /// resolved), and removes the directory and everything in it afterwards.
-func withTemporaryDirectory<T>(
+public func withTemporaryDirectory<T>(
     isolation: isolated (any Actor)? = #isolation, _ body: (String) async throws -> T
 ) async throws -> T {
     let directory = try makeTemporaryDirectory()
@@ -30,9 +31,9 @@ private func makeTemporaryDirectory() throws -> String {
     return String(cString: resolved)
 }
 
-struct TestSupportError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct TestSupportError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Runs `args[0]` (looked up on PATH) with the other arguments in `cwd`, with the test's
@@ -42,14 +43,16 @@ struct TestSupportError: Error, CustomStringConvertible {
 /// Spawns with posix_spawn rather than Foundation's `Process`, whose `run()` crashes on
 /// Linux when tests start processes from several threads at once.
 @discardableResult
-func sh(
-    _ args: [String], cwd: String, env: [String: String] = [:]
+public func sh(
+    _ args: [String], cwd: String, env: [String: String] = [:], replacingEnvironment: Bool = false
 ) throws -> (status: Int32, stdout: String, stderr: String) {
     guard !args.isEmpty else { throw TestSupportError("sh: no command") }
     // /bin/sh changes directory and execs the command: posix_spawn_file_actions_addchdir_np
     // is not visible to Swift on Linux.
     let argv = ["/bin/sh", "-c", "cd \"$1\" || exit 127; shift; exec \"$@\"", "sh", cwd] + args
-    let environment = ProcessInfo.processInfo.environment.merging(env) { $1 }.map { "\($0.key)=\($0.value)" }
+    // `replacingEnvironment` runs the command with exactly `env` (end-to-end tests pin it).
+    let base = replacingEnvironment ? [:] : ProcessInfo.processInfo.environment
+    let environment = base.merging(env) { $1 }.map { "\($0.key)=\($0.value)" }
 
     var output: [Int32] = [-1, -1]
     var errors: [Int32] = [-1, -1]
@@ -121,4 +124,44 @@ private func readToEnd(_ first: Int32, _ second: Int32) -> ([UInt8], [UInt8]) {
         }
     }
     return (buffers[0], buffers[1])
+}
+
+/// Whether the integration tests' real components are there. On a laptop a missing engine
+/// skips those tests; in CI (`CI` set) they always run, so a missing engine fails them.
+public enum EngineAvailability {
+    /// CI sets `CI` (to `true`); an empty value, `false` or `0` counts as unset.
+    public static var required: Bool {
+        guard let value = ProcessInfo.processInfo.environment["CI"]?.lowercased() else { return false }
+        return !["", "0", "false", "no"].contains(value)
+    }
+
+    /// Asked through the CLI, independently of the code under test.
+    public static func dockerAnswers() -> Bool {
+        (try? sh(["docker", "info", "--format", "{{.ServerVersion}}"], cwd: "/").status) == 0
+    }
+
+    public static func buildahWorks() -> Bool {
+        (try? sh(["buildah", "version"], cwd: "/").status) == 0
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// The Docker engine must answer (always in CI).
+    public static var requiresDockerEngine: Self {
+        .enabled("no Docker engine answers (CI=true makes this test require one)") {
+            EngineAvailability.required || EngineAvailability.dockerAnswers()
+        }
+    }
+
+    /// buildah must be installed (always in CI).
+    public static var requiresBuildah: Self {
+        .enabled("buildah is not installed (CI=true makes this test require it)") {
+            EngineAvailability.required || EngineAvailability.buildahWorks()
+        }
+    }
+}
+
+/// A repository name no other test (or engineer) uses.
+public func uniqueTestRepository() -> String {
+    "slipway-test/" + UUID().uuidString.lowercased()
 }

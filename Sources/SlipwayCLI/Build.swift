@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import SlipwayCore
+
+extension SlipwayCommand {
+    struct Build: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build the images of devspace.yaml that changed (all, or the ones named).",
+            discussion: """
+                An image is built when its build digest (Dockerfile content, context, build args,
+                target, network, entrypoint/cmd, appended instructions, engine options — not the
+                tags) differs from its last successful build, when the image is missing from the
+                engine, with rebuildStrategy: always, or with --force-build. New tags for unchanged
+                content re-tag the existing image. Unlike `devspace build`, nothing is rebuilt
+                unless something changed.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "Images to build (keys under images:); all when none are named.")
+        var images: [String] = []
+
+        @Option(name: [.short, .customLong("tag")], help: "Use these tags for every image (repeatable or comma-separated).")
+        var tags: [String] = []
+
+        @Flag(name: [.customShort("b"), .customLong("force-build")], help: "Rebuild every selected image.")
+        var forceBuild = false
+
+        @Flag(name: .customLong("build-sequential"), help: "Build one image at a time.")
+        var sequential = false
+
+        @Option(name: .customLong("max-concurrent-builds"), help: "At most N builds at once (0: no limit, the default).")
+        var maxConcurrent = 0
+
+        @Option(name: .customLong("engine"), help: "docker (default) or buildah.")
+        var engine: String?
+
+        @Flag(name: .customLong("json"), help: "Print the summary as JSON on stdout (build logs go to stderr).")
+        var json = false
+
+        @Flag(name: .customLong("dry-run"), help: "Decide and print what would be built, re-tagged or skipped; build nothing.")
+        var dryRun = false
+
+        func validate() throws {
+            if maxConcurrent < 0 { throw ValidationError("--max-concurrent-builds must be 0 or more") }
+            if let engine, engine != "docker" && engine != "buildah" {
+                throw ValidationError("--engine must be docker or buildah")
+            }
+        }
+
+        func run() async throws {
+            let loaded = try await global.load()
+            var options = BuildOptions()
+            options.images = images
+            options.tags = tags.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+                .filter { !$0.isEmpty }
+            options.forceRebuild = forceBuild
+            options.sequential = sequential
+            options.maxConcurrent = maxConcurrent
+            options.engine = engine
+            options.dryRun = dryRun
+            options.environment = ProcessInfo.processInfo.environment
+            let renderer = BuildRenderer(json: json, silent: global.silent, colors: !global.noColors)
+            let report: BuildReport
+            do {
+                report = try await BuildRunner(loaded: loaded, options: options, emit: renderer.render).run()
+            } catch {
+                for line in error.lines { Terminal.error(line) }
+                throw ExitCode.failure
+            }
+            renderer.summary(report)
+            if report.failed { throw ExitCode.failure }
+        }
+    }
+}
+
+/// Renders build events: `build:NAME` prefixed logs, a status line per image, a final table.
+///
+/// `@unchecked Sendable`: the only mutable state, `notesShown`, is guarded by `lock`; builds
+/// run in parallel and render from their own tasks.
+final class BuildRenderer: @unchecked Sendable {
+    let json: Bool
+    let silent: Bool
+    let colors: Bool
+    let tty: Bool
+    private let lock = NSLock()
+    private var notesShown: Set<String> = []
+
+    /// True the first time `note` is seen: engine notes (the classic builder) print once per run.
+    private func firstTime(_ note: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return notesShown.insert(note).inserted
+    }
+
+    init(json: Bool, silent: Bool, colors: Bool) {
+        self.json = json
+        self.silent = silent
+        self.tty = isatty(json ? 2 : 1) == 1
+        self.colors = colors && tty
+    }
+
+    private func write(_ s: String) {
+        if json { Terminal.error(s) } else { Terminal.out(s.hasSuffix("\n") ? s : s + "\n") }
+    }
+
+    private func paint(_ s: String, _ code: String) -> String { colors ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
+
+    @Sendable func render(_ event: BuildEvent) {
+        switch event {
+        case .note(let text):
+            if !silent && firstTime("note: " + text) { write("note: \(text)") }
+        case .decided(let image, let action, let reason, let tags):
+            guard !silent else { return }
+            let verb = action == .build ? "build" : action == .retag ? "re-tag" : "skip"
+            write("\(paint("build:\(image)", "36")) \(verb) → \(tags.joined(separator: ", ")): \(reason)")
+        case .started(let image, let action):
+            if !silent && tty { write("\(paint("build:\(image)", "36")) \(action == .build ? "building…" : "re-tagging…")") }
+        case .log(let image, let line):
+            guard !silent, !line.trimmingCharacters(in: .whitespaces).isEmpty else { return }
+            if line.hasPrefix("note: ") {
+                if firstTime(line) { write(line) }
+                return
+            }
+            write("\(paint("build:\(image)", "36")) \(line)")
+        case .finished(let r):
+            if r.outcome == .failed {
+                Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(r.error ?? "unknown error")")
+            } else if !silent && tty && r.outcome != .skipped {
+                write("\(paint("build:\(r.key)", "32")) \(r.outcome.rawValue) in \(String(format: "%.1f", r.seconds)) s")
+            }
+        }
+    }
+
+    func summary(_ report: BuildReport) {
+        if json {
+            let items: [[String: Any]] = report.results.map { r in
+                var d: [String: Any] = [
+                    "image": r.key, "imageName": r.imageName, "tags": r.tags, "result": r.outcome.rawValue,
+                    "reason": r.reason, "seconds": (r.seconds * 1000).rounded() / 1000, "engine": r.engine,
+                    "dryRun": r.dryRun,
+                ]
+                if let id = r.imageID { d["imageID"] = id }
+                if let e = r.error { d["error"] = e }
+                return d
+            }
+            let object: [String: Any] = ["images": items, "failed": report.failed]
+            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) {
+                Terminal.out(String(decoding: data, as: UTF8.self) + "\n")
+            }
+            return
+        }
+        guard !silent || report.failed else { return }
+        if report.results.isEmpty {
+            write("no images to build")
+            return
+        }
+        let rows = [["IMAGE", "TAGS", "RESULT", "WHY", "SECONDS"]]
+            + report.results.map { r in
+                let result = r.dryRun ? "would be \(r.outcome.rawValue)" : r.outcome.rawValue
+                return [r.key, r.tags.joined(separator: ","), result, r.reason, String(format: "%.2f", r.seconds)]
+            }
+        var widths = [Int](repeating: 0, count: 5)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        for row in rows {
+            let line = row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+            write(line)
+        }
+    }
+}

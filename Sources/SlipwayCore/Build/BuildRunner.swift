@@ -1,0 +1,290 @@
+internal import Crypto
+internal import Foundation
+
+/// A build run that could not start (bad config, no engine, unreadable context or cache).
+public struct BuildRunError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var lines: [String]
+
+    public init(_ lines: [String]) { self.lines = lines }
+    public init(_ line: String) { self.lines = [line] }
+    public var description: String { lines.joined(separator: "\n") }
+}
+
+/// The summary of a build run.
+public struct BuildReport: Sendable, Equatable {
+    public var results: [ImageResult]
+    public var failed: Bool { results.contains { $0.outcome == .failed } }
+}
+
+/// DevSpace's `build_images`, deciding correctly and fast what to rebuild.
+///
+/// 1. Plan every selected image (tags, Dockerfile, context; missing files are reported with
+///    their place in the config).
+/// 2. Digest what changes the image — the Dockerfile's content (after the entrypoint / cmd /
+///    appended-instruction rewrite), the context (relative paths, modes, symlink targets and
+///    contents, through the persistent stat index, so unchanged files are not read), build
+///    args, target, network and engine options. Tags are not part of it.
+/// 3. Decide per image, with one line of reason: build when the digest differs from the last
+///    successful build, when the image is missing from the engine that built it, with
+///    `rebuildStrategy: always` or `--force-build`; re-tag when only the tags are new; skip
+///    otherwise.
+/// 4. Build (in parallel, bounded) and re-tag, then record the successes in the cache.
+public struct BuildRunner: Sendable {
+    public let loaded: LoadedConfig
+    public let options: BuildOptions
+    public let emit: @Sendable (BuildEvent) -> Void
+
+    public init(loaded: LoadedConfig, options: BuildOptions, emit: @escaping @Sendable (BuildEvent) -> Void) {
+        self.loaded = loaded
+        self.options = options
+        self.emit = emit
+    }
+
+    /// Everything the decision needs about one image.
+    struct Prepared: Sendable {
+        var plan: ImagePlan
+        var engine: any BuildEngine
+        var tags: [String]
+        var dockerfileDigest: String
+        var contextDigest: String
+        var optionsDigest: String
+        var buildDigest: String
+        var action: BuildAction
+        var reason: String
+        var existingImage: String?
+    }
+
+    public func run() async throws(BuildRunError) -> BuildReport {
+        let plans: [ImagePlan]
+        do { plans = try BuildPlanner.plan(loaded, options: options) } catch {
+            throw BuildRunError(error.diagnostics.map(\.description))
+        }
+        let cache = BuildCache(configPath: loaded.absolutePath)
+        let cached: [String: ImageCacheEntry]
+        do { cached = try cache.read() } catch { throw BuildRunError(error.description) }
+
+        let engines = try await EngineSelector(options: options, emit: emit)
+        var contexts = ContextCache(configDirectory: loaded.directory)
+        var prepared: [Prepared] = []
+        var diagnostics: [String] = []
+        for plan in plans {
+            do {
+                prepared.append(try await prepare(plan, cached: cached[plan.key], engines: engines, contexts: &contexts))
+            } catch {
+                diagnostics.append(error.description)
+            }
+        }
+        if !diagnostics.isEmpty { throw BuildRunError(diagnostics) }
+        for p in prepared {
+            emit(.decided(image: p.plan.key, action: p.action, reason: p.reason, tags: p.tags))
+        }
+
+        if options.dryRun {
+            contexts.saveIndexes(emit: emit)
+            return BuildReport(
+                results: prepared.map { p in
+                    ImageResult(
+                        key: p.plan.key, imageName: p.plan.image, tags: p.tags,
+                        outcome: p.action == .build ? .built : p.action == .retag ? .retagged : .skipped,
+                        reason: p.reason, seconds: 0, imageID: p.existingImage, engine: p.engine.name, error: nil,
+                        dryRun: true)
+                })
+        }
+        let results = await execute(prepared)
+
+        var updates: [String: ImageCacheEntry] = [:]
+        for (p, r) in zip(prepared, results) where r.outcome == .built || r.outcome == .retagged {
+            updates[p.plan.key] = ImageCacheEntry(
+                imageName: p.plan.image, tag: r.tags.first ?? "", buildDigest: p.buildDigest,
+                dockerfileDigest: p.dockerfileDigest, contextDigest: p.contextDigest, optionsDigest: p.optionsDigest,
+                tags: r.tags, imageID: r.imageID, engine: p.engine.name)
+        }
+        do { try cache.update(updates) } catch { throw BuildRunError(error.description) }
+        contexts.saveIndexes(emit: emit)
+        return BuildReport(results: results)
+    }
+
+    // MARK: Decision
+
+    func prepare(
+        _ plan: ImagePlan, cached: ImageCacheEntry?, engines: EngineSelector, contexts: inout ContextCache
+    ) async throws(BuildRunError) -> Prepared {
+        let image = plan.config
+        let engine = try engines.engine(for: plan, loaded: loaded)
+        let dockerfileDigest = sha256Hex(plan.rewrittenDockerfile ?? plan.dockerfile)
+        let optionsDigest = sha256Hex(Self.optionsText(plan, engine: engine.name))
+        var contextDigest = "ignored"
+        if let custom = image.custom {
+            contextDigest = custom.onChange.isEmpty ? "always" : try contexts.onChangeDigest(custom.onChange)
+        } else if image.rebuildStrategy != .ignoreContextChanges {
+            contextDigest = try contexts.digest(plan: plan, displayPath: loaded.displayPath)
+        }
+        let buildDigest = sha256Hex("slipway-build-v1\n\(dockerfileDigest)\n\(contextDigest)\n\(optionsDigest)\n")
+        var tags = plan.requestedTags.map(ImagePlan.fillHashes)
+        if tags.isEmpty { tags = [String(buildDigest.prefix(12))] }
+        for tag in tags where !Self.isValidTag(tag) {
+            throw BuildRunError(
+                "\(loaded.displayPath):\(image.mark): images.\(plan.key).tags: \"\(tag)\" is not a valid image tag (letters, digits, '_', '.', '-'; at most 128 characters; not starting with '.' or '-')")
+        }
+
+        func decide(_ action: BuildAction, _ reason: String, existing: String? = nil) -> Prepared {
+            Prepared(
+                plan: plan, engine: engine, tags: tags, dockerfileDigest: dockerfileDigest, contextDigest: contextDigest,
+                optionsDigest: optionsDigest, buildDigest: buildDigest, action: action, reason: reason,
+                existingImage: existing)
+        }
+        if options.forceRebuild { return decide(.build, "forced (--force-build)") }
+        if image.rebuildStrategy == .always { return decide(.build, "rebuildStrategy: always") }
+        if let custom = image.custom, custom.onChange.isEmpty {
+            return decide(.build, "custom build without onChange is always rebuilt (as DevSpace does)")
+        }
+        guard let cached, let previous = cached.buildDigest, !cached.tag.isEmpty else {
+            return decide(.build, "no previous build recorded")
+        }
+        if cached.imageName != plan.image { return decide(.build, "image name changed (was \(cached.imageName))") }
+        if previous != buildDigest {
+            var what: [String] = []
+            if cached.dockerfileDigest != dockerfileDigest { what.append("Dockerfile") }
+            if cached.contextDigest != contextDigest { what.append(image.custom == nil ? "context" : "onChange files") }
+            if cached.optionsDigest != optionsDigest { what.append("build options") }
+            return decide(.build, (what.isEmpty ? "build inputs" : what.joined(separator: ", ")) + " changed")
+        }
+        if image.custom != nil {
+            // Custom builds push or load where they like; there is no store to check.
+            return decide(.skip, "up to date (onChange files unchanged)")
+        }
+        let previousRef = "\(plan.image):\(cached.tag)"
+        let presentID: String?
+        do { presentID = try await engine.imageID(cached.imageID ?? previousRef) } catch {
+            throw BuildRunError("images.\(plan.key): cannot ask \(engine.name) whether \(previousRef) exists: \(error)")
+        }
+        guard let presentID else {
+            return decide(.build, "image missing from the \(engine.name) engine")
+        }
+        var missing: [String] = []
+        for tag in tags {
+            let ref = "\(plan.image):\(tag)"
+            let id: String?
+            do { id = try await engine.imageID(ref) } catch {
+                throw BuildRunError("images.\(plan.key): cannot ask \(engine.name) whether \(ref) exists: \(error)")
+            }
+            if id != presentID { missing.append(tag) }
+        }
+        if missing.isEmpty { return decide(.skip, "up to date") }
+        return decide(.retag, "unchanged content, new tags: " + missing.joined(separator: ", "), existing: presentID)
+    }
+
+    /// Everything besides the Dockerfile and the context that changes the image. Not the tags.
+    static func optionsText(_ plan: ImagePlan, engine: String) -> String {
+        let image = plan.config
+        var lines = ["engine=\(engine)"]
+        for (k, v) in plan.buildArgs.sorted(by: { $0.0 < $1.0 }) { lines.append("arg=\(k)=\(v)") }
+        lines.append("target=\(plan.target ?? "")")
+        lines.append("network=\(plan.network ?? "")")
+        lines.append("dockerfileInContext=\(plan.dockerfileInContext ?? "-")")
+        if let e = image.entrypoint { lines.append("entrypoint=\(DockerfileRewriter.jsonArray(e))") }
+        if let c = image.cmd { lines.append("cmd=\(DockerfileRewriter.jsonArray(c))") }
+        for a in image.appendDockerfileInstructions { lines.append("append=\(a)") }
+        if let d = image.docker { lines.append("docker.args=\(DockerfileRewriter.jsonArray(d.args))") }
+        if let b = image.buildKit, let text = try? YAMLEmitter().emitFlow(b) { lines.append("buildKit=\(text)") }
+        if let k = image.kaniko, let text = try? YAMLEmitter().emitFlow(k) { lines.append("kaniko=\(text)") }
+        if let c = image.custom {
+            lines.append("custom.command=\(c.command)")
+            lines.append("custom.args=\(DockerfileRewriter.jsonArray(c.args))")
+            lines.append("custom.appendArgs=\(DockerfileRewriter.jsonArray(c.appendArgs))")
+            lines.append("custom.imageFlag=\(c.imageFlag ?? "")")
+            lines.append("custom.imageTagOnly=\(c.imageTagOnly)")
+            lines.append("custom.skipImageArg=\(c.skipImageArg.map(String.init) ?? "nil")")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+    public static func isValidTag(_ tag: String) -> Bool {
+        let u = Array(tag.utf8)
+        guard let first = u.first, u.count <= 128 else { return false }
+        func word(_ c: UInt8) -> Bool {
+            (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95
+        }
+        return word(first) && u.allSatisfy { word($0) || $0 == 46 || $0 == 45 }
+    }
+
+    // MARK: Execution
+
+    func execute(_ prepared: [Prepared]) async -> [ImageResult] {
+        let limit: Int
+        if options.sequential || prepared.count <= 1 {
+            limit = 1
+        } else {
+            limit = options.maxConcurrent > 0 ? options.maxConcurrent : prepared.count
+        }
+        var results = [ImageResult?](repeating: nil, count: prepared.count)
+        await withTaskGroup(of: (Int, ImageResult).self) { group in
+            var next = 0
+            func startNext() {
+                guard next < prepared.count else { return }
+                let index = next
+                let p = prepared[index]
+                next += 1
+                group.addTask { (index, await self.perform(p)) }
+            }
+            for _ in 0..<limit { startNext() }
+            while let (index, result) = await group.next() {
+                results[index] = result
+                startNext()
+            }
+        }
+        return results.enumerated().map { i, r in
+            r ?? ImageResult(
+                key: prepared[i].plan.key, imageName: prepared[i].plan.image, tags: prepared[i].tags, outcome: .failed,
+                reason: "not run", seconds: 0, imageID: nil, engine: prepared[i].engine.name, error: "not run",
+                dryRun: false)
+        }
+    }
+
+    func perform(_ p: Prepared) async -> ImageResult {
+        let started = ContinuousClock.now
+        func result(_ outcome: BuildOutcome, id: String?, error: String? = nil) -> ImageResult {
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let r = ImageResult(
+                key: p.plan.key, imageName: p.plan.image, tags: p.tags, outcome: outcome,
+                reason: error == nil ? p.reason : p.reason + "; failed", seconds: seconds, imageID: id,
+                engine: p.engine.name, error: error, dryRun: false)
+            emit(.finished(r))
+            return r
+        }
+        let refs = p.tags.map { "\(p.plan.image):\($0)" }
+        switch p.action {
+        case .skip:
+            return result(.skipped, id: p.existingImage)
+        case .retag:
+            emit(.started(image: p.plan.key, action: .retag))
+            do {
+                try await p.engine.tag(existing: p.existingImage ?? refs[0], as: refs)
+                return result(.retagged, id: p.existingImage)
+            } catch {
+                return result(.failed, id: nil, error: "re-tagging failed: \(error)")
+            }
+        case .build:
+            emit(.started(image: p.plan.key, action: .build))
+            var request = BuildRequest(
+                image: p.plan.config, tags: p.tags, configDirectory: loaded.directory,
+                dockerfileContents: p.plan.rewrittenDockerfile)
+            request.contextDirectory = p.plan.contextPath
+            request.dockerfilePath = p.plan.dockerfilePath
+            let key = p.plan.key
+            let emit = self.emit
+            do {
+                let built = try await p.engine.build(request) { line in emit(.log(image: key, line: line)) }
+                return result(.built, id: built.id)
+            } catch {
+                return result(.failed, id: nil, error: "\(error)")
+            }
+        }
+    }
+}
+
+func sha256Hex(_ text: String) -> String {
+    SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+}

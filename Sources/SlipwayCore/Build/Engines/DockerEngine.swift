@@ -1,0 +1,218 @@
+internal import Foundation
+
+/// Builds with the `docker` CLI against the local Docker engine; looks up and re-tags images
+/// through the engine's API on its unix socket (``DockerAPI``), which is ~30× cheaper than a
+/// CLI call.
+///
+/// The build command line (``arguments(for:dockerfile:buildx:)``) is DevSpace's CLI mode
+/// (`docker build --build-arg k=v… --network N --tag T… --file F --target X <docker.args…>`)
+/// with the context directory in place of DevSpace's `-` (a tar on stdin). When
+/// `docker buildx version` succeeds (asked once per process) the build runs on BuildKit as
+/// `docker buildx build … --load …`; otherwise on the classic builder with `DOCKER_BUILDKIT=0`,
+/// and the log gets one line saying so instead of the CLI's deprecation banner.
+public struct DockerEngine: BuildEngine {
+    /// Which builder a build uses.
+    public enum Builder: Sendable, Equatable {
+        /// `docker buildx build --load`.
+        case buildx
+        /// `docker build` with `DOCKER_BUILDKIT=0`.
+        case classic
+    }
+
+    public var name: String { "docker" }
+    public let api: DockerAPI
+    /// The docker CLI, a name on PATH or a path.
+    public let docker: String
+    /// Forces a builder; nil asks `docker buildx version` (once per process).
+    public let builder: Builder?
+
+    /// The line the log gets when a build falls back to the classic builder.
+    public static let classicBuilderNote = "note: docker buildx is not installed; using the classic builder"
+
+    public init(api: DockerAPI = DockerAPI(), docker: String = "docker", builder: Builder? = nil) {
+        self.api = api
+        self.docker = docker
+        self.builder = builder
+    }
+
+    /// The engine at `DOCKER_HOST` (a `unix://` socket) in `environment` (nil: this process's),
+    /// or at the default socket.
+    public static func fromEnvironment(
+        _ environment: [String: String]? = nil
+    ) throws(EngineError) -> DockerEngine {
+        do {
+            return DockerEngine(api: try DockerAPI.fromEnvironment(environment))
+        } catch {
+            throw .unreachable(engine: "docker", detail: error.description)
+        }
+    }
+
+    // MARK: BuildEngine
+
+    public func isAvailable() async -> Bool {
+        (try? api.ping()) != nil
+    }
+
+    public func imageID(_ reference: String) async throws -> String? {
+        do {
+            return try api.imageExists(reference)
+        } catch {
+            throw mapped(error, operation: "looking up \(reference)")
+        }
+    }
+
+    public func tag(existing: String, as references: [String]) async throws {
+        for reference in references {
+            let (repository, tag) = try Self.split(reference, engine: name)
+            do {
+                try api.tag(source: existing, repository: repository, tag: tag)
+            } catch {
+                throw mapped(error, operation: "tagging \(existing) as \(reference)")
+            }
+        }
+    }
+
+    public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
+        // A missing daemon is the common failure: say how to start one before the CLI says
+        // "Cannot connect to the Docker daemon".
+        do {
+            try api.ping()
+        } catch {
+            throw mapped(error, operation: "ping")
+        }
+        let chosen: Builder
+        if let builder {
+            chosen = builder
+        } else {
+            chosen = await BuildxProbe.shared.builder(docker: docker, environment: cliEnvironment)
+        }
+
+        return try await withDockerfile(request) { dockerfile in
+            var environment = cliEnvironment
+            if chosen == .classic {
+                environment["DOCKER_BUILDKIT"] = "0"
+                log(Self.classicBuilderNote)
+            }
+            let outcome = try await EngineProcess.stream(
+                engine: name, docker, Self.arguments(for: request, dockerfile: dockerfile, buildx: chosen == .buildx),
+                environment: environment, skip: Self.isBannerLine, log: log)
+            guard outcome.status == 0 else {
+                throw EngineError.buildFailed(
+                    engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
+            }
+            let first = request.references[0]
+            let id: String?
+            do throws(DockerAPIError) {
+                id = try api.imageExists(first)
+            } catch {
+                throw mapped(error, operation: "looking up \(first) after the build")
+            }
+            guard let id else {
+                throw EngineError.operationFailed(
+                    engine: name, operation: "building \(request.imageKey)",
+                    detail: "the build succeeded but the engine has no image \(first)")
+            }
+            return BuiltImage(references: request.references, id: id)
+        }
+    }
+
+    // MARK: Command line
+
+    /// The arguments after `docker` for `request`, in DevSpace's order:
+    ///
+    ///     build --build-arg K=V… --network N --tag IMAGE:TAG… --file F --target X <extraArgs…> <context>
+    ///
+    /// With `buildx`, `buildx build` and `--load` after the tags (where DevSpace's BuildKit
+    /// builder puts `--push`/`--load`), so that the image lands in the engine's store.
+    /// `dockerfile` is the file to build from (the request's, or its rewritten copy).
+    public static func arguments(for request: BuildRequest, dockerfile: String, buildx: Bool) -> [String] {
+        var args = buildx ? ["buildx", "build"] : ["build"]
+        for (key, value) in request.buildArgs { args += ["--build-arg", "\(key)=\(value)"] }
+        if let network = request.network, !network.isEmpty { args += ["--network", network] }
+        for reference in request.references { args += ["--tag", reference] }
+        if buildx { args.append("--load") }
+        args += ["--file", dockerfile]
+        if let target = request.target, !target.isEmpty { args += ["--target", target] }
+        args += request.extraArgs
+        args.append(request.contextDirectory)
+        return args
+    }
+
+    /// The CLI talks to the same daemon as the API.
+    var cliEnvironment: [String: String?] {
+        ["DOCKER_HOST": "unix://" + api.socketPath]
+    }
+
+    /// The docker CLI (23+) prints a three-line "legacy builder is deprecated" banner for every
+    /// classic build, with or without `DOCKER_BUILDKIT=0`; slipway's one note line replaces it.
+    static func isBannerLine(_ line: String) -> Bool {
+        let text = line.trimmingCharacters(in: .whitespaces)
+        return text.hasPrefix("DEPRECATED: The legacy builder is deprecated")
+            || text.hasPrefix("BuildKit is currently disabled; enable it by removing the DOCKER_BUILDKIT=0")
+            || text == "environment-variable."
+            || text.hasPrefix("Install the buildx component to build images with BuildKit:")
+            || text == "https://docs.docker.com/go/buildx/"
+    }
+
+    /// Splits `name:tag` (the tag after the last `:` that follows the last `/`); no tag means
+    /// `latest`. Digests cannot be tag targets.
+    static func split(_ reference: String, engine: String) throws(EngineError) -> (String, String) {
+        guard !reference.contains("@") else {
+            throw .invalidRequest(
+                engine: engine, image: reference, message: "a digest reference cannot be given as a new tag")
+        }
+        let slash = reference.lastIndex(of: "/") ?? reference.startIndex
+        guard let colon = reference[slash...].lastIndex(of: ":") else { return (reference, "latest") }
+        return (String(reference[..<colon]), String(reference[reference.index(after: colon)...]))
+    }
+
+    private func mapped(_ error: DockerAPIError, operation: String) -> EngineError {
+        switch error {
+        case .unreachable, .unsupportedHost:
+            return .unreachable(engine: name, detail: error.description)
+        default:
+            return .operationFailed(engine: name, operation: operation, detail: error.description)
+        }
+    }
+}
+
+/// Runs `body` with the Dockerfile to build from: the request's own, or its rewritten contents
+/// written to a temporary directory outside the context (removed afterwards).
+func withDockerfile<T>(
+    _ request: BuildRequest, _ body: (String) async throws -> T
+) async throws -> T {
+    guard let contents = request.dockerfileContents else { return try await body(request.dockerfilePath) }
+    let files = FileManager.default
+    let directory = files.temporaryDirectory.appendingPathComponent("slipway-dockerfile-\(UUID().uuidString)")
+    do {
+        try files.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Data(contents.utf8).write(to: directory.appendingPathComponent("Dockerfile"))
+    } catch {
+        throw EngineError.operationFailed(
+            engine: "build", operation: "writing the rewritten Dockerfile of \(request.imageKey)",
+            detail: "\(error)")
+    }
+    defer { try? files.removeItem(at: directory) }
+    return try await body(directory.appendingPathComponent("Dockerfile").path)
+}
+
+/// Whether `docker buildx` works, asked once per process and remembered.
+actor BuildxProbe {
+    static let shared = BuildxProbe()
+    private var answer: DockerEngine.Builder?
+
+    func builder(docker: String, environment: [String: String?]) async -> DockerEngine.Builder {
+        if let answer { return answer }
+        let found: DockerEngine.Builder
+        do {
+            let outcome = try await EngineProcess.stream(
+                engine: "docker", docker, ["buildx", "version"], environment: environment, log: { _ in })
+            found = outcome.status == 0 ? .buildx : .classic
+        } catch {
+            found = .classic
+        }
+        // A concurrent first call may have answered meanwhile; both asked the same CLI.
+        answer = found
+        return found
+    }
+}

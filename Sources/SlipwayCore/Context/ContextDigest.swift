@@ -1,0 +1,276 @@
+internal import Crypto
+
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
+/// A SHA-256 digest of a file's content, held inline (no allocation per file).
+public struct ContentDigest: Sendable, Hashable, CustomStringConvertible {
+    // The digest's 32 bytes in order, as four words in memory order.
+    private var w0: UInt64
+    private var w1: UInt64
+    private var w2: UInt64
+    private var w3: UInt64
+
+    /// Reads the first 32 bytes of `raw`, which must hold at least 32.
+    init(_ raw: UnsafeRawBufferPointer) {
+        w0 = raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+        w1 = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        w2 = raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        w3 = raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+    }
+
+    init(_ digest: SHA256.Digest) {
+        // A SHA-256 digest has 32 bytes.
+        self = digest.withUnsafeBytes { ContentDigest($0) }
+    }
+
+    static let zero: ContentDigest = [UInt8](repeating: 0, count: 32).withUnsafeBytes { ContentDigest($0) }
+
+    /// Parses 64 hexadecimal digits.
+    public init?(hex: String) {
+        let digits = Array(hex.utf8)
+        guard digits.count == 64 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 32)
+        for index in 0..<32 {
+            guard let high = hexValue(digits[2 * index]), let low = hexValue(digits[2 * index + 1]) else { return nil }
+            bytes[index] = high << 4 | low
+        }
+        self = bytes.withUnsafeBytes { ContentDigest($0) }
+    }
+
+    /// The 32 bytes.
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        append(to: &out)
+        return out
+    }
+
+    /// 64 lowercase hexadecimal digits.
+    public var hex: String { hexString(bytes) }
+
+    public var description: String { hex }
+
+    func append(to out: inout [UInt8]) {
+        withUnsafeBytes(of: w0) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: w1) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: w2) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: w3) { out.append(contentsOf: $0) }
+    }
+}
+
+/// What a build context holds and its digest.
+public struct ContextSnapshot: Sendable {
+    /// SHA-256 (64 hexadecimal digits) of the context's content; see ``ContextDigester`` for
+    /// exactly what it covers.
+    public var digest: String
+    /// The number of regular files in the context.
+    public var fileCount: Int
+    /// Their total size in bytes.
+    public var totalBytes: Int64
+    /// How many files were read and hashed this time (the others came from the stat index).
+    public var hashedFiles: Int
+    /// Every entry of the context in path byte order; regular files carry their
+    /// ``ContextEntry/contentDigest``.
+    public var entries: [ContextEntry]
+}
+
+/// Computes the digest of a build context, reading only the files that changed since the stat
+/// index was made.
+///
+/// **What the digest covers**: the relative path, kind and permission bits of every entry the
+/// ignore patterns leave in, the content of regular files and the target of symbolic links
+/// (not followed). It does not cover absolute paths, times, inodes, owners or sizes on their own,
+/// so moving the checkout or `touch` leaves it unchanged; editing, renaming, adding or removing
+/// an entry, or `chmod` changes it. All permission bits count, not only `+x`, because Docker's
+/// `COPY` keeps them in the image.
+///
+/// **Encoding** (version 1): SHA-256 over
+/// ```
+/// "slipway-context-v1" 0x00
+/// for each entry, in byte order of its path:
+///   kind     1 byte: 'f' file, 'd' directory, 'l' symbolic link, 'o' other (FIFO, socket, device)
+///   path     the relative path's bytes ("/"-separated, no "./"), then 0x00
+///   mode     4 bytes, big-endian: st_mode & 0o7777
+///   payload  file: the 32 bytes of SHA-256 of its content
+///            symbolic link: the target's bytes, then 0x00
+///            directory, other: nothing
+/// ```
+/// Paths and link targets cannot contain NUL and the kind fixes the payload's shape, so the
+/// encoding is unambiguous.
+public struct ContextDigester: Sendable {
+    /// 1 s: safe on every filesystem (see ``StatIndex`` on racy files).
+    public static let defaultTimestampGranularityNanoseconds: Int64 = 1_000_000_000
+    static let readBufferSize = 64 * 1024
+
+    /// Files whose mtime or ctime is within this much of the stat index's time are hashed
+    /// again even when their stat matches.
+    public var timestampGranularityNanoseconds: Int64
+
+    public init(timestampGranularityNanoseconds: Int64 = ContextDigester.defaultTimestampGranularityNanoseconds) {
+        self.timestampGranularityNanoseconds = timestampGranularityNanoseconds
+    }
+
+    /// Walks `contextDir` with `matcher`, reuses the digests of files whose stat matches `index`
+    /// (and are not racy), reads and hashes the others, and returns the snapshot with the index
+    /// for the next run (save it with ``StatIndex/save(to:)`` when the caller sees fit).
+    ///
+    /// - Parameter indexTime: the time (ns since the Unix epoch) the new index records;
+    ///   defaults to the wall clock read before the walk begins. Only tests pass a later time,
+    ///   to stand for the time that passes between two runs.
+    public func snapshot(
+        contextDir: String, matcher: IgnoreMatcher, index: StatIndex = StatIndex(), indexTime: Int64? = nil
+    ) throws(ContextError) -> (snapshot: ContextSnapshot, index: StatIndex) {
+        let started = indexTime ?? Self.wallClockNanoseconds()
+        let root = try ContextWalker.openContext(contextDir)
+        defer { close(root) }
+        var entries = try ContextWalker.walk(rootFD: root, contextDir: contextDir, matcher: matcher)
+
+        var builder = StatIndex.Builder(capacity: entries.count)
+        var cursor = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var hashed = 0
+        var fileCount = 0
+        var totalBytes: Int64 = 0
+        var vanished = false
+        for position in entries.indices where entries[position].kind == .file {
+            // Entries come in path byte order, as the index's records: one merge pass finds them.
+            var digest = entries[position].withPathBytes { path in
+                index.position(of: path, from: &cursor).flatMap {
+                    index.trustedDigest(
+                        at: $0, for: entries[position], granularityNanoseconds: timestampGranularityNanoseconds)
+                }
+            }
+            if digest == nil {
+                guard
+                    let fresh = try Self.hashFile(
+                        root: root, entry: entries[position], buffer: buffer, contextDir: contextDir)
+                else {
+                    vanished = true
+                    continue
+                }
+                digest = fresh
+                hashed += 1
+            }
+            entries[position].contentDigest = digest
+            let record = StatIndex.Record(entries[position], digest: digest ?? .zero)
+            entries[position].withPathBytes { builder.append(path: $0, record) }
+            fileCount += 1
+            totalBytes += entries[position].size
+        }
+        // A file removed between the walk and its read (an editor's temporary file) is gone.
+        if vanished { entries.removeAll { $0.kind == .file && $0.contentDigest == nil } }
+
+        let snapshot = ContextSnapshot(
+            digest: Self.digest(of: entries), fileCount: fileCount, totalBytes: totalBytes, hashedFiles: hashed,
+            entries: entries)
+        return (snapshot, builder.build(timestampNanoseconds: started))
+    }
+
+    /// The digest of `entries` (sorted by path, files with their content digests) in the
+    /// encoding described on ``ContextDigester``.
+    static func digest(of entries: [ContextEntry]) -> String {
+        var hasher = SHA256()
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.readBufferSize + 8 * 1024)
+        out.append(contentsOf: "slipway-context-v1".utf8)
+        out.append(0)
+        for entry in entries {
+            out.append(entry.kind.rawValue)
+            entry.withPathBytes { out.append(contentsOf: $0) }
+            out.append(0)
+            withUnsafeBytes(of: entry.mode.bigEndian) { out.append(contentsOf: $0) }
+            switch entry.kind {
+            case .file:
+                // Every file of a snapshot has a digest; a zero digest would only mark a bug.
+                (entry.contentDigest ?? ContentDigest.zero).append(to: &out)
+            case .symlink:
+                entry.withTargetBytes { out.append(contentsOf: $0) }
+                out.append(0)
+            case .directory, .other:
+                break
+            }
+            if out.count >= Self.readBufferSize {
+                out.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+                out.removeAll(keepingCapacity: true)
+            }
+        }
+        out.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        return hasher.finalize().withUnsafeBytes { hexString($0) }
+    }
+
+    /// Reads the file at `entry.path` below the directory `root` and hashes it; nil when the
+    /// file no longer exists.
+    static func hashFile(
+        root: Int32, entry: ContextEntry, buffer: UnsafeMutableRawBufferPointer, contextDir: String
+    ) throws(ContextError) -> ContentDigest? {
+        var fd: Int32 = -1
+        var code: Int32 = 0
+        repeat {
+            // O_NONBLOCK: should the file have become a FIFO since the walk, do not hang on it.
+            fd = entry.withPathCString { openat(root, $0, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK) }
+            code = fd < 0 ? errno : 0
+        } while fd < 0 && code == EINTR
+        if fd < 0 {
+            if code == ENOENT { return nil }
+            throw .unreadable(path: joinPath(contextDir, entry.path), reason: ContextError.errnoText(code))
+        }
+        defer { close(fd) }
+        var hasher = SHA256()
+        while true {
+            let count = read(fd, buffer.baseAddress, buffer.count)
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                throw .unreadable(path: joinPath(contextDir, entry.path), reason: ContextError.errnoText(code))
+            }
+            if count == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+        return ContentDigest(hasher.finalize())
+    }
+
+    static func wallClockNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+}
+
+extension ContextEntry {
+    /// Calls `body` with the path as a NUL-terminated C string of its exact bytes.
+    func withPathCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+        if let rawPath {
+            return try (rawPath + [0]).withUnsafeBufferPointer { bytes in
+                try bytes.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }  // non-empty
+            }
+        }
+        return try path.withCString(body)
+    }
+}
+
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+/// Lowercase hexadecimal digits of `bytes`.
+func hexString<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count * 2)
+    for byte in bytes {
+        out.append(hexDigits[Int(byte >> 4)])
+        out.append(hexDigits[Int(byte & 0x0F)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+private func hexValue(_ digit: UInt8) -> UInt8? {
+    switch digit {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}

@@ -1,0 +1,433 @@
+internal import Crypto
+
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
+/// What slipway knew about each file of a context the last time it hashed it: path → size,
+/// mtime, ctime, inode, mode and content SHA-256. A file whose stat still matches is not read
+/// again.
+///
+/// **Racy clean.** A file can change twice within one tick of the filesystem's clock and keep
+/// its size, so an unchanged stat proves nothing about a file modified at about the time it
+/// was hashed. The index therefore records ``timestampNanoseconds``, the wall-clock time read
+/// *before* the walk whose stats it holds began (earlier than git's "time the index was
+/// written", hence safer: a change after a stat always happens after that time). A record is
+/// trusted only if its mtime and its ctime are both strictly older than that time minus the
+/// timestamp granularity; anything newer is "racy" and is hashed again on the next run. The
+/// default granularity is 1 s (``ContextDigester/defaultTimestampGranularityNanoseconds``):
+/// safe for every filesystem in use (ext4, xfs and btrfs stamp with the kernel's coarse clock,
+/// a few ms; FAT has 2 s for mtime but is not a place for build contexts; NFS servers may
+/// lag), at the cost of re-reading files changed in the last second before a run.
+///
+/// **File format, version 1** (integers little-endian):
+/// ```
+/// header   8 bytes  magic "SLWSTIDX"
+///          u32      version (1)
+///          u32      number of records
+///          i64      timestampNanoseconds (since the Unix epoch)
+/// record   u32      path length, then the path's bytes (relative to the context, no NUL)
+///          i64      size
+///          i64      mtime, ns since the epoch
+///          i64      ctime, ns since the epoch
+///          u64      inode
+///          u32      mode (st_mode & 0o7777)
+///          32 bytes SHA-256 of the content
+/// trailer  32 bytes SHA-256 of every byte before it
+/// ```
+/// Records are in strictly ascending byte order of their paths (the walk's order). A missing,
+/// truncated, corrupted, unsorted or foreign file loads as an empty index.
+public struct StatIndex: Sendable, Equatable {
+    /// One file's stat and content digest.
+    public struct Record: Sendable, Hashable {
+        public var size: Int64
+        public var mtimeNanoseconds: Int64
+        public var ctimeNanoseconds: Int64
+        public var inode: UInt64
+        public var mode: UInt32
+        public var contentDigest: ContentDigest
+
+        public init(
+            size: Int64, mtimeNanoseconds: Int64, ctimeNanoseconds: Int64, inode: UInt64, mode: UInt32,
+            contentDigest: ContentDigest
+        ) {
+            self.size = size
+            self.mtimeNanoseconds = mtimeNanoseconds
+            self.ctimeNanoseconds = ctimeNanoseconds
+            self.inode = inode
+            self.mode = mode
+            self.contentDigest = contentDigest
+        }
+
+        init(_ entry: ContextEntry, digest: ContentDigest) {
+            self.init(
+                size: entry.size, mtimeNanoseconds: entry.mtimeNanoseconds, ctimeNanoseconds: entry.ctimeNanoseconds,
+                inode: entry.inode, mode: entry.mode, contentDigest: digest)
+        }
+
+        /// Whether `entry`'s stat is the one recorded.
+        func matches(_ entry: ContextEntry) -> Bool {
+            size == entry.size && mtimeNanoseconds == entry.mtimeNanoseconds
+                && ctimeNanoseconds == entry.ctimeNanoseconds && inode == entry.inode && mode == entry.mode
+        }
+    }
+
+    static let magic: [UInt8] = Array("SLWSTIDX".utf8)
+    static let version: UInt32 = 1
+    static let headerSize = 24
+    static let recordFixedSize = 8 + 8 + 8 + 8 + 4 + 32
+    static let trailerSize = 32
+    /// Larger files are not indexes slipway wrote (10 million files of 100 bytes).
+    static let maximumFileSize = 1 << 30
+
+    // Records sorted by the bytes of their paths, which are stored end to end in `pathBytes`:
+    // the digester looks them up by merging with the walk's output (also in path byte order),
+    // and loading builds no string and no hash table.
+    private var pathBytes: [UInt8]
+    private var pathEnds: [Int32]
+    private var recordList: [Record]
+
+    /// Wall-clock time, in ns since the Unix epoch, at which the walk these records come from
+    /// began. Records not strictly older than this minus the granularity are re-hashed.
+    public var timestampNanoseconds: Int64
+
+    /// An empty index: every file is hashed.
+    public init() {
+        pathBytes = []
+        pathEnds = []
+        recordList = []
+        timestampNanoseconds = 0
+    }
+
+    public var count: Int { recordList.count }
+
+    /// The paths of the records, in byte order.
+    public var paths: [String] {
+        pathBytes.withUnsafeBufferPointer { bytes in
+            (0..<count).map { String(decoding: path($0, in: bytes), as: UTF8.self) }
+        }
+    }
+
+    /// Records by path, as a dictionary: for inspection and tests, not for hot paths (it builds
+    /// a string per record; the digester merges by path order instead). Setting it replaces
+    /// every record and keeps ``timestampNanoseconds``.
+    public var records: [String: Record] {
+        get {
+            var result: [String: Record] = [:]
+            result.reserveCapacity(count)
+            pathBytes.withUnsafeBufferPointer { bytes in
+                for position in 0..<count {
+                    result[String(decoding: path(position, in: bytes), as: UTF8.self)] = recordList[position]
+                }
+            }
+            return result
+        }
+        set {
+            let sorted = newValue.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            var builder = Builder(capacity: sorted.count)
+            for (path, record) in sorted {
+                var path = path
+                path.withUTF8 { builder.append(path: $0, record) }
+            }
+            let timestamp = timestampNanoseconds
+            self = builder.build(timestampNanoseconds: timestamp)
+        }
+    }
+
+    /// Adds the records of `other` (a walk of the same context, perhaps with other ignore
+    /// patterns), replacing those with the same paths, in one pass. The result keeps the
+    /// *earlier* of the two times: a record is only as trustworthy as the time of the walk
+    /// that took it, and a later time would make a racy record look safe.
+    public mutating func merge(_ other: StatIndex) {
+        var builder = Builder(capacity: count + other.count)
+        pathBytes.withUnsafeBufferPointer { mine in
+            other.pathBytes.withUnsafeBufferPointer { theirs in
+                var left = 0
+                var right = 0
+                while left < count || right < other.count {
+                    let order: Int
+                    if left == count {
+                        order = 1
+                    } else if right == other.count {
+                        order = -1
+                    } else {
+                        order = compareBytes(path(left, in: mine), other.path(right, in: theirs))
+                    }
+                    if order < 0 {
+                        builder.append(path: path(left, in: mine), recordList[left])
+                        left += 1
+                    } else {
+                        builder.append(path: other.path(right, in: theirs), other.recordList[right])
+                        right += 1
+                        if order == 0 { left += 1 }
+                    }
+                }
+            }
+        }
+        let earlier = count == 0 ? other.timestampNanoseconds
+            : other.count == 0 ? timestampNanoseconds : min(timestampNanoseconds, other.timestampNanoseconds)
+        self = builder.build(timestampNanoseconds: earlier)
+    }
+
+    /// The record for `path` (relative to the context), if any.
+    public subscript(path: String) -> Record? {
+        var path = path
+        return path.withUTF8 { key in position(of: key).map { recordList[$0] } }
+    }
+
+    /// The recorded digest of `entry` if the record can be trusted: same size, mtime, ctime,
+    /// inode and mode, and not racy (both times strictly older than the index's time minus
+    /// `granularityNanoseconds`).
+    public func trustedDigest(for entry: ContextEntry, granularityNanoseconds: Int64) -> ContentDigest? {
+        guard let position = entry.withPathBytes({ position(of: $0) }) else { return nil }
+        return trustedDigest(at: position, for: entry, granularityNanoseconds: granularityNanoseconds)
+    }
+
+    func trustedDigest(at position: Int, for entry: ContextEntry, granularityNanoseconds: Int64) -> ContentDigest? {
+        let record = recordList[position]
+        guard record.matches(entry) else { return nil }
+        let (safeBefore, overflow) = timestampNanoseconds.subtractingReportingOverflow(granularityNanoseconds)
+        guard !overflow, record.mtimeNanoseconds < safeBefore, record.ctimeNanoseconds < safeBefore else { return nil }
+        return record.contentDigest
+    }
+
+    private func path(_ position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        let start = position == 0 ? 0 : Int(pathEnds[position - 1])
+        return UnsafeBufferPointer(rebasing: bytes[start..<Int(pathEnds[position])])
+    }
+
+    /// Binary search for the record whose path is `key`.
+    private func position(of key: UnsafeBufferPointer<UInt8>) -> Int? {
+        pathBytes.withUnsafeBufferPointer { bytes in
+            var low = 0
+            var high = count
+            while low < high {
+                let middle = (low + high) / 2
+                let order = compareBytes(path(middle, in: bytes), key)
+                if order == 0 { return middle }
+                if order < 0 { low = middle + 1 } else { high = middle }
+            }
+            return nil
+        }
+    }
+
+    /// Finds `key` at or after `cursor`, moving `cursor` past every smaller path: successive
+    /// keys in ascending order cost one pass over the index in all.
+    func position(of key: UnsafeBufferPointer<UInt8>, from cursor: inout Int) -> Int? {
+        pathBytes.withUnsafeBufferPointer { bytes in
+            while cursor < count {
+                let order = compareBytes(path(cursor, in: bytes), key)
+                if order == 0 { return cursor }
+                if order > 0 { return nil }
+                cursor += 1
+            }
+            return nil
+        }
+    }
+
+    /// Builds an index from records added in ascending path order.
+    struct Builder {
+        private var index = StatIndex()
+
+        init(capacity: Int) {
+            index.pathEnds.reserveCapacity(capacity)
+            index.recordList.reserveCapacity(capacity)
+            index.pathBytes.reserveCapacity(capacity * 32)
+        }
+
+        /// Adds a record; `path` must sort after every path added before (else it is dropped:
+        /// the index stays sorted, the file is only hashed again next time).
+        mutating func append(path: UnsafeBufferPointer<UInt8>, _ record: Record) {
+            guard !path.isEmpty, path.count < Int(Int32.max) - index.pathBytes.count else { return }
+            if index.count > 0 {
+                let previous = index.pathBytes.withUnsafeBufferPointer { index.path(index.count - 1, in: $0) }
+                guard compareBytes(previous, path) < 0 else { return }
+            }
+            index.pathBytes.append(contentsOf: path)
+            index.pathEnds.append(Int32(index.pathBytes.count))
+            index.recordList.append(record)
+        }
+
+        func build(timestampNanoseconds: Int64) -> StatIndex {
+            var result = index
+            result.timestampNanoseconds = timestampNanoseconds
+            return result
+        }
+    }
+
+    // MARK: Loading
+
+    /// Reads the index at `path`. Never fails: a missing, unreadable, truncated, corrupted or
+    /// foreign-version file gives an empty index, so the next run hashes every file.
+    public static func load(from path: String) -> StatIndex {
+        guard let bytes = readWholeFile(path) else { return StatIndex() }
+        return decode(bytes) ?? StatIndex()
+    }
+
+    /// Parses the bytes of an index file; nil if they are not a valid version-1 index (wrong
+    /// magic, version or checksum, truncated, or paths not in strictly ascending order).
+    static func decode(_ bytes: [UInt8]) -> StatIndex? {
+        guard bytes.count >= headerSize + trailerSize, bytes.starts(with: magic) else { return nil }
+        return bytes.withUnsafeBytes { raw -> StatIndex? in
+            func u32(_ offset: Int) -> UInt32 {
+                UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            }
+            func u64(_ offset: Int) -> UInt64 {
+                UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            }
+            func i64(_ offset: Int) -> Int64 { Int64(bitPattern: u64(offset)) }
+
+            guard u32(8) == version else { return nil }
+            let body = raw.count - trailerSize
+            var hasher = SHA256()
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: raw[0..<body]))
+            guard hasher.finalize().withUnsafeBytes({ $0.elementsEqual(raw[body...]) }) else { return nil }
+
+            let count = Int(u32(12))
+            // Each record takes at least its fixed part and a length: reject absurd counts early.
+            guard count <= (body - headerSize) / (4 + recordFixedSize) else { return nil }
+            var builder = Builder(capacity: count)
+            var offset = headerSize
+            for _ in 0..<count {
+                guard body - offset >= 4 else { return nil }
+                let length = Int(u32(offset))
+                offset += 4
+                guard length > 0, body - offset >= length + recordFixedSize else { return nil }
+                let path = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + length)])
+                    .assumingMemoryBound(to: UInt8.self)
+                offset += length
+                let record = Record(
+                    size: i64(offset), mtimeNanoseconds: i64(offset + 8), ctimeNanoseconds: i64(offset + 16),
+                    inode: u64(offset + 24), mode: u32(offset + 32),
+                    contentDigest: ContentDigest(UnsafeRawBufferPointer(rebasing: raw[(offset + 36)..<(offset + 68)])))
+                let before = builder.count
+                builder.append(path: path, record)
+                guard builder.count == before + 1 else { return nil }  // out of order or duplicate
+                offset += recordFixedSize
+            }
+            guard offset == body else { return nil }
+            return builder.build(timestampNanoseconds: i64(16))
+        }
+    }
+
+    private static func readWholeFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size <= maximumFileSize else {
+            return nil
+        }
+        let expected = Int(info.st_size)
+        var failed = false
+        // One byte more than expected shows a file that grew since fstat: then it is not ours.
+        let bytes = [UInt8](unsafeUninitializedCapacity: expected + 1) { buffer, initialized in
+            var filled = 0
+            while filled < buffer.count {
+                let count = read(fd, buffer.baseAddress! + filled, buffer.count - filled)  // capacity ≥ 1
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    failed = true
+                    break
+                }
+                if count == 0 { break }
+                filled += count
+            }
+            initialized = filled
+        }
+        guard !failed, bytes.count == expected else { return nil }
+        return bytes
+    }
+
+    // MARK: Saving
+
+    /// The bytes of the index file.
+    func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.headerSize + Self.trailerSize + pathBytes.count + count * (4 + Self.recordFixedSize))
+        out.append(contentsOf: Self.magic)
+        appendLittleEndian(Self.version, to: &out)
+        appendLittleEndian(UInt32(truncatingIfNeeded: count), to: &out)
+        appendLittleEndian(timestampNanoseconds, to: &out)
+        pathBytes.withUnsafeBufferPointer { bytes in
+            for (position, record) in recordList.enumerated() {
+                let path = path(position, in: bytes)
+                appendLittleEndian(UInt32(truncatingIfNeeded: path.count), to: &out)
+                out.append(contentsOf: path)
+                appendLittleEndian(record.size, to: &out)
+                appendLittleEndian(record.mtimeNanoseconds, to: &out)
+                appendLittleEndian(record.ctimeNanoseconds, to: &out)
+                appendLittleEndian(record.inode, to: &out)
+                appendLittleEndian(record.mode, to: &out)
+                record.contentDigest.append(to: &out)
+            }
+        }
+        var hasher = SHA256()
+        out.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        hasher.finalize().withUnsafeBytes { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// Writes the index to `path` atomically: a temporary file in the same directory, written,
+    /// fsynced and renamed over `path` (then the directory is fsynced). The directory must
+    /// exist. On failure the temporary file is removed and `path` is left as it was.
+    public func save(to path: String) throws(ContextError) {
+        let bytes = encoded()
+        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        func failure(_ step: String, _ code: Int32) -> ContextError {
+            .indexWriteFailed(path: path, reason: "\(step): \(ContextError.errnoText(code))")
+        }
+
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("create \(temporary)", errno) }
+        var error: ContextError?
+        bytes.withUnsafeBytes { raw in
+            var written = 0
+            while written < raw.count {
+                let count = write(fd, raw.baseAddress! + written, raw.count - written)  // non-empty: header
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    error = failure("write", errno)
+                    return
+                }
+                written += count
+            }
+        }
+        if error == nil && fsync(fd) != 0 { error = failure("fsync", errno) }
+        if close(fd) != 0 && error == nil { error = failure("close", errno) }
+        if error == nil && rename(temporary, path) != 0 { error = failure("rename", errno) }
+        if let error {
+            unlink(temporary)
+            throw error
+        }
+        // Make the rename itself durable; a failure here loses nothing that was there before.
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let dirFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD >= 0 {
+            _ = fsync(dirFD)
+            close(dirFD)
+        }
+    }
+}
+
+extension StatIndex.Builder {
+    var count: Int { index.count }
+}
+
+/// memcmp order of two byte strings (a proper prefix sorts first).
+@inline(__always)
+func compareBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
+    let common = min(a.count, b.count)
+    if common > 0, let baseA = a.baseAddress, let baseB = b.baseAddress {
+        let order = memcmp(baseA, baseB, common)
+        if order != 0 { return Int(order) }
+    }
+    return a.count - b.count
+}
+
+@inline(__always)
+func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
+    withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+}

@@ -228,6 +228,19 @@ struct BuildIntegrationTests {
         }
     }
 
+    @Test func unreachableEngineSaysHowToStartOne() throws {
+        try withTemporaryDirectory { dir in
+            let p = try Project(dir: dir)
+            let r = try SlipwayBinary.run(
+                ["build", "--engine", "docker"], in: dir, env: ["DOCKER_HOST": "unix://\(dir)/no-such.sock"])
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("cannot reach the Docker engine"), "\(r.stderr)")
+            #expect(r.stderr.contains("install.sh --deps-only"), "\(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/.devspace/cache.yaml"), "nothing is cached")
+            _ = p
+        }
+    }
+
     @Test func concurrentBuildsBothLandInTheCache() throws {
         try withTemporaryDirectory { dir in
             let p = try Project(dir: dir)

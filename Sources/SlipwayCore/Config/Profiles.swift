@@ -268,18 +268,14 @@ struct ProfileApplier {
                 node[k] = updated
             }
             return node
-        case (.index(let i), .sequence(var items)):
-            guard i >= 0 && i < items.count else { return nil }
-            if rest.isEmpty {
-                items.remove(at: i)
-            } else {
-                guard let updated = remove(items[i], rest) else { return nil }
-                items[i] = updated
+        case (.index, .sequence(var items)), (.match, .sequence(var items)):
+            let found: Int?
+            switch head {
+            case .index(let i): found = i >= 0 && i < items.count ? i : nil
+            case .match(let k, let v): found = items.firstIndex(where: { $0[k]?.scalar == v })
+            default: found = nil
             }
-            node.kind = .sequence(items)
-            return node
-        case (.match(let k, let v), .sequence(var items)):
-            guard let i = items.firstIndex(where: { $0[k]?.scalar == v }) else { return nil }
+            guard let i = found else { return nil }
             if rest.isEmpty {
                 items.remove(at: i)
             } else {

@@ -209,6 +209,14 @@ struct BuildIntegrationTests {
             #expect(cache.contains("good:"))
             #expect(!cache.contains("broken:"), "nothing is cached for a failed build")
 
+            // Sections slipway does not run yet are named, not silently skipped.
+            try p.write(
+                "devspace.yaml",
+                "version: v2beta1\nname: errors\nimages:\n  good:\n    image: \(repo)-good\nhooks:\n  - command: echo hi\n    events: [\"before:build\"]\n")
+            let withHooks = try SlipwayBinary.run(["build"], in: dir)
+            #expect(withHooks.status == 0, "\(withHooks.stderr)")
+            #expect(withHooks.stdout.contains("has hooks, which slipway does not run yet"), "\(withHooks.stdout)")
+
             // A missing Dockerfile is reported at its place in the config.
             try p.write(
                 "devspace.yaml",

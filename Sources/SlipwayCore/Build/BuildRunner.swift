@@ -63,6 +63,14 @@ public struct BuildRunner: Sendable {
         let cached: [String: ImageCacheEntry]
         do { cached = try cache.read() } catch { throw BuildRunError(error.description) }
 
+        // DevSpace's build pipeline also builds dependencies and fires hooks around builds.
+        let ignored = loaded.config.notYetSupported.filter { $0 == "dependencies" || $0 == "hooks" }
+        if !ignored.isEmpty {
+            emit(
+                .note(
+                    "\(loaded.displayPath) has \(ignored.joined(separator: " and ")), which slipway does not run yet; building this project's images only"
+                ))
+        }
         let engines = try await EngineSelector(options: options, emit: emit)
         var contexts = ContextCache(configDirectory: loaded.directory)
         var prepared: [Prepared] = []

@@ -1018,7 +1018,7 @@ extension EngineIntegrationTests {
         #expect(await kaniko.isAvailable() == false)
         let error = await #expect(throws: EngineError.self) { try await kaniko.build(Self.renderRequest) { _ in } }
         #expect(error == .needsCluster(engine: "kaniko", image: "app"))
-        #expect(error?.description.contains("slipway build --render") == true)
+        #expect(error?.description.contains("builds inside a Kubernetes cluster") == true)
         #expect(error?.description.contains("needs a cluster") == true)
 
         let inCluster = BuildKitEngine(options: try YAMLParser().parse("inCluster: {}"), skipPush: true)

@@ -143,9 +143,8 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
             let tail = lastLines.isEmpty ? "" : ":\n" + lastLines.joined(separator: "\n")
             return "\(engine): building \(image) failed (exit status \(status))\(tail)"
         case .needsCluster(let engine, let image):
-            return "\(engine): \(image) builds inside a Kubernetes cluster. slipway renders what DevSpace would run "
-                + "(`slipway build --render` prints it), but running it needs a cluster, and this machine has none "
-                + "configured; build it with the docker or buildah engine instead"
+            return "\(engine): \(image) builds inside a Kubernetes cluster; running it needs a cluster, and this machine has none configured; "
+                + "remove the image's kaniko or buildKit.inCluster section to build it with the local docker or buildah engine"
         case .toolMissing(let engine, let tool):
             let hint =
                 ["docker", "buildah", "buildkit"].contains(engine) ? "; ./install.sh installs slipway's tools" : ""

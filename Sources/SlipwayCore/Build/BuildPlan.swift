@@ -74,8 +74,8 @@ public enum BuildPlanner {
                         file: loaded.displayPath, mark: node?[field]?.mark ?? image.mark, path: "images.\(image.key).\(field)",
                         message: message))
             }
-            let context = absolute(image.context, in: loaded.directory)
-            let dockerfile = absolute(image.dockerfile, in: loaded.directory)
+            let context = ConfigLoader.absolute(image.context, in: loaded.directory)
+            let dockerfile = ConfigLoader.absolute(image.dockerfile, in: loaded.directory)
             var isDir: ObjCBool = false
             if !FileManager.default.fileExists(atPath: context, isDirectory: &isDir) || !isDir.boolValue {
                 fail("context", "\(image.context) does not exist or is not a directory")
@@ -124,12 +124,6 @@ public enum BuildPlanner {
     static func isDirectory(_ path: String) -> Bool {
         var isDir: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
-    }
-
-    static func absolute(_ p: String, in dir: String) -> String {
-        let joined = p.hasPrefix("/") ? p : dir + "/" + p
-        let standard = (joined as NSString).standardizingPath
-        return standard.count > 1 && standard.hasSuffix("/") ? String(standard.dropLast()) : standard
     }
 
     /// The project: the git work tree holding the config, or the config's directory.

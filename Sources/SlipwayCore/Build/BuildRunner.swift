@@ -294,5 +294,5 @@ public struct BuildRunner: Sendable {
 }
 
 func sha256Hex(_ text: String) -> String {
-    SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    SHA256.hash(data: Array(text.utf8)).withUnsafeBytes { hexString($0) }
 }

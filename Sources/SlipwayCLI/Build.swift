@@ -4,7 +4,9 @@ import SlipwayCore
 
 extension SlipwayCommand {
     struct Build: AsyncParsableCommand {
+        // The name is spelled out: deriving it from the type costs a dynamic cast per run.
         static let configuration = CommandConfiguration(
+            commandName: "build",
             abstract: "Build the images of devspace.yaml that changed (all, or the ones named).",
             discussion: """
                 An image is built when its build digest (Dockerfile content, context, build args,

@@ -3,7 +3,9 @@ import SlipwayCore
 
 extension SlipwayCommand {
     struct Validate: AsyncParsableCommand {
+        // The name is spelled out: deriving it from the type costs a dynamic cast per run.
         static let configuration = CommandConfiguration(
+            commandName: "validate",
             abstract: "Check the config: syntax, keys, types, DevSpace's rules and variables.")
 
         @OptionGroup var global: GlobalOptions

@@ -3,7 +3,7 @@ import SlipwayCore
 
 extension SlipwayCommand {
     struct Version: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print slipway's version.")
+        static let configuration = CommandConfiguration(commandName: "version", abstract: "Print slipway's version.")
 
         func run() async throws {
             Terminal.out(

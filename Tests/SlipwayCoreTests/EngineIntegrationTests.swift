@@ -81,6 +81,11 @@ struct EngineIntegrationTests {
         #expect(try api.imageExists("\(repository):one") == id)
         let cli = try sh(["docker", "image", "inspect", "--format", "{{.Id}}", "\(repository):two"], cwd: "/")
         #expect(cli.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == id)
+        // One inspect answers for every name the image has (the no-op build's single question).
+        let inspected = try #require(try api.inspectImage(id))
+        #expect(inspected.id == id)
+        #expect(Set(["\(repository):one", "\(repository):two"]).isSubset(of: inspected.names))
+        #expect(try api.inspectImage(uniqueTestRepository() + ":absent") == nil)
 
         #expect(try api.remove(image: "\(repository):one"))
         #expect(try api.imageExists("\(repository):one") == nil)

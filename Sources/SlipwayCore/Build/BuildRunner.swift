@@ -75,9 +75,23 @@ public struct BuildRunner: Sendable {
         var contexts = ContextCache(configDirectory: loaded.directory)
         var prepared: [Prepared] = []
         var diagnostics: [String] = []
+        // Ask the engines about the images last built while the contexts are walked: the
+        // answers then cost no time of their own on a no-op run.
+        var lookups: [String: Task<StoredImage?, any Error>] = [:]
+        if !options.forceRebuild {
+            for plan in plans where plan.config.custom == nil && plan.config.rebuildStrategy != .always {
+                guard let entry = cached[plan.key], entry.imageName == plan.image, !entry.tag.isEmpty,
+                    let engine = try? engines.engine(for: plan, loaded: loaded)
+                else { continue }
+                let reference = entry.imageID ?? "\(plan.image):\(entry.tag)"
+                lookups[plan.key] = Task { try await engine.storedImage(reference) }
+            }
+        }
         for plan in plans {
             do {
-                prepared.append(try await prepare(plan, cached: cached[plan.key], engines: engines, contexts: &contexts))
+                prepared.append(
+                    try await prepare(
+                        plan, cached: cached[plan.key], engines: engines, contexts: &contexts, lookup: lookups[plan.key]))
             } catch {
                 diagnostics.append(error.description)
             }
@@ -89,6 +103,7 @@ public struct BuildRunner: Sendable {
 
         if options.dryRun {
             contexts.saveIndexes(emit: emit)
+            contexts.discardInBackground()
             return BuildReport(
                 results: prepared.map { p in
                     ImageResult(
@@ -109,13 +124,15 @@ public struct BuildRunner: Sendable {
         }
         do { try cache.update(updates) } catch { throw BuildRunError(error.description) }
         contexts.saveIndexes(emit: emit)
+        contexts.discardInBackground()
         return BuildReport(results: results)
     }
 
     // MARK: Decision
 
     func prepare(
-        _ plan: ImagePlan, cached: ImageCacheEntry?, engines: EngineSelector, contexts: inout ContextCache
+        _ plan: ImagePlan, cached: ImageCacheEntry?, engines: EngineSelector, contexts: inout ContextCache,
+        lookup: Task<StoredImage?, any Error>? = nil
     ) async throws(BuildRunError) -> Prepared {
         let image = plan.config
         let engine = try engines.engine(for: plan, loaded: loaded)
@@ -162,16 +179,23 @@ public struct BuildRunner: Sendable {
             return decide(.skip, "up to date (onChange files unchanged)")
         }
         let previousRef = "\(plan.image):\(cached.tag)"
-        let presentID: String?
-        do { presentID = try await engine.imageID(cached.imageID ?? previousRef) } catch {
+        let stored: StoredImage?
+        do {
+            let reference = cached.imageID ?? previousRef
+            stored = try await (lookup ?? Task { try await engine.storedImage(reference) }).value
+        } catch {
             throw BuildRunError("images.\(plan.key): cannot ask \(engine.name) whether \(previousRef) exists: \(error)")
         }
-        guard let presentID else {
+        guard let stored else {
             return decide(.build, "image missing from the \(engine.name) engine")
         }
+        let presentID = stored.id
         var missing: [String] = []
         for tag in tags {
             let ref = "\(plan.image):\(tag)"
+            // The engine's answer usually names every tag already; ask only about the others
+            // (also when the engine spells a name differently, `docker.io/library/x` as `x`).
+            if stored.names.contains(ref) { continue }
             let id: String?
             do { id = try await engine.imageID(ref) } catch {
                 throw BuildRunError("images.\(plan.key): cannot ask \(engine.name) whether \(ref) exists: \(error)")

@@ -105,12 +105,34 @@ public protocol BuildEngine: Sendable {
     /// such image (or the engine has no store slipway can look into).
     func imageID(_ reference: String) async throws -> String?
 
+    /// The image `reference` names in this engine's store: its ID and, when the engine says so
+    /// in the same answer, every name it has (`repository:tag`). Nil when there is none.
+    func storedImage(_ reference: String) async throws -> StoredImage?
+
     /// Builds `request`, passing each line of the build's output to `log` as it arrives.
     func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage
 
     /// Gives the existing image `existing` (a reference or an ID) each name in `references`
     /// (`name:tag`): a new tag for unchanged content is a re-tag, not a build.
     func tag(existing: String, as references: [String]) async throws
+}
+
+/// An image in an engine's store.
+public struct StoredImage: Sendable, Equatable {
+    public var id: String
+    /// The image's names as the engine spells them; empty when the engine did not say.
+    public var names: [String]
+
+    public init(id: String, names: [String]) {
+        self.id = id
+        self.names = names
+    }
+}
+
+extension BuildEngine {
+    public func storedImage(_ reference: String) async throws -> StoredImage? {
+        try await imageID(reference).map { StoredImage(id: $0, names: []) }
+    }
 }
 
 /// A failure of a build engine.

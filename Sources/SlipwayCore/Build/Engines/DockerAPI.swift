@@ -112,11 +112,17 @@ public struct DockerAPI: Sendable {
     /// The image ID (`sha256:…`) that `reference` (a name, `name:tag`, `name@digest` or an ID)
     /// resolves to in the daemon's store, or nil when there is no such image.
     public func imageExists(_ reference: String) throws(DockerAPIError) -> String? {
+        try inspectImage(reference)?.id
+    }
+
+    /// `GET /images/{reference}/json`: the image's ID and its names (`RepoTags`, in Docker's
+    /// short form: `busybox:latest`, `localhost:5000/app:v1`), or nil when there is no such image.
+    public func inspectImage(_ reference: String) throws(DockerAPIError) -> (id: String, names: [String])? {
         let response = try send("GET", "/images/\(Self.pathEscaped(reference))/json")
         if response.code == 404 { return nil }
         try response.requireSuccess()
         let body: ImageBody = try response.decode()
-        return body.id
+        return (body.id, body.repoTags ?? [])
     }
 
     /// `POST /images/{source}/tag?repo=&tag=`: gives the image `source` (a reference or an ID)
@@ -236,9 +242,11 @@ public struct DockerAPI: Sendable {
 
     private struct ImageBody: Decodable {
         var id: String
+        var repoTags: [String]?
 
         enum CodingKeys: String, CodingKey {
             case id = "Id"
+            case repoTags = "RepoTags"
         }
     }
 

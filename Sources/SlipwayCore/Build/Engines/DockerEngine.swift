@@ -61,6 +61,14 @@ public struct DockerEngine: BuildEngine {
         }
     }
 
+    public func storedImage(_ reference: String) async throws -> StoredImage? {
+        do {
+            return try api.inspectImage(reference).map { StoredImage(id: $0.id, names: $0.names) }
+        } catch {
+            throw mapped(error, operation: "looking up \(reference)")
+        }
+    }
+
     public func tag(existing: String, as references: [String]) async throws {
         for reference in references {
             let (repository, tag) = try Self.split(reference, engine: name)

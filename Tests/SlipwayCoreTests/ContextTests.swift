@@ -702,6 +702,76 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
+    /// A tree whose directories several threads list at once: the result must not depend on
+    /// how many threads walk it or in which order they finish.
+    @Test(arguments: [1, 2, 4, 8])
+    func parallelWalksListTheSameEntriesInOrder(threads: Int) throws {
+        try withTemporaryDirectory { scratch in
+            let root = "\(scratch)/ctx"
+            for top in ["a", "a.b", "a-b", "b", "vendor", "z"] {
+                for sub in 0..<6 {
+                    try writeFile("\(top)\(sub)", to: "\(root)/\(top)/s\(sub)/deep/f.txt")
+                    try writeFile("x", to: "\(root)/\(top)/s\(sub).txt")
+                    try writeFile("log", to: "\(root)/\(top)/s\(sub)/debug.log")
+                }
+            }
+            try writeFile("keep", to: "\(root)/vendor/s2/keep.txt")
+            try makeSymlink("\(root)/a/link", to: "../b")
+            try makeDirectory("\(root)/empty")
+            let matcher = try IgnoreMatcher(patterns: ["**/*.log", "vendor", "!vendor/s2/keep.txt"])
+            let root1 = try ContextWalker.openContext(root)
+            defer { close(root1) }
+            let single = try ContextWalker.walk(rootFD: root1, contextDir: root, matcher: matcher, threads: 1).entries
+            let parallel = try ContextWalker.walk(rootFD: root1, contextDir: root, matcher: matcher, threads: threads)
+                .entries
+            #expect(parallel == single)
+            #expect(single.map(\.path) == single.map(\.path).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+            #expect(single.contains { $0.path == "vendor/s2/keep.txt" })
+            #expect(!single.contains { $0.path.hasSuffix(".log") || $0.path == "vendor" || $0.path == "vendor/s1.txt" })
+            #expect(single.first { $0.path == "a/link" }?.kind == .symlink)
+            // 5 top directories, each with 6 dirs, 6 files, 6 "deep" dirs and 6 files below
+            // them; vendor's one re-included file (not its directories); the link; `empty`.
+            #expect(single.count == 5 * 25 + 1 + 1 + 1)
+        }
+    }
+
+    /// Walking twice from the same open directory lists it twice (a `dup`ed descriptor would
+    /// share the offset, and the second walk would see an empty directory).
+    @Test func secondWalkFromTheSameDescriptorListsEverything() throws {
+        try withTemporaryDirectory { scratch in
+            let root = "\(scratch)/ctx"
+            try makeContext(root)
+            let fd = try ContextWalker.openContext(root)
+            defer { close(fd) }
+            let first = try ContextWalker.walk(rootFD: fd, contextDir: root, matcher: nil).entries
+            let second = try ContextWalker.walk(rootFD: fd, contextDir: root, matcher: nil).entries
+            #expect(first.count >= 8)
+            #expect(second == first)
+        }
+    }
+
+    /// A no-op run returns the index it was given: nothing to save, and its older time stays.
+    @Test func unchangedContextKeepsItsIndex() throws {
+        try withTemporaryDirectory { scratch in
+            let root = "\(scratch)/ctx"
+            try makeContext(root)
+            let later = nowNanoseconds() + 5_000_000_000
+            let first = try snapshot(root, indexTime: later)
+            let second = try snapshot(root, index: first.index, indexTime: later + 1_000_000)
+            #expect(second.snapshot.hashedFiles == 0)
+            #expect(second.index == first.index)
+            #expect(second.index.timestampNanoseconds == later)
+
+            // A removed file is a different set of files: a new index without it.
+            try FileManager.default.removeItem(atPath: "\(root)/run.sh")
+            let third = try snapshot(root, index: second.index, indexTime: later + 2_000_000)
+            #expect(third.snapshot.hashedFiles == 0)
+            #expect(third.index.paths == [".dockerignore", "Dockerfile", "main.go", "pkg/lib/lib.go"])
+            #expect(third.index.timestampNanoseconds == later + 2_000_000)
+            #expect(third.snapshot.digest != second.snapshot.digest)
+        }
+    }
+
     @Test func twentyThousandFiles() throws {
         try withTemporaryDirectory { scratch in
             let root = "\(scratch)/ctx"

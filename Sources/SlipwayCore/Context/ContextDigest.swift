@@ -54,6 +54,17 @@ public struct ContentDigest: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { hex }
 
+    /// Calls `body` with the 32 bytes, without allocating.
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { buffer in
+            buffer.storeBytes(of: w0, toByteOffset: 0, as: UInt64.self)
+            buffer.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self)
+            buffer.storeBytes(of: w2, toByteOffset: 16, as: UInt64.self)
+            buffer.storeBytes(of: w3, toByteOffset: 24, as: UInt64.self)
+            return body(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
     func append(to out: inout [UInt8]) {
         withUnsafeBytes(of: w0) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: w1) { out.append(contentsOf: $0) }
@@ -127,80 +138,105 @@ public struct ContextDigester: Sendable {
         let started = indexTime ?? Self.wallClockNanoseconds()
         let root = try ContextWalker.openContext(contextDir)
         defer { close(root) }
-        var entries = try ContextWalker.walk(rootFD: root, contextDir: contextDir, matcher: matcher)
-
-        var builder = StatIndex.Builder(capacity: entries.count)
-        var cursor = 0
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 16)
-        defer { buffer.deallocate() }
-        var hashed = 0
-        var fileCount = 0
-        var totalBytes: Int64 = 0
-        var vanished = false
-        for position in entries.indices where entries[position].kind == .file {
-            // Entries come in path byte order, as the index's records: one merge pass finds them.
-            var digest = entries[position].withPathBytes { path in
-                index.position(of: path, from: &cursor).flatMap {
-                    index.trustedDigest(
-                        at: $0, for: entries[position], granularityNanoseconds: timestampGranularityNanoseconds)
-                }
+        let granularity = timestampGranularityNanoseconds
+        // Runs on the walk's threads: files are looked up in the index (and, when their stat
+        // changed, read and hashed) in parallel, as soon as they are stat'ed.
+        let walked = try ContextWalker.walk(rootFD: root, contextDir: contextDir, matcher: matcher) {
+            (entry: inout ContextEntry, cursor: inout Int) throws(ContextError) -> ContextWalker.Visit in
+            if let digest = index.trustedDigest(for: entry, granularityNanoseconds: granularity, cursor: &cursor) {
+                entry.contentDigest = digest
+                return .keep
             }
-            if digest == nil {
-                guard
-                    let fresh = try Self.hashFile(
-                        root: root, entry: entries[position], buffer: buffer, contextDir: contextDir)
-                else {
-                    vanished = true
-                    continue
-                }
-                digest = fresh
-                hashed += 1
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 16)
+            defer { buffer.deallocate() }
+            guard let fresh = try Self.hashFile(root: root, entry: entry, buffer: buffer, contextDir: contextDir) else {
+                return .drop  // removed between the walk and its read (an editor's temporary file)
             }
-            entries[position].contentDigest = digest
-            let record = StatIndex.Record(entries[position], digest: digest ?? .zero)
-            entries[position].withPathBytes { builder.append(path: $0, record) }
-            fileCount += 1
-            totalBytes += entries[position].size
+            entry.contentDigest = fresh
+            return .hashed
         }
-        // A file removed between the walk and its read (an editor's temporary file) is gone.
-        if vanished { entries.removeAll { $0.kind == .file && $0.contentDigest == nil } }
 
+        let (digest, fileCount, totalBytes) = Self.digest(of: walked.entries)
+        var newIndex: StatIndex
+        if walked.hashed.isEmpty && fileCount == index.count {
+            // Every file came from the index and the index holds no other: it is already the
+            // index of this walk (and its older time is the safer one for the racy rule).
+            newIndex = index
+        } else if fileCount == index.count,
+            let patched = index.replacing(walked.hashed.map { walked.entries[$0] }, timestampNanoseconds: started)
+        {
+            // The same files, a few of them changed: their records are replaced in place.
+            newIndex = patched
+        } else {
+            var builder = StatIndex.Builder(capacity: fileCount)
+            walked.entries.withUnsafeBufferPointer { entries in
+                for position in entries.indices where entries[position].kind == .file {
+                    let record = StatIndex.Record(entries[position], digest: entries[position].contentDigest ?? .zero)
+                    entries[position].withPathBytes { builder.append(path: $0, record) }
+                }
+            }
+            newIndex = builder.build(timestampNanoseconds: started)
+        }
         let snapshot = ContextSnapshot(
-            digest: Self.digest(of: entries), fileCount: fileCount, totalBytes: totalBytes, hashedFiles: hashed,
-            entries: entries)
-        return (snapshot, builder.build(timestampNanoseconds: started))
+            digest: digest, fileCount: fileCount, totalBytes: totalBytes, hashedFiles: walked.hashed.count,
+            entries: walked.entries)
+        return (snapshot, newIndex)
     }
 
     /// The digest of `entries` (sorted by path, files with their content digests) in the
-    /// encoding described on ``ContextDigester``.
-    static func digest(of entries: [ContextEntry]) -> String {
+    /// encoding described on ``ContextDigester``, with the number of regular files and their
+    /// total size.
+    static func digest(of entries: [ContextEntry]) -> (digest: String, files: Int, bytes: Int64) {
         var hasher = SHA256()
-        var out: [UInt8] = []
-        out.reserveCapacity(Self.readBufferSize + 8 * 1024)
-        out.append(contentsOf: "slipway-context-v1".utf8)
-        out.append(0)
-        for entry in entries {
-            out.append(entry.kind.rawValue)
-            entry.withPathBytes { out.append(contentsOf: $0) }
-            out.append(0)
-            withUnsafeBytes(of: entry.mode.bigEndian) { out.append(contentsOf: $0) }
-            switch entry.kind {
-            case .file:
-                // Every file of a snapshot has a digest; a zero digest would only mark a bug.
-                (entry.contentDigest ?? ContentDigest.zero).append(to: &out)
-            case .symlink:
-                entry.withTargetBytes { out.append(contentsOf: $0) }
-                out.append(0)
-            case .directory, .other:
-                break
+        var files = 0
+        var bytes: Int64 = 0
+        let capacity = Self.readBufferSize + 8 * 1024
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+        defer { out.deallocate() }
+        var used = 0
+        func flush() {
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: out[0..<used]))
+            used = 0
+        }
+        func put(_ bytes: UnsafeRawBufferPointer) {
+            if used + bytes.count > capacity {
+                flush()
+                if bytes.count > capacity {
+                    hasher.update(bufferPointer: bytes)
+                    return
+                }
             }
-            if out.count >= Self.readBufferSize {
-                out.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-                out.removeAll(keepingCapacity: true)
+            if let base = bytes.baseAddress, bytes.count > 0 {
+                (out.baseAddress! + used).copyMemory(from: base, byteCount: bytes.count)  // allocated above
+            }
+            used += bytes.count
+        }
+        func put(byte: UInt8) { withUnsafeBytes(of: byte) { put($0) } }
+
+        "slipway-context-v1".utf8CString.withUnsafeBytes { put($0) }  // with its NUL
+        entries.withUnsafeBufferPointer { entries in
+            for entry in entries.indices {
+                let kind = entries[entry].kind
+                put(byte: kind.rawValue)
+                entries[entry].withPathBytes { put(UnsafeRawBufferPointer($0)) }
+                put(byte: 0)
+                withUnsafeBytes(of: entries[entry].mode.bigEndian) { put($0) }
+                switch kind {
+                case .file:
+                    // Every file of a snapshot has a digest; a zero digest would only mark a bug.
+                    (entries[entry].contentDigest ?? ContentDigest.zero).withBytes { put($0) }
+                    files += 1
+                    bytes += entries[entry].size
+                case .symlink:
+                    entries[entry].withTargetBytes { put(UnsafeRawBufferPointer($0)) }
+                    put(byte: 0)
+                case .directory, .other:
+                    break
+                }
             }
         }
-        out.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        return hasher.finalize().withUnsafeBytes { hexString($0) }
+        flush()
+        return (hasher.finalize().withUnsafeBytes { hexString($0) }, files, bytes)
     }
 
     /// Reads the file at `entry.path` below the directory `root` and hashes it; nil when the

@@ -233,6 +233,14 @@ struct BuildIntegrationTests {
             let outside = try SlipwayBinary.run(["build"], in: dir)
             #expect(outside.status == 1)
             #expect(outside.stderr.contains("images.app.context: ../ is outside the project"), "\(outside.stderr)")
+
+            // A branch name as a tag is refused, naming the image, the value and the way out.
+            try p.write("devspace.yaml", "version: v2beta1\nname: errors\nimages:\n  app:\n    image: \(repo)-x\n")
+            let branch = try SlipwayBinary.run(["build", "-t", "feature/x"], in: dir)
+            #expect(branch.status == 1)
+            #expect(
+                branch.stderr.contains(#"images.app.tags: "feature/x" is not a valid image tag"#), "\(branch.stderr)")
+            #expect(branch.stderr.contains("${SLIPWAY_BRANCH_TAG}"), "\(branch.stderr)")
         }
     }
 

@@ -148,8 +148,11 @@ public struct BuildRunner: Sendable {
         var tags = plan.requestedTags.map(ImagePlan.fillHashes)
         if tags.isEmpty { tags = [String(buildDigest.prefix(12))] }
         for tag in tags where !Self.isValidTag(tag) {
+            let hint = tag.isEmpty
+                ? "; a git variable is empty here (detached HEAD, or not a git repository?)"
+                : tag.contains("/") ? "; for a branch name use ${SLIPWAY_BRANCH_TAG}, which makes it a valid tag" : ""
             throw BuildRunError(
-                "\(loaded.displayPath):\(image.mark): images.\(plan.key).tags: \"\(tag)\" is not a valid image tag (letters, digits, '_', '.', '-'; at most 128 characters; not starting with '.' or '-')")
+                "\(loaded.displayPath):\(image.mark): images.\(plan.key).tags: \"\(tag)\" is not a valid image tag (letters, digits, '_', '.', '-'; at most 128 characters; not starting with '.' or '-')\(hint)")
         }
 
         func decide(_ action: BuildAction, _ reason: String, existing: String? = nil) -> Prepared {

@@ -361,6 +361,7 @@ final class VariableResolver {
         case "DEVSPACE_GIT_BRANCH": text = git?.branch ?? ""
         case "DEVSPACE_GIT_COMMIT": text = git?.commit.map { String($0.prefix(8)) } ?? ""
         case "SLIPWAY_GIT_DESCRIBE": text = git?.describe ?? ""
+        case "SLIPWAY_BRANCH_TAG": text = git?.branch.map(BranchTag.tag(for:)) ?? ""
         case "DEVSPACE_CONTEXT": text = context.kubeContext
         case "DEVSPACE_NAMESPACE": text = context.namespace
         default: return nil

@@ -11,7 +11,7 @@ public struct SlipwayCommand: AsyncParsableCommand {
             Global flags (--config, --var, -p, --chdir, …) go after the subcommand, as in DevSpace.
             """,
         version: "slipway \(ConfigLoader.version)",
-        subcommands: [Build.self, Print.self, Validate.self, Version.self]
+        subcommands: [Build.self, Print.self, PullSecrets.self, Validate.self, Version.self]
     )
 
     public init() {}

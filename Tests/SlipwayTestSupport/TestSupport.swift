@@ -143,6 +143,10 @@ public enum EngineAvailability {
     public static func buildahWorks() -> Bool {
         (try? sh(["buildah", "version"], cwd: "/").status) == 0
     }
+    /// `kubernetes-validate` (PyPI; `.ci/run` puts a virtual environment with it on PATH).
+    public static func kubernetesValidateWorks() -> Bool {
+        (try? sh(["kubernetes-validate", "--version"], cwd: "/").status) == 0
+    }
 }
 
 extension Trait where Self == ConditionTrait {
@@ -150,6 +154,13 @@ extension Trait where Self == ConditionTrait {
     public static var requiresDockerEngine: Self {
         .enabled("no Docker engine answers (CI=true makes this test require one)") {
             EngineAvailability.required || EngineAvailability.dockerAnswers()
+        }
+    }
+
+    /// `kubernetes-validate` must be on PATH (always in CI).
+    public static var requiresKubernetesValidate: Self {
+        .enabled("kubernetes-validate is not on PATH (CI=true makes this test require it)") {
+            EngineAvailability.required || EngineAvailability.kubernetesValidateWorks()
         }
     }
 

@@ -25,10 +25,11 @@ public struct ProcessOutput: Sendable, Equatable {
 /// Runs child processes through swift-subprocess (no shell unless the caller asks for one).
 public enum ProcessRunner {
     /// Runs `executable` (a name looked up on PATH, or a path) with `arguments`, collecting
-    /// output up to `limit` bytes per stream. Never throws for a non-zero exit.
+    /// output up to `limit` bytes per stream; `input`, when given, is its standard input.
+    /// Never throws for a non-zero exit.
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, limit: Int = 4 << 20
+        workingDirectory: String? = nil, input: String? = nil, limit: Int = 4 << 20
     ) async throws(ToolFailure) -> ProcessOutput {
         let exe: Executable = executable.contains("/") ? .path(FilePath(executable)) : .name(executable)
         let env: Environment
@@ -42,10 +43,17 @@ public enum ProcessRunner {
             env = .inherit
         }
         do {
-            let result = try await Subprocess.run(
-                exe, arguments: Arguments(arguments), environment: env,
-                workingDirectory: workingDirectory.map { FilePath($0) },
-                output: .string(limit: limit), error: .string(limit: limit))
+            let directory = workingDirectory.map { FilePath($0) }
+            let result =
+                if let input {
+                    try await Subprocess.run(
+                        exe, arguments: Arguments(arguments), environment: env, workingDirectory: directory,
+                        input: .array(Array(input.utf8)), output: .string(limit: limit), error: .string(limit: limit))
+                } else {
+                    try await Subprocess.run(
+                        exe, arguments: Arguments(arguments), environment: env, workingDirectory: directory,
+                        output: .string(limit: limit), error: .string(limit: limit))
+                }
             let status: Int32
             switch result.terminationStatus {
             case .exited(let code): status = code

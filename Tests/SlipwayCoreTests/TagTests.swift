@@ -103,9 +103,9 @@ let branchNames: [String] = [
         }
     }
 
-    /// `$(git describe --always)` in `tags:` is what the git CLI prints, on ten repository
-    /// states (no tags, lightweight and annotated tags, commits after a tag, a merge,
-    /// detached HEAD, a dirty tree).
+    /// `$(git describe --always)` in `tags:` (also with `--tags` and `--dirty`) is what the
+    /// git CLI prints, on ten repository states (no tags, lightweight and annotated tags,
+    /// commits after a tag, a merge, detached HEAD, a dirty tree).
     @Test func describeTagsMatchGit() async throws {
         try await withTemporaryDirectory { root in
             let repo = root + "/repo"
@@ -116,7 +116,12 @@ let branchNames: [String] = [
                 images:
                   app:
                     image: example.test/app
-                    tags: ["$(git describe --always)", "${SLIPWAY_GIT_DESCRIBE}", "$(git describe --tags --always)"]
+                    tags:
+                      - $(git describe --always)
+                      - ${SLIPWAY_GIT_DESCRIBE}
+                      - $(git describe --tags --always)
+                      - $(git describe --always --dirty)
+                      - $(git describe --dirty=.mod --tags --always)
                 """.write(toFile: repo + "/devspace.yaml", atomically: true, encoding: .utf8)
             var counter = 0
             func commit(_ message: String) throws {
@@ -126,12 +131,15 @@ let branchNames: [String] = [
                 try git(["commit", "-qm", message], in: repo)
             }
             func check(_ state: String) async throws {
+                // No git on PATH: every answer must come from libgit2, none from a shell.
                 let loaded = try await ConfigLoader.load(
-                    LoadOptions(workingDirectory: repo, environment: ["PATH": "/usr/bin:/bin", "HOME": root]))
+                    LoadOptions(workingDirectory: repo, environment: ["PATH": root + "/no-tools", "HOME": root]))
                 let tags = loaded.config.images.first?.tags ?? []
                 let describe = try gitOutput(["describe", "--always"], in: repo)
                 let describeTags = try gitOutput(["describe", "--tags", "--always"], in: repo)
-                #expect(tags == [describe, describe, describeTags], "\(state)")
+                let dirty = try gitOutput(["describe", "--always", "--dirty"], in: repo)
+                let dirtyTags = try gitOutput(["describe", "--dirty=.mod", "--tags", "--always"], in: repo)
+                #expect(tags == [describe, describe, describeTags, dirty, dirtyTags], "\(state)")
             }
             try git(["init", "-q", "-b", "main"], in: repo)
             try commit("one")

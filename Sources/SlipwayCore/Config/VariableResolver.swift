@@ -301,6 +301,12 @@ final class VariableResolver {
         if let git, let answer = Self.gitAnswer(words, git) {
             return Node(.scalar(answer, .plain)).quotedIfNeeded()
         }
+        if git != nil, let dirty = Self.dirtyDescribe(words),
+            let answer = try? GitRepository.discover(from: context.configDirectory).describe(
+                tags: dirty.tags, always: true, dirtySuffix: dirty.suffix)
+        {
+            return Node(.scalar(answer, .plain)).quotedIfNeeded()
+        }
         let out: ProcessOutput
         do {
             out = try await Shell.run(expression, in: context.configDirectory, environment: commandEnvironment())
@@ -316,6 +322,27 @@ final class VariableResolver {
             throw VariableFailure(message: "$(\(expression)) exited with status \(out.status): \(tail)")
         }
         return Node(.scalar(text, .plain)).quotedIfNeeded()
+    }
+
+    /// `git describe --always --dirty[=SUFFIX]` (with `--tags` or not, in any order): asked
+    /// of libgit2 only when used, because telling "dirty" takes a status walk of the work tree.
+    static func dirtyDescribe(_ words: [String]) -> (tags: Bool, suffix: String)? {
+        guard words.count >= 4, words[0] == "git", words[1] == "describe" else { return nil }
+        var always = false
+        var tags = false
+        var suffix: String?
+        for word in words[2...] {
+            switch word {
+            case "--always": always = true
+            case "--tags": tags = true
+            case "--dirty": suffix = "-dirty"
+            default:
+                guard word.hasPrefix("--dirty="), suffix == nil else { return nil }
+                suffix = String(word.dropFirst("--dirty=".count))
+            }
+        }
+        guard always, let suffix else { return nil }
+        return (tags, suffix)
     }
 
     static func gitAnswer(_ words: [String], _ git: GitFacts) -> String? {

@@ -13,8 +13,9 @@ extension SlipwayCommand {
                 https://index.docker.io/v1/) and the service accounts (default: default) that pull
                 with it. Credentials come from the config, else from ~/.docker/config.json
                 (DOCKER_CONFIG): auths, credsStore, credHelpers. Passwords and tokens are shown
-                as <redacted> unless --show-secrets is given. Applying them to a cluster is not
-                available yet: pipe --render to `kubectl apply -f -`.
+                as <redacted> unless --show-secrets is given. The namespace is -n, else the
+                kubeconfig context's. Applying them to a cluster is not available yet: pipe
+                --render to `kubectl apply -f -`.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -45,8 +46,14 @@ extension SlipwayCommand {
             }
             let selected = names.isEmpty ? all : all.filter { names.contains($0.name) }
             let environment = ProcessInfo.processInfo.environment
-            let namespace = global.namespace ?? environment["DEVSPACE_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 }
             do {
+                // -n, else the kubeconfig context's namespace (as kubectl would use).
+                var namespace = global.namespace
+                if namespace == nil, let kube = try Kubeconfig.load(environment: environment),
+                    let context = kube.context(global.kubeContext)
+                {
+                    namespace = context.namespace ?? "default"
+                }
                 let docker = try DockerConfigFile.load(environment: environment)
                 let rendered = try await PullSecretRenderer(namespace: namespace, showSecrets: showSecrets).render(
                     selected
@@ -60,6 +67,9 @@ extension SlipwayCommand {
                 }
                 Terminal.out(try YAMLEmitter().emit(rendered.manifests))
             } catch let error as RegistryError {
+                Terminal.error(error.description)
+                throw ExitCode.failure
+            } catch let error as KubeconfigError {
                 Terminal.error(error.description)
                 throw ExitCode.failure
             } catch let error as YAMLError {

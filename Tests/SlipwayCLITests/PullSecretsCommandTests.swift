@@ -41,6 +41,19 @@ import Testing
             #expect(json.contains("\"password\":\"hunter2\""), "\(json)")
             #expect(json.contains("\"https:\\/\\/index.docker.io\\/v1\\/\"") || json.contains("\"https://index.docker.io/v1/\""))
 
+            // Without -n, the kubeconfig context's namespace.
+            try "current-context: kind-dev\ncontexts:\n- name: kind-dev\n  context:\n    cluster: kind-dev\n    namespace: from-kube\n"
+                .write(toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
+            let fromKube = try SlipwayBinary.run(
+                ["pull-secrets", "--render"], in: dir, env: env.merging(["KUBECONFIG": dir + "/kubeconfig"]) { $1 })
+            #expect(fromKube.status == 0, "\(fromKube.stderr)")
+            #expect(fromKube.stdout.contains("namespace: from-kube\n"), "\(fromKube.stdout)")
+            try "contexts: {\n".write(toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
+            let brokenKube = try SlipwayBinary.run(
+                ["pull-secrets", "--render"], in: dir, env: env.merging(["KUBECONFIG": dir + "/kubeconfig"]) { $1 })
+            #expect(brokenKube.status == 1)
+            #expect(brokenKube.stderr.hasPrefix("\(dir)/kubeconfig:"), "\(brokenKube.stderr)")
+
             let unknown = try SlipwayBinary.run(["pull-secrets", "--render", "nope"], in: dir, env: env)
             #expect(unknown.status == 1)
             #expect(unknown.stderr.contains(#"pullSecrets: no entry named "nope" (entries: ghcr, hub)"#), "\(unknown.stderr)")

@@ -105,6 +105,12 @@ final class VariableResolver {
     private var inProgress: Set<String> = []
     /// Git facts are read (through libgit2) only when a variable or expression needs them.
     private lazy var git: GitFacts? = GitFacts.load(from: context.configDirectory)
+    /// The kubeconfig's context, read only when `DEVSPACE_CONTEXT` or `DEVSPACE_NAMESPACE` is
+    /// used without `--kube-context` / `-n` (a kubeconfig that cannot be read counts as none).
+    private lazy var kubeContext: Kubeconfig.Context? = {
+        guard let kube = try? Kubeconfig.load(environment: context.environment) else { return nil }
+        return kube.context(context.kubeContext.isEmpty ? nil : context.kubeContext)
+    }()
 
     init(context: VariableContext, definitions: [VariableDefinition]) {
         self.context = context
@@ -389,8 +395,15 @@ final class VariableResolver {
         case "DEVSPACE_GIT_COMMIT": text = git?.commit.map { String($0.prefix(8)) } ?? ""
         case "SLIPWAY_GIT_DESCRIBE": text = git?.describe ?? ""
         case "SLIPWAY_BRANCH_TAG": text = git?.branch.map(BranchTag.tag(for:)) ?? ""
-        case "DEVSPACE_CONTEXT": text = context.kubeContext
-        case "DEVSPACE_NAMESPACE": text = context.namespace
+        case "DEVSPACE_CONTEXT": text = context.kubeContext.isEmpty ? kubeContext?.name ?? "" : context.kubeContext
+        case "DEVSPACE_NAMESPACE":
+            if !context.namespace.isEmpty {
+                text = context.namespace
+            } else if let kube = kubeContext {
+                text = kube.namespace.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+            } else {
+                text = ""
+            }
         default: return nil
         }
         return Node(.scalar(text, .plain)).quotedIfNeeded()

@@ -164,7 +164,7 @@ private final class SharedWalk: @unchecked Sendable {
         var prefix: [UInt8]
         var depth: Int
         var state: IgnoreMatcher.DirectoryState?
-        /// Device and inode its parent's listing saw, when it was stat'ed.
+        /// Device and inode its parent's listing saw (nil only for the context itself).
         var identity: (device: UInt64, inode: UInt64)?
     }
 
@@ -465,8 +465,21 @@ private final class SharedWalk: @unchecked Sendable {
                         ofDirectory: UnsafeBufferPointer(rebasing: $0.dropLast()), slashes: depth, parent: job.state)
                 }
             }
+            var identity = identities[Int(key.child)]
+            if identity == nil {
+                // An excluded directory entered for what a `!` rule may bring back: not listed,
+                // so not stat'ed yet; its identity guards the walk below it all the same.
+                var info = stat()
+                let status = pool.withUnsafeBufferPointer { pool in
+                    pool.withMemoryRebound(to: CChar.self) {
+                        fstatat(dfd, $0.baseAddress! + start, &info, AT_SYMLINK_NOFOLLOW)
+                    }
+                }
+                guard status == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }  // gone or replaced
+                identity = (UInt64(truncatingIfNeeded: info.st_dev), UInt64(info.st_ino))
+            }
             listing.belowAt.append(listing.entries.count)
-            jobs.append(Job(id: 0, prefix: path, depth: depth + 1, state: state, identity: identities[Int(key.child)]))
+            jobs.append(Job(id: 0, prefix: path, depth: depth + 1, state: state, identity: identity))
         }
     }
 

@@ -2,7 +2,7 @@
 # install.sh — set up a Debian machine for slipway and run the main job.
 #
 # One command, safe to rerun: Debian packages (apt-get update only when one is missing),
-# `swift build -c release --static-swift-stdlib`, the `slipway` binary into PREFIX/bin, a Docker engine that
+# `swift build -c release --static-swift-stdlib --product slipway`, the `slipway` binary into PREFIX/bin, a Docker engine that
 # answers (started here with `dockerd --bridge=none` when nothing else runs one), the
 # offline base image `slipway/busybox:latest`, then `slipway build` in the example.
 set -euo pipefail
@@ -21,7 +21,7 @@ usage() {
 Usage: ./install.sh [options]
 
 Sets up this machine for slipway and runs the main job: installs the Debian packages
-slipway needs, builds it (swift build -c release --static-swift-stdlib), installs the binary into PREFIX/bin,
+slipway needs, builds it (swift build -c release --static-swift-stdlib --product slipway), installs the binary into PREFIX/bin,
 makes sure a Docker engine answers, creates the offline base image slipway/busybox:latest
 and runs `slipway build` in the example. Safe to rerun.
 
@@ -550,9 +550,10 @@ build_slipway() {
     local scratch=()
     [[ -n ${SLIPWAY_SCRATCH_PATH:-} ]] && scratch=(--scratch-path "$SLIPWAY_SCRATCH_PATH")
     # The Swift runtime and Foundation linked in statically: the binary starts in about
-    # 18 ms instead of 32 ms, which every hook and no-op build pays.
-    say "building: swift build -c release --static-swift-stdlib ${scratch[*]}"
-    swift build -c release --static-swift-stdlib ${scratch[@]+"${scratch[@]}"}
+    # 18 ms instead of 32 ms, which every hook and no-op build pays. Only the product: the
+    # test-support target imports Testing, which has no static build.
+    say "building: swift build -c release --static-swift-stdlib --product slipway ${scratch[*]}"
+    swift build -c release --static-swift-stdlib --product slipway ${scratch[@]+"${scratch[@]}"}
     local bin_path
     bin_path=$(swift build -c release --static-swift-stdlib ${scratch[@]+"${scratch[@]}"} --show-bin-path)
     BINARY=$bin_path/slipway

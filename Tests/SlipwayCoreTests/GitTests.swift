@@ -9,7 +9,7 @@ import Testing
 
 /// The environment of every git command in these tests: no user or system configuration,
 /// fixed identities and dates (object ids are the same on every run).
-private let gitEnvironment: [String: String] = [
+let gitEnvironment: [String: String] = [
     "GIT_AUTHOR_NAME": "Slipway Test", "GIT_AUTHOR_EMAIL": "test@slipway.invalid",
     "GIT_COMMITTER_NAME": "Slipway Test", "GIT_COMMITTER_EMAIL": "test@slipway.invalid",
     "GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000",
@@ -24,14 +24,14 @@ private func at(_ offset: Int) -> [String: String] {
 
 /// Runs git in `directory` with ``gitEnvironment``.
 @discardableResult
-private func git(
+func git(
     _ arguments: [String], in directory: String, env: [String: String] = [:]
 ) throws -> (status: Int32, stdout: String, stderr: String) {
     try sh(["git"] + arguments, cwd: directory, env: gitEnvironment.merging(env) { $1 })
 }
 
 /// What git prints on success (without the final newline), or `nil` when it fails.
-private func gitOutput(_ arguments: [String], in directory: String, env: [String: String] = [:]) throws -> String? {
+func gitOutput(_ arguments: [String], in directory: String, env: [String: String] = [:]) throws -> String? {
     let result = try git(arguments, in: directory, env: env)
     guard result.status == 0 else { return nil }
     return result.stdout.hasSuffix("\n") ? String(result.stdout.dropLast()) : result.stdout

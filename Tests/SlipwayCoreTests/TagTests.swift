@@ -7,23 +7,7 @@ import Testing
 // Tags from git: branch names made into Docker tags, and the tags a config's `tags:` gives
 // on real repositories (made here with the git CLI).
 
-private let gitEnvironment: [String: String] = [
-    "GIT_AUTHOR_NAME": "Slipway Test", "GIT_AUTHOR_EMAIL": "test@slipway.invalid",
-    "GIT_COMMITTER_NAME": "Slipway Test", "GIT_COMMITTER_EMAIL": "test@slipway.invalid",
-    "GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000",
-    "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-]
-
-@discardableResult
-private func git(_ arguments: [String], in directory: String) throws -> (status: Int32, stdout: String, stderr: String) {
-    try sh(["git"] + arguments, cwd: directory, env: gitEnvironment)
-}
-
-private func gitOutput(_ arguments: [String], in directory: String) throws -> String {
-    let result = try git(arguments, in: directory)
-    #expect(result.status == 0, "git \(arguments): \(result.stderr)")
-    return result.stdout.trimmingCharacters(in: .newlines)
-}
+// The git CLI helpers (`git`, `gitOutput`, fixed identities and dates) are GitTests.swift's.
 
 /// Thirty branch names: ordinary ones, and every kind of character a tag cannot hold.
 let branchNames: [String] = [
@@ -80,7 +64,7 @@ let branchNames: [String] = [
                 """.write(toFile: repo + "/devspace.yaml", atomically: true, encoding: .utf8)
             try git(["add", "-A"], in: repo)
             try git(["commit", "-qm", "one"], in: repo)
-            let commit = String(try gitOutput(["rev-parse", "HEAD"], in: repo).prefix(8))
+            let commit = String(try #require(try gitOutput(["rev-parse", "HEAD"], in: repo)).prefix(8))
 
             var checked = 0
             for name in branchNames {
@@ -135,10 +119,10 @@ let branchNames: [String] = [
                 let loaded = try await ConfigLoader.load(
                     LoadOptions(workingDirectory: repo, environment: ["PATH": root + "/no-tools", "HOME": root]))
                 let tags = loaded.config.images.first?.tags ?? []
-                let describe = try gitOutput(["describe", "--always"], in: repo)
-                let describeTags = try gitOutput(["describe", "--tags", "--always"], in: repo)
-                let dirty = try gitOutput(["describe", "--always", "--dirty"], in: repo)
-                let dirtyTags = try gitOutput(["describe", "--dirty=.mod", "--tags", "--always"], in: repo)
+                let describe = try #require(try gitOutput(["describe", "--always"], in: repo))
+                let describeTags = try #require(try gitOutput(["describe", "--tags", "--always"], in: repo))
+                let dirty = try #require(try gitOutput(["describe", "--always", "--dirty"], in: repo))
+                let dirtyTags = try #require(try gitOutput(["describe", "--dirty=.mod", "--tags", "--always"], in: repo))
                 #expect(tags == [describe, describe, describeTags, dirty, dirtyTags], "\(state)")
             }
             try git(["init", "-q", "-b", "main"], in: repo)

@@ -42,12 +42,7 @@ public struct ContentDigest: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The 32 bytes.
-    public var bytes: [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        append(to: &out)
-        return out
-    }
+    public var bytes: [UInt8] { withBytes { Array($0) } }
 
     /// 64 lowercase hexadecimal digits.
     public var hex: String { hexString(bytes) }
@@ -63,13 +58,6 @@ public struct ContentDigest: Sendable, Hashable, CustomStringConvertible {
             buffer.storeBytes(of: w3, toByteOffset: 24, as: UInt64.self)
             return body(UnsafeRawBufferPointer(buffer))
         }
-    }
-
-    func append(to out: inout [UInt8]) {
-        withUnsafeBytes(of: w0) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: w1) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: w2) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: w3) { out.append(contentsOf: $0) }
     }
 }
 

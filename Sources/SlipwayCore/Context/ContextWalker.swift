@@ -432,12 +432,7 @@ private final class SharedWalk: @unchecked Sendable {
 
             if !key.below {
                 var info = stat()
-                let status = pool.withUnsafeBufferPointer { pool in
-                    pool.withMemoryRebound(to: CChar.self) {
-                        fstatat(dfd, $0.baseAddress! + start, &info, AT_SYMLINK_NOFOLLOW)
-                    }
-                }
-                if status != 0 {
+                if Self.statChild(dfd, pool, start, &info) != 0 {
                     if errno == ENOENT { continue }  // removed since readdir listed it
                     throw fail(path[...], errno)
                 }
@@ -468,18 +463,23 @@ private final class SharedWalk: @unchecked Sendable {
             var identity = identities[Int(key.child)]
             if identity == nil {
                 // An excluded directory entered for what a `!` rule may bring back: not listed,
-                // so not stat'ed yet; its identity guards the walk below it all the same.
+                // so not stat'ed yet; its identity guards the walk below it all the same (gone or
+                // no longer a directory: not entered).
                 var info = stat()
-                let status = pool.withUnsafeBufferPointer { pool in
-                    pool.withMemoryRebound(to: CChar.self) {
-                        fstatat(dfd, $0.baseAddress! + start, &info, AT_SYMLINK_NOFOLLOW)
-                    }
-                }
-                guard status == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }  // gone or replaced
+                guard Self.statChild(dfd, pool, start, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
                 identity = (UInt64(truncatingIfNeeded: info.st_dev), UInt64(info.st_ino))
             }
             listing.belowAt.append(listing.entries.count)
             jobs.append(Job(id: 0, prefix: path, depth: depth + 1, state: state, identity: identity))
+        }
+    }
+
+    /// `fstatat` without following a link, of the child whose name starts at `start` in `pool`.
+    private static func statChild(_ dfd: Int32, _ pool: [UInt8], _ start: Int, _ info: inout stat) -> Int32 {
+        pool.withUnsafeBufferPointer { pool in
+            pool.withMemoryRebound(to: CChar.self) {
+                fstatat(dfd, $0.baseAddress! + start, &info, AT_SYMLINK_NOFOLLOW)  // the pool holds the name
+            }
         }
     }
 

@@ -260,20 +260,6 @@ public struct StatIndex: Sendable, Equatable {
         return position
     }
 
-    /// Finds `key` at or after `cursor`, moving `cursor` past every smaller path: successive
-    /// keys in ascending order cost one pass over the index in all.
-    func position(of key: UnsafeBufferPointer<UInt8>, from cursor: inout Int) -> Int? {
-        pathBytes.withUnsafeBufferPointer { bytes in
-            while cursor < count {
-                let order = compareBytes(path(cursor, in: bytes), key)
-                if order == 0 { return cursor }
-                if order > 0 { return nil }
-                cursor += 1
-            }
-            return nil
-        }
-    }
-
     /// Builds an index from records added in ascending path order.
     struct Builder {
         private var index = StatIndex()
@@ -473,10 +459,6 @@ public struct StatIndex: Sendable, Equatable {
             throw error
         }
     }
-}
-
-extension StatIndex.Builder {
-    var count: Int { index.count }
 }
 
 /// memcmp order of two byte strings (a proper prefix sorts first).

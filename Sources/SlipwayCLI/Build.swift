@@ -15,6 +15,14 @@ extension SlipwayCommand {
                 engine, with rebuildStrategy: always, or with --force-build. New tags for unchanged
                 content re-tag the existing image. Unlike `devspace build`, nothing is rebuilt
                 unless something changed.
+
+                After the build every tag is pushed to its registry (credentials from the Docker
+                config: auths, credsStore, credHelpers), unless --skip-push, the image's skipPush,
+                or a local kube context (minikube, kind-*, docker-desktop, orbstack) says
+                otherwise; on a kind-* context the tags are loaded with `kind load docker-image`.
+                A push the build cache records for the same image is not repeated. A failed push
+                is tried 3 times (1 s, then 2 s apart); one with no progress for --push-timeout
+                seconds is stopped. An authentication failure is not retried.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -43,8 +51,22 @@ extension SlipwayCommand {
         @Flag(name: .customLong("dry-run"), help: "Decide and print what would be built, re-tagged or skipped; build nothing.")
         var dryRun = false
 
+        @Flag(name: .customLong("skip-push"), help: "Push nothing (a kind cluster still gets `kind load`).")
+        var skipPush = false
+
+        @Flag(
+            name: .customLong("skip-push-local-kube"), inversion: .prefixedNo,
+            help: "Do not push when the kube context is a local cluster (minikube, kind-*, docker-desktop, orbstack).")
+        var skipPushLocalKube = true
+
+        @Option(name: .customLong("push-timeout"), help: "Stop a push that makes no progress for this many seconds.")
+        var pushTimeout: Double = 60
+
         func validate() throws {
             if maxConcurrent < 0 { throw ValidationError("--max-concurrent-builds must be 0 or more") }
+            if !(pushTimeout > 0 && pushTimeout <= 86_400) {
+                throw ValidationError("--push-timeout must be a number of seconds above 0 (at most 86400)")
+            }
             if let engine, engine != "docker" && engine != "buildah" {
                 throw ValidationError("--engine must be docker or buildah")
             }
@@ -61,6 +83,10 @@ extension SlipwayCommand {
             options.maxConcurrent = maxConcurrent
             options.engine = engine
             options.dryRun = dryRun
+            options.skipPush = skipPush
+            options.skipPushOnLocalCluster = skipPushLocalKube
+            options.kubeContext = global.kubeContext
+            options.pushPolicy = PushPolicy(stallTimeout: .milliseconds(Int64(pushTimeout * 1000)))
             options.environment = ProcessInfo.processInfo.environment
             let renderer = BuildRenderer(json: json, silent: global.silent, colors: !global.noColors)
             let report: BuildReport
@@ -125,6 +151,12 @@ final class BuildRenderer: @unchecked Sendable {
                 return
             }
             write("\(paint("build:\(image)", "36")) \(line)")
+        case .pushLog(let image, let line):
+            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { return }
+            if !silent { write("\(paint("push:\(image)", "35")) \(line)") }
+        case .pushed(let image, let reference, let destination, let digest):
+            guard !silent else { return }
+            write("\(paint("push:\(image)", "32")) pushed \(reference) to \(destination)" + (digest.map { " (\($0))" } ?? ""))
         case .finished(let r):
             if r.outcome == .failed {
                 Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(r.error ?? "unknown error")")
@@ -135,6 +167,9 @@ final class BuildRenderer: @unchecked Sendable {
     }
 
     func summary(_ report: BuildReport) {
+        for r in report.results {
+            if let error = r.pushError { Terminal.error("\(paint("push:\(r.key)", "31")) failed: \(error)") }
+        }
         if json {
             let items: [[String: Any]] = report.results.map { r in
                 var d: [String: Any] = [
@@ -144,6 +179,8 @@ final class BuildRenderer: @unchecked Sendable {
                 ]
                 if let id = r.imageID { d["imageID"] = id }
                 if let e = r.error { d["error"] = e }
+                if !r.pushed.isEmpty { d["pushed"] = r.pushed }
+                if let e = r.pushError { d["pushError"] = e }
                 return d
             }
             let object: [String: Any] = ["images": items, "failed": report.failed]
@@ -159,7 +196,12 @@ final class BuildRenderer: @unchecked Sendable {
         }
         let rows = [["IMAGE", "TAGS", "RESULT", "WHY", "SECONDS"]]
             + report.results.map { r in
-                let result = r.dryRun ? "would be \(r.outcome.rawValue)" : r.outcome.rawValue
+                var result = r.dryRun ? "would be \(r.outcome.rawValue)" : r.outcome.rawValue
+                if r.pushError != nil {
+                    result += ", push failed"
+                } else if !r.pushed.isEmpty {
+                    result += ", pushed"
+                }
                 return [r.key, r.tags.joined(separator: ","), result, r.reason, String(format: "%.2f", r.seconds)]
             }
         var widths = [Int](repeating: 0, count: 5)

@@ -14,11 +14,15 @@ public struct ImageCacheEntry: Sendable, Equatable {
     public var tags: [String]
     public var imageID: String?
     public var engine: String?
+    /// Where this image (``imageID``) was delivered: `name:tag` for a registry push,
+    /// `kind:CLUSTER name:tag` for a `kind load` → the image ID delivered. A delivery recorded
+    /// for the same image ID is not repeated.
+    public var pushed: [String: String]
 
     public init(
         imageName: String, tag: String, buildDigest: String? = nil, dockerfileDigest: String? = nil,
         contextDigest: String? = nil, optionsDigest: String? = nil, tags: [String] = [], imageID: String? = nil,
-        engine: String? = nil
+        engine: String? = nil, pushed: [String: String] = [:]
     ) {
         self.imageName = imageName
         self.tag = tag
@@ -29,6 +33,7 @@ public struct ImageCacheEntry: Sendable, Equatable {
         self.tags = tags
         self.imageID = imageID
         self.engine = engine
+        self.pushed = pushed
     }
 }
 
@@ -86,7 +91,10 @@ public struct BuildCache: Sendable {
                 imageName: n["imageName"]?.text ?? "", tag: n["tag"]?.text ?? "",
                 buildDigest: s?["buildDigest"]?.text, dockerfileDigest: s?["dockerfileDigest"]?.text,
                 contextDigest: s?["contextDigest"]?.text, optionsDigest: s?["optionsDigest"]?.text,
-                tags: s?["tags"]?.strings ?? [], imageID: s?["imageID"]?.text, engine: s?["engine"]?.text)
+                tags: s?["tags"]?.strings ?? [], imageID: s?["imageID"]?.text, engine: s?["engine"]?.text,
+                pushed: Dictionary(
+                    (s?["pushed"]?.pairs ?? []).compactMap { p in p.key.scalar.flatMap { k in p.value.text.map { (k, $0) } } },
+                    uniquingKeysWith: { a, _ in a }))
         }
         return out
     }
@@ -127,6 +135,10 @@ public struct BuildCache: Sendable {
             s["tags"] = .sequence(entry.tags.map { .string($0) })
             if let v = entry.imageID { s["imageID"] = .string(v) }
             if let v = entry.engine { s["engine"] = .string(v) }
+            if !entry.pushed.isEmpty {
+                s["pushed"] = Node(
+                    .mapping(entry.pushed.sorted { $0.key < $1.key }.map { Node.Pair(key: .string($0.key), value: .string($0.value)) }))
+            }
             node["slipway"] = s
             if let i = images.firstIndex(where: { $0.key.scalar == key }) {
                 images[i].value = node

@@ -28,6 +28,10 @@ public struct ImageResult: Sendable, Equatable {
     public var error: String?
     /// True for `--dry-run`: `outcome` is what would happen; nothing was built.
     public var dryRun: Bool
+    /// What was delivered in this run: `name:tag` pushed, or `name:tag (kind load into CLUSTER)`.
+    public var pushed: [String] = []
+    /// Why a delivery failed; the build itself succeeded and is recorded.
+    public var pushError: String? = nil
 }
 
 /// Progress of a build run, rendered by the caller (a terminal, a log file, a socket).
@@ -40,4 +44,9 @@ public enum BuildEvent: Sendable {
     /// One line of a build's output.
     case log(image: String, line: String)
     case finished(ImageResult)
+    /// One line of a push's (or `kind load`'s) output.
+    case pushLog(image: String, line: String)
+    /// `reference` reached `destination` (a registry, or `kind cluster NAME`); `digest` is
+    /// the manifest digest the registry gave, when known.
+    case pushed(image: String, reference: String, destination: String, digest: String?)
 }

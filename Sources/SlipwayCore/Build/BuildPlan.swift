@@ -45,6 +45,15 @@ public struct BuildOptions: Sendable {
     public var engine: String?
     /// Decide and report, build nothing, record nothing (the stat index is still kept).
     public var dryRun = false
+    /// `--skip-push`: push nothing (a kind cluster still gets `kind load`).
+    public var skipPush = false
+    /// `--skip-push-local-kube` (default on, as DevSpace): no push when the kube context is a
+    /// local cluster; `kind load` on kind.
+    public var skipPushOnLocalCluster = true
+    /// `--kube-context`; nil: the kubeconfig's current context.
+    public var kubeContext: String?
+    /// Attempts, backoff and the no-progress limit (`--push-timeout`).
+    public var pushPolicy = PushPolicy()
     public var environment: [String: String] = [:]
 
     public init() {}

@@ -13,7 +13,7 @@ public struct BuildRunError: Error, Sendable, Equatable, CustomStringConvertible
 /// The summary of a build run.
 public struct BuildReport: Sendable, Equatable {
     public var results: [ImageResult]
-    public var failed: Bool { results.contains { $0.outcome == .failed } }
+    public var failed: Bool { results.contains { $0.outcome == .failed || $0.pushError != nil } }
 }
 
 /// DevSpace's `build_images`, deciding correctly and fast what to rebuild.
@@ -117,15 +117,21 @@ public struct BuildRunner: Sendable {
 
         var updates: [String: ImageCacheEntry] = [:]
         for (p, r) in zip(prepared, results) where r.outcome == .built || r.outcome == .retagged {
+            // Deliveries of the same image ID stay valid (a re-tag, an identical rebuild).
+            let kept = (cached[p.plan.key]?.pushed ?? [:]).filter { $0.value == r.imageID }
             updates[p.plan.key] = ImageCacheEntry(
                 imageName: p.plan.image, tag: r.tags.first ?? "", buildDigest: p.buildDigest,
                 dockerfileDigest: p.dockerfileDigest, contextDigest: p.contextDigest, optionsDigest: p.optionsDigest,
-                tags: r.tags, imageID: r.imageID, engine: p.engine.name)
+                tags: r.tags, imageID: r.imageID, engine: p.engine.name, pushed: kept)
         }
+        // The builds are recorded before anything is pushed: a push that fails (or is
+        // interrupted) does not cost a rebuild, and only pushes that happened are recorded.
         do { try cache.update(updates) } catch { throw BuildRunError(error.description) }
         contexts.saveIndexes(emit: emit)
         contexts.discardInBackground()
-        return BuildReport(results: results)
+        let (delivered, pushes) = await deliver(prepared, results, entries: cached.merging(updates) { $1 })
+        do { try cache.update(pushes) } catch { throw BuildRunError(error.description) }
+        return BuildReport(results: delivered)
     }
 
     // MARK: Decision
@@ -205,7 +211,7 @@ public struct BuildRunner: Sendable {
             }
             if id != presentID { missing.append(tag) }
         }
-        if missing.isEmpty { return decide(.skip, "up to date") }
+        if missing.isEmpty { return decide(.skip, "up to date", existing: presentID) }
         return decide(.retag, "unchanged content, new tags: " + missing.joined(separator: ", "), existing: presentID)
     }
 

@@ -115,6 +115,19 @@ public protocol BuildEngine: Sendable {
     /// Gives the existing image `existing` (a reference or an ID) each name in `references`
     /// (`name:tag`): a new tag for unchanged content is a re-tag, not a build.
     func tag(existing: String, as references: [String]) async throws
+
+    /// Whether slipway pushes this engine's images after a build. False for engines that push
+    /// by themselves (kaniko, in-cluster BuildKit) or that slipway cannot look into (custom).
+    var pushesAfterBuild: Bool { get }
+
+    /// Pushes `reference` (`name:tag`) from this engine's store to its registry with
+    /// `credential` (nil: anonymously), passing progress lines to `log`; returns the manifest
+    /// digest when the engine reports it. Throws ``PushFailure`` for what the registry or the
+    /// transfer said (one attempt; ``ImagePusher`` retries), ``EngineError`` for the engine.
+    func push(
+        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        log: @escaping @Sendable (String) -> Void
+    ) async throws -> String?
 }
 
 /// An image in an engine's store.
@@ -130,6 +143,15 @@ public struct StoredImage: Sendable, Equatable {
 }
 
 extension BuildEngine {
+    public var pushesAfterBuild: Bool { false }
+
+    public func push(
+        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        log: @escaping @Sendable (String) -> Void
+    ) async throws -> String? {
+        throw EngineError.unsupported(engine: name, operation: "push \(reference)", reason: "this engine pushes by itself or not at all")
+    }
+
     public func storedImage(_ reference: String) async throws -> StoredImage? {
         try await imageID(reference).map { StoredImage(id: $0, names: []) }
     }

@@ -72,6 +72,93 @@ public struct BuildahEngine: BuildEngine {
         }
     }
 
+    public var pushesAfterBuild: Bool { true }
+
+    /// `buildah push [--tls-verify=false] [--authfile F] --digestfile D REF docker://REF`.
+    ///
+    /// The credential goes into an auth file (mode 0600, in a private temporary directory,
+    /// removed afterwards), never onto the command line. Registries on the loopback interface
+    /// are spoken to over plain HTTP, as the Docker engine does by default for 127.0.0.0/8.
+    /// The push is stopped when buildah prints nothing for `stallTimeout`.
+    public func push(
+        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        log: @escaping @Sendable (String) -> Void
+    ) async throws -> String? {
+        let files = FileManager.default
+        let directory = files.temporaryDirectory.appendingPathComponent("slipway-push-\(UUID().uuidString)").path
+        guard mkdir(directory, 0o700) == 0 else {
+            throw EngineError.operationFailed(
+                engine: name, operation: "pushing \(reference)",
+                detail: "cannot create \(directory): \(String(cString: strerror(errno)))")
+        }
+        defer { try? files.removeItem(atPath: directory) }
+        let registry = RegistryName.registry(ofImage: reference)
+        var args = ["push"]
+        if Self.isLoopback(registry) { args.append("--tls-verify=false") }
+        if let credential {
+            let authfile = directory + "/auth.json"
+            var entry: [String: String] = [:]
+            if credential.isIdentityToken {
+                entry["identitytoken"] = credential.secret
+            } else {
+                entry["auth"] = Data("\(credential.username):\(credential.secret)".utf8).base64EncodedString()
+            }
+            let host = RegistryName.isDockerHub(registry) ? "docker.io" : RegistryName.hostname(registry)
+            let json = (try? JSONSerialization.data(withJSONObject: ["auths": [host: entry]])) ?? Data()
+            guard case .success = AtomicFile.write(Array(json), to: authfile, mode: 0o600) else {
+                throw EngineError.operationFailed(
+                    engine: name, operation: "pushing \(reference)", detail: "cannot write a temporary auth file")
+            }
+            args += ["--authfile", authfile]
+        }
+        let digestFile = directory + "/digest"
+        args += ["--digestfile", digestFile, reference, "docker://" + reference]
+        let activity = Activity()
+        let arguments = args
+        let buildah = self.buildah
+        let engine = name
+        let outcome = try await withThrowingTaskGroup(of: EngineProcess.Outcome?.self) { group in
+            group.addTask {
+                try await EngineProcess.stream(engine: engine, buildah, arguments) { line in
+                    activity.touch()
+                    log(line)
+                }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(200))
+                    if activity.idle > stallTimeout { return nil }
+                }
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let outcome = first else {
+                throw PushFailure.stalled(stallTimeout)
+            }
+            return outcome
+        }
+        guard outcome.status == 0 else {
+            let text = outcome.lastLines.suffix(5).joined(separator: "\n")
+            let failure = PushFailure.classify(text)
+            if case .authentication = failure { throw failure }
+            if Self.isNotFound(text) { throw PushFailure.permanent(text) }
+            throw PushFailure.transient(text)
+        }
+        let digest = (try? String(contentsOfFile: digestFile, encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return digest?.isEmpty == false ? digest : nil
+    }
+
+    /// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+    static func isLoopback(_ registry: String) -> Bool {
+        var host = RegistryName.hostname(registry)
+        if host.hasPrefix("[") {
+            host = String(host.dropFirst().prefix { $0 != "]" })
+        } else if let colon = host.lastIndex(of: ":") {
+            host = String(host[..<colon])
+        }
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
     /// The arguments after `buildah`:
     ///
     ///     build --layers [--isolation I] --build-arg K=V… --network N --tag IMAGE:TAG… --file F
@@ -101,5 +188,23 @@ public struct BuildahEngine: BuildEngine {
     static func lastLines(_ text: String) -> String {
         text.split(separator: "\n", omittingEmptySubsequences: true).suffix(EngineProcess.keptLines)
             .joined(separator: "\n")
+    }
+}
+
+/// When a process last showed a sign of life.
+final class Activity: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last = ContinuousClock.now
+
+    func touch() {
+        lock.lock()
+        last = ContinuousClock.now
+        lock.unlock()
+    }
+
+    var idle: Duration {
+        lock.lock()
+        defer { lock.unlock() }
+        return last.duration(to: .now)
     }
 }

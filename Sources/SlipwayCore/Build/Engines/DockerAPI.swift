@@ -143,6 +143,75 @@ public struct DockerAPI: Sendable {
         return true
     }
 
+    /// `POST /images/{name}/push?tag=`: pushes `repository:tag` with `auth` as the
+    /// `X-Registry-Auth` header (base64url of the JSON credentials; `{}` for none), passing every
+    /// message of the daemon's progress stream to `onMessage` as it arrives. The daemon reports
+    /// a failed push inside the stream (its `error` field), not with a status.
+    ///
+    /// Fails with ``DockerAPIError/timedOut(request:after:)`` when the daemon sends nothing for
+    /// `stallTimeout`; the connection is then closed, which makes the daemon cancel the push.
+    public func push(
+        repository: String, tag: String, auth: String, stallTimeout: Duration,
+        onMessage: (DockerStreamMessage) -> Void
+    ) throws(DockerAPIError) {
+        let path = "/images/\(Self.pathEscaped(repository))/push?tag=\(Self.queryEscaped(tag))"
+        try stream("POST", path, headers: [("X-Registry-Auth", auth)], stallTimeout: stallTimeout) { line in
+            guard let message = try? JSONDecoder().decode(DockerStreamMessage.self, from: Data(line)) else { return }
+            onMessage(message)
+        }
+    }
+
+    /// Sends one request whose answer is a stream of JSON lines and hands each complete line to
+    /// `onLine` as it arrives. The connect and the request share ``timeout``; after that, each
+    /// wait for more of the answer may last `stallTimeout`.
+    func stream(
+        _ method: String, _ path: String, headers: [(String, String)], stallTimeout: Duration,
+        onLine: ([UInt8]) -> Void
+    ) throws(DockerAPIError) {
+        let request = "\(method) \(path.split(separator: "?").first.map(String.init) ?? path)"
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let socket = try UnixSocket(connectingTo: socketPath, request: request, deadline: deadline, timeout: timeout)
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: docker\r\nUser-Agent: slipway\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        head += (method == "GET" ? "" : "Content-Length: 0\r\n") + "Connection: close\r\n\r\n"
+        try socket.write(Array(head.utf8), request: request, deadline: deadline, timeout: timeout)
+        var parser = HTTPResponseParser()
+        var lines = JSONLineStream()
+        var status: (code: Int, chunked: Bool)?
+        while true {
+            let chunk = try socket.read(
+                request: request, deadline: ContinuousClock.now.advanced(by: stallTimeout), timeout: stallTimeout)
+            if chunk.isEmpty {
+                guard let status else {
+                    throw .connectionLost(request: request, reason: "the daemon closed the connection before answering")
+                }
+                if !(200..<300).contains(status.code) {
+                    guard let response = try parser.finish(request: request) else { return }
+                    try response.requireSuccess()
+                }
+                if !status.chunked { lines.finish(onLine) }
+                return
+            }
+            if let status, (200..<300).contains(status.code) {
+                if try lines.append(chunk, chunked: status.chunked, request: request, onLine) { return }
+                continue
+            }
+            parser.append(chunk)
+            if status == nil, let (code, headers, body) = try parser.head(request: request) {
+                let chunked = headers["transfer-encoding"]?.lowercased().contains("chunked") == true
+                status = (code, chunked)
+                if (200..<300).contains(code) {
+                    if try lines.append(body, chunked: chunked, request: request, onLine) { return }
+                    continue
+                }
+            }
+            if status != nil, let response = try parser.response(request: request) {
+                try response.requireSuccess()
+                return
+            }
+        }
+    }
+
     // MARK: HTTP
 
     struct Response {
@@ -433,6 +502,13 @@ struct HTTPResponseParser {
         return nil
     }
 
+    /// The status, headers and the body bytes so far, once the head is complete.
+    mutating func head(request: String) throws(DockerAPIError) -> (Int, [String: String], [UInt8])? {
+        if bodyStart == nil { try parseHead(request: request) }
+        guard let start = bodyStart else { return nil }
+        return (code, headers, Array(bytes[start...]))
+    }
+
     /// The response at end of stream, or nil when not even a head arrived.
     mutating func finish(request: String) throws(DockerAPIError) -> DockerAPI.Response? {
         if let complete = try response(request: request) { return complete }
@@ -509,6 +585,124 @@ struct HTTPResponseParser {
             }
             i += 1
         }
+        return nil
+    }
+}
+
+// MARK: - Streamed JSON lines
+
+/// Turns the body of a streamed answer (chunked or not) into complete lines, as they arrive.
+struct JSONLineStream {
+    private var raw: [UInt8] = []
+    private var position = 0
+    /// Bytes left in the current chunk; nil when a chunk-size line comes next.
+    private var leftInChunk: Int?
+    private var needsChunkEnd = false
+    private var text: [UInt8] = []
+
+    /// Adds body bytes; returns true when the last chunk has arrived.
+    mutating func append(
+        _ bytes: [UInt8], chunked: Bool, request: String, _ onLine: ([UInt8]) -> Void
+    ) throws(DockerAPIError) -> Bool {
+        guard chunked else {
+            text.append(contentsOf: bytes)
+            emitLines(onLine)
+            return false
+        }
+        raw.append(contentsOf: bytes)
+        while true {
+            if needsChunkEnd {
+                guard raw.count - position >= 2 else { break }
+                position += 2
+                needsChunkEnd = false
+            }
+            if let left = leftInChunk {
+                let available = min(left, raw.count - position)
+                guard available > 0 else { break }
+                text.append(contentsOf: raw[position..<(position + available)])
+                position += available
+                if left == available {
+                    leftInChunk = nil
+                    needsChunkEnd = true
+                } else {
+                    leftInChunk = left - available
+                }
+                continue
+            }
+            guard let lineEnd = HTTPResponseParser.find([13, 10], in: raw[position...]) else {
+                if raw.count - position > 1024 {
+                    throw .malformedResponse(request: request, detail: "no end of a chunk size in 1 KiB")
+                }
+                break
+            }
+            let sizeText = String(decoding: raw[position..<lineEnd], as: UTF8.self)
+            let hex = sizeText.split(separator: ";", maxSplits: 1).first.map(String.init) ?? ""
+            guard let size = Int(hex.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+                throw .malformedResponse(request: request, detail: "chunk size \"\(sizeText)\"")
+            }
+            position = lineEnd + 2
+            if size == 0 {
+                finish(onLine)
+                return true
+            }
+            leftInChunk = size
+        }
+        if position > 64 * 1024 {
+            raw.removeFirst(position)
+            position = 0
+        }
+        emitLines(onLine)
+        guard text.count <= HTTPResponseParser.limit else {
+            throw .malformedResponse(request: request, detail: "a line longer than \(HTTPResponseParser.limit >> 20) MiB")
+        }
+        return false
+    }
+
+    /// Hands over what is left after the end of the stream.
+    mutating func finish(_ onLine: ([UInt8]) -> Void) {
+        emitLines(onLine)
+        if !text.isEmpty { onLine(text) }
+        text = []
+    }
+
+    private mutating func emitLines(_ onLine: ([UInt8]) -> Void) {
+        var start = 0
+        while let newline = text[start...].firstIndex(of: 10) {
+            if newline > start { onLine(Array(text[start..<newline])) }
+            start = newline + 1
+        }
+        if start > 0 { text.removeFirst(start) }
+    }
+}
+
+/// One message of the daemon's progress stream (push, pull).
+public struct DockerStreamMessage: Decodable, Sendable, Equatable {
+    public var status: String?
+    public var id: String?
+    public var error: String?
+    public var errorDetail: ErrorDetail?
+    public var aux: Aux?
+
+    public struct ErrorDetail: Decodable, Sendable, Equatable {
+        public var message: String?
+    }
+
+    public struct Aux: Decodable, Sendable, Equatable {
+        public var tag: String?
+        public var digest: String?
+        public var size: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case tag = "Tag"
+            case digest = "Digest"
+            case size = "Size"
+        }
+    }
+
+    /// The error the message reports, if any.
+    public var errorMessage: String? {
+        if let error, !error.isEmpty { return error }
+        if let message = errorDetail?.message, !message.isEmpty { return message }
         return nil
     }
 }

@@ -80,6 +80,67 @@ public struct DockerEngine: BuildEngine {
         }
     }
 
+    public var pushesAfterBuild: Bool { true }
+
+    /// `POST /images/{name}/push` with the credential in `X-Registry-Auth`, on a thread of its
+    /// own (the call blocks for as long as the push takes).
+    public func push(
+        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        log: @escaping @Sendable (String) -> Void
+    ) async throws -> String? {
+        let (repository, tag) = try Self.split(reference, engine: name)
+        let auth = Self.registryAuthHeader(credential)
+        let api = self.api
+        let outcome: Result<(digest: String?, error: String?), DockerAPIError> = await onOwnThread {
+            var digest: String?
+            var failure: String?
+            do throws(DockerAPIError) {
+                try api.push(repository: repository, tag: tag, auth: auth, stallTimeout: stallTimeout) { message in
+                    if let error = message.errorMessage {
+                        failure = error
+                        return
+                    }
+                    if let d = message.aux?.digest { digest = d }
+                    // Layer-by-layer progress is noise in a log; the repository line and the
+                    // final digest line are not.
+                    if let status = message.status, message.id == nil { log(status) }
+                }
+            } catch {
+                return .failure(error)
+            }
+            return .success((digest, failure))
+        }
+        switch outcome {
+        case .success(let result):
+            if let error = result.error { throw PushFailure.classify(error) }
+            return result.digest
+        case .failure(.timedOut(_, let after)):
+            throw PushFailure.stalled(after)
+        case .failure(let error):
+            if case .status(_, let code, let message) = error {
+                throw code >= 500 ? PushFailure.transient(message) : PushFailure.classify(message)
+            }
+            throw mapped(error, operation: "pushing \(reference)")
+        }
+    }
+
+    /// The `X-Registry-Auth` header: base64url of the credential as JSON (`{}` for none). The
+    /// daemon decodes it; it is never logged.
+    static func registryAuthHeader(_ credential: RegistryCredential?) -> String {
+        var object: [String: String] = [:]
+        if let credential {
+            object["serveraddress"] = credential.serverAddress
+            if credential.isIdentityToken {
+                object["identitytoken"] = credential.secret
+            } else {
+                object["username"] = credential.username
+                object["password"] = credential.secret
+            }
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
         // A missing daemon is the common failure: say how to start one before the CLI says
         // "Cannot connect to the Docker daemon".
@@ -222,5 +283,15 @@ actor BuildxProbe {
         // A concurrent first call may have answered meanwhile; both asked the same CLI.
         answer = found
         return found
+    }
+}
+
+/// Runs a blocking call on a thread of its own, so that it never holds one of the few threads
+/// of Swift's cooperative pool for the seconds a push can take.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.stackSize = 1 << 20
+        thread.start()
     }
 }

@@ -1,0 +1,197 @@
+internal import Foundation
+
+/// Where a run's images go after the build: a registry push, a `kind load`, or nowhere.
+struct DeliveryPlan: Sendable, Equatable {
+    enum Target: Sendable, Equatable {
+        /// Push every tag to the image's registry.
+        case registry
+        /// `kind load docker-image --name CLUSTER` for every tag.
+        case kind(cluster: String)
+    }
+
+    var target: Target?
+    /// Why nothing is delivered, for the log; nil when something is.
+    var reason: String?
+
+    /// The delivery for one image, as DevSpace decides it: nothing with `skipPush`/`--skip-push`
+    /// or on a local cluster (with `--skip-push-local-kube`, the default), except that on a kind
+    /// cluster the tags are loaded into it instead.
+    static func decide(
+        image: ImageConfig, engine: any BuildEngine, options: BuildOptions, context: String?
+    ) -> DeliveryPlan {
+        guard engine.pushesAfterBuild else { return DeliveryPlan(target: nil, reason: nil) }
+        let local = context.map(Kubeconfig.isLocal(contextName:)) ?? false
+        if let context, local || options.skipPush || image.skipPush,
+            let cluster = Kubeconfig.kindCluster(contextName: context), engine.name == "docker"
+        {
+            return DeliveryPlan(target: .kind(cluster: cluster), reason: nil)
+        }
+        if options.skipPush { return DeliveryPlan(target: nil, reason: "--skip-push") }
+        if image.skipPush { return DeliveryPlan(target: nil, reason: "skipPush: true") }
+        if let context, local && options.skipPushOnLocalCluster {
+            return DeliveryPlan(target: nil, reason: "the kube context \(context) is a local cluster")
+        }
+        return DeliveryPlan(target: .registry, reason: nil)
+    }
+
+    /// The key a delivery of `reference` is recorded under in the build cache.
+    func recordKey(_ reference: String) -> String {
+        switch target {
+        case .kind(let cluster): return "kind:\(cluster) \(reference)"
+        default: return reference
+        }
+    }
+}
+
+extension BuildRunner {
+    /// The kube context deliveries are decided for: `--kube-context`, else the kubeconfig's
+    /// current one; nil without a kubeconfig ("no cluster": push as configured).
+    func kubeContext() throws(KubeconfigError) -> String? {
+        if let context = options.kubeContext, !context.isEmpty { return context }
+        return try Kubeconfig.load(environment: options.environment)?.currentContext
+    }
+
+    /// Pushes (or kind-loads) every tag of every image that built, re-tagged or was up to date,
+    /// unless the cache records that delivery for the same image ID. Returns the results with
+    /// what was delivered, and the cache entries to record.
+    func deliver(
+        _ prepared: [Prepared], _ results: [ImageResult], entries: [String: ImageCacheEntry]
+    ) async -> ([ImageResult], [String: ImageCacheEntry]) {
+        var results = results
+        let candidates = prepared.indices.filter { i in
+            results[i].outcome != .failed && prepared[i].engine.pushesAfterBuild && results[i].imageID != nil
+        }
+        guard !candidates.isEmpty else { return (results, [:]) }
+
+        // The kube context decides where images go (a kubeconfig read: well under a
+        // millisecond; nothing at all with --kube-context).
+        let context: String?
+        do {
+            context = try kubeContext()
+        } catch {
+            // Without knowing the cluster, a push could go where the user did not want it.
+            for i in candidates where !(options.skipPush || prepared[i].plan.config.skipPush) {
+                results[i].pushError =
+                    "cannot tell whether the kube context is a local cluster (where slipway does not push): \(error); fix the kubeconfig, or pass --skip-push or --kube-context"
+            }
+            return (results, [:])
+        }
+
+        let credentials = RegistryCredentials(environment: options.environment)
+        var work: [(index: Int, plan: DeliveryPlan, references: [String])] = []
+        for i in candidates {
+            let p = prepared[i]
+            let delivery = DeliveryPlan.decide(image: p.plan.config, engine: p.engine, options: options, context: context)
+            if delivery.target == nil, let context, context.contains("minikube"), Kubeconfig.isLocal(contextName: context) {
+                emit(
+                    .note(
+                        "the kube context \(context) is local, so nothing is pushed; slipway builds in this machine's Docker engine, not in minikube's (`minikube docker-env` is not supported yet): load the images with `minikube image load`"))
+            }
+            guard delivery.target != nil, let id = results[i].imageID, let entry = entries[p.plan.key] else { continue }
+            let references = results[i].tags.map { "\(p.plan.image):\($0)" }.filter { entry.pushed[delivery.recordKey($0)] != id }
+            if !references.isEmpty { work.append((i, delivery, references)) }
+        }
+        guard !work.isEmpty else { return (results, [:]) }
+
+        let limit = options.sequential ? 1 : (options.maxConcurrent > 0 ? options.maxConcurrent : work.count)
+        let outcomes = await withTaskGroup(of: (Int, [String], [String], String?).self) { group in
+            var next = 0
+            func startNext() {
+                guard next < work.count else { return }
+                let item = work[next]
+                next += 1
+                let p = prepared[item.index]
+                group.addTask {
+                    let (done, shown, error) = await self.deliver(p, item.references, item.plan, credentials: credentials)
+                    return (item.index, done, shown, error)
+                }
+            }
+            for _ in 0..<max(1, limit) { startNext() }
+            var out: [(Int, [String], [String], String?)] = []
+            while let outcome = await group.next() {
+                out.append(outcome)
+                startNext()
+            }
+            return out
+        }
+        var updates: [String: ImageCacheEntry] = [:]
+        for (index, done, shown, error) in outcomes {
+            let p = prepared[index]
+            results[index].pushed = shown
+            results[index].pushError = error
+            guard !done.isEmpty, var entry = entries[p.plan.key], let id = results[index].imageID else { continue }
+            for key in done { entry.pushed[key] = id }
+            updates[p.plan.key] = entry
+        }
+        return (results, updates)
+    }
+
+    /// Delivers `references` of one image in order; stops at the first failure. Returns the
+    /// cache keys delivered, what to show, and the error.
+    private func deliver(
+        _ p: Prepared, _ references: [String], _ delivery: DeliveryPlan, credentials: RegistryCredentials
+    ) async -> ([String], [String], String?) {
+        let key = p.plan.key
+        let emit = self.emit
+        var done: [String] = []
+        var shown: [String] = []
+        for reference in references {
+            switch delivery.target {
+            case .registry:
+                emit(.pushLog(image: key, line: "pushing \(reference)"))
+                let result = await ImagePusher.push(
+                    reference, engine: p.engine, credentials: credentials, policy: options.pushPolicy,
+                    log: { line in emit(.pushLog(image: key, line: line)) })
+                switch result {
+                case .success(let digest):
+                    let registry = ImagePusher.displayName(RegistryName.registry(ofImage: reference))
+                    emit(.pushed(image: key, reference: reference, destination: registry, digest: digest))
+                    done.append(delivery.recordKey(reference))
+                    shown.append(reference)
+                case .failure(let error):
+                    return (done, shown, error.message)
+                }
+            case .kind(let cluster):
+                do {
+                    try await KindLoader.load(reference, cluster: cluster, environment: options.environment) { line in
+                        emit(.pushLog(image: key, line: line))
+                    }
+                    emit(.pushed(image: key, reference: reference, destination: "kind cluster \(cluster)", digest: nil))
+                    done.append(delivery.recordKey(reference))
+                    shown.append("\(reference) (kind load into \(cluster))")
+                } catch {
+                    return (done, shown, "\(error)")
+                }
+            case nil:
+                return (done, shown, nil)
+            }
+        }
+        return (done, shown, nil)
+    }
+}
+
+/// `kind load docker-image --name CLUSTER IMAGE:TAG`: copies an image from the Docker engine
+/// into the nodes of a kind cluster, which is how images reach kind without a registry.
+enum KindLoader {
+    static func load(
+        _ reference: String, cluster: String, environment: [String: String], log: @escaping @Sendable (String) -> Void
+    ) async throws(EngineError) {
+        let arguments = ["load", "docker-image", "--name", cluster, reference]
+        let outcome: EngineProcess.Outcome
+        do {
+            outcome = try await EngineProcess.stream(engine: "kind", "kind", arguments, log: log)
+        } catch let error as EngineError {
+            if case .toolMissing = error {
+                throw .toolMissing(engine: "kind", tool: "kind")
+            }
+            throw error
+        } catch {
+            throw .operationFailed(engine: "kind", operation: "loading \(reference)", detail: "\(error)")
+        }
+        guard outcome.status == 0 else {
+            throw .operationFailed(
+                engine: "kind", operation: "kind load docker-image --name \(cluster) \(reference)",
+                detail: "exit status \(outcome.status)" + (outcome.lastLines.isEmpty ? "" : ":\n" + outcome.lastLines.joined(separator: "\n")))
+        }
+    }
+}

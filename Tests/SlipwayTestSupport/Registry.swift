@@ -1,0 +1,160 @@
+public import Foundation
+public import Testing
+
+/// A real Distribution registry (`docker-registry serve`, Debian's `docker-registry`) on
+/// 127.0.0.1 and a free port, storing into a temporary directory; optionally with htpasswd
+/// authentication. Stopped (and its storage removed) by ``stop()``.
+public final class TestRegistry: @unchecked Sendable {
+    public let port: Int
+    public let directory: String
+    public let pid: Int32
+    /// `127.0.0.1:PORT`.
+    public var host: String { "127.0.0.1:\(port)" }
+
+    /// The htpasswd user and password of an authenticating registry. The bcrypt hash below was
+    /// made once from this password (cost 5); nothing here is a real secret.
+    public static let user = "slipway"
+    public static let password = "push-secret-for-tests"
+    static let htpasswd = "slipway:$2b$05$gBFx/DKiDx.1S5eblVPDfO5K37mL8CzTXmfXf618sjxTLJSMdznpa\n"
+
+    /// Starts a registry and waits until it accepts connections (at most 20 s).
+    public init(authenticated: Bool = false) throws {
+        var template = Array("/tmp/slipway-registry-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw TestSupportError("mkdtemp failed: errno \(errno)")
+        }
+        directory = String(cString: made)
+        port = try freePort()
+        var config = """
+            version: 0.1
+            log:
+              level: error
+            storage:
+              filesystem:
+                rootdirectory: \(directory)/data
+            http:
+              addr: 127.0.0.1:\(port)
+
+            """
+        if authenticated {
+            try Self.htpasswd.write(toFile: directory + "/htpasswd", atomically: true, encoding: .utf8)
+            config += """
+                auth:
+                  htpasswd:
+                    realm: slipway-test
+                    path: \(directory)/htpasswd
+
+                """
+        }
+        try config.write(toFile: directory + "/config.yml", atomically: true, encoding: .utf8)
+        // The registry runs in the background with its output in a log file, so that `sh`
+        // returns at once; `$!` is its pid.
+        let started = try sh(
+            [
+                "sh", "-c", "docker-registry serve \"$1/config.yml\" >\"$1/registry.log\" 2>&1 & echo $!", "sh",
+                directory,
+            ], cwd: directory)
+        guard started.status == 0, let pid = Int32(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw TestSupportError("docker-registry did not start: \(started.stderr)")
+        }
+        self.pid = pid
+        let deadline = Date().addingTimeInterval(20)
+        while !canConnect(port: port) {
+            if Date() > deadline || kill(pid, 0) != 0 {
+                let log = (try? String(contentsOfFile: directory + "/registry.log", encoding: .utf8)) ?? ""
+                stop()
+                throw TestSupportError("docker-registry on port \(port) did not come up: \(log)")
+            }
+            usleep(20_000)
+        }
+    }
+
+    public func stop() {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<100 {
+            if kill(pid, 0) != 0 { break }
+            usleep(20_000)
+            _ = waitpid(pid, &status, WNOHANG)
+        }
+        kill(pid, SIGKILL)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Whether `docker-registry` is installed (always required in CI).
+    public static func available() -> Bool {
+        (try? sh(["sh", "-c", "command -v docker-registry"], cwd: "/").status) == 0
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+public func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
+    defer { close(fd) }
+    var address = loopback(port: 0)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw TestSupportError("bind failed: errno \(errno)") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func loopback(port: Int) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    return address
+}
+
+func canConnect(port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = loopback(port: port)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
+}
+
+/// A server on 127.0.0.1 that accepts TCP connections (the kernel completes the handshake
+/// from the listen backlog) and never answers: the "registry that hangs" case.
+public final class SilentServer: @unchecked Sendable {
+    public let port: Int
+    private let descriptor: Int32
+
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
+        var address = loopback(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 128) == 0 else {
+            close(fd)
+            throw TestSupportError("bind/listen failed: errno \(errno)")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        descriptor = fd
+    }
+
+    public func stop() { close(descriptor) }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// `docker-registry` must be installed (always in CI).
+    public static var requiresRegistry: Self {
+        .enabled("docker-registry is not installed (CI=true makes this test require it)") {
+            EngineAvailability.required || TestRegistry.available()
+        }
+    }
+}

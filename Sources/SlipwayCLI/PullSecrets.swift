@@ -6,7 +6,7 @@ extension SlipwayCommand {
     struct PullSecrets: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "pull-secrets",
-            abstract: "Render the image pull secrets of devspace.yaml's pullSecrets (ensure_pull_secrets).",
+            abstract: "Apply (or render) the image pull secrets of devspace.yaml's pullSecrets (ensure_pull_secrets).",
             discussion: """
                 Makes one kubernetes.io/dockerconfigjson Secret per secret name (default
                 devspace-pull-secrets; entries merged per registry, Docker Hub under
@@ -14,13 +14,17 @@ extension SlipwayCommand {
                 with it. Credentials come from the config, else from ~/.docker/config.json
                 (DOCKER_CONFIG): auths, credsStore, credHelpers. Passwords and tokens are shown
                 as <redacted> unless --show-secrets is given. The namespace is -n, else the
-                kubeconfig context's. Applying them to a cluster is not available yet: pipe
-                --render to `kubectl apply -f -`.
+                kubeconfig context's (the context: --kube-context, else the current one).
+
+                Without --render they are applied with kubectl: the Secrets with
+                `kubectl apply -f -` (on stdin), then each service account gets the missing
+                secret names added to its imagePullSecrets (`kubectl get` + `kubectl patch`; a
+                missing account is created). Without a kubeconfig nothing is run.
                 """)
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "Entries of pullSecrets to render (all when none are named).")
+        @Argument(help: "Entries of pullSecrets to apply or render (all when none are named).")
         var names: [String] = []
 
         @Flag(name: .customLong("render"), help: "Print the manifests instead of applying them.")
@@ -30,11 +34,6 @@ extension SlipwayCommand {
         var showSecrets = false
 
         func run() async throws {
-            guard render else {
-                Terminal.error(
-                    "slipway pull-secrets: applying to a cluster is not available yet; run `slipway pull-secrets --render --show-secrets | kubectl apply -f -`")
-                throw ExitCode.failure
-            }
             let loaded = try await global.load()
             let all = loaded.config.pullSecrets
             for name in names where !all.contains(where: { $0.name == name }) {
@@ -49,23 +48,35 @@ extension SlipwayCommand {
             do {
                 // -n, else the kubeconfig context's namespace (as kubectl would use).
                 var namespace = global.namespace
-                if namespace == nil, let kube = try Kubeconfig.load(environment: environment),
-                    let context = kube.context(global.kubeContext)
-                {
+                let kube = try Kubeconfig.load(environment: environment)
+                if namespace == nil, let kube, let context = kube.context(global.kubeContext) {
                     namespace = context.namespace ?? "default"
                 }
+                let context = global.kubeContext ?? kube?.currentContext
+                if !render && (kube == nil || context == nil) {
+                    Terminal.error(
+                        "slipway pull-secrets: there is no cluster to apply to: "
+                            + (kube == nil ? "no kubeconfig (KUBECONFIG, ~/.kube/config)" : "the kubeconfig names no current context and --kube-context is not given")
+                            + "; print the manifests with `slipway pull-secrets --render`")
+                    throw ExitCode.failure
+                }
                 let docker = try DockerConfigFile.load(environment: environment)
-                let rendered = try await PullSecretRenderer(namespace: namespace, showSecrets: showSecrets).render(
+                let rendered = try await PullSecretRenderer(namespace: namespace, showSecrets: showSecrets || !render).render(
                     selected
                 ) { (registry: String) throws(RegistryError) -> RegistryCredential? in
                     try await docker.credential(for: registry, environment: environment)
                 }
                 for warning in rendered.warnings { Terminal.error("warning: \(warning)") }
                 if rendered.manifests.isEmpty {
-                    if !global.silent { Terminal.error("no pull secrets to render") }
+                    if !global.silent { Terminal.error("no pull secrets to \(render ? "render" : "apply")") }
                     return
                 }
-                Terminal.out(try YAMLEmitter().emit(rendered.manifests))
+                if render {
+                    Terminal.out(try YAMLEmitter().emit(rendered.manifests))
+                    return
+                }
+                let applier = PullSecretApplier(context: context, namespace: namespace, environment: environment)
+                for line in try await applier.apply(rendered) where !global.silent { Terminal.out(line + "\n") }
             } catch let error as RegistryError {
                 Terminal.error(error.description)
                 throw ExitCode.failure

@@ -340,4 +340,77 @@ struct PushIntegrationTests {
             #expect(saved.stdout == marker, "\(saved.stderr)")
         }
     }
+
+    @Test("DOCKER_HOST=tcp:// builds, looks up, re-tags and pushes through the docker CLI")
+    func tcpDockerHost() throws {
+        let registry = try TestRegistry()
+        defer { registry.stop() }
+        let proxy = try DockerTCPProxy()
+        defer { proxy.stop() }
+        try withTemporaryDirectory { dir in
+            let p = try Project(dir: dir, registry: registry.host)
+            defer { p.cleanUp() }
+            let env = ["DOCKER_HOST": proxy.host]
+            let first = try p.build(env: env)
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(try Self.summary(first).result == "built")
+            #expect(try Self.summary(first).pushed == ["\(p.repository):one", "\(p.repository):two"])
+            let id = try #require(try Self.summary(first).imageID)
+            #expect(proxy.connections > 0)
+            let before = proxy.connections
+            let again = try p.build(env: env)
+            #expect(try Self.summary(again).result == "skipped", "\(again.stdout)")
+            #expect(proxy.connections > before, "the presence check went through the CLI")
+            let retag = try p.build(["-t", "three"], env: env)
+            #expect(try Self.summary(retag).result == "retagged")
+            #expect(try Self.summary(retag).pushed == ["\(p.repository):three"])
+            try Self.pullBack("\(p.repository):three", expecting: id, dockerConfig: p.dockerConfig)
+        }
+    }
+
+    @Test("on a minikube context images build in minikube's engine (docker-env) and are not pushed")
+    func minikubeDockerEnv() throws {
+        let registry = try TestRegistry()
+        defer { registry.stop() }
+        // minikube cannot run here (it needs a VM or nested containers): a `minikube` on PATH
+        // answers `docker-env` with a DOCKER_HOST that reaches the real engine over TCP.
+        let proxy = try DockerTCPProxy()
+        defer { proxy.stop() }
+        try withTemporaryDirectory { dir in
+            var p = try Project(dir: dir, registry: registry.host)
+            defer { p.cleanUp() }
+            let bin = dir + "/bin"
+            try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+            try """
+                #!/bin/sh
+                printf '%s\\n' "$*" >> "\(dir)/minikube-calls"
+                echo "DOCKER_HOST=\(proxy.host)"
+                echo "MINIKUBE_ACTIVE_DOCKERD=minikube"
+                """.write(toFile: bin + "/minikube", atomically: true, encoding: .utf8)
+            chmod(bin + "/minikube", 0o755)
+            p.env["PATH"] = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+            try "current-context: minikube\ncontexts:\n- name: minikube\n  context: {cluster: minikube}\n".write(
+                toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
+            p.env["KUBECONFIG"] = dir + "/kubeconfig"
+            let r = try p.build()
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try Self.summary(r).result == "built")
+            #expect(try Self.summary(r).pushed.isEmpty)
+            #expect(r.stderr.contains("building in its Docker engine (\(proxy.host)), nothing is pushed"), "\(r.stderr)")
+            #expect(proxy.connections > 0)
+            let calls = (try? String(contentsOfFile: dir + "/minikube-calls", encoding: .utf8)) ?? ""
+            #expect(calls == "docker-env --shell none --profile minikube\n")
+
+            // preferMinikube: false builds with this machine's engine (and still pushes nothing).
+            let lines = try String(contentsOfFile: dir + "/devspace.yaml", encoding: .utf8)
+            try (lines + "    docker: {preferMinikube: false}\n").write(
+                toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            let before = proxy.connections
+            let local = try p.build(["-t", "local"])
+            #expect(local.status == 0, "\(local.stderr)")
+            #expect(proxy.connections == before)
+            #expect(try Self.summary(local).pushed.isEmpty)
+            #expect(!local.stderr.contains("building in its Docker engine"))
+        }
+    }
 }

@@ -158,3 +158,87 @@ extension Trait where Self == ConditionTrait {
         }
     }
 }
+
+/// The Docker engine's unix socket forwarded to plain TCP on 127.0.0.1 (a small Python
+/// forwarder), so that `DOCKER_HOST=tcp://…` reaches the real engine: the transport a remote
+/// engine or minikube's `docker-env` gives. Counts the connections it forwarded.
+public final class DockerTCPProxy: @unchecked Sendable {
+    public let port: Int
+    public let directory: String
+    public let pid: Int32
+    public var host: String { "tcp://127.0.0.1:\(port)" }
+
+    static let script = """
+        import os, socket, sys, threading
+        state = sys.argv[1]
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        with open(state + "/port.tmp", "w") as f:
+            f.write(str(server.getsockname()[1]))
+        os.rename(state + "/port.tmp", state + "/port")
+        def pipe(a, b):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    b.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+        count = 0
+        while True:
+            client, _ = server.accept()
+            count += 1
+            with open(state + "/count", "w") as f:
+                f.write(str(count))
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(sys.argv[2])
+            threading.Thread(target=pipe, args=(client, engine), daemon=True).start()
+            threading.Thread(target=pipe, args=(engine, client), daemon=True).start()
+        """
+
+    public init(socket: String = "/var/run/docker.sock") throws {
+        var template = Array("/tmp/slipway-proxy-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw TestSupportError("mkdtemp failed: errno \(errno)")
+        }
+        directory = String(cString: made)
+        try Self.script.write(toFile: directory + "/proxy.py", atomically: true, encoding: .utf8)
+        let started = try sh(
+            ["sh", "-c", "python3 \"$1/proxy.py\" \"$1\" \"$2\" >\"$1/log\" 2>&1 & echo $!", "sh", directory, socket],
+            cwd: directory)
+        guard let pid = Int32(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw TestSupportError("the TCP proxy did not start: \(started.stderr)")
+        }
+        self.pid = pid
+        let deadline = Date().addingTimeInterval(10)
+        var found: Int?
+        while found == nil {
+            found = (try? String(contentsOfFile: directory + "/port", encoding: .utf8)).flatMap { Int($0) }
+            if found == nil {
+                guard Date() < deadline else {
+                    kill(pid, SIGKILL)
+                    throw TestSupportError("the TCP proxy did not come up")
+                }
+                usleep(20_000)
+            }
+        }
+        port = found!
+    }
+
+    /// How many connections were forwarded so far.
+    public var connections: Int {
+        (try? String(contentsOfFile: directory + "/count", encoding: .utf8)).flatMap { Int($0) } ?? 0
+    }
+
+    public func stop() {
+        kill(pid, SIGKILL)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

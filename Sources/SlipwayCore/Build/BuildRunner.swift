@@ -71,7 +71,11 @@ public struct BuildRunner: Sendable {
                     "\(loaded.displayPath) has \(ignored.joined(separator: " and ")), which slipway does not run yet; building this project's images only"
                 ))
         }
-        let engines = try await EngineSelector(options: options, emit: emit)
+        // The kube context decides where images go (minikube's engine; push or not; kind load).
+        let kube = kubeContext()
+        var minikubeProfile: String?
+        if case .success(let found) = kube, let context = found.context, found.minikube { minikubeProfile = context }
+        let engines = try await EngineSelector(options: options, minikubeProfile: minikubeProfile, plans: plans, emit: emit)
         var contexts = ContextCache(configDirectory: loaded.directory)
         var prepared: [Prepared] = []
         var diagnostics: [String] = []
@@ -129,7 +133,8 @@ public struct BuildRunner: Sendable {
         do { try cache.update(updates) } catch { throw BuildRunError(error.description) }
         contexts.saveIndexes(emit: emit)
         contexts.discardInBackground()
-        let (delivered, pushes) = await deliver(prepared, results, entries: cached.merging(updates) { $1 })
+        let (delivered, pushes) = await deliver(
+            prepared, results, entries: cached.merging(updates) { $1 }, kube: kube)
         do { try cache.update(pushes) } catch { throw BuildRunError(error.description) }
         return BuildReport(results: delivered)
     }

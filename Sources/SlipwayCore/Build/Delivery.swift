@@ -17,10 +17,10 @@ struct DeliveryPlan: Sendable, Equatable {
     /// or on a local cluster (with `--skip-push-local-kube`, the default), except that on a kind
     /// cluster the tags are loaded into it instead.
     static func decide(
-        image: ImageConfig, engine: any BuildEngine, options: BuildOptions, context: String?
+        image: ImageConfig, engine: any BuildEngine, options: BuildOptions, context: String?, minikube: Bool = false
     ) -> DeliveryPlan {
         guard engine.pushesAfterBuild else { return DeliveryPlan(target: nil, reason: nil) }
-        let local = context.map(Kubeconfig.isLocal(contextName:)) ?? false
+        let local = minikube || (context.map(Kubeconfig.isLocal(contextName:)) ?? false)
         if let context, local || options.skipPush || image.skipPush,
             let cluster = Kubeconfig.kindCluster(contextName: context), engine.name == "docker"
         {
@@ -44,18 +44,30 @@ struct DeliveryPlan: Sendable, Equatable {
 }
 
 extension BuildRunner {
-    /// The kube context deliveries are decided for: `--kube-context`, else the kubeconfig's
-    /// current one; nil without a kubeconfig ("no cluster": push as configured).
-    func kubeContext() throws(KubeconfigError) -> String? {
-        if let context = options.kubeContext, !context.isEmpty { return context }
-        return try Kubeconfig.load(environment: options.environment)?.currentContext
+    /// The kube context images are delivered for: `--kube-context`, else the kubeconfig's
+    /// current one; nil without a kubeconfig ("no cluster": push as configured). `minikube`
+    /// says whether it is a minikube cluster. A kubeconfig read costs well under a millisecond.
+    func kubeContext() -> Result<(context: String?, minikube: Bool), KubeconfigError> {
+        let explicit = options.kubeContext.flatMap { $0.isEmpty ? nil : $0 }
+        let config: Kubeconfig?
+        do {
+            config = try Kubeconfig.load(environment: options.environment)
+        } catch {
+            // A named context needs no kubeconfig to decide local or not.
+            guard let explicit else { return .failure(error) }
+            return .success((explicit, explicit == "minikube"))
+        }
+        guard let name = explicit ?? config?.currentContext else { return .success((nil, false)) }
+        let minikube = config?.context(name).map { config!.isMinikube($0) } ?? (name == "minikube")
+        return .success((name, minikube))
     }
 
     /// Pushes (or kind-loads) every tag of every image that built, re-tagged or was up to date,
     /// unless the cache records that delivery for the same image ID. Returns the results with
     /// what was delivered, and the cache entries to record.
     func deliver(
-        _ prepared: [Prepared], _ results: [ImageResult], entries: [String: ImageCacheEntry]
+        _ prepared: [Prepared], _ results: [ImageResult], entries: [String: ImageCacheEntry],
+        kube: Result<(context: String?, minikube: Bool), KubeconfigError>
     ) async -> ([ImageResult], [String: ImageCacheEntry]) {
         var results = results
         let candidates = prepared.indices.filter { i in
@@ -63,12 +75,13 @@ extension BuildRunner {
         }
         guard !candidates.isEmpty else { return (results, [:]) }
 
-        // The kube context decides where images go (a kubeconfig read: well under a
-        // millisecond; nothing at all with --kube-context).
         let context: String?
-        do {
-            context = try kubeContext()
-        } catch {
+        let minikube: Bool
+        switch kube {
+        case .success(let found):
+            context = found.context
+            minikube = found.minikube
+        case .failure(let error):
             // Without knowing the cluster, a push could go where the user did not want it.
             for i in candidates where !(options.skipPush || prepared[i].plan.config.skipPush) {
                 results[i].pushError =
@@ -81,12 +94,8 @@ extension BuildRunner {
         var work: [(index: Int, plan: DeliveryPlan, references: [String])] = []
         for i in candidates {
             let p = prepared[i]
-            let delivery = DeliveryPlan.decide(image: p.plan.config, engine: p.engine, options: options, context: context)
-            if delivery.target == nil, let context, context.contains("minikube"), Kubeconfig.isLocal(contextName: context) {
-                emit(
-                    .note(
-                        "the kube context \(context) is local, so nothing is pushed; slipway builds in this machine's Docker engine, not in minikube's (`minikube docker-env` is not supported yet): load the images with `minikube image load`"))
-            }
+            let delivery = DeliveryPlan.decide(
+                image: p.plan.config, engine: p.engine, options: options, context: context, minikube: minikube)
             guard delivery.target != nil, let id = results[i].imageID, let entry = entries[p.plan.key] else { continue }
             let references = results[i].tags.map { "\(p.plan.image):\($0)" }.filter { entry.pushed[delivery.recordKey($0)] != id }
             if !references.isEmpty { work.append((i, delivery, references)) }

@@ -8,13 +8,22 @@
 /// note) unless the image sets `docker.disableFallback: true`. DevSpace falls back to its
 /// in-cluster registry builder there; slipway has no cluster, so the daemonless engine is the
 /// local equivalent.
+///
+/// On a minikube kube context, images built by the Docker engine whose `docker.preferMinikube`
+/// is not false build in minikube's own daemon (`minikube docker-env --shell none --profile
+/// CONTEXT`), so the cluster runs them without a push, as in DevSpace.
 struct EngineSelector: Sendable {
     let docker: DockerEngine?
     let dockerProblem: String?
     let buildah: BuildahEngine?
     let explicit: String?
+    /// minikube's daemon, when the kube context is minikube's and it answers.
+    let minikube: DockerEngine?
 
-    init(options: BuildOptions, emit: @Sendable (BuildEvent) -> Void) async throws(BuildRunError) {
+    init(
+        options: BuildOptions, minikubeProfile: String? = nil, plans: [ImagePlan] = [],
+        emit: @Sendable (BuildEvent) -> Void
+    ) async throws(BuildRunError) {
         explicit = options.engine ?? options.environment["SLIPWAY_ENGINE"].flatMap { $0.isEmpty ? nil : $0 }
         if let explicit, explicit != "docker" && explicit != "buildah" {
             throw BuildRunError("--engine \(explicit): slipway builds with docker or buildah")
@@ -27,7 +36,7 @@ struct EngineSelector: Sendable {
                 if await engine.isAvailable() {
                     docker = engine
                 } else {
-                    problem = "no Docker engine answers at \(engine.api.socketPath)"
+                    problem = "no Docker engine answers at \(engine.location)"
                 }
             } catch {
                 problem = error.description
@@ -44,6 +53,64 @@ struct EngineSelector: Sendable {
         if explicit == nil, docker == nil, buildah != nil {
             emit(.note("no Docker engine answers (\(problem ?? "unknown")); building with buildah instead"))
         }
+        let wantsMinikube = plans.contains {
+            $0.config.custom == nil && $0.config.kaniko == nil && $0.config.buildKit?["inCluster"] == nil
+                && $0.config.docker?.preferMinikube != false
+        }
+        if let profile = minikubeProfile, explicit != "buildah", wantsMinikube {
+            minikube = await Self.minikubeEngine(profile: profile, environment: options.environment, emit: emit)
+        } else {
+            minikube = nil
+        }
+    }
+
+    /// The engine of `minikube docker-env --shell none --profile PROFILE`, or nil (with a note)
+    /// when minikube is not installed, fails, or its daemon does not answer.
+    static func minikubeEngine(
+        profile: String, environment: [String: String], emit: @Sendable (BuildEvent) -> Void
+    ) async -> DockerEngine? {
+        let fallback = "building with this machine's engine; the images then reach the cluster only through `minikube image load`"
+        guard let minikube = VariableResolver.which("minikube", path: environment["PATH"]) else {
+            emit(.note("the kube context \(profile) is minikube's, but `minikube` is not on PATH; \(fallback)"))
+            return nil
+        }
+        let output: ProcessOutput
+        do {
+            output = try await ProcessRunner.run(
+                minikube, ["docker-env", "--shell", "none", "--profile", profile], environment: environment)
+        } catch {
+            emit(.note("`minikube docker-env --profile \(profile)` could not run (\(error)); \(fallback)"))
+            return nil
+        }
+        guard output.status == 0 else {
+            let last = output.standardError.split(separator: "\n").last.map(String.init) ?? "exit status \(output.status)"
+            emit(.note("`minikube docker-env --profile \(profile)` failed (\(last)); \(fallback)"))
+            return nil
+        }
+        var variables: [String: String] = [:]
+        for line in output.standardOutput.split(separator: "\n") {
+            let text = line.hasPrefix("export ") ? line.dropFirst("export ".count) : line
+            guard let equals = text.firstIndex(of: "=") else { continue }
+            var value = String(text[text.index(after: equals)...])
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            variables[String(text[..<equals])] = value
+        }
+        guard let host = variables["DOCKER_HOST"], !host.isEmpty else {
+            emit(.note("`minikube docker-env --profile \(profile)` named no DOCKER_HOST; \(fallback)"))
+            return nil
+        }
+        let engine: DockerEngine
+        if host.hasPrefix("unix://") {
+            engine = DockerEngine(api: DockerAPI(socketPath: String(host.dropFirst("unix://".count))))
+        } else {
+            engine = DockerEngine(cliEnvironment: variables)
+        }
+        guard await engine.isAvailable() else {
+            emit(.note("minikube's Docker engine (\(host)) does not answer; \(fallback)"))
+            return nil
+        }
+        emit(.note("the kube context \(profile) is minikube's: building in its Docker engine (\(host)), nothing is pushed"))
+        return engine
     }
 
     func engine(for plan: ImagePlan, loaded: LoadedConfig) throws(BuildRunError) -> any BuildEngine {
@@ -68,6 +135,7 @@ struct EngineSelector: Sendable {
             }
             return buildah
         }
+        if let minikube, image.docker?.preferMinikube != false { return minikube }
         if let docker { return docker }
         let hint = "start one with `sudo ./install.sh --deps-only` (or `sudo dockerd --bridge=none --iptables=false &`)"
         if explicit == "docker" || image.docker?.disableFallback == true {

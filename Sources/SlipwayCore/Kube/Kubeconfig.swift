@@ -108,6 +108,14 @@ public struct Kubeconfig: Sendable, Equatable {
         return Self.isLocal(contextName: context.name)
     }
 
+    /// Whether `context` is a minikube cluster (its name, or its cluster's provider): its
+    /// images are built in minikube's own Docker engine.
+    public func isMinikube(_ context: Context) -> Bool {
+        if context.name == "minikube" { return true }
+        if let cluster = context.cluster, clusterProviders[cluster] == "minikube.sigs.k8s.io" { return true }
+        return false
+    }
+
     public static func isLocal(contextName name: String) -> Bool {
         if name == "minikube" || name.hasPrefix("kind-") || name == "docker-desktop" || name == "docker-for-desktop"
             || name == "orbstack" || name.hasPrefix("vcluster-docker_")

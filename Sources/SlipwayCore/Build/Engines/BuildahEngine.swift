@@ -113,29 +113,8 @@ public struct BuildahEngine: BuildEngine {
         }
         let digestFile = directory + "/digest"
         args += ["--digestfile", digestFile, reference, "docker://" + reference]
-        let activity = Activity()
-        let arguments = args
-        let buildah = self.buildah
-        let engine = name
-        let outcome = try await withThrowingTaskGroup(of: EngineProcess.Outcome?.self) { group in
-            group.addTask {
-                try await EngineProcess.stream(engine: engine, buildah, arguments) { line in
-                    activity.touch()
-                    log(line)
-                }
-            }
-            group.addTask {
-                while true {
-                    try await Task.sleep(for: .milliseconds(200))
-                    if activity.idle > stallTimeout { return nil }
-                }
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let outcome = first else {
-                throw PushFailure.stalled(stallTimeout)
-            }
-            return outcome
-        }
+        let outcome = try await EngineProcess.streamWithStallLimit(
+            engine: name, buildah, args, stallTimeout: stallTimeout, log: log)
         guard outcome.status == 0 else {
             let text = outcome.lastLines.suffix(5).joined(separator: "\n")
             let failure = PushFailure.classify(text)

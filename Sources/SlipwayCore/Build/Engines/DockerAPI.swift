@@ -25,8 +25,8 @@ public enum DockerAPIError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .unsupportedHost(let host):
-            return "DOCKER_HOST=\(host) is not supported yet: slipway talks to the Docker engine over a unix socket "
-                + "(unix:///var/run/docker.sock); unset DOCKER_HOST or point it at a unix:// socket"
+            return "DOCKER_HOST=\(host) is not supported: slipway talks to the Docker engine over a unix socket "
+                + "(unix:///var/run/docker.sock), or through the docker CLI for tcp:// and ssh://; unset DOCKER_HOST or use one of those"
         case .unreachable(let socket, let reason):
             return "no Docker engine answers at unix://\(socket) (\(reason)); start one with "
                 + "`./install.sh --deps-only` or `sudo dockerd --bridge=none --iptables=false`"

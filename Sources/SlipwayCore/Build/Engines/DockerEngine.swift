@@ -21,6 +21,11 @@ public struct DockerEngine: BuildEngine {
 
     public var name: String { "docker" }
     public let api: DockerAPI
+    /// Set when the engine is reached through the docker CLI alone: `DOCKER_HOST` is `tcp://`
+    /// or `ssh://` (TLS and SSH are the CLI's business), or the daemon is minikube's
+    /// (`minikube docker-env`). The variables the CLI gets (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`,
+    /// `DOCKER_CERT_PATH`…); lookups, re-tags and pushes are then CLI calls too.
+    public let cliOnly: [String: String]?
     /// The docker CLI, a name on PATH or a path.
     public let docker: String
     /// Forces a builder; nil asks `docker buildx version` (once per process).
@@ -33,6 +38,22 @@ public struct DockerEngine: BuildEngine {
         self.api = api
         self.docker = docker
         self.builder = builder
+        self.cliOnly = nil
+    }
+
+    /// An engine reached only through the docker CLI, with `environment` (`DOCKER_HOST`…) set
+    /// for every call.
+    public init(cliEnvironment environment: [String: String], docker: String = "docker", builder: Builder? = nil) {
+        self.api = DockerAPI()
+        self.docker = docker
+        self.builder = builder
+        self.cliOnly = environment
+    }
+
+    /// Where the engine is, for messages.
+    public var location: String {
+        if let host = cliOnly?["DOCKER_HOST"] { return host }
+        return "unix://" + api.socketPath
     }
 
     /// The engine at `DOCKER_HOST` (a `unix://` socket) in `environment` (nil: this process's),
@@ -40,6 +61,12 @@ public struct DockerEngine: BuildEngine {
     public static func fromEnvironment(
         _ environment: [String: String]? = nil
     ) throws(EngineError) -> DockerEngine {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        if let host = environment["DOCKER_HOST"], host.hasPrefix("tcp://") || host.hasPrefix("ssh://") {
+            var cli = ["DOCKER_HOST": host]
+            for key in ["DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS"] { cli[key] = environment[key] }
+            return DockerEngine(cliEnvironment: cli)
+        }
         do {
             return DockerEngine(api: try DockerAPI.fromEnvironment(environment))
         } catch {
@@ -50,10 +77,14 @@ public struct DockerEngine: BuildEngine {
     // MARK: BuildEngine
 
     public func isAvailable() async -> Bool {
-        (try? api.ping()) != nil
+        if cliOnly != nil {
+            return (try? await cli(["version", "--format", "{{.Server.Version}}"]).status) == 0
+        }
+        return (try? api.ping()) != nil
     }
 
     public func imageID(_ reference: String) async throws -> String? {
+        if cliOnly != nil { return try await storedImage(reference)?.id }
         do {
             return try api.imageExists(reference)
         } catch {
@@ -62,6 +93,18 @@ public struct DockerEngine: BuildEngine {
     }
 
     public func storedImage(_ reference: String) async throws -> StoredImage? {
+        if cliOnly != nil {
+            let out = try await cli(["image", "inspect", "--format", "{{.Id}}{{range .RepoTags}} {{.}}{{end}}", reference])
+            guard out.status == 0 else {
+                let text = out.standardError.lowercased()
+                if text.contains("no such image") || text.contains("no such object") { return nil }
+                throw EngineError.operationFailed(
+                    engine: name, operation: "looking up \(reference)", detail: out.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            let words = out.standardOutput.split(whereSeparator: \.isWhitespace).map(String.init)
+            guard let id = words.first else { return nil }
+            return StoredImage(id: id, names: Array(words.dropFirst()))
+        }
         do {
             return try api.inspectImage(reference).map { StoredImage(id: $0.id, names: $0.names) }
         } catch {
@@ -70,6 +113,17 @@ public struct DockerEngine: BuildEngine {
     }
 
     public func tag(existing: String, as references: [String]) async throws {
+        if cliOnly != nil {
+            for reference in references {
+                let out = try await cli(["tag", existing, reference])
+                guard out.status == 0 else {
+                    throw EngineError.operationFailed(
+                        engine: name, operation: "tagging \(existing) as \(reference)",
+                        detail: out.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+            }
+            return
+        }
         for reference in references {
             let (repository, tag) = try Self.split(reference, engine: name)
             do {
@@ -89,6 +143,17 @@ public struct DockerEngine: BuildEngine {
         log: @escaping @Sendable (String) -> Void
     ) async throws -> String? {
         let (repository, tag) = try Self.split(reference, engine: name)
+        if cliOnly != nil {
+            // The CLI logs in with its own config (the same Docker config slipway reads).
+            let outcome = try await EngineProcess.streamWithStallLimit(
+                engine: name, docker, ["push", reference], environment: cliEnvironment, stallTimeout: stallTimeout,
+                log: log)
+            guard outcome.status == 0 else {
+                let text = outcome.lastLines.suffix(5).joined(separator: "\n")
+                throw PushFailure.classify(text)
+            }
+            return outcome.lastLines.lazy.compactMap(Self.digest(inPushLine:)).last
+        }
         let auth = Self.registryAuthHeader(credential)
         let api = self.api
         let outcome: Result<(digest: String?, error: String?), DockerAPIError> = await onOwnThread {
@@ -124,6 +189,29 @@ public struct DockerEngine: BuildEngine {
         }
     }
 
+    /// `TAG: digest: sha256:… size: N` (the CLI's last push line) → the digest.
+    static func digest(inPushLine line: String) -> String? {
+        guard let range = line.range(of: "digest: ") else { return nil }
+        let digest = line[range.upperBound...].prefix { !$0.isWhitespace }
+        return digest.hasPrefix("sha256:") ? String(digest) : nil
+    }
+
+    /// A short docker CLI call against this engine.
+    func cli(_ arguments: [String]) async throws(EngineError) -> ProcessOutput {
+        var environment = ProcessInfo.processInfo.environment
+        for (key, value) in cliEnvironment {
+            if let value { environment[key] = value } else { environment.removeValue(forKey: key) }
+        }
+        guard let executable = VariableResolver.which(docker, path: environment["PATH"]) else {
+            throw .toolMissing(engine: name, tool: docker)
+        }
+        do {
+            return try await ProcessRunner.run(executable, arguments, environment: environment)
+        } catch {
+            throw .operationFailed(engine: name, operation: "running \(docker)", detail: error.description)
+        }
+    }
+
     /// The `X-Registry-Auth` header: base64url of the credential as JSON (`{}` for none). The
     /// daemon decodes it; it is never logged.
     static func registryAuthHeader(_ credential: RegistryCredential?) -> String {
@@ -144,10 +232,12 @@ public struct DockerEngine: BuildEngine {
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
         // A missing daemon is the common failure: say how to start one before the CLI says
         // "Cannot connect to the Docker daemon".
-        do {
-            try api.ping()
-        } catch {
-            throw mapped(error, operation: "ping")
+        if cliOnly == nil {
+            do {
+                try api.ping()
+            } catch {
+                throw mapped(error, operation: "ping")
+            }
         }
         let chosen: Builder
         if let builder {
@@ -170,12 +260,7 @@ public struct DockerEngine: BuildEngine {
                     engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
             }
             let first = request.references[0]
-            let id: String?
-            do throws(DockerAPIError) {
-                id = try api.imageExists(first)
-            } catch {
-                throw mapped(error, operation: "looking up \(first) after the build")
-            }
+            let id = try await imageID(first)
             guard let id else {
                 throw EngineError.operationFailed(
                     engine: name, operation: "building \(request.imageKey)",
@@ -209,7 +294,8 @@ public struct DockerEngine: BuildEngine {
 
     /// The CLI talks to the same daemon as the API.
     var cliEnvironment: [String: String?] {
-        ["DOCKER_HOST": "unix://" + api.socketPath]
+        if let cliOnly { return cliOnly.mapValues { $0 } }
+        return ["DOCKER_HOST": "unix://" + api.socketPath]
     }
 
     /// The docker CLI (23+) prints a three-line "legacy builder is deprecated" banner for every

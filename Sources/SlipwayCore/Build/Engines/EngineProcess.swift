@@ -77,6 +77,34 @@ enum EngineProcess {
         return Outcome(status: status, lastLines: result.closureResult)
     }
 
+    /// ``stream(engine:_:_:environment:workingDirectory:skip:log:)``, stopped (the process is
+    /// killed) when it prints nothing for `stallTimeout`: then ``PushFailure/stalled(_:)``.
+    static func streamWithStallLimit(
+        engine: String, _ executable: String, _ arguments: [String], environment: [String: String?] = [:],
+        stallTimeout: Duration, log: @escaping @Sendable (String) -> Void
+    ) async throws -> Outcome {
+        let activity = Activity()
+        return try await withThrowingTaskGroup(of: Outcome?.self) { group in
+            group.addTask {
+                try await stream(engine: engine, executable, arguments, environment: environment) { line in
+                    activity.touch()
+                    log(line)
+                }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(200))
+                    if activity.idle > stallTimeout { return nil }
+                }
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let outcome = first else {
+                throw PushFailure.stalled(stallTimeout)
+            }
+            return outcome
+        }
+    }
+
     /// Runs a short command and collects its output (stdout and stderr separately), mapping a
     /// missing executable to ``EngineError/toolMissing(engine:tool:)``.
     static func capture(

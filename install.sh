@@ -4,7 +4,8 @@
 # One command, safe to rerun: Debian packages (apt-get update only when one is missing),
 # `swift build -c release --static-swift-stdlib --product slipway`, the `slipway` binary into PREFIX/bin, a Docker engine that
 # answers (started here with `dockerd --bridge=none` when nothing else runs one), the
-# offline base image `slipway/busybox:latest`, then `slipway build` in the example.
+# offline base image `slipway/busybox:latest`, then `slipway build` in the example and
+# `slipway deploy` of examples/deploy (its containers left running on 127.0.0.1:8081).
 set -euo pipefail
 
 readonly PACKAGES=(
@@ -23,7 +24,8 @@ Usage: ./install.sh [options]
 Sets up this machine for slipway and runs the main job: installs the Debian packages
 slipway needs, builds it (swift build -c release --static-swift-stdlib --product slipway), installs the binary into PREFIX/bin,
 makes sure a Docker engine answers, creates the offline base image slipway/busybox:latest
-and runs `slipway build` in the example. Safe to rerun.
+runs `slipway build` in the example, and deploys examples/deploy (an app and a sidecar
+as local containers; the app answers on http://127.0.0.1:8081/). Safe to rerun.
 
 Options:
   --prefix DIR     install the binary into DIR/bin (default: /usr/local)
@@ -612,6 +614,30 @@ run_example() {
     done_step "example: slipway build in $dir succeeded"
 }
 
+# The deploy example: both images built and their containers running on this machine.
+readonly DEPLOY_PORT=8081
+deploy_example() {
+    local dir=$ROOT/examples/deploy
+    if ((EXAMPLE_EXPLICIT)) || ((!ENGINE_OK)) || [[ ! -f $dir/devspace.yaml ]]; then
+        return
+    fi
+    say "running: slipway deploy (in $dir)"
+    (cd "$dir" && "$PREFIX/bin/slipway" deploy) || die "slipway deploy failed in $dir" \
+        "its containers: docker ps --all --filter label=dev.slipway.project=deploy-example"
+    local page="" i
+    for ((i = 0; i < 50; i++)); do
+        # bash's /dev/tcp: no curl needed.
+        page=$( (exec 3<>"/dev/tcp/127.0.0.1/$DEPLOY_PORT" && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3) 2>/dev/null || true)
+        [[ $page == *deploy-example* ]] && break
+        sleep 0.2
+    done
+    [[ $page == *deploy-example* ]] || die "the deployed example does not answer on http://127.0.0.1:$DEPLOY_PORT/" \
+        "is the port taken by something else? docker logs deploy-example-web-app"
+    done_step "example: examples/deploy is deployed and answers on http://127.0.0.1:$DEPLOY_PORT/"
+    done_step "look at it: curl http://127.0.0.1:$DEPLOY_PORT/; docker ps --filter label=dev.slipway.project=deploy-example"
+    done_step "remove it: cd examples/deploy && slipway purge"
+}
+
 # ---------------------------------------------------------------------------------------
 # Uninstall
 
@@ -660,6 +686,7 @@ case $MODE in
         install_binary
         engine_and_image
         run_example
+        deploy_example
         ;;
 esac
 

@@ -11,7 +11,10 @@ public struct SlipwayCommand: AsyncParsableCommand {
             Global flags (--config, --var, -p, --chdir, …) go after the subcommand, as in DevSpace.
             """,
         version: "slipway \(ConfigLoader.version)",
-        subcommands: [Build.self, Print.self, PullSecrets.self, Validate.self, Version.self]
+        subcommands: [
+            Build.self, Deploy.self, Render.self, Purge.self, RunPipeline.self, Print.self, PullSecrets.self,
+            Validate.self, Version.self, PipelineFunction.self,
+        ]
     )
 
     public init() {}

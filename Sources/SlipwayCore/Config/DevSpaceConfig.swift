@@ -144,7 +144,8 @@ extension DevSpaceConfig {
 }
 
 extension Node {
-    var strings: [String]? { items?.map { $0.isNull ? "" : ($0.scalar ?? "") } }
+    /// A sequence's items as strings (null as "").
+    public var strings: [String]? { items?.map { $0.isNull ? "" : ($0.scalar ?? "") } }
     /// A boolean as go-yaml v3 decodes one into a bool field: true/false, and YAML 1.1's
     /// yes/no/on/off/y/n when written plain (the schema accepts those too).
     var bool: Bool? {
@@ -157,7 +158,8 @@ extension Node {
         default: return nil
         }
     }
-    var text: String? { isNull ? nil : scalar }
+    /// A scalar's text; nil for null and for collections.
+    public var text: String? { isNull ? nil : scalar }
 }
 
 extension ImageConfig {

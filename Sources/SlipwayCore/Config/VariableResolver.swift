@@ -466,3 +466,8 @@ public enum RandomName {
         return String((0..<n).map { _ in alphabet[Int(rng.next(upperBound: UInt(alphabet.count)))] })
     }
 }
+
+extension Node {
+    /// The text of a resolved value, as a pipeline's environment (or a `--var`) carries it.
+    public var environmentText: String { VariableResolver.text(of: self) }
+}

@@ -1,0 +1,307 @@
+import ArgumentParser
+import Foundation
+import SlipwayCore
+
+/// DevSpace's pipeline flags (`AddPipelineFlags`): the defaults of the built-in functions.
+struct PipelineFlags: ParsableArguments {
+    @Flag(name: [.customShort("b"), .customLong("force-build")], help: "Rebuild every image build_images builds.")
+    var forceBuild = false
+
+    @Flag(name: .customLong("skip-build"), help: "build_images builds nothing (uses what the cache knows).")
+    var skipBuild = false
+
+    @Flag(name: .customLong("build-sequential"), help: "Build one image at a time.")
+    var sequential = false
+
+    @Option(name: .customLong("max-concurrent-builds"), help: "At most N builds at once (0: no limit).")
+    var maxConcurrent = 0
+
+    @Option(name: [.short, .customLong("tag")], help: "Tags for every built image (repeatable or comma-separated).")
+    var tags: [String] = []
+
+    @Flag(name: .customLong("skip-push"), help: "Push nothing.")
+    var skipPush = false
+
+    @Flag(
+        name: .customLong("skip-push-local-kube"), inversion: .prefixedNo,
+        help: "Do not push when the kube context is a local cluster.")
+    var skipPushLocalKube = true
+
+    @Option(name: .customLong("push-timeout"), help: "Stop a push that makes no progress for this many seconds.")
+    var pushTimeout: Double = 60
+
+    @Flag(name: [.customShort("d"), .customLong("force-deploy")], help: "Redeploy every deployment.")
+    var forceDeploy = false
+
+    @Flag(name: .customLong("skip-deploy"), help: "create_deployments deploys nothing.")
+    var skipDeploy = false
+
+    @Flag(name: .customLong("render"), help: "Print what create_deployments would deploy instead of deploying.")
+    var render = false
+
+    @Flag(name: .customLong("branch-env"), help: "Deploy under the current git branch's name (its own environment).")
+    var branchEnv = false
+
+    func validate() throws {
+        if maxConcurrent < 0 { throw ValidationError("--max-concurrent-builds must be 0 or more") }
+        if !(pushTimeout > 0 && pushTimeout <= 86_400) {
+            throw ValidationError("--push-timeout must be a number of seconds above 0 (at most 86400)")
+        }
+    }
+
+    /// Adds the flags given after the pipeline's name.
+    mutating func merge(_ other: PipelineFlags) {
+        forceBuild = forceBuild || other.forceBuild
+        skipBuild = skipBuild || other.skipBuild
+        sequential = sequential || other.sequential
+        if other.maxConcurrent != 0 { maxConcurrent = other.maxConcurrent }
+        tags += other.tags
+        skipPush = skipPush || other.skipPush
+        skipPushLocalKube = skipPushLocalKube && other.skipPushLocalKube
+        if other.pushTimeout != 60 { pushTimeout = other.pushTimeout }
+        forceDeploy = forceDeploy || other.forceDeploy
+        skipDeploy = skipDeploy || other.skipDeploy
+        render = render || other.render
+        branchEnv = branchEnv || other.branchEnv
+    }
+
+    var defaults: PipelineState.FunctionDefaults {
+        var d = PipelineState.FunctionDefaults()
+        d.tags = tags.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+            .filter { !$0.isEmpty }
+        d.skipBuild = skipBuild
+        d.forceRebuild = forceBuild
+        d.skipPush = skipPush
+        d.skipPushLocalKube = skipPushLocalKube
+        d.sequential = sequential
+        d.maxConcurrent = maxConcurrent
+        d.pushTimeout = pushTimeout
+        d.forceRedeploy = forceDeploy
+        d.skipDeploy = skipDeploy
+        d.render = render
+        d.branchEnv = branchEnv
+        return d
+    }
+}
+
+/// Runs a pipeline for a command (`deploy`, `purge`, `render`, `run-pipeline NAME`).
+enum PipelineCommand {
+    static func run(
+        _ name: String, global: GlobalOptions, flags: PipelineFlags, render: Bool = false, extra: [String]
+    ) async throws {
+        let loaded = try await global.load()
+        let declared = loaded.config.pipeline(name)?.flags ?? []
+        let pipelineFlags: [String: String]
+        var flags = flags
+        do {
+            // After the pipeline's name come its own flags and slipway's, in any order.
+            let (own, others) = split(extra, declared: declared)
+            pipelineFlags = try parseCustomFlags(own, declared: declared, pipeline: name)
+            if !others.isEmpty { flags.merge(try PipelineFlags.parse(others)) }
+        } catch let error as ValidationError {
+            Terminal.error("slipway: \(error.message)")
+            throw ExitCode(64)
+        } catch {
+            let own = declared.map { "--\($0.name)" }.joined(separator: ", ")
+            Terminal.error(
+                "slipway: \(PipelineFlags.message(for: error)); pipeline \(name) takes "
+                    + (own.isEmpty ? "no flags of its own" : own) + " besides the flags of `slipway run-pipeline --help`")
+            throw ExitCode(64)
+        }
+        var defaults = flags.defaults
+        if render { defaults.render = true }
+        let directory: String
+        do { directory = try PipelineRunner.makeStateDirectory() } catch {
+            Terminal.error(error.message)
+            throw ExitCode.failure
+        }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let options = try global.loadOptions()
+        // The child loads see exactly the values this load resolved.
+        var vars = options.vars
+        for (key, value) in loaded.variables { vars.append((key, value.environmentText)) }
+        let state = PipelineState(
+            configPath: loaded.absolutePath, workingDirectory: options.workingDirectory, profiles: options.profiles,
+            disableProfileActivation: options.disableProfileActivation, namespace: options.namespace,
+            kubeContext: options.kubeContext, vars: vars, defaults: defaults, flags: pipelineFlags, stack: [])
+        let status: Int32
+        do {
+            status = try await PipelineRunner.run(
+                name, loaded: loaded, state: state, stateDirectory: directory, executable: selfExecutable(),
+                environment: ProcessInfo.processInfo.environment)
+        } catch {
+            Terminal.error(error.message)
+            throw ExitCode.failure
+        }
+        if status != 0 {
+            if !global.silent { Terminal.error("pipeline \(name) failed (exit status \(status))") }
+            throw ExitCode(status)
+        }
+    }
+
+    /// The arguments that name the pipeline's declared flags (with their values), and the rest.
+    static func split(_ args: [String], declared: [PipelineConfig.Flag]) -> ([String], [String]) {
+        var own: [String] = []
+        var others: [String] = []
+        var i = 0
+        while i < args.count {
+            let arg = args[i]
+            let body = arg.hasPrefix("--") ? String(arg.dropFirst(2)) : arg.hasPrefix("-") ? String(arg.dropFirst()) : nil
+            let name = body.map { String($0.prefix { $0 != "=" }) }
+            let flag = name.flatMap { n in
+                declared.first { arg.hasPrefix("--") ? $0.name == n : ($0.short == n && arg.count == 2) }
+            }
+            guard let flag else {
+                others.append(arg)
+                i += 1
+                continue
+            }
+            own.append(arg)
+            if flag.type != "bool", !arg.contains("="), i + 1 < args.count {
+                own.append(args[i + 1])
+                i += 1
+            }
+            i += 1
+        }
+        return (own, others)
+    }
+
+    /// `--name value`, `--name=value` and bool `--name` for the pipeline's declared flags;
+    /// defaults filled in. Anything else is a usage error.
+    static func parseCustomFlags(
+        _ args: [String], declared: [PipelineConfig.Flag], pipeline: String
+    ) throws -> [String: String] {
+        var values: [String: String] = [:]
+        for flag in declared {
+            if let d = flag.defaultValue { values[flag.name] = d.environmentText }
+            else if flag.type == "bool" { values[flag.name] = "false" }
+            else { values[flag.name] = "" }
+        }
+        var i = 0
+        while i < args.count {
+            let arg = args[i]
+            var name: String
+            var inline: String?
+            if arg.hasPrefix("--") {
+                name = String(arg.dropFirst(2))
+            } else if arg.hasPrefix("-"), arg.count == 2 {
+                name = String(arg.dropFirst())
+                guard let long = declared.first(where: { $0.short == name })?.name else {
+                    throw ValidationError("unknown option \(arg) for pipeline \(pipeline)")
+                }
+                name = long
+            } else {
+                throw ValidationError("unexpected argument \"\(arg)\" for pipeline \(pipeline)")
+            }
+            if let eq = name.firstIndex(of: "=") {
+                inline = String(name[name.index(after: eq)...])
+                name = String(name[..<eq])
+            }
+            guard let flag = declared.first(where: { $0.name == name }) else {
+                let known = declared.map { "--\($0.name)" }.joined(separator: ", ")
+                throw ValidationError(
+                    "unknown option --\(name) for pipeline \(pipeline)" + (known.isEmpty ? "" : " (its flags: \(known))"))
+            }
+            if flag.type == "bool" {
+                values[name] = inline ?? "true"
+            } else {
+                guard let value = inline ?? (i + 1 < args.count ? args[i + 1] : nil) else {
+                    throw ValidationError("option --\(name) of pipeline \(pipeline) needs a value")
+                }
+                if inline == nil { i += 1 }
+                if flag.type == "stringArray", let old = values[name], !old.isEmpty {
+                    values[name] = old + " " + value
+                } else {
+                    values[name] = value
+                }
+            }
+            i += 1
+        }
+        return values
+    }
+
+    /// This binary, for the built-in functions to call back.
+    static func selfExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if n > 0 { return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return CommandLine.arguments[0]
+    }
+}
+
+extension SlipwayCommand {
+    struct RunPipeline: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run-pipeline",
+            abstract: "Run a pipeline of devspace.yaml (or one of DevSpace's defaults: build, deploy, dev, purge).",
+            discussion: """
+                The pipeline runs as a bash script (set -e unless continueOnError) in the config's
+                directory, with the config's variables in its environment and the built-in
+                functions build_images, create_deployments, purge_deployments,
+                ensure_pull_secrets, run_pipelines, run_default_pipeline, run_dependencies,
+                get_image, get_flag, is_equal, is_empty, is_true, is_in, is_os (also with a __
+                prefix). The flags below become the defaults of those functions' flags, as in
+                DevSpace; the pipeline's own flags follow its name.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var flags: PipelineFlags
+
+        @Argument(help: "The pipeline to run.")
+        var name: String
+
+        @Argument(parsing: .captureForPassthrough, help: "The pipeline's own flags (--name value), and the flags above.")
+        var pipelineFlags: [String] = []
+
+        func run() async throws {
+            try await PipelineCommand.run(name, global: global, flags: flags, extra: pipelineFlags)
+        }
+    }
+
+    struct Deploy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "deploy",
+            abstract: "Run the deploy pipeline: build the images, then create the deployments with their tags.")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var flags: PipelineFlags
+
+        @Argument(parsing: .captureForPassthrough, help: "The pipeline's own flags (--name value).")
+        var pipelineFlags: [String] = []
+
+        func run() async throws {
+            try await PipelineCommand.run("deploy", global: global, flags: flags, extra: pipelineFlags)
+        }
+    }
+
+    struct Render: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "render",
+            abstract: "Run the deploy pipeline with --render: print what would be deployed, deploy nothing.")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var flags: PipelineFlags
+
+        @Argument(parsing: .captureForPassthrough, help: "The pipeline's own flags (--name value).")
+        var pipelineFlags: [String] = []
+
+        func run() async throws {
+            try await PipelineCommand.run("deploy", global: global, flags: flags, render: true, extra: pipelineFlags)
+        }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "purge", abstract: "Run the purge pipeline: remove what the deployments created.")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var flags: PipelineFlags
+
+        @Argument(parsing: .captureForPassthrough, help: "The pipeline's own flags (--name value).")
+        var pipelineFlags: [String] = []
+
+        func run() async throws {
+            try await PipelineCommand.run("purge", global: global, flags: flags, extra: pipelineFlags)
+        }
+    }
+}

@@ -1,0 +1,193 @@
+internal import Foundation
+
+/// What the `kubectl` and `helm` deployers would send to a cluster, with the built tags
+/// injected as DevSpace injects them:
+/// - kubectl: the manifests (files, directories, `*` globs; `kubectl kustomize` with
+///   `kustomize: true`) and `inlineManifest` (whose `${runtime.…}` resolve); then **only fields
+///   named `image`** are rewritten.
+/// - helm: the local chart's `values.yaml`, then each `valuesFiles` entry, then the inline
+///   `values`, merged in that order; every string value is rewritten, except one whose mapping
+///   also has a `tag` key (DevSpace turned `repository: app` + `tag: x` into `app:tag:tag`).
+/// `updateImageTags: false` leaves values and manifests as written.
+public struct ClusterRenderer: Sendable {
+    public let loaded: LoadedConfig
+    public let injector: TagInjector
+    public let namespace: String?
+    public let environment: [String: String]
+
+    public init(loaded: LoadedConfig, injector: TagInjector, namespace: String?, environment: [String: String]) {
+        self.loaded = loaded
+        self.injector = injector
+        self.namespace = namespace
+        self.environment = environment
+    }
+
+    // MARK: kubectl
+
+    /// The manifests of a kubectl deployment, tags injected.
+    public func kubectlManifests(_ deployment: DeploymentConfig) async throws(PipelineError) -> [Node] {
+        let spec = deployment.spec
+        let place = "\(loaded.displayPath): deployments.\(deployment.name).kubectl"
+        var documents: [Node] = []
+        for entry in spec["manifests"]?.strings ?? [] {
+            if spec["kustomize"]?.bool == true {
+                let directory = ConfigLoader.absolute(entry, in: loaded.directory)
+                documents += try await kustomize(directory, args: spec["kustomizeArgs"]?.strings ?? [], place: place)
+                continue
+            }
+            let files = try Self.expand(entry, in: loaded.directory, place: place)
+            for file in files { documents += try parse(file: file, place: place) }
+        }
+        if let inline = spec["inlineManifest"]?.text {
+            let (text, _) = injector.inject(inline)
+            documents += try parse(text: text, source: "\(place).inlineManifest")
+        }
+        if deployment.updateImageTags {
+            documents = documents.map { rewrite($0, onlyKey: "image", siblingsOK: true) }
+        }
+        return documents.filter { !$0.isNull }
+    }
+
+    /// `path`, a directory's `*.yaml`/`*.yml`/`*.json`, or a `*` glob in the last component.
+    static func expand(_ entry: String, in directory: String, place: String) throws(PipelineError) -> [String] {
+        let path = ConfigLoader.absolute(entry, in: directory)
+        let files = FileManager.default
+        var isDir: ObjCBool = false
+        if !path.contains("*") {
+            guard files.fileExists(atPath: path, isDirectory: &isDir) else {
+                throw PipelineError("\(place).manifests: \(entry) does not exist")
+            }
+            if !isDir.boolValue { return [path] }
+            let names = (try? files.contentsOfDirectory(atPath: path)) ?? []
+            return names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
+                .map { path + "/" + $0 }
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        let pattern = (path as NSString).lastPathComponent
+        let names = (try? files.contentsOfDirectory(atPath: parent)) ?? []
+        let matched = names.filter { fnmatch(pattern, $0, 0) == 0 }.sorted().map { parent + "/" + $0 }
+        guard !matched.isEmpty else { throw PipelineError("\(place).manifests: \(entry) matches no file") }
+        return matched
+    }
+
+    func parse(file: String, place: String) throws(PipelineError) -> [Node] {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw PipelineError("\(place).manifests: cannot read \(file)")
+        }
+        return try parse(text: String(decoding: data, as: UTF8.self), source: file)
+    }
+
+    func parse(text: String, source: String) throws(PipelineError) -> [Node] {
+        do {
+            return try YAMLParser().parseAll(Array(text.utf8))
+        } catch {
+            throw PipelineError("\(source):\(error.mark): \(error.message)")
+        }
+    }
+
+    func kustomize(_ directory: String, args: [String], place: String) async throws(PipelineError) -> [Node] {
+        guard let kubectl = VariableResolver.which("kubectl", path: environment["PATH"]) else {
+            throw PipelineError("\(place): kustomize: true needs kubectl (kubectl kustomize) on PATH")
+        }
+        let output: ProcessOutput
+        do {
+            output = try await ProcessRunner.run(kubectl, ["kustomize", directory] + args, environment: environment)
+        } catch {
+            throw PipelineError("\(place): kubectl kustomize could not run: \(error)")
+        }
+        guard output.status == 0 else {
+            throw PipelineError("\(place): kubectl kustomize \(directory) failed: \(output.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return try parse(text: output.standardOutput, source: "kubectl kustomize \(directory)")
+    }
+
+    // MARK: helm
+
+    /// The merged, injected values of a helm deployment and the command line that installs it
+    /// (`VALUES_FILE` stands for the file the values are written to).
+    public func helm(_ deployment: DeploymentConfig) throws(PipelineError) -> (values: Node, command: [String]) {
+        let spec = deployment.spec
+        let place = "\(loaded.displayPath): deployments.\(deployment.name).helm"
+        let chart = spec["chart"]
+        let chartName = chart?["name"]?.text ?? chart?["path"]?.text
+        guard let chartName, !chartName.isEmpty else {
+            throw PipelineError(
+                "\(place).chart: slipway needs a chart (name or path); DevSpace's component chart (the default without one) comes from the internet, which this machine cannot reach")
+        }
+        var layers: [Node] = []
+        let isLocal = chart?["path"] != nil || chartName.hasPrefix("./") || chartName.hasPrefix("../") || chartName.hasPrefix("/")
+        let chartPath = ConfigLoader.absolute(chartName, in: loaded.directory)
+        if isLocal, let data = FileManager.default.contents(atPath: chartPath + "/values.yaml") {
+            if let node = try parse(text: String(decoding: data, as: UTF8.self), source: chartPath + "/values.yaml").first {
+                layers.append(node)
+            }
+        }
+        for file in spec["valuesFiles"]?.strings ?? [] {
+            let path = ConfigLoader.absolute(file, in: loaded.directory)
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw PipelineError("\(place).valuesFiles: \(file) does not exist or cannot be read")
+            }
+            if let node = try parse(text: String(decoding: data, as: UTF8.self), source: path).first { layers.append(node) }
+        }
+        if let inline = spec["values"] { layers.append(inline) }
+        var values = Node.mapping([])
+        for layer in layers where layer.isMapping { values = Self.merge(values, layer) }
+        if deployment.updateImageTags { values = rewrite(values, onlyKey: nil, siblingsOK: false) }
+        let release = spec["releaseName"]?.text ?? deployment.name
+        var command = ["helm", "upgrade", release, isLocal ? chartPath : chartName, "--install"]
+        if let ns = deployment.namespace ?? namespace { command += ["--namespace", ns] }
+        command += ["--values", "VALUES_FILE"]
+        if let version = chart?["version"]?.text { command += ["--version", version] }
+        if let repo = chart?["repo"]?.text { command += ["--repo", repo] }
+        command += spec["upgradeArgs"]?.strings ?? []
+        return (values, command)
+    }
+
+    /// Helm's merge: maps merge key by key, anything else is replaced.
+    static func merge(_ base: Node, _ over: Node) -> Node {
+        guard var pairs = base.pairs, let overPairs = over.pairs else { return over }
+        for pair in overPairs {
+            if let i = pairs.firstIndex(where: { $0.key.scalar == pair.key.scalar }) {
+                pairs[i].value = merge(pairs[i].value, pair.value)
+            } else {
+                pairs.append(pair)
+            }
+        }
+        return Node(.mapping(pairs), tag: base.tag, mark: base.mark)
+    }
+
+    // MARK: Injection
+
+    /// Rewrites string scalars: all of them (`onlyKey` nil), or only values of keys named
+    /// `onlyKey`. Without `siblingsOK`, a value whose mapping has a `tag` key stays.
+    func rewrite(_ node: Node, onlyKey: String?, siblingsOK: Bool) -> Node {
+        switch node.kind {
+        case .scalar:
+            guard onlyKey == nil, let text = node.scalar, node.resolved == .string else { return node }
+            return replaced(node, text)
+        case .sequence(let items):
+            return Node(.sequence(items.map { rewrite($0, onlyKey: onlyKey, siblingsOK: siblingsOK) }), tag: node.tag, mark: node.mark)
+        case .mapping(let pairs):
+            let hasTag = pairs.contains { $0.key.scalar == "tag" }
+            return Node(
+                .mapping(
+                    pairs.map { pair in
+                        var pair = pair
+                        let key = pair.key.scalar
+                        if case .scalar = pair.value.kind, let text = pair.value.scalar, pair.value.resolved == .string {
+                            let eligible = (onlyKey == nil || key == onlyKey) && (siblingsOK || !hasTag || key == "tag")
+                            if eligible { pair.value = replaced(pair.value, text) }
+                        } else {
+                            pair.value = rewrite(pair.value, onlyKey: onlyKey, siblingsOK: siblingsOK)
+                        }
+                        return pair
+                    }), tag: node.tag, mark: node.mark)
+        }
+    }
+
+    private func replaced(_ node: Node, _ text: String) -> Node {
+        let (value, _) = injector.inject(text)
+        guard value != text else { return node }
+        return Node.string(value, mark: node.mark)
+    }
+}

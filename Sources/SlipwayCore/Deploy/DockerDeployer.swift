@@ -1,0 +1,213 @@
+internal import Crypto
+internal import Foundation
+
+/// slipway's own `docker` deployment kind: each container runs on the local Docker engine.
+///
+/// Every container is named `PROJECT-DEPLOYMENT-CONTAINER` (with `-BRANCHTAG` in a branch
+/// environment) and labelled with the config file, project, deployment, container, branch and
+/// a digest of everything it was started with (the image's ID included), so slipway knows what
+/// it owns and whether it changed. A changed container is replaced (the old one removed, the
+/// new one started: host ports cannot be held twice); an unchanged one is left running.
+/// Purging removes exactly the containers carrying this config's labels.
+public struct DockerDeployer: Sendable {
+    public let loaded: LoadedConfig
+    public let docker: String
+    public let environment: [String: String]
+
+    public init(loaded: LoadedConfig, docker: String = "docker", environment: [String: String]) {
+        self.loaded = loaded
+        self.docker = docker
+        self.environment = environment
+    }
+
+    public static let label = "dev.slipway"
+
+    /// One container as `docker run` will start it.
+    public struct Container: Sendable, Equatable {
+        public var name: String
+        public var image: String
+        public var arguments: [String]
+        public var spec: String
+        public var images: [String]
+    }
+
+    public enum Outcome: String, Sendable, Equatable { case created, replaced, unchanged, removed }
+
+    /// The containers of deployment `deployment` (with `injector`'s tags), or an error naming
+    /// the field.
+    public func containers(
+        _ deployment: DeploymentConfig, injector: TagInjector, branch: String?
+    ) throws(PipelineError) -> [Container] {
+        let spec = deployment.spec
+        let place = "\(loaded.displayPath):\(deployment.mark): deployments.\(deployment.name).docker"
+        let items = spec["containers"]?.items ?? []
+        guard !items.isEmpty else { throw PipelineError("\(place).containers: a docker deployment needs at least one container") }
+        var out: [Container] = []
+        for (i, item) in items.enumerated() {
+            guard let rawImage = item["image"]?.text, !rawImage.isEmpty else {
+                throw PipelineError("\(place).containers[\(i)].image: missing")
+            }
+            let containerName = item["name"]?.text ?? (items.count == 1 ? "main" : "c\(i)")
+            var name = Self.sanitize("\(loaded.config.name)-\(deployment.name)-\(containerName)")
+            if let branch { name += "-" + Self.sanitize(branch) }
+            let (image, used) = injector.inject(rawImage)
+            var args = ["--detach", "--name", name]
+            var labels = [
+                ("config", loaded.absolutePath), ("project", loaded.config.name), ("deployment", deployment.name),
+                ("container", containerName), ("branch", branch ?? ""),
+            ]
+            for (key, value) in (item["labels"]?.pairs ?? []).compactMap({ p in p.key.scalar.map { ($0, p.value.text ?? "") } }) {
+                labels.append(("user." + key, value))
+            }
+            if let network = item["network"]?.text ?? spec["network"]?.text, !network.isEmpty {
+                args += ["--network", network]
+            }
+            if let restart = item["restart"]?.text, !restart.isEmpty { args += ["--restart", restart] }
+            if let dir = item["workingDir"]?.text, !dir.isEmpty { args += ["--workdir", dir] }
+            if let env = item["env"] {
+                if let pairs = env.pairs {
+                    for p in pairs { if let k = p.key.scalar { args += ["--env", "\(k)=\(p.value.text ?? "")"] } }
+                } else {
+                    for e in env.items ?? [] { if let k = e["name"]?.text { args += ["--env", "\(k)=\(e["value"]?.text ?? "")"] } }
+                }
+            }
+            for port in item["ports"]?.strings ?? [] { args += ["--publish", port] }
+            for volume in item["volumes"]?.strings ?? [] {
+                // A relative host path is relative to the config's directory.
+                if volume.hasPrefix("./") || volume.hasPrefix("../") {
+                    args += ["--volume", ConfigLoader.absolute(volume, in: loaded.directory)]
+                } else {
+                    args += ["--volume", volume]
+                }
+            }
+            let command = item["command"]?.strings ?? []
+            if let first = command.first { args += ["--entrypoint", first] }
+            var trailing = Array(command.dropFirst())
+            trailing += item["args"]?.strings ?? []
+            for (key, value) in labels { args += ["--label", "\(Self.label).\(key)=\(value)"] }
+            args += [image] + trailing
+            out.append(Container(name: name, image: image, arguments: args, spec: args.joined(separator: "\u{1F}"), images: used))
+        }
+        return out
+    }
+
+    /// Starts (or keeps) the containers; removes containers of this deployment that the config
+    /// no longer has. Returns what happened to each.
+    public func deploy(
+        _ deployment: DeploymentConfig, containers: [Container], branch: String?, force: Bool
+    ) async throws(PipelineError) -> [(String, Outcome)] {
+        var outcomes: [(String, Outcome)] = []
+        let existing = try await owned(deployment: deployment.name, branch: branch)
+        for container in containers {
+            let imageID = try await inspect(["image", "inspect", "--format", "{{.Id}}", container.image])
+            guard let imageID else {
+                throw PipelineError(
+                    "deployments.\(deployment.name): the image \(container.image) is not in the Docker engine; build it first (build_images) or check the tag")
+            }
+            let digest = sha256Hex(container.spec + "\u{1F}" + imageID)
+            let current = existing.first { $0.name == container.name }
+            if let current, current.spec == digest, current.running, !force {
+                outcomes.append((container.name, .unchanged))
+                continue
+            }
+            // A container of that name that slipway does not own is in the way: replaced too,
+            // as `docker run --name` would fail on it.
+            let inTheWay = current == nil
+                ? try await inspect(["container", "inspect", "--format", "{{.Id}}", container.name]) : nil
+            if current != nil || inTheWay != nil {
+                try await docker(["rm", "--force", container.name])
+            }
+            var args = container.arguments
+            args.insert(contentsOf: ["--label", "\(Self.label).spec=\(digest)"], at: 0)
+            try await docker(["run"] + args)
+            outcomes.append((container.name, current == nil ? .created : .replaced))
+        }
+        for old in existing where !containers.contains(where: { $0.name == old.name }) {
+            try await docker(["rm", "--force", old.name])
+            outcomes.append((old.name, .removed))
+        }
+        return outcomes
+    }
+
+    /// Removes every container of `deployment` (all deployments when nil) in `branch`'s
+    /// environment (the plain one when nil; every one with `allBranches`).
+    public func purge(deployment: String?, branch: String?, allBranches: Bool = false) async throws(PipelineError) -> [String] {
+        var filters = ["--filter", "label=\(Self.label).config=\(loaded.absolutePath)"]
+        if let deployment { filters += ["--filter", "label=\(Self.label).deployment=\(deployment)"] }
+        if !allBranches { filters += ["--filter", "label=\(Self.label).branch=\(branch ?? "")"] }
+        let names = try await run(["ps", "--all", "--format", "{{.Names}}"] + filters).split(separator: "\n").map(String.init)
+        if !names.isEmpty { try await docker(["rm", "--force"] + names) }
+        return names
+    }
+
+    /// The command lines `deploy` would run, for `--render`.
+    public static func render(_ containers: [Container]) -> String {
+        containers.map { c in (["docker", "run"] + c.arguments).map(shellQuoted).joined(separator: " ") }
+            .joined(separator: "\n") + "\n"
+    }
+
+    // MARK: Engine calls
+
+    struct Owned { var name: String; var spec: String; var running: Bool }
+
+    func owned(deployment: String, branch: String?) async throws(PipelineError) -> [Owned] {
+        let text = try await run([
+            "ps", "--all", "--format", "{{.Names}}\t{{.Label \"\(Self.label).spec\"}}\t{{.State}}",
+            "--filter", "label=\(Self.label).config=\(loaded.absolutePath)",
+            "--filter", "label=\(Self.label).deployment=\(deployment)",
+            "--filter", "label=\(Self.label).branch=\(branch ?? "")",
+        ])
+        return text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard f.count == 3 else { return nil }
+            return Owned(name: f[0], spec: f[1], running: f[2] == "running")
+        }
+    }
+
+    func inspect(_ args: [String]) async throws(PipelineError) -> String? {
+        let out = try await call(args)
+        guard out.status == 0 else { return nil }
+        let text = out.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? nil : text
+    }
+
+    func run(_ args: [String]) async throws(PipelineError) -> String {
+        let out = try await call(args)
+        guard out.status == 0 else { throw failure(args, out) }
+        return out.standardOutput
+    }
+
+    func docker(_ args: [String]) async throws(PipelineError) {
+        _ = try await run(args)
+    }
+
+    func call(_ args: [String]) async throws(PipelineError) -> ProcessOutput {
+        guard let executable = VariableResolver.which(docker, path: environment["PATH"]) else {
+            throw PipelineError("docker is not on PATH; ./install.sh installs it")
+        }
+        do {
+            return try await ProcessRunner.run(executable, args, environment: environment)
+        } catch {
+            throw PipelineError("docker could not run: \(error)")
+        }
+    }
+
+    func failure(_ args: [String], _ out: ProcessOutput) -> PipelineError {
+        let tail = out.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+        return PipelineError("docker \(args.prefix(2).joined(separator: " ")) failed (exit status \(out.status)): \(tail)")
+    }
+
+    /// A Docker container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+    static func sanitize(_ text: String) -> String {
+        var out = String(text.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-") ? $0 : "-" })
+        while let first = out.first, !(first.isLetter || first.isNumber) { out.removeFirst() }
+        return out.isEmpty ? "x" : out
+    }
+}
+
+/// `text` as one POSIX shell word (for printing command lines, never for running them).
+func shellQuoted(_ text: String) -> String {
+    let safe = text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_./:=@,+".contains($0)) }
+    if safe && !text.isEmpty { return text }
+    return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}

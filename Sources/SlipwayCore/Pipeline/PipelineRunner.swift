@@ -1,0 +1,187 @@
+internal import Foundation
+internal import Subprocess
+internal import SystemPackage
+
+/// What a pipeline run hands to the built-in functions it calls: how to load the config the
+/// same way (its path, profiles, and every variable's resolved value, so that `$(…)`, random
+/// and time variables do not change between calls), the command line's defaults for the
+/// functions' flags, the pipeline's own flags, and the images built so far in this run.
+///
+/// It lives in a private directory (mode 0700) named by `SLIPWAY_PIPELINE_STATE`; files are
+/// replaced atomically, so parallel functions never read half a file.
+public struct PipelineState: Codable, Sendable, Equatable {
+    public var configPath: String
+    public var workingDirectory: String
+    public var profiles: [String]
+    public var disableProfileActivation: Bool
+    public var namespace: String?
+    public var kubeContext: String?
+    /// `--var` and every variable the parent resolved, as `K=V` (they win over predefined
+    /// values, so the child sees the same ones).
+    public var vars: [[String]]
+    public var defaults: FunctionDefaults
+    /// The pipeline's flags (`get_flag`), by name.
+    public var flags: [String: String]
+    /// The pipelines running, outermost first (to refuse a pipeline that runs itself).
+    public var stack: [String]
+
+    /// The command line's flags, the defaults of the functions' own flags, as in DevSpace.
+    public struct FunctionDefaults: Codable, Sendable, Equatable {
+        public var tags: [String] = []
+        public var skipBuild = false
+        public var forceRebuild = false
+        public var skipPush = false
+        public var skipPushLocalKube = true
+        public var sequential = false
+        public var maxConcurrent = 0
+        public var pushTimeout: Double = 60
+        public var forceRedeploy = false
+        public var skipDeploy = false
+        public var render = false
+        public var branchEnv = false
+        public init() {}
+    }
+
+    public init(
+        configPath: String, workingDirectory: String, profiles: [String], disableProfileActivation: Bool,
+        namespace: String?, kubeContext: String?, vars: [(String, String)], defaults: FunctionDefaults,
+        flags: [String: String], stack: [String]
+    ) {
+        self.configPath = configPath
+        self.workingDirectory = workingDirectory
+        self.profiles = profiles
+        self.disableProfileActivation = disableProfileActivation
+        self.namespace = namespace
+        self.kubeContext = kubeContext
+        self.vars = vars.map { [$0.0, $0.1] }
+        self.defaults = defaults
+        self.flags = flags
+        self.stack = stack
+    }
+
+    /// One image built (or found up to date) in this run: what `get_image` answers.
+    public struct RuntimeImage: Codable, Sendable, Equatable {
+        public var image: String
+        public var tag: String
+        public init(image: String, tag: String) {
+            self.image = image
+            self.tag = tag
+        }
+    }
+
+    // MARK: Files
+
+    public static let environmentKey = "SLIPWAY_PIPELINE_STATE"
+
+    public static func read(from directory: String) throws(PipelineError) -> PipelineState {
+        guard let data = FileManager.default.contents(atPath: directory + "/state.json"),
+            let state = try? JSONDecoder().decode(PipelineState.self, from: data)
+        else {
+            throw PipelineError("\(directory)/state.json: the pipeline's state is missing or damaged; built-in functions run only inside `slipway run-pipeline`")
+        }
+        return state
+    }
+
+    public func write(to directory: String) throws(PipelineError) {
+        try Self.writeJSON(self, to: directory + "/state.json")
+    }
+
+    public static func images(in directory: String) -> [String: RuntimeImage] {
+        guard let data = FileManager.default.contents(atPath: directory + "/images.json") else { return [:] }
+        return (try? JSONDecoder().decode([String: RuntimeImage].self, from: data)) ?? [:]
+    }
+
+    /// Adds `images` to the run's record, under a lock (functions may run in parallel).
+    public static func record(images: [String: RuntimeImage], in directory: String) throws(PipelineError) {
+        let lock = open(directory + "/images.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw PipelineError("cannot lock \(directory)/images.json") }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
+        defer { flock(lock, LOCK_UN) }
+        var all = Self.images(in: directory)
+        all.merge(images) { $1 }
+        try writeJSON(all, to: directory + "/images.json")
+    }
+
+    static func writeJSON<T: Encodable>(_ value: T, to path: String) throws(PipelineError) {
+        let data: Data
+        do { data = try JSONEncoder().encode(value) } catch { throw PipelineError("cannot encode \(path): \(error)") }
+        if case .failure(let failure) = AtomicFile.write(Array(data), to: path, mode: 0o600) {
+            throw PipelineError(failure.message)
+        }
+    }
+}
+
+/// A pipeline that cannot run: a message for the user.
+public struct PipelineError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Runs one pipeline as a bash script in the config's directory, with the config's variables
+/// in the environment and slipway's built-in functions defined; standard input, output and
+/// error are the caller's. Returns the script's exit status.
+public enum PipelineRunner {
+    /// Creates the state directory for a top-level run; the caller removes it.
+    public static func makeStateDirectory() throws(PipelineError) -> String {
+        var template = Array((NSTemporaryDirectory() + "slipway-pipeline-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw PipelineError("cannot create a temporary directory: \(String(cString: strerror(errno)))")
+        }
+        return String(cString: made)
+    }
+
+    /// Runs pipeline `name` of `loaded` with `state` in `stateDirectory`.
+    public static func run(
+        _ name: String, loaded: LoadedConfig, state: PipelineState, stateDirectory: String, executable: String,
+        environment: [String: String]
+    ) async throws(PipelineError) -> Int32 {
+        guard let (script, continueOnError) = PipelineScript.script(name, in: loaded.config) else {
+            let known = Set(PipelineScript.defaults.keys).union(loaded.config.pipelines.map(\.name)).sorted()
+            throw PipelineError(
+                "\(loaded.displayPath): no pipeline named \"\(name)\" (pipelines: \(known.joined(separator: ", ")))")
+        }
+        if state.stack.contains(name) {
+            throw PipelineError(
+                "pipeline \(name) runs itself (\((state.stack + [name]).joined(separator: " → "))); remove the loop")
+        }
+        var state = state
+        state.stack.append(name)
+        try state.write(to: stateDirectory)
+        defer {
+            // Restore the caller's stack for the functions that run after a nested pipeline.
+            state.stack.removeLast()
+            try? state.write(to: stateDirectory)
+        }
+
+        var env = environment
+        for (key, value) in loaded.variables where VariableResolver.isEnvName(key) {
+            env[key] = VariableResolver.text(of: value)
+        }
+        env[PipelineState.environmentKey] = stateDirectory
+        env["SLIPWAY_EXECUTABLE"] = executable
+        env["SLIPWAY_PIPELINE"] = name
+        guard let bash = VariableResolver.which("bash", path: env["PATH"]) else {
+            throw PipelineError("bash is not on PATH; pipelines run as bash scripts")
+        }
+        let program = PipelineScript.program(script, continueOnError: continueOnError)
+        var custom: [Environment.Key: String] = [:]
+        for (key, value) in env {
+            if let k = Environment.Key(rawValue: key) { custom[k] = value }
+        }
+        do {
+            let result = try await Subprocess.run(
+                .path(FilePath(bash)), arguments: ["-c", program, "pipeline:\(name)"], environment: .custom(custom),
+                workingDirectory: FilePath(loaded.directory), input: .fileDescriptor(.standardInput, closeAfterSpawningProcess: false),
+                output: .fileDescriptor(.standardOutput, closeAfterSpawningProcess: false),
+                error: .fileDescriptor(.standardError, closeAfterSpawningProcess: false))
+            switch result.terminationStatus {
+            case .exited(let code): return code
+            case .signaled(let signal): return 128 + signal
+            }
+        } catch {
+            throw PipelineError("pipeline \(name): bash could not run: \(error)")
+        }
+    }
+}

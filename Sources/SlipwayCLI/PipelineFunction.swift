@@ -166,16 +166,14 @@ struct PipelineFunctions {
             }
             return 0
         case "run_default_pipeline":
-            guard args.count == 1, let script = PipelineScript.defaults[args[0]] else {
+            guard args.count == 1, PipelineScript.defaults[args[0]] != nil else {
                 throw PipelineError("usage: run_default_pipeline build|deploy|dev|purge")
             }
-            var loaded = try await load()
-            // The default script, even where the config overrides the pipeline.
-            loaded.config.pipelines.removeAll { $0.name == args[0] }
-            _ = script
+            let loaded = try await load()
             return try await PipelineRunner.run(
                 args[0], loaded: loaded, state: state, stateDirectory: directory,
-                executable: PipelineCommand.selfExecutable(), environment: ProcessInfo.processInfo.environment)
+                executable: PipelineCommand.selfExecutable(), environment: ProcessInfo.processInfo.environment,
+                defaultScript: true)
         default:
             throw PipelineError("no built-in function \(name)")
         }

@@ -177,6 +177,10 @@ struct DeployIntegrationTests {
                       echo still-here
                   loop:
                     run: run_pipelines loop
+                  build:
+                    run: |-
+                      echo custom-build
+                      run_default_pipeline build
 
                 """
             try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
@@ -204,6 +208,12 @@ struct DeployIntegrationTests {
             let loop = try p.slipway(["run-pipeline", "loop"])
             #expect(loop.status != 0)
             #expect(loop.stderr.contains("pipeline loop runs itself"), "\(loop.stderr)")
+
+            // A pipeline that overrides `build` and runs DevSpace's default one inside.
+            let build = try p.slipway(["run-pipeline", "build", "--skip-push"])
+            #expect(build.status == 0, "\(build.stderr)")
+            #expect(build.stdout.contains("custom-build\n"))
+            #expect(build.stdout.contains("skip → "), "the default build pipeline ran build_images: \(build.stdout)")
 
             let unknownFlag = try p.slipway(["run-pipeline", "greet", "--nope"])
             #expect(unknownFlag.status == 64)

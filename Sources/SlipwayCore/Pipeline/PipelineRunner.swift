@@ -132,22 +132,31 @@ public enum PipelineRunner {
         return String(cString: made)
     }
 
-    /// Runs pipeline `name` of `loaded` with `state` in `stateDirectory`.
+    /// Runs pipeline `name` of `loaded` with `state` in `stateDirectory`; with `defaultScript`,
+    /// DevSpace's default script of that name even where the config has its own
+    /// (`run_default_pipeline`, which a config's own pipeline of the same name may call).
     public static func run(
         _ name: String, loaded: LoadedConfig, state: PipelineState, stateDirectory: String, executable: String,
-        environment: [String: String]
+        environment: [String: String], defaultScript: Bool = false
     ) async throws(PipelineError) -> Int32 {
-        guard let (script, continueOnError) = PipelineScript.script(name, in: loaded.config) else {
+        let found: (run: String, continueOnError: Bool)?
+        if defaultScript {
+            found = PipelineScript.defaults[name].map { ($0, false) }
+        } else {
+            found = PipelineScript.script(name, in: loaded.config)
+        }
+        let stackName = defaultScript ? "default:\(name)" : name
+        guard let (script, continueOnError) = found else {
             let known = Set(PipelineScript.defaults.keys).union(loaded.config.pipelines.map(\.name)).sorted()
             throw PipelineError(
                 "\(loaded.displayPath): no pipeline named \"\(name)\" (pipelines: \(known.joined(separator: ", ")))")
         }
-        if state.stack.contains(name) {
+        if state.stack.contains(stackName) {
             throw PipelineError(
-                "pipeline \(name) runs itself (\((state.stack + [name]).joined(separator: " → "))); remove the loop")
+                "pipeline \(name) runs itself (\((state.stack + [stackName]).joined(separator: " → "))); remove the loop")
         }
         var state = state
-        state.stack.append(name)
+        state.stack.append(stackName)
         try state.write(to: stateDirectory)
         defer {
             // Restore the caller's stack for the functions that run after a nested pipeline.

@@ -51,22 +51,10 @@ extension SlipwayCommand {
         @Flag(name: .customLong("dry-run"), help: "Decide and print what would be built, re-tagged or skipped; build nothing.")
         var dryRun = false
 
-        @Flag(name: .customLong("skip-push"), help: "Push nothing (a kind cluster still gets `kind load`).")
-        var skipPush = false
-
-        @Flag(
-            name: .customLong("skip-push-local-kube"), inversion: .prefixedNo,
-            help: "Do not push when the kube context is a local cluster (minikube, kind-*, docker-desktop, orbstack).")
-        var skipPushLocalKube = true
-
-        @Option(name: .customLong("push-timeout"), help: "Stop a push that makes no progress for this many seconds.")
-        var pushTimeout: Double = 60
+        @OptionGroup var push: PushFlags
 
         func validate() throws {
             if maxConcurrent < 0 { throw ValidationError("--max-concurrent-builds must be 0 or more") }
-            if !(pushTimeout > 0 && pushTimeout <= 86_400) {
-                throw ValidationError("--push-timeout must be a number of seconds above 0 (at most 86400)")
-            }
             if let engine, engine != "docker" && engine != "buildah" {
                 throw ValidationError("--engine must be docker or buildah")
             }
@@ -83,10 +71,10 @@ extension SlipwayCommand {
             options.maxConcurrent = maxConcurrent
             options.engine = engine
             options.dryRun = dryRun
-            options.skipPush = skipPush
-            options.skipPushOnLocalCluster = skipPushLocalKube
+            options.skipPush = push.skipPush
+            options.skipPushOnLocalCluster = push.skipPushLocalKube
             options.kubeContext = global.kubeContext
-            options.pushPolicy = PushPolicy(stallTimeout: .milliseconds(Int64(pushTimeout * 1000)))
+            options.pushPolicy = push.policy
             options.environment = ProcessInfo.processInfo.environment
             let renderer = BuildRenderer(json: json, silent: global.silent, colors: !global.noColors)
             let report: BuildReport

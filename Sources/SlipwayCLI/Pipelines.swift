@@ -2,6 +2,28 @@ import ArgumentParser
 import Foundation
 import SlipwayCore
 
+/// `--skip-push`, `--[no-]skip-push-local-kube`, `--push-timeout`: for `build` and the pipelines.
+struct PushFlags: ParsableArguments {
+    @Flag(name: .customLong("skip-push"), help: "Push nothing (a kind cluster still gets `kind load`).")
+    var skipPush = false
+
+    @Flag(
+        name: .customLong("skip-push-local-kube"), inversion: .prefixedNo,
+        help: "Do not push when the kube context is a local cluster (minikube, kind-*, docker-desktop, orbstack).")
+    var skipPushLocalKube = true
+
+    @Option(name: .customLong("push-timeout"), help: "Stop a push that makes no progress for this many seconds.")
+    var pushTimeout: Double = 60
+
+    func validate() throws {
+        if !(pushTimeout > 0 && pushTimeout <= 86_400) {
+            throw ValidationError("--push-timeout must be a number of seconds above 0 (at most 86400)")
+        }
+    }
+
+    var policy: PushPolicy { PushPolicy(stallTimeout: .milliseconds(Int64(pushTimeout * 1000))) }
+}
+
 /// DevSpace's pipeline flags (`AddPipelineFlags`): the defaults of the built-in functions.
 struct PipelineFlags: ParsableArguments {
     @Flag(name: [.customShort("b"), .customLong("force-build")], help: "Rebuild every image build_images builds.")
@@ -19,16 +41,7 @@ struct PipelineFlags: ParsableArguments {
     @Option(name: [.short, .customLong("tag")], help: "Tags for every built image (repeatable or comma-separated).")
     var tags: [String] = []
 
-    @Flag(name: .customLong("skip-push"), help: "Push nothing.")
-    var skipPush = false
-
-    @Flag(
-        name: .customLong("skip-push-local-kube"), inversion: .prefixedNo,
-        help: "Do not push when the kube context is a local cluster.")
-    var skipPushLocalKube = true
-
-    @Option(name: .customLong("push-timeout"), help: "Stop a push that makes no progress for this many seconds.")
-    var pushTimeout: Double = 60
+    @OptionGroup var push: PushFlags
 
     @Flag(name: [.customShort("d"), .customLong("force-deploy")], help: "Redeploy every deployment.")
     var forceDeploy = false
@@ -44,9 +57,6 @@ struct PipelineFlags: ParsableArguments {
 
     func validate() throws {
         if maxConcurrent < 0 { throw ValidationError("--max-concurrent-builds must be 0 or more") }
-        if !(pushTimeout > 0 && pushTimeout <= 86_400) {
-            throw ValidationError("--push-timeout must be a number of seconds above 0 (at most 86400)")
-        }
     }
 
     /// Adds the flags given after the pipeline's name.
@@ -56,9 +66,9 @@ struct PipelineFlags: ParsableArguments {
         sequential = sequential || other.sequential
         if other.maxConcurrent != 0 { maxConcurrent = other.maxConcurrent }
         tags += other.tags
-        skipPush = skipPush || other.skipPush
-        skipPushLocalKube = skipPushLocalKube && other.skipPushLocalKube
-        if other.pushTimeout != 60 { pushTimeout = other.pushTimeout }
+        push.skipPush = push.skipPush || other.push.skipPush
+        push.skipPushLocalKube = push.skipPushLocalKube && other.push.skipPushLocalKube
+        if other.push.pushTimeout != 60 { push.pushTimeout = other.push.pushTimeout }
         forceDeploy = forceDeploy || other.forceDeploy
         skipDeploy = skipDeploy || other.skipDeploy
         render = render || other.render
@@ -71,11 +81,11 @@ struct PipelineFlags: ParsableArguments {
             .filter { !$0.isEmpty }
         d.skipBuild = skipBuild
         d.forceRebuild = forceBuild
-        d.skipPush = skipPush
-        d.skipPushLocalKube = skipPushLocalKube
+        d.skipPush = push.skipPush
+        d.skipPushLocalKube = push.skipPushLocalKube
         d.sequential = sequential
         d.maxConcurrent = maxConcurrent
-        d.pushTimeout = pushTimeout
+        d.pushTimeout = push.pushTimeout
         d.forceRedeploy = forceDeploy
         d.skipDeploy = skipDeploy
         d.render = render

@@ -20,6 +20,15 @@ import Testing
           manifests:
             kubectl:
               manifests: [k8s/]
+              patches:
+                - target: {kind: Deployment, name: web}
+                  op: replace
+                  path: spec.replicas
+                  value: 3
+                - target: {kind: ConfigMap}
+                  op: add
+                  path: data.extra
+                  value: patched
               inlineManifest: |
                 apiVersion: v1
                 kind: ConfigMap
@@ -100,7 +109,10 @@ import Testing
             #expect(containers[1]["image"]?.text == "ghcr.io/acme/sidecar:fallback-x")
             #expect(containers[2]["image"]?.text == "docker.io/library/busybox:1.36")
             #expect(spec["initContainers"]?.items?.first?["image"]?.text == "ghcr.io/acme/sidecar:fallback-x")
+            #expect(docs[0]["spec"]?["replicas"]?.text == "3", "kubectl.patches applied to the Deployment")
+            #expect(docs[0]["data"] == nil)
             let configMap = docs[1]
+            #expect(configMap["data"]?["extra"]?.text == "patched")
             #expect(configMap["metadata"]?["labels"]?["app-tag"]?.text == "t1")
             #expect(configMap["data"]?["image"]?.text == "ghcr.io/acme/app:t1")
             #expect(configMap["data"]?["untouched"]?.text == "ghcr.io/acme/app")
@@ -129,6 +141,23 @@ import Testing
 
             let frozen = try #require(loaded.config.deployments.first { $0.name == "frozen" })
             #expect(try renderer(loaded).helm(frozen).values["image"]?.text == "ghcr.io/acme/app")
+        }
+    }
+}
+
+extension InjectionTests {
+    @Test func aPatchWhoseTargetMatchesNothingIsAnError() async throws {
+        try await withTemporaryDirectory { dir in
+            let loaded = try await loaded(dir)
+            var deployment = try #require(loaded.config.deployments.first { $0.name == "manifests" })
+            deployment.spec["patches"] = try #require(
+                try YAMLParser().parse("- target: {kind: Service, name: nope}\n  op: remove\n  path: spec\n"))
+            await #expect(throws: PipelineError.self) { try await renderer(loaded).kubectlManifests(deployment) }
+            do throws(PipelineError) {
+                _ = try await renderer(loaded).kubectlManifests(deployment)
+            } catch {
+                #expect(error.message.contains("patches[0]: its target (kind=Service, name=nope) matches none of the manifests"), "\(error)")
+            }
         }
     }
 }

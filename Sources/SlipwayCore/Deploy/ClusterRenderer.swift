@@ -45,7 +45,46 @@ public struct ClusterRenderer: Sendable {
         if deployment.updateImageTags {
             documents = documents.map { rewrite($0, onlyKey: "image", siblingsOK: true) }
         }
-        return documents.filter { !$0.isNull }
+        documents = try patched(documents.filter { !$0.isNull }, spec["patches"]?.items ?? [], place: place)
+        return documents
+    }
+
+    /// `kubectl.patches` (after injection, as in DevSpace): each patch (`op`, `path`, `value`,
+    /// with profiles' path syntax) applies to every manifest its `target` (apiVersion, kind,
+    /// name) matches; a patch that matches nothing is an error, so a typo does not pass
+    /// silently.
+    func patched(_ documents: [Node], _ patches: [Node], place: String) throws(PipelineError) -> [Node] {
+        var documents = documents
+        for (i, patch) in patches.enumerated() {
+            let target = patch["target"]
+            func matches(_ doc: Node) -> Bool {
+                for key in ["apiVersion", "kind"] {
+                    if let want = target?[key]?.text, doc[key]?.text != want { return false }
+                }
+                if let want = target?["name"]?.text, doc["metadata"]?["name"]?.text != want { return false }
+                return true
+            }
+            var pairs = (patch.pairs ?? []).filter { $0.key.scalar != "target" }
+            pairs = pairs.map { Node.Pair(key: $0.key, value: $0.value) }
+            let profile = Node.mapping([
+                ("name", .string("kubectl.patches[\(i)]")), ("patches", .sequence([Node(.mapping(pairs), mark: patch.mark)])),
+            ])
+            var hit = false
+            for (j, doc) in documents.enumerated() where matches(doc) {
+                hit = true
+                do {
+                    documents[j] = try ProfileApplier.apply(profile, to: doc)
+                } catch {
+                    throw PipelineError("\(place).patches[\(i)] (\(loaded.displayPath):\(error.mark)): \(error.message)")
+                }
+            }
+            if !hit {
+                let what = ["apiVersion", "kind", "name"].compactMap { k in target?[k]?.text.map { "\(k)=\($0)" } }
+                throw PipelineError(
+                    "\(place).patches[\(i)]: its target (\(what.joined(separator: ", "))) matches none of the manifests")
+            }
+        }
+        return documents
     }
 
     /// `path`, a directory's `*.yaml`/`*.yml`/`*.json`, or a `*` glob in the last component.

@@ -270,8 +270,8 @@ extension EngineIntegrationTests {
         #expect(
             DockerEngine.arguments(for: request, dockerfile: "/src/app/Dockerfile", buildx: false) == [
                 "build", "--build-arg", "GREETING=hi there", "--build-arg", "EMPTY=", "--network", "none",
-                "--tag", "ghcr.io/acme/app:v1", "--tag", "ghcr.io/acme/app:latest", "--file", "/src/app/Dockerfile",
-                "--target", "runtime", "--no-cache", "--label", "a=b", "/src/app",
+                "--tag", "ghcr.io/acme/app:v1", "--tag", "ghcr.io/acme/app:latest", "--force-rm",
+                "--file", "/src/app/Dockerfile", "--target", "runtime", "--no-cache", "--label", "a=b", "/src/app",
             ])
         #expect(
             DockerEngine.arguments(for: request, dockerfile: "/tmp/rewritten/Dockerfile", buildx: true) == [
@@ -284,7 +284,7 @@ extension EngineIntegrationTests {
             imageKey: "x", imageName: "x", tags: [], contextDirectory: "/c", dockerfilePath: "/c/Dockerfile")
         #expect(
             DockerEngine.arguments(for: bare, dockerfile: "/c/Dockerfile", buildx: false) == [
-                "build", "--tag", "x", "--file", "/c/Dockerfile", "/c",
+                "build", "--tag", "x", "--force-rm", "--file", "/c/Dockerfile", "/c",
             ])
         #expect(
             DockerEngine.isBannerLine(
@@ -381,8 +381,8 @@ extension EngineIntegrationTests {
     @Test(.requiresDockerEngine)
     func dockerBuildFailureCarriesTheLastLines() async throws {
         let repository = uniqueTestRepository()
-        // The classic builder keeps the failed step's container (`docker build` without
-        // `--force-rm`, as DevSpace runs it); the marker finds it for removal.
+        // `--force-rm`: the failed step's container must not be left behind (checked below by
+        // the marker in its command; removed anyway should the check fail).
         let marker = "slipway-test-" + UUID().uuidString.lowercased()
         defer {
             removeFromDocker(["\(repository):broken"])
@@ -415,6 +415,8 @@ extension EngineIntegrationTests {
             #expect(log.all.contains("line-1"), "every line was streamed")
             #expect(error?.description.contains("building broken failed") == true)
             #expect(try DockerAPI().imageExists("\(repository):broken") == nil)
+            let left = try sh(["docker", "ps", "--all", "--no-trunc", "--format", "{{.Command}}"], cwd: "/").stdout
+            #expect(!left.contains(marker), "the failed build left its container behind")
         }
     }
 

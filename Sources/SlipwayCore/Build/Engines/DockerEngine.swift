@@ -274,17 +274,20 @@ public struct DockerEngine: BuildEngine {
 
     /// The arguments after `docker` for `request`, in DevSpace's order:
     ///
-    ///     build --build-arg K=V… --network N --tag IMAGE:TAG… --file F --target X <extraArgs…> <context>
+    ///     build --build-arg K=V… --network N --tag IMAGE:TAG… --force-rm --file F --target X <extraArgs…> <context>
     ///
     /// With `buildx`, `buildx build` and `--load` after the tags (where DevSpace's BuildKit
-    /// builder puts `--push`/`--load`), so that the image lands in the engine's store.
+    /// builder puts `--push`/`--load`), so that the image lands in the engine's store; with the
+    /// classic builder `--force-rm` there, so that a failed build leaves no container behind.
     /// `dockerfile` is the file to build from (the request's, or its rewritten copy).
     public static func arguments(for request: BuildRequest, dockerfile: String, buildx: Bool) -> [String] {
         var args = buildx ? ["buildx", "build"] : ["build"]
         for (key, value) in request.buildArgs { args += ["--build-arg", "\(key)=\(value)"] }
         if let network = request.network, !network.isEmpty { args += ["--network", network] }
         for reference in request.references { args += ["--tag", reference] }
-        if buildx { args.append("--load") }
+        // The classic builder keeps a failed step's container unless told otherwise; a failed
+        // build should leave nothing behind.
+        args.append(buildx ? "--load" : "--force-rm")
         args += ["--file", dockerfile]
         if let target = request.target, !target.isEmpty { args += ["--target", target] }
         args += request.extraArgs

@@ -337,7 +337,7 @@ struct PipelineFunctions {
                 try deployState.update(
                     deployment.name, environment: branch ?? "",
                     to: .init(
-                        kind: "docker", digest: sha256(containers.map(\.spec).joined(separator: "\n")),
+                        kind: "docker", digest: sha256Hex(containers.map(\.spec).joined(separator: "\n")),
                         objects: containers.map(\.name)))
             } catch {
                 Terminal.error("\(prefix) failed: \(error.message)")
@@ -357,7 +357,7 @@ struct PipelineFunctions {
         /// Applies unless the same text was applied to the same place last time.
         func changed(_ text: String, _ place: [String]) -> (Bool, DeployState.Entry) {
             let entry = DeployState.Entry(
-                kind: deployment.kind.rawValue, digest: sha256(text + "\n" + place.joined(separator: " ")), objects: place)
+                kind: deployment.kind.rawValue, digest: sha256Hex(text + "\n" + place.joined(separator: " ")), objects: place)
             let last = deployState.entry(deployment.name, environment: environmentKey)
             return (force || last?.digest != entry.digest, entry)
         }
@@ -366,7 +366,7 @@ struct PipelineFunctions {
             do { return try YAMLEmitter().emit(nodes) } catch { throw PipelineError("cannot write YAML: \(error.message)") }
         }
         func tool(_ name: String, _ args: [String], input: String? = nil) async throws(PipelineError) {
-            guard let path = VariableResolverBridge.which(name, environment) else {
+            guard let path = findExecutable(name, path: environment["PATH"]) else {
                 throw PipelineError("\(name) is not on PATH; install it, or use --render to print what would be applied")
             }
             let out: ProcessOutput
@@ -405,25 +405,22 @@ struct PipelineFunctions {
                 "kubectl", scope + ["apply", "--force", "-f", "-"] + (deployment.spec["applyArgs"]?.strings ?? []), input: text)
             try deployState.update(deployment.name, environment: environmentKey, to: entry)
         case .helm:
-            let (values, command) = try renderer.helm(deployment)
-            let release = (deployment.spec["releaseName"]?.text ?? deployment.name) + suffix
+            let helmScope = cluster.map { ["--kube-context", $0.context, "--namespace", deployment.namespace ?? $0.namespace] }
+            let (values, release, command) = try renderer.helm(deployment, releaseSuffix: suffix, scope: render ? nil : helmScope)
             if render {
                 Terminal.out(
                     "# deployments.\(deployment.name) (helm): " + command.map { $0 == "VALUES_FILE" ? "values.yaml" : $0 }.joined(separator: " ")
                         + "\n" + (try emit([values])))
                 return
             }
-            let helmScope = cluster.map { ["--kube-context", $0.context, "--namespace", deployment.namespace ?? $0.namespace] } ?? []
             if purge {
-                try await tool("helm", ["uninstall", release] + helmScope)
+                try await tool("helm", ["uninstall", release] + (helmScope ?? []))
                 try deployState.update(deployment.name, environment: environmentKey, to: nil)
                 return
             }
             let valuesText = try emit([values])
-            var args = Array(command.dropFirst())
-            args[1] = release
-            if let i = args.firstIndex(of: "--namespace") { args.removeSubrange(i...(i + 1)) }
-            let (apply, entry) = changed(valuesText + args.joined(separator: " "), helmScope)
+            let args = Array(command.dropFirst())
+            let (apply, entry) = changed(valuesText + args.joined(separator: " "), helmScope ?? [])
             guard apply else {
                 Terminal.out("\(prefix) unchanged (release \(release): same chart, values and arguments)\n")
                 return
@@ -432,7 +429,7 @@ struct PipelineFunctions {
             if case .failure(let e) = AtomicFile.write(Array(valuesText.utf8), to: file, mode: 0o600) {
                 throw PipelineError(e.message)
             }
-            try await tool("helm", args.map { $0 == "VALUES_FILE" ? file : $0 } + helmScope)
+            try await tool("helm", args.map { $0 == "VALUES_FILE" ? file : $0 })
             try deployState.update(deployment.name, environment: environmentKey, to: entry)
         case .docker:
             return
@@ -440,17 +437,3 @@ struct PipelineFunctions {
     }
 }
 
-func sha256(_ text: String) -> String {
-    SHA256Hex.of(text)
-}
-
-/// `VariableResolver.which` for the CLI target.
-enum VariableResolverBridge {
-    static func which(_ tool: String, _ environment: [String: String]) -> String? {
-        for dir in (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(dir)/\(tool)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
-    }
-}

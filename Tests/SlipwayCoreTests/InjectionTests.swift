@@ -49,6 +49,10 @@ import Testing
                   tag: tag(app)
                 both: image(app)@tag(sidecar)
                 override: from-inline
+          kust:
+            kubectl:
+              manifests: [kust]
+              kustomize: true
           frozen:
             updateImageTags: false
             helm:
@@ -82,6 +86,11 @@ import Testing
         try Self.config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
         try FileManager.default.createDirectory(atPath: dir + "/k8s", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: dir + "/chart", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/kust", withIntermediateDirectories: true)
+        try "resources: [pod.yaml]\ncommonLabels: {team: web}\n".write(
+            toFile: dir + "/kust/kustomization.yaml", atomically: true, encoding: .utf8)
+        try "apiVersion: v1\nkind: Pod\nmetadata: {name: one}\nspec:\n  containers:\n  - {name: app, image: ghcr.io/acme/app}\n"
+            .write(toFile: dir + "/kust/pod.yaml", atomically: true, encoding: .utf8)
         try Self.deployment.write(toFile: dir + "/k8s/deployment.yaml", atomically: true, encoding: .utf8)
         try "image: ghcr.io/acme/app\noverride: from-chart\nnested: {list: [{image: ghcr.io/acme/sidecar}]}\n".write(
             toFile: dir + "/chart/values.yaml", atomically: true, encoding: .utf8)
@@ -128,7 +137,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let loaded = try await loaded(dir)
             let chart = try #require(loaded.config.deployments.first { $0.name == "chart" })
-            let (values, command) = try renderer(loaded).helm(chart)
+            let (values, release, command) = try renderer(loaded).helm(chart)
             #expect(values["image"]?.text == "ghcr.io/acme/app:t1")
             #expect(values["nested"]?["list"]?.items?.first?["image"]?.text == "ghcr.io/acme/sidecar:fallback-x")
             #expect(values["sidecars"]?.items?.first?["image"]?.text == "ghcr.io/acme/sidecar:fallback-x")
@@ -138,6 +147,10 @@ import Testing
             #expect(values["legacy"]?["tag"]?.text == "t1")
             #expect(values["both"]?.text == "ghcr.io/acme/app@fallback-x")
             #expect(command == ["helm", "upgrade", "chart", dir + "/chart", "--install", "--namespace", "dev", "--values", "VALUES_FILE"])
+            #expect(release == "chart")
+            let branch = try renderer(loaded).helm(chart, releaseSuffix: "-fix-typo", scope: ["--kube-context", "c"])
+            #expect(branch.release == "chart-fix-typo")
+            #expect(branch.command == ["helm", "upgrade", "chart-fix-typo", dir + "/chart", "--install", "--kube-context", "c", "--values", "VALUES_FILE"])
 
             let frozen = try #require(loaded.config.deployments.first { $0.name == "frozen" })
             #expect(try renderer(loaded).helm(frozen).values["image"]?.text == "ghcr.io/acme/app")
@@ -158,6 +171,21 @@ extension InjectionTests {
             } catch {
                 #expect(error.message.contains("patches[0]: its target (kind=Service, name=nope) matches none of the manifests"), "\(error)")
             }
+        }
+    }
+}
+
+extension InjectionTests {
+    /// `kustomize: true` runs the real `kubectl kustomize` (it needs no cluster); the tags go
+    /// into its output.
+    @Test func kustomizeOutputGetsTheTags() async throws {
+        try await withTemporaryDirectory { dir in
+            let loaded = try await loaded(dir)
+            let deployment = try #require(loaded.config.deployments.first { $0.name == "kust" })
+            let docs = try await renderer(loaded).kubectlManifests(deployment)
+            #expect(docs.count == 1)
+            #expect(docs.first?["metadata"]?["labels"]?["team"]?.text == "web", "kustomize ran")
+            #expect(docs.first?["spec"]?["containers"]?.items?.first?["image"]?.text == "ghcr.io/acme/app:t1")
         }
     }
 }

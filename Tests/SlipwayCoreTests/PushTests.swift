@@ -90,8 +90,8 @@ struct PushTests {
             DeliveryPlan.decide(
                 image: try image(), engine: BuildahEngine(), options: BuildOptions(), context: "kind-dev"
             ).target == nil)
-        #expect(DeliveryPlan(target: .kind(cluster: "dev"), reason: nil).recordKey("a:1") == "kind:dev a:1")
-        #expect(DeliveryPlan(target: .registry, reason: nil).recordKey("a:1") == "a:1")
+        #expect(DeliveryPlan(target: .kind(cluster: "dev")).recordKey("a:1") == "kind:dev a:1")
+        #expect(DeliveryPlan(target: .registry).recordKey("a:1") == "a:1")
     }
 
     @Test func streamedLinesSurviveAnySplit() throws {
@@ -117,9 +117,7 @@ struct PushTests {
             while i < body.count && !ended {
                 let piece = Array(body[i..<min(i + step, body.count)])
                 i += step
-                if try stream.append(piece, chunked: true, request: "test") { got.append(String(decoding: $0, as: UTF8.self)) } {
-                    ended = true
-                }
+                ended = try stream.append(piece, chunked: true, request: "test", { got.append(String(decoding: $0, as: UTF8.self)) })
             }
             #expect(got == lines, "step \(step)")
             #expect(ended)

@@ -9,9 +9,8 @@ struct DeliveryPlan: Sendable, Equatable {
         case kind(cluster: String)
     }
 
+    /// nil: nothing is delivered.
     var target: Target?
-    /// Why nothing is delivered, for the log; nil when something is.
-    var reason: String?
 
     /// The delivery for one image, as DevSpace decides it: nothing with `skipPush`/`--skip-push`
     /// or on a local cluster (with `--skip-push-local-kube`, the default), except that on a kind
@@ -19,19 +18,17 @@ struct DeliveryPlan: Sendable, Equatable {
     static func decide(
         image: ImageConfig, engine: any BuildEngine, options: BuildOptions, context: String?, minikube: Bool = false
     ) -> DeliveryPlan {
-        guard engine.pushesAfterBuild else { return DeliveryPlan(target: nil, reason: nil) }
+        guard engine.pushesAfterBuild else { return DeliveryPlan(target: nil) }
         let local = minikube || (context.map(Kubeconfig.isLocal(contextName:)) ?? false)
         if let context, local || options.skipPush || image.skipPush,
             let cluster = Kubeconfig.kindCluster(contextName: context), engine.name == "docker"
         {
-            return DeliveryPlan(target: .kind(cluster: cluster), reason: nil)
+            return DeliveryPlan(target: .kind(cluster: cluster))
         }
-        if options.skipPush { return DeliveryPlan(target: nil, reason: "--skip-push") }
-        if image.skipPush { return DeliveryPlan(target: nil, reason: "skipPush: true") }
-        if let context, local && options.skipPushOnLocalCluster {
-            return DeliveryPlan(target: nil, reason: "the kube context \(context) is a local cluster")
+        if options.skipPush || image.skipPush || (local && options.skipPushOnLocalCluster) {
+            return DeliveryPlan(target: nil)
         }
-        return DeliveryPlan(target: .registry, reason: nil)
+        return DeliveryPlan(target: .registry)
     }
 
     /// The key a delivery of `reference` is recorded under in the build cache.
@@ -162,7 +159,7 @@ extension BuildRunner {
                 }
             case .kind(let cluster):
                 do {
-                    try await KindLoader.load(reference, cluster: cluster, environment: options.environment) { line in
+                    try await KindLoader.load(reference, cluster: cluster) { line in
                         emit(.pushLog(image: key, line: line))
                     }
                     emit(.pushed(image: key, reference: reference, destination: "kind cluster \(cluster)", digest: nil))
@@ -183,16 +180,13 @@ extension BuildRunner {
 /// into the nodes of a kind cluster, which is how images reach kind without a registry.
 enum KindLoader {
     static func load(
-        _ reference: String, cluster: String, environment: [String: String], log: @escaping @Sendable (String) -> Void
+        _ reference: String, cluster: String, log: @escaping @Sendable (String) -> Void
     ) async throws(EngineError) {
         let arguments = ["load", "docker-image", "--name", cluster, reference]
         let outcome: EngineProcess.Outcome
         do {
             outcome = try await EngineProcess.stream(engine: "kind", "kind", arguments, log: log)
         } catch let error as EngineError {
-            if case .toolMissing = error {
-                throw .toolMissing(engine: "kind", tool: "kind")
-            }
             throw error
         } catch {
             throw .operationFailed(engine: "kind", operation: "loading \(reference)", detail: "\(error)")

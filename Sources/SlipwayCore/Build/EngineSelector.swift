@@ -70,7 +70,7 @@ struct EngineSelector: Sendable {
         profile: String, environment: [String: String], emit: @Sendable (BuildEvent) -> Void
     ) async -> DockerEngine? {
         let fallback = "building with this machine's engine; the images then reach the cluster only through `minikube image load`"
-        guard let minikube = VariableResolver.which("minikube", path: environment["PATH"]) else {
+        guard let minikube = findExecutable("minikube", path: environment["PATH"]) else {
             emit(.note("the kube context \(profile) is minikube's, but `minikube` is not on PATH; \(fallback)"))
             return nil
         }

@@ -383,7 +383,7 @@ final class VariableResolver {
         switch key {
         case "DEVSPACE_NAME": text = context.projectName
         case "DEVSPACE_EXECUTABLE": text = CommandLine.arguments.first ?? "slipway"
-        case "DEVSPACE_KUBECTL_EXECUTABLE": text = Self.which("kubectl", path: context.environment["PATH"]) ?? ""
+        case "DEVSPACE_KUBECTL_EXECUTABLE": text = findExecutable("kubectl", path: context.environment["PATH"]) ?? ""
         case "DEVSPACE_TMPDIR": text = context.environment["TMPDIR"] ?? "/tmp"
         case "DEVSPACE_VERSION": text = context.version
         case "DEVSPACE_RANDOM": text = RandomName.letters(6)
@@ -409,13 +409,6 @@ final class VariableResolver {
         return Node(.scalar(text, .plain)).quotedIfNeeded()
     }
 
-    static func which(_ tool: String, path: String?) -> String? {
-        for dir in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(dir)/\(tool)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
-    }
 
     // MARK: Conversions (DevSpace's convertStringValue / valueByType)
 

@@ -39,7 +39,7 @@ public struct ClusterRenderer: Sendable {
             for file in files { documents += try parse(file: file, place: place) }
         }
         if let inline = spec["inlineManifest"]?.text {
-            let (text, _) = injector.inject(inline)
+            let text = injector.inject(inline)
             documents += try parse(text: text, source: "\(place).inlineManifest")
         }
         if deployment.updateImageTags {
@@ -125,7 +125,7 @@ public struct ClusterRenderer: Sendable {
     }
 
     func kustomize(_ directory: String, args: [String], place: String) async throws(PipelineError) -> [Node] {
-        guard let kubectl = VariableResolver.which("kubectl", path: environment["PATH"]) else {
+        guard let kubectl = findExecutable("kubectl", path: environment["PATH"]) else {
             throw PipelineError("\(place): kustomize: true needs kubectl (kubectl kustomize) on PATH")
         }
         let output: ProcessOutput
@@ -142,9 +142,13 @@ public struct ClusterRenderer: Sendable {
 
     // MARK: helm
 
-    /// The merged, injected values of a helm deployment and the command line that installs it
-    /// (`VALUES_FILE` stands for the file the values are written to).
-    public func helm(_ deployment: DeploymentConfig) throws(PipelineError) -> (values: Node, command: [String]) {
+    /// The merged, injected values of a helm deployment, its release (`releaseName`, else the
+    /// deployment's name, plus `releaseSuffix`) and the command line that installs it
+    /// (`VALUES_FILE` stands for the file the values are written to). `scope` is where it goes
+    /// (`--kube-context C --namespace N`); nil: the deployment's namespace, else the renderer's.
+    public func helm(
+        _ deployment: DeploymentConfig, releaseSuffix: String = "", scope: [String]? = nil
+    ) throws(PipelineError) -> (values: Node, release: String, command: [String]) {
         let spec = deployment.spec
         let place = "\(loaded.displayPath): deployments.\(deployment.name).helm"
         let chart = spec["chart"]
@@ -172,14 +176,18 @@ public struct ClusterRenderer: Sendable {
         var values = Node.mapping([])
         for layer in layers where layer.isMapping { values = Self.merge(values, layer) }
         if deployment.updateImageTags { values = rewrite(values, onlyKey: nil, siblingsOK: false) }
-        let release = spec["releaseName"]?.text ?? deployment.name
+        let release = (spec["releaseName"]?.text ?? deployment.name) + releaseSuffix
         var command = ["helm", "upgrade", release, isLocal ? chartPath : chartName, "--install"]
-        if let ns = deployment.namespace ?? namespace { command += ["--namespace", ns] }
+        if let scope {
+            command += scope
+        } else if let ns = deployment.namespace ?? namespace {
+            command += ["--namespace", ns]
+        }
         command += ["--values", "VALUES_FILE"]
         if let version = chart?["version"]?.text { command += ["--version", version] }
         if let repo = chart?["repo"]?.text { command += ["--repo", repo] }
         command += spec["upgradeArgs"]?.strings ?? []
-        return (values, command)
+        return (values, release, command)
     }
 
     /// Helm's merge: maps merge key by key, anything else is replaced.
@@ -225,7 +233,7 @@ public struct ClusterRenderer: Sendable {
     }
 
     private func replaced(_ node: Node, _ text: String) -> Node {
-        let (value, _) = injector.inject(text)
+        let value = injector.inject(text)
         guard value != text else { return node }
         return Node.string(value, mark: node.mark)
     }

@@ -66,8 +66,3 @@ public struct DeployState: Sendable {
         }
     }
 }
-
-/// SHA-256 of a text, as lowercase hex.
-public enum SHA256Hex {
-    public static func of(_ text: String) -> String { sha256Hex(text) }
-}

@@ -26,9 +26,10 @@ public struct DockerDeployer: Sendable {
     public struct Container: Sendable, Equatable {
         public var name: String
         public var image: String
+        /// After `docker run`.
         public var arguments: [String]
-        public var spec: String
-        public var images: [String]
+        /// What the spec digest covers (with the image's ID): the whole command line.
+        public var spec: String { arguments.joined(separator: "\u{1F}") }
     }
 
     public enum Outcome: String, Sendable, Equatable { case created, replaced, unchanged, removed }
@@ -50,7 +51,7 @@ public struct DockerDeployer: Sendable {
             let containerName = item["name"]?.text ?? (items.count == 1 ? "main" : "c\(i)")
             var name = Self.sanitize("\(loaded.config.name)-\(deployment.name)-\(containerName)")
             if let branch { name += "-" + Self.sanitize(branch) }
-            let (image, used) = injector.inject(rawImage)
+            let image = injector.inject(rawImage)
             var args = ["--detach", "--name", name]
             var labels = [
                 ("config", loaded.absolutePath), ("project", loaded.config.name), ("deployment", deployment.name),
@@ -86,7 +87,7 @@ public struct DockerDeployer: Sendable {
             trailing += item["args"]?.strings ?? []
             for (key, value) in labels { args += ["--label", "\(Self.label).\(key)=\(value)"] }
             args += [image] + trailing
-            out.append(Container(name: name, image: image, arguments: args, spec: args.joined(separator: "\u{1F}"), images: used))
+            out.append(Container(name: name, image: image, arguments: args))
         }
         return out
     }
@@ -182,7 +183,7 @@ public struct DockerDeployer: Sendable {
     }
 
     func call(_ args: [String]) async throws(PipelineError) -> ProcessOutput {
-        guard let executable = VariableResolver.which(docker, path: environment["PATH"]) else {
+        guard let executable = findExecutable(docker, path: environment["PATH"]) else {
             throw PipelineError("docker is not on PATH; ./install.sh installs it")
         }
         do {

@@ -34,9 +34,8 @@ public struct TagInjector: Sendable {
         self.run = run
     }
 
-    /// The images a value referred to (for "was one of my images rebuilt?").
-    public func inject(_ value: String) -> (value: String, images: [String]) {
-        var used: [String] = []
+    /// `value` with the tags injected.
+    public func inject(_ value: String) -> String {
         var text = value
         // ${runtime.images.X}, .image, .tag
         while let start = text.range(of: "${runtime.images.") {
@@ -45,7 +44,6 @@ public struct TagInjector: Sendable {
             guard let name = path.first, let found = RuntimeImages.resolve(name, run: run, loaded: loaded) else { break }
             let replacement = path.count > 1 && path[1] == "image" ? found.image
                 : path.count > 1 && path[1] == "tag" ? found.tag : "\(found.image):\(found.tag)"
-            used.append(name)
             text.replaceSubrange(start.lowerBound...close, with: replacement)
         }
         for helper in ["image", "tag"] {
@@ -57,19 +55,20 @@ public struct TagInjector: Sendable {
                     searchFrom = start.upperBound
                     continue
                 }
-                used.append(name)
                 let replacement = helper == "image" ? found.image : found.tag
+                // Go on after the replacement: it is never scanned again.
+                let offset = text.distance(from: text.startIndex, to: start.lowerBound) + replacement.count
                 text.replaceSubrange(start.lowerBound...close, with: replacement)
-                searchFrom = text.startIndex
+                searchFrom = text.index(text.startIndex, offsetBy: offset)
             }
         }
         let bare = Self.stripTag(text)
         if let image = loaded.config.images.first(where: { $0.image == bare }),
             let found = RuntimeImages.resolve(image.key, run: run, loaded: loaded)
         {
-            return ("\(found.image):\(found.tag)", used + [image.key])
+            return "\(found.image):\(found.tag)"
         }
-        return (text, used)
+        return text
     }
 
     /// `repo:tag` → `repo` (a `:` after the last `/`); digests stay.

@@ -171,7 +171,7 @@ public enum PipelineRunner {
         env[PipelineState.environmentKey] = stateDirectory
         env["SLIPWAY_EXECUTABLE"] = executable
         env["SLIPWAY_PIPELINE"] = name
-        guard let bash = VariableResolver.which("bash", path: env["PATH"]) else {
+        guard let bash = findExecutable("bash", path: env["PATH"]) else {
             throw PipelineError("bash is not on PATH; pipelines run as bash scripts")
         }
         let program = PipelineScript.program(script, continueOnError: continueOnError)

@@ -180,7 +180,7 @@ public struct DockerConfigFile: Sendable {
     ) async throws(RegistryError) -> RegistryCredential? {
         let tool = "docker-credential-" + helper
         guard helper.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }),
-            let executable = VariableResolver.which(tool, path: environment["PATH"])
+            let executable = findExecutable(tool, path: environment["PATH"])
         else {
             throw RegistryError(
                 "credential helper \(tool) (named in the Docker config) is not on PATH; install it or remove it from config.json")

@@ -168,7 +168,7 @@ public enum ImagePusher {
             switch last {
             case .authentication(let message):
                 let source = await credentials.source(for: registry)
-                if credential == nil {
+                guard let credential else {
                     let none = source.hasSuffix("(it does not exist)")
                         ? "there are none: \(source.dropLast(" (it does not exist)".count)) does not exist"
                         : "\(source) has none for \(shown)"
@@ -177,7 +177,7 @@ public enum ImagePusher {
                             + "log in with `\(loginCommand(registry))`, or set skipPush: true (or --skip-push) to build without pushing")
                 }
                 return failure(
-                    "pushing \(reference): \(shown) refused the credentials of \(credential!.username.isEmpty ? "the identity token" : "user \(credential!.username)") "
+                    "pushing \(reference): \(shown) refused the credentials of \(credential.username.isEmpty ? "the identity token" : "user \(credential.username)") "
                         + "from \(source) (\(message)); log in again with `\(loginCommand(registry))`")
             case .permanent(let message):
                 return failure("pushing \(reference) to \(shown) failed: \(message)")

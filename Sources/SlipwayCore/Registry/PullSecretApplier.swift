@@ -107,7 +107,7 @@ public struct PullSecretApplier: Sendable {
     private func run(
         _ args: [String], input: String? = nil, secrets: [String], allowFailure: Bool = false
     ) async throws(RegistryError) -> ProcessOutput {
-        guard let executable = VariableResolver.which(kubectl, path: environment["PATH"]) else {
+        guard let executable = findExecutable(kubectl, path: environment["PATH"]) else {
             throw RegistryError("kubectl is not on PATH; install it, or print the manifests with `slipway pull-secrets --render`")
         }
         let output: ProcessOutput

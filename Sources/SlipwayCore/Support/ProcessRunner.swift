@@ -1,3 +1,4 @@
+internal import Foundation
 internal import Subprocess
 internal import SystemPackage
 
@@ -65,4 +66,14 @@ public enum ProcessRunner {
             throw ToolFailure(tool: executable, arguments: arguments, status: 127, standardError: "\(error)")
         }
     }
+}
+
+/// The first executable file named `tool` in the directories of `path` (a PATH value; nil:
+/// `/usr/local/bin:/usr/bin:/bin`), or nil.
+public func findExecutable(_ tool: String, path: String?) -> String? {
+    for dir in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+        let candidate = "\(dir)/\(tool)"
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return nil
 }

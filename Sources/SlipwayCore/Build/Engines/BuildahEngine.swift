@@ -169,21 +169,3 @@ public struct BuildahEngine: BuildEngine {
             .joined(separator: "\n")
     }
 }
-
-/// When a process last showed a sign of life.
-final class Activity: @unchecked Sendable {
-    private let lock = NSLock()
-    private var last = ContinuousClock.now
-
-    func touch() {
-        lock.lock()
-        last = ContinuousClock.now
-        lock.unlock()
-    }
-
-    var idle: Duration {
-        lock.lock()
-        defer { lock.unlock() }
-        return last.duration(to: .now)
-    }
-}

@@ -202,7 +202,7 @@ public struct DockerEngine: BuildEngine {
         for (key, value) in cliEnvironment {
             if let value { environment[key] = value } else { environment.removeValue(forKey: key) }
         }
-        guard let executable = VariableResolver.which(docker, path: environment["PATH"]) else {
+        guard let executable = findExecutable(docker, path: environment["PATH"]) else {
             throw .toolMissing(engine: name, tool: docker)
         }
         do {

@@ -1,3 +1,4 @@
+internal import Foundation
 internal import Subprocess
 internal import SystemPackage
 
@@ -121,5 +122,23 @@ enum EngineProcess {
         } catch {
             throw .operationFailed(engine: engine, operation: "running \(executable)", detail: error.description)
         }
+    }
+}
+
+/// When a process last showed a sign of life.
+final class Activity: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last = ContinuousClock.now
+
+    func touch() {
+        lock.lock()
+        last = ContinuousClock.now
+        lock.unlock()
+    }
+
+    var idle: Duration {
+        lock.lock()
+        defer { lock.unlock() }
+        return last.duration(to: .now)
     }
 }

@@ -166,8 +166,8 @@ struct PipelineFunctions {
             }
             return 0
         case "run_default_pipeline":
-            guard args.count == 1, PipelineScript.defaults[args[0]] != nil else {
-                throw PipelineError("usage: run_default_pipeline build|deploy|dev|purge")
+            guard args.count == 1, PipelineScript.defaults[args[0]] ?? PipelineScript.slipwayDefaults[args[0]] != nil else {
+                throw PipelineError("usage: run_default_pipeline build|deploy|dev|purge|commit|push|gate")
             }
             let loaded = try await load()
             return try await PipelineRunner.run(
@@ -216,6 +216,18 @@ struct PipelineFunctions {
             built[r.key] = PipelineState.RuntimeImage(image: r.imageName, tag: r.tags.first ?? "latest")
         }
         try PipelineState.record(images: built, in: directory)
+        // An agent's job: the references this run built or found (`name:tag` per line).
+        if let path = ProcessInfo.processInfo.environment["SLIPWAY_JOB_RESULT"], !path.isEmpty {
+            let lines = report.results.filter { $0.outcome != .failed }.flatMap { r in r.tags.map { "\(r.imageName):\($0)\n" } }
+            if let handle = FileHandle(forWritingAtPath: path) ?? {
+                _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+                return FileHandle(forWritingAtPath: path)
+            }() {
+                handle.seekToEndOfFile()
+                handle.write(Data(lines.joined().utf8))
+                try? handle.close()
+            }
+        }
         return report.failed ? 1 : 0
     }
 
@@ -277,7 +289,10 @@ struct PipelineFunctions {
         let render = !purge && a.bool("render", default: d.render)
         let environment = ProcessInfo.processInfo.environment
         var branch: String?
-        if a.bool("branch-env", default: d.branchEnv) {
+        if a.bool("branch-env", default: d.branchEnv), let name = environment["SLIPWAY_JOB_BRANCH"], !name.isEmpty {
+            // The agent's job names its branch (its checkout may be detached).
+            branch = BranchTag.tag(for: name)
+        } else if a.bool("branch-env", default: d.branchEnv) {
             let head = try? GitRepository.discover(from: loaded.directory).head()
             guard case .branch(let name, _)? = head else {
                 throw PipelineError("--branch-env: \(loaded.directory) is not on a git branch (detached HEAD, or not a repository)")

@@ -138,7 +138,7 @@ enum PipelineCommand {
         do {
             status = try await PipelineRunner.run(
                 name, loaded: loaded, state: state, stateDirectory: directory, executable: selfExecutable(),
-                environment: ProcessInfo.processInfo.environment)
+                environment: jobEnvironment(for: loaded.directory))
         } catch {
             Terminal.error(error.message)
             throw ExitCode.failure
@@ -231,6 +231,24 @@ enum PipelineCommand {
     }
 
     /// This binary, for the built-in functions to call back.
+    /// The environment with the agent's job variables (`SLIPWAY_JOB_DESCRIBE`, `…_BRANCH`,
+    /// `…_BRANCH_TAG`) filled in from HEAD where unset, so slipway's commit, push and gate
+    /// pipelines also run by hand.
+    static func jobEnvironment(for directory: String) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        guard environment["SLIPWAY_JOB_DESCRIBE"] == nil || environment["SLIPWAY_JOB_BRANCH_TAG"] == nil,
+            let repository = try? GitRepository.discover(from: directory)
+        else { return environment }
+        if environment["SLIPWAY_JOB_DESCRIBE"] == nil, let describe = try? repository.describe(tags: false) {
+            environment["SLIPWAY_JOB_DESCRIBE"] = BranchTag.tag(for: describe)
+        }
+        if environment["SLIPWAY_JOB_BRANCH"] == nil, let branch = try? repository.head().branchName {
+            environment["SLIPWAY_JOB_BRANCH"] = branch
+            environment["SLIPWAY_JOB_BRANCH_TAG"] = BranchTag.tag(for: branch)
+        }
+        return environment
+    }
+
     static func selfExecutable() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)

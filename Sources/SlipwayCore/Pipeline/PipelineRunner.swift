@@ -141,13 +141,13 @@ public enum PipelineRunner {
     ) async throws(PipelineError) -> Int32 {
         let found: (run: String, continueOnError: Bool)?
         if defaultScript {
-            found = PipelineScript.defaults[name].map { ($0, false) }
+            found = (PipelineScript.defaults[name] ?? PipelineScript.slipwayDefaults[name]).map { ($0, false) }
         } else {
             found = PipelineScript.script(name, in: loaded.config)
         }
         let stackName = defaultScript ? "default:\(name)" : name
         guard let (script, continueOnError) = found else {
-            let known = Set(PipelineScript.defaults.keys).union(loaded.config.pipelines.map(\.name)).sorted()
+            let known = Set(PipelineScript.defaults.keys).union(PipelineScript.slipwayDefaults.keys).union(loaded.config.pipelines.map(\.name)).sorted()
             throw PipelineError(
                 "\(loaded.displayPath): no pipeline named \"\(name)\" (pipelines: \(known.joined(separator: ", ")))")
         }

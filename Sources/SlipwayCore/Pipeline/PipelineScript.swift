@@ -11,6 +11,21 @@ public enum PipelineScript {
         "build": "run_dependencies --all --pipeline build\nbuild_images --all",
     ]
 
+    /// slipway's own pipelines, which the agent runs (a config's `pipelines.commit`, `.push`
+    /// or `.gate` replaces them). The agent sets `SLIPWAY_JOB_DESCRIBE` (the commit's
+    /// `git describe --always`, made a valid tag), `SLIPWAY_JOB_BRANCH` and
+    /// `SLIPWAY_JOB_BRANCH_TAG`; `slipway run-pipeline` sets them from HEAD when they are unset.
+    public static let slipwayDefaults: [String: String] = [
+        "commit": "build_images --all --skip-push --tag \"$SLIPWAY_JOB_DESCRIBE\"",
+        "gate": "build_images --all --skip-push --tag \"$SLIPWAY_JOB_DESCRIBE\"",
+        "push": """
+            run_dependencies --all
+            ensure_pull_secrets --all
+            build_images --all --tag "$SLIPWAY_JOB_BRANCH_TAG" --tag "$SLIPWAY_JOB_DESCRIBE"
+            create_deployments --all --branch-env
+            """,
+    ]
+
     /// The functions slipway answers by running itself (`slipway __pipeline-function NAME`).
     public static let functions = [
         "build_images", "create_deployments", "purge_deployments", "ensure_pull_secrets", "start_dev", "stop_dev",
@@ -24,7 +39,7 @@ public enum PipelineScript {
         if let own = config.pipeline(name), !own.run.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return (own.run, own.continueOnError)
         }
-        if let run = defaults[name] { return (run, config.pipeline(name)?.continueOnError ?? false) }
+        if let run = defaults[name] ?? slipwayDefaults[name] { return (run, config.pipeline(name)?.continueOnError ?? false) }
         return nil
     }
 

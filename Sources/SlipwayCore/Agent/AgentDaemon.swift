@@ -1,0 +1,548 @@
+internal import CInotifyTools
+internal import Foundation
+
+/// The background agent of one repository (`slipway agent run`).
+///
+/// Threads, all blocking (no timers while idle):
+/// - the caller's thread waits for SIGTERM / SIGINT / SIGHUP (or a `stop` request) and stops;
+/// - the inbox thread reads the hooks' files on inotify events and turns them into jobs;
+/// - the worker runs one job at a time as a child process (`slipway run-pipeline`) in a
+///   process group of its own, its output going to the log;
+/// - the push watcher exists only while a push job awaits confirmation: it notices when the
+///   `git push` is over and asks the remote (`git ls-remote`) when no remote-tracking update
+///   confirmed it;
+/// - the socket thread accepts clients of the same user (a thread per client).
+///
+/// Every change of the queue is a journal record, written and synced before it is applied.
+public final class AgentDaemon: @unchecked Sendable {
+    public let paths: AgentPaths
+    /// The slipway binary jobs run.
+    let executable: String
+    /// The environment jobs get (git's per-repository variables removed).
+    let environment: [String: String]
+    let journal: Journal
+    let log: AgentLog
+    let cond = NSCondition()
+    var queue = JobQueue()
+    var stopping = false
+    var current: (id: Int, pid: pid_t)?
+    var listenFD: Int32 = -1
+    var inboxFD: Int32 = -1
+    let startedAt = Date().timeIntervalSince1970
+    /// Called before a job starts, with the job and the directory it runs in; returns extra
+    /// environment for the job (the warm digests).
+    public var prepareJob: (@Sendable (AgentJob, String) -> [String: String])?
+    /// Called for checkout / refresh hints from the hooks, with the worktree.
+    public var hint: (@Sendable (String) -> Void)?
+
+    public init(paths: AgentPaths, executable: String, environment: [String: String], echo: Bool) {
+        self.paths = paths
+        self.executable = executable
+        self.environment = Self.sanitized(environment)
+        self.journal = Journal(path: paths.journal)
+        self.log = AgentLog(path: paths.log, echo: echo)
+    }
+
+    /// `environment` without git's per-repository variables, which git exports into hooks and
+    /// which would point every later git call at that hook's repository and index (as
+    /// pre-commit's `no_git_env` does: SSH, askpass and global config variables stay).
+    public static func sanitized(_ environment: [String: String]) -> [String: String] {
+        let keep: Set<String> = [
+            "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT", "GIT_ASKPASS", "GIT_TERMINAL_PROMPT", "GIT_CONFIG_GLOBAL",
+            "GIT_CONFIG_NOSYSTEM", "GIT_EXEC_PATH", "GIT_HTTP_PROXY_AUTHMETHOD", "GIT_SSL_NO_VERIFY",
+        ]
+        return environment.filter { !$0.key.hasPrefix("GIT_") || keep.contains($0.key) }
+    }
+
+    public func note(_ line: String) { log.write(line) }
+
+    // MARK: Running
+
+    /// Runs the agent until it is asked to stop. Throws when another agent runs for the
+    /// repository or the state directory cannot be used.
+    public func run() throws(AgentError) {
+        try paths.prepare()
+        let lockFD = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockFD >= 0 else { throw AgentError("cannot open \(paths.lock): \(String(cString: strerror(errno)))") }
+        defer { close(lockFD) }
+        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            let pid = (try? String(contentsOfFile: paths.pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw AgentError("an agent already runs for \(paths.commonDir)" + (pid.map { " (pid \($0))" } ?? ""))
+        }
+        // Signals become stop requests (handled on a dispatch queue, whatever thread they hit).
+        var sources: [DispatchSourceSignal] = []
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in requestStop(name) }
+            source.resume()
+            sources.append(source)
+        }
+        defer { for source in sources { source.cancel() } }
+        signal(SIGPIPE, SIG_IGN)
+        _ = chdir("/")  // never hold a worktree that may be deleted
+
+        if case .failure(let failure) = AtomicFile.write(Array("\(getpid())\n".utf8), to: paths.pidFile, mode: 0o600) {
+            throw AgentError(failure.message)
+        }
+        defer { unlink(paths.pidFile) }
+        log.write("agent \(getpid()) starting for \(paths.commonDir)")
+        try recover()
+        try listen()
+        defer {
+            unlink(paths.socket)
+        }
+        try watchInbox()
+
+        let threads: [@Sendable () -> Void] = [
+            { [self] in acceptLoop() }, { [self] in inboxLoop() }, { [self] in workerLoop() }, { [self] in pushLoop() },
+        ]
+        for body in threads {
+            let thread = Thread(block: body)
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        log.write("agent \(getpid()) ready: socket \(paths.socket)")
+
+        cond.lock()
+        while stopRequest == nil { cond.wait() }
+        let reason = stopRequest ?? ""
+        cond.unlock()
+        stop(reason: reason)
+    }
+
+    /// Replays the journal; jobs that were running when the last agent died are queued again
+    /// (their leftover processes stopped first), then the journal is compacted when large.
+    func recover() throws(AgentError) {
+        let records = journal.read()
+        cond.lock()
+        defer { cond.unlock() }
+        queue = JobQueue(replaying: records)
+        for entry in queue.running {
+            guard case .running(let pid, let start, _) = entry.state else { continue }
+            if pid > 0, ChildProcess.isAlive(pid, start: start) {
+                log.write("job \(entry.job.id): stopping its process group \(pid), left over from the agent that died")
+                kill(-pid, SIGTERM)
+                for _ in 0..<50 where ChildProcess.isAlive(pid, start: start) { usleep(100_000) }
+                if ChildProcess.isAlive(pid, start: start) { kill(-pid, SIGKILL) }
+            }
+            log.write("job \(entry.job.id) (\(entry.job.summary)) was interrupted when the agent stopped: running it again")
+            try commit([JournalRecord(.requeued, id: entry.job.id)])
+        }
+        if journal.size > 256 << 10 {
+            try journal.rewrite(queue.compacted())
+            log.write("journal compacted")
+        }
+        try commit([JournalRecord(.agentStarted, pid: getpid())])
+    }
+
+    /// Writes `records` to the journal, then applies them. Call with `cond` locked.
+    func commit(_ records: [JournalRecord]) throws(AgentError) {
+        try journal.append(records)
+        for record in records {
+            queue.apply(record)
+            switch record.kind {
+            case .accepted:
+                if let job = record.job {
+                    log.write("job \(job.id) accepted: \(job.summary)" + (job.push != nil ? ", waiting for the push to finish" : ""))
+                }
+            case .confirmed: log.write("job \(record.id ?? 0): the push was confirmed; queued")
+            case .superseded: log.write("job \(record.id ?? 0) superseded by job \(record.by ?? 0)")
+            case .dropped: log.write("job \(record.id ?? 0) dropped: \(record.reason ?? "")")
+            case .started, .finished, .requeued, .agentStarted: break
+            }
+        }
+        cond.broadcast()
+    }
+
+    var stopRequest: String?
+
+    /// Asks the agent to stop (from a signal, a `stop` request, or a deleted repository).
+    func requestStop(_ reason: String) {
+        cond.lock()
+        if stopRequest == nil { stopRequest = reason }
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    func stop(reason: String) {
+        cond.lock()
+        stopping = true
+        let running = current
+        cond.broadcast()
+        cond.unlock()
+        log.write("agent \(getpid()) stopping (\(reason))" + (running.map { "; job \($0.id) is interrupted and resumes when the agent starts again" } ?? ""))
+        if let running {
+            kill(-running.pid, SIGTERM)
+            for _ in 0..<50 where ChildProcess.isAlive(running.pid, start: nil) { usleep(100_000) }
+            if ChildProcess.isAlive(running.pid, start: nil) { kill(-running.pid, SIGKILL) }
+        }
+        if listenFD >= 0 { shutdown(listenFD, Int32(SHUT_RDWR)) }
+        log.write("agent \(getpid()) stopped")
+    }
+
+    // MARK: Socket
+
+    func listen() throws(AgentError) {
+        let path = paths.socket
+        unlink(path)  // a stale socket: the lock says no agent owns it
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw AgentError("socket(): \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw AgentError("\(path): too long for a unix socket")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        // Created with mode 0600 from the start (no window in which others could connect).
+        let old = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        guard bound == 0, Glibc.listen(fd, 16) == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw AgentError("cannot listen on \(path): \(message)")
+        }
+        chmod(path, 0o600)
+        listenFD = fd
+    }
+
+    func acceptLoop() {
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            cond.lock()
+            let done = stopping
+            cond.unlock()
+            if done {
+                if fd >= 0 { close(fd) }
+                return
+            }
+            guard fd >= 0 else {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                usleep(10_000)
+                continue
+            }
+            // struct ucred (Linux): pid, uid, gid; SO_PEERCRED is 17.
+            var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, UInt32.max, UInt32.max)
+            var length = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
+            guard getsockopt(fd, SOL_SOCKET, 17, &credentials, &length) == 0, credentials.uid == getuid() else {
+                log.write("refused a connection from uid \(credentials.uid): the agent serves only uid \(getuid())")
+                respond(fd, AgentResponse(ok: false, error: "refused: this agent serves only its own user"))
+                close(fd)
+                continue
+            }
+            let thread = Thread { [self] in
+                serve(fd)
+                close(fd)
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    func respond(_ fd: Int32, _ response: AgentResponse) {
+        guard var data = try? JSONEncoder().encode(response) else { return }
+        data.append(UInt8(ascii: "\n"))
+        _ = data.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    func serve(_ fd: Int32) {
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(buffer[..<nl])
+                buffer.removeSubrange(...nl)
+                guard let request = try? JSONDecoder().decode(AgentRequest.self, from: Data(line)) else {
+                    respond(fd, AgentResponse(ok: false, error: "not a request: expected one JSON object per line (docs/agent.md)"))
+                    continue
+                }
+                if !handle(request, on: fd) { return }
+            }
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 {
+                if n < 0 && errno == EINTR { continue }
+                return
+            }
+            buffer += chunk[..<n]
+            if buffer.count > 1 << 20 {
+                respond(fd, AgentResponse(ok: false, error: "request too long"))
+                return
+            }
+        }
+    }
+
+    /// Answers one request; false to close the connection.
+    func handle(_ request: AgentRequest, on fd: Int32) -> Bool {
+        switch request.op {
+        case "status":
+            respond(fd, AgentResponse(ok: true, status: status()))
+            return true
+        case "stop":
+            respond(fd, AgentResponse(ok: true, message: "stopping"))
+            requestStop("a stop request")
+            return false
+        case "follow":
+            log.follow(fd, last: request.lines ?? 20)
+            // Wait for the client to hang up.
+            var byte: UInt8 = 0
+            while recv(fd, &byte, 1, 0) > 0 {}
+            log.unfollow(fd)
+            return false
+        case "submit":
+            guard let submitted = request.job else {
+                respond(fd, AgentResponse(ok: false, error: "submit needs a job"))
+                return true
+            }
+            let id: Int
+            do {
+                id = try submit(submitted)
+            } catch {
+                respond(fd, AgentResponse(ok: false, error: error.message))
+                return true
+            }
+            respond(fd, AgentResponse(ok: true, id: id))
+            guard request.wait == true else { return true }
+            cond.lock()
+            while !stopping, let entry = queue.entries[id], entry.state.isOpen { cond.wait() }
+            let state = queue.entries[id]?.state
+            cond.unlock()
+            switch state {
+            case .finished(let result)?:
+                respond(fd, AgentResponse(ok: true, id: id, event: "finished", result: result))
+            case .superseded(let by)?:
+                respond(fd, AgentResponse(ok: true, id: id, event: "superseded", message: "superseded by job \(by)"))
+            case .dropped(let reason)?:
+                respond(fd, AgentResponse(ok: true, id: id, event: "dropped", message: reason))
+            default:
+                respond(fd, AgentResponse(ok: false, error: "the agent stopped before job \(id) finished; it runs when the agent starts again"))
+            }
+            return true
+        default:
+            respond(fd, AgentResponse(ok: false, error: "unknown op \"\(request.op)\" (status, submit, follow, stop)"))
+            return true
+        }
+    }
+
+    func status() -> AgentStatus {
+        cond.lock()
+        defer { cond.unlock() }
+        return AgentStatus(queue: queue, repository: paths.commonDir, pid: getpid(), startedAt: startedAt)
+    }
+
+    /// Accepts a job submitted over the socket (queued at once, also a push: the caller says
+    /// the push happened).
+    func submit(_ s: AgentRequest.SubmittedJob) throws(AgentError) -> Int {
+        guard ["commit", "push", "gate"].contains(s.pipeline) else {
+            throw AgentError("pipeline \"\(s.pipeline)\": the agent runs commit, push and gate jobs")
+        }
+        guard s.commit.count == 40, s.commit.allSatisfy(\.isHexDigit) else {
+            throw AgentError("commit \"\(s.commit)\": expected a full 40-digit commit id")
+        }
+        guard s.ref == "HEAD" || s.ref.hasPrefix("refs/heads/"), s.worktree.hasPrefix("/") else {
+            throw AgentError("a job needs ref HEAD or refs/heads/<branch> and an absolute worktree path")
+        }
+        let job = AgentJob(
+            pipeline: s.pipeline, ref: s.ref, commit: s.commit.lowercased(), worktree: s.worktree,
+            acceptedAt: Date().timeIntervalSince1970, source: "socket")
+        cond.lock()
+        defer { cond.unlock() }
+        let records = queue.accept(job, at: job.acceptedAt)
+        try commit(records)
+        return records[0].id ?? 0
+    }
+
+    // MARK: Inbox
+
+    func watchInbox() throws(AgentError) {
+        let fd = inotify_init1(Int32(IN_CLOEXEC))
+        guard fd >= 0 else { throw AgentError("inotify_init1: \(String(cString: strerror(errno)))") }
+        guard inotify_add_watch(fd, paths.inbox, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF)) >= 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw AgentError("cannot watch \(paths.inbox): \(message)")
+        }
+        inboxFD = fd
+    }
+
+    func inboxLoop() {
+        scanInbox()
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = read(inboxFD, &buffer, buffer.count)
+            cond.lock()
+            let done = stopping
+            cond.unlock()
+            if done { return }
+            if n < 0 {
+                if errno == EINTR { continue }
+                log.write("reading inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
+                return
+            }
+            var offset = 0
+            var names: [String] = []
+            var gone = false
+            while offset + 16 <= n {
+                let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
+                let length = Int(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) })
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 { names.append("") }
+                if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { gone = true }
+                if length > 0 {
+                    let bytes = buffer[(offset + 16)..<min(n, offset + 16 + length)].prefix { $0 != 0 }
+                    names.append(String(decoding: bytes, as: UTF8.self))
+                }
+                offset += 16 + length
+            }
+            if gone {
+                log.write("\(paths.inbox) was removed (the repository was deleted?): stopping")
+                requestStop("the repository's state directory was removed")
+                return
+            }
+            if names.contains("") {
+                scanInbox()
+            } else {
+                for name in names { processInboxFile(name) }
+            }
+        }
+    }
+
+    /// Reads every file in the inbox (at start, after an overflow, before a push decision).
+    func scanInbox() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: paths.inbox) else { return }
+        for name in names.sorted() { processInboxFile(name) }
+    }
+
+    func processInboxFile(_ name: String) {
+        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/") else { return }
+        let path = paths.inbox + "/" + name
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        guard data.last == UInt8(ascii: "\n") else {
+            // Still being written (its close event comes later), or torn by a crash.
+            var st = stat()
+            if stat(path, &st) == 0, Double(st.st_mtim.tv_sec) < Date().timeIntervalSince1970 - 60 {
+                log.write("inbox: \(name) is incomplete and a minute old; removed")
+                unlink(path)
+            }
+            return
+        }
+        let (events, errors) = InboxEvent.parse(String(decoding: data, as: UTF8.self))
+        for error in errors { log.write("inbox: \(name): \(error)") }
+        var hints: [String] = []
+        cond.lock()
+        if queue.hasSource(name) || queue.entries.values.contains(where: { $0.job.source.hasPrefix(name + "#") }) {
+            cond.unlock()
+            unlink(path)
+            return
+        }
+        var records: [JournalRecord] = []
+        var preview = queue
+        let now = Date().timeIntervalSince1970
+        for (index, event) in events.enumerated() {
+            var new: [JournalRecord] = []
+            switch event {
+            case .commit(let commit, let ref, let worktree):
+                let job = AgentJob(
+                    pipeline: "commit", ref: ref, commit: commit.lowercased(), worktree: worktree, acceptedAt: now,
+                    source: events.count == 1 ? name : "\(name)#\(index)")
+                new = preview.accept(job, at: now)
+            case .prePush(let pid, let remote, let url, let localRef, let localOID, let remoteRef, _, let worktree):
+                guard localRef.hasPrefix("refs/heads/"), remoteRef.hasPrefix("refs/heads/") else { continue }
+                let target = AgentJob.PushTarget(
+                    remote: remote, url: url, remoteRef: remoteRef, gitPID: pid, gitStart: ChildProcess.startTime(of: pid))
+                let job = AgentJob(
+                    pipeline: "push", ref: localRef, commit: localOID.lowercased(), worktree: worktree, acceptedAt: now,
+                    source: "\(name)#\(index)", push: target)
+                new = preview.accept(job, at: now)
+            case .tracking(_, let newOID, let ref, _):
+                for entry in preview.awaiting {
+                    guard let push = entry.job.push, entry.job.commit == newOID.lowercased() else { continue }
+                    let prefix = "refs/remotes/\(push.remote)/"
+                    if ref.hasPrefix(prefix), "refs/heads/" + ref.dropFirst(prefix.count) == push.remoteRef {
+                        new += preview.confirm(entry.job.id, at: now)
+                    }
+                }
+            case .checkout(_, _, let worktree), .refresh(_, let worktree):
+                hints.append(worktree)
+            }
+            for record in new { preview.apply(record) }
+            records += new
+        }
+        do {
+            try commit(records)
+            unlink(path)
+        } catch {
+            log.write("inbox: \(name): cannot record it (\(error.message)); it stays in the inbox and is read again")
+        }
+        cond.unlock()
+        if let hint { for worktree in Set(hints) { hint(worktree) } }
+    }
+
+    // MARK: Push confirmation
+
+    func pushLoop() {
+        while true {
+            cond.lock()
+            while !stopping && queue.awaiting.isEmpty { cond.wait() }
+            if stopping {
+                cond.unlock()
+                return
+            }
+            let awaiting = queue.awaiting
+            cond.unlock()
+            let over = awaiting.filter { e in e.job.push.map { !ChildProcess.isAlive($0.gitPID, start: $0.gitStart) } ?? true }
+            if !over.isEmpty {
+                // The hooks of a finished push wrote their files before git exited.
+                scanInbox()
+                for entry in over { decidePush(entry.job) }
+            }
+            usleep(100_000)
+        }
+    }
+
+    /// The `git push` of `job` is over and no remote-tracking update confirmed it: ask the
+    /// remote whether its ref is now the pushed commit.
+    func decidePush(_ job: AgentJob) {
+        cond.lock()
+        let still = queue.entries[job.id]?.state == .awaitingPush
+        cond.unlock()
+        guard still, let push = job.push else { return }
+        var verdict: String?
+        if let git = findExecutable("git", path: environment["PATH"]) {
+            var env = environment
+            env["SLIPWAY"] = "0"
+            env["GIT_TERMINAL_PROMPT"] = "0"
+            let directory = FileManager.default.fileExists(atPath: job.worktree) ? job.worktree : paths.commonDir
+            let answer = try? ChildProcess.run(git, ["-C", directory, "ls-remote", "--", push.url, push.remoteRef], environment: env, timeout: 30)
+            if let answer, answer.status == 0 {
+                let oid = answer.output.split(separator: "\n").first?.split(separator: "\t").first.map(String.init) ?? ""
+                verdict = oid.lowercased() == job.commit ? nil : "the push did not update \(push.remoteRef) on \(push.remote) (it is \(oid.isEmpty ? "missing" : String(oid.prefix(7))) there, not \(job.commit.prefix(7))); nothing deployed"
+            } else {
+                verdict = "the push to \(push.remote) could not be confirmed (git ls-remote: \(answer.map { $0.output.split(separator: "\n").last.map(String.init) ?? "status \($0.status)" } ?? "did not run")); nothing deployed"
+            }
+        } else {
+            verdict = "git is not on PATH, so the push could not be confirmed; nothing deployed"
+        }
+        cond.lock()
+        defer { cond.unlock() }
+        guard queue.entries[job.id]?.state == .awaitingPush else { return }
+        let now = Date().timeIntervalSince1970
+        do {
+            if let verdict {
+                try commit([JournalRecord(.dropped, at: now, id: job.id, reason: verdict)])
+            } else {
+                log.write("job \(job.id): \(push.remoteRef) on \(push.remote) is \(job.commit.prefix(7)): the push succeeded")
+                try commit(queue.confirm(job.id, at: now))
+            }
+        } catch {
+            log.write("job \(job.id): \(error.message)")
+        }
+    }
+}

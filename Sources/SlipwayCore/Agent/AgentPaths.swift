@@ -1,0 +1,79 @@
+internal import Crypto
+internal import Foundation
+
+/// An agent failure the user reads: what went wrong and what to do.
+public struct AgentError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Where one repository's agent keeps its state: `<git common dir>/slipway/` (shared by the
+/// linked worktrees), mode 0700.
+public struct AgentPaths: Sendable, Equatable {
+    /// The state directory.
+    public let directory: String
+    /// The repository's git common directory.
+    public let commonDir: String
+
+    public init(commonDir: String) {
+        var dir = commonDir
+        while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
+        self.commonDir = dir
+        self.directory = dir + "/slipway"
+    }
+
+    /// The state of the repository that contains `path` (any directory of a worktree).
+    public static func forRepository(containing path: String) throws(AgentError) -> AgentPaths {
+        do {
+            let repository = try GitRepository.discover(from: path)
+            return AgentPaths(commonDir: URL(fileURLWithPath: repository.commonDir).standardizedFileURL.path)
+        } catch {
+            throw AgentError("\(path): not in a git repository (\(error)); run slipway's agent inside the project's repository")
+        }
+    }
+
+    public var lock: String { directory + "/agent.lock" }
+    public var pidFile: String { directory + "/agent.pid" }
+    public var log: String { directory + "/agent.log" }
+    public var journal: String { directory + "/journal.jsonl" }
+    /// One file per hook event (see docs/hooks.md).
+    public var inbox: String { directory + "/inbox" }
+    /// One file per failed job that no hook has reported yet.
+    public var failed: String { directory + "/failed" }
+    /// Per-job files (the images a job built).
+    public var jobs: String { directory + "/jobs" }
+    /// Linked worktrees for jobs whose commit is not checked out anywhere.
+    public var checkouts: String { directory + "/checkouts" }
+    /// The commit-tagged images the agent built, for retention.
+    public var images: String { directory + "/images.json" }
+
+    /// The socket: `agent.sock` in the state directory, or, when that path is too long for a
+    /// unix socket address (108 bytes), a name derived from it in a private directory
+    /// `/tmp/slipway-<uid>/` — the same for every caller.
+    public var socket: String {
+        let plain = directory + "/agent.sock"
+        if plain.utf8.count < 100 { return plain }
+        let digest = SHA256.hash(data: Data(directory.utf8)).map { String(format: "%02x", $0) }.joined()
+        return "/tmp/slipway-\(getuid())/\(digest.prefix(24)).sock"
+    }
+
+    /// Creates the state directories (mode 0700).
+    public func prepare() throws(AgentError) {
+        for dir in [directory, inbox, failed, jobs, checkouts] + (socket.hasPrefix(directory) ? [] : [(socket as NSString).deletingLastPathComponent]) {
+            if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+                throw AgentError("cannot create \(dir): \(String(cString: strerror(errno)))")
+            }
+        }
+        for dir in [directory, (socket as NSString).deletingLastPathComponent] {
+            var st = stat()
+            guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw AgentError("\(dir) is not a directory; remove it and start the agent again")
+            }
+            guard st.st_uid == getuid() else {
+                throw AgentError("\(dir) belongs to another user (uid \(st.st_uid)); the agent keeps its socket only in a directory of its own user")
+            }
+            if st.st_mode & 0o077 != 0 { chmod(dir, 0o700) }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+internal import Foundation
+
+/// The agent's line protocol (docs/agent.md): the client writes one JSON object per line, the
+/// agent answers with JSON lines on the same connection.
+///
+/// - `{"op":"status"}` → `{"ok":true,"status":{…}}`
+/// - `{"op":"submit","job":{"pipeline":…,"ref":…,"commit":…,"worktree":…},"wait":true}` →
+///   `{"ok":true,"id":N}`, then with `wait` one more line when the job is over:
+///   `{"ok":true,"event":"finished"|"superseded"|"dropped","id":N,"result":{…},"message":…}`
+/// - `{"op":"follow","lines":N}` → the last N log lines, then every new one, as
+///   `{"ok":true,"event":"log","line":…}`, until the client hangs up
+/// - `{"op":"stop"}` → `{"ok":true}`; the agent stops (a running job is interrupted and
+///   resumed by the next agent)
+///
+/// Failures: `{"ok":false,"error":"…"}`.
+public struct AgentRequest: Codable, Sendable, Equatable {
+    public var op: String
+    public var job: SubmittedJob?
+    public var wait: Bool?
+    public var lines: Int?
+
+    public struct SubmittedJob: Codable, Sendable, Equatable {
+        public var pipeline: String
+        public var ref: String
+        public var commit: String
+        public var worktree: String
+        public init(pipeline: String, ref: String, commit: String, worktree: String) {
+            self.pipeline = pipeline
+            self.ref = ref
+            self.commit = commit
+            self.worktree = worktree
+        }
+    }
+
+    public init(op: String, job: SubmittedJob? = nil, wait: Bool? = nil, lines: Int? = nil) {
+        self.op = op
+        self.job = job
+        self.wait = wait
+        self.lines = lines
+    }
+}
+
+public struct AgentResponse: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var error: String?
+    public var id: Int?
+    public var event: String?
+    public var line: String?
+    public var result: JobResult?
+    public var message: String?
+    public var status: AgentStatus?
+
+    public init(
+        ok: Bool, error: String? = nil, id: Int? = nil, event: String? = nil, line: String? = nil,
+        result: JobResult? = nil, message: String? = nil, status: AgentStatus? = nil
+    ) {
+        self.ok = ok
+        self.error = error
+        self.id = id
+        self.event = event
+        self.line = line
+        self.result = result
+        self.message = message
+        self.status = status
+    }
+}
+
+/// What `slipway status` shows.
+public struct AgentStatus: Codable, Sendable, Equatable {
+    public struct JobView: Codable, Sendable, Equatable {
+        public var id: Int
+        public var pipeline: String
+        public var branch: String?
+        public var commit: String
+        public var worktree: String
+        /// queued, awaiting-push, running, finished, failed, superseded, dropped
+        public var state: String
+        public var since: Double?
+        public var result: JobResult?
+        public var note: String?
+    }
+    public var pid: Int32?
+    public var startedAt: Double?
+    public var repository: String
+    public var running: [JobView]
+    public var queued: [JobView]
+    public var awaitingPush: [JobView]
+    /// The newest finished job per pipeline.
+    public var last: [JobView]
+
+    public init(queue: JobQueue, repository: String, pid: Int32?, startedAt: Double?) {
+        self.pid = pid
+        self.startedAt = startedAt
+        self.repository = repository
+        running = queue.running.map(Self.view)
+        queued = queue.queued.map(Self.view)
+        awaitingPush = queue.awaiting.map(Self.view)
+        last = queue.lastResults.keys.sorted().compactMap { queue.entries[queue.lastResults[$0]!.job.id] }.map(Self.view)
+    }
+
+    static func view(_ e: JobQueue.Entry) -> JobView {
+        var v = JobView(
+            id: e.job.id, pipeline: e.job.pipeline, branch: e.job.branch, commit: e.job.commit,
+            worktree: e.job.worktree, state: "", since: nil, result: nil, note: nil)
+        switch e.state {
+        case .awaitingPush:
+            v.state = "awaiting-push"
+            v.note = e.job.push.map { "waiting for the push to \($0.remote) to finish" }
+        case .queued:
+            v.state = "queued"
+            if e.resumed { v.note = "resumed: it was running when the agent stopped" }
+        case .running(_, _, let since):
+            v.state = "running"
+            v.since = since
+        case .finished(let r):
+            v.state = r.ok ? "finished" : "failed"
+            v.result = r
+        case .superseded(let by):
+            v.state = "superseded"
+            v.note = "by job \(by)"
+        case .dropped(let reason):
+            v.state = "dropped"
+            v.note = reason
+        }
+        return v
+    }
+}
+
+/// A connection to a running agent.
+public final class AgentClient {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+
+    /// Connects to the agent of `paths`; nil when no agent answers there.
+    public init?(paths: AgentPaths, timeout: Double = 5) throws(AgentError) {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw AgentError("socket(): \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array(paths.socket.utf8)
+        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw AgentError("\(paths.socket): the socket path is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in path.enumerated() { raw[i] = b }
+            raw[path.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if connected != 0 {
+            let code = errno
+            close(fd)
+            if code == ENOENT || code == ECONNREFUSED { return nil }
+            if code == EACCES || code == EPERM {
+                throw AgentError("\(paths.socket): permission denied; the agent's socket is private to the user who started it")
+            }
+            throw AgentError("cannot connect to \(paths.socket): \(String(cString: strerror(code)))")
+        }
+        self.fd = fd
+        setTimeout(timeout)
+    }
+
+    deinit { close(fd) }
+
+    /// How long a read may wait (nil: forever).
+    public func setTimeout(_ seconds: Double?) {
+        var tv = timeval(tv_sec: 0, tv_usec: 0)
+        if let seconds {
+            tv.tv_sec = Int(seconds)
+            tv.tv_usec = Int((seconds - Double(Int(seconds))) * 1_000_000)
+        }
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    public func send(_ request: AgentRequest) throws(AgentError) {
+        guard var data = try? JSONEncoder().encode(request) else { throw AgentError("cannot encode the request") }
+        data.append(UInt8(ascii: "\n"))
+        let ok = data.withUnsafeBytes { buf -> Bool in
+            var offset = 0
+            while offset < buf.count {
+                let n = Glibc.send(fd, buf.baseAddress! + offset, buf.count - offset, Int32(MSG_NOSIGNAL))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += n
+            }
+            return true
+        }
+        guard ok else { throw AgentError("the agent closed the connection: \(String(cString: strerror(errno)))") }
+    }
+
+    /// The next response; nil when the agent hung up.
+    public func receive() throws(AgentError) -> AgentResponse? {
+        while true {
+            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(buffer[..<nl])
+                buffer.removeSubrange(...nl)
+                guard let response = try? JSONDecoder().decode(AgentResponse.self, from: Data(line)) else {
+                    throw AgentError("the agent sent a line that is not a response: \(String(decoding: line.prefix(120), as: UTF8.self))")
+                }
+                return response
+            }
+            var chunk = [UInt8](repeating: 0, count: 16_384)
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n == 0 { return nil }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw AgentError("the agent did not answer in time") }
+                throw AgentError("reading from the agent: \(String(cString: strerror(errno)))")
+            }
+            buffer += chunk[..<n]
+        }
+    }
+
+    /// Sends `request` and returns the first answer (an error answer is thrown).
+    public func call(_ request: AgentRequest) throws(AgentError) -> AgentResponse {
+        try send(request)
+        guard let response = try receive() else { throw AgentError("the agent closed the connection without answering") }
+        if !response.ok { throw AgentError(response.error ?? "the agent refused the request") }
+        return response
+    }
+}

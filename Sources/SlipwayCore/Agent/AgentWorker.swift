@@ -1,0 +1,221 @@
+internal import Foundation
+
+/// The worker: one job at a time, as `slipway run-pipeline --chdir DIR PIPELINE` in a process
+/// group of its own.
+extension AgentDaemon {
+    func workerLoop() {
+        while true {
+            cond.lock()
+            while !stopping && queue.next == nil { cond.wait() }
+            guard !stopping, let job = queue.next else {
+                cond.unlock()
+                return
+            }
+            cond.unlock()
+            let (result, interrupted) = execute(job)
+            cond.lock()
+            if interrupted {
+                cond.unlock()
+                return
+            }
+            do {
+                try commit([JournalRecord(.finished, at: result.finishedAt, id: job.id, result: result)])
+            } catch {
+                log.write("job \(job.id): \(error.message)")
+            }
+            cond.unlock()
+            let took = String(format: "%.1f", result.finishedAt - result.startedAt)
+            if result.ok {
+                log.write("job \(job.id) finished in \(took) s: \(result.message)")
+                if job.pipeline == "commit" { retain(job, result) }
+            } else {
+                log.write("job \(job.id) failed after \(took) s: \(result.message)")
+                if job.pipeline != "gate" { noteFailure(job, result) }
+            }
+        }
+    }
+
+    /// Leaves one line for the next hook to print (`failed/<id>`).
+    func noteFailure(_ job: AgentJob, _ result: JobResult) {
+        let line = "job \(job.id) (\(job.summary)) failed: \(result.message)\n"
+        _ = AtomicFile.write(Array(line.utf8), to: "\(paths.failed)/\(job.id)", mode: 0o600)
+    }
+
+    /// Runs `job`; `interrupted` when the agent was stopped meanwhile (the job stays running
+    /// in the journal and is resumed by the next agent).
+    func execute(_ job: AgentJob) -> (JobResult, interrupted: Bool) {
+        let started = Date().timeIntervalSince1970
+        func failure(_ message: String, status: Int32 = -1) -> (JobResult, Bool) {
+            (JobResult(ok: false, status: status, message: message, tags: [], startedAt: started, finishedAt: Date().timeIntervalSince1970), false)
+        }
+        let directory: String
+        do {
+            directory = try directoryFor(job)
+        } catch {
+            return failure(error.message)
+        }
+        var env = environment
+        env["SLIPWAY"] = "0"  // git commands inside pipelines must not trigger the hooks again
+        env["NO_COLOR"] = "1"
+        env["SLIPWAY_JOB_ID"] = String(job.id)
+        env["SLIPWAY_JOB_PIPELINE"] = job.pipeline
+        env["SLIPWAY_JOB_COMMIT"] = job.commit
+        env["SLIPWAY_JOB_REF"] = job.ref
+        env["SLIPWAY_JOB_WORKTREE"] = job.worktree
+        if let branch = job.branch {
+            env["SLIPWAY_JOB_BRANCH"] = branch
+            env["SLIPWAY_JOB_BRANCH_TAG"] = BranchTag.tag(for: branch)
+        }
+        if let describe = try? GitRepository.discover(from: directory).describe(tags: false) {
+            env["SLIPWAY_JOB_DESCRIBE"] = BranchTag.tag(for: describe)
+        }
+        let resultFile = "\(paths.jobs)/\(job.id).images"
+        unlink(resultFile)
+        env["SLIPWAY_JOB_RESULT"] = resultFile
+        if let prepareJob { env.merge(prepareJob(job, directory)) { $1 } }
+
+        let child: ChildProcess.Started
+        do {
+            child = try ChildProcess.start(
+                executable, ["run-pipeline", "--chdir", directory, job.pipeline], environment: env, ownProcessGroup: true)
+        } catch {
+            return failure(error.message)
+        }
+        cond.lock()
+        current = (job.id, child.pid)
+        do {
+            try commit([JournalRecord(.started, id: job.id, pid: child.pid, start: ChildProcess.startTime(of: child.pid))])
+        } catch {
+            log.write("job \(job.id): \(error.message)")
+        }
+        cond.unlock()
+        log.write("job \(job.id) started: \(job.summary) in \(directory)" + (env["SLIPWAY_JOB_DESCRIBE"].map { " (describe: \($0))" } ?? ""))
+
+        var tail: [String] = []
+        var pending: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let n = read(child.output, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            pending += chunk[..<n]
+            while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Self.plain(String(decoding: pending[..<nl], as: UTF8.self))
+                pending.removeSubrange(...nl)
+                log.write("job \(job.id): \(line)")
+                if !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                    tail.append(line)
+                    if tail.count > 40 { tail.removeFirst() }
+                }
+            }
+        }
+        if !pending.isEmpty {
+            let line = Self.plain(String(decoding: pending, as: UTF8.self))
+            log.write("job \(job.id): \(line)")
+            tail.append(line)
+        }
+        close(child.output)
+        let status = ChildProcess.wait(child.pid)
+        cond.lock()
+        current = nil
+        let interrupted = stopping
+        cond.unlock()
+        let tags = ((try? String(contentsOfFile: resultFile, encoding: .utf8)) ?? "")
+            .split(separator: "\n").map(String.init)
+        unlink(resultFile)
+        let finished = Date().timeIntervalSince1970
+        let describe = env["SLIPWAY_JOB_DESCRIBE"]
+        if status == 0 {
+            let message = tags.isEmpty ? "ok (no images built)" : "ok: " + tags.joined(separator: ", ")
+            return (JobResult(ok: true, status: 0, message: message, tags: tags, startedAt: started, finishedAt: finished, describe: describe), interrupted)
+        }
+        let reason = Self.errorLine(tail) ?? "the \(job.pipeline) pipeline exited with status \(status)"
+        return (JobResult(ok: false, status: status, message: reason, tags: tags, startedAt: started, finishedAt: finished, describe: describe), interrupted)
+    }
+
+    /// The line of a failed pipeline's output that says why: the last one that reads like an
+    /// error, else the last one.
+    static func errorLine(_ tail: [String]) -> String? {
+        // `pipeline NAME failed (exit status N)` closes every failed run and says nothing new.
+        let trimmed = tail.map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !($0.hasPrefix("pipeline ") && $0.contains(" failed (exit status ")) }
+        let markers = ["error", "failed", "cannot", "not found", "does not exist", "no such", "refused", "denied"]
+        return trimmed.last { line in markers.contains { line.lowercased().contains($0) } } ?? trimmed.last
+    }
+
+    /// `text` without ANSI escape sequences and carriage-return progress.
+    static func plain(_ text: String) -> String {
+        var out = ""
+        var escape = false
+        for scalar in text.unicodeScalars {
+            if escape {
+                if (0x40...0x7e).contains(scalar.value) && scalar != "[" { escape = false }
+                continue
+            }
+            if scalar == "\u{1b}" {
+                escape = true
+                continue
+            }
+            if scalar == "\r" {
+                out = ""
+                continue
+            }
+            out.unicodeScalars.append(scalar)
+        }
+        return out
+    }
+
+    /// Where `job` runs: its worktree when that has the job's commit checked out (as a
+    /// foreground `slipway build` would build it), else a linked worktree of the agent's own
+    /// (`checkouts/<branch tag>`) moved to the commit.
+    func directoryFor(_ job: AgentJob) throws(AgentError) -> String {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: job.worktree, isDirectory: &isDirectory), isDirectory.boolValue,
+            let head = try? GitRepository.discover(from: job.worktree).head().commit, head == job.commit
+        {
+            return job.worktree
+        }
+        guard let git = findExecutable("git", path: environment["PATH"]) else {
+            throw AgentError("git is not on PATH; the agent needs it to check out \(job.commit.prefix(7))")
+        }
+        let name = BranchTag.tag(for: job.branch ?? "detached")
+        let directory = "\(paths.checkouts)/\(name)"
+        var env = environment
+        env["SLIPWAY"] = "0"
+        let moved: (status: Int32, output: String)
+        if FileManager.default.fileExists(atPath: directory + "/.git") {
+            moved = try ChildProcess.run(git, ["-C", directory, "checkout", "--quiet", "--detach", "--force", job.commit], environment: env)
+        } else {
+            try? FileManager.default.removeItem(atPath: directory)
+            moved = try ChildProcess.run(
+                git, ["--git-dir=\(paths.commonDir)", "worktree", "add", "--quiet", "--detach", "--force", directory, job.commit],
+                environment: env)
+        }
+        guard moved.status == 0 else {
+            let why = moved.output.split(separator: "\n").last.map(String.init) ?? "status \(moved.status)"
+            throw AgentError("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(why))")
+        }
+        let reason = FileManager.default.fileExists(atPath: job.worktree) ? "HEAD of \(job.worktree) is no longer \(job.commit.prefix(7))" : "\(job.worktree) no longer exists"
+        log.write("job \(job.id): \(reason): running in \(directory)")
+        return directory
+    }
+
+    /// After a commit job: records its commit-tagged images and removes the oldest beyond the
+    /// configured number.
+    func retain(_ job: AgentJob, _ result: JobResult) {
+        var env = environment
+        env["SLIPWAY"] = "0"
+        let retention = ImageRetention(paths: paths, environment: env)
+        // Only the tags named after the commit count: a pipeline's other tags are the user's.
+        let tagged = result.tags.filter { ImageRetention.split($0).tag == result.describe }
+        guard !tagged.isEmpty else { return }
+        do {
+            try retention.record(tagged, commit: job.commit, at: result.finishedAt)
+            let keep = retention.configuredKeep()
+            let removed = try retention.prune(keep: keep)
+            for line in removed { log.write("retention (keep \(keep) per image): \(line)") }
+        } catch {
+            log.write("retention: \(error.message)")
+        }
+    }
+}

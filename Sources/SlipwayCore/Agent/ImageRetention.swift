@@ -1,0 +1,157 @@
+internal import Foundation
+
+/// Keeps the newest N commit-tagged images per image: the agent records every image a commit
+/// job tagged with the commit's description (`images.json` in the state directory), and
+/// removes the tags beyond N that no container uses (`docker image rm` without force: a tag
+/// is removed, and the image with it only when no other tag names it).
+///
+/// N: `SLIPWAY_KEEP_IMAGES`, else `git config slipway.keepImages`, else 10.
+public struct ImageRetention: Sendable {
+    public static let defaultKeep = 10
+    public let paths: AgentPaths
+    public let environment: [String: String]
+
+    public init(paths: AgentPaths, environment: [String: String]) {
+        self.paths = paths
+        self.environment = environment
+    }
+
+    public struct Entry: Codable, Sendable, Equatable {
+        public var tag: String
+        public var id: String?
+        public var commit: String
+        public var at: Double
+    }
+
+    /// image name → entries, oldest first.
+    public struct Ledger: Codable, Sendable, Equatable {
+        public var images: [String: [Entry]] = [:]
+    }
+
+    /// `registry:5000/team/app:v1` → (`registry:5000/team/app`, `v1`).
+    public static func split(_ reference: String) -> (name: String, tag: String) {
+        let slash = reference.lastIndex(of: "/") ?? reference.startIndex
+        if let colon = reference[slash...].lastIndex(of: ":") {
+            return (String(reference[..<colon]), String(reference[reference.index(after: colon)...]))
+        }
+        return (reference, "latest")
+    }
+
+    public func configuredKeep() -> Int {
+        if let value = environment["SLIPWAY_KEEP_IMAGES"], let n = Int(value), n >= 0 { return n }
+        if let git = findExecutable("git", path: environment["PATH"]),
+            let answer = try? ChildProcess.run(git, ["--git-dir=\(paths.commonDir)", "config", "--get", "slipway.keepImages"], environment: environment, timeout: 10),
+            answer.status == 0, let n = Int(answer.output.trimmingCharacters(in: .whitespacesAndNewlines)), n >= 0
+        {
+            return n
+        }
+        return Self.defaultKeep
+    }
+
+    public func read() -> Ledger {
+        guard let data = FileManager.default.contents(atPath: paths.images),
+            let ledger = try? JSONDecoder().decode(Ledger.self, from: data)
+        else { return Ledger() }
+        return ledger
+    }
+
+    private func withLedger<T>(_ body: (inout Ledger) throws(AgentError) -> T) throws(AgentError) -> T {
+        let lockPath = paths.images + ".lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AgentError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        flock(fd, LOCK_EX)
+        var ledger = read()
+        let before = ledger
+        let value = try body(&ledger)
+        if ledger != before {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            guard let data = try? encoder.encode(ledger) else { throw AgentError("cannot encode \(paths.images)") }
+            if case .failure(let failure) = AtomicFile.write(Array(data), to: paths.images, mode: 0o600) {
+                throw AgentError(failure.message)
+            }
+        }
+        return value
+    }
+
+    private var docker: String? { findExecutable("docker", path: environment["PATH"]) }
+
+    /// Records `references` (`name:tag`) as tagged for `commit`.
+    public func record(_ references: [String], commit: String, at time: Double) throws(AgentError) {
+        var ids: [String: String] = [:]
+        if let docker {
+            for reference in references {
+                if let answer = try? ChildProcess.run(docker, ["image", "inspect", "--format", "{{.Id}}", reference], environment: environment, timeout: 30),
+                    answer.status == 0
+                {
+                    ids[reference] = answer.output.trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+            }
+        }
+        try withLedger { (ledger: inout Ledger) throws(AgentError) in
+            for reference in references {
+                let (name, tag) = Self.split(reference)
+                var entries = ledger.images[name] ?? []
+                entries.removeAll { $0.tag == tag }
+                entries.append(Entry(tag: tag, id: ids[reference], commit: commit, at: time))
+                ledger.images[name] = entries
+            }
+        }
+    }
+
+    /// Removes, per image, the recorded tags beyond the newest `keep` that no container
+    /// (running or stopped) uses; with `dryRun`, only says what it would remove. Returns one
+    /// line per tag removed or kept back.
+    public func prune(keep: Int, dryRun: Bool = false) throws(AgentError) -> [String] {
+        guard let docker else { throw AgentError("docker is not on PATH, so no image was removed") }
+        // The images containers use, running or not.
+        var used: Set<String> = []
+        let containers = try ChildProcess.run(docker, ["ps", "--all", "--quiet", "--no-trunc"], environment: environment, timeout: 30)
+        guard containers.status == 0 else {
+            throw AgentError("docker ps failed: \(containers.output.split(separator: "\n").last ?? ""); no image was removed")
+        }
+        let ids = containers.output.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        if !ids.isEmpty {
+            let inspected = try ChildProcess.run(docker, ["inspect", "--format", "{{.Image}}"] + ids, environment: environment, timeout: 30)
+            used = Set(inspected.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        return try withLedger { (ledger: inout Ledger) throws(AgentError) -> [String] in
+            var lines: [String] = []
+            for name in ledger.images.keys.sorted() {
+                let entries = (ledger.images[name] ?? []).sorted { $0.at < $1.at }
+                guard entries.count > keep else { continue }
+                var remaining = Array(entries.suffix(keep))
+                for entry in entries.dropLast(keep) {
+                    let reference = "\(name):\(entry.tag)"
+                    let inspect = try ChildProcess.run(docker, ["image", "inspect", "--format", "{{.Id}}", reference], environment: environment, timeout: 30)
+                    guard inspect.status == 0 else { continue }  // already gone: forget it
+                    let id = inspect.output.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if let recorded = entry.id, recorded != id {
+                        lines.append("\(reference): kept (it names another image than slipway built; forgotten)")
+                        continue
+                    }
+                    if used.contains(id) {
+                        lines.append("\(reference): kept (a container uses it)")
+                        remaining.insert(entry, at: 0)
+                        continue
+                    }
+                    if dryRun {
+                        lines.append("\(reference): would be removed")
+                        remaining.insert(entry, at: 0)
+                        continue
+                    }
+                    let removed = try ChildProcess.run(docker, ["image", "rm", reference], environment: environment, timeout: 60)
+                    if removed.status == 0 {
+                        lines.append("\(reference): removed (commit \(entry.commit.prefix(7)))")
+                    } else {
+                        lines.append("\(reference): kept (docker image rm: \(removed.output.split(separator: "\n").last ?? ""))")
+                        remaining.insert(entry, at: 0)
+                    }
+                }
+                ledger.images[name] = remaining.isEmpty ? nil : remaining.sorted { $0.at < $1.at }
+            }
+            return lines
+        }
+    }
+}

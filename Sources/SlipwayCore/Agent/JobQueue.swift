@@ -1,0 +1,144 @@
+/// The agent's jobs, rebuilt from the journal: every change is a `JournalRecord` that is
+/// written to the journal first and then applied here, so replaying the journal after a crash
+/// gives exactly the state the agent had.
+///
+/// Coalescing: when a job is queued, older queued jobs with the same key (pipeline and
+/// branch) are superseded by it; a running job is never interrupted, and a resumed job (one
+/// that was running when the agent died) is never superseded, so it completes exactly once.
+public struct JobQueue: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var job: AgentJob
+        public var state: JobState
+        public var resumed: Bool
+        public var acceptedAt: Double
+    }
+
+    public private(set) var entries: [Int: Entry] = [:]
+    public private(set) var nextID = 1
+
+    public init() {}
+
+    public init(replaying records: [JournalRecord]) {
+        for record in records { apply(record) }
+    }
+
+    // MARK: Applying records
+
+    public mutating func apply(_ record: JournalRecord) {
+        switch record.kind {
+        case .accepted:
+            guard let job = record.job else { return }
+            entries[job.id] = Entry(
+                job: job, state: job.push == nil ? .queued : .awaitingPush, resumed: record.resumed ?? false,
+                acceptedAt: record.at)
+            nextID = max(nextID, job.id + 1)
+        case .confirmed:
+            if let id = record.id, entries[id]?.state == .awaitingPush { entries[id]?.state = .queued }
+        case .requeued:
+            if let id = record.id, entries[id] != nil {
+                entries[id]?.state = .queued
+                entries[id]?.resumed = true
+            }
+        case .started:
+            if let id = record.id, entries[id] != nil {
+                entries[id]?.state = .running(pid: record.pid ?? 0, start: record.start, since: record.at)
+            }
+        case .finished:
+            if let id = record.id, let result = record.result, entries[id] != nil { entries[id]?.state = .finished(result) }
+        case .superseded:
+            if let id = record.id, let by = record.by, entries[id] != nil { entries[id]?.state = .superseded(by: by) }
+        case .dropped:
+            if let id = record.id, entries[id] != nil { entries[id]?.state = .dropped(reason: record.reason ?? "") }
+        case .agentStarted:
+            break
+        }
+    }
+
+    // MARK: Decisions (records to write, nothing changed yet)
+
+    /// The records that accept `job` (its id assigned) and supersede what it replaces.
+    public func accept(_ job: AgentJob, at time: Double) -> [JournalRecord] {
+        var job = job
+        job.id = nextID
+        var records = [JournalRecord(.accepted, at: time, id: job.id, job: job)]
+        if job.push == nil { records += superseding(by: job, at: time) }
+        return records
+    }
+
+    /// The records that confirm push job `id` and supersede older queued pushes of its branch.
+    public func confirm(_ id: Int, at time: Double) -> [JournalRecord] {
+        guard let entry = entries[id], entry.state == .awaitingPush else { return [] }
+        return [JournalRecord(.confirmed, at: time, id: id)] + superseding(by: entry.job, at: time)
+    }
+
+    private func superseding(by job: AgentJob, at time: Double) -> [JournalRecord] {
+        entries.values
+            .filter { $0.state == .queued && !$0.resumed && $0.job.id < job.id && $0.job.coalescingKey == job.coalescingKey }
+            .sorted { $0.job.id < $1.job.id }
+            .map { JournalRecord(.superseded, at: time, id: $0.job.id, by: job.id) }
+    }
+
+    /// A job with the same source was accepted already (an inbox file read before a crash).
+    public func hasSource(_ source: String) -> Bool {
+        entries.values.contains { $0.job.source == source }
+    }
+
+    // MARK: Questions
+
+    /// The job to run next: gate jobs first (a `git push` waits), then resumed ones, then the
+    /// oldest queued.
+    public var next: AgentJob? {
+        let queued = entries.values.filter { $0.state == .queued }
+        return queued.min { a, b in
+            let ra = (a.job.pipeline == "gate" ? 0 : a.resumed ? 1 : 2, a.job.id)
+            let rb = (b.job.pipeline == "gate" ? 0 : b.resumed ? 1 : 2, b.job.id)
+            return ra < rb
+        }?.job
+    }
+
+    public var running: [Entry] {
+        entries.values.filter { if case .running = $0.state { true } else { false } }.sorted { $0.job.id < $1.job.id }
+    }
+
+    public var queued: [Entry] {
+        entries.values.filter { $0.state == .queued }.sorted { $0.job.id < $1.job.id }
+    }
+
+    public var awaiting: [Entry] {
+        entries.values.filter { $0.state == .awaitingPush }.sorted { $0.job.id < $1.job.id }
+    }
+
+    /// The newest finished job per pipeline.
+    public var lastResults: [String: (job: AgentJob, result: JobResult)] {
+        var out: [String: (job: AgentJob, result: JobResult)] = [:]
+        for entry in entries.values.sorted(by: { $0.job.id < $1.job.id }) {
+            if case .finished(let result) = entry.state { out[entry.job.pipeline] = (entry.job, result) }
+        }
+        return out
+    }
+
+    /// The records that reproduce this state with only the open jobs and the newest `keep`
+    /// closed ones (for rewriting the journal).
+    public func compacted(keep: Int = 200) -> [JournalRecord] {
+        let sorted = entries.values.sorted { $0.job.id < $1.job.id }
+        let closed = sorted.filter { !$0.state.isOpen }.suffix(keep).map(\.job.id)
+        let kept = Set(closed).union(sorted.filter { $0.state.isOpen }.map(\.job.id))
+        var records: [JournalRecord] = []
+        for entry in sorted where kept.contains(entry.job.id) {
+            let id = entry.job.id
+            var accepted = JournalRecord(.accepted, at: entry.acceptedAt, id: id, job: entry.job)
+            if entry.resumed { accepted.resumed = true }
+            records.append(accepted)
+            switch entry.state {
+            case .awaitingPush: break
+            case .queued: if entry.job.push != nil { records.append(JournalRecord(.confirmed, at: entry.acceptedAt, id: id)) }
+            case .running(let pid, let start, let since):
+                records.append(JournalRecord(.started, at: since, id: id, pid: pid, start: start))
+            case .finished(let result): records.append(JournalRecord(.finished, at: result.finishedAt, id: id, result: result))
+            case .superseded(let by): records.append(JournalRecord(.superseded, at: entry.acceptedAt, id: id, by: by))
+            case .dropped(let reason): records.append(JournalRecord(.dropped, at: entry.acceptedAt, id: id, reason: reason))
+            }
+        }
+        return records
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import SlipwayTestSupport
+import Testing
+
+@testable import SlipwayCore
+
+/// The agent's queue, journal and inbox format as values and files (the running agent is
+/// tested end to end in SlipwayCLITests/AgentIntegrationTests).
+struct AgentQueueTests {
+    static func job(_ pipeline: String = "commit", branch: String? = "main", commit: Int, push: Bool = false) -> AgentJob {
+        AgentJob(
+            pipeline: pipeline, ref: branch.map { "refs/heads/" + $0 } ?? "HEAD",
+            commit: String(repeating: String(commit % 10), count: 40), worktree: "/w", acceptedAt: 0,
+            source: "commit.\(commit)",
+            push: push ? AgentJob.PushTarget(remote: "origin", url: "/r.git", remoteRef: "refs/heads/\(branch ?? "x")", gitPID: 1, gitStart: nil) : nil)
+    }
+
+    /// Accepts through records, as the agent does, and returns the records written.
+    @discardableResult
+    static func accept(_ job: AgentJob, into queue: inout JobQueue, journal: inout [JournalRecord]) -> Int {
+        let records = queue.accept(job, at: 1)
+        for r in records { queue.apply(r) }
+        journal += records
+        return records[0].id!
+    }
+
+    @Test func tenQuickCommitsCoalesceIntoTheNewestWhileOneRuns() {
+        var queue = JobQueue()
+        var journal: [JournalRecord] = []
+        let first = Self.accept(Self.job(commit: 0), into: &queue, journal: &journal)
+        // The first starts running before the burst.
+        let started = JournalRecord(.started, id: first, pid: 42)
+        queue.apply(started)
+        journal.append(started)
+        var ids: [Int] = []
+        for n in 1...9 { ids.append(Self.accept(Self.job(commit: n), into: &queue, journal: &journal)) }
+        #expect(queue.next?.id == ids.last)
+        #expect(queue.queued.map(\.job.id) == [ids.last!])
+        for id in ids.dropLast() { #expect(queue.entries[id]?.state == .superseded(by: ids[ids.firstIndex(of: id)! + 1])) }
+        if case .running = queue.entries[first]!.state {} else { Issue.record("the running job must not be superseded") }
+        // Replaying the journal gives the same state.
+        let replayed = JobQueue(replaying: journal)
+        #expect(replayed.entries == queue.entries)
+        #expect(replayed.nextID == queue.nextID)
+    }
+
+    @Test func otherBranchesAndPipelinesDoNotCancelEachOther() {
+        var queue = JobQueue()
+        var journal: [JournalRecord] = []
+        let a = Self.accept(Self.job(branch: "main", commit: 1), into: &queue, journal: &journal)
+        let b = Self.accept(Self.job(branch: "feature", commit: 2), into: &queue, journal: &journal)
+        let c = Self.accept(Self.job("push", branch: "main", commit: 3, push: true), into: &queue, journal: &journal)
+        let d = Self.accept(Self.job(branch: nil, commit: 4), into: &queue, journal: &journal)
+        #expect(queue.queued.map(\.job.id) == [a, b, d])
+        #expect(queue.awaiting.map(\.job.id) == [c])
+        // Gate jobs never coalesce and run first.
+        let g1 = Self.accept(Self.job("gate", commit: 5), into: &queue, journal: &journal)
+        let g2 = Self.accept(Self.job("gate", commit: 6), into: &queue, journal: &journal)
+        #expect(queue.queued.map(\.job.id) == [a, b, d, g1, g2])
+        #expect(queue.next?.id == g1)
+    }
+
+    @Test func aConfirmedPushSupersedesAnOlderQueuedPushOfItsBranch() {
+        var queue = JobQueue()
+        var journal: [JournalRecord] = []
+        let p1 = Self.accept(Self.job("push", commit: 1, push: true), into: &queue, journal: &journal)
+        for r in queue.confirm(p1, at: 2) { queue.apply(r) }
+        let p2 = Self.accept(Self.job("push", commit: 2, push: true), into: &queue, journal: &journal)
+        #expect(queue.entries[p1]?.state == .queued, "an unconfirmed push replaces nothing")
+        let confirm = queue.confirm(p2, at: 3)
+        #expect(confirm.map(\.kind) == [.confirmed, .superseded])
+        for r in confirm { queue.apply(r) }
+        #expect(queue.entries[p1]?.state == .superseded(by: p2))
+        #expect(queue.queue(after: confirm) == [p2])
+    }
+
+    @Test func anInterruptedJobIsRequeuedOnceAndNeverSuperseded() {
+        var queue = JobQueue()
+        var journal: [JournalRecord] = []
+        let a = Self.accept(Self.job(commit: 1), into: &queue, journal: &journal)
+        journal.append(JournalRecord(.started, id: a, pid: 99))
+        // The agent dies; a new one replays and requeues the running job.
+        var next = JobQueue(replaying: journal)
+        #expect(next.running.map(\.job.id) == [a])
+        next.apply(JournalRecord(.requeued, id: a))
+        journal.append(JournalRecord(.requeued, id: a))
+        // A newer commit of the same branch does not supersede the resumed job.
+        let b = Self.accept(Self.job(commit: 2), into: &next, journal: &journal)
+        #expect(next.queued.map(\.job.id) == [a, b])
+        #expect(next.next?.id == a)
+        // After it finishes, nothing runs it again.
+        let done = JournalRecord(.finished, id: a, result: JobResult(ok: true, status: 0, message: "ok", tags: [], startedAt: 0, finishedAt: 1))
+        next.apply(done)
+        journal.append(done)
+        let last = JobQueue(replaying: journal)
+        #expect(last.next?.id == b)
+        #expect(last.running.isEmpty)
+    }
+
+    @Test func compactionKeepsOpenJobsAndTheNewestClosedOnes() {
+        var queue = JobQueue()
+        var journal: [JournalRecord] = []
+        for n in 0..<30 {
+            let id = Self.accept(Self.job(branch: "b\(n)", commit: n), into: &queue, journal: &journal)
+            if n < 25 {
+                let r = JournalRecord(.finished, id: id, result: JobResult(ok: n % 2 == 0, status: 0, message: "m\(n)", tags: [], startedAt: 0, finishedAt: Double(n)))
+                queue.apply(r)
+            }
+        }
+        let compacted = JobQueue(replaying: queue.compacted(keep: 5))
+        #expect(compacted.queued.map(\.job.id) == queue.queued.map(\.job.id))
+        #expect(compacted.entries.count == 10)
+        #expect(compacted.nextID == queue.nextID)
+        #expect(compacted.lastResults["commit"]?.job.id == 25)
+    }
+
+    @Test func theJournalSurvivesATornLastLine() throws {
+        try withTemporaryDirectory { dir in
+            let journal = Journal(path: dir + "/journal.jsonl")
+            let job = Self.job(commit: 1)
+            try journal.append([JournalRecord(.accepted, id: 1, job: AgentJob(id: 1, pipeline: "commit", ref: job.ref, commit: job.commit, worktree: "/w", acceptedAt: 0, source: "s"))])
+            // A crash in the middle of a write.
+            let fd = open(journal.path, O_WRONLY | O_APPEND)
+            _ = "{\"kind\":\"finished\",\"id\":1,\"res".withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+            #expect(journal.read().count == 1)
+            try journal.append([JournalRecord(.superseded, id: 1, by: 2)])
+            let records = journal.read()
+            #expect(records.map(\.kind) == [.accepted, .superseded])
+            #expect(JobQueue(replaying: records).entries[1]?.state == .superseded(by: 2))
+        }
+    }
+
+    @Test func inboxLinesParseAndRejectWhatIsMalformed() {
+        let oid = String(repeating: "a", count: 40)
+        let text = [
+            "v1\tcommit\t\(oid)\trefs/heads/$(touch x)\t/work/a b",
+            "v1\tprepush\t123\torigin\t/srv/r.git\trefs/heads/main\t\(oid)\trefs/heads/main\t\(String(repeating: "0", count: 40))\t/w",
+            "v1\ttracking\t\(String(repeating: "0", count: 40))\t\(oid)\trefs/remotes/origin/main\t/w",
+            "v1\tcheckout\t\(oid)\t1\t/w",
+            "v1\trefresh\tpost-merge\t/w",
+            "v1\tcommit\tnot-an-oid\tHEAD\t/w",
+            "v2\tsomething",
+        ].joined(separator: "\n") + "\n"
+        let (events, errors) = InboxEvent.parse(text)
+        #expect(events.count == 5)
+        #expect(events.first == .commit(commit: oid, ref: "refs/heads/$(touch x)", worktree: "/work/a b"))
+        #expect(errors.count == 2)
+    }
+
+    @Test func failureLinesAreFoundAndEscapesDropped() {
+        #expect(AgentDaemon.plain("\u{1b}[31merror\u{1b}[0m: boom") == "error: boom")
+        #expect(AgentDaemon.plain("50%\r100%") == "100%")
+        #expect(AgentDaemon.errorLine(["step 1", "devspace.yaml:3:5: images.app: does not exist", "pipeline commit failed (exit status 1)"])
+            == "devspace.yaml:3:5: images.app: does not exist")
+        #expect(AgentDaemon.errorLine(["just output"]) == "just output")
+        #expect(ImageRetention.split("127.0.0.1:5000/team/app:v1-2-gabc").name == "127.0.0.1:5000/team/app")
+        #expect(ImageRetention.split("127.0.0.1:5000/app").tag == "latest")
+    }
+}
+
+extension JobQueue {
+    fileprivate func queue(after _: [JournalRecord]) -> [Int] { queued.map(\.job.id) }
+}

@@ -318,9 +318,15 @@ struct StatusCommand: AsyncParsableCommand {
     static func show(_ paths: AgentPaths, json: Bool) throws {
         var status: AgentStatus
         var running = false
-        if let client = try Agent.agentClient(paths), let answer = try? client.call(AgentRequest(op: "status")).status {
-            status = answer
-            running = true
+        if let client = try Agent.agentClient(paths) {
+            do {
+                guard let answer = try client.call(AgentRequest(op: "status")).status else { throw AgentError("the agent sent no status") }
+                status = answer
+                running = true
+            } catch {
+                Terminal.error("slipway: \(error.message)")
+                throw ExitCode.failure
+            }
         } else {
             // The journal says what the agent last knew.
             status = AgentStatus(

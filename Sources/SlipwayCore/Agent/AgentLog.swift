@@ -36,6 +36,7 @@ final class AgentLog: @unchecked Sendable {
         guard !lines.isEmpty else { return }
         lock.lock()
         defer { lock.unlock() }
+        if fd < 0 { reopen() }  // the state directory may not have existed at first
         let text = lines.joined(separator: "\n") + "\n"
         let bytes = Array(text.utf8)
         if size + bytes.count > Self.limit {

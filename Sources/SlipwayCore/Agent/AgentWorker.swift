@@ -13,11 +13,10 @@ extension AgentDaemon {
             }
             cond.unlock()
             let (result, interrupted) = execute(job)
+            if interrupted { return }
+            // The notice exists before anyone can learn that the job failed.
+            if !result.ok && job.pipeline != "gate" { noteFailure(job, result) }
             cond.lock()
-            if interrupted {
-                cond.unlock()
-                return
-            }
             do {
                 try commit([JournalRecord(.finished, at: result.finishedAt, id: job.id, result: result)])
             } catch {
@@ -30,7 +29,6 @@ extension AgentDaemon {
                 if job.pipeline == "commit" { retain(job, result) }
             } else {
                 log.write("job \(job.id) failed after \(took) s: \(result.message)")
-                if job.pipeline != "gate" { noteFailure(job, result) }
             }
         }
     }
@@ -38,7 +36,11 @@ extension AgentDaemon {
     /// Leaves one line for the next hook to print (`failed/<id>`).
     func noteFailure(_ job: AgentJob, _ result: JobResult) {
         let line = "job \(job.id) (\(job.summary)) failed: \(result.message)\n"
-        _ = AtomicFile.write(Array(line.utf8), to: "\(paths.failed)/\(job.id)", mode: 0o600)
+        // Written under a hidden name and renamed: the hooks' `failed/*` never sees half a file.
+        let hidden = "\(paths.failed)/.\(job.id).tmp"
+        if case .success = AtomicFile.write(Array(line.utf8), to: hidden, mode: 0o600) {
+            rename(hidden, "\(paths.failed)/\(job.id)")
+        }
     }
 
     /// Runs `job`; `interrupted` when the agent was stopped meanwhile (the job stays running

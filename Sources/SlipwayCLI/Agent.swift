@@ -324,7 +324,7 @@ struct StatusCommand: AsyncParsableCommand {
                 status = answer
                 running = true
             } catch {
-                Terminal.error("slipway: \(error.message)")
+                Terminal.error("slipway: \((error as? AgentError)?.message ?? "\(error)")")
                 throw ExitCode.failure
             }
         } else {

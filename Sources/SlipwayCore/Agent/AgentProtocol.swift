@@ -191,7 +191,12 @@ public final class AgentClient {
             }
             return true
         }
-        guard ok else { throw AgentError("the agent closed the connection: \(String(cString: strerror(errno)))") }
+        guard ok else {
+            let reason = String(cString: strerror(errno))
+            // The agent may have said why before it hung up (a refused user).
+            if let answer = try? receive(), let error = answer.error { throw AgentError(error) }
+            throw AgentError("the agent closed the connection: \(reason)")
+        }
     }
 
     /// The next response; nil when the agent hung up.

@@ -25,11 +25,16 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         /// libinotifytools: file watching for the agent and dev mode.
         .systemLibrary(name: "CInotifyTools", providers: [.apt(["libinotifytools0-dev"])]),
+        /// The git hook script (`hooks/slipway-hook`), embedded in the binary as `HookScript.text`.
+        .target(
+            name: "SlipwayHookScript", path: "hooks", resources: [.embedInCode("slipway-hook")],
+            swiftSettings: strict
+        ),
         /// The engine: config, git, build, deploy. Never prints, never exits.
         .target(
             name: "SlipwayCore",
             dependencies: [
-                "CGit2", "CYAML", "CInotifyTools",
+                "CGit2", "CYAML", "CInotifyTools", "SlipwayHookScript",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

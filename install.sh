@@ -35,7 +35,8 @@ Options:
   --no-engine      do not start a Docker engine
   --uninstall      remove the binary from PREFIX/bin and stop a dockerd that install.sh
                    started; Debian packages are left installed
-  --hooks          git hooks: not in this version (accepted, prints a note)
+  --hooks          also install slipway's git hooks into the repository of the current
+                   directory (slipway hooks install; with --uninstall: slipway hooks uninstall)
   -h, --help       show this help
 
 Environment:
@@ -666,16 +667,31 @@ uninstall() {
 
 # ---------------------------------------------------------------------------------------
 
-if ((HOOKS)); then
-    say "note: git hooks come in a later version of slipway; --hooks does nothing yet"
-    done_step "git hooks: not available in this version"
-fi
+# --hooks: the repository of the directory install.sh was started from (docs/hooks.md).
+install_hooks() {
+    say "running: slipway hooks install (in $ORIGINAL_PWD)"
+    (cd "$ORIGINAL_PWD" && "$PREFIX/bin/slipway" hooks install) ||
+        die "slipway hooks install failed in $ORIGINAL_PWD" "run install.sh --hooks from inside the project's repository"
+    done_step "git hooks: installed in the repository of $ORIGINAL_PWD (slipway hooks status shows them)"
+}
+
+uninstall_hooks() {
+    if [[ ! -x $PREFIX/bin/slipway ]]; then
+        done_step "git hooks: $PREFIX/bin/slipway is not installed, so the hooks were left alone"
+        return
+    fi
+    (cd "$ORIGINAL_PWD" && "$PREFIX/bin/slipway" hooks uninstall) ||
+        die "slipway hooks uninstall failed in $ORIGINAL_PWD"
+    done_step "git hooks: removed from the repository of $ORIGINAL_PWD"
+}
 
 case $MODE in
     uninstall)
+        if ((HOOKS)); then uninstall_hooks; fi
         uninstall
         ;;
     deps)
+        if ((HOOKS)); then done_step "git hooks: --deps-only builds no binary, so --hooks did nothing"; fi
         ensure_packages
         engine_and_image
         ;;
@@ -684,6 +700,7 @@ case $MODE in
         ensure_packages
         build_slipway
         install_binary
+        if ((HOOKS)); then install_hooks; fi
         engine_and_image
         run_example
         deploy_example

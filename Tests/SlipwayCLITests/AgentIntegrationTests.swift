@@ -11,9 +11,9 @@ struct AgentProject {
     let env: [String: String]
 
     /// `sleep`: seconds the image's build sleeps (a build long enough to interrupt).
-    init(dir: String, sleep: Int = 0, extraConfig: String = "") throws {
+    init(dir: String, sleep: Int = 0, extraConfig: String = "", image: String? = nil) throws {
         self.dir = dir
-        repo = uniqueTestRepository()
+        repo = image ?? uniqueTestRepository()
         env = ["KUBECONFIG": dir + "/no-kubeconfig", "SLIPWAY": "1", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"]
         try FileManager.default.createDirectory(atPath: dir + "/app", withIntermediateDirectories: true)
         try write("app/Dockerfile", "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n" + (sleep > 0 ? "RUN sleep \(sleep)\n" : ""))

@@ -91,6 +91,25 @@ struct AgentHookIntegrationTests {
         }
     }
 
+    @Test func theNextHookReportsAFailedJobOnce() throws {
+        try withTemporaryDirectory { dir in
+            let (p, _) = try Self.project(dir)
+            defer { p.cleanUp() }
+            try p.write("app/Dockerfile", "FROM slipway/busybox\nRUN echo breaks && false\n")
+            let broken = try p.commit("broken")
+            // The hook hands the commit over asynchronously: wait for the job's end itself.
+            #expect(try Self.eventually { p.journal().contains { $0.kind == .finished && $0.id == 1 } }, "log:\n\(p.log())")
+            try p.write("app/Dockerfile", "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n")
+            let next = try p.git(["commit", "-qam", "fixed"])
+            #expect(next.stderr.contains("slipway: job 1 (commit pipeline at \(broken.prefix(7)) on main) failed: "), "\(next.stderr)")
+            #expect(next.stderr.contains("slipway agent logs"))
+            _ = try p.waitIdle()
+            let quiet = try p.commit("quiet")
+            #expect(!quiet.isEmpty)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: p.state + "/failed").isEmpty)
+        }
+    }
+
     @Test func aPushBuildsPushesTheBranchTagsAndDeploysTheBranch() throws {
         let registry = try TestRegistry()
         defer { registry.stop() }

@@ -71,7 +71,9 @@ struct AgentProject {
     func waitIdle(_ seconds: Double = 180) throws -> AgentStatus? {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            if let s = try status(), s.running.isEmpty, s.queued.isEmpty, s.awaitingPush.isEmpty { return s }
+            // Idle means also that no hook's file waits in the inbox.
+            let inbox = (try? FileManager.default.contentsOfDirectory(atPath: state + "/inbox")) ?? []
+            if inbox.isEmpty, let s = try status(), s.running.isEmpty, s.queued.isEmpty, s.awaitingPush.isEmpty { return s }
             usleep(200_000)
         }
         Issue.record("the agent was still busy after \(seconds) s")
@@ -186,6 +188,28 @@ struct AgentIntegrationTests {
             #expect(records.filter { $0.kind == .requeued }.count == 1)
             #expect(records.filter { $0.kind == .accepted }.count == 1)
             #expect(p.log().contains("was interrupted when the agent stopped: running it again"))
+        }
+    }
+
+    @Test func logsFollowStreamsTheJobsOutputAsItHappens() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir)
+            defer { p.cleanUp() }
+            #expect(try p.slipway(["agent", "start"]).status == 0)
+            let paths = AgentPaths(commonDir: dir + "/.git")
+            let client = try #require(try AgentClient(paths: paths))
+            client.setTimeout(60)
+            try client.send(AgentRequest(op: "follow", lines: 0))
+            _ = try p.commit("followed")
+            #expect(try p.slipway(["agent", "submit", "commit"]).status == 0)
+            var seen: [String] = []
+            while let response = try client.receive(), let line = response.line {
+                seen.append(line)
+                if line.contains("job 1 finished") { break }
+            }
+            #expect(seen.contains { $0.contains("job 1 accepted: commit pipeline at") })
+            #expect(seen.contains { $0.contains("job 1: ") }, "the pipeline's own output is streamed")
+            #expect(seen.last?.contains("job 1 finished") == true)
         }
     }
 

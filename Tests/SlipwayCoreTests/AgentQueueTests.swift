@@ -131,6 +131,24 @@ struct AgentQueueTests {
         }
     }
 
+    @Test func theLogRotatesAtItsLimitAndKeepsTwoOldFiles() throws {
+        try withTemporaryDirectory { dir in
+            let log = AgentLog(path: dir + "/agent.log", echo: false)
+            let line = String(repeating: "x", count: 1000)
+            for n in 0..<(3 * AgentLog.limit / 1000 + 50) { log.write("\(n) \(line)") }
+            var sizes: [Int] = []
+            for name in ["agent.log", "agent.log.1", "agent.log.2"] {
+                var st = stat()
+                #expect(stat(dir + "/" + name, &st) == 0, "\(name) exists")
+                sizes.append(Int(st.st_size))
+            }
+            #expect(sizes.allSatisfy { $0 <= AgentLog.limit })
+            #expect(!FileManager.default.fileExists(atPath: dir + "/agent.log.3"))
+            let newest = try String(contentsOfFile: dir + "/agent.log", encoding: .utf8)
+            #expect(newest.contains(" \(3 * AgentLog.limit / 1000 + 49) x"))
+        }
+    }
+
     @Test func inboxLinesParseAndRejectWhatIsMalformed() {
         let oid = String(repeating: "a", count: 40)
         let text = [

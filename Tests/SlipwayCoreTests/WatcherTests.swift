@@ -180,3 +180,154 @@ struct WatcherTests {
         }
     }
 }
+
+// MARK: - DigestWarmer and the build's use of its snapshot
+
+private func loadProject(_ dir: String, contexts: [String] = ["app"]) async throws -> LoadedConfig {
+    var yaml = "version: v2beta1\nname: warm\nimages:\n"
+    for context in contexts {
+        yaml += "  \(context):\n    image: example.com/\(context)\n    dockerfile: ./\(context)/Dockerfile\n    context: ./\(context)\n"
+    }
+    try write(dir + "/devspace.yaml", yaml)
+    return try await ConfigLoader.load(
+        LoadOptions(workingDirectory: dir, environment: ["HOME": dir, "PATH": "/usr/bin:/bin"]))
+}
+
+private func makeContext(_ dir: String, files: Int = 5) throws {
+    try mkdirs(dir + "/src/deep")
+    try write(dir + "/Dockerfile", "FROM scratch\nCOPY . /\n")
+    try write(dir + "/.dockerignore", "*.log\n")
+    for index in 0..<files { try write(dir + "/src/deep/f\(index).txt", "content \(index)\n") }
+}
+
+/// The digest a build computes for `plan`, walking (no warm snapshot) or with `warm`.
+private func buildDigest(_ loaded: LoadedConfig, warm: WarmSnapshot? = nil) throws -> (digest: String, warmHits: Int) {
+    let plan = try BuildPlanner.plan(loaded, options: BuildOptions())[0]
+    var cache = ContextCache(configDirectory: loaded.directory, warm: warm)
+    let digest = try cache.digest(plan: plan, displayPath: loaded.displayPath)
+    return (digest, cache.warmHits)
+}
+
+extension WatcherTests {
+    @Test func theWarmDigestIsTheBuildsDigestAndSkipsTheWalk() async throws {
+        try await withTemporaryDirectory { dir in
+            try makeContext(dir + "/app")
+            let loaded = try await loadProject(dir)
+            let warmer = DigestWarmer(loaded: loaded, quietPeriodMilliseconds: 50)
+            try warmer.start()
+            defer { warmer.stop() }
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            let snapshot = warmer.snapshot()
+            #expect(snapshot.entries.count == 1)
+            let plan = try BuildPlanner.plan(loaded, options: BuildOptions())[0]
+            let index = ContextCache(configDirectory: loaded.directory).indexPath(for: plan.contextPath)
+            let saved = try #require(IndexIdentity.of(index))
+            #expect(snapshot.entries.first?.index == saved)
+
+            // Through the file and the environment variable, as the agent hands it over.
+            let file = dir + "/warm.json"
+            try snapshot.write(to: file)
+            let handed = try #require(WarmSnapshot.fromEnvironment([WarmSnapshot.environmentVariable: file]))
+            #expect(handed == snapshot)
+
+            let warm = try buildDigest(loaded, warm: handed)
+            #expect(warm.warmHits == 1)
+            let cold = try buildDigest(loaded)
+            #expect(cold.warmHits == 0)
+            #expect(warm.digest == cold.digest)
+            // The warm build did not touch the index the warmer saved.
+            #expect(IndexIdentity.of(index) == saved)
+            // Another config directory's snapshot is not used.
+            var foreign = handed
+            foreign.configDirectory = dir + "/elsewhere"
+            #expect(try buildDigest(loaded, warm: foreign).warmHits == 0)
+        }
+    }
+
+    @Test func anEditBeforeTheSnapshotMeansWalkingUntilItIsDigestedAgain() async throws {
+        try await withTemporaryDirectory { dir in
+            try makeContext(dir + "/app")
+            let loaded = try await loadProject(dir)
+            let warmer = DigestWarmer(loaded: loaded, quietPeriodMilliseconds: 50)
+            try warmer.start()
+            defer { warmer.stop() }
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            let before = warmer.snapshot()
+            #expect(before.entries.count == 1)
+
+            try write(dir + "/app/src/deep/f1.txt", "edited\n")
+            let after = warmer.snapshot()
+            #expect(after.entries.isEmpty)  // changed since its digest: the build walks
+            let walked = try buildDigest(loaded, warm: after)
+            #expect(walked.warmHits == 0)
+            #expect(walked.digest != before.entries.first?.digest)
+
+            // Once the change settled it is warm again, with the new content's digest.
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            let again = warmer.snapshot()
+            #expect(again.entries.first?.digest == walked.digest)
+            #expect(try buildDigest(loaded, warm: again) == (walked.digest, 1))
+            // The old snapshot no longer matches: the index it saw was replaced.
+            #expect(try buildDigest(loaded, warm: before).warmHits == 0)
+
+            // An ignored file changes nothing; a mode change does.
+            try write(dir + "/app/debug.log", "noise\n")
+            #expect(warmer.snapshot().entries.count == 1)
+            chmod(dir + "/app/src/deep/f2.txt", 0o755)
+            #expect(warmer.snapshot().entries.isEmpty)
+        }
+    }
+
+    @Test func aReplacedIndexOrAnOverflowMeansWalking() async throws {
+        try await withTemporaryDirectory { dir in
+            try makeContext(dir + "/app")
+            let loaded = try await loadProject(dir)
+            let warmer = DigestWarmer(loaded: loaded, quietPeriodMilliseconds: 50)
+            try warmer.start()
+            defer { warmer.stop() }
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            let snapshot = warmer.snapshot()
+            #expect(snapshot.entries.count == 1)
+
+            // Another process rewrote the stat index (same bytes, new file).
+            let plan = try BuildPlanner.plan(loaded, options: BuildOptions())[0]
+            let index = ContextCache(configDirectory: loaded.directory).indexPath(for: plan.contextPath)
+            try FileManager.default.copyItem(atPath: index, toPath: index + ".copy")
+            #expect(rename(index + ".copy", index) == 0)
+            let walked = try buildDigest(loaded, warm: snapshot)
+            #expect(walked.warmHits == 0)
+            #expect(walked.digest == snapshot.entries.first?.digest)
+
+            // Overflow: nothing is handed out until the context is digested again.
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            warmer.simulateOverflow()
+            #expect(warmer.snapshot().entries.isEmpty)
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            let recovered = warmer.snapshot()
+            #expect(recovered.entries.first?.digest == walked.digest)
+        }
+    }
+
+    @Test func aDockerignoreChangeIsFollowed() async throws {
+        try await withTemporaryDirectory { dir in
+            try makeContext(dir + "/app")
+            try mkdirs(dir + "/app/cache/sub")
+            try write(dir + "/app/.dockerignore", "cache\n")
+            let loaded = try await loadProject(dir)
+            let warmer = DigestWarmer(loaded: loaded, quietPeriodMilliseconds: 50)
+            try warmer.start()
+            defer { warmer.stop() }
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            try write(dir + "/app/cache/sub/x", "ignored\n")
+            #expect(warmer.snapshot().entries.count == 1)
+            // No longer ignored: the directory is watched again and its files count.
+            try write(dir + "/app/.dockerignore", "*.log\n")
+            #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
+            let snapshot = warmer.snapshot()
+            #expect(snapshot.entries.first?.ignorePatterns == ["*.log", ".devspace"])
+            #expect(try buildDigest(loaded, warm: snapshot) == (try buildDigest(loaded).digest, 1))
+            try write(dir + "/app/cache/sub/x", "now read\n")
+            #expect(warmer.snapshot().entries.isEmpty)
+        }
+    }
+}

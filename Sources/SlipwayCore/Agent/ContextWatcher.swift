@@ -502,13 +502,16 @@ public final class ContextWatcher: @unchecked Sendable {
             guard let dir = opendir(path) else { continue }
             defer { closedir(dir) }
             while let entry = readdir(dir) {
+                // Files are skipped before their names become strings: only directories matter.
+                let type = entry.pointee.d_type
+                guard type == 4 || type == 0 else { continue }  // DT_DIR, DT_UNKNOWN
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                     String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))  // d_name is NUL-terminated
                 }
                 if name == "." || name == ".." { continue }
-                var isDirectory = entry.pointee.d_type == 4  // DT_DIR
+                var isDirectory = type == 4
                 let child = path == "/" ? "/" + name : path + "/" + name
-                if entry.pointee.d_type == 0 {  // DT_UNKNOWN: the filesystem does not say
+                if type == 0 {  // DT_UNKNOWN: the filesystem does not say
                     var info = stat()
                     isDirectory = lstat(child, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
                 }

@@ -428,7 +428,9 @@ public final class DigestWarmer: @unchecked Sendable {
             entry.index = IndexIdentity.of(cache.indexPath(for: entry.context))
             record(index, entry)
         }
-        cache.discardInBackground()
+        // The walk's entries go now (not on a detached thread, as a build lets them go):
+        // nothing waits for the warmer, and it is the agent's peak memory.
+        cache = ContextCache(configDirectory: loaded.directory)
         if !done.isEmpty {
             let milliseconds = Int(Date().timeIntervalSince(started) * 1000)
             notes("digested \(done.count) context\(done.count == 1 ? "" : "s") in \(milliseconds) ms")

@@ -86,6 +86,12 @@ struct WatcherTests {
                 #expect(bumped(watcher) { rename(ctx + "/renamed", dir + "/gone") })
                 #expect(!bumped(watcher) { try write(dir + "/gone/deep/h", "3") })
                 #expect(bumped(watcher) { try FileManager.default.removeItem(atPath: ctx + "/n1") })
+                // Made again under the same name: a new directory, watched again.
+                #expect(bumped(watcher) { try mkdirs(ctx + "/n1/n2") })
+                #expect(bumped(watcher) { try write(ctx + "/n1/n2/again", "4") })
+                #expect(bumped(watcher) { try FileManager.default.removeItem(atPath: ctx + "/n1/n2") })
+                #expect(bumped(watcher) { try mkdirs(ctx + "/n1/n2") })
+                #expect(bumped(watcher) { try write(ctx + "/n1/n2/again", "5") })
                 #expect(watcher.drain()[0].unknown == false)
             }
         }

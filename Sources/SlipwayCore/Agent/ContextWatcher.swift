@@ -62,9 +62,10 @@ public enum WatchError: Error, Sendable, Equatable, CustomStringConvertible {
 /// **Threads.** One reader thread blocks in `inotifytools_next_event(-1)` (no CPU while
 /// nothing happens) and handles each event under the watcher's lock: generations are bumped,
 /// directories that appear are watched before the lock is released. It is the only thread
-/// that calls libinotifytools once ``start()`` returned (the library keeps its buffer and its
-/// watch table in globals and is not thread-safe). Other threads ask for work (``drain()``,
-/// ``setMatcher(_:forRoot:)``) and wait for the reader.
+/// that calls libinotifytools once ``start()`` returned (the library keeps its event buffer
+/// in globals and is not thread-safe); watches are added with `inotify_add_watch` on the
+/// library's descriptor, under the lock (see ``start()`` for why). Other threads ask for
+/// work (``drain()``, ``setMatcher(_:forRoot:)``) and wait for the reader.
 ///
 /// **`drain()` without racing the reader.** inotify has one queue per instance, in the order
 /// the events happened. `drain()` creates a uniquely named entry in a private, watched
@@ -118,6 +119,7 @@ public final class ContextWatcher: @unchecked Sendable {
     private var running = false
     private var stopping = false
     private var sentinelWD: Int32 = -1
+    private var inotifyFD: Int32 = -1
     private var sentinelDirectory = ""
     private var thread: pthread_t?
 
@@ -168,10 +170,22 @@ public final class ContextWatcher: @unchecked Sendable {
         Self.active = true
         Self.processLock.unlock()
 
+        let before = Self.inotifyDescriptors()
         guard inotifytools_initialize() != 0 else {
             let reason = String(cString: strerror(inotifytools_error()))
             release()
             throw .inotifyUnavailable(reason: reason)
+        }
+        // libinotifytools does not export its descriptor, and its path → watch table keeps
+        // the record of a deleted directory, so that a directory made again under the same
+        // name would be looked up with the dead watch. Watches are therefore added with
+        // `inotify_add_watch` on the library's descriptor (the one inotify instance that
+        // appeared with `inotifytools_initialize`); the library reads and buffers the events.
+        let appeared = Self.inotifyDescriptors().subtracting(before)
+        guard appeared.count == 1, let descriptor = appeared.first else {
+            inotifytools_cleanup()
+            release()
+            throw .inotifyUnavailable(reason: "cannot tell libinotifytools' descriptor from \(appeared.count) new inotify instances")
         }
         var template = Array((NSTemporaryDirectory() + "/slipway-watch-XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
@@ -183,6 +197,7 @@ public final class ContextWatcher: @unchecked Sendable {
         let sentinel = String(cString: made)
 
         condition.lock()
+        inotifyFD = descriptor
         sentinelDirectory = sentinel
         if case .success(let wd) = addWatch(sentinel) {
             sentinelWD = wd
@@ -533,12 +548,8 @@ public final class ContextWatcher: @unchecked Sendable {
 
     /// Adds (or finds) the watch of a directory.
     private func addWatch(_ path: String) -> Result<Int32, WatchErrno> {
-        guard inotifytools_watch_file(path, Int32(bitPattern: Self.eventMask)) != 0 else {
-            return .failure(WatchErrno(code: inotifytools_error()))
-        }
-        // libinotifytools records directories with a trailing "/".
-        let wd = inotifytools_wd_from_filename(path.hasSuffix("/") ? path : path + "/")
-        guard wd >= 0 else { return .failure(WatchErrno(code: ENOENT)) }
+        let wd = inotify_add_watch(inotifyFD, path, Self.eventMask)
+        guard wd >= 0 else { return .failure(WatchErrno(code: errno)) }
         if directories[wd] == nil {
             directories[wd] = Watched(path: path)
         } else if directories[wd]?.path != path {
@@ -554,15 +565,34 @@ public final class ContextWatcher: @unchecked Sendable {
         for (wd, directory) in directories where directory.path == path || directory.path.hasPrefix(prefix) {
             // A file root whose directory moved is no longer where it was.
             for (_, files) in directory.files { for root in files { markUnknown(root) } }
-            inotifytools_remove_watch_by_wd(wd)
+            inotify_rm_watch(inotifyFD, wd)
             directories[wd] = nil
         }
     }
 
     private func dropIfUnused(_ wd: Int32) {
         guard let directory = directories[wd], directory.roots.isEmpty, directory.files.isEmpty else { return }
-        inotifytools_remove_watch_by_wd(wd)
+        inotify_rm_watch(inotifyFD, wd)
         directories[wd] = nil
+    }
+
+    /// The inotify instances open in this process (`/proc/self/fd`).
+    static func inotifyDescriptors() -> Set<Int32> {
+        var found = Set<Int32>()
+        guard let dir = opendir("/proc/self/fd") else { return found }
+        defer { closedir(dir) }
+        var target = [CChar](repeating: 0, count: 64)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))  // NUL-terminated
+            }
+            guard let fd = Int32(name) else { continue }
+            let count = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+            guard count > 0 else { continue }
+            target[count] = 0
+            if String(cString: target) == "anon_inode:inotify" { found.insert(fd) }
+        }
+        return found
     }
 
     /// The number of directories watched (for measurements).

@@ -364,6 +364,10 @@ public final class DigestWarmer: @unchecked Sendable {
     /// Digests the contexts in `batch` with the build's code and records their entries.
     private func digest(_ batch: [Int], contexts: [Context], watcher: ContextWatcher) {
         let started = Date()
+        // Contexts over the same directory (other ignore files) share its stat index: walk
+        // them together, as a build does, so that the saved index serves them all.
+        let paths = Set(batch.map { contexts[$0].path })
+        let batch = contexts.indices.filter { paths.contains(contexts[$0].path) }
         // Generations first: anything after this read makes the entries stale.
         let before = watcher.drain()
         var work: [(index: Int, generation: UInt64, matcher: IgnoreMatcher)] = []

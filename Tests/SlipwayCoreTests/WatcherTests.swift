@@ -175,6 +175,38 @@ struct WatcherTests {
         }
     }
 
+    @Test func aRealQueueOverflowMakesEveryRootUnknown() throws {
+        try withTemporaryDirectory { dir in
+            try mkdirs(dir + "/a")
+            try mkdirs(dir + "/b")
+            try write(dir + "/a/x", "x")
+            try write(dir + "/a/y", "y")
+            let limit = Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
+            let notes = Lines()
+            let watcher = ContextWatcher(roots: [.directory(dir + "/a"), .directory(dir + "/b")]) { notes.append($0) }
+            try watcher.start()
+            defer { watcher.stop() }
+            let before = watcher.drain()
+            #expect(before.allSatisfy { !$0.unknown })
+            watcher.holdingReader {
+                // Alternating names: inotify merges an event identical to the last queued one.
+                // The reader buffers a few thousand before it blocks; the rest overflow.
+                for index in 0..<(2 * limit + 8192) {
+                    chmod(dir + (index % 2 == 0 ? "/a/x" : "/a/y"), index % 4 < 2 ? 0o644 : 0o600)
+                }
+            }
+            // The drain's own event may be dropped with the others: the overflow releases it.
+            let drained = watcher.drain()
+            #expect(notes.all.contains { $0.contains("overflowed") })
+            // Nothing happened in b: only the overflow can have moved its generation.
+            #expect(drained[1].generation > before[1].generation)
+            // The next drain watches the roots again: known, at a new generation.
+            let again = watcher.drain()
+            #expect(again.allSatisfy { !$0.unknown })
+        }
+    }
+
     @Test func oneWatcherPerProcess() throws {
         try withTemporaryDirectory { dir in
             try withWatcher([.directory(dir)]) { _ in

@@ -320,6 +320,14 @@ public final class ContextWatcher: @unchecked Sendable {
         changed(touched)
     }
 
+    /// Runs `body` while the reader cannot handle events (for tests: a real overflow needs the
+    /// reader held up while more than `max_queued_events` events are queued).
+    func holdingReader(_ body: () -> Void) {
+        condition.lock()
+        body()
+        condition.unlock()
+    }
+
     /// Wakes the reader with an event in the private directory.
     private func poke() {
         condition.lock()

@@ -468,3 +468,21 @@ extension WatcherTests {
         }
     }
 }
+
+extension WatcherTests {
+    @Test func aRootThatGoesAwayIsWatchedAgainWhenItComesBack() throws {
+        try withTemporaryDirectory { dir in
+            let ctx = dir + "/ctx"
+            try mkdirs(ctx + "/sub")
+            try withWatcher([.directory(ctx)]) { watcher in
+                #expect(!watcher.drain()[0].unknown)
+                try FileManager.default.removeItem(atPath: ctx)
+                #expect(watcher.drain()[0].unknown)
+                #expect(watcher.drain()[0].unknown)  // retried, still missing
+                try mkdirs(ctx + "/sub")  // as a checkout makes it again
+                #expect(!watcher.drain()[0].unknown)
+                #expect(bumped(watcher) { try write(ctx + "/sub/f", "x") })
+            }
+        }
+    }
+}

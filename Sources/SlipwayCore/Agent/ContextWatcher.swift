@@ -375,10 +375,14 @@ public final class ContextWatcher: @unchecked Sendable {
         if mask & UInt32(IN_Q_OVERFLOW) != 0 { return handleOverflow() }
         if wd == sentinelWD {
             if mask & UInt32(IN_CREATE) != 0, name.hasPrefix("s"), let ticket = UInt64(name.dropFirst()) {
-                for root in needsRewatch.sorted() { watch(root: root) }
+                // Roots that could not be watched stay pending (retried at each drain); roots
+                // known again are reported as changed, so that their digests are made again.
+                let pending = needsRewatch.sorted()
                 needsRewatch = []
+                let recovered = pending.filter { watch(root: $0) }
                 handled = max(handled, ticket)
                 condition.broadcast()
+                return recovered
             }
             return []
         }
@@ -420,7 +424,8 @@ public final class ContextWatcher: @unchecked Sendable {
                 touched.insert(root)
                 if isDirectory && mask & (UInt32(IN_CREATE) | UInt32(IN_MOVED_TO)) != 0 {
                     // Files created in it before its watch exists are covered: the root is dirty.
-                    watchTree(root: root, top: child, relative: relative)
+                    let (complete, blind, _) = watchTree(root: root, top: child, relative: relative)
+                    if !complete || blind { markUnknown(root) }
                 }
             }
             if isDirectory && mask & UInt32(IN_MOVED_FROM) != 0 { unwatchTree(child) }
@@ -458,14 +463,19 @@ public final class ContextWatcher: @unchecked Sendable {
         return matcher.isExcluded(relative, isDirectory: true) && !matcher.mayIncludeBelow(relative)
     }
 
-    /// (Re)watches a root; it is known again if every directory could be watched.
-    private func watch(root: Int) {
+    /// (Re)watches a root; it is known again (true) if every directory could be watched and
+    /// nothing the build reads is left unwatched.
+    @discardableResult
+    private func watch(root: Int) -> Bool {
         let spec = roots[root]
         var ok = true
         switch spec.kind {
         case .directory:
-            let (complete, visited) = watchTree(root: root, top: spec.path, relative: "")
-            ok = complete
+            let (complete, blind, visited) = watchTree(root: root, top: spec.path, relative: "")
+            ok = complete && !blind
+            // A failed watch (the root missing, no watches left) is tried again at each drain; a
+            // blind spot (.git read by the build) waits for new ignore rules.
+            if !complete { needsRewatch.insert(root) }
             // Directories the root no longer covers (new ignore rules) stop counting for it.
             for (wd, var directory) in directories where directory.roots.contains(root) && !visited.contains(wd) {
                 directory.roots.remove(root)
@@ -482,6 +492,7 @@ public final class ContextWatcher: @unchecked Sendable {
                 directories[wd]?.files[name] = files
             case .failure(let error):
                 ok = false
+                needsRewatch.insert(root)
                 if error.code != ENOENT {
                     note("cannot watch \(parent): \(String(cString: strerror(error.code)))")
                 }
@@ -493,14 +504,19 @@ public final class ContextWatcher: @unchecked Sendable {
             unknown[root] = true
             generations[root] &+= 1
         }
+        return ok
     }
 
     /// Watches `top` and every directory below it that the root covers. `complete` is false if
-    /// one could not be watched or something unwatched would be read by the build; `visited`
-    /// holds the watches of the directories covered.
+    /// one could not be watched, `blind` true if something unwatched (`.git`, a skipped
+    /// directory) would be read by the build; `visited` holds the watches of the directories
+    /// covered.
     @discardableResult
-    private func watchTree(root: Int, top: String, relative: String) -> (complete: Bool, visited: Set<Int32>) {
+    private func watchTree(root: Int, top: String, relative: String)
+        -> (complete: Bool, blind: Bool, visited: Set<Int32>)
+    {
         var all = true
+        var blind = false
         var visited = Set<Int32>()
         var pending: [(path: String, relative: String)] = [(top, relative)]
         while let (path, relative) = pending.popLast() {
@@ -510,11 +526,11 @@ public final class ContextWatcher: @unchecked Sendable {
             case .success(let added): wd = added
             case .failure(let error):
                 let code = error.code
-                if path == top {
-                    all = false  // the root (or a new directory) itself cannot be watched
-                    if code == ENOENT || code == ENOTDIR { continue }
-                } else if code == ENOENT || code == ENOTDIR {
-                    continue  // gone since it was listed: its parent's event covers it
+                if code == ENOENT || code == ENOTDIR {
+                    // The root itself missing cannot be watched; anything else is gone since it
+                    // was listed (or since its IN_CREATE), and its parent's event covers it.
+                    if path == top && relative.isEmpty { all = false }
+                    continue
                 }
                 note("cannot watch \(path): \(String(cString: strerror(code)))\(code == ENOSPC ? " (fs.inotify.max_user_watches is too low)" : "")")
                 all = false
@@ -543,7 +559,7 @@ public final class ContextWatcher: @unchecked Sendable {
                 if name == ".git" || skipped.contains(child) {
                     if !prunes(root, childRelative) {
                         note("\(child) is read by the build but not watched; that context is always walked (add it to .dockerignore)")
-                        all = false
+                        blind = true
                     }
                     continue
                 }
@@ -551,7 +567,7 @@ public final class ContextWatcher: @unchecked Sendable {
                 pending.append((child, childRelative))
             }
         }
-        return (all, visited)
+        return (all, blind, visited)
     }
 
     /// Adds (or finds) the watch of a directory.

@@ -76,7 +76,8 @@ public struct BuildRunner: Sendable {
         var minikubeProfile: String?
         if case .success(let found) = kube, let context = found.context, found.minikube { minikubeProfile = context }
         let engines = try await EngineSelector(options: options, minikubeProfile: minikubeProfile, plans: plans, emit: emit)
-        var contexts = ContextCache(configDirectory: loaded.directory)
+        var contexts = ContextCache(
+            configDirectory: loaded.directory, warm: WarmSnapshot.fromEnvironment(options.environment))
         var prepared: [Prepared] = []
         var diagnostics: [String] = []
         // Ask the engines about the images last built while the contexts are walked: the

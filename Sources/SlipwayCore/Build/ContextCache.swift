@@ -4,14 +4,21 @@ internal import Foundation
 /// Context digests for one build run: each context is walked once however many images share
 /// it, and its stat index (`.devspace/slipway/stat-<id>.idx`) is loaded once and saved once,
 /// only when something was hashed.
+///
+/// With a ``WarmSnapshot`` (the agent's `SLIPWAY_WARM_DIGESTS`), a context whose entry matches
+/// exactly — same context, same ignore patterns, stat index file unchanged — is not walked.
 struct ContextCache {
     let configDirectory: String
     let digester = ContextDigester()
     private var indexes: [String: (index: StatIndex, dirty: Bool, loadedCount: Int, walked: Bool)] = [:]
     private var snapshots: [String: ContextSnapshot] = [:]
+    private let warm: WarmSnapshot?
+    /// How many contexts were taken from the warm snapshot instead of walked.
+    private(set) var warmHits = 0
 
-    init(configDirectory: String) {
+    init(configDirectory: String, warm: WarmSnapshot? = nil) {
         self.configDirectory = configDirectory
+        self.warm = warm?.configDirectory == configDirectory ? warm : nil
     }
 
     var indexDirectory: String { configDirectory + "/.devspace/slipway" }
@@ -54,12 +61,23 @@ struct ContextCache {
         return try snapshot(configDirectory, matcher: matcher, what: "custom.onChange", displayPath: "").digest
     }
 
-    private mutating func snapshot(_ context: String, matcher: IgnoreMatcher, what: String, displayPath: String)
+    mutating func snapshot(_ context: String, matcher: IgnoreMatcher, what: String, displayPath: String)
         throws(BuildRunError) -> ContextSnapshot
     {
         let key = context + "\u{0}" + matcher.patterns.joined(separator: "\u{0}")
         if let s = snapshots[key] { return s }
         let path = indexPath(for: context)
+        if let entry = warm?.digest(
+            configDirectory: configDirectory, context: context, patterns: matcher.patterns, indexPath: path)
+        {
+            // The agent digested this context with these rules and nothing changed since.
+            let s = ContextSnapshot(
+                digest: entry.digest, fileCount: entry.fileCount, totalBytes: entry.totalBytes, hashedFiles: 0,
+                entries: [])
+            warmHits += 1
+            snapshots[key] = s
+            return s
+        }
         var state = indexes[path] ?? {
             let loaded = StatIndex.load(from: path)
             return (loaded, false, loaded.count, false)

@@ -191,6 +191,25 @@ struct AgentIntegrationTests {
         }
     }
 
+    @Test func jobsInTheMainWorktreeUseWarmDigestsAndStillSeeEveryChange() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir)
+            defer { p.cleanUp() }
+            #expect(try p.slipway(["agent", "start"]).status == 0)
+            #expect(try AgentHookIntegrationTests.eventually(60) { p.log().contains("warm digests: watching the build contexts of \(dir)") }, "\(p.log())")
+            for n in 1...2 {
+                _ = try p.commit("warm \(n)")
+                usleep(1_000_000)  // the warmer re-digests after its quiet period
+                let r = try p.slipway(["agent", "submit", "commit", "--wait"])
+                #expect(r.status == 0, "\(r.stderr)")
+                let describe = try p.describe()
+                let content = try sh(["docker", "run", "--rm", "--network", "none", "\(p.repo):\(describe)", "cat", "/hello.txt"], cwd: "/")
+                #expect(content.stdout == "warm \(n)\n", "the image has the committed content")
+            }
+            #expect(p.log().contains("with warm digests"), "\(p.log())")
+        }
+    }
+
     @Test func logsFollowStreamsTheJobsOutputAsItHappens() throws {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)

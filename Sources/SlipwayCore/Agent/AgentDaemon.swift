@@ -29,18 +29,17 @@ public final class AgentDaemon: @unchecked Sendable {
     var listenFD: Int32 = -1
     var inboxFD: Int32 = -1
     let startedAt = Date().timeIntervalSince1970
-    /// Called before a job starts, with the job and the directory it runs in; returns extra
-    /// environment for the job (the warm digests).
-    public var prepareJob: (@Sendable (AgentJob, String) -> [String: String])?
-    /// Called for checkout / refresh hints from the hooks, with the worktree.
-    public var hint: (@Sendable (String) -> Void)?
+    /// Keeps the build contexts of one worktree warm for the jobs (inotify).
+    let warmth: AgentWarmth
 
     public init(paths: AgentPaths, executable: String, environment: [String: String], echo: Bool) {
         self.paths = paths
         self.executable = executable
         self.environment = Self.sanitized(environment)
         self.journal = Journal(path: paths.journal)
-        self.log = AgentLog(path: paths.log, echo: echo)
+        let log = AgentLog(path: paths.log, echo: echo)
+        self.log = log
+        self.warmth = AgentWarmth(environment: Self.sanitized(environment), note: { log.write($0) })
     }
 
     /// `environment` without git's per-repository variables, which git exports into hooks and
@@ -103,6 +102,8 @@ public final class AgentDaemon: @unchecked Sendable {
             thread.start()
         }
         log.write("agent \(getpid()) ready: socket \(paths.socket)")
+        // The main worktree's contexts are kept warm from the start.
+        if paths.commonDir.hasSuffix("/.git") { warmth.watch(String(paths.commonDir.dropLast(5))) }
 
         cond.lock()
         while stopRequest == nil { cond.wait() }
@@ -178,6 +179,7 @@ public final class AgentDaemon: @unchecked Sendable {
             if ChildProcess.isAlive(running.pid, start: nil) { kill(-running.pid, SIGKILL) }
         }
         if listenFD >= 0 { shutdown(listenFD, Int32(SHUT_RDWR)) }
+        warmth.stop()
         log.write("agent \(getpid()) stopped")
     }
 
@@ -482,7 +484,8 @@ public final class AgentDaemon: @unchecked Sendable {
             log.write("inbox: \(name): cannot record it (\(error.message)); it stays in the inbox and is read again")
         }
         cond.unlock()
-        if let hint { for worktree in Set(hints) { hint(worktree) } }
+        // A checkout or merge there: keep that worktree warm.
+        for worktree in Set(hints) { warmth.watch(worktree) }
     }
 
     // MARK: Push confirmation

@@ -74,7 +74,13 @@ extension AgentDaemon {
         let resultFile = "\(paths.jobs)/\(job.id).images"
         unlink(resultFile)
         env["SLIPWAY_JOB_RESULT"] = resultFile
-        if let prepareJob { env.merge(prepareJob(job, directory)) { $1 } }
+        let warmFile = "\(paths.jobs)/\(job.id).warm"
+        env.merge(warmth.prepare(directory: directory, snapshotPath: warmFile)) { $1 }
+        defer {
+            unlink(warmFile)
+            // The next job of this worktree finds its contexts warm.
+            if !directory.hasPrefix(paths.checkouts + "/") { warmth.watch(directory) }
+        }
 
         let child: ChildProcess.Started
         do {
@@ -91,7 +97,9 @@ extension AgentDaemon {
             log.write("job \(job.id): \(error.message)")
         }
         cond.unlock()
-        log.write("job \(job.id) started: \(job.summary) in \(directory)" + (env["SLIPWAY_JOB_DESCRIBE"].map { " (describe: \($0))" } ?? ""))
+        log.write(
+            "job \(job.id) started: \(job.summary) in \(directory)" + (env["SLIPWAY_JOB_DESCRIBE"].map { " (describe: \($0))" } ?? "")
+                + (env[WarmSnapshot.environmentVariable] != nil ? ", with warm digests" : ""))
 
         var tail: [String] = []
         var pending: [UInt8] = []

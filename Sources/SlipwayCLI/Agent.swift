@@ -2,13 +2,16 @@ import ArgumentParser
 import Foundation
 import SlipwayCore
 
-/// `--chdir` for the agent's commands: which repository (default: the current directory's).
+/// `-C` / `--chdir` for the commands that act on a repository (agent, hooks, status, cleanup).
 struct RepositoryOption: ParsableArguments {
-    @Option(name: .customLong("chdir"), help: "A directory of the repository (default: the current directory).")
+    @Option(name: [.customShort("C"), .customLong("chdir")], help: "A directory of the repository (default: the current directory).")
     var chdir: String?
 
+    /// The directory to find the repository from.
+    func directory() throws -> String { try SlipwayCLI.directory(afterChdir: chdir) }
+
     func paths() throws -> AgentPaths {
-        let directory = chdir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? FileManager.default.currentDirectoryPath
+        let directory = try directory()
         do {
             return try AgentPaths.forRepository(containing: directory)
         } catch {
@@ -200,7 +203,7 @@ struct Agent: AsyncParsableCommand {
 
         func run() async throws {
             let paths = try repository.paths()
-            let directory = repository.chdir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? FileManager.default.currentDirectoryPath
+            let directory = try repository.directory()
             let repo: GitRepository
             let head: GitHead
             do {

@@ -49,17 +49,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// The directory slipway works in, after `--chdir`; a missing directory is a clear error.
-    func workingDirectory() throws -> String {
-        let cwd = FileManager.default.currentDirectoryPath
-        guard let chdir else { return cwd }
-        let dir = chdir.hasPrefix("/") ? chdir : (cwd as NSString).appendingPathComponent(chdir)
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            Terminal.error("--chdir \(chdir): no such directory")
-            throw ExitCode.failure
-        }
-        return (dir as NSString).standardizingPath
-    }
+    func workingDirectory() throws -> String { try directory(afterChdir: chdir) }
 
     func loadOptions() throws -> LoadOptions {
         LoadOptions(
@@ -78,4 +68,18 @@ struct GlobalOptions: ParsableArguments {
             throw ExitCode.failure
         }
     }
+}
+
+/// The directory a command works in after `--chdir` (relative to the current one); a missing
+/// directory is a clear error (exit 1).
+func directory(afterChdir chdir: String?) throws -> String {
+    let cwd = FileManager.default.currentDirectoryPath
+    guard let chdir else { return cwd }
+    let dir = chdir.hasPrefix("/") ? chdir : (cwd as NSString).appendingPathComponent(chdir)
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+        Terminal.error("--chdir \(chdir): no such directory")
+        throw ExitCode.failure
+    }
+    return (dir as NSString).standardizingPath
 }

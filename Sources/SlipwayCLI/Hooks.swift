@@ -18,25 +18,6 @@ extension SlipwayCommand {
     }
 }
 
-/// The directory option every `hooks` subcommand takes.
-struct HooksOptions: ParsableArguments {
-    @Option(name: [.customShort("C"), .customLong("chdir")], help: "Run as if started in this directory.")
-    var chdir: String?
-
-    /// The directory to find the repository from; a missing directory fails with exit 1.
-    func directory() throws -> String {
-        let cwd = FileManager.default.currentDirectoryPath
-        guard let chdir else { return cwd }
-        let dir = chdir.hasPrefix("/") ? chdir : (cwd as NSString).appendingPathComponent(chdir)
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            Terminal.error("--chdir \(chdir): no such directory")
-            throw ExitCode.failure
-        }
-        return (dir as NSString).standardizingPath
-    }
-}
-
 extension SlipwayCommand.Hooks {
     struct Install: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -48,7 +29,7 @@ extension SlipwayCommand.Hooks {
                 binary (or --bin) is written into them.
                 """)
 
-        @OptionGroup var options: HooksOptions
+        @OptionGroup var options: RepositoryOption
 
         @Option(name: .customLong("bin"), help: "The slipway binary the hooks run (default: this one).")
         var bin: String?
@@ -82,7 +63,7 @@ extension SlipwayCommand.Hooks {
             commandName: "uninstall",
             abstract: "Remove slipway's hooks and put back the hooks they replaced (idempotent).")
 
-        @OptionGroup var options: HooksOptions
+        @OptionGroup var options: RepositoryOption
 
         func run() async throws {
             let directory = try options.directory()
@@ -107,7 +88,7 @@ extension SlipwayCommand.Hooks {
         static let configuration = CommandConfiguration(
             commandName: "status", abstract: "Show which of slipway's hooks are installed, and where.")
 
-        @OptionGroup var options: HooksOptions
+        @OptionGroup var options: RepositoryOption
 
         func run() async throws {
             let directory = try options.directory()

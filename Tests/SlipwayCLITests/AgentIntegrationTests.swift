@@ -133,6 +133,23 @@ struct AgentIntegrationTests {
         }
     }
 
+    @Test func aRepositoryTooDeepForASocketPathGetsAPrivateSocketElsewhere() throws {
+        try withTemporaryDirectory { dir in
+            let deep = dir + "/" + String(repeating: "d", count: 60) + "/" + String(repeating: "e", count: 60)
+            try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+            let p = try AgentProject(dir: deep)
+            defer { p.cleanUp() }
+            let paths = AgentPaths(commonDir: deep + "/.git")
+            #expect(paths.socket.hasPrefix("/tmp/slipway-\(getuid())/"))
+            #expect(try p.slipway(["agent", "start"]).status == 0)
+            var st = stat()
+            #expect(lstat(paths.socket, &st) == 0 && st.st_mode & 0o777 == 0o600)
+            #expect(stat("/tmp/slipway-\(getuid())", &st) == 0 && st.st_mode & 0o777 == 0o700 && st.st_uid == getuid())
+            #expect(try p.slipway(["status"]).stdout.contains("agent: running"))
+            #expect(try p.slipway(["agent", "stop"]).status == 0)
+        }
+    }
+
     @Test func aCommitJobBuildsTheImageTaggedWithTheCommitsDescription() throws {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)

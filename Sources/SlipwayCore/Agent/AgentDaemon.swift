@@ -190,16 +190,9 @@ public final class AgentDaemon: @unchecked Sendable {
         unlink(path)  // a stale socket: the lock says no agent owns it
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw AgentError("socket(): \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard var address = paths.socketAddress() else {
             close(fd)
             throw AgentError("\(path): too long for a unix socket")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
         }
         // Created with mode 0600 from the start (no window in which others could connect).
         let old = umask(0o177)

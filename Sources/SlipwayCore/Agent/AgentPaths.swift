@@ -58,6 +58,19 @@ public struct AgentPaths: Sendable, Equatable {
         return "/tmp/slipway-\(getuid())/\(digest.prefix(24)).sock"
     }
 
+    /// The socket's address; nil when the path does not fit.
+    func socketAddress() -> sockaddr_un? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socket.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        return address
+    }
+
     /// Creates the state directories (mode 0700).
     public func prepare() throws(AgentError) {
         for dir in [directory, inbox, failed, jobs, checkouts] + (socket.hasPrefix(directory) ? [] : [(socket as NSString).deletingLastPathComponent]) {

@@ -135,16 +135,9 @@ public final class AgentClient {
     public init?(paths: AgentPaths, timeout: Double = 5) throws(AgentError) {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw AgentError("socket(): \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(paths.socket.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard var address = paths.socketAddress() else {
             close(fd)
             throw AgentError("\(paths.socket): the socket path is too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in path.enumerated() { raw[i] = b }
-            raw[path.count] = 0
         }
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -23,14 +23,7 @@ public struct Journal: Sendable {
     /// Appends `records` and syncs them to disk.
     public func append(_ records: [JournalRecord]) throws(AgentError) {
         guard !records.isEmpty else { return }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var bytes: [UInt8] = []
-        for record in records {
-            guard let data = try? encoder.encode(record) else { continue }
-            bytes += data
-            bytes.append(UInt8(ascii: "\n"))
-        }
+        var bytes = Self.lines(records)
         let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AgentError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -59,6 +52,12 @@ public struct Journal: Sendable {
 
     /// Replaces the journal with `records` (temp file + rename).
     public func rewrite(_ records: [JournalRecord]) throws(AgentError) {
+        let bytes = Self.lines(records)
+        if case .failure(let failure) = AtomicFile.write(bytes, to: path, mode: 0o600) { throw AgentError(failure.message) }
+    }
+
+    /// `records` as JSON lines.
+    static func lines(_ records: [JournalRecord]) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var bytes: [UInt8] = []
@@ -67,7 +66,7 @@ public struct Journal: Sendable {
             bytes += data
             bytes.append(UInt8(ascii: "\n"))
         }
-        if case .failure(let failure) = AtomicFile.write(bytes, to: path, mode: 0o600) { throw AgentError(failure.message) }
+        return bytes
     }
 
     /// The journal's size in bytes (0 when missing).

@@ -282,9 +282,10 @@ struct Agent: AsyncParsableCommand {
             var failed = false
             while let line = readLine() {
                 let f = line.split(separator: " ").map(String.init)
-                guard f.count == 4, f[0].hasPrefix("refs/heads/"), f[1].count == 40, !f[1].allSatisfy({ $0 == "0" }) else { continue }
-                let branch = String(f[0].dropFirst(11))
-                let job = AgentRequest.SubmittedJob(pipeline: "gate", ref: f[0], commit: f[1], worktree: worktree)
+                // <local ref> <local oid> <remote ref> <remote oid>: the remote's branch names the job.
+                guard f.count == 4, f[2].hasPrefix("refs/heads/"), f[1].count == 40, !f[1].allSatisfy({ $0 == "0" }) else { continue }
+                let branch = String(f[2].dropFirst(11))
+                let job = AgentRequest.SubmittedJob(pipeline: "gate", ref: f[2], commit: f[1], worktree: worktree)
                 Terminal.error("slipway gate: building \(branch) at \(f[1].prefix(7)) before the push to \(remote)")
                 if try !Agent.submit(job, paths: paths, wait: true, label: "slipway gate: ") {
                     failed = true

@@ -122,7 +122,8 @@ struct AgentHookIntegrationTests {
             #expect(try p.git(["checkout", "-q", "-b", "feature/Login"]).status == 0)
             _ = try p.commit("feature work")
             let describe = try p.describe()
-            let push = try p.git(["push", "-q", "origin", "feature/Login"])
+            // Pushed as `HEAD`: pre-push names the local ref as typed; the job is the remote's branch.
+            let push = try p.git(["push", "-q", "origin", "HEAD"])
             #expect(push.status == 0, "\(push.stderr)")
             #expect(try Self.eventually { try Self.registryTags(registry, p.repo) == [describe, "feature-Login"].sorted() },
                 "registry tags: \((try? Self.registryTags(registry, p.repo)) ?? []); log:\n\(p.log())")
@@ -147,8 +148,7 @@ struct AgentHookIntegrationTests {
             }
             // The remote refuses every push after pre-push has run, by name and by URL.
             let policy = remote + "/hooks/pre-receive"
-            try "#!/bin/sh\necho 'refused by policy' >&2\nexit 1\n".write(toFile: policy, atomically: true, encoding: .utf8)
-            chmod(policy, 0o755)
+            try writeExecutable("#!/bin/sh\necho 'refused by policy' >&2\nexit 1\n", to: policy)
             _ = try p.commit("refused")
             #expect(try p.git(["push", "-q", "origin", "main"]).status != 0)
             #expect(try p.git(["push", "-q", remote, "main"]).status != 0)

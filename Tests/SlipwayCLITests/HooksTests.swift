@@ -95,8 +95,7 @@ struct HookRepo {
 func write(_ text: String, to path: String, mode: Int = 0o644) throws {
     try FileManager.default.createDirectory(
         atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-    try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-    chmod(path, mode_t(mode))
+    try writeExecutable(text, to: path, mode: mode_t(mode))
 }
 
 func fileMode(_ path: String) -> Int {

@@ -120,7 +120,7 @@ import Testing
                 toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
             let bin = dir + "/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-            try """
+            try writeExecutable("""
                 #!/bin/sh
                 n=$(ls "\(dir)"/call-* 2>/dev/null | wc -l)
                 printf '%s\\n' "$@" > "\(dir)/call-$n"
@@ -132,8 +132,7 @@ import Testing
                   *" patch serviceaccount default "*) echo "serviceaccount/default patched" ;;
                   *) echo "unexpected: $*" >&2; exit 3 ;;
                 esac
-                """.write(toFile: bin + "/kubectl", atomically: true, encoding: .utf8)
-            chmod(bin + "/kubectl", 0o755)
+                """, to: bin + "/kubectl")
             let env = [
                 "KUBECONFIG": dir + "/kubeconfig", "DOCKER_CONFIG": dir + "/none",
                 "PATH": bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),

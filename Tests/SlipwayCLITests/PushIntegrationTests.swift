@@ -184,14 +184,13 @@ struct PushIntegrationTests {
             let bin = dir + "/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
             let helper = bin + "/docker-credential-slipwaytest"
-            try """
+            try writeExecutable("""
                 #!/bin/sh
                 [ "$1" = get ] || exit 1
                 read -r server
                 echo "$server" >> "\(dir)/helper-asked"
                 printf '{"ServerURL":"%s","Username":"\(TestRegistry.user)","Secret":"\(TestRegistry.password)"}' "$server"
-                """.write(toFile: helper, atomically: true, encoding: .utf8)
-            chmod(helper, 0o755)
+                """, to: helper)
             try #"{"credHelpers": {"\#(registry.host)": "slipwaytest"}}"#.write(
                 toFile: p.dockerConfig + "/config.json", atomically: true, encoding: .utf8)
             let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
@@ -254,9 +253,7 @@ struct PushIntegrationTests {
             // a `kind` on PATH records its arguments instead; kind's own behaviour is not tested.
             let bin = dir + "/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-            try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"\(dir)/kind-calls\"\n".write(
-                toFile: bin + "/kind", atomically: true, encoding: .utf8)
-            chmod(bin + "/kind", 0o755)
+            try writeExecutable("#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"\(dir)/kind-calls\"\n", to: bin + "/kind")
             p.env["PATH"] = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
             let kubeconfig = dir + "/kubeconfig"
             p.env["KUBECONFIG"] = kubeconfig
@@ -381,13 +378,12 @@ struct PushIntegrationTests {
             defer { p.cleanUp() }
             let bin = dir + "/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-            try """
+            try writeExecutable("""
                 #!/bin/sh
                 printf '%s\\n' "$*" >> "\(dir)/minikube-calls"
                 echo "DOCKER_HOST=\(proxy.host)"
                 echo "MINIKUBE_ACTIVE_DOCKERD=minikube"
-                """.write(toFile: bin + "/minikube", atomically: true, encoding: .utf8)
-            chmod(bin + "/minikube", 0o755)
+                """, to: bin + "/minikube")
             p.env["PATH"] = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
             try "current-context: minikube\ncontexts:\n- name: minikube\n  context: {cluster: minikube}\n".write(
                 toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)

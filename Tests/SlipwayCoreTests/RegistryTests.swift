@@ -26,8 +26,7 @@ private func writeHelper(_ name: String, in directory: String, server: String, u
           exit 1
         fi
         """
-    try script.write(toFile: path, atomically: true, encoding: .utf8)
-    chmod(path, 0o755)
+    try writeExecutable(script, to: path)
 }
 
 @Suite struct RegistryTests {

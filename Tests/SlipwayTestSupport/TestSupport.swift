@@ -176,3 +176,20 @@ extension Trait where Self == ConditionTrait {
 public func uniqueTestRepository() -> String {
     "slipway-test/" + UUID().uuidString.lowercased()
 }
+
+/// Writes `text` to `path` with `mode` (an executable script, typically) through a file opened
+/// with O_CLOEXEC, then renames it into place. Foundation's writers may leave the descriptor
+/// inheritable, and a process another test starts at that moment then holds the file open for
+/// writing, so that running it fails with ETXTBSY ("Text file busy").
+public func writeExecutable(_ text: String, to path: String, mode: mode_t = 0o755) throws {
+    let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw TestSupportError("cannot create \(temporary): errno \(errno)") }
+    let bytes = Array(text.utf8)
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+    guard written == bytes.count, chmod(temporary, mode) == 0, rename(temporary, path) == 0 else {
+        unlink(temporary)
+        throw TestSupportError("cannot write \(path): errno \(errno)")
+    }
+}

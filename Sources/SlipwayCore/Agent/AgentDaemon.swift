@@ -449,11 +449,13 @@ public final class AgentDaemon: @unchecked Sendable {
                     source: events.count == 1 ? name : "\(name)#\(index)")
                 new = preview.accept(job, at: now)
             case .prePush(let pid, let remote, let url, let localRef, let localOID, let remoteRef, _, let worktree):
-                guard localRef.hasPrefix("refs/heads/"), remoteRef.hasPrefix("refs/heads/") else { continue }
+                // A push job is about the branch the remote now has (`git push origin HEAD`
+                // and `git push origin a:b` name another local ref).
+                guard localRef.hasPrefix("refs/heads/") || localRef == "HEAD", remoteRef.hasPrefix("refs/heads/") else { continue }
                 let target = AgentJob.PushTarget(
                     remote: remote, url: url, remoteRef: remoteRef, gitPID: pid, gitStart: ChildProcess.startTime(of: pid))
                 let job = AgentJob(
-                    pipeline: "push", ref: localRef, commit: localOID.lowercased(), worktree: worktree, acceptedAt: now,
+                    pipeline: "push", ref: remoteRef, commit: localOID.lowercased(), worktree: worktree, acceptedAt: now,
                     source: "\(name)#\(index)", push: target)
                 new = preview.accept(job, at: now)
             case .tracking(_, let newOID, let ref, _):

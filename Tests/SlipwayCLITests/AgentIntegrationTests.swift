@@ -213,7 +213,7 @@ struct AgentIntegrationTests {
             let p = try AgentProject(dir: dir)
             defer { p.cleanUp() }
             #expect(try p.slipway(["agent", "start"]).status == 0)
-            #expect(try AgentHookIntegrationTests.eventually(60) { p.log().contains("warm digests: watching the build contexts of \(dir)") }, "\(p.log())")
+            #expect(AgentHookIntegrationTests.eventually(60) { p.log().contains("warm digests: watching the build contexts of \(dir)") }, "\(p.log())")
             for n in 1...2 {
                 _ = try p.commit("warm \(n)")
                 usleep(1_000_000)  // the warmer re-digests after its quiet period

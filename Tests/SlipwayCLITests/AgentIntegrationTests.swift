@@ -305,6 +305,19 @@ struct AgentIntegrationTests {
         }
     }
 
+    @Test func aRepositoryWithoutAConfigHasNothingToDoAndNothingToReport() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir)
+            defer { p.cleanUp() }
+            #expect(try p.git(["rm", "-q", "devspace.yaml"]).status == 0)
+            #expect(try p.git(["commit", "-qm", "no config"]).status == 0)
+            let r = try p.slipway(["agent", "submit", "commit", "--wait"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("no devspace.yaml in \(dir): nothing to do"))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: p.state + "/failed").isEmpty)
+        }
+    }
+
     @Test func anotherUserCannotUseTheSocket() throws {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)

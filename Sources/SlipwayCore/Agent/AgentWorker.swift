@@ -56,6 +56,11 @@ extension AgentDaemon {
         } catch {
             return failure(error.message)
         }
+        // A repository with hooks but no config (yet): nothing to do, and nothing to report.
+        if environment["DEVSPACE_CONFIG"] == nil, !FileManager.default.fileExists(atPath: directory + "/devspace.yaml") {
+            let now = Date().timeIntervalSince1970
+            return (JobResult(ok: true, status: 0, message: "no devspace.yaml in \(directory): nothing to do", tags: [], startedAt: started, finishedAt: now), false)
+        }
         var env = environment
         env["SLIPWAY"] = "0"  // git commands inside pipelines must not trigger the hooks again
         env["NO_COLOR"] = "1"

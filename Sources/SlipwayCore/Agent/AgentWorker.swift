@@ -19,6 +19,11 @@ extension AgentDaemon {
             cond.lock()
             do {
                 try commit([JournalRecord(.finished, at: result.finishedAt, id: job.id, result: result)])
+                // A long-running agent keeps its journal small too (records are written under `cond`).
+                if journal.size > 256 << 10 {
+                    try journal.rewrite(queue.compacted())
+                    log.write("journal compacted")
+                }
             } catch {
                 log.write("job \(job.id): \(error.message)")
             }

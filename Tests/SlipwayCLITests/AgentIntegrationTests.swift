@@ -16,7 +16,11 @@ struct AgentProject {
         repo = image ?? uniqueTestRepository()
         env = ["KUBECONFIG": dir + "/no-kubeconfig", "SLIPWAY": "1", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"]
         try FileManager.default.createDirectory(atPath: dir + "/app", withIntermediateDirectories: true)
-        try write("app/Dockerfile", "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n" + (sleep > 0 ? "RUN sleep \(sleep)\n" : ""))
+        // The sleeping step names this project, so the engine's layer cache (shared by every
+        // test run on the machine) can never make it fast.
+        try write(
+            "app/Dockerfile",
+            "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n" + (sleep > 0 ? "RUN sleep \(sleep) && echo \(repo)\n" : ""))
         try write("app/hello.txt", "hello\n")
         try write(".gitignore", ".devspace/\n")
         try write(

@@ -247,6 +247,33 @@ let zeros = String(repeating: "0", count: 40)
         }
     }
 
+    @Test func aChainedReferenceTransactionRefusingInPreparedAbortsTheUpdate() throws {
+        try withTemporaryDirectory { root in
+            let repo = try HookRepo(root)
+            // The user's hook sees git's stdin and vetoes any update of refs/heads/locked.
+            try write(
+                "#!/bin/sh\n[ \"$1\" = prepared ] || exit 0\nwhile read -r old new ref; do echo \"$1 $ref\" >> '\(root)/seen'; [ \"$ref\" = refs/heads/locked ] && exit 1; done\nexit 0\n",
+                to: repo.gitDir + "/hooks/reference-transaction", mode: 0o755)
+            try #require(try repo.slipway(["hooks", "install"]).status == 0)
+            try repo.git(["branch", "locked"], expect: 128)
+            #expect(try repo.git(["rev-parse", "--verify", "-q", "refs/heads/locked"], expect: nil).status != 0)
+            try repo.git(["branch", "free"])
+            let seen = try String(contentsOfFile: root + "/seen", encoding: .utf8)
+            #expect(seen.contains("prepared refs/heads/locked") && seen.contains("prepared refs/heads/free"), "\(seen)")
+        }
+    }
+
+    @Test func postRewriteLeavesARefreshHint() throws {
+        try withTemporaryDirectory { root in
+            let repo = try HookRepo(root)
+            try #require(try repo.slipway(["hooks", "install"]).status == 0)
+            try repo.git(["commit", "-q", "--allow-empty", "-m", "second"])
+            repo.clearInbox()
+            try repo.git(["commit", "-q", "--amend", "--allow-empty", "-m", "second, amended"])
+            #expect(Array(repo.inboxFiles(prefix: "refresh").values) == ["v1\trefresh\tpost-rewrite\t\(repo.dir)\n"])
+        }
+    }
+
     @Test func aConflictingChainedHookIsRefused() throws {
         try withTemporaryDirectory { root in
             let repo = try HookRepo(root)

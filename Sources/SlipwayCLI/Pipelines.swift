@@ -138,7 +138,8 @@ enum PipelineCommand {
         do {
             status = try await PipelineRunner.run(
                 name, loaded: loaded, state: state, stateDirectory: directory, executable: selfExecutable(),
-                environment: jobEnvironment(for: loaded.directory))
+                environment: PipelineScript.slipwayDefaults[name] != nil
+                    ? jobEnvironment(for: loaded.directory) : ProcessInfo.processInfo.environment)
         } catch {
             Terminal.error(error.message)
             throw ExitCode.failure
@@ -233,7 +234,7 @@ enum PipelineCommand {
     /// This binary, for the built-in functions to call back.
     /// The environment with the agent's job variables (`SLIPWAY_JOB_DESCRIBE`, `…_BRANCH`,
     /// `…_BRANCH_TAG`) filled in from HEAD where unset, so slipway's commit, push and gate
-    /// pipelines also run by hand.
+    /// pipelines also run by hand (only for those: `git describe` walks history).
     static func jobEnvironment(for directory: String) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         guard environment["SLIPWAY_JOB_DESCRIBE"] == nil || environment["SLIPWAY_JOB_BRANCH_TAG"] == nil,

@@ -97,8 +97,12 @@ struct AgentProject {
 
     func log() -> String { (try? String(contentsOfFile: state + "/agent.log", encoding: .utf8)) ?? "" }
 
+    /// Stops the agent, removes the containers this project's deployments made, and its images.
     func cleanUp() {
         _ = try? slipway(["agent", "stop"], timeout: 30)
+        _ = try? sh(
+            ["sh", "-c", "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f", "sh", dir],
+            cwd: "/")
         let images = (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], cwd: "/"))?.stdout ?? ""
         let ours = images.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
@@ -228,6 +232,40 @@ struct AgentIntegrationTests {
                 #expect(content.stdout == "warm \(n)\n", "the image has the committed content")
             }
             #expect(p.log().contains("with warm digests"), "\(p.log())")
+        }
+    }
+
+    @Test func retentionKeepsTheNewestCommitImagesAndWhatContainersUse() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir)
+            defer { p.cleanUp() }
+            #expect(try p.slipway(["agent", "start"], env: ["SLIPWAY_KEEP_IMAGES": "2"]).status == 0)
+            var tags: [String] = []
+            for n in 1...4 {
+                _ = try p.commit("retained \(n)")
+                tags.append(try p.describe())
+                #expect(try p.slipway(["agent", "submit", "commit", "--wait"]).status == 0)
+                if n == 1 {
+                    // A (stopped) container of the oldest image: it must stay.
+                    #expect(try sh(["docker", "create", "--network", "none", "--label", "dev.slipway.config=\(dir)/devspace.yaml", "\(p.repo):\(tags[0])", "true"], cwd: "/").status == 0)
+                }
+            }
+            // Retention runs after a job is reported finished.
+            #expect(AgentHookIntegrationTests.eventually(60) { p.log().contains("\(p.repo):\(tags[1]): removed") }, "\(p.log())")
+            #expect(try p.imageExists(tags[0]), "used by a container")
+            #expect(try !p.imageExists(tags[1]), "beyond the newest 2 and unused")
+            #expect(try p.imageExists(tags[2]) && p.imageExists(tags[3]))
+            #expect(p.log().contains("\(p.repo):\(tags[0]): kept (a container uses it)"))
+            // Once nothing uses it, `slipway cleanup images` removes it; --dry-run only says so.
+            _ = try sh(["sh", "-c", "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f", "sh", dir], cwd: "/")
+            let dry = try p.slipway(["cleanup", "images", "--keep", "2", "--dry-run"])
+            #expect(dry.status == 0)
+            #expect(dry.stdout == "\(p.repo):\(tags[0]): would be removed\n", "\(dry.stdout)")
+            #expect(try p.imageExists(tags[0]))
+            let all = try p.slipway(["cleanup", "images", "--all"])
+            #expect(all.status == 0, "\(all.stderr)")
+            for tag in [tags[0], tags[2], tags[3]] { #expect(try !p.imageExists(tag), "\(tag)") }
+            #expect(try p.slipway(["cleanup", "images"]).stdout.contains("nothing to remove"))
         }
     }
 

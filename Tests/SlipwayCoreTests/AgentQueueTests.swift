@@ -71,7 +71,7 @@ struct AgentQueueTests {
         #expect(confirm.map(\.kind) == [.confirmed, .superseded])
         for r in confirm { queue.apply(r) }
         #expect(queue.entries[p1]?.state == .superseded(by: p2))
-        #expect(queue.queue(after: confirm) == [p2])
+        #expect(queue.queued.map(\.job.id) == [p2])
     }
 
     @Test func anInterruptedJobIsRequeuedOnceAndNeverSuperseded() {
@@ -172,11 +172,7 @@ struct AgentQueueTests {
         #expect(AgentDaemon.errorLine(["step 1", "devspace.yaml:3:5: images.app: does not exist", "pipeline commit failed (exit status 1)"])
             == "devspace.yaml:3:5: images.app: does not exist")
         #expect(AgentDaemon.errorLine(["just output"]) == "just output")
-        #expect(ImageRetention.split("127.0.0.1:5000/team/app:v1-2-gabc").name == "127.0.0.1:5000/team/app")
-        #expect(ImageRetention.split("127.0.0.1:5000/app").tag == "latest")
+        #expect(ImageReference.split("127.0.0.1:5000/team/app:v1-2-gabc").name == "127.0.0.1:5000/team/app")
+        #expect(ImageReference.split("127.0.0.1:5000/app").tag == nil)
     }
-}
-
-extension JobQueue {
-    fileprivate func queue(after _: [JournalRecord]) -> [Int] { queued.map(\.job.id) }
 }

@@ -432,7 +432,7 @@ public final class AgentDaemon: @unchecked Sendable {
         for error in errors { log.write("inbox: \(name): \(error)") }
         var hints: [String] = []
         cond.lock()
-        if queue.hasSource(name) || queue.entries.values.contains(where: { $0.job.source.hasPrefix(name + "#") }) {
+        if queue.hasSource(name) {
             cond.unlock()
             unlink(path)
             return

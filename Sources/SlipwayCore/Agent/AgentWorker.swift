@@ -56,8 +56,9 @@ extension AgentDaemon {
             (JobResult(ok: false, status: status, message: message, tags: [], startedAt: started, finishedAt: Date().timeIntervalSince1970), false)
         }
         let directory: String
+        let describe: String?
         do {
-            directory = try directoryFor(job)
+            (directory, describe) = try directoryFor(job)
         } catch {
             return failure(error.message)
         }
@@ -78,9 +79,7 @@ extension AgentDaemon {
             env["SLIPWAY_JOB_BRANCH"] = branch
             env["SLIPWAY_JOB_BRANCH_TAG"] = BranchTag.tag(for: branch)
         }
-        if let describe = try? GitRepository.discover(from: directory).describe(tags: false) {
-            env["SLIPWAY_JOB_DESCRIBE"] = BranchTag.tag(for: describe)
-        }
+        if let describe { env["SLIPWAY_JOB_DESCRIBE"] = describe }
         let resultFile = "\(paths.jobs)/\(job.id).images"
         unlink(resultFile)
         env["SLIPWAY_JOB_RESULT"] = resultFile
@@ -144,7 +143,6 @@ extension AgentDaemon {
             .split(separator: "\n").map(String.init)
         unlink(resultFile)
         let finished = Date().timeIntervalSince1970
-        let describe = env["SLIPWAY_JOB_DESCRIBE"]
         if status == 0 {
             let message = tags.isEmpty ? "ok (no images built)" : "ok: " + tags.joined(separator: ", ")
             return (JobResult(ok: true, status: 0, message: message, tags: tags, startedAt: started, finishedAt: finished, describe: describe), interrupted)
@@ -187,13 +185,18 @@ extension AgentDaemon {
 
     /// Where `job` runs: its worktree when that has the job's commit checked out (as a
     /// foreground `slipway build` would build it), else a linked worktree of the agent's own
-    /// (`checkouts/<branch tag>`) moved to the commit.
-    func directoryFor(_ job: AgentJob) throws(AgentError) -> String {
+    /// (`checkouts/<branch tag>`) moved to the commit; and the commit's description there
+    /// (`git describe --always`, made a valid tag).
+    func directoryFor(_ job: AgentJob) throws(AgentError) -> (directory: String, describe: String?) {
+        func described(_ repository: GitRepository?) -> String? {
+            (try? repository?.describe(tags: false)).flatMap { $0.map(BranchTag.tag(for:)) }
+        }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: job.worktree, isDirectory: &isDirectory), isDirectory.boolValue,
-            let head = try? GitRepository.discover(from: job.worktree).head().commit, head == job.commit
+            let repository = try? GitRepository.discover(from: job.worktree),
+            (try? repository.head().commit) == job.commit
         {
-            return job.worktree
+            return (job.worktree, described(repository))
         }
         guard let git = findExecutable("git", path: environment["PATH"]) else {
             throw AgentError("git is not on PATH; the agent needs it to check out \(job.commit.prefix(7))")
@@ -217,7 +220,7 @@ extension AgentDaemon {
         }
         let reason = FileManager.default.fileExists(atPath: job.worktree) ? "HEAD of \(job.worktree) is no longer \(job.commit.prefix(7))" : "\(job.worktree) no longer exists"
         log.write("job \(job.id): \(reason): running in \(directory)")
-        return directory
+        return (directory, described(try? GitRepository.discover(from: directory)))
     }
 
     /// After a commit job: records its commit-tagged images and removes the oldest beyond the
@@ -227,7 +230,7 @@ extension AgentDaemon {
         env["SLIPWAY"] = "0"
         let retention = ImageRetention(paths: paths, environment: env)
         // Only the tags named after the commit count: a pipeline's other tags are the user's.
-        let tagged = result.tags.filter { ImageRetention.split($0).tag == result.describe }
+        let tagged = result.tags.filter { ImageReference.split($0).tag == result.describe }
         guard !tagged.isEmpty else { return }
         do {
             try retention.record(tagged, commit: job.commit, at: result.finishedAt)

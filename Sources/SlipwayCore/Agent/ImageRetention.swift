@@ -28,15 +28,6 @@ public struct ImageRetention: Sendable {
         public var images: [String: [Entry]] = [:]
     }
 
-    /// `registry:5000/team/app:v1` → (`registry:5000/team/app`, `v1`).
-    public static func split(_ reference: String) -> (name: String, tag: String) {
-        let slash = reference.lastIndex(of: "/") ?? reference.startIndex
-        if let colon = reference[slash...].lastIndex(of: ":") {
-            return (String(reference[..<colon]), String(reference[reference.index(after: colon)...]))
-        }
-        return (reference, "latest")
-    }
-
     public func configuredKeep() -> Int {
         if let value = environment["SLIPWAY_KEEP_IMAGES"], let n = Int(value), n >= 0 { return n }
         if let git = findExecutable("git", path: environment["PATH"]),
@@ -91,10 +82,10 @@ public struct ImageRetention: Sendable {
         }
         try withLedger { (ledger: inout Ledger) throws(AgentError) in
             for reference in references {
-                let (name, tag) = Self.split(reference)
+                let (name, tag) = ImageReference.split(reference)
                 var entries = ledger.images[name] ?? []
-                entries.removeAll { $0.tag == tag }
-                entries.append(Entry(tag: tag, id: ids[reference], commit: commit, at: time))
+                entries.removeAll { $0.tag == tag ?? "latest" }
+                entries.append(Entry(tag: tag ?? "latest", id: ids[reference], commit: commit, at: time))
                 ledger.images[name] = entries
             }
         }

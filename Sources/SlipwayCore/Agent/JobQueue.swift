@@ -78,9 +78,10 @@ public struct JobQueue: Sendable {
             .map { JournalRecord(.superseded, at: time, id: $0.job.id, by: job.id) }
     }
 
-    /// A job with the same source was accepted already (an inbox file read before a crash).
-    public func hasSource(_ source: String) -> Bool {
-        entries.values.contains { $0.job.source == source }
+    /// A job from inbox file `name` (its only job, or one of its `name#N`) was accepted
+    /// already: the file was read before a crash.
+    public func hasSource(_ name: String) -> Bool {
+        entries.values.contains { $0.job.source == name || $0.job.source.hasPrefix(name + "#") }
     }
 
     // MARK: Questions

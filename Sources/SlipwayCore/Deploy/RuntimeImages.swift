@@ -73,9 +73,6 @@ public struct TagInjector: Sendable {
 
     /// `repo:tag` → `repo` (a `:` after the last `/`); digests stay.
     static func stripTag(_ reference: String) -> String {
-        if reference.contains("@") { return reference }
-        let slash = reference.lastIndex(of: "/") ?? reference.startIndex
-        guard let colon = reference[slash...].lastIndex(of: ":") else { return reference }
-        return String(reference[..<colon])
+        reference.contains("@") ? reference : ImageReference.split(reference).name
     }
 }

@@ -134,25 +134,23 @@ public enum ChildProcess {
 
     /// Field 22 of `/proc/PID/stat`: when the process started (clock ticks since boot); nil
     /// when there is no such process. With the pid, it names one process even after pid reuse.
-    public static func startTime(of pid: Int32) -> UInt64? {
+    public static func startTime(of pid: Int32) -> UInt64? { procStat(pid)?.start }
+
+    /// Whether process `pid`, started at `start` (when known), still runs (a zombie does not).
+    public static func isAlive(_ pid: Int32, start: UInt64?) -> Bool {
+        guard let stat = procStat(pid), stat.state != "Z" else { return false }
+        return start == nil || start == stat.start
+    }
+
+    /// The state (field 3) and start time (field 22) of `/proc/PID/stat`.
+    private static func procStat(_ pid: Int32) -> (state: Substring, start: UInt64)? {
         guard pid > 0, let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = text.lastIndex(of: ")")
         else { return nil }
-        // After "pid (comm) ": field 3 onwards; the start time is field 22.
+        // After "pid (comm) " come fields 3 onwards.
         let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
-    }
-
-    /// Whether process `pid`, started at `start` (when known), still runs.
-    public static func isAlive(_ pid: Int32, start: UInt64?) -> Bool {
-        guard let now = startTime(of: pid) else { return false }
-        if let zombie = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = zombie.lastIndex(of: ")"),
-            zombie[zombie.index(after: close)...].split(separator: " ").first == "Z"
-        {
-            return false
-        }
-        return start == nil || start == now
+        guard fields.count > 19, let start = UInt64(fields[19]) else { return nil }
+        return (fields[0], start)
     }
 }
 

@@ -319,9 +319,8 @@ public struct DockerEngine: BuildEngine {
             throw .invalidRequest(
                 engine: engine, image: reference, message: "a digest reference cannot be given as a new tag")
         }
-        let slash = reference.lastIndex(of: "/") ?? reference.startIndex
-        guard let colon = reference[slash...].lastIndex(of: ":") else { return (reference, "latest") }
-        return (String(reference[..<colon]), String(reference[reference.index(after: colon)...]))
+        let (name, tag) = ImageReference.split(reference)
+        return (name, tag ?? "latest")
     }
 
     private func mapped(_ error: DockerAPIError, operation: String) -> EngineError {

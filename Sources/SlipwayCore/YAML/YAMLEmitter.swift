@@ -98,7 +98,7 @@ public struct YAMLEmitter: Sendable {
     ) throws(YAMLError) {
         let isString = node.resolved == .string
         var cStyle: yaml_scalar_style_t
-        if value.contains("\n") && isString {
+        if isString && value.utf8.contains(10) {
             cStyle = YAML_LITERAL_SCALAR_STYLE
         } else if isString && (ScalarResolver.resolve(value) != .string || style.isQuoted || Self.yaml11Ambiguous(value)) {
             cStyle = YAML_DOUBLE_QUOTED_SCALAR_STYLE
@@ -127,9 +127,11 @@ public struct YAMLEmitter: Sendable {
     /// Strings that YAML 1.1 readers (Helm, kubectl, PyYAML) would take for a boolean or a
     /// number — `yes`, `on`, `n`, `12:30`, `0755` — although YAML 1.2 reads them as strings.
     static func yaml11Ambiguous(_ s: String) -> Bool {
-        switch s.lowercased() {
-        case "y", "yes", "n", "no", "on", "off": return true
-        default: break
+        if s.utf8.count <= 3 {
+            switch s.lowercased() {
+            case "y", "yes", "n", "no", "on", "off": return true
+            default: break
+            }
         }
         // YAML 1.1's sexagesimal numbers `[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?` (`22:22`,
         // `12:30:00`) and octals `[-+]?0[0-7_]+` (`0755`).

@@ -60,15 +60,20 @@ private struct Builder {
     var anchors: [String: Node] = [:]
     var totalNodes = 0
 
-    enum Frame {
-        case sequence(items: [Node], mark: Mark, tag: String?, anchor: String?)
-        case mapping(pairs: [Node.Pair], key: Node?, mark: Mark, tag: String?, anchor: String?)
-
-        var anchor: String? {
-            switch self {
-            case .sequence(_, _, _, let a), .mapping(_, _, _, _, let a): return a
-            }
-        }
+    /// One open collection. Frames are mutated in place on the stack (never popped and pushed
+    /// back), so appending to a collection never copies it: loading stays linear in the size
+    /// of the file.
+    struct Frame {
+        var isMapping: Bool
+        var items: [Node] = []
+        var pairs: [Node.Pair] = []
+        /// The key whose value is being read (mappings only).
+        var key: Node?
+        /// Where each key was first defined, to reject duplicates without a scan.
+        var keyMarks: [String: Mark] = [:]
+        var mark: Mark
+        var tag: String?
+        var anchor: String?
     }
 
     var stack: [Frame] = []
@@ -155,31 +160,31 @@ private struct Builder {
             case YAML_SEQUENCE_START_EVENT:
                 try push(mark)
                 stack.append(
-                    .sequence(
-                        items: [], mark: mark, tag: Self.expandTag(Self.string(event.data.sequence_start.tag)),
+                    Frame(
+                        isMapping: false, mark: mark, tag: Self.expandTag(Self.string(event.data.sequence_start.tag)),
                         anchor: Self.string(event.data.sequence_start.anchor)))
             case YAML_MAPPING_START_EVENT:
                 try push(mark)
                 stack.append(
-                    .mapping(
-                        pairs: [], key: nil, mark: mark, tag: Self.expandTag(Self.string(event.data.mapping_start.tag)),
+                    Frame(
+                        isMapping: true, mark: mark, tag: Self.expandTag(Self.string(event.data.mapping_start.tag)),
                         anchor: Self.string(event.data.mapping_start.anchor)))
             case YAML_SEQUENCE_END_EVENT:
-                guard case .sequence(let items, let m, let tag, let anchor)? = stack.popLast() else {
+                guard let frame = stack.popLast(), !frame.isMapping else {
                     throw YAMLError(mark: mark, message: "unbalanced sequence end")
                 }
-                let node = Node(.sequence(items), tag: tag, mark: m)
+                let node = Node(.sequence(frame.items), tag: frame.tag, mark: frame.mark)
                 totalNodes += 1
-                if let anchor { anchors[anchor] = node }
-                try add(node, mark: m)
+                if let anchor = frame.anchor { anchors[anchor] = node }
+                try add(node, mark: frame.mark)
             case YAML_MAPPING_END_EVENT:
-                guard case .mapping(let pairs, _, let m, let tag, let anchor)? = stack.popLast() else {
+                guard let frame = stack.popLast(), frame.isMapping else {
                     throw YAMLError(mark: mark, message: "unbalanced mapping end")
                 }
-                let node = Node(.mapping(try Self.applyMerges(pairs)), tag: tag, mark: m)
+                let node = Node(.mapping(try Self.applyMerges(frame.pairs)), tag: frame.tag, mark: frame.mark)
                 totalNodes += 1
-                if let anchor { anchors[anchor] = node }
-                try add(node, mark: m)
+                if let anchor = frame.anchor { anchors[anchor] = node }
+                try add(node, mark: frame.mark)
             default:
                 break
             }
@@ -195,32 +200,32 @@ private struct Builder {
     }
 
     private mutating func add(_ node: Node, mark: Mark) throws(YAMLError) {
-        guard let top = stack.popLast() else {
+        let top = stack.count - 1
+        guard top >= 0 else {
             documents.append(node)
             return
         }
-        switch top {
-        case .sequence(var items, let m, let tag, let anchor):
-            items.append(node)
-            stack.append(.sequence(items: items, mark: m, tag: tag, anchor: anchor))
-        case .mapping(var pairs, let key, let m, let tag, let anchor):
-            if let key {
-                if !Self.isMergeKey(key), let name = key.scalar,
-                    let first = pairs.first(where: { !Self.isMergeKey($0.key) && $0.key.scalar == name })
-                {
-                    throw YAMLError(
-                        mark: key.mark,
-                        message: "duplicate key \"\(name)\" (first defined at \(first.key.mark)); remove one of them")
-                }
-                pairs.append(Node.Pair(key: key, value: node))
-                stack.append(.mapping(pairs: pairs, key: nil, mark: m, tag: tag, anchor: anchor))
-            } else {
-                guard node.scalar != nil else {
-                    throw YAMLError(mark: node.mark, message: "a map key must be a plain value, not \(node.typeDescription)")
-                }
-                stack.append(.mapping(pairs: pairs, key: node, mark: m, tag: tag, anchor: anchor))
-            }
+        guard stack[top].isMapping else {
+            stack[top].items.append(node)
+            return
         }
+        guard let key = stack[top].key else {
+            guard let name = node.scalar else {
+                throw YAMLError(mark: node.mark, message: "a map key must be a plain value, not \(node.typeDescription)")
+            }
+            if !Self.isMergeKey(node) {
+                if let first = stack[top].keyMarks[name] {
+                    throw YAMLError(
+                        mark: node.mark,
+                        message: "duplicate key \"\(name)\" (first defined at \(first)); remove one of them")
+                }
+                stack[top].keyMarks[name] = node.mark
+            }
+            stack[top].key = node
+            return
+        }
+        stack[top].pairs.append(Node.Pair(key: key, value: node))
+        stack[top].key = nil
     }
 
     static func isMergeKey(_ key: Node) -> Bool {

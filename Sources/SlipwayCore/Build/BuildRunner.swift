@@ -247,14 +247,7 @@ public struct BuildRunner: Sendable {
     }
 
     /// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-    public static func isValidTag(_ tag: String) -> Bool {
-        let u = Array(tag.utf8)
-        guard let first = u.first, u.count <= 128 else { return false }
-        func word(_ c: UInt8) -> Bool {
-            (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95
-        }
-        return word(first) && u.allSatisfy { word($0) || $0 == 46 || $0 == 45 }
-    }
+    public static func isValidTag(_ tag: String) -> Bool { DockerReference.isValidTag(tag) }
 
     // MARK: Execution
 

@@ -104,11 +104,15 @@ public enum ConfigLoader {
             kubeContext: options.kubeContext ?? "", version: devspaceCompatVersion)
         let resolver = VariableResolver(context: context, definitions: definitions(root))
 
-        root = try await resolveImports(root, file: display, directory: directory, resolver: resolver, seen: [path])
-        root["imports"] = nil
-        resolver.definitions = Dictionary(definitions(root).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        if root["imports"] != nil {
+            root = try await resolveImports(root, file: display, directory: directory, resolver: resolver, seen: [path])
+            root["imports"] = nil
+            resolver.definitions = Dictionary(definitions(root).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        }
 
         // Profiles: explicit ones (-p) and those whose activation matches.
+        let badPatterns = checkActivations(root, file: display)
+        if !badPatterns.isEmpty { throw ConfigError(badPatterns) }
         let applier = ProfileApplier(file: display, root: root)
         let selected: [Node]
         do {
@@ -125,12 +129,12 @@ public enum ConfigLoader {
             try checkVersion(root, file: display)
             let rules = ConfigRules.checkVars(root, file: display)
             if !rules.isEmpty { throw ConfigError(rules) }
+            resolver.definitions = Dictionary(definitions(root).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         }
-        resolver.definitions = Dictionary(definitions(root).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
 
         // Variables: used ones (and alwaysResolve ones) get values; every failure is reported.
         var diagnostics: [ConfigDiagnostic] = []
-        for def in resolver.definitions.values.sorted(by: { $0.mark.line < $1.mark.line }) where def.alwaysResolve {
+        for def in resolver.definitions.values.filter(\.alwaysResolve).sorted(by: { $0.mark.line < $1.mark.line }) {
             do { _ = try await resolver.value(of: def.name) } catch {
                 diagnostics.append(
                     ConfigDiagnostic(
@@ -317,19 +321,51 @@ public enum ConfigLoader {
         return false
     }
 
+    /// Every `activation` pattern must be a regular expression; one that is not is an error at
+    /// its place (not a literal: DevSpace refuses it too).
+    static func checkActivations(_ root: Node, file: String) -> [ConfigDiagnostic] {
+        var out: [ConfigDiagnostic] = []
+        for (i, profile) in (root["profiles"]?.items ?? []).enumerated() {
+            for (j, rule) in (profile["activation"]?.items ?? []).enumerated() {
+                for section in ["env", "vars"] {
+                    for pair in rule[section]?.pairs ?? [] {
+                        guard let key = pair.key.scalar, let pattern = pair.value.text, !pattern.contains("${") else { continue }
+                        do {
+                            _ = try NSRegularExpression(pattern: "^(?:\(pattern))$")
+                        } catch {
+                            out.append(
+                                ConfigDiagnostic(
+                                    file: file, mark: pair.value.mark, path: "profiles[\(i)].activation[\(j)].\(section).\(key)",
+                                    message: "\"\(pattern)\" is not a valid regular expression; escape special characters such as ( [ * with \\ to match them literally"))
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     static func fullMatch(_ pattern: String, _ value: String) -> Bool {
         guard let re = try? NSRegularExpression(pattern: "^(?:\(pattern))$") else { return pattern == value }
         return re.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil
     }
 
     /// Resolves variables in every scalar (keys included), recording failures at their marks.
+    ///
+    /// `customScript` is set below `images.X.custom` when its command runs as a shell script
+    /// (no `args`, no `appendArgs`, no image argument): the command's references then reach
+    /// the shell as exported variables, never as spliced text.
     static func substituteAll(_ node: Node, resolver: VariableResolver, file: String, path: String = "",
-                              diagnostics: inout [ConfigDiagnostic]) async -> Node
+                              customScript: Bool = false, diagnostics: inout [ConfigDiagnostic]) async -> Node
     {
         switch node.kind {
-        case .scalar(let s, _):
+        case .scalar(let s, let style):
             guard s.contains("$") else { return node }
             do {
+                if customScript, path.hasSuffix(".command") {
+                    let text = try await resolver.shellScript(s)
+                    return Node(.scalar(text, style), tag: node.tag, mark: node.mark)
+                }
                 if isScript(path) {
                     // Scripts keep their text: the pipeline shell expands `${NAME}` from the
                     // environment (vars are exported there), and `${arr[0]}` is the shell's own.
@@ -351,7 +387,9 @@ public enum ConfigLoader {
             out.reserveCapacity(items.count)
             for (i, item) in items.enumerated() {
                 out.append(
-                    await substituteAll(item, resolver: resolver, file: file, path: "\(path)[\(i)]", diagnostics: &diagnostics))
+                    await substituteAll(
+                        item, resolver: resolver, file: file, path: "\(path)[\(i)]", customScript: customScript,
+                        diagnostics: &diagnostics))
             }
             var copy = node
             copy.kind = .sequence(out)
@@ -359,6 +397,7 @@ public enum ConfigLoader {
         case .mapping(let pairs):
             var out: [Node.Pair] = []
             out.reserveCapacity(pairs.count)
+            let script = customScript || isCustomScript(node, path: path)
             for p in pairs {
                 let key = p.key.scalar ?? ""
                 let childPath = path.isEmpty ? key : "\(path).\(key)"
@@ -367,13 +406,22 @@ public enum ConfigLoader {
                     newKey = await substituteAll(p.key, resolver: resolver, file: file, path: childPath, diagnostics: &diagnostics)
                     if newKey.scalar == nil { newKey = Node.string(VariableResolver.text(of: newKey), mark: p.key.mark) }
                 }
-                let value = await substituteAll(p.value, resolver: resolver, file: file, path: childPath, diagnostics: &diagnostics)
+                let value = await substituteAll(
+                    p.value, resolver: resolver, file: file, path: childPath, customScript: script, diagnostics: &diagnostics)
                 out.append(Node.Pair(key: newKey, value: value))
             }
             var copy = node
             copy.kind = .mapping(out)
             return copy
         }
+    }
+
+    /// `images.X.custom` whose command runs as a shell script (``CustomEngine``'s script mode).
+    static func isCustomScript(_ node: Node, path: String) -> Bool {
+        let parts = path.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "images", parts[2] == "custom" else { return false }
+        return (node["args"]?.items ?? []).isEmpty && (node["appendArgs"]?.items ?? []).isEmpty
+            && node["skipImageArg"]?.scalar != "false"
     }
 
     /// Shell scripts run later by the pipeline engine: `pipelines.X` (string form),

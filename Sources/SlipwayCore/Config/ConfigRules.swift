@@ -9,6 +9,12 @@ enum ConfigRules {
             out.append(ConfigDiagnostic(file: file, mark: node?.mark ?? root.mark, path: path, message: message))
         }
 
+        if let nameNode = root["name"], let name = nameNode.text, !name.isEmpty, !isSafeName(name) {
+            fail(
+                nameNode, "name",
+                "\"\(name)\" is not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)")
+        }
+
         if let images = root["images"]?.pairs {
             var seenImages: [String: String] = [:]
             for pair in images {
@@ -26,6 +32,11 @@ enum ConfigRules {
                     continue
                 }
                 let name = image["image"]?.text ?? ""
+                if !name.isEmpty, !name.contains("@"), !hasRuntimeReference(name),
+                    let problem = DockerReference.repositoryProblem(name)
+                {
+                    fail(image["image"], path + ".image", "\"\(name)\": \(problem)")
+                }
                 if name.isEmpty {
                     fail(image["image"] ?? pair.key, path + ".image", "image is required: name the repository to build, e.g. image: ghcr.io/org/\(key)")
                 } else if let other = seenImages[name] {
@@ -49,8 +60,15 @@ enum ConfigRules {
                             "custom.command is required when custom is set: the command that builds the image")
                     }
                 }
-                for (i, tag) in (image["tags"]?.items ?? []).enumerated() where (tag.text ?? "").isEmpty {
-                    fail(tag, path + ".tags[\(i)]", "a tag must not be empty")
+                for (i, tag) in (image["tags"]?.items ?? []).enumerated() {
+                    let text = tag.text ?? ""
+                    if text.isEmpty {
+                        fail(tag, path + ".tags[\(i)]", "a tag must not be empty")
+                    } else if !hasRuntimeReference(text),
+                        !DockerReference.isValidTag(String(text.map { $0 == "#" ? "a" : $0 }))
+                    {
+                        fail(tag, path + ".tags[\(i)]", tagProblem(text))
+                    }
                 }
             }
         }
@@ -167,6 +185,21 @@ enum ConfigRules {
 
     /// DevSpace's (unanchored) project name check: somewhere a run of `[a-z0-9][a-z0-9-]+[a-z0-9]`;
     /// also one or two lowercase letters or digits (DevSpace's compose examples use `db`).
+    /// `${runtime.…}` is resolved at use, so a value holding one cannot be checked at load.
+    static func hasRuntimeReference(_ s: String) -> Bool {
+        VariableSyntax.references(in: s).contains { $0.isReference && VariableSyntax.isRuntime($0.name) }
+    }
+
+    /// Why `tag` is not a valid image tag, with the fix for the usual causes.
+    static func tagProblem(_ tag: String) -> String {
+        let hint =
+            tag.contains("/")
+            ? "; for a branch name use ${SLIPWAY_BRANCH_TAG}, which makes it a valid tag"
+            : tag.contains(" ") ? "; a tag cannot contain spaces" : ""
+        return
+            "\"\(tag)\" is not a valid image tag (letters, digits, '_', '.', '-'; at most 128 characters; not starting with '.' or '-')\(hint)"
+    }
+
     static func isSafeName(_ s: String) -> Bool {
         let u = Array(s.utf8)
         func alnum(_ c: UInt8) -> Bool { (c >= 97 && c <= 122) || (c >= 48 && c <= 57) }

@@ -12,6 +12,9 @@ public struct VariableDefinition: Sendable, Equatable {
     public var args: [String]?
     public var commands: [(os: String?, command: String, args: [String]?)] = []
     public var alwaysResolve: Bool = false
+    /// Written as `NAME: $(…)`: an expression, with DevSpace's rules for its result
+    /// (`true` for empty output, `false` for exit 1 with no output).
+    public var isExpression: Bool = false
     /// Declared as `NAME: {}`: nothing to ask, compute or default. DevSpace would prompt with
     /// "Please enter a value for NAME"; slipway never prompts and takes the empty string.
     public var isEmpty: Bool = false
@@ -31,8 +34,9 @@ public struct VariableDefinition: Sendable, Equatable {
     static func parse(name: String, node: Node) -> VariableDefinition {
         var d = VariableDefinition(name: name, mark: node.mark)
         if let s = node.scalar, let expr = VariableSyntax.expression(in: s) {
-            // DevSpace: a var written as `$(cmd)` is a command variable.
+            // DevSpace: a var written as `$(cmd)` is computed by the command.
             d.command = expr
+            d.isExpression = true
             return d
         }
         guard let pairs = node.pairs, pairs.isEmpty || pairs.contains(where: { definitionKeys.contains($0.key.scalar ?? "") })
@@ -92,17 +96,46 @@ struct VariableFailure: Error {
     /// Where the problem lies when it is in a definition rather than at the use site.
     var mark: Mark? = nil
     var path: String? = nil
+
+    /// The failure, placed at `mark` / `path` unless it already has a place of its own.
+    func located(_ mark: Mark, _ path: String) -> VariableFailure {
+        var copy = self
+        if copy.mark == nil {
+            copy.mark = mark
+            copy.path = path
+        }
+        return copy
+    }
 }
 
 /// Resolves `${NAME}` references and `$(…)` expressions the way DevSpace's loader does, lazily:
 /// only variables that are used get a value (a `question` is never asked; slipway runs
 /// unattended, so a variable without a value is an error naming the variable and how to set it).
+///
+/// **Values are data; only the config's own text is code.** A `$(…)` runs only where it is
+/// written in the config (a value, a variable's definition, a variable's `command`). A value
+/// that came from git (a branch name), the environment, `--var`, a command's output or another
+/// variable is never run, whatever it holds: inside a `$(…)` or a `command`, a `${NAME}`
+/// reaches the shell as the environment variable's expansion, not as spliced text. DevSpace
+/// splices values into the command text first and runs the result, so a branch named
+/// `$(touch${IFS}x)` runs `touch` there; slipway differs on purpose.
 final class VariableResolver {
     let context: VariableContext
     var definitions: [String: VariableDefinition]
     private(set) var resolved: [String: Node] = [:]
     private(set) var order: [String] = []
     private var inProgress: Set<String> = []
+    /// Bytes of text produced by substitution so far, bounded by ``maxExpandedBytes``.
+    private var expandedBytes = 0
+    /// The flow-text size of non-scalar values, counted at each use.
+    private var valueSizes: [String: Int] = [:]
+    /// Variables a custom build's script reads under a name of slipway's (their own names are
+    /// not environment names: `${devspace.name}`), exported with the config's variables.
+    private(set) var scriptExports: [(String, Node)] = []
+    /// All substitution in one load produces at most this much text (4 MiB, the size limit of
+    /// the file itself): `L1: ${L0}${L0}…`, `L2: ${L1}${L1}…` would otherwise double memory at
+    /// every level.
+    static let maxExpandedBytes = 4 << 20
     /// Git facts are read (through libgit2) only when a variable or expression needs them.
     private lazy var git: GitFacts? = GitFacts.load(from: context.configDirectory)
     /// The kubeconfig's context, read only when `DEVSPACE_CONTEXT` or `DEVSPACE_NAMESPACE` is
@@ -115,6 +148,7 @@ final class VariableResolver {
     init(context: VariableContext, definitions: [VariableDefinition]) {
         self.context = context
         var defs: [String: VariableDefinition] = [:]
+        defs.reserveCapacity(definitions.count)
         for d in definitions { defs[d.name] = d }
         self.definitions = defs
         for (k, v) in context.cliVars {
@@ -153,42 +187,50 @@ final class VariableResolver {
         resolved[name] = v
     }
 
-    /// Resolved variables in the order they were resolved, for pipelines' environment.
-    var resolvedVariables: [(String, Node)] { order.compactMap { n in resolved[n].map { (n, $0) } } }
+    /// Resolved variables in the order they were resolved, for pipelines' environment, then
+    /// what custom build scripts read under slipway's names.
+    var resolvedVariables: [(String, Node)] { order.compactMap { n in resolved[n].map { (n, $0) } } + scriptExports }
 
     private func fill(_ name: String) async throws(VariableFailure) -> Node {
         let env = context.environment[name] ?? ""
-        guard var def = definitions[name] else {
+        guard let def = definitions[name] else {
             if !env.isEmpty { return Self.convertString(env) }
             throw VariableFailure(
                 message:
                     "variable ${\(name)} has no value: define it under vars, set the environment variable \(name), or pass --var \(name)=VALUE"
             )
         }
-        if let v = def.value { def.defaultValue = v }
-        if let d = def.defaultValue, let s = d.scalar, VariableSyntax.containsReference(s) {
-            def.defaultValue = try await substitute(in: d)
+        let written = def.value ?? def.defaultValue
+        // A plain `NAME: value` is the definition itself; a map has its `value` or `default`.
+        let path =
+            written?.mark == def.mark ? "vars.\(name)" : def.value != nil ? "vars.\(name).value" : "vars.\(name).default"
+        // The written default, resolved only when it is the answer (its `$(…)` runs then).
+        func defaultValue() async throws(VariableFailure) -> Node? {
+            guard let written else { return nil }
+            guard let text = written.scalar, text.contains("$") else { return written }
+            do { return try await substitute(in: written) } catch { throw error.located(written.mark, path) }
         }
-        if let c = def.command { def.command = try await substituteText(c) }
-        if let args = def.args {
-            var out: [String] = []
-            for a in args { out.append(try await substituteText(a)) }
-            def.args = out
+        // The type an environment value must have: the written default's, or (when that is
+        // a reference) the referenced value's.
+        func typeModel() async throws(VariableFailure) -> Node? {
+            guard let written, let text = written.scalar, text.contains("$") else { return written }
+            if VariableSyntax.expression(in: text) != nil { return Node(.scalar(text, .doubleQuoted)) }
+            return try await defaultValue()
         }
         switch def.source {
         case "none":
-            return def.defaultValue ?? Node(.scalar("", .plain))
+            return try await defaultValue() ?? Node(.scalar("", .plain))
         case "env":
-            if !env.isEmpty { return try Self.valueByType(env, def.defaultValue, name: name) }
-            if let d = def.defaultValue { return d }
+            if !env.isEmpty { return try Self.valueByType(env, await typeModel(), name: name) }
+            if let d = try await defaultValue() { return d }
             throw VariableFailure(
                 message: "vars.\(name) reads the environment variable \(name), which is not set; set it or give the variable a default")
         case "command":
             return try await runCommand(def)
         case "all", "input", "default":
             if def.command != nil || !def.commands.isEmpty { return try await runCommand(def) }
-            if def.source != "input" && !env.isEmpty { return try Self.valueByType(env, def.defaultValue, name: name) }
-            if let d = def.defaultValue, !(d.scalar?.isEmpty ?? false) { return d }
+            if def.source != "input" && !env.isEmpty { return try Self.valueByType(env, await typeModel(), name: name) }
+            if let d = try await defaultValue(), !(d.scalar?.isEmpty ?? false) { return d }
             if def.isEmpty { return Node(.scalar("", .doubleQuoted)) }
             let need = def.question.map { "needs an answer to \"\($0)\"" } ?? "has no value"
             throw VariableFailure(
@@ -205,25 +247,39 @@ final class VariableResolver {
         var command = def.command
         var args = def.args
         if let c = def.commands.first(where: { $0.os == nil || $0.os == "linux" }) {
-            command = try await substituteText(c.command)
+            command = c.command
             args = c.args
         }
         guard let command else {
             throw VariableFailure(message: "vars.\(def.name) has source command but no command")
         }
+        if def.isExpression {
+            do { return try await evaluate(expression: command) } catch {
+                throw error.located(def.mark, "vars.\(def.name)")
+            }
+        }
         let out: ProcessOutput
         do {
             if let args, !args.isEmpty {
+                // No shell: values become whole arguments, whatever they hold.
+                let program = try await substituteText(command)
+                var arguments: [String] = []
+                for a in args { arguments.append(try await substituteText(a)) }
                 out = try await ProcessRunner.run(
-                    command, args, environment: commandEnvironment(), workingDirectory: context.configDirectory)
+                    program, arguments, environment: commandEnvironment(), workingDirectory: context.configDirectory)
             } else {
-                out = try await Shell.run(command, in: context.configDirectory, environment: commandEnvironment())
+                let snippet = try await shellSnippet(command)
+                out = try await Shell.run(snippet.text, in: context.configDirectory, environment: snippet.environment)
             }
+        } catch let failure as VariableFailure {
+            throw failure
+        } catch let failure as ToolFailure {
+            throw VariableFailure(message: "vars.\(def.name): cannot run \(command): \(failure.standardError)")
         } catch {
-            throw VariableFailure(message: "vars.\(def.name): cannot run \(command): \(error.standardError)")
+            throw VariableFailure(message: "vars.\(def.name): cannot run \(command): \(error)")
         }
         guard out.status == 0 else {
-            let tail = out.standardError.trimmingSpaces().split(separator: "\n").suffix(3).joined(separator: " | ")
+            let tail = Self.lastLines(out.standardError)
             throw VariableFailure(
                 message: "vars.\(def.name): the command exited with status \(out.status)\(tail.isEmpty ? "" : ": \(tail)")")
         }
@@ -241,38 +297,96 @@ final class VariableResolver {
         return s.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
     }
 
+    /// A shell snippet from the config with its references resolved into environment
+    /// variables (``VariableSyntax/shellText(_:references:variable:)``): the text to run and
+    /// the environment to run it in.
+    func shellSnippet(_ s: String) async throws(VariableFailure) -> (text: String, environment: [String: String]) {
+        let refs = VariableSyntax.references(in: s)
+        var values: [Int: (name: String, value: String)] = [:]
+        for (i, r) in refs.enumerated() where r.isReference && !VariableSyntax.isRuntime(r.name) {
+            let v = try await value(of: r.name)
+            values[i] = (Self.isEnvName(r.name) ? r.name : "SLIPWAY_VAR_\(i)", Self.text(of: v))
+        }
+        var env = commandEnvironment()
+        for (_, entry) in values { env[entry.name] = entry.value }
+        return (VariableSyntax.shellText(s, references: refs, variable: { values[$0]?.name }), env)
+    }
+
+    /// A custom build's script (`images.*.custom.command` without arguments), which runs in a
+    /// shell at build time: references become expansions of exported variables, as in
+    /// ``shellSnippet(_:)``; names that are not environment names are exported as
+    /// `SLIPWAY_VAR_<name>` with other characters as `_`.
+    func shellScript(_ s: String) async throws(VariableFailure) -> String {
+        let refs = VariableSyntax.references(in: s)
+        var names: [Int: String] = [:]
+        for (i, r) in refs.enumerated() where r.isReference && !VariableSyntax.isRuntime(r.name) {
+            let v = try await value(of: r.name)
+            if Self.isEnvName(r.name) {
+                names[i] = r.name
+            } else {
+                let name = "SLIPWAY_VAR_" + String(r.name.unicodeScalars.map { Self.isEnvName(String($0)) || ("0"..."9").contains($0) ? Character($0) : "_" })
+                if !scriptExports.contains(where: { $0.0 == name }) { scriptExports.append((name, v)) }
+                names[i] = name
+            }
+        }
+        return VariableSyntax.shellText(s, references: refs, variable: { names[$0] })
+    }
+
     // MARK: Substitution
 
     /// Resolves every reference in a scalar node. A value that is exactly one reference takes
-    /// the variable's typed value; otherwise the result is text. A whole-value `$(…)` is run.
+    /// the variable's typed value; otherwise the result is text. A `$(…)` written as the whole
+    /// value is run (its references reach it as environment variables); the result of a
+    /// substitution is never run.
     func substitute(in node: Node) async throws(VariableFailure) -> Node {
         guard case .scalar(let s, let style) = node.kind else { return node }
-        let refs = VariableSyntax.references(in: s)
-        var result = node
-        if !refs.isEmpty {
-            let bytes = Array(s.utf8)
-            if refs.count == 1, let r = refs.first, r.start == 0, r.end == bytes.count, r.isReference,
-                !VariableSyntax.isRuntime(r.name)
-            {
-                var v = try await value(of: r.name)
-                if r.forceString, let text = v.scalar { v = Node(.scalar(text, .doubleQuoted)) }
-                v.mark = node.mark
-                result = v
-            } else {
-                let text = try await substituteText(s, references: refs)
-                result = Node(.scalar(text, style), tag: node.tag, mark: node.mark)
-            }
-        }
-        if case .scalar(let text, _) = result.kind, let expr = VariableSyntax.expression(in: text) {
+        if let expr = VariableSyntax.expression(in: s) {
             var v = try await evaluate(expression: expr)
             v.mark = node.mark
             return v
         }
-        return result
+        let refs = VariableSyntax.references(in: s)
+        guard !refs.isEmpty else { return node }
+        let bytes = Array(s.utf8)
+        if refs.count == 1, let r = refs.first, r.start == 0, r.end == bytes.count, r.isReference,
+            !VariableSyntax.isRuntime(r.name)
+        {
+            var v = try await value(of: r.name)
+            try count(v, name: r.name)
+            if r.forceString, let text = v.scalar { v = Node(.scalar(text, .doubleQuoted)) }
+            v.mark = node.mark
+            return v
+        }
+        let text = try await substituteText(s, references: refs)
+        return Node(.scalar(text, style), tag: node.tag, mark: node.mark)
     }
 
     func substituteText(_ s: String) async throws(VariableFailure) -> String {
         try await substituteText(s, references: VariableSyntax.references(in: s))
+    }
+
+    /// Counts a whole-value use of `value` against ``maxExpandedBytes``.
+    private func count(_ value: Node, name: String) throws(VariableFailure) {
+        let size: Int
+        if let text = value.scalar {
+            size = text.utf8.count
+        } else if let known = valueSizes[name] {
+            size = known
+        } else {
+            size = Self.text(of: value).utf8.count
+            valueSizes[name] = size
+        }
+        try grow(by: size, at: name)
+    }
+
+    private func grow(by bytes: Int, at name: String) throws(VariableFailure) {
+        expandedBytes += bytes
+        guard expandedBytes <= Self.maxExpandedBytes else {
+            throw VariableFailure(
+                message:
+                    "variables expand to more than \(Self.maxExpandedBytes >> 20) MiB of text (stopped while using ${\(name)}); is a variable used many times inside others? slipway stops here rather than fill the memory"
+            )
+        }
     }
 
     private func substituteText(_ s: String, references refs: [VariableSyntax.Reference]) async throws(VariableFailure)
@@ -291,7 +405,9 @@ final class VariableResolver {
                 out.append(contentsOf: bytes[r.start..<r.end])
             } else {
                 let v = try await value(of: r.name)
-                out.append(contentsOf: Array(Self.text(of: v).utf8))
+                let text = Self.text(of: v).utf8
+                try grow(by: text.count, at: r.name)
+                out.append(contentsOf: text)
             }
             pos = r.end
         }
@@ -299,36 +415,92 @@ final class VariableResolver {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// A whole-value `$(…)` expression. Common git questions are answered through libgit2;
-    /// anything else runs in `sh` in the config's directory. Empty output means the exit
-    /// status is the answer (`true` / `false`), as DevSpace's expressions do.
+    /// A `$(…)` expression written in the config. Common git questions are answered through
+    /// libgit2; anything else runs in `sh` in the config's directory, with the references in
+    /// it as environment variables. DevSpace's rule for the result
+    /// (`variable/expression/expression.go`): empty output with exit 0 is `true`; exit 1 with
+    /// neither output nor error output is `false`; any other failure is an error naming the
+    /// expression, its exit status and its error output.
     func evaluate(expression: String) async throws(VariableFailure) -> Node {
         let words = expression.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-        if let git, let answer = Self.gitAnswer(words, git) {
-            return Node(.scalar(answer, .plain)).quotedIfNeeded()
-        }
-        if git != nil, let dirty = Self.dirtyDescribe(words),
-            let answer = try? GitRepository.discover(from: context.configDirectory).describe(
-                tags: dirty.tags, always: true, dirtySuffix: dirty.suffix)
+        if words.first == "git", !VariableSyntax.containsReference(expression), !expression.contains("$"),
+            let answer = try gitExpression(words, expression)
         {
             return Node(.scalar(answer, .plain)).quotedIfNeeded()
         }
+        let snippet = try await shellSnippet(expression)
         let out: ProcessOutput
         do {
-            out = try await Shell.run(expression, in: context.configDirectory, environment: commandEnvironment())
+            out = try await Shell.run(snippet.text, in: context.configDirectory, environment: snippet.environment)
         } catch {
-            throw VariableFailure(message: "cannot run $(\(expression)): \(error.standardError)")
+            throw VariableFailure(message: "$(\(expression)) could not run: \(error.standardError)")
         }
         let text = out.standardOutput.trimmingSpaces()
-        if text.isEmpty {
-            return Node(.scalar(out.status == 0 ? "true" : "false", .plain))
-        }
         guard out.status == 0 else {
-            let tail = out.standardError.trimmingSpaces().split(separator: "\n").suffix(3).joined(separator: " | ")
-            throw VariableFailure(message: "$(\(expression)) exited with status \(out.status): \(tail)")
+            let errors = out.standardError.trimmingSpaces()
+            if out.status == 1 && text.isEmpty && errors.isEmpty { return Node(.scalar("false", .plain)) }
+            throw VariableFailure(message: Self.expressionFailure(expression, status: out.status, errors: errors, output: text))
         }
+        if text.isEmpty { return Node(.scalar("true", .plain)) }
         return Node(.scalar(text, .plain)).quotedIfNeeded()
     }
+
+    /// The sentence for a `$(…)` that failed, with what to do where it is clear.
+    static func expressionFailure(_ expression: String, status: Int32, errors: String, output: String) -> String {
+        var message = "$(\(expression)) failed with exit status \(status)"
+        let tail = lastLines(errors.isEmpty ? output : errors)
+        if !tail.isEmpty { message += ": \(tail)" }
+        if status == 127 {
+            message += " — the command was not found; install it or change the expression"
+        } else if errors.contains("not a git repository") {
+            message += " — this directory is not a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
+        } else if errors.contains("unknown revision") || errors.contains("bad revision") || errors.contains("Needed a single revision") || errors.contains("does not have any commits") {
+            message += " — the repository has no commit yet; commit first or pass the value with --var"
+        }
+        return message + ""
+    }
+
+    /// The last three lines of a tool's output, joined for one line of message.
+    static func lastLines(_ text: String) -> String {
+        text.trimmingSpaces().split(separator: "\n").suffix(3).joined(separator: " | ")
+    }
+
+    /// Git expressions slipway answers from libgit2 (no `git` process): nil when the
+    /// expression is not one of them; an error when there is no repository or no commit.
+    private func gitExpression(_ words: [String], _ expression: String) throws(VariableFailure) -> String? {
+        let dirty = Self.dirtyDescribe(words)
+        guard dirty != nil || Self.gitQuestions.contains(words) else { return nil }
+        guard let git else {
+            throw VariableFailure(
+                message:
+                    "$(\(expression)) failed: \(context.configDirectory) is not in a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
+            )
+        }
+        if words == ["git", "branch", "--show-current"] || words == ["git", "rev-parse", "--abbrev-ref", "HEAD"] {
+            // A detached HEAD: `rev-parse --abbrev-ref` prints HEAD; `branch --show-current`
+            // prints nothing, which makes the expression `true`, as in DevSpace.
+            return git.branch ?? (words.count == 3 ? "true" : "HEAD")
+        }
+        guard git.commit != nil else {
+            throw VariableFailure(
+                message: "$(\(expression)) failed: the repository has no commit yet; commit first or pass the value with --var")
+        }
+        if let dirty {
+            do {
+                return try GitRepository.discover(from: context.configDirectory).describe(
+                    tags: dirty.tags, always: true, dirtySuffix: dirty.suffix)
+            } catch {
+                throw VariableFailure(message: "$(\(expression)) failed: \(error)")
+            }
+        }
+        return Self.gitAnswer(words, git)
+    }
+
+    static let gitQuestions: Set<[String]> = [
+        ["git", "describe", "--always"], ["git", "describe", "--tags", "--always"], ["git", "describe", "--always", "--tags"],
+        ["git", "rev-parse", "HEAD"], ["git", "rev-parse", "--short", "HEAD"], ["git", "branch", "--show-current"],
+        ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+    ]
 
     /// `git describe --always --dirty[=SUFFIX]` (with `--tags` or not, in any order): asked
     /// of libgit2 only when used, because telling "dirty" takes a status walk of the work tree.

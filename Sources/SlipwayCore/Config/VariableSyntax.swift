@@ -80,3 +80,92 @@ extension String {
         return String(s)
     }
 }
+
+extension VariableSyntax {
+    /// A shell snippet written in the config (a `$(…)` expression, a variable's `command`, a
+    /// custom build's script) with every `${NAME}` reference turned into an expansion of the
+    /// environment variable that `variable` names for it. Values are never spliced into the
+    /// text: whatever a value holds (`$(…)`, quotes, `;`), the shell sees it only as the
+    /// value of a variable. Inside single quotes, where the shell would not expand, the
+    /// quote is closed around a double-quoted expansion (`'a'"${X}"'b'`), so the text reads as
+    /// it did when DevSpace spliced the value in. An escape (`$${A}`) loses one `$` and stays
+    /// for the shell; a reference `variable` answers nil for (runtime variables) is kept as
+    /// written.
+    public static func shellText(_ s: String, references refs: [Reference], variable: (Int) -> String?) -> String {
+        guard !refs.isEmpty else { return s }
+        let bytes = Array(s.utf8)
+        enum Quote { case none, single, double, backtick }
+        // Command substitutions (`$(`, backquotes) open a new quoting context.
+        var contexts: [Quote] = [.none]
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 16 * refs.count)
+        var next = 0
+        var i = 0
+        let dollar = UInt8(ascii: "$")
+        let open = UInt8(ascii: "(")
+        let close = UInt8(ascii: ")")
+        let single = UInt8(ascii: "'")
+        let double = UInt8(ascii: "\"")
+        let backslash = UInt8(ascii: "\\")
+        let backquote = UInt8(ascii: "`")
+        while i < bytes.count {
+            while next < refs.count && refs[next].start < i { next += 1 }
+            if next < refs.count && refs[next].start == i {
+                let r = refs[next]
+                if !r.isReference {
+                    out.append(contentsOf: bytes[(r.start + 1)..<r.end])
+                } else if let name = variable(next) {
+                    let expansion = Array("${\(name)}".utf8)
+                    if contexts.last == .single {
+                        out += [single, double] + expansion + [double, single]
+                    } else {
+                        out += expansion
+                    }
+                } else {
+                    out.append(contentsOf: bytes[r.start..<r.end])
+                }
+                i = r.end
+                next += 1
+                continue
+            }
+            let c = bytes[i]
+            out.append(c)
+            i += 1
+            switch contexts.last ?? .none {
+            case .single:
+                if c == single { contexts.removeLast() }
+            case .double:
+                if c == backslash, i < bytes.count {
+                    out.append(bytes[i])
+                    i += 1
+                } else if c == double {
+                    contexts.removeLast()
+                } else if c == dollar, i < bytes.count, bytes[i] == open {
+                    out.append(open)
+                    i += 1
+                    contexts.append(.none)
+                } else if c == backquote {
+                    contexts.append(.backtick)
+                }
+            case .none, .backtick:
+                if c == backslash, i < bytes.count {
+                    out.append(bytes[i])
+                    i += 1
+                } else if c == single {
+                    contexts.append(.single)
+                } else if c == double {
+                    contexts.append(.double)
+                } else if c == dollar, i < bytes.count, bytes[i] == open {
+                    out.append(open)
+                    i += 1
+                    contexts.append(.none)
+                } else if c == close, contexts.count > 1, contexts.last == Quote.none {
+                    contexts.removeLast()
+                } else if c == backquote {
+                    if contexts.last == .backtick { contexts.removeLast() } else { contexts.append(.backtick) }
+                }
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -41,6 +41,50 @@ struct GlobalOptions: ParsableArguments {
         if debug && silent { throw ValidationError("--debug and --silent cannot be used together") }
     }
 
+    /// The global flags among `args` (given after a pipeline's name, where DevSpace accepts
+    /// them too: `slipway run-pipeline build --debug`), with their values, and the rest.
+    static func extract(_ args: [String]) -> (globals: [String], rest: [String]) {
+        let valued: Set<String> = ["--config", "--var", "-p", "--profile", "-n", "--namespace", "--kube-context", "--chdir"]
+        let flags: Set<String> = ["--disable-profile-activation", "--debug", "--silent", "--no-colors"]
+        var globals: [String] = []
+        var rest: [String] = []
+        var i = 0
+        while i < args.count {
+            let arg = args[i]
+            let name = arg.hasPrefix("--") ? String(arg.prefix { $0 != "=" }) : arg
+            if flags.contains(arg) {
+                globals.append(arg)
+            } else if valued.contains(name) {
+                globals.append(arg)
+                if !arg.contains("="), i + 1 < args.count {
+                    globals.append(args[i + 1])
+                    i += 1
+                }
+            } else if arg == "--" {
+                rest += args[i...]
+                break
+            } else {
+                rest.append(arg)
+            }
+            i += 1
+        }
+        return (globals, rest)
+    }
+
+    /// Adds global flags given later on the command line: lists grow, the rest replace.
+    mutating func merge(_ other: GlobalOptions) {
+        config = other.config ?? config
+        vars += other.vars
+        profiles += other.profiles
+        disableProfileActivation = disableProfileActivation || other.disableProfileActivation
+        namespace = other.namespace ?? namespace
+        kubeContext = other.kubeContext ?? kubeContext
+        chdir = other.chdir ?? chdir
+        debug = debug || other.debug
+        silent = silent || other.silent
+        noColors = noColors || other.noColors
+    }
+
     var parsedVars: [(String, String)] {
         vars.compactMap { v in
             guard let eq = v.firstIndex(of: "=") else { return nil }

@@ -99,6 +99,17 @@ enum PipelineCommand {
     static func run(
         _ name: String, global: GlobalOptions, flags: PipelineFlags, render: Bool = false, extra: [String]
     ) async throws {
+        // Global flags may follow the pipeline's name, as DevSpace (cobra) accepts them.
+        var global = global
+        let (globals, extra) = GlobalOptions.extract(extra)
+        if !globals.isEmpty {
+            do {
+                global.merge(try GlobalOptions.parse(globals))
+            } catch {
+                Terminal.error("slipway: \(GlobalOptions.message(for: error))")
+                throw ExitCode(64)
+            }
+        }
         let loaded = try await global.load()
         let declared = loaded.config.pipeline(name)?.flags ?? []
         let pipelineFlags: [String: String]

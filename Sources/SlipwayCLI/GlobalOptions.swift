@@ -108,7 +108,7 @@ struct GlobalOptions: ParsableArguments {
         do {
             return try await ConfigLoader.load(options)
         } catch {
-            for d in error.diagnostics { Terminal.error(d.description) }
+            printDiagnostics(error.diagnostics)
             throw ExitCode.failure
         }
     }
@@ -126,4 +126,14 @@ func directory(afterChdir chdir: String?) throws -> String {
         throw ExitCode.failure
     }
     return (dir as NSString).standardizingPath
+}
+
+/// Prints a config's problems on stderr: the first 100, then how many more there are.
+func printDiagnostics(_ diagnostics: [ConfigDiagnostic]) {
+    let shown = 100
+    for d in diagnostics.prefix(shown) { Terminal.error(d.description) }
+    if diagnostics.count > shown {
+        let counted = diagnostics.count > SchemaValidator.maxDiagnostics ? "over \(SchemaValidator.maxDiagnostics - shown)" : "\(diagnostics.count - shown)"
+        Terminal.error("slipway: \(counted) more problems not shown; fix these first")
+    }
 }

@@ -6,7 +6,7 @@ import Testing
 
 // MARK: - Fixture helpers
 
-fileprivate enum ConfigFixtures {
+enum ConfigFixtures {
     static let validDirectory = SlipwayBinary.fixtures + "/valid"
     static let invalidDirectory = SlipwayBinary.fixtures + "/invalid"
 

@@ -14,6 +14,10 @@
 ///   ignoring case as `encoding/json` matches them;
 /// - null is accepted for every field.
 public struct SchemaValidator {
+    /// Problems reported at most; a file of 100,000 unknown keys gets the first ones and a
+    /// note, not 100,000 lines.
+    public static let maxDiagnostics = 1_000
+
     /// Validates a whole configuration file against ``Schema/config``.
     public static func validate(_ root: Node, file: String) -> [ConfigDiagnostic] {
         validate(root, against: Schema.config, file: file)
@@ -32,7 +36,16 @@ public struct SchemaValidator {
         var children: [Work] = []
         while let work = stack.popLast() {
             switch work {
+            case .unknownKey(let mark, let path, let key, let allowed):
+                stack.append(.report(mark, path: path, message: diagnostics.count < maxDiagnostics ? unknownKeyMessage(key, allowed: allowed) : ""))
             case .report(let mark, let path, let message):
+                guard diagnostics.count < maxDiagnostics else {
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: file, mark: mark, path: path,
+                            message: "more than \(maxDiagnostics) problems; slipway stops checking here (fix the ones above first)"))
+                    return diagnostics
+                }
                 diagnostics.append(ConfigDiagnostic(file: file, mark: mark, path: path, message: message))
             case .check(let node, let type, let path, let json):
                 children.removeAll(keepingCapacity: true)
@@ -46,6 +59,8 @@ public struct SchemaValidator {
     private enum Work {
         case check(Node, SchemaType, path: String, json: Bool)
         case report(Mark, path: String, message: String)
+        /// An unknown key: its "did you mean" is worked out only if it is reported.
+        case unknownKey(Mark, path: String, key: String, allowed: [String])
     }
 
     /// Checks one node against one type; problems and nested checks go to `out` in order.
@@ -84,7 +99,7 @@ public struct SchemaValidator {
                 if let fieldType = object[key] ?? (json ? object.caseInsensitiveField(key) : nil) {
                     out.append(.check(pair.value, fieldType, path: join(path, key), json: json))
                 } else {
-                    report(pair.key.mark, join(path, key), unknownKeyMessage(key, allowed: object.keys))
+                    out.append(.unknownKey(pair.key.mark, path: join(path, key), key: key, allowed: object.keys))
                 }
             }
         case .oneOf(let alternatives):

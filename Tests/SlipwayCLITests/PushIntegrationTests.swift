@@ -1,4 +1,5 @@
 import Foundation
+import SlipwayCore
 import SlipwayTestSupport
 import Testing
 
@@ -47,8 +48,9 @@ struct PushIntegrationTests {
                 toFile: dockerConfig + "/config.json", atomically: true, encoding: .utf8)
         }
 
-        func cache() -> String {
-            (try? String(contentsOfFile: dir + "/.devspace/cache.yaml", encoding: .utf8)) ?? ""
+        /// The deliveries slipway's build record holds for the image `app`.
+        func pushed() -> [String: String] {
+            (try? BuildCache(configPath: dir + "/devspace.yaml").read())?["app"]?.pushed ?? [:]
         }
 
         func cleanUp() {
@@ -102,7 +104,7 @@ struct PushIntegrationTests {
             #expect(s.pushed == ["\(p.repository):one", "\(p.repository):two"])
             let id = try #require(s.imageID)
             #expect(first.stderr.contains("push:app pushed \(p.repository):one to \(registry.host) (sha256:"))
-            #expect(p.cache().contains("\(p.repository):two: \(id)"))
+            #expect(p.pushed()["\(p.repository):two"] == id)
             for tag in ["one", "two"] {
                 try Self.pullBack("\(p.repository):\(tag)", expecting: id, dockerConfig: p.dockerConfig)
             }
@@ -156,7 +158,7 @@ struct PushIntegrationTests {
             #expect(error.contains("\(registry.host) wants credentials"))
             #expect(error.contains("docker login \(registry.host)"))
             #expect(none.stderr.contains("push:app failed:"))
-            #expect(!p.cache().contains("pushed:"))
+            #expect(p.pushed().isEmpty)
 
             // A wrong password: refused, not retried, the password never printed.
             try p.writeAuths(host: registry.host, user: TestRegistry.user, password: "wrong-password-xyz")
@@ -169,7 +171,7 @@ struct PushIntegrationTests {
             #expect(refused.contains("\(p.dockerConfig)/config.json"))
             #expect(!wrong.stderr.contains("attempt 2"))
             #expect(!(wrong.stdout + wrong.stderr).contains("wrong-password-xyz"))
-            #expect(!p.cache().contains("pushed:"))
+            #expect(p.pushed().isEmpty)
 
             // The right password in config.json's auths.
             try p.writeAuths(host: registry.host, user: TestRegistry.user, password: TestRegistry.password)
@@ -220,7 +222,7 @@ struct PushIntegrationTests {
             #expect(error.contains("failed after 3 attempts (1 s, 2 s apart)"))
             #expect(error.contains("connection refused"))
             #expect(down.stderr.contains("push attempt 2 of 3 failed"))
-            #expect(!p.cache().contains("pushed:"))
+            #expect(p.pushed().isEmpty)
             #expect(try Self.summary(down).result == "built")
         }
         // Silent: the connection is accepted and nothing ever comes back. With --push-timeout 2,
@@ -238,7 +240,7 @@ struct PushIntegrationTests {
             let error = try #require(try Self.summary(hung).pushError)
             #expect(error.contains("no progress for 2 s, so it was stopped"))
             #expect(error.contains("--push-timeout"))
-            #expect(!p.cache().contains("pushed:"))
+            #expect(p.pushed().isEmpty)
         }
     }
 

@@ -129,13 +129,18 @@ struct PushTests {
         #expect(failure.errorMessage == "denied")
     }
 
-    @Test func cacheRecordsPushes() throws {
-        try withTemporaryDirectory { dir in
+    @Test func cacheRecordsPushes() async throws {
+        try await withTemporaryDirectory { dir in
             let cache = BuildCache(configPath: dir + "/devspace.yaml")
-            let entry = ImageCacheEntry(
-                imageName: "127.0.0.1:5000/app", tag: "v1", tags: ["v1"], imageID: "sha256:aa",
-                pushed: ["127.0.0.1:5000/app:v1": "sha256:aa", "kind:dev 127.0.0.1:5000/app:v1": "sha256:aa"])
-            try cache.update(["app": entry])
+            var entry = ImageCacheEntry(imageName: "127.0.0.1:5000/app", tag: "v1", tags: ["v1"], imageID: "sha256:aa")
+            try await cache.recordBuilds(["app": entry])
+            #expect(try cache.read()["app"] == entry)
+            let keys = ["127.0.0.1:5000/app:v1", "kind:dev 127.0.0.1:5000/app:v1"]
+            try cache.recordDeliveries(["app": ("sha256:aa", keys)])
+            entry.pushed = ["127.0.0.1:5000/app:v1": "sha256:aa", "kind:dev 127.0.0.1:5000/app:v1": "sha256:aa"]
+            #expect(try cache.read()["app"] == entry)
+            // A delivery of another image ID than the one recorded is not written.
+            try cache.recordDeliveries(["app": ("sha256:bb", ["127.0.0.1:5000/app:v2"])])
             #expect(try cache.read()["app"] == entry)
         }
     }

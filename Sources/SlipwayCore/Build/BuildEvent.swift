@@ -32,6 +32,8 @@ public struct ImageResult: Sendable, Equatable {
     public var pushed: [String] = []
     /// Why a delivery failed; the build itself succeeded and is recorded.
     public var pushError: String? = nil
+    /// Files that changed while the image was built (recorded as unknown: built again next run).
+    public var changedDuringBuild: [String] = []
 }
 
 /// Progress of a build run, rendered by the caller (a terminal, a log file, a socket).

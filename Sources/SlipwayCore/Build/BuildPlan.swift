@@ -20,6 +20,9 @@ public struct ImagePlan: Sendable {
     public var target: String?
     public var network: String?
     public var config: ImageConfig
+    /// The Dockerfile as it was just before it was read (to tell whether it changed while
+    /// the image was built).
+    public var dockerfileStamp: FileStamp? = nil
 
     /// Tags with each `#` replaced by a random letter, as DevSpace does.
     static func fillHashes(_ tag: String) -> String {
@@ -103,6 +106,7 @@ public enum BuildPlanner {
                         target: image.target, network: image.network, config: image))
                 continue
             }
+            let stamp = FileStamp.of(dockerfile)
             guard let data = FileManager.default.contents(atPath: dockerfile), !isDirectory(dockerfile) else {
                 fail("dockerfile", "\(image.dockerfile) does not exist")
                 continue
@@ -124,7 +128,7 @@ public enum BuildPlanner {
                     dockerfilePath: dockerfile, dockerfileDisplay: image.dockerfile, contextPath: context,
                     dockerfileInContext: inContext, dockerfile: text, rewrittenDockerfile: rewritten,
                     buildArgs: image.buildArgs.compactMap { a in a.value.map { (a.name, $0) } },
-                    target: image.target, network: image.network, config: image))
+                    target: image.target, network: image.network, config: image, dockerfileStamp: stamp))
         }
         if !diagnostics.isEmpty { throw ConfigError(diagnostics) }
         return plans

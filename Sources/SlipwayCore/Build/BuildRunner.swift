@@ -102,6 +102,23 @@ public struct BuildRunner: Sendable {
             }
         }
         if !diagnostics.isEmpty { throw BuildRunError(diagnostics) }
+        // An image that is built is checked afterwards against what its digest read, which
+        // needs the walk's entries: a digest from the agent's warm snapshot is taken again by
+        // walking (through the stat index, so only changed files are read).
+        if !options.dryRun {
+            for (i, p) in prepared.enumerated() where p.action == .build && contexts.isWarm(p.plan.key) {
+                contexts.walkAgain(p.plan.key)
+                do {
+                    let again = try await prepare(p.plan, cached: cached[p.plan.key], engines: engines, contexts: &contexts)
+                    prepared[i] = again.action == .build ? again : Prepared(
+                        plan: again.plan, engine: again.engine, tags: again.tags, dockerfileDigest: again.dockerfileDigest,
+                        contextDigest: again.contextDigest, optionsDigest: again.optionsDigest,
+                        buildDigest: again.buildDigest, action: .build, reason: p.reason, existingImage: nil)
+                } catch {
+                    throw BuildRunError(error.description)
+                }
+            }
+        }
         for p in prepared {
             emit(.decided(image: p.plan.key, action: p.action, reason: p.reason, tags: p.tags))
         }
@@ -118,26 +135,77 @@ public struct BuildRunner: Sendable {
                         dryRun: true)
                 })
         }
-        let results = await execute(prepared)
+        var results = await execute(prepared)
 
         var updates: [String: ImageCacheEntry] = [:]
-        for (p, r) in zip(prepared, results) where r.outcome == .built || r.outcome == .retagged {
+        for (i, (p, r)) in zip(prepared, results).enumerated() where r.outcome == .built || r.outcome == .retagged {
             // Deliveries of the same image ID stay valid (a re-tag, an identical rebuild).
             let kept = (cached[p.plan.key]?.pushed ?? [:]).filter { $0.value == r.imageID }
-            updates[p.plan.key] = ImageCacheEntry(
+            var entry = ImageCacheEntry(
                 imageName: p.plan.image, tag: r.tags.first ?? "", buildDigest: p.buildDigest,
                 dockerfileDigest: p.dockerfileDigest, contextDigest: p.contextDigest, optionsDigest: p.optionsDigest,
                 tags: r.tags, imageID: r.imageID, engine: p.engine.name, pushed: kept)
+            if r.outcome == .built {
+                let changed = changedDuringBuild(p, contexts: contexts)
+                if !changed.isEmpty {
+                    // The engine read some of these files before the change and some after:
+                    // the image is not known to hold what the digest says.
+                    for path in changed.prefix(10) { emit(.note("changed during build: \(path)")) }
+                    if changed.count > 10 { emit(.note("changed during build: \(changed.count - 10) more paths")) }
+                    emit(
+                        .note(
+                            "images.\(p.plan.key): files changed while it was built, so its image may hold either version; it is recorded as unknown and built again next time"
+                        ))
+                    entry.buildDigest = nil
+                    entry.changedDuringBuild = Array(changed.prefix(10))
+                    results[i].changedDuringBuild = changed
+                }
+            }
+            updates[p.plan.key] = entry
         }
         // The builds are recorded before anything is pushed: a push that fails (or is
         // interrupted) does not cost a rebuild, and only pushes that happened are recorded.
-        do { try cache.update(updates) } catch { throw BuildRunError(error.description) }
+        // A record is kept only while its first tag still names its image: when a build
+        // running at the same time moved the tag since, that build's record is the true one.
+        let engineOf = Dictionary(prepared.map { ($0.plan.key, $0.engine) }, uniquingKeysWith: { a, _ in a })
+        let emit = self.emit
+        let recorded: [String]
+        do {
+            recorded = try await cache.recordBuilds(updates) { key, entry, _ in
+                guard let engine = engineOf[key], entry.engine != "custom", let id = entry.imageID,
+                    let current = try? await engine.imageID("\(entry.imageName):\(entry.tag)")
+                else { return true }
+                if current != id {
+                    emit(
+                        .note(
+                            "images.\(key): \(entry.imageName):\(entry.tag) was moved to another image by a build that ran at the same time; that build's record is kept"
+                        ))
+                }
+                return current == id
+            }
+        } catch let failure as BuildCache.Failure {
+            throw BuildRunError(failure.description)
+        } catch {
+            throw BuildRunError("\(error)")
+        }
         contexts.saveIndexes(emit: emit)
         contexts.discardInBackground()
+        let written = updates.filter { recorded.contains($0.key) }
         let (delivered, pushes) = await deliver(
-            prepared, results, entries: cached.merging(updates) { $1 }, kube: kube)
-        do { try cache.update(pushes) } catch { throw BuildRunError(error.description) }
+            prepared, results, entries: cached.merging(written) { $1 }, kube: kube)
+        do { try cache.recordDeliveries(pushes) } catch { throw BuildRunError(error.description) }
         return BuildReport(results: delivered)
+    }
+
+    /// What changed, since the digest read it, among the files `p`'s build read: its context
+    /// (or onChange files) and ignore files, and the Dockerfile.
+    func changedDuringBuild(_ p: Prepared, contexts: ContextCache) -> [String] {
+        var changed: [String] = []
+        if let stamp = p.plan.dockerfileStamp, FileStamp.of(p.plan.dockerfilePath) != stamp {
+            changed.append(p.plan.dockerfilePath)
+        }
+        for path in contexts.changedSinceDigest(p.plan.key) where !changed.contains(path) { changed.append(path) }
+        return changed
     }
 
     // MARK: Decision
@@ -152,7 +220,7 @@ public struct BuildRunner: Sendable {
         let optionsDigest = sha256Hex(Self.optionsText(plan, engine: engine.name))
         var contextDigest = "ignored"
         if let custom = image.custom {
-            contextDigest = custom.onChange.isEmpty ? "always" : try contexts.onChangeDigest(custom.onChange)
+            contextDigest = custom.onChange.isEmpty ? "always" : try contexts.onChangeDigest(custom.onChange, image: plan.key)
         } else if image.rebuildStrategy != .ignoreContextChanges {
             contextDigest = try contexts.digest(plan: plan, displayPath: loaded.displayPath)
         }
@@ -177,6 +245,11 @@ public struct BuildRunner: Sendable {
         if image.rebuildStrategy == .always { return decide(.build, "rebuildStrategy: always") }
         if let custom = image.custom, custom.onChange.isEmpty {
             return decide(.build, "custom build without onChange is always rebuilt (as DevSpace does)")
+        }
+        if let cached, !cached.changedDuringBuild.isEmpty {
+            return decide(
+                .build,
+                "files changed while the last build ran (\(cached.changedDuringBuild[0])\(cached.changedDuringBuild.count > 1 ? " and others" : "")), so its image is not known to match")
         }
         guard let cached, let previous = cached.buildDigest, !cached.tag.isEmpty else {
             return decide(.build, "no previous build recorded")
@@ -206,6 +279,7 @@ public struct BuildRunner: Sendable {
         }
         let presentID = stored.id
         var missing: [String] = []
+        var moved: [String] = []
         for tag in tags {
             let ref = "\(plan.image):\(tag)"
             // The engine's answer usually names every tag already; ask only about the others
@@ -215,10 +289,17 @@ public struct BuildRunner: Sendable {
             do { id = try await engine.imageID(ref) } catch {
                 throw BuildRunError("images.\(plan.key): cannot ask \(engine.name) whether \(ref) exists: \(error)")
             }
-            if id != presentID { missing.append(tag) }
+            if id == nil {
+                missing.append(tag)
+            } else if id != presentID {
+                moved.append(tag)
+            }
         }
-        if missing.isEmpty { return decide(.skip, "up to date", existing: presentID) }
-        return decide(.retag, "unchanged content, new tags: " + missing.joined(separator: ", "), existing: presentID)
+        if missing.isEmpty && moved.isEmpty { return decide(.skip, "up to date", existing: presentID) }
+        var reason: [String] = []
+        if !missing.isEmpty { reason.append("new tags: " + missing.joined(separator: ", ")) }
+        if !moved.isEmpty { reason.append("tags now on another image: " + moved.joined(separator: ", ")) }
+        return decide(.retag, "unchanged content, " + reason.joined(separator: "; "), existing: presentID)
     }
 
     /// Everything besides the Dockerfile and the context that changes the image. Not the tags.

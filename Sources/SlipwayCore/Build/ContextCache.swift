@@ -15,6 +15,22 @@ struct ContextCache {
     private let warm: WarmSnapshot?
     /// How many contexts were taken from the warm snapshot instead of walked.
     private(set) var warmHits = 0
+    /// What each image's digest read, to tell after its build whether anything changed
+    /// meanwhile: the snapshot's key, the context and rules, and the stamps of the ignore
+    /// files that were candidates (taken before they were read).
+    private var sources: [String: Source] = [:]
+    /// Contexts that must be walked, not taken from the warm snapshot (their image is built,
+    /// and the build is checked against the walk's entries).
+    private var cold: Set<String> = []
+    /// Snapshot keys whose digest came from the warm snapshot.
+    private var warmKeys: Set<String> = []
+
+    struct Source {
+        var key: String
+        var context: String
+        var matcher: IgnoreMatcher
+        var stamps: [(path: String, stamp: FileStamp?)]
+    }
 
     init(configDirectory: String, warm: WarmSnapshot? = nil) {
         self.configDirectory = configDirectory
@@ -30,6 +46,13 @@ struct ContextCache {
 
     /// The digest of a plan's context, with DevSpace's `.dockerignore` lookup.
     mutating func digest(plan: ImagePlan, displayPath: String) throws(BuildRunError) -> String {
+        // The ignore files that could apply, stamped before one of them is read.
+        var candidates = ["devspace.dockerignore", ".dockerignore"]
+        if let d = plan.dockerfileInContext { candidates.append(d + ".dockerignore") }
+        let stamps = candidates.map { name in
+            let path = plan.contextPath + "/" + name
+            return (path: path, stamp: FileStamp.of(path))
+        }
         let matcher: IgnoreMatcher
         do {
             (matcher, _) = try IgnoreMatcher.forContext(
@@ -42,15 +65,52 @@ struct ContextCache {
                 "images.\(plan.key): the context holds .git and .dockerignore does not exclude it, so every commit changes the context and rebuilds the image; add .git to .dockerignore"
             )
         }
+        sources[plan.key] = Source(
+            key: Self.key(plan.contextPath, matcher), context: plan.contextPath, matcher: matcher, stamps: stamps)
         return try snapshot(plan.contextPath, matcher: matcher, what: "images.\(plan.key).context", displayPath: displayPath)
             .digest
+    }
+
+    static func key(_ context: String, _ matcher: IgnoreMatcher) -> String {
+        context + "\u{0}" + matcher.patterns.joined(separator: "\u{0}")
+    }
+
+    /// Whether `image`'s context digest came from the warm snapshot (no walk, no entries).
+    func isWarm(_ image: String) -> Bool {
+        sources[image].map { warmKeys.contains($0.key) } ?? false
+    }
+
+    /// Makes the next digest of `image`'s context walk it (its build is checked against the
+    /// walk's entries afterwards).
+    mutating func walkAgain(_ image: String) {
+        guard let source = sources[image] else { return }
+        cold.insert(source.context)
+        snapshots[source.key] = nil
+        warmKeys.remove(source.key)
+    }
+
+    /// The paths of `image`'s context (and its ignore files) that are not what its digest
+    /// read: added, removed, written, replaced. Walks the context again (stat only). Empty
+    /// when nothing changed or the image had no walked context.
+    func changedSinceDigest(_ image: String) -> [String] {
+        guard let source = sources[image], let before = snapshots[source.key], !warmKeys.contains(source.key) else {
+            return []
+        }
+        var changed = source.stamps.filter { FileStamp.of($0.path) != $0.stamp }.map(\.path)
+        do {
+            let after = try ContextWalker.walk(contextDir: source.context, matcher: source.matcher)
+            changed += ContextChanges.between(before.entries, after).map { source.context + "/" + $0 }
+        } catch {
+            changed.append(source.context)
+        }
+        return changed
     }
 
     /// Advice found while digesting, for the caller to show.
     var notes: [String] = []
 
     /// The digest of the files a custom build's `onChange` globs match (relative to the config).
-    mutating func onChangeDigest(_ globs: [String]) throws(BuildRunError) -> String {
+    mutating func onChangeDigest(_ globs: [String], image: String) throws(BuildRunError) -> String {
         let matcher: IgnoreMatcher
         do {
             // Exclude everything, then re-include what the globs name (Docker's `!` rules).
@@ -58,16 +118,17 @@ struct ContextCache {
         } catch {
             throw BuildRunError("custom.onChange: \(error)")
         }
+        sources[image] = Source(key: Self.key(configDirectory, matcher), context: configDirectory, matcher: matcher, stamps: [])
         return try snapshot(configDirectory, matcher: matcher, what: "custom.onChange", displayPath: "").digest
     }
 
     mutating func snapshot(_ context: String, matcher: IgnoreMatcher, what: String, displayPath: String)
         throws(BuildRunError) -> ContextSnapshot
     {
-        let key = context + "\u{0}" + matcher.patterns.joined(separator: "\u{0}")
+        let key = Self.key(context, matcher)
         if let s = snapshots[key] { return s }
         let path = indexPath(for: context)
-        if let entry = warm?.digest(
+        if !cold.contains(context), let entry = warm?.digest(
             configDirectory: configDirectory, context: context, patterns: matcher.patterns, indexPath: path)
         {
             // The agent digested this context with these rules and nothing changed since.
@@ -75,6 +136,7 @@ struct ContextCache {
                 digest: entry.digest, fileCount: entry.fileCount, totalBytes: entry.totalBytes, hashedFiles: 0,
                 entries: [])
             warmHits += 1
+            warmKeys.insert(key)
             snapshots[key] = s
             return s
         }

@@ -65,7 +65,7 @@ extension BuildRunner {
     func deliver(
         _ prepared: [Prepared], _ results: [ImageResult], entries: [String: ImageCacheEntry],
         kube: Result<(context: String?, minikube: Bool), KubeconfigError>
-    ) async -> ([ImageResult], [String: ImageCacheEntry]) {
+    ) async -> ([ImageResult], [String: (imageID: String, keys: [String])]) {
         var results = results
         let candidates = prepared.indices.filter { i in
             results[i].outcome != .failed && prepared[i].engine.pushesAfterBuild && results[i].imageID != nil
@@ -120,14 +120,13 @@ extension BuildRunner {
             }
             return out
         }
-        var updates: [String: ImageCacheEntry] = [:]
+        var updates: [String: (imageID: String, keys: [String])] = [:]
         for (index, done, shown, error) in outcomes {
             let p = prepared[index]
             results[index].pushed = shown
             results[index].pushError = error
-            guard !done.isEmpty, var entry = entries[p.plan.key], let id = results[index].imageID else { continue }
-            for key in done { entry.pushed[key] = id }
-            updates[p.plan.key] = entry
+            guard !done.isEmpty, let id = results[index].imageID else { continue }
+            updates[p.plan.key] = (id, done)
         }
         return (results, updates)
     }

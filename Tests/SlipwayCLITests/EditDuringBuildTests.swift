@@ -1,0 +1,126 @@
+import Foundation
+import SlipwayCore
+import SlipwayTestSupport
+import Testing
+
+/// A file of the context is rewritten at a different moment of each build — before the walk,
+/// while the engine reads the context, while it builds, after it is done — in place and by
+/// rename, as editors save. Whatever the moment, slipway never records an image under a
+/// digest of other content: either the recorded digest is the digest of what the image
+/// holds, or the build is recorded as unknown (built again next time) and said so.
+@Suite(.serialized, .requiresDockerEngine, .timeLimit(.minutes(10)))
+struct EditDuringBuildTests {
+    static let runs = 20
+
+    /// When, after the build starts, run `index` rewrites the file: spread over 0–0.8 s (a
+    /// build here takes about half a second), with a fixed jitter.
+    static func delay(_ index: Int) -> Double {
+        var rng = HostileConfigTests.SplitMix64(state: UInt64(index) &* 7919)
+        return Double(index) * 0.8 / Double(runs) + Double(rng.next() % 50) / 1000
+    }
+
+    /// Starts `command` (a slipway invocation) and rewrites `app/hello.txt` with `text` after
+    /// `delay` seconds (in place on even runs, by rename on odd ones); returns the command's
+    /// combined output and status.
+    static func buildWhileEditing(
+        _ p: AgentProject, _ command: [String], delay: Double, text: String, index: Int
+    ) throws -> (status: Int32, output: String) {
+        let edit =
+            index % 2 == 0
+            ? "printf '%s\\n' \"$text\" > app/hello.txt"
+            : "printf '%s\\n' \"$text\" > app/.hello.txt.tmp && mv app/.hello.txt.tmp app/hello.txt"
+        let script = """
+            delay=$1 text=$2
+            shift 2
+            "$@" > .build-output 2>&1 &
+            pid=$!
+            sleep "$delay"
+            \(edit)
+            wait "$pid"
+            status=$?
+            cat .build-output
+            exit "$status"
+            """
+        let r = try sh(
+            ["sh", "-c", script, "edit-during-build", String(format: "%.3f", delay), text] + command, cwd: p.dir,
+            env: p.env)
+        return (r.status, r.stdout + r.stderr)
+    }
+
+    /// Checks the record the last build left and returns whether it was recorded as unknown.
+    static func check(_ p: AgentProject, output: String, run: Int) throws -> Bool {
+        let entry = try #require(try BuildCache(configPath: p.dir + "/devspace.yaml").read()["app"], "run \(run)")
+        if entry.buildDigest == nil {
+            #expect(entry.changedDuringBuild.contains(p.dir + "/app/hello.txt"), "run \(run): \(entry.changedDuringBuild)")
+            #expect(output.contains("changed during build: \(p.dir)/app/hello.txt"), "run \(run): \(output)")
+            return true
+        }
+        #expect(!output.contains("changed during build"), "run \(run): \(output)")
+        let id = try #require(entry.imageID)
+        let held = try sh(["docker", "run", "--rm", "--network", "none", id, "cat", "/hello.txt"], cwd: "/")
+        #expect(held.status == 0, "\(held.stderr)")
+        // The digest of the context as it would be with exactly the image's content.
+        let digest = try withTemporaryDirectory { copy in
+            #expect(try sh(["cp", "-a", p.dir + "/app/.", copy], cwd: "/").status == 0)
+            unlink(copy + "/.hello.txt.tmp")
+            try held.stdout.write(toFile: copy + "/hello.txt", atomically: false, encoding: .utf8)
+            let (matcher, _) = try IgnoreMatcher.forContext(contextDir: copy, dockerfileRelativeToContext: "Dockerfile")
+            return try ContextDigester().snapshot(contextDir: copy, matcher: matcher).snapshot.digest
+        }
+        #expect(
+            digest == entry.contextDigest,
+            "run \(run): the image holds \(held.stdout.debugDescription), which is not the content its record describes")
+        return false
+    }
+
+    @Test func foregroundBuilds() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir, extraConfig: "    tags: [edited]")
+            defer { p.cleanUp() }
+            var unknown = 0
+            for run in 0..<Self.runs {
+                try p.write("app/hello.txt", "run \(run) before\n")
+                let (status, output) = try Self.buildWhileEditing(
+                    p, [SlipwayBinary.path, "build", "--skip-push"], delay: Self.delay(run), text: "run \(run) after",
+                    index: run)
+                #expect(status == 0, "run \(run): \(output)")
+                if try Self.check(p, output: output, run: run) { unknown += 1 }
+            }
+            // Both kinds of moment were met: the check above was not vacuous.
+            print("edit during a foreground build: \(unknown) of \(Self.runs) builds recorded as unknown")
+            #expect(unknown > 0 && unknown < Self.runs, "\(unknown) of \(Self.runs) recorded as unknown")
+            // An unknown record is rebuilt; a known one is not.
+            let again = try p.slipway(["build", "--skip-push"])
+            let record = try #require(try BuildCache(configPath: dir + "/devspace.yaml").read()["app"])
+            #expect(record.buildDigest != nil && record.changedDuringBuild.isEmpty, "\(again.stderr)")
+            #expect(try p.slipway(["build", "--skip-push"]).stdout.contains("up to date"))
+        }
+    }
+
+    @Test func agentJobsWithWarmDigests() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir)
+            defer { p.cleanUp() }
+            #expect(try p.slipway(["agent", "start"]).status == 0)
+            #expect(
+                AgentHookIntegrationTests.eventually(60) {
+                    p.log().contains("warm digests: watching the build contexts of \(dir)")
+                }, "\(p.log())")
+            var unknown = 0
+            for run in 0..<Self.runs {
+                try p.write("app/hello.txt", "job \(run) before\n")
+                usleep(600_000)  // the warmer digests the new content after its quiet period
+                let logStart = p.log().utf8.count
+                let (status, output) = try Self.buildWhileEditing(
+                    p, [SlipwayBinary.path, "agent", "submit", "commit", "--wait"], delay: Self.delay(run),
+                    text: "job \(run) after", index: run)
+                #expect(status == 0, "run \(run): \(output)")
+                let log = String(decoding: Array(p.log().utf8).dropFirst(logStart), as: UTF8.self)
+                if try Self.check(p, output: log, run: run) { unknown += 1 }
+            }
+            print("edit during an agent job: \(unknown) of \(Self.runs) builds recorded as unknown")
+            #expect(unknown > 0 && unknown < Self.runs, "\(unknown) of \(Self.runs) recorded as unknown")
+            #expect(p.log().contains("with warm digests"), "the jobs were handed the warmer's digests")
+        }
+    }
+}

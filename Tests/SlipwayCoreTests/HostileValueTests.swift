@@ -4,27 +4,6 @@ import Testing
 
 @testable import SlipwayCore
 
-/// Names a hostile pusher can give a branch (git accepts every one of them: no spaces, so
-/// `${IFS}`), and values that look like shell code in the environment or on the command line.
-/// `MARKER` is replaced by a path that must never come to exist.
-let hostileValues = [
-    "$(touch${IFS}MARKER)",
-    "`touch${IFS}MARKER`",
-    "x;touch${IFS}MARKER",
-    "x&&touch${IFS}MARKER",
-    "x|touch${IFS}MARKER",
-    "$(touch MARKER)",
-    "'$(touch${IFS}MARKER)'",
-    "\"$(touch${IFS}MARKER)\"",
-    "x'\";touch${IFS}MARKER;'",
-    "$((0))$(touch${IFS}MARKER)",
-    "${IFS}$(touch${IFS}MARKER)",
-    "feature/$(touch${IFS}MARKER)",
-    "a\\$(touch${IFS}MARKER)",
-    "$HOME$(touch${IFS}MARKER)",
-    ")$(touch${IFS}MARKER)(",
-]
-
 /// Values from outside the config — git, the environment, `--var`, a command's output, another
 /// variable — are data: no `$(…)` in them ever runs, wherever they are used.
 @Suite struct HostileValueTests {

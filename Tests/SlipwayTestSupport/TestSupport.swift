@@ -210,3 +210,25 @@ public func writeExecutable(_ text: String, to path: String, mode: mode_t = 0o75
         throw TestSupportError("cannot write \(path): errno \(errno)")
     }
 }
+
+/// Values that look like shell code: branch names a hostile pusher can give (git refuses
+/// spaces and backslashes, hence `${IFS}`; the two names with them stand for values from the
+/// environment or the command line, which have no such rule). `MARKER` is replaced by a path
+/// that must never come to exist.
+public let hostileValues = [
+    "$(touch${IFS}MARKER)",
+    "`touch${IFS}MARKER`",
+    "x;touch${IFS}MARKER",
+    "x&&touch${IFS}MARKER",
+    "x|touch${IFS}MARKER",
+    "$(touch MARKER)",
+    "'$(touch${IFS}MARKER)'",
+    "\"$(touch${IFS}MARKER)\"",
+    "x'\";touch${IFS}MARKER;'",
+    "$((0))$(touch${IFS}MARKER)",
+    "${IFS}$(touch${IFS}MARKER)",
+    "feature/$(touch${IFS}MARKER)",
+    "a\\$(touch${IFS}MARKER)",
+    "$HOME$(touch${IFS}MARKER)",
+    ")$(touch${IFS}MARKER)(",
+]

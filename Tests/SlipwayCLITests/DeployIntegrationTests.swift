@@ -193,6 +193,12 @@ struct DeployIntegrationTests {
             #expect(greet.stdout.contains("\nsame\n"))
             let defaults = try p.slipway(["run-pipeline", "greet", "-w", "you"])
             #expect(defaults.stdout.contains("hello you loud=false\n"), "\(defaults.stdout)")
+            // Global flags after the pipeline's name, as DevSpace takes them.
+            let global = try p.slipway(["run-pipeline", "greet", "--debug", "-w", "you", "--var", "EXTRA=1", "--loud"])
+            #expect(global.status == 0, "\(global.stderr)")
+            #expect(global.stdout.contains("hello you loud=true\n"), "\(global.stdout)")
+            let unknown = try p.slipway(["run-pipeline", "greet", "--nope"])
+            #expect(unknown.status == 64, "\(unknown.stderr)")
 
             let broken = try p.slipway(["run-pipeline", "broken"])
             #expect(broken.status == 1)

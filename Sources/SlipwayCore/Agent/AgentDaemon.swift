@@ -87,6 +87,7 @@ public final class AgentDaemon: @unchecked Sendable {
         defer { unlink(paths.pidFile) }
         log.write("agent \(getpid()) starting for \(paths.commonDir)")
         try recover()
+        sweepTemporaryFiles()
         try listen()
         defer {
             unlink(paths.socket)
@@ -123,9 +124,7 @@ public final class AgentDaemon: @unchecked Sendable {
             guard case .running(let pid, let start, _) = entry.state else { continue }
             if pid > 0, ChildProcess.isAlive(pid, start: start) {
                 log.write("job \(entry.job.id): stopping its process group \(pid), left over from the agent that died")
-                kill(-pid, SIGTERM)
-                for _ in 0..<50 where ChildProcess.isAlive(pid, start: start) { usleep(100_000) }
-                if ChildProcess.isAlive(pid, start: start) { kill(-pid, SIGKILL) }
+                Self.stopGroup(pid)
             }
             log.write("job \(entry.job.id) (\(entry.job.summary)) was interrupted when the agent stopped: running it again")
             try commit([JournalRecord(.requeued, id: entry.job.id)])
@@ -135,6 +134,48 @@ public final class AgentDaemon: @unchecked Sendable {
             log.write("journal compacted")
         }
         try commit([JournalRecord(.agentStarted, pid: getpid())])
+    }
+
+    /// Stops process group `pgid` (SIGTERM, then SIGKILL after 5 s) and waits until none of
+    /// its processes is left (at most 2 s more), so that nothing of it writes a file afterwards.
+    static func stopGroup(_ pgid: Int32) {
+        func gone() -> Bool { kill(-pgid, 0) != 0 && errno == ESRCH }
+        kill(-pgid, SIGTERM)
+        for _ in 0..<50 where !gone() { usleep(100_000) }
+        if !gone() { kill(-pgid, SIGKILL) }
+        for _ in 0..<200 where !gone() { usleep(10_000) }
+    }
+
+    /// Removes the temporary files and directories that dead processes left (TempFiles): in the
+    /// state directory, in `$TMPDIR` (and `/tmp`) the watchers' and pipelines' directories, and
+    /// in the `.devspace/` of the worktrees the agent knows. Also the per-job files of jobs that
+    /// are not open and failure notices that were never published (hidden names in `failed/`).
+    func sweepTemporaryFiles() {
+        var removed = TempFiles.sweep(paths.directory, recursive: true, skipping: ["checkouts"])
+        for tmp in Set([TempFiles.temporaryDirectory, "/tmp"]) { removed += TempFiles.sweep(tmp, directories: true) }
+        cond.lock()
+        let open = Set(queue.entries.values.filter { $0.state.isOpen }.map { String($0.job.id) })
+        var worktrees = Set(queue.entries.values.map(\.job.worktree))
+        cond.unlock()
+        if paths.commonDir.hasSuffix("/.git") { worktrees.insert(String(paths.commonDir.dropLast(5))) }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.checkouts)) ?? [] {
+            worktrees.insert(paths.checkouts + "/" + name)
+        }
+        for worktree in worktrees.sorted() {
+            removed += TempFiles.sweep(worktree + "/.devspace")
+            removed += TempFiles.sweep(worktree + "/.devspace/slipway", recursive: true)
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.jobs)) ?? [] {
+            let id = name.split(separator: ".").first.map(String.init) ?? name
+            if !open.contains(id), unlink(paths.jobs + "/" + name) == 0 { removed.append(paths.jobs + "/" + name) }
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.failed)) ?? [] where name.hasPrefix(".") {
+            if unlink(paths.failed + "/" + name) == 0 { removed.append(paths.failed + "/" + name) }
+        }
+        if !removed.isEmpty {
+            let shown = removed.prefix(5).joined(separator: ", ") + (removed.count > 5 ? ", …" : "")
+            log.write("removed \(removed.count) temporary files left by processes that died: \(shown)")
+        }
     }
 
     /// Writes `records` to the journal, then applies them. Call with `cond` locked.

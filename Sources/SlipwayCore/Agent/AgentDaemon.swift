@@ -1,4 +1,5 @@
 internal import CInotifyTools
+internal import CLinux
 internal import Foundation
 
 /// The background agent of one repository (`slipway agent run`).
@@ -11,7 +12,8 @@ internal import Foundation
 /// - the push watcher exists only while a push job awaits confirmation: it notices when the
 ///   `git push` is over and asks the remote (`git ls-remote`) when no remote-tracking update
 ///   confirmed it;
-/// - the socket thread accepts clients of the same user (a thread per client).
+/// - the socket thread serves every client of the same user in one `poll()` loop
+///   (`AgentServer`: idle timeout, connection limits; no thread per client).
 ///
 /// Every change of the queue is a journal record, written and synced before it is applied.
 public final class AgentDaemon: @unchecked Sendable {
@@ -26,7 +28,7 @@ public final class AgentDaemon: @unchecked Sendable {
     var queue = JobQueue()
     var stopping = false
     var current: (id: Int, pid: pid_t)?
-    var listenFD: Int32 = -1
+    var server: AgentServer?
     var inboxFD: Int32 = -1
     let startedAt = Date().timeIntervalSince1970
     /// Keeps the build contexts of one worktree warm for the jobs (inotify).
@@ -95,7 +97,7 @@ public final class AgentDaemon: @unchecked Sendable {
         try watchInbox()
 
         let threads: [@Sendable () -> Void] = [
-            { [self] in acceptLoop() }, { [self] in inboxLoop() }, { [self] in workerLoop() }, { [self] in pushLoop() },
+            { [self] in server?.run() }, { [self] in inboxLoop() }, { [self] in workerLoop() }, { [self] in pushLoop() },
         ]
         for body in threads {
             let thread = Thread(block: body)
@@ -195,9 +197,26 @@ public final class AgentDaemon: @unchecked Sendable {
             }
         }
         cond.broadcast()
+        server?.wake()  // waiters learn of their job's end
     }
 
     var stopRequest: String?
+    /// Inbox failures already logged (under `inboxFailuresLock`: the push watcher scans too).
+    var inboxFailures: Set<String> = []
+    let inboxFailuresLock = NSLock()
+
+    var isStopping: Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        return stopping
+    }
+
+    /// Where job `id` stands (nil: no such job).
+    func state(of id: Int) -> JobState? {
+        cond.lock()
+        defer { cond.unlock() }
+        return queue.entries[id]?.state
+    }
 
     /// Asks the agent to stop (from a signal, a `stop` request, or a deleted repository).
     func requestStop(_ reason: String) {
@@ -219,7 +238,8 @@ public final class AgentDaemon: @unchecked Sendable {
             for _ in 0..<50 where ChildProcess.isAlive(running.pid, start: nil) { usleep(100_000) }
             if ChildProcess.isAlive(running.pid, start: nil) { kill(-running.pid, SIGKILL) }
         }
-        if listenFD >= 0 { shutdown(listenFD, Int32(SHUT_RDWR)) }
+        // Waiters hear that their job did not finish; every connection is closed.
+        server?.waitUntilDone(2)
         warmth.stop()
         log.write("agent \(getpid()) stopped")
     }
@@ -241,131 +261,20 @@ public final class AgentDaemon: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         umask(old)
-        guard bound == 0, Glibc.listen(fd, 16) == 0 else {
+        // A long backlog: a flood of connections queues in the kernel, not in the agent.
+        guard bound == 0, Glibc.listen(fd, 512) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
             throw AgentError("cannot listen on \(path): \(message)")
         }
         chmod(path, 0o600)
-        listenFD = fd
-    }
-
-    func acceptLoop() {
-        while true {
-            let fd = accept(listenFD, nil, nil)
-            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-            cond.lock()
-            let done = stopping
-            cond.unlock()
-            if done {
-                if fd >= 0 { close(fd) }
-                return
-            }
-            guard fd >= 0 else {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                usleep(10_000)
-                continue
-            }
-            // struct ucred (Linux): pid, uid, gid; SO_PEERCRED is 17.
-            var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, UInt32.max, UInt32.max)
-            var length = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
-            guard getsockopt(fd, SOL_SOCKET, 17, &credentials, &length) == 0, credentials.uid == getuid() else {
-                log.write("refused a connection from uid \(credentials.uid): the agent serves only uid \(getuid())")
-                respond(fd, AgentResponse(ok: false, error: "refused: this agent serves only its own user"))
-                close(fd)
-                continue
-            }
-            let thread = Thread { [self] in
-                serve(fd)
-                close(fd)
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
+        let wake = eventfd(0, O_NONBLOCK | O_CLOEXEC)  // EFD_NONBLOCK | EFD_CLOEXEC
+        guard wake >= 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw AgentError("eventfd(): \(message)")
         }
-    }
-
-    func respond(_ fd: Int32, _ response: AgentResponse) {
-        guard var data = try? JSONEncoder().encode(response) else { return }
-        data.append(UInt8(ascii: "\n"))
-        _ = data.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
-    func serve(_ fd: Int32) {
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(buffer[..<nl])
-                buffer.removeSubrange(...nl)
-                guard let request = try? JSONDecoder().decode(AgentRequest.self, from: Data(line)) else {
-                    respond(fd, AgentResponse(ok: false, error: "not a request: expected one JSON object per line (docs/agent.md)"))
-                    continue
-                }
-                if !handle(request, on: fd) { return }
-            }
-            let n = recv(fd, &chunk, chunk.count, 0)
-            if n <= 0 {
-                if n < 0 && errno == EINTR { continue }
-                return
-            }
-            buffer += chunk[..<n]
-            if buffer.count > 1 << 20 {
-                respond(fd, AgentResponse(ok: false, error: "request too long"))
-                return
-            }
-        }
-    }
-
-    /// Answers one request; false to close the connection.
-    func handle(_ request: AgentRequest, on fd: Int32) -> Bool {
-        switch request.op {
-        case "status":
-            respond(fd, AgentResponse(ok: true, status: status()))
-            return true
-        case "stop":
-            respond(fd, AgentResponse(ok: true, message: "stopping"))
-            requestStop("a stop request")
-            return false
-        case "follow":
-            log.follow(fd, last: request.lines ?? 20)
-            // Wait for the client to hang up.
-            var byte: UInt8 = 0
-            while recv(fd, &byte, 1, 0) > 0 {}
-            log.unfollow(fd)
-            return false
-        case "submit":
-            guard let submitted = request.job else {
-                respond(fd, AgentResponse(ok: false, error: "submit needs a job"))
-                return true
-            }
-            let id: Int
-            do {
-                id = try submit(submitted)
-            } catch {
-                respond(fd, AgentResponse(ok: false, error: error.message))
-                return true
-            }
-            respond(fd, AgentResponse(ok: true, id: id))
-            guard request.wait == true else { return true }
-            cond.lock()
-            while !stopping, let entry = queue.entries[id], entry.state.isOpen { cond.wait() }
-            let state = queue.entries[id]?.state
-            cond.unlock()
-            switch state {
-            case .finished(let result)?:
-                respond(fd, AgentResponse(ok: true, id: id, event: "finished", result: result))
-            case .superseded(let by)?:
-                respond(fd, AgentResponse(ok: true, id: id, event: "superseded", message: "superseded by job \(by)"))
-            case .dropped(let reason)?:
-                respond(fd, AgentResponse(ok: true, id: id, event: "dropped", message: reason))
-            default:
-                respond(fd, AgentResponse(ok: false, error: "the agent stopped before job \(id) finished; it runs when the agent starts again"))
-            }
-            return true
-        default:
-            respond(fd, AgentResponse(ok: false, error: "unknown op \"\(request.op)\" (status, submit, follow, stop)"))
-            return true
-        }
+        server = AgentServer(daemon: self, listenFD: fd, wakeFD: wake)
     }
 
     func status() -> AgentStatus {

@@ -191,7 +191,8 @@ public final class AgentDaemon: @unchecked Sendable {
                     log.write("job \(job.id) accepted: \(job.summary)" + (job.push != nil ? ", waiting for the push to finish" : ""))
                 }
             case .confirmed: log.write("job \(record.id ?? 0): the push was confirmed; queued")
-            case .superseded: log.write("job \(record.id ?? 0) superseded by job \(record.by ?? 0)")
+            case .superseded:
+                log.write("job \(record.id ?? 0) superseded by job \(record.by ?? 0)" + (record.reason.map { ": \($0)" } ?? ""))
             case .dropped: log.write("job \(record.id ?? 0) dropped: \(record.reason ?? "")")
             case .started, .finished, .requeued, .agentStarted: break
             }
@@ -318,65 +319,135 @@ public final class AgentDaemon: @unchecked Sendable {
         inboxFD = fd
     }
 
+    /// Reads the inbox on inotify events. A file that cannot be read or recorded for a reason
+    /// that passes (no descriptors or memory left, a full disk for the journal) stays in the
+    /// inbox, and the whole inbox is read again after a short delay (0.1 s, doubling up to 2 s)
+    /// until it succeeds: an event is never skipped until a restart.
     func inboxLoop() {
-        scanInbox()
+        var delay = 0.1
+        var retryAt: Double? = scanInbox() ? nil : AgentServer.now() + delay
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = read(inboxFD, &buffer, buffer.count)
-            cond.lock()
-            let done = stopping
-            cond.unlock()
-            if done { return }
-            if n < 0 {
+            var p = pollfd(fd: inboxFD, events: Int16(POLLIN), revents: 0)
+            let timeout = retryAt.map { Int32(max(0, ($0 - AgentServer.now()) * 1000 + 1)) } ?? -1
+            let ready = poll(&p, 1, timeout)
+            if isStopping { return }
+            if ready < 0 {
                 if errno == EINTR { continue }
-                log.write("reading inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
+                log.write("waiting for inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
                 return
             }
-            var offset = 0
-            var names: [String] = []
-            var gone = false
-            while offset + 16 <= n {
-                let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
-                let length = Int(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) })
-                if mask & UInt32(IN_Q_OVERFLOW) != 0 { names.append("") }
-                if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { gone = true }
-                if length > 0 {
-                    let bytes = buffer[(offset + 16)..<min(n, offset + 16 + length)].prefix { $0 != 0 }
-                    names.append(String(decoding: bytes, as: UTF8.self))
+            var complete = true
+            if ready > 0 {
+                let n = read(inboxFD, &buffer, buffer.count)
+                if n < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    log.write("reading inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
+                    return
                 }
-                offset += 16 + length
+                var offset = 0
+                var names: [String] = []
+                var gone = false
+                while offset + 16 <= n {
+                    let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
+                    let length = Int(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) })
+                    if mask & UInt32(IN_Q_OVERFLOW) != 0 { names.append("") }
+                    if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { gone = true }
+                    if length > 0 {
+                        let bytes = buffer[(offset + 16)..<min(n, offset + 16 + length)].prefix { $0 != 0 }
+                        names.append(String(decoding: bytes, as: UTF8.self))
+                    }
+                    offset += 16 + length
+                }
+                if gone {
+                    log.write("\(paths.inbox) was removed (the repository was deleted?): stopping")
+                    requestStop("the repository's state directory was removed")
+                    return
+                }
+                if names.contains("") {
+                    complete = scanInbox()
+                } else {
+                    for name in names { complete = processInboxFile(name) && complete }
+                }
             }
-            if gone {
-                log.write("\(paths.inbox) was removed (the repository was deleted?): stopping")
-                requestStop("the repository's state directory was removed")
-                return
+            if let at = retryAt, AgentServer.now() >= at {
+                retryAt = nil
+                complete = scanInbox() && complete
+                if complete {
+                    delay = 0.1
+                } else {
+                    delay = min(delay * 2, 2)
+                }
             }
-            if names.contains("") {
-                scanInbox()
-            } else {
-                for name in names { processInboxFile(name) }
-            }
+            if !complete && retryAt == nil { retryAt = AgentServer.now() + delay }
         }
     }
 
-    /// Reads every file in the inbox (at start, after an overflow, before a push decision).
-    func scanInbox() {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: paths.inbox) else { return }
-        for name in names.sorted() { processInboxFile(name) }
+    /// Reads every file in the inbox, oldest first (at start, after an overflow or a failure,
+    /// before a push decision); false when something must be read again later.
+    @discardableResult
+    func scanInbox() -> Bool {
+        guard let dir = opendir(paths.inbox) else {
+            let code = errno
+            if code == ENOENT { return true }
+            noteInboxFailure("", "cannot list \(paths.inbox): \(String(cString: strerror(code)))", transient: Self.isTransient(code))
+            return !Self.isTransient(code)
+        }
+        var found: [(time: Int, name: String)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard !name.hasPrefix(".") else { continue }
+            var st = stat()
+            let time = fstatat(dirfd(dir), name, &st, 0) == 0 ? st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec : 0
+            found.append((time, name))
+        }
+        closedir(dir)
+        // In the order the hooks wrote them: a late file of an older commit is then read after
+        // the newer commit's only when it really came later (and is dropped then, see
+        // `processInboxFile`).
+        var complete = true
+        for (_, name) in found.sorted(by: { ($0.time, $0.name) < ($1.time, $1.name) }) {
+            complete = processInboxFile(name) && complete
+        }
+        return complete
     }
 
-    func processInboxFile(_ name: String) {
-        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/") else { return }
+    /// Errors that pass by themselves: the read is tried again later.
+    static func isTransient(_ code: Int32) -> Bool {
+        [EMFILE, ENFILE, EINTR, ENOMEM, EAGAIN, ENOBUFS, ENOSPC, EDQUOT, EIO].contains(code)
+    }
+
+    /// Logs a failure to take an inbox file once (until it succeeds or another failure comes).
+    func noteInboxFailure(_ name: String, _ message: String, transient: Bool) {
+        let key = name + "\u{0}" + message
+        guard inboxFailuresLock.withLock({ inboxFailures.insert(key).inserted }) else { return }
+        log.write("inbox: " + message + (transient ? "; trying again shortly" : ""))
+    }
+
+    /// Reads inbox file `name` and records what it means; false when the file could not be
+    /// taken for a reason that passes (it stays, and is read again).
+    @discardableResult
+    func processInboxFile(_ name: String) -> Bool {
+        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/") else { return true }
         let path = paths.inbox + "/" + name
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        let data: [UInt8]
+        switch Self.readFile(path) {
+        case .success(let bytes): data = bytes
+        case .failure(let failure):
+            let code = failure.code
+            if code == ENOENT { return true }  // taken already, or removed by its hook (a full disk)
+            noteInboxFailure(name, "cannot read \(name): \(String(cString: strerror(code)))", transient: Self.isTransient(code))
+            return !Self.isTransient(code)
+        }
         guard data.last == UInt8(ascii: "\n") else {
-            // Still being written (its close event comes later), or torn by a crash.
+            // Still being written (the hook creates the file, then appends; its close event
+            // comes later), or torn by a crash.
             var st = stat()
             if stat(path, &st) == 0, Double(st.st_mtim.tv_sec) < Date().timeIntervalSince1970 - 60 {
                 log.write("inbox: \(name) is incomplete and a minute old; removed")
                 unlink(path)
             }
-            return
+            return true
         }
         let (events, errors) = InboxEvent.parse(String(decoding: data, as: UTF8.self))
         for error in errors { log.write("inbox: \(name): \(error)") }
@@ -385,11 +456,12 @@ public final class AgentDaemon: @unchecked Sendable {
         if queue.hasSource(name) {
             cond.unlock()
             unlink(path)
-            return
+            return true
         }
         var records: [JournalRecord] = []
         var preview = queue
         let now = Date().timeIntervalSince1970
+        var repository: GitRepository?
         for (index, event) in events.enumerated() {
             var new: [JournalRecord] = []
             switch event {
@@ -397,7 +469,13 @@ public final class AgentDaemon: @unchecked Sendable {
                 let job = AgentJob(
                     pipeline: "commit", ref: ref, commit: commit.lowercased(), worktree: worktree, acceptedAt: now,
                     source: events.count == 1 ? name : "\(name)#\(index)")
-                new = preview.accept(job, at: now)
+                // A late event (read after a newer commit of the branch was accepted: a file
+                // that could not be read at first, a restart) must not overtake that commit.
+                let newer = preview.newerAccepted(than: job) { commit, ancestor in
+                    if repository == nil { repository = try? GitRepository.discover(from: paths.commonDir) }
+                    return (try? repository?.isDescendant(commit, of: ancestor)) == true
+                }
+                new = newer.map { preview.acceptLate(job, newer: $0, at: now) } ?? preview.accept(job, at: now)
             case .prePush(let pid, let remote, let url, let localRef, let localOID, let remoteRef, _, let worktree):
                 // A push job is about the branch the remote now has (`git push origin HEAD`
                 // and `git push origin a:b` name another local ref).
@@ -422,15 +500,39 @@ public final class AgentDaemon: @unchecked Sendable {
             for record in new { preview.apply(record) }
             records += new
         }
+        var taken = true
         do {
             try commit(records)
             unlink(path)
+            inboxFailuresLock.withLock { inboxFailures.removeAll() }
         } catch {
-            log.write("inbox: \(name): cannot record it (\(error.message)); it stays in the inbox and is read again")
+            noteInboxFailure(name, "\(name): cannot record it (\(error.message)); it stays in the inbox", transient: true)
+            taken = false
         }
         cond.unlock()
         // A checkout or merge there: keep that worktree warm.
         for worktree in Set(hints) { warmth.watch(worktree) }
+        return taken
+    }
+
+    /// The whole content of `path`, or `errno`.
+    static func readFile(_ path: String) -> Result<[UInt8], Errno> {
+        var fd: Int32
+        repeat { fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) } while fd < 0 && errno == EINTR
+        guard fd >= 0 else { return .failure(Errno(code: errno)) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n == 0 { return .success(bytes) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(Errno(code: errno))
+            }
+            bytes += chunk[..<n]
+            if bytes.count > 1 << 20 { return .success(bytes) }  // no hook writes that much
+        }
     }
 
     // MARK: Push confirmation
@@ -493,4 +595,9 @@ public final class AgentDaemon: @unchecked Sendable {
             log.write("job \(job.id): \(error.message)")
         }
     }
+}
+
+/// An `errno` value as an error.
+struct Errno: Error {
+    var code: Int32
 }

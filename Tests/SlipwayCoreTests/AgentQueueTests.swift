@@ -238,6 +238,8 @@ struct AgentQueueTests {
             journal += records
             #expect(JobQueue(replaying: journal).entries[records[0].id!]?.state == .superseded(by: c))
             #expect(queue.next == nil, "nothing left to build")
+            // a, later still: superseded by c's job, not by b's (superseded itself).
+            #expect(queue.newerAccepted(than: job("a"), isDescendant: descends)?.job.id == c)
             // Not late: a newer commit, another branch's job, a commit of another line of history.
             #expect(queue.newerAccepted(than: job("c"), isDescendant: descends) == nil, "the same commit again")
             #expect(queue.newerAccepted(than: job("a", branch: "other"), isDescendant: descends) == nil)

@@ -13,6 +13,7 @@ public struct JobQueue: Sendable {
         public var acceptedAt: Double
 
         var isDropped: Bool { if case .dropped = state { true } else { false } }
+        var isSuperseded: Bool { if case .superseded = state { true } else { false } }
     }
 
     public private(set) var entries: [Int: Entry] = [:]
@@ -84,12 +85,12 @@ public struct JobQueue: Sendable {
     /// `job`'s commit, when there is one: `job` comes from a late event (a hook's file read after
     /// a newer commit's, say after a restart) and must not be built after that newer commit.
     /// `isDescendant(commit, ancestor)` answers from git; the newest 20 distinct commits of the
-    /// key are asked, newest first.
+    /// key are asked, newest first, jobs that were not superseded themselves before those that were.
     public func newerAccepted(than job: AgentJob, isDescendant: (_ commit: String, _ ancestor: String) -> Bool) -> Entry? {
         var seen: Set<String> = [job.commit]
         let candidates = entries.values
             .filter { $0.job.coalescingKey == job.coalescingKey && !$0.isDropped }
-            .sorted { $0.job.id > $1.job.id }
+            .sorted { ($0.isSuperseded ? 1 : 0, -$0.job.id) < ($1.isSuperseded ? 1 : 0, -$1.job.id) }
         for entry in candidates where seen.insert(entry.job.commit).inserted {
             if seen.count > 21 { break }
             if isDescendant(entry.job.commit, job.commit) { return entry }

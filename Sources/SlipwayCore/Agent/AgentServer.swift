@@ -82,6 +82,7 @@ final class AgentServer: @unchecked Sendable {
     private var refusedUsers = 0
     private var descriptorShortages = 0
     private var nextSummary = 0.0
+    private var lastSummary = -Double.infinity
     private var lastUserRefusalLogged = -1.0
 
     /// Takes over `listenFD` (made non-blocking) and `wakeFD` (an eventfd).
@@ -471,7 +472,8 @@ final class AgentServer: @unchecked Sendable {
 
     private func summarize(_ now: Double) {
         guard hasSummary else { return }
-        if nextSummary == 0 { nextSummary = now + 10 }  // the first of a burst waits for the rest
+        // A second after the first of a burst (one line for all of it), at most every 10 s.
+        if nextSummary == 0 { nextSummary = max(now + 1, lastSummary + 10) }
         guard now >= nextSummary else { return }
         var parts: [String] = []
         if timedOut > 0 { parts.append("\(timedOut) closed after \(Int(limits.requestTimeout)) s without a request") }
@@ -480,6 +482,7 @@ final class AgentServer: @unchecked Sendable {
         if refusedUsers > 0 { parts.append("\(refusedUsers) more from other users refused") }
         if descriptorShortages > 0 { parts.append("\(descriptorShortages) times out of descriptors") }
         daemon.log.write("connections: " + parts.joined(separator: "; "))
+        lastSummary = now
         evicted = 0
         timedOut = 0
         refusedBusy = 0

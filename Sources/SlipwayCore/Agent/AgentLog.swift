@@ -15,6 +15,7 @@ final class AgentLog: @unchecked Sendable {
     private var firstNumber: UInt64 = 0
     private var onWrite: (@Sendable () -> Void)?
     static let limit = 1 << 20
+    static let kept = 4_000
 
     init(path: String, echo: Bool) {
         self.path = path
@@ -53,8 +54,10 @@ final class AgentLog: @unchecked Sendable {
         }
         if echo { bytes.withUnsafeBytes { _ = Foundation.write(2, $0.baseAddress, $0.count) } }
         recent += lines
-        if recent.count > 1000 {
-            let drop = recent.count - 500
+        // Followers take their lines from here: a follower more than 4,000–8,000 lines behind
+        // (a job's output is fast) has missed some (about 1 MB of lines at most).
+        if recent.count > Self.kept * 2 {
+            let drop = recent.count - Self.kept
             recent.removeFirst(drop)
             firstNumber += UInt64(drop)
         }

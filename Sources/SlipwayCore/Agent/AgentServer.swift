@@ -46,6 +46,8 @@ final class AgentServer: @unchecked Sendable {
 
     final class Connection {
         let fd: Int32
+        /// Accepted as the `serial`-th connection (the oldest has the lowest).
+        let serial: UInt64
         var input: [UInt8] = []
         var output: [UInt8] = []
         var role = Role.pending
@@ -55,8 +57,9 @@ final class AgentServer: @unchecked Sendable {
         var closing = false
         var closed = false
 
-        init(fd: Int32, since: Double) {
+        init(fd: Int32, serial: UInt64, since: Double) {
             self.fd = fd
+            self.serial = serial
             self.since = since
         }
 
@@ -70,6 +73,7 @@ final class AgentServer: @unchecked Sendable {
     let listenFD: Int32
     let wakeFD: Int32
     private var connections: [Int32: Connection] = [:]
+    private var accepted: UInt64 = 0
     private var acceptPausedUntil = 0.0
     private var scratch = [UInt8](repeating: 0, count: 16 << 10)
     private var following = false
@@ -203,7 +207,8 @@ final class AgentServer: @unchecked Sendable {
                 refuseUser(fd, uid: credentials.uid)
                 continue
             }
-            let c = Connection(fd: fd, since: Self.now())
+            accepted += 1
+            let c = Connection(fd: fd, serial: accepted, since: Self.now())
             connections[fd] = c
             readFrom(c)
             if !c.closed && c.isPending && pendingCount > limits.pending, let oldest = oldestPending() {
@@ -227,7 +232,8 @@ final class AgentServer: @unchecked Sendable {
 
     private var pendingCount: Int { connections.values.reduce(0) { $0 + ($1.isPending && !$1.closed ? 1 : 0) } }
 
-    /// The pending connection to close first: the oldest, preferring one with nothing unsent.
+    /// The pending connection to close first: the one that waits longest for a request (the
+    /// earliest accepted among equals), preferring one with nothing unsent.
     private func oldestPending() -> Connection? {
         var best: Connection?
         for c in connections.values where c.isPending && !c.closed {
@@ -236,7 +242,7 @@ final class AgentServer: @unchecked Sendable {
                 continue
             }
             // Nothing unsent first, then the oldest.
-            if c.output.isEmpty != b.output.isEmpty ? c.output.isEmpty : c.since < b.since { best = c }
+            if c.output.isEmpty != b.output.isEmpty ? c.output.isEmpty : (c.since, c.serial) < (b.since, b.serial) { best = c }
         }
         return best
     }
@@ -401,14 +407,18 @@ final class AgentServer: @unchecked Sendable {
             following = true
             daemon.log.setOnWrite { [weak self] in self?.wake() }
         }
+        // Lines it has not had were dropped from memory: it reads too slowly (or not at all).
+        let missed = daemon.log.lines(from: next, limit: 0).missed
+        if missed > 0 {
+            // Said after what it has not read yet; closed once that is read (or 5 s from now).
+            c.role = .pending
+            c.since = Self.now()
+            c.closing = true
+            respond(c, AgentResponse(ok: false, error: "you read the log too slowly and missed \(missed) lines; follow it again (`slipway agent logs -f`)"))
+            return
+        }
         while c.output.count < limits.followerBacklog {
-            let (lines, after, missed) = daemon.log.lines(from: next, limit: 200)
-            if missed > 0 {
-                c.role = .pending
-                c.closing = true
-                respond(c, AgentResponse(ok: false, error: "you read the log too slowly and missed \(missed) lines; follow it again (`slipway agent logs -f`)"))
-                return
-            }
+            let (lines, after, _) = daemon.log.lines(from: next, limit: 200)
             if lines.isEmpty { break }
             for line in lines { c.output += Self.encode(AgentResponse(ok: true, event: "log", line: line)) }
             next = after

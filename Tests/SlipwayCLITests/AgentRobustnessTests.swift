@@ -58,6 +58,12 @@ final class RawConnection {
         }
     }
 
+    /// The next line as a response (waiting at most `seconds`); nil on end of file, timeout or a
+    /// line that is not one.
+    func response(within seconds: Double) -> AgentResponse? {
+        readLine(within: seconds).flatMap { try? JSONDecoder().decode(AgentResponse.self, from: Data($0.utf8)) }
+    }
+
     /// Whether the agent closes the connection within `seconds` (what it sends meanwhile is kept).
     func isClosedByPeer(within seconds: Double) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
@@ -250,9 +256,9 @@ struct AgentRobustnessTests {
             try follower.send(AgentRequest(op: "follow", lines: 0))
             let start = Date()
             for connection in [silent, partial] {
-                let line = connection.readLine(within: 10)
-                #expect(line?.contains("no complete request within 5 s") == true, "\(String(describing: line))")
-                #expect(line?.contains(#""ok":false"#) == true)
+                let answer = connection.response(within: 10)
+                #expect(answer?.ok == false, "\(String(describing: answer))")
+                #expect(answer?.error?.contains("no complete request within 5 s") == true, "\(String(describing: answer))")
                 #expect(connection.isClosedByPeer(within: 2))
             }
             let waited = Self.elapsed(since: start)
@@ -286,13 +292,13 @@ struct AgentRobustnessTests {
             for _ in 0..<16 {
                 let c = try #require(RawConnection(socket))
                 c.send(#"{"op":"follow","lines":1}"# + "\n")
-                #expect(c.readLine(within: 10)?.contains(#""event":"log""#) == true)
+                #expect(c.response(within: 10)?.event == "log")
                 followers.append(c)
             }
             let seventeenth = try #require(RawConnection(socket))
             seventeenth.send(#"{"op":"follow","lines":1}"# + "\n")
-            let refused = seventeenth.readLine(within: 10) ?? ""
-            #expect(refused.contains(#""busy":true"#) && refused.contains("16 clients already follow the log"), "\(refused)")
+            let refused = seventeenth.response(within: 10)
+            #expect(refused?.busy == true && refused?.error?.contains("16 clients already follow the log") == true, "\(String(describing: refused))")
             // 16 gate jobs waited for (the first runs for 30 s); the 17th is refused and not accepted.
             let head = try p.git(["rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let submit = #"{"op":"submit","job":{"pipeline":"gate","ref":"refs/heads/main","commit":"\#(head)","worktree":"\#(dir)"},"wait":true}"# + "\n"
@@ -300,28 +306,55 @@ struct AgentRobustnessTests {
             for _ in 0..<16 {
                 let c = try #require(RawConnection(socket))
                 c.send(submit)
-                #expect(c.readLine(within: 10)?.contains(#""ok":true,"#) == true)
+                let accepted = c.response(within: 10)
+                #expect(accepted?.ok == true && accepted?.id != nil, "\(String(describing: accepted))")
                 waiters.append(c)
             }
             let one = try #require(RawConnection(socket))
             one.send(submit)
-            let busy = one.readLine(within: 10) ?? ""
-            #expect(busy.contains(#""busy":true"#) && busy.contains("nothing was submitted"), "\(busy)")
+            let busy = one.response(within: 10)
+            #expect(busy?.busy == true && busy?.error?.contains("nothing was submitted") == true, "\(String(describing: busy))")
             #expect(p.journal().filter { $0.kind == .accepted }.count == 16)
             // 100 idle connections: at most 64 wait, the oldest make room; status still answers.
             var idle: [RawConnection] = []
             for _ in 0..<100 { idle.append(try #require(RawConnection(socket))) }
             let status = try p.slipway(["status", "--json"], timeout: 30)
             #expect(status.status == 0, "\(status.stderr)")
-            let turnedAway = idle.filter { ($0.readLine(within: 0.05) ?? "").contains(#""busy":true"#) }.count
+            let turnedAway = idle.filter { $0.response(within: 0.05)?.busy == true }.count
             #expect(turnedAway >= 36, "\(turnedAway) of 100 idle connections were closed to make room")
             #expect(followers.allSatisfy { !$0.isClosedByPeer(within: 0.1) }, "followers are kept")
             // A stop tells every waiter that its job did not finish.
             #expect(try p.slipway(["agent", "stop"]).status == 0)
             for c in waiters {
-                let line = c.readLine(within: 10) ?? ""
-                #expect(line.contains("the agent stopped before job"), "\(line)")
+                let end = c.response(within: 10)
+                #expect(end?.ok == false && end?.error?.contains("the agent stopped before job") == true, "\(String(describing: end))")
             }
+        }
+    }
+
+    @Test func aFollowerThatDoesNotReadIsClosedWithAnErrorAndTheOthersKeepFollowing() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir, extraConfig: "pipelines:\n  commit:\n    run: seq 1 20000\n")
+            defer { p.cleanUp() }
+            #expect(try p.slipway(["agent", "start"]).status == 0)
+            let stuck = try #require(RawConnection(p.state + "/agent.sock"))
+            stuck.send(#"{"op":"follow","lines":0}"# + "\n")
+            let reader = try #require(RawConnection(p.state + "/agent.sock"))
+            reader.send(#"{"op":"follow","lines":0}"# + "\n")
+            // 20,000 lines of output, read as they come by one follower and not at all by the other.
+            #expect(try p.slipway(["agent", "submit", "commit"]).status == 0)
+            var count = 0
+            while let response = reader.response(within: 30) {
+                #expect(response.ok && response.event == "log", "\(response)")
+                guard let line = response.line else { break }
+                if line.contains("job 1: ") { count += 1 }
+                if line.contains("job 1 finished") { break }
+            }
+            #expect(count >= 20_000, "the reading follower got \(count) of the job's lines")
+            var last: AgentResponse?
+            while let response = stuck.response(within: 10) { last = response }
+            #expect(last?.ok == false && last?.error?.contains("you read the log too slowly and missed") == true, "\(String(describing: last))")
+            #expect(try p.slipway(["status"]).status == 0)
         }
     }
 

@@ -38,6 +38,9 @@ final class RawConnection {
         _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Sends end of file (the connection stays open for reading).
+    func shutdownWrite() { _ = shutdown(fd, Int32(SHUT_WR)) }
+
     /// The next line, waiting at most `seconds`; nil on end of file or timeout.
     func readLine(within seconds: Double) -> String? {
         let deadline = Date().addingTimeInterval(seconds)
@@ -320,6 +323,13 @@ struct AgentRobustnessTests {
             for _ in 0..<100 { idle.append(try #require(RawConnection(socket))) }
             let status = try p.slipway(["status", "--json"], timeout: 30)
             #expect(status.status == 0, "\(status.stderr)")
+            // A client that sends its request and end of file still gets the whole answer.
+            let halfClosed = try #require(RawConnection(socket))
+            halfClosed.send(#"{"op":"status"}"# + "\n")
+            halfClosed.shutdownWrite()
+            let answer = halfClosed.response(within: 10)
+            #expect(answer?.ok == true && answer?.status?.queued.count == 15, "\(String(describing: answer))")
+            #expect(halfClosed.isClosedByPeer(within: 5))
             let turnedAway = idle.filter { $0.response(within: 0.05)?.busy == true }.count
             #expect(turnedAway >= 36, "\(turnedAway) of 100 idle connections were closed to make room")
             #expect(followers.allSatisfy { !$0.isClosedByPeer(within: 0.1) }, "followers are kept")

@@ -55,6 +55,8 @@ final class AgentServer: @unchecked Sendable {
         var since: Double
         /// Close once the output is written.
         var closing = false
+        /// The client sent end of file: only its output is still written.
+        var peerDone = false
         var closed = false
 
         init(fd: Int32, serial: UInt64, since: Double) {
@@ -133,7 +135,7 @@ final class AgentServer: @unchecked Sendable {
             fds.append(pollfd(fd: listening ? listenFD : -1, events: Int16(POLLIN), revents: 0))
             var deadline = Double.infinity
             for c in connections.values {
-                var events = Int16(POLLIN)
+                var events = c.peerDone ? Int16(0) : Int16(POLLIN)
                 if !c.output.isEmpty { events |= Int16(POLLOUT) }
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
                 if c.isPending { deadline = min(deadline, c.since + limits.requestTimeout) }
@@ -249,7 +251,10 @@ final class AgentServer: @unchecked Sendable {
 
     private func evict(_ c: Connection) {
         evicted += 1
-        c.output.removeAll()
+        guard c.output.isEmpty else {
+            closeConnection(c)  // an answer it does not read: no line can follow half of it
+            return
+        }
         respond(
             c,
             AgentResponse(
@@ -279,14 +284,14 @@ final class AgentServer: @unchecked Sendable {
                 continue
             }
             if n == 0 {
-                // The client hung up (or shut down its side: what it asked is still answered).
-                if c.isPending && !c.input.isEmpty {
+                // The client hung up, or shut down its side: what it asked is still answered
+                // (and the answer written as it reads), then the connection is closed.
+                c.peerDone = true
+                if c.isPending {
                     c.closing = true
                     process(c)
-                    flush(c)
-                } else if !c.closed {
-                    closeConnection(c)
                 }
+                if c.output.isEmpty || !c.isPending { closeConnection(c) } else { flush(c) }
                 return
             }
             if errno == EINTR { continue }

@@ -86,3 +86,25 @@ struct TempFilesTests {
         }
     }
 }
+
+/// Process groups as the agent stops a job's.
+struct ChildProcessGroupTests {
+    @Test func aKilledGroupIsGoneThoughItsMembersAreZombies() throws {
+        // sh and a sleep it leaves running, in a group of their own.
+        let started = try ChildProcess.start("/bin/sh", ["-c", "sleep 30 & sleep 30"], environment: ["PATH": "/usr/bin:/bin"], ownProcessGroup: true)
+        defer { close(started.output) }
+        usleep(200_000)
+        #expect(ChildProcess.groupIsRunning(started.pid))
+        kill(-started.pid, SIGKILL)
+        // Not reaped yet: sh is this process's zombie, the orphaned sleep whoever's.
+        var gone = false
+        for _ in 0..<100 where !gone {
+            gone = !ChildProcess.groupIsRunning(started.pid)
+            if !gone { usleep(20_000) }
+        }
+        #expect(gone, "a group of zombies counts as gone")
+        _ = ChildProcess.wait(started.pid)
+        #expect(!ChildProcess.groupIsRunning(started.pid))
+        #expect(!ChildProcess.groupIsRunning(0))
+    }
+}

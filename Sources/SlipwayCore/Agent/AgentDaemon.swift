@@ -139,9 +139,9 @@ public final class AgentDaemon: @unchecked Sendable {
     }
 
     /// Stops process group `pgid` (SIGTERM, then SIGKILL after 5 s) and waits until none of
-    /// its processes is left (at most 2 s more), so that nothing of it writes a file afterwards.
+    /// its processes runs (at most 2 s more), so that nothing of it writes a file afterwards.
     static func stopGroup(_ pgid: Int32) {
-        func gone() -> Bool { kill(-pgid, 0) != 0 && errno == ESRCH }
+        func gone() -> Bool { !ChildProcess.groupIsRunning(pgid) }
         kill(-pgid, SIGTERM)
         for _ in 0..<50 where !gone() { usleep(100_000) }
         if !gone() { kill(-pgid, SIGKILL) }

@@ -600,8 +600,13 @@ struct AgentRobustnessTests {
             // A running `slipway run-pipeline` and the state directory it made.
             let pipeline = try ChildProcess.start(
                 SlipwayBinary.path, ["run-pipeline", "--chdir", dir, "hold"], environment: environment, ownProcessGroup: true)
+            var reaped = false
             defer {
-                kill(-pipeline.pid, SIGKILL)
+                // Never after it was reaped: its pid may name another test's process by now.
+                if !reaped {
+                    kill(-pipeline.pid, SIGKILL)
+                    _ = ChildProcess.wait(pipeline.pid)
+                }
                 close(pipeline.output)
             }
             let start = try #require(ChildProcess.startTime(of: pipeline.pid))
@@ -635,6 +640,7 @@ struct AgentRobustnessTests {
             // Once the pipeline is killed, the next agent removes its directory.
             kill(-pipeline.pid, SIGKILL)
             _ = ChildProcess.wait(pipeline.pid)
+            reaped = true
             #expect(try p.slipway(["agent", "stop"]).status == 0)
             #expect(FileManager.default.fileExists(atPath: stateDirectory))
             #expect(try p.slipway(["agent", "start"]).status == 0)

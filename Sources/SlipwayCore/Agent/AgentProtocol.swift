@@ -253,6 +253,11 @@ public final class AgentClient {
                 continue
             }
             unanswered = nil
+            if var refused = response, refused.busy == true, !refused.ok {
+                refused.error = (refused.error ?? "busy")
+                    + " (the agent of \(paths.commonDir) stayed at its connection limits for \(Int(busyRetry)) s; `slipway agent logs` says who holds them)"
+                return refused
+            }
             return response
         }
     }

@@ -25,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         /// libinotifytools: file watching for the agent and dev mode.
         .systemLibrary(name: "CInotifyTools", providers: [.apt(["libinotifytools0-dev"])]),
+        /// Linux calls the Glibc module leaves out (accept4, eventfd) for the agent's socket loop.
+        .systemLibrary(name: "CLinux"),
         /// The git hook script (`hooks/slipway-hook`), embedded in the binary as `HookScript.text`.
         .target(
             name: "SlipwayHookScript", path: "hooks", resources: [.embedInCode("slipway-hook")],
@@ -34,7 +36,7 @@ let package = Package(
         .target(
             name: "SlipwayCore",
             dependencies: [
-                "CGit2", "CYAML", "CInotifyTools", "SlipwayHookScript",
+                "CGit2", "CYAML", "CInotifyTools", "CLinux", "SlipwayHookScript",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

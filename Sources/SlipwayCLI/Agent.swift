@@ -166,9 +166,10 @@ struct Agent: AsyncParsableCommand {
                     throw ExitCode.failure
                 }
                 client.setTimeout(nil)
-                do {
+                do throws(AgentError) {
                     try client.send(AgentRequest(op: "follow", lines: lines))
                     while let response = try client.receive() {
+                        if !response.ok { throw AgentError(response.error ?? "the agent stopped sending its log") }
                         if let line = response.line { Terminal.out(line + "\n") }
                     }
                 } catch {

@@ -182,6 +182,43 @@ let zeros = String(repeating: "0", count: 40)
         }
     }
 
+    @Test func anInboxThatCannotBeWrittenIsSaidInOneLineAndTheCommitStands() throws {
+        try withTemporaryDirectory { root in
+            let repo = try HookRepo(root)
+            let bare = root + "/remote.git"
+            try repo.git(["init", "-q", "--bare", bare], in: root)
+            try repo.git(["remote", "add", "origin", bare])
+            try #require(try repo.slipway(["hooks", "install"]).status == 0)
+            // The state directory cannot be made: a file has its name.
+            #expect(FileManager.default.createFile(atPath: repo.gitDir + "/slipway", contents: Data("x".utf8)))
+            let commit = try repo.git(["commit", "-q", "--allow-empty", "-m", "lost"])
+            let oid = try repo.out(["rev-parse", "HEAD"])
+            #expect(commit.status == 0)
+            let said = commit.stderr.split(separator: "\n").filter { $0.hasPrefix("slipway:") }
+            #expect(
+                said == [
+                    "slipway: cannot write to \(repo.gitDir)/slipway/inbox (disk full?): commit \(oid.prefix(7)) will not be built; "
+                        + "free space there, then run `slipway agent submit commit`"
+                ], "\(commit.stderr)")
+            #expect(commit.stderr.split(separator: "\n").count == 1, "one line: \(commit.stderr)")
+            let push = try repo.git(["push", "-q", "origin", "main"])
+            #expect(push.status == 0)
+            #expect(
+                push.stderr.split(separator: "\n").filter { $0.hasPrefix("slipway:") } == [
+                    "slipway: cannot write to \(repo.gitDir)/slipway/inbox (disk full?): this push will not be built or deployed; "
+                        + "free space there, then run `slipway agent submit push` after the push"
+                ], "\(push.stderr)")
+            // A checkout only hints the agent: nothing said.
+            let checkout = try repo.git(["checkout", "-q", "-b", "other"])
+            #expect(checkout.stderr.isEmpty, "\(checkout.stderr)")
+            // With the directory back, the next commit's file is there and nothing is said.
+            try FileManager.default.removeItem(atPath: repo.gitDir + "/slipway")
+            try FileManager.default.createDirectory(atPath: repo.inbox, withIntermediateDirectories: true)
+            #expect(try repo.git(["commit", "-q", "--allow-empty", "-m", "kept"]).stderr.isEmpty)
+            #expect(repo.inboxFiles(prefix: "commit").count == 1)
+        }
+    }
+
     @Test func aSlowAgentStartDoesNotDelayTheCommit() throws {
         try withTemporaryDirectory { root in
             var repo = try HookRepo(root)

@@ -175,4 +175,75 @@ struct AgentQueueTests {
         #expect(ImageReference.split("127.0.0.1:5000/team/app:v1-2-gabc").name == "127.0.0.1:5000/team/app")
         #expect(ImageReference.split("127.0.0.1:5000/app").tag == nil)
     }
+
+    /// A real repository with commits a → b → c on main and d on a side branch from a.
+    static func history(in dir: String) throws -> [String: String] {
+        let env = [
+            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost",
+        ]
+        var ids: [String: String] = [:]
+        func run(_ args: [String]) throws -> String {
+            let r = try sh(["git"] + args, cwd: dir, env: env)
+            #expect(r.status == 0, "git \(args): \(r.stderr)")
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        _ = try run(["init", "-q", "-b", "main"])
+        for name in ["a", "b", "c"] {
+            _ = try run(["commit", "-q", "--allow-empty", "-m", name])
+            ids[name] = try run(["rev-parse", "HEAD"])
+        }
+        _ = try run(["checkout", "-q", "-b", "side", ids["a"]!])
+        _ = try run(["commit", "-q", "--allow-empty", "-m", "d"])
+        ids["d"] = try run(["rev-parse", "HEAD"])
+        return ids
+    }
+
+    @Test func ancestryComesFromTheRepositoryGraph() throws {
+        try withTemporaryDirectory { dir in
+            let ids = try Self.history(in: dir)
+            let repository = try GitRepository.discover(from: dir)
+            #expect(try repository.isDescendant(ids["c"]!, of: ids["a"]!))
+            #expect(try repository.isDescendant(ids["b"]!, of: ids["a"]!))
+            #expect(try !repository.isDescendant(ids["a"]!, of: ids["c"]!))
+            #expect(try !repository.isDescendant(ids["a"]!, of: ids["a"]!), "a commit is not its own descendant")
+            #expect(try !repository.isDescendant(ids["d"]!, of: ids["b"]!), "another line of history")
+            #expect(throws: GitError.objectNotFound(id: String(repeating: "1", count: 40))) {
+                try repository.isDescendant(String(repeating: "1", count: 40), of: ids["a"]!)
+            }
+            #expect(throws: GitError.invalidObjectID("nope")) { try repository.isDescendant("nope", of: ids["a"]!) }
+        }
+    }
+
+    @Test func aLateEventOfAnOlderCommitIsSupersededByTheNewerJobItsCommitLeadsTo() throws {
+        try withTemporaryDirectory { dir in
+            let ids = try Self.history(in: dir)
+            let repository = try GitRepository.discover(from: dir)
+            let descends = { (commit: String, ancestor: String) in (try? repository.isDescendant(commit, of: ancestor)) == true }
+            func job(_ name: String, branch: String = "main") -> AgentJob {
+                AgentJob(pipeline: "commit", ref: "refs/heads/" + branch, commit: ids[name]!, worktree: dir, acceptedAt: 0, source: "commit.\(name)")
+            }
+            var queue = JobQueue()
+            var journal: [JournalRecord] = []
+            let c = Self.accept(job("c"), into: &queue, journal: &journal)
+            queue.apply(JournalRecord(.finished, id: c, result: JobResult(ok: true, status: 0, message: "ok", tags: [], startedAt: 0, finishedAt: 1)))
+            // b arrives after c was built: late.
+            let newer = try #require(queue.newerAccepted(than: job("b"), isDescendant: descends))
+            #expect(newer.job.id == c)
+            let records = queue.acceptLate(job("b"), newer: newer, at: 2)
+            #expect(records.map(\.kind) == [.accepted, .superseded])
+            #expect(records[1].by == c)
+            #expect(records[1].reason?.contains("a late event: \(ids["b"]!.prefix(7)) is an ancestor of \(ids["c"]!.prefix(7))") == true)
+            for r in records { queue.apply(r) }
+            journal += records
+            #expect(JobQueue(replaying: journal).entries[records[0].id!]?.state == .superseded(by: c))
+            #expect(queue.next == nil, "nothing left to build")
+            // a, later still: superseded by c's job, not by b's (superseded itself).
+            #expect(queue.newerAccepted(than: job("a"), isDescendant: descends)?.job.id == c)
+            // Not late: a newer commit, another branch's job, a commit of another line of history.
+            #expect(queue.newerAccepted(than: job("c"), isDescendant: descends) == nil, "the same commit again")
+            #expect(queue.newerAccepted(than: job("a", branch: "other"), isDescendant: descends) == nil)
+            #expect(queue.newerAccepted(than: job("d"), isDescendant: descends) == nil)
+        }
+    }
 }

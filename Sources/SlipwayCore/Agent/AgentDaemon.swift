@@ -1,4 +1,5 @@
 internal import CInotifyTools
+internal import CLinux
 internal import Foundation
 
 /// The background agent of one repository (`slipway agent run`).
@@ -11,7 +12,8 @@ internal import Foundation
 /// - the push watcher exists only while a push job awaits confirmation: it notices when the
 ///   `git push` is over and asks the remote (`git ls-remote`) when no remote-tracking update
 ///   confirmed it;
-/// - the socket thread accepts clients of the same user (a thread per client).
+/// - the socket thread serves every client of the same user in one `poll()` loop
+///   (`AgentServer`: idle timeout, connection limits; no thread per client).
 ///
 /// Every change of the queue is a journal record, written and synced before it is applied.
 public final class AgentDaemon: @unchecked Sendable {
@@ -26,7 +28,7 @@ public final class AgentDaemon: @unchecked Sendable {
     var queue = JobQueue()
     var stopping = false
     var current: (id: Int, pid: pid_t)?
-    var listenFD: Int32 = -1
+    var server: AgentServer?
     var inboxFD: Int32 = -1
     let startedAt = Date().timeIntervalSince1970
     /// Keeps the build contexts of one worktree warm for the jobs (inotify).
@@ -87,6 +89,7 @@ public final class AgentDaemon: @unchecked Sendable {
         defer { unlink(paths.pidFile) }
         log.write("agent \(getpid()) starting for \(paths.commonDir)")
         try recover()
+        sweepTemporaryFiles()
         try listen()
         defer {
             unlink(paths.socket)
@@ -94,7 +97,7 @@ public final class AgentDaemon: @unchecked Sendable {
         try watchInbox()
 
         let threads: [@Sendable () -> Void] = [
-            { [self] in acceptLoop() }, { [self] in inboxLoop() }, { [self] in workerLoop() }, { [self] in pushLoop() },
+            { [self] in server?.run() }, { [self] in inboxLoop() }, { [self] in workerLoop() }, { [self] in pushLoop() },
         ]
         for body in threads {
             let thread = Thread(block: body)
@@ -123,9 +126,7 @@ public final class AgentDaemon: @unchecked Sendable {
             guard case .running(let pid, let start, _) = entry.state else { continue }
             if pid > 0, ChildProcess.isAlive(pid, start: start) {
                 log.write("job \(entry.job.id): stopping its process group \(pid), left over from the agent that died")
-                kill(-pid, SIGTERM)
-                for _ in 0..<50 where ChildProcess.isAlive(pid, start: start) { usleep(100_000) }
-                if ChildProcess.isAlive(pid, start: start) { kill(-pid, SIGKILL) }
+                Self.stopGroup(pid)
             }
             log.write("job \(entry.job.id) (\(entry.job.summary)) was interrupted when the agent stopped: running it again")
             try commit([JournalRecord(.requeued, id: entry.job.id)])
@@ -135,6 +136,48 @@ public final class AgentDaemon: @unchecked Sendable {
             log.write("journal compacted")
         }
         try commit([JournalRecord(.agentStarted, pid: getpid())])
+    }
+
+    /// Stops process group `pgid` (SIGTERM, then SIGKILL after 5 s) and waits until none of
+    /// its processes runs (at most 2 s more), so that nothing of it writes a file afterwards.
+    static func stopGroup(_ pgid: Int32) {
+        func gone() -> Bool { !ChildProcess.groupIsRunning(pgid) }
+        kill(-pgid, SIGTERM)
+        for _ in 0..<50 where !gone() { usleep(100_000) }
+        if !gone() { kill(-pgid, SIGKILL) }
+        for _ in 0..<200 where !gone() { usleep(10_000) }
+    }
+
+    /// Removes the temporary files and directories that dead processes left (TempFiles): in the
+    /// state directory, in `$TMPDIR` (and `/tmp`) the watchers' and pipelines' directories, and
+    /// in the `.devspace/` of the worktrees the agent knows. Also the per-job files of jobs that
+    /// are not open and failure notices that were never published (hidden names in `failed/`).
+    func sweepTemporaryFiles() {
+        var removed = TempFiles.sweep(paths.directory, recursive: true, skipping: ["checkouts"])
+        for tmp in Set([TempFiles.temporaryDirectory, "/tmp"]) { removed += TempFiles.sweep(tmp, directories: true) }
+        cond.lock()
+        let open = Set(queue.entries.values.filter { $0.state.isOpen }.map { String($0.job.id) })
+        var worktrees = Set(queue.entries.values.map(\.job.worktree))
+        cond.unlock()
+        if paths.commonDir.hasSuffix("/.git") { worktrees.insert(String(paths.commonDir.dropLast(5))) }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.checkouts)) ?? [] {
+            worktrees.insert(paths.checkouts + "/" + name)
+        }
+        for worktree in worktrees.sorted() {
+            removed += TempFiles.sweep(worktree + "/.devspace")
+            removed += TempFiles.sweep(worktree + "/.devspace/slipway", recursive: true)
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.jobs)) ?? [] {
+            let id = name.split(separator: ".").first.map(String.init) ?? name
+            if !open.contains(id), unlink(paths.jobs + "/" + name) == 0 { removed.append(paths.jobs + "/" + name) }
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.failed)) ?? [] where name.hasPrefix(".") {
+            if unlink(paths.failed + "/" + name) == 0 { removed.append(paths.failed + "/" + name) }
+        }
+        if !removed.isEmpty {
+            let shown = removed.prefix(5).joined(separator: ", ") + (removed.count > 5 ? ", …" : "")
+            log.write("removed \(removed.count) temporary files left by processes that died: \(shown)")
+        }
     }
 
     /// Writes `records` to the journal, then applies them. Call with `cond` locked.
@@ -148,15 +191,33 @@ public final class AgentDaemon: @unchecked Sendable {
                     log.write("job \(job.id) accepted: \(job.summary)" + (job.push != nil ? ", waiting for the push to finish" : ""))
                 }
             case .confirmed: log.write("job \(record.id ?? 0): the push was confirmed; queued")
-            case .superseded: log.write("job \(record.id ?? 0) superseded by job \(record.by ?? 0)")
+            case .superseded:
+                log.write("job \(record.id ?? 0) superseded by job \(record.by ?? 0)" + (record.reason.map { ": \($0)" } ?? ""))
             case .dropped: log.write("job \(record.id ?? 0) dropped: \(record.reason ?? "")")
             case .started, .finished, .requeued, .agentStarted: break
             }
         }
         cond.broadcast()
+        server?.wake()  // waiters learn of their job's end
     }
 
     var stopRequest: String?
+    /// Inbox failures already logged (under `inboxFailuresLock`: the push watcher scans too).
+    var inboxFailures: Set<String> = []
+    let inboxFailuresLock = NSLock()
+
+    var isStopping: Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        return stopping
+    }
+
+    /// Where job `id` stands (nil: no such job).
+    func state(of id: Int) -> JobState? {
+        cond.lock()
+        defer { cond.unlock() }
+        return queue.entries[id]?.state
+    }
 
     /// Asks the agent to stop (from a signal, a `stop` request, or a deleted repository).
     func requestStop(_ reason: String) {
@@ -178,7 +239,8 @@ public final class AgentDaemon: @unchecked Sendable {
             for _ in 0..<50 where ChildProcess.isAlive(running.pid, start: nil) { usleep(100_000) }
             if ChildProcess.isAlive(running.pid, start: nil) { kill(-running.pid, SIGKILL) }
         }
-        if listenFD >= 0 { shutdown(listenFD, Int32(SHUT_RDWR)) }
+        // Waiters hear that their job did not finish; every connection is closed.
+        server?.waitUntilDone(2)
         warmth.stop()
         log.write("agent \(getpid()) stopped")
     }
@@ -200,131 +262,20 @@ public final class AgentDaemon: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         umask(old)
-        guard bound == 0, Glibc.listen(fd, 16) == 0 else {
+        // A long backlog: a flood of connections queues in the kernel, not in the agent.
+        guard bound == 0, Glibc.listen(fd, 512) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
             throw AgentError("cannot listen on \(path): \(message)")
         }
         chmod(path, 0o600)
-        listenFD = fd
-    }
-
-    func acceptLoop() {
-        while true {
-            let fd = accept(listenFD, nil, nil)
-            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-            cond.lock()
-            let done = stopping
-            cond.unlock()
-            if done {
-                if fd >= 0 { close(fd) }
-                return
-            }
-            guard fd >= 0 else {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                usleep(10_000)
-                continue
-            }
-            // struct ucred (Linux): pid, uid, gid; SO_PEERCRED is 17.
-            var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, UInt32.max, UInt32.max)
-            var length = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
-            guard getsockopt(fd, SOL_SOCKET, 17, &credentials, &length) == 0, credentials.uid == getuid() else {
-                log.write("refused a connection from uid \(credentials.uid): the agent serves only uid \(getuid())")
-                respond(fd, AgentResponse(ok: false, error: "refused: this agent serves only its own user"))
-                close(fd)
-                continue
-            }
-            let thread = Thread { [self] in
-                serve(fd)
-                close(fd)
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
+        let wake = eventfd(0, O_NONBLOCK | O_CLOEXEC)  // EFD_NONBLOCK | EFD_CLOEXEC
+        guard wake >= 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw AgentError("eventfd(): \(message)")
         }
-    }
-
-    func respond(_ fd: Int32, _ response: AgentResponse) {
-        guard var data = try? JSONEncoder().encode(response) else { return }
-        data.append(UInt8(ascii: "\n"))
-        _ = data.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
-    func serve(_ fd: Int32) {
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(buffer[..<nl])
-                buffer.removeSubrange(...nl)
-                guard let request = try? JSONDecoder().decode(AgentRequest.self, from: Data(line)) else {
-                    respond(fd, AgentResponse(ok: false, error: "not a request: expected one JSON object per line (docs/agent.md)"))
-                    continue
-                }
-                if !handle(request, on: fd) { return }
-            }
-            let n = recv(fd, &chunk, chunk.count, 0)
-            if n <= 0 {
-                if n < 0 && errno == EINTR { continue }
-                return
-            }
-            buffer += chunk[..<n]
-            if buffer.count > 1 << 20 {
-                respond(fd, AgentResponse(ok: false, error: "request too long"))
-                return
-            }
-        }
-    }
-
-    /// Answers one request; false to close the connection.
-    func handle(_ request: AgentRequest, on fd: Int32) -> Bool {
-        switch request.op {
-        case "status":
-            respond(fd, AgentResponse(ok: true, status: status()))
-            return true
-        case "stop":
-            respond(fd, AgentResponse(ok: true, message: "stopping"))
-            requestStop("a stop request")
-            return false
-        case "follow":
-            log.follow(fd, last: request.lines ?? 20)
-            // Wait for the client to hang up.
-            var byte: UInt8 = 0
-            while recv(fd, &byte, 1, 0) > 0 {}
-            log.unfollow(fd)
-            return false
-        case "submit":
-            guard let submitted = request.job else {
-                respond(fd, AgentResponse(ok: false, error: "submit needs a job"))
-                return true
-            }
-            let id: Int
-            do {
-                id = try submit(submitted)
-            } catch {
-                respond(fd, AgentResponse(ok: false, error: error.message))
-                return true
-            }
-            respond(fd, AgentResponse(ok: true, id: id))
-            guard request.wait == true else { return true }
-            cond.lock()
-            while !stopping, let entry = queue.entries[id], entry.state.isOpen { cond.wait() }
-            let state = queue.entries[id]?.state
-            cond.unlock()
-            switch state {
-            case .finished(let result)?:
-                respond(fd, AgentResponse(ok: true, id: id, event: "finished", result: result))
-            case .superseded(let by)?:
-                respond(fd, AgentResponse(ok: true, id: id, event: "superseded", message: "superseded by job \(by)"))
-            case .dropped(let reason)?:
-                respond(fd, AgentResponse(ok: true, id: id, event: "dropped", message: reason))
-            default:
-                respond(fd, AgentResponse(ok: false, error: "the agent stopped before job \(id) finished; it runs when the agent starts again"))
-            }
-            return true
-        default:
-            respond(fd, AgentResponse(ok: false, error: "unknown op \"\(request.op)\" (status, submit, follow, stop)"))
-            return true
-        }
+        server = AgentServer(daemon: self, listenFD: fd, wakeFD: wake)
     }
 
     func status() -> AgentStatus {
@@ -368,65 +319,135 @@ public final class AgentDaemon: @unchecked Sendable {
         inboxFD = fd
     }
 
+    /// Reads the inbox on inotify events. A file that cannot be read or recorded for a reason
+    /// that passes (no descriptors or memory left, a full disk for the journal) stays in the
+    /// inbox, and the whole inbox is read again after a short delay (0.1 s, doubling up to 2 s)
+    /// until it succeeds: an event is never skipped until a restart.
     func inboxLoop() {
-        scanInbox()
+        var delay = 0.1
+        var retryAt: Double? = scanInbox() ? nil : AgentServer.now() + delay
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = read(inboxFD, &buffer, buffer.count)
-            cond.lock()
-            let done = stopping
-            cond.unlock()
-            if done { return }
-            if n < 0 {
+            var p = pollfd(fd: inboxFD, events: Int16(POLLIN), revents: 0)
+            let timeout = retryAt.map { Int32(max(0, ($0 - AgentServer.now()) * 1000 + 1)) } ?? -1
+            let ready = poll(&p, 1, timeout)
+            if isStopping { return }
+            if ready < 0 {
                 if errno == EINTR { continue }
-                log.write("reading inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
+                log.write("waiting for inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
                 return
             }
-            var offset = 0
-            var names: [String] = []
-            var gone = false
-            while offset + 16 <= n {
-                let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
-                let length = Int(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) })
-                if mask & UInt32(IN_Q_OVERFLOW) != 0 { names.append("") }
-                if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { gone = true }
-                if length > 0 {
-                    let bytes = buffer[(offset + 16)..<min(n, offset + 16 + length)].prefix { $0 != 0 }
-                    names.append(String(decoding: bytes, as: UTF8.self))
+            var complete = true
+            if ready > 0 {
+                let n = read(inboxFD, &buffer, buffer.count)
+                if n < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    log.write("reading inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
+                    return
                 }
-                offset += 16 + length
+                var offset = 0
+                var names: [String] = []
+                var gone = false
+                while offset + 16 <= n {
+                    let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
+                    let length = Int(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) })
+                    if mask & UInt32(IN_Q_OVERFLOW) != 0 { names.append("") }
+                    if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { gone = true }
+                    if length > 0 {
+                        let bytes = buffer[(offset + 16)..<min(n, offset + 16 + length)].prefix { $0 != 0 }
+                        names.append(String(decoding: bytes, as: UTF8.self))
+                    }
+                    offset += 16 + length
+                }
+                if gone {
+                    log.write("\(paths.inbox) was removed (the repository was deleted?): stopping")
+                    requestStop("the repository's state directory was removed")
+                    return
+                }
+                if names.contains("") {
+                    complete = scanInbox()
+                } else {
+                    for name in names { complete = processInboxFile(name) && complete }
+                }
             }
-            if gone {
-                log.write("\(paths.inbox) was removed (the repository was deleted?): stopping")
-                requestStop("the repository's state directory was removed")
-                return
+            if let at = retryAt, AgentServer.now() >= at {
+                retryAt = nil
+                complete = scanInbox() && complete
+                if complete {
+                    delay = 0.1
+                } else {
+                    delay = min(delay * 2, 2)
+                }
             }
-            if names.contains("") {
-                scanInbox()
-            } else {
-                for name in names { processInboxFile(name) }
-            }
+            if !complete && retryAt == nil { retryAt = AgentServer.now() + delay }
         }
     }
 
-    /// Reads every file in the inbox (at start, after an overflow, before a push decision).
-    func scanInbox() {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: paths.inbox) else { return }
-        for name in names.sorted() { processInboxFile(name) }
+    /// Reads every file in the inbox, oldest first (at start, after an overflow or a failure,
+    /// before a push decision); false when something must be read again later.
+    @discardableResult
+    func scanInbox() -> Bool {
+        guard let dir = opendir(paths.inbox) else {
+            let code = errno
+            if code == ENOENT { return true }
+            noteInboxFailure("", "cannot list \(paths.inbox): \(String(cString: strerror(code)))", transient: Self.isTransient(code))
+            return !Self.isTransient(code)
+        }
+        var found: [(time: Int, name: String)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard !name.hasPrefix(".") else { continue }
+            var st = stat()
+            let time = fstatat(dirfd(dir), name, &st, 0) == 0 ? st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec : 0
+            found.append((time, name))
+        }
+        closedir(dir)
+        // In the order the hooks wrote them: a late file of an older commit is then read after
+        // the newer commit's only when it really came later (and is dropped then, see
+        // `processInboxFile`).
+        var complete = true
+        for (_, name) in found.sorted(by: { ($0.time, $0.name) < ($1.time, $1.name) }) {
+            complete = processInboxFile(name) && complete
+        }
+        return complete
     }
 
-    func processInboxFile(_ name: String) {
-        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/") else { return }
+    /// Errors that pass by themselves: the read is tried again later.
+    static func isTransient(_ code: Int32) -> Bool {
+        [EMFILE, ENFILE, EINTR, ENOMEM, EAGAIN, ENOBUFS, ENOSPC, EDQUOT, EIO].contains(code)
+    }
+
+    /// Logs a failure to take an inbox file once (until it succeeds or another failure comes).
+    func noteInboxFailure(_ name: String, _ message: String, transient: Bool) {
+        let key = name + "\u{0}" + message
+        guard inboxFailuresLock.withLock({ inboxFailures.insert(key).inserted }) else { return }
+        log.write("inbox: " + message + (transient ? "; trying again shortly" : ""))
+    }
+
+    /// Reads inbox file `name` and records what it means; false when the file could not be
+    /// taken for a reason that passes (it stays, and is read again).
+    @discardableResult
+    func processInboxFile(_ name: String) -> Bool {
+        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/") else { return true }
         let path = paths.inbox + "/" + name
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        let data: [UInt8]
+        switch Self.readFile(path) {
+        case .success(let bytes): data = bytes
+        case .failure(let failure):
+            let code = failure.code
+            if code == ENOENT { return true }  // taken already, or removed by its hook (a full disk)
+            noteInboxFailure(name, "cannot read \(name): \(String(cString: strerror(code)))", transient: Self.isTransient(code))
+            return !Self.isTransient(code)
+        }
         guard data.last == UInt8(ascii: "\n") else {
-            // Still being written (its close event comes later), or torn by a crash.
+            // Still being written (the hook creates the file, then appends; its close event
+            // comes later), or torn by a crash.
             var st = stat()
             if stat(path, &st) == 0, Double(st.st_mtim.tv_sec) < Date().timeIntervalSince1970 - 60 {
                 log.write("inbox: \(name) is incomplete and a minute old; removed")
                 unlink(path)
             }
-            return
+            return true
         }
         let (events, errors) = InboxEvent.parse(String(decoding: data, as: UTF8.self))
         for error in errors { log.write("inbox: \(name): \(error)") }
@@ -435,11 +456,12 @@ public final class AgentDaemon: @unchecked Sendable {
         if queue.hasSource(name) {
             cond.unlock()
             unlink(path)
-            return
+            return true
         }
         var records: [JournalRecord] = []
         var preview = queue
         let now = Date().timeIntervalSince1970
+        var repository: GitRepository?
         for (index, event) in events.enumerated() {
             var new: [JournalRecord] = []
             switch event {
@@ -447,7 +469,13 @@ public final class AgentDaemon: @unchecked Sendable {
                 let job = AgentJob(
                     pipeline: "commit", ref: ref, commit: commit.lowercased(), worktree: worktree, acceptedAt: now,
                     source: events.count == 1 ? name : "\(name)#\(index)")
-                new = preview.accept(job, at: now)
+                // A late event (read after a newer commit of the branch was accepted: a file
+                // that could not be read at first, a restart) must not overtake that commit.
+                let newer = preview.newerAccepted(than: job) { commit, ancestor in
+                    if repository == nil { repository = try? GitRepository.discover(from: paths.commonDir) }
+                    return (try? repository?.isDescendant(commit, of: ancestor)) == true
+                }
+                new = newer.map { preview.acceptLate(job, newer: $0, at: now) } ?? preview.accept(job, at: now)
             case .prePush(let pid, let remote, let url, let localRef, let localOID, let remoteRef, _, let worktree):
                 // A push job is about the branch the remote now has (`git push origin HEAD`
                 // and `git push origin a:b` name another local ref).
@@ -472,15 +500,39 @@ public final class AgentDaemon: @unchecked Sendable {
             for record in new { preview.apply(record) }
             records += new
         }
+        var taken = true
         do {
             try commit(records)
             unlink(path)
+            inboxFailuresLock.withLock { inboxFailures.removeAll() }
         } catch {
-            log.write("inbox: \(name): cannot record it (\(error.message)); it stays in the inbox and is read again")
+            noteInboxFailure(name, "\(name): cannot record it (\(error.message)); it stays in the inbox", transient: true)
+            taken = false
         }
         cond.unlock()
         // A checkout or merge there: keep that worktree warm.
         for worktree in Set(hints) { warmth.watch(worktree) }
+        return taken
+    }
+
+    /// The whole content of `path`, or `errno`.
+    static func readFile(_ path: String) -> Result<[UInt8], Errno> {
+        var fd: Int32
+        repeat { fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) } while fd < 0 && errno == EINTR
+        guard fd >= 0 else { return .failure(Errno(code: errno)) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n == 0 { return .success(bytes) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(Errno(code: errno))
+            }
+            bytes += chunk[..<n]
+            if bytes.count > 1 << 20 { return .success(bytes) }  // no hook writes that much
+        }
     }
 
     // MARK: Push confirmation
@@ -543,4 +595,9 @@ public final class AgentDaemon: @unchecked Sendable {
             log.write("job \(job.id): \(error.message)")
         }
     }
+}
+
+/// An `errno` value as an error.
+struct Errno: Error {
+    var code: Int32
 }

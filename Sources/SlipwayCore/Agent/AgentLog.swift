@@ -1,8 +1,9 @@
 internal import Foundation
 
 /// The agent's log: `agent.log` in the state directory, rotated at 1 MiB (`agent.log.1`,
-/// `agent.log.2`), the newest lines kept in memory for `follow`, and every line sent to the
-/// clients that follow it.
+/// `agent.log.2`), and the newest lines kept in memory, numbered, for the clients that follow
+/// it: the socket's loop (`AgentServer`) takes the lines after each follower's number and is
+/// woken (`onWrite`) when lines are added.
 final class AgentLog: @unchecked Sendable {
     let path: String
     let echo: Bool
@@ -10,8 +11,11 @@ final class AgentLog: @unchecked Sendable {
     private var fd: Int32 = -1
     private var size = 0
     private var recent: [String] = []
-    private var followers: Set<Int32> = []
+    /// The number of `recent[0]`; the next line written gets `firstNumber + recent.count`.
+    private var firstNumber: UInt64 = 0
+    private var onWrite: (@Sendable () -> Void)?
     static let limit = 1 << 20
+    static let kept = 4_000
 
     init(path: String, echo: Bool) {
         self.path = path
@@ -50,35 +54,40 @@ final class AgentLog: @unchecked Sendable {
         }
         if echo { bytes.withUnsafeBytes { _ = Foundation.write(2, $0.baseAddress, $0.count) } }
         recent += lines
-        if recent.count > 1000 { recent.removeFirst(recent.count - 500) }
-        guard !followers.isEmpty else { return }
-        let encoder = JSONEncoder()
-        for line in lines {
-            guard var data = try? encoder.encode(AgentResponse(ok: true, event: "log", line: line)) else { continue }
-            data.append(UInt8(ascii: "\n"))
-            for follower in followers {
-                let sent = data.withUnsafeBytes { send(follower, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-                if sent != data.count { followers.remove(follower) }
-            }
+        // Followers take their lines from here: a follower more than 4,000–8,000 lines behind
+        // (a job's output is fast) has missed some (about 1 MB of lines at most).
+        if recent.count > Self.kept * 2 {
+            let drop = recent.count - Self.kept
+            recent.removeFirst(drop)
+            firstNumber += UInt64(drop)
         }
+        onWrite?()
     }
 
-    /// Registers `fd` as a follower after sending it the newest `count` lines.
-    func follow(_ fd: Int32, last count: Int) {
+    /// Calls `body` (which must not block or write to the log) after every write; nil: never.
+    func setOnWrite(_ body: (@Sendable () -> Void)?) {
+        lock.lock()
+        onWrite = body
+        lock.unlock()
+    }
+
+    /// The number of the line `count` lines before the end (where a new follower starts).
+    func number(last count: Int) -> UInt64 {
         lock.lock()
         defer { lock.unlock() }
-        let encoder = JSONEncoder()
-        for line in recent.suffix(max(0, count)) {
-            guard var data = try? encoder.encode(AgentResponse(ok: true, event: "log", line: line)) else { continue }
-            data.append(UInt8(ascii: "\n"))
-            _ = data.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        }
-        followers.insert(fd)
+        let end = firstNumber + UInt64(recent.count)
+        return end - UInt64(min(max(0, count), recent.count))
     }
 
-    func unfollow(_ fd: Int32) {
+    /// At most `limit` lines from number `from` on, and the number after them; `missed` lines
+    /// were dropped from memory before they could be taken.
+    func lines(from number: UInt64, limit: Int) -> (lines: [String], next: UInt64, missed: UInt64) {
         lock.lock()
-        followers.remove(fd)
-        lock.unlock()
+        defer { lock.unlock() }
+        let missed = number < firstNumber ? firstNumber - number : 0
+        let start = Int(max(number, firstNumber) - firstNumber)
+        guard start < recent.count else { return ([], max(number, firstNumber + UInt64(recent.count)), missed) }
+        let taken = Array(recent[start..<min(recent.count, start + limit)])
+        return (taken, firstNumber + UInt64(start + taken.count), missed)
     }
 }

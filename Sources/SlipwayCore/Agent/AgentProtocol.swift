@@ -12,7 +12,8 @@ internal import Foundation
 /// - `{"op":"stop"}` → `{"ok":true}`; the agent stops (a running job is interrupted and
 ///   resumed by the next agent)
 ///
-/// Failures: `{"ok":false,"error":"…"}`.
+/// Failures: `{"ok":false,"error":"…"}`; `"busy":true` when the agent turned the connection away
+/// for its connection limits (docs/agent.md), which `AgentClient` retries for a while.
 public struct AgentRequest: Codable, Sendable, Equatable {
     public var op: String
     public var job: SubmittedJob?
@@ -49,11 +50,15 @@ public struct AgentResponse: Codable, Sendable, Equatable {
     public var result: JobResult?
     public var message: String?
     public var status: AgentStatus?
+    /// With `ok: false`: the agent is at a connection limit; the request was not acted on and
+    /// may be sent again on a new connection.
+    public var busy: Bool?
 
     public init(
         ok: Bool, error: String? = nil, id: Int? = nil, event: String? = nil, line: String? = nil,
-        result: JobResult? = nil, message: String? = nil, status: AgentStatus? = nil
+        result: JobResult? = nil, message: String? = nil, status: AgentStatus? = nil, busy: Bool? = nil
     ) {
+        self.busy = busy
         self.ok = ok
         self.error = error
         self.id = id
@@ -127,23 +132,43 @@ public struct AgentStatus: Codable, Sendable, Equatable {
 }
 
 /// A connection to a running agent.
+///
+/// When the agent answers a request with `busy` (it is at a connection limit and did not act
+/// on it), the client connects again and sends the request again, for up to `busyRetry`
+/// seconds, before it hands the refusal to the caller.
 public final class AgentClient {
-    let fd: Int32
+    private var fd: Int32
+    private let paths: AgentPaths
+    private var timeout: Double?
     private var buffer: [UInt8] = []
+    /// The request whose first answer has not arrived yet (it may be sent again).
+    private var unanswered: AgentRequest?
+    private var retryUntil = Date.distantPast
+    public var busyRetry: Double = 10
 
     /// Connects to the agent of `paths`; nil when no agent answers there.
     public init?(paths: AgentPaths, timeout: Double = 5) throws(AgentError) {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = try Self.connect(paths) else { return nil }
+        self.fd = fd
+        self.paths = paths
+        setTimeout(timeout)
+    }
+
+    private static func connect(_ paths: AgentPaths) throws(AgentError) -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw AgentError("socket(): \(String(cString: strerror(errno)))") }
         guard var address = paths.socketAddress() else {
             close(fd)
             throw AgentError("\(paths.socket): the socket path is too long")
         }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        var connected: Int32
+        repeat {
+            connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
-        }
+        } while connected != 0 && errno == EINTR
         if connected != 0 {
             let code = errno
             close(fd)
@@ -153,14 +178,14 @@ public final class AgentClient {
             }
             throw AgentError("cannot connect to \(paths.socket): \(String(cString: strerror(code)))")
         }
-        self.fd = fd
-        setTimeout(timeout)
+        return fd
     }
 
     deinit { close(fd) }
 
     /// How long a read may wait (nil: forever).
     public func setTimeout(_ seconds: Double?) {
+        timeout = seconds
         var tv = timeval(tv_sec: 0, tv_usec: 0)
         if let seconds {
             tv.tv_sec = Int(seconds)
@@ -170,12 +195,28 @@ public final class AgentClient {
     }
 
     public func send(_ request: AgentRequest) throws(AgentError) {
-        guard var data = try? JSONEncoder().encode(request) else { throw AgentError("cannot encode the request") }
+        unanswered = request
+        retryUntil = Date().addingTimeInterval(busyRetry)
+        if write(request) { return }
+        let reason = String(cString: strerror(errno))
+        // The agent may have said why before it hung up (a refused user, a busy agent: then
+        // `receive` sends the request again).
+        if let answer = try? receive() {
+            pushBack(answer)
+            return
+        }
+        throw AgentError("the agent closed the connection: \(reason)")
+    }
+
+    /// Writes `request` as one line; false when the connection failed.
+    private func write(_ request: AgentRequest) -> Bool {
+        guard var data = try? JSONEncoder().encode(request) else { return false }
         data.append(UInt8(ascii: "\n"))
-        let ok = data.withUnsafeBytes { buf -> Bool in
+        return data.withUnsafeBytes { buf -> Bool in
+            guard let base = buf.baseAddress else { return false }
             var offset = 0
             while offset < buf.count {
-                let n = Glibc.send(fd, buf.baseAddress! + offset, buf.count - offset, Int32(MSG_NOSIGNAL))
+                let n = Glibc.send(fd, base + offset, buf.count - offset, Int32(MSG_NOSIGNAL))
                 if n < 0 {
                     if errno == EINTR { continue }
                     return false
@@ -184,16 +225,44 @@ public final class AgentClient {
             }
             return true
         }
-        guard ok else {
-            let reason = String(cString: strerror(errno))
-            // The agent may have said why before it hung up (a refused user).
-            if let answer = try? receive(), let error = answer.error { throw AgentError(error) }
-            throw AgentError("the agent closed the connection: \(reason)")
-        }
     }
+
+    private var pushedBack: AgentResponse?
+
+    private func pushBack(_ response: AgentResponse) { pushedBack = response }
 
     /// The next response; nil when the agent hung up.
     public func receive() throws(AgentError) -> AgentResponse? {
+        if let response = pushedBack {
+            pushedBack = nil
+            return response
+        }
+        var delay: useconds_t = 20_000
+        while true {
+            let response = try readResponse()
+            if let request = unanswered, let response, response.busy == true, !response.ok, Date() < retryUntil {
+                // Turned away before the agent acted on it: again, on a new connection.
+                usleep(delay)
+                delay = min(delay * 2, 250_000)
+                guard let fd = try Self.connect(paths) else { return nil }
+                close(self.fd)
+                self.fd = fd
+                buffer = []
+                setTimeout(timeout)
+                if !write(request) { continue }
+                continue
+            }
+            unanswered = nil
+            if var refused = response, refused.busy == true, !refused.ok {
+                refused.error = (refused.error ?? "busy")
+                    + " (the agent of \(paths.commonDir) stayed at its connection limits for \(Int(busyRetry)) s; `slipway agent logs` says who holds them)"
+                return refused
+            }
+            return response
+        }
+    }
+
+    private func readResponse() throws(AgentError) -> AgentResponse? {
         while true {
             if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(buffer[..<nl])
@@ -209,6 +278,8 @@ public final class AgentClient {
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK { throw AgentError("the agent did not answer in time") }
+                // A reset after the agent's last line: what it said is in `buffer` already.
+                if errno == ECONNRESET { return nil }
                 throw AgentError("reading from the agent: \(String(cString: strerror(errno)))")
             }
             buffer += chunk[..<n]

@@ -187,14 +187,15 @@ public final class ContextWatcher: @unchecked Sendable {
             release()
             throw .inotifyUnavailable(reason: "cannot tell libinotifytools' descriptor from \(appeared.count) new inotify instances")
         }
-        var template = Array((NSTemporaryDirectory() + "/slipway-watch-XXXXXX").utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
-            let reason = String(cString: strerror(errno))
+        // Named for this process (TempFiles): an agent that starts after a crash removes it.
+        let sentinel: String
+        switch TempFiles.makeDirectory(kind: "watch") {
+        case .success(let made): sentinel = made
+        case .failure(let failure):
             inotifytools_cleanup()
             release()
-            throw .inotifyUnavailable(reason: "cannot create a private directory: \(reason)")
+            throw .inotifyUnavailable(reason: failure.message)
         }
-        let sentinel = String(cString: made)
 
         condition.lock()
         inotifyFD = descriptor

@@ -11,6 +11,9 @@ public struct JobQueue: Sendable {
         public var state: JobState
         public var resumed: Bool
         public var acceptedAt: Double
+
+        var isDropped: Bool { if case .dropped = state { true } else { false } }
+        var isSuperseded: Bool { if case .superseded = state { true } else { false } }
     }
 
     public private(set) var entries: [Int: Entry] = [:]
@@ -76,6 +79,35 @@ public struct JobQueue: Sendable {
             .filter { $0.state == .queued && !$0.resumed && $0.job.id < job.id && $0.job.coalescingKey == job.coalescingKey }
             .sorted { $0.job.id < $1.job.id }
             .map { JournalRecord(.superseded, at: time, id: $0.job.id, by: job.id) }
+    }
+
+    /// An accepted job with `job`'s key (pipeline and branch) whose commit descends from
+    /// `job`'s commit, when there is one: `job` comes from a late event (a hook's file read after
+    /// a newer commit's, say after a restart) and must not be built after that newer commit.
+    /// `isDescendant(commit, ancestor)` answers from git; the newest 20 distinct commits of the
+    /// key are asked, newest first, jobs that were not superseded themselves before those that were.
+    public func newerAccepted(than job: AgentJob, isDescendant: (_ commit: String, _ ancestor: String) -> Bool) -> Entry? {
+        var seen: Set<String> = [job.commit]
+        let candidates = entries.values
+            .filter { $0.job.coalescingKey == job.coalescingKey && !$0.isDropped }
+            .sorted { ($0.isSuperseded ? 1 : 0, -$0.job.id) < ($1.isSuperseded ? 1 : 0, -$1.job.id) }
+        for entry in candidates where seen.insert(entry.job.commit).inserted {
+            if seen.count > 21 { break }
+            if isDescendant(entry.job.commit, job.commit) { return entry }
+        }
+        return nil
+    }
+
+    /// The records that accept `job` as superseded at once by `newer` (see ``newerAccepted``),
+    /// with the reason.
+    public func acceptLate(_ job: AgentJob, newer: Entry, at time: Double) -> [JournalRecord] {
+        var job = job
+        job.id = nextID
+        var superseded = JournalRecord(.superseded, at: time, id: job.id, by: newer.job.id)
+        superseded.reason =
+            "a late event: \(job.commit.prefix(7)) is an ancestor of \(newer.job.commit.prefix(7)), which job \(newer.job.id) "
+            + "already has; not built, so that an older commit never overtakes a newer one"
+        return [JournalRecord(.accepted, at: time, id: job.id, job: job), superseded]
     }
 
     /// A job from inbox file `name` (its only job, or one of its `name#N`) was accepted

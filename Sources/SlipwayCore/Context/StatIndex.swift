@@ -432,7 +432,7 @@ public struct StatIndex: Sendable, Equatable {
     /// would cost every run that changed a file 5–30 ms while the disk is busy.
     public func save(to path: String) throws(ContextError) {
         let bytes = encoded()
-        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let temporary = TempFiles.temporaryPath(for: path)
         func failure(_ step: String, _ code: Int32) -> ContextError {
             .indexWriteFailed(path: path, reason: "\(step): \(ContextError.errnoText(code))")
         }

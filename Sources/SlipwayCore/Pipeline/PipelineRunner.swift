@@ -123,13 +123,14 @@ public struct PipelineError: Error, Sendable, Equatable, CustomStringConvertible
 /// in the environment and slipway's built-in functions defined; standard input, output and
 /// error are the caller's. Returns the script's exit status.
 public enum PipelineRunner {
-    /// Creates the state directory for a top-level run; the caller removes it.
+    /// Creates the state directory for a top-level run (`$TMPDIR/slipway-pipeline-<pid>.<start>-XXXXXX`,
+    /// named for this process so that the agent removes it when the process was killed); the
+    /// caller removes it.
     public static func makeStateDirectory() throws(PipelineError) -> String {
-        var template = Array((NSTemporaryDirectory() + "slipway-pipeline-XXXXXX").utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
-            throw PipelineError("cannot create a temporary directory: \(String(cString: strerror(errno)))")
+        switch TempFiles.makeDirectory(kind: "pipeline") {
+        case .success(let made): return made
+        case .failure(let failure): throw PipelineError(failure.message)
         }
-        return String(cString: made)
     }
 
     /// Runs pipeline `name` of `loaded` with `state` in `stateDirectory`; with `defaultScript`,

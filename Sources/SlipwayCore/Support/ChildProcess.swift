@@ -142,6 +142,26 @@ public enum ChildProcess {
         return start == nil || start == stat.start
     }
 
+    /// Whether a process of process group `pgid` still runs. Zombies do not count: `kill(-pgid,
+    /// 0)` succeeds for them, and where nothing reaps orphans (a container's init that does
+    /// not) the members of a killed job's group stay zombies for ever.
+    public static func groupIsRunning(_ pgid: Int32) -> Bool {
+        guard pgid > 0 else { return false }
+        if kill(-pgid, 0) != 0 && errno == ESRCH { return false }
+        guard let proc = opendir("/proc") else { return true }
+        defer { closedir(proc) }
+        while let entry = readdir(proc) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")")
+            else { continue }
+            // After "pid (comm) ": state, ppid, pgrp, …
+            let fields = text[text.index(after: close)...].split(separator: " ", maxSplits: 4)
+            if fields.count > 2, Int32(fields[2]) == pgid, fields[0] != "Z" { return true }
+        }
+        return false
+    }
+
     /// The state (field 3) and start time (field 22) of `/proc/PID/stat`.
     private static func procStat(_ pid: Int32) -> (state: Substring, start: UInt64)? {
         guard pid > 0, let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -101,15 +101,17 @@ private func kubeconfig(current: String?, contexts: [(String, String, String?)],
                 name: kube
                 vars:
                   WHERE: "${DEVSPACE_CONTEXT}/${DEVSPACE_NAMESPACE}"
-                images:
+                deployments:
                   app:
-                    image: example.test/app
-                    tags: ["${WHERE}"]
+                    helm:
+                      values:
+                        where: "${WHERE}"
                 """
+            // (A value, not a tag: "kind-dev/team-a" is not a valid image tag.)
             func tag(_ options: (LoadOptions) -> LoadOptions) async throws -> String? {
                 try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
                 let base = LoadOptions(workingDirectory: dir, environment: ["KUBECONFIG": path, "PATH": "/usr/bin:/bin"])
-                return try await ConfigLoader.load(options(base)).config.images.first?.tags.first
+                return try await ConfigLoader.load(options(base)).tree["deployments"]?["app"]?["helm"]?["values"]?["where"]?.scalar
             }
             #expect(try await tag { $0 } == "kind-dev/team-a")
             #expect(try await tag { var o = $0; o.kubeContext = "prod"; return o } == "prod/default")

@@ -23,7 +23,7 @@ public enum TempFiles {
     }
 
     /// The directory kinds slipway makes in `$TMPDIR`.
-    public static let directoryKinds = ["watch", "pipeline", "push"]
+    public static let directoryKinds = ["watch", "pipeline", "push", "dockerfile"]
 
     private static let own: (pid: Int32, start: UInt64) = (getpid(), ChildProcess.startTime(of: getpid()) ?? 0)
 

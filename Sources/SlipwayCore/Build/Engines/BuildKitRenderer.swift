@@ -144,7 +144,7 @@ public struct BuildKitEngine: BuildEngine {
         guard await probe() == .buildx else {
             throw EngineError.toolMissing(engine: name, tool: options.command.joined(separator: " "))
         }
-        return try await withDockerfile(request) { dockerfile in
+        return try await withDockerfile(request) { dockerfile, _ in
             let argv = BuildKitRenderer.buildCommand(
                 for: request, options: options, skipPush: skipPush, dockerfile: dockerfile)
             let outcome = try await EngineProcess.stream(

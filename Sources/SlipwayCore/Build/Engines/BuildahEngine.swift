@@ -55,15 +55,18 @@ public struct BuildahEngine: BuildEngine {
     }
 
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
-        try await withDockerfile(request) { dockerfile in
+        try await withDockerfile(request) { dockerfile, iidfile in
             let outcome = try await EngineProcess.stream(
-                engine: name, buildah, Self.arguments(for: request, dockerfile: dockerfile, isolation: isolation),
-                log: log)
+                engine: name, buildah,
+                Self.arguments(for: request, dockerfile: dockerfile, isolation: isolation, iidfile: iidfile), log: log)
             guard outcome.status == 0 else {
                 throw EngineError.buildFailed(
                     engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
             }
-            guard let id = try await imageID(request.references[0]) else {
+            let written = builtImageID(iidfile)
+            let found: String?
+            if let written { found = written } else { found = try await imageID(request.references[0]) }
+            guard let id = found else {
                 throw EngineError.operationFailed(
                     engine: name, operation: "building \(request.imageKey)",
                     detail: "the build succeeded but buildah's store has no image \(request.references[0])")
@@ -85,11 +88,13 @@ public struct BuildahEngine: BuildEngine {
         log: @escaping @Sendable (String) -> Void
     ) async throws -> String? {
         let files = FileManager.default
-        let directory = files.temporaryDirectory.appendingPathComponent("slipway-push-\(UUID().uuidString)").path
-        guard mkdir(directory, 0o700) == 0 else {
-            throw EngineError.operationFailed(
-                engine: name, operation: "pushing \(reference)",
-                detail: "cannot create \(directory): \(String(cString: strerror(errno)))")
+        // Named for this process, so that the agent's sweep removes it (and the credential in
+        // it) should this process be killed before it does.
+        let directory: String
+        switch TempFiles.makeDirectory(kind: "push") {
+        case .success(let made): directory = made
+        case .failure(let error):
+            throw EngineError.operationFailed(engine: name, operation: "pushing \(reference)", detail: error.message)
         }
         defer { try? files.removeItem(atPath: directory) }
         let registry = RegistryName.registry(ofImage: reference)
@@ -145,7 +150,9 @@ public struct BuildahEngine: BuildEngine {
     ///
     /// `--layers` keeps intermediate layers as the Docker engine does, so an unchanged step is
     /// a cache hit on the next build.
-    public static func arguments(for request: BuildRequest, dockerfile: String, isolation: String? = nil) -> [String] {
+    public static func arguments(
+        for request: BuildRequest, dockerfile: String, isolation: String? = nil, iidfile: String? = nil
+    ) -> [String] {
         var args = ["build", "--layers"]
         if let isolation { args += ["--isolation", isolation] }
         for (key, value) in request.buildArgs { args += ["--build-arg", "\(key)=\(value)"] }
@@ -153,6 +160,7 @@ public struct BuildahEngine: BuildEngine {
         for reference in request.references { args += ["--tag", reference] }
         args += ["--file", dockerfile]
         if let target = request.target, !target.isEmpty { args += ["--target", target] }
+        if let iidfile { args += ["--iidfile", iidfile] }
         args += request.extraArgs
         args.append(request.contextDirectory)
         return args

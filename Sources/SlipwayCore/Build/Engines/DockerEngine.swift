@@ -246,21 +246,26 @@ public struct DockerEngine: BuildEngine {
             chosen = await BuildxProbe.shared.builder(docker: docker, environment: cliEnvironment)
         }
 
-        return try await withDockerfile(request) { dockerfile in
+        return try await withDockerfile(request) { dockerfile, iidfile in
             var environment = cliEnvironment
             if chosen == .classic {
                 environment["DOCKER_BUILDKIT"] = "0"
                 log(Self.classicBuilderNote)
             }
             let outcome = try await EngineProcess.stream(
-                engine: name, docker, Self.arguments(for: request, dockerfile: dockerfile, buildx: chosen == .buildx),
+                engine: name, docker,
+                Self.arguments(for: request, dockerfile: dockerfile, buildx: chosen == .buildx, iidfile: iidfile),
                 environment: environment, skip: Self.isBannerLine, log: log)
             guard outcome.status == 0 else {
                 throw EngineError.buildFailed(
                     engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
             }
+            // The ID of the image this build made, from the engine itself: looking the tag up
+            // afterwards would give another build's image when one moved the tag meanwhile.
             let first = request.references[0]
-            let id = try await imageID(first)
+            let written = builtImageID(iidfile)
+            let id: String?
+            if let written { id = written } else { id = try await imageID(first) }
             guard let id else {
                 throw EngineError.operationFailed(
                     engine: name, operation: "building \(request.imageKey)",
@@ -280,7 +285,9 @@ public struct DockerEngine: BuildEngine {
     /// builder puts `--push`/`--load`), so that the image lands in the engine's store; with the
     /// classic builder `--force-rm` there, so that a failed build leaves no container behind.
     /// `dockerfile` is the file to build from (the request's, or its rewritten copy).
-    public static func arguments(for request: BuildRequest, dockerfile: String, buildx: Bool) -> [String] {
+    public static func arguments(for request: BuildRequest, dockerfile: String, buildx: Bool, iidfile: String? = nil)
+        -> [String]
+    {
         var args = buildx ? ["buildx", "build"] : ["build"]
         for (key, value) in request.buildArgs { args += ["--build-arg", "\(key)=\(value)"] }
         if let network = request.network, !network.isEmpty { args += ["--network", network] }
@@ -290,6 +297,7 @@ public struct DockerEngine: BuildEngine {
         args.append(buildx ? "--load" : "--force-rm")
         args += ["--file", dockerfile]
         if let target = request.target, !target.isEmpty { args += ["--target", target] }
+        if let iidfile { args += ["--iidfile", iidfile] }
         args += request.extraArgs
         args.append(request.contextDirectory)
         return args
@@ -333,24 +341,36 @@ public struct DockerEngine: BuildEngine {
     }
 }
 
-/// Runs `body` with the Dockerfile to build from: the request's own, or its rewritten contents
-/// written to a temporary directory outside the context (removed afterwards).
+/// Runs `body` with the Dockerfile to build from — the request's own, or its rewritten
+/// contents written outside the context — and the path where the engine writes the built
+/// image's ID (`--iidfile`), in a private temporary directory removed afterwards.
 func withDockerfile<T>(
-    _ request: BuildRequest, _ body: (String) async throws -> T
+    _ request: BuildRequest, _ body: (_ dockerfile: String, _ iidfile: String) async throws -> T
 ) async throws -> T {
-    guard let contents = request.dockerfileContents else { return try await body(request.dockerfilePath) }
     let files = FileManager.default
-    let directory = files.temporaryDirectory.appendingPathComponent("slipway-dockerfile-\(UUID().uuidString)")
+    // Named for this process, so that what a killed build leaves is swept.
+    let directory: String
     do {
-        try files.createDirectory(at: directory, withIntermediateDirectories: true)
-        try Data(contents.utf8).write(to: directory.appendingPathComponent("Dockerfile"))
+        directory = try TempFiles.makeDirectory(kind: "dockerfile").get()
+        if let contents = request.dockerfileContents {
+            try Data(contents.utf8).write(to: URL(fileURLWithPath: directory + "/Dockerfile"))
+        }
     } catch {
         throw EngineError.operationFailed(
             engine: "build", operation: "writing the rewritten Dockerfile of \(request.imageKey)",
             detail: "\(error)")
     }
-    defer { try? files.removeItem(at: directory) }
-    return try await body(directory.appendingPathComponent("Dockerfile").path)
+    defer { try? files.removeItem(atPath: directory) }
+    let dockerfile = request.dockerfileContents == nil ? request.dockerfilePath : directory + "/Dockerfile"
+    return try await body(dockerfile, directory + "/iid")
+}
+
+/// The image ID an engine wrote to `iidfile` (`sha256:…`), nil when it wrote none.
+func builtImageID(_ iidfile: String) -> String? {
+    guard let data = FileManager.default.contents(atPath: iidfile) else { return nil }
+    let id = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !id.isEmpty else { return nil }
+    return id.hasPrefix("sha256:") ? id : "sha256:" + id
 }
 
 /// Whether `docker buildx` works, asked once per process and remembered.

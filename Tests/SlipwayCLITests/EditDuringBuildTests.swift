@@ -97,6 +97,27 @@ struct EditDuringBuildTests {
         }
     }
 
+    /// The engine read the old content and the build failed on it; the file changed
+    /// meanwhile: slipway decides and builds once more on the files as they are.
+    @Test func aBuildThatFailsWhileItsFilesChangeIsTriedAgain() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir, extraConfig: "    tags: [retried]")
+            defer { p.cleanUp() }
+            try p.write(
+                "app/Dockerfile",
+                "FROM slipway/busybox\nCOPY hello.txt /hello.txt\nRUN sleep 2 && grep -q good /hello.txt\n")
+            try p.write("app/hello.txt", "bad\n")
+            let (status, output) = try Self.buildWhileEditing(
+                p, [SlipwayBinary.path, "build", "--skip-push"], delay: 1, text: "good", index: 0)
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("the build failed while its files changed (changed during build: \(dir)/app/hello.txt); building it again"), "\(output)")
+            let held = try sh(["docker", "run", "--rm", "--network", "none", "\(p.repo):retried", "cat", "/hello.txt"], cwd: "/")
+            #expect(held.stdout == "good\n")
+            let record = try #require(try BuildCache(configPath: dir + "/devspace.yaml").read()["app"])
+            #expect(record.buildDigest != nil, "the second build read settled files")
+        }
+    }
+
     @Test func agentJobsWithWarmDigests() throws {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)

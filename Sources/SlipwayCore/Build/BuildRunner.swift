@@ -136,6 +136,22 @@ public struct BuildRunner: Sendable {
                 })
         }
         var results = await execute(prepared)
+        // A build that failed while its files changed (the engine listed an editor's temporary
+        // file, then could not read it) is decided and run once more on the files as they are.
+        for i in results.indices where results[i].outcome == .failed && prepared[i].action == .build {
+            let changed = changedDuringBuild(prepared[i], contexts: contexts)
+            guard let first = changed.first else { continue }
+            let key = prepared[i].plan.key
+            emit(.note("images.\(key): the build failed while its files changed (changed during build: \(first)); building it again"))
+            contexts.walkAgain(key)
+            do {
+                prepared[i] = try await prepare(prepared[i].plan, cached: cached[key], engines: engines, contexts: &contexts)
+            } catch {
+                continue
+            }
+            emit(.decided(image: key, action: prepared[i].action, reason: prepared[i].reason, tags: prepared[i].tags))
+            results[i] = await perform(prepared[i])
+        }
 
         var updates: [String: ImageCacheEntry] = [:]
         for (i, (p, r)) in zip(prepared, results).enumerated() where r.outcome == .built || r.outcome == .retagged {

@@ -137,4 +137,33 @@ struct HostileValueIntegrationTests {
             noMarker("the hooks and the agent")
         }
     }
+
+    /// A `$(…)` that fails is an error at its place: nothing is built, nothing pushed (never
+    /// `image:false`).
+    @Test(arguments: ["$(git describe --always)", "$(exit 3)", "$(missing-command-of-slipway)", "$(echo err >&2; exit 1)"])
+    func aFailingExpressionBuildsAndPushesNothing(expression: String) throws {
+        let registry = try TestRegistry()
+        defer { registry.stop() }
+        try withTemporaryDirectory { dir in
+            let name = UUID().uuidString.lowercased().prefix(12)
+            let image = "\(registry.host)/\(name)/app"
+            try "FROM slipway/busybox\n".write(toFile: dir + "/Dockerfile", atomically: true, encoding: .utf8)
+            try """
+            version: v2beta1
+            name: failing
+            images:
+              app:
+                image: \(image)
+                tags: ["\(expression)"]
+            """.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            // No git repository here: a source archive, or a checkout without .git.
+            let r = try SlipwayBinary.run(["build"], in: dir, env: ["KUBECONFIG": dir + "/none"])
+            #expect(r.status == 1)
+            #expect(r.stderr.hasPrefix("devspace.yaml:6:12: images.app.tags[0]: \(expression) failed"), "\(r.stderr)")
+            let images = try sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", image], cwd: "/")
+            #expect(images.stdout.isEmpty, "built: \(images.stdout)")
+            #expect(try AgentHookIntegrationTests.registryTags(registry, image).isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/.devspace/slipway/builds.json"))
+        }
+    }
 }

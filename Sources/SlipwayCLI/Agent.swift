@@ -35,43 +35,17 @@ struct Agent: AsyncParsableCommand {
     /// Starts the agent of `paths` unless one answers; returns its pid.
     @discardableResult
     static func ensureRunning(_ paths: AgentPaths, quiet: Bool) throws -> Int32? {
-        if let client = try agentClient(paths), let status = try? client.call(AgentRequest(op: "status")).status {
-            if !quiet { Terminal.out("slipway agent is running (pid \(status.pid ?? 0)) for \(paths.commonDir)\n") }
-            return status.pid
-        }
-        let pid: Int32
         do {
-            pid = try ChildProcess.daemon(
-                PipelineCommand.selfExecutable(), ["agent", "run", "--background", "--chdir", paths.commonDir],
-                environment: AgentDaemon.sanitized(ProcessInfo.processInfo.environment))
-        } catch {
-            Terminal.error("slipway: \(error.message)")
-            throw ExitCode.failure
-        }
-        for _ in 0..<1000 {
-            if let client = try? AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
-                if !quiet { Terminal.out("slipway agent started (pid \(status.pid ?? pid)) for \(paths.commonDir)\n") }
-                return status.pid
+            switch try AgentControl.ensureRunning(
+                paths, executable: selfExecutable(), environment: ProcessInfo.processInfo.environment)
+            {
+            case .alreadyRunning(let pid):
+                if !quiet { Terminal.out("slipway agent is running (pid \(pid ?? 0)) for \(paths.commonDir)\n") }
+                return pid
+            case .started(let pid):
+                if !quiet { Terminal.out("slipway agent started (pid \(pid ?? 0)) for \(paths.commonDir)\n") }
+                return pid
             }
-            var code: Int32 = 0
-            if waitpid(pid, &code, WNOHANG) == pid {
-                // Another agent may have won the race to start.
-                if let client = try? AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
-                    return status.pid
-                }
-                let last = (try? String(contentsOfFile: paths.log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
-                Terminal.error("slipway: the agent exited at once: \(last) (see \(paths.log))")
-                throw ExitCode.failure
-            }
-            usleep(10_000)
-        }
-        Terminal.error("slipway: the agent (pid \(pid)) did not answer within 10 s; see \(paths.log)")
-        throw ExitCode.failure
-    }
-
-    static func agentClient(_ paths: AgentPaths) throws -> AgentClient? {
-        do {
-            return try AgentClient(paths: paths)
         } catch {
             Terminal.error("slipway: \(error.message)")
             throw ExitCode.failure
@@ -96,21 +70,16 @@ struct Agent: AsyncParsableCommand {
 
         func run() async throws {
             let paths = try repository.paths()
-            guard let client = try Agent.agentClient(paths) else {
-                Terminal.out("slipway agent is not running for \(paths.commonDir)\n")
-                return
-            }
-            let pid = (try? client.call(AgentRequest(op: "status")).status?.pid) ?? nil
+            let stopped: Int32??
             do {
-                _ = try client.call(AgentRequest(op: "stop"))
+                stopped = try AgentControl.stop(paths)
             } catch {
                 Terminal.error("slipway: \(error.message)")
                 throw ExitCode.failure
             }
-            for _ in 0..<1500 {
-                if let pid, !ChildProcess.isAlive(pid, start: nil) { break }
-                if pid == nil, (try? AgentClient(paths: paths)) == nil { break }
-                usleep(10_000)
+            guard let pid = stopped else {
+                Terminal.out("slipway agent is not running for \(paths.commonDir)\n")
+                return
             }
             Terminal.out("slipway agent stopped" + (pid.map { " (pid \($0))" } ?? "") + "\n")
         }
@@ -137,7 +106,7 @@ struct Agent: AsyncParsableCommand {
         func run() async throws {
             let paths = try repository.paths()
             let daemon = AgentDaemon(
-                paths: paths, executable: PipelineCommand.selfExecutable(),
+                paths: paths, executable: selfExecutable(),
                 environment: ProcessInfo.processInfo.environment, echo: !background)
             do {
                 try daemon.run()
@@ -161,19 +130,15 @@ struct Agent: AsyncParsableCommand {
         func run() async throws {
             let paths = try repository.paths()
             if follow {
-                guard let client = try Agent.agentClient(paths) else {
-                    Terminal.error("slipway: the agent is not running (`slipway agent start`); \(paths.log) has its last log")
-                    throw ExitCode.failure
-                }
-                client.setTimeout(nil)
-                do throws(AgentError) {
-                    try client.send(AgentRequest(op: "follow", lines: lines))
-                    while let response = try client.receive() {
-                        if !response.ok { throw AgentError(response.error ?? "the agent stopped sending its log") }
-                        if let line = response.line { Terminal.out(line + "\n") }
-                    }
+                let followed: Bool
+                do {
+                    followed = try AgentControl.follow(paths, lines: lines) { Terminal.out($0 + "\n") }
                 } catch {
                     Terminal.error("slipway: \(error.message)")
+                    throw ExitCode.failure
+                }
+                guard followed else {
+                    Terminal.error("slipway: the agent is not running (`slipway agent start`); \(paths.log) has its last log")
                     throw ExitCode.failure
                 }
                 return
@@ -228,41 +193,36 @@ struct Agent: AsyncParsableCommand {
 
     /// Submits `job`; with `wait`, prints how it ended and returns whether it succeeded.
     static func submit(_ job: AgentRequest.SubmittedJob, paths: AgentPaths, wait: Bool, label: String) throws -> Bool {
-        try ensureRunning(paths, quiet: true)
+        let outcome: AgentControl.SubmitOutcome
         do {
-            guard let client = try AgentClient(paths: paths) else {
-                Terminal.error("slipway: the agent stopped answering; see \(paths.log)")
-                throw ExitCode.failure
+            outcome = try AgentControl.submit(
+                job, paths: paths, wait: wait, executable: selfExecutable(), environment: ProcessInfo.processInfo.environment
+            ) { id in
+                Terminal.error("\(label)job \(id) accepted: \(job.pipeline) pipeline at \(job.commit.prefix(7))")
             }
-            let accepted = try client.call(AgentRequest(op: "submit", job: job, wait: wait))
-            let id = accepted.id ?? 0
-            Terminal.error("\(label)job \(id) accepted: \(job.pipeline) pipeline at \(job.commit.prefix(7))")
-            guard wait else { return true }
-            client.setTimeout(nil)
-            guard let end = try client.receive() else {
-                Terminal.error("\(label)the agent hung up before job \(id) finished; see \(paths.log)")
-                return false
-            }
-            if !end.ok {
-                Terminal.error("\(label)\(end.error ?? "job \(id) did not finish")")
-                return false
-            }
-            switch end.event {
-            case "finished":
-                let result = end.result
-                if result?.ok == true {
-                    Terminal.error("\(label)job \(id) finished: \(result?.message ?? "ok")")
-                    return true
-                }
-                Terminal.error("\(label)job \(id) failed: \(result?.message ?? "unknown error"); `slipway agent logs` has its output")
-                return false
-            default:
-                Terminal.error("\(label)job \(id) \(end.event ?? "ended"): \(end.message ?? "")")
-                return false
-            }
-        } catch let error as AgentError {
+        } catch {
             Terminal.error("slipway: \(error.message)")
             throw ExitCode.failure
+        }
+        switch outcome {
+        case .accepted:
+            return true
+        case .finished(let id, let result):
+            if result?.ok == true {
+                Terminal.error("\(label)job \(id) finished: \(result?.message ?? "ok")")
+                return true
+            }
+            Terminal.error("\(label)job \(id) failed: \(result?.message ?? "unknown error"); `slipway agent logs` has its output")
+            return false
+        case .ended(let id, let event, let message):
+            Terminal.error("\(label)job \(id) \(event): \(message)")
+            return false
+        case .hungUp(let id):
+            Terminal.error("\(label)the agent hung up before job \(id) finished; see \(paths.log)")
+            return false
+        case .refused(let message):
+            Terminal.error("\(label)\(message)")
+            return false
         }
     }
 
@@ -321,21 +281,13 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     static func show(_ paths: AgentPaths, json: Bool) throws {
-        var status: AgentStatus
-        var running = false
-        if let client = try Agent.agentClient(paths) {
-            do {
-                guard let answer = try client.call(AgentRequest(op: "status")).status else { throw AgentError("the agent sent no status") }
-                status = answer
-                running = true
-            } catch {
-                Terminal.error("slipway: \((error as? AgentError)?.message ?? "\(error)")")
-                throw ExitCode.failure
-            }
-        } else {
-            // The journal says what the agent last knew.
-            status = AgentStatus(
-                queue: JobQueue(replaying: Journal(path: paths.journal).read()), repository: paths.commonDir, pid: nil, startedAt: nil)
+        let status: AgentStatus
+        let running: Bool
+        do {
+            (status, running) = try AgentControl.status(paths)
+        } catch {
+            Terminal.error("slipway: \(error.message)")
+            throw ExitCode.failure
         }
         if json {
             let encoder = JSONEncoder()

@@ -37,7 +37,7 @@ extension SlipwayCommand.Hooks {
         func run() async throws {
             let directory = try options.directory()
             let binary = bin.map { $0.hasPrefix("/") ? $0 : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent($0) }
-                ?? currentExecutable()
+                ?? selfExecutable()
             let changes = try await hooksCall("install") { () async throws(HookError) in
                 try await HookInstaller.install(from: directory, binary: binary)
             }
@@ -138,14 +138,4 @@ private func fileName(_ path: String) -> String { (path as NSString).lastPathCom
 
 private func pad(_ name: String) -> String {
     name.count >= 22 ? name : name + String(repeating: " ", count: 22 - name.count)
-}
-
-/// This process's executable, symbolic links resolved.
-private func currentExecutable() -> String {
-    if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
-    let argv0 = CommandLine.arguments.first ?? "slipway"
-    if argv0.contains("/") {
-        return argv0.hasPrefix("/") ? argv0 : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(argv0)
-    }
-    return findExecutable(argv0, path: ProcessInfo.processInfo.environment["PATH"]) ?? argv0
 }

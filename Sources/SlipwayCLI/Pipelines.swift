@@ -116,10 +116,10 @@ enum PipelineCommand {
         var flags = flags
         do {
             // After the pipeline's name come its own flags and slipway's, in any order.
-            let (own, others) = split(extra, declared: declared)
-            pipelineFlags = try parseCustomFlags(own, declared: declared, pipeline: name)
+            let (own, others) = PipelineFlagParser.split(extra, declared: declared)
+            pipelineFlags = try PipelineFlagParser.parse(own, declared: declared, pipeline: name)
             if !others.isEmpty { flags.merge(try PipelineFlags.parse(others)) }
-        } catch let error as ValidationError {
+        } catch let error as PipelineError {
             Terminal.error("slipway: \(error.message)")
             throw ExitCode(64)
         } catch {
@@ -131,26 +131,12 @@ enum PipelineCommand {
         }
         var defaults = flags.defaults
         if render { defaults.render = true }
-        let directory: String
-        do { directory = try PipelineRunner.makeStateDirectory() } catch {
-            Terminal.error(error.message)
-            throw ExitCode.failure
-        }
-        defer { try? FileManager.default.removeItem(atPath: directory) }
         let options = try global.loadOptions()
-        // The child loads see exactly the values this load resolved.
-        var vars = options.vars
-        for (key, value) in loaded.variables { vars.append((key, value.environmentText)) }
-        let state = PipelineState(
-            configPath: loaded.absolutePath, workingDirectory: options.workingDirectory, profiles: options.profiles,
-            disableProfileActivation: options.disableProfileActivation, namespace: options.namespace,
-            kubeContext: options.kubeContext, vars: vars, defaults: defaults, flags: pipelineFlags, stack: [])
         let status: Int32
         do {
-            status = try await PipelineRunner.run(
-                name, loaded: loaded, state: state, stateDirectory: directory, executable: selfExecutable(),
-                environment: PipelineScript.slipwayDefaults[name] != nil
-                    ? jobEnvironment(for: loaded.directory) : ProcessInfo.processInfo.environment)
+            status = try await PipelineSession.run(
+                name, loaded: loaded, options: options, defaults: defaults, flags: pipelineFlags,
+                executable: selfExecutable(), environment: ProcessInfo.processInfo.environment)
         } catch {
             Terminal.error(error.message)
             throw ExitCode.failure
@@ -159,113 +145,6 @@ enum PipelineCommand {
             if !global.silent { Terminal.error("pipeline \(name) failed (exit status \(status))") }
             throw ExitCode(status)
         }
-    }
-
-    /// The arguments that name the pipeline's declared flags (with their values), and the rest.
-    static func split(_ args: [String], declared: [PipelineConfig.Flag]) -> ([String], [String]) {
-        var own: [String] = []
-        var others: [String] = []
-        var i = 0
-        while i < args.count {
-            let arg = args[i]
-            let body = arg.hasPrefix("--") ? String(arg.dropFirst(2)) : arg.hasPrefix("-") ? String(arg.dropFirst()) : nil
-            let name = body.map { String($0.prefix { $0 != "=" }) }
-            let flag = name.flatMap { n in
-                declared.first { arg.hasPrefix("--") ? $0.name == n : ($0.short == n && arg.count == 2) }
-            }
-            guard let flag else {
-                others.append(arg)
-                i += 1
-                continue
-            }
-            own.append(arg)
-            if flag.type != "bool", !arg.contains("="), i + 1 < args.count {
-                own.append(args[i + 1])
-                i += 1
-            }
-            i += 1
-        }
-        return (own, others)
-    }
-
-    /// `--name value`, `--name=value` and bool `--name` for the pipeline's declared flags;
-    /// defaults filled in. Anything else is a usage error.
-    static func parseCustomFlags(
-        _ args: [String], declared: [PipelineConfig.Flag], pipeline: String
-    ) throws -> [String: String] {
-        var values: [String: String] = [:]
-        for flag in declared {
-            if let d = flag.defaultValue { values[flag.name] = d.environmentText }
-            else if flag.type == "bool" { values[flag.name] = "false" }
-            else { values[flag.name] = "" }
-        }
-        var i = 0
-        while i < args.count {
-            let arg = args[i]
-            var name: String
-            var inline: String?
-            if arg.hasPrefix("--") {
-                name = String(arg.dropFirst(2))
-            } else if arg.hasPrefix("-"), arg.count == 2 {
-                name = String(arg.dropFirst())
-                guard let long = declared.first(where: { $0.short == name })?.name else {
-                    throw ValidationError("unknown option \(arg) for pipeline \(pipeline)")
-                }
-                name = long
-            } else {
-                throw ValidationError("unexpected argument \"\(arg)\" for pipeline \(pipeline)")
-            }
-            if let eq = name.firstIndex(of: "=") {
-                inline = String(name[name.index(after: eq)...])
-                name = String(name[..<eq])
-            }
-            guard let flag = declared.first(where: { $0.name == name }) else {
-                let known = declared.map { "--\($0.name)" }.joined(separator: ", ")
-                throw ValidationError(
-                    "unknown option --\(name) for pipeline \(pipeline)" + (known.isEmpty ? "" : " (its flags: \(known))"))
-            }
-            if flag.type == "bool" {
-                values[name] = inline ?? "true"
-            } else {
-                guard let value = inline ?? (i + 1 < args.count ? args[i + 1] : nil) else {
-                    throw ValidationError("option --\(name) of pipeline \(pipeline) needs a value")
-                }
-                if inline == nil { i += 1 }
-                if flag.type == "stringArray", let old = values[name], !old.isEmpty {
-                    values[name] = old + " " + value
-                } else {
-                    values[name] = value
-                }
-            }
-            i += 1
-        }
-        return values
-    }
-
-    /// This binary, for the built-in functions to call back.
-    /// The environment with the agent's job variables (`SLIPWAY_JOB_DESCRIBE`, `…_BRANCH`,
-    /// `…_BRANCH_TAG`) filled in from HEAD where unset, so slipway's commit, push and gate
-    /// pipelines also run by hand (only for those: `git describe` walks history).
-    static func jobEnvironment(for directory: String) -> [String: String] {
-        var environment = ProcessInfo.processInfo.environment
-        guard environment["SLIPWAY_JOB_DESCRIBE"] == nil || environment["SLIPWAY_JOB_BRANCH_TAG"] == nil,
-            let repository = try? GitRepository.discover(from: directory)
-        else { return environment }
-        if environment["SLIPWAY_JOB_DESCRIBE"] == nil, let describe = try? repository.describe(tags: false) {
-            environment["SLIPWAY_JOB_DESCRIBE"] = BranchTag.tag(for: describe)
-        }
-        if environment["SLIPWAY_JOB_BRANCH"] == nil, let branch = try? repository.head().branchName {
-            environment["SLIPWAY_JOB_BRANCH"] = branch
-            environment["SLIPWAY_JOB_BRANCH_TAG"] = BranchTag.tag(for: branch)
-        }
-        return environment
-    }
-
-    static func selfExecutable() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        if n > 0 { return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        return CommandLine.arguments[0]
     }
 }
 

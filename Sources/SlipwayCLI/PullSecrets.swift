@@ -46,18 +46,13 @@ extension SlipwayCommand {
             let selected = names.isEmpty ? all : all.filter { names.contains($0.name) }
             let environment = ProcessInfo.processInfo.environment
             do {
-                // -n, else the kubeconfig context's namespace (as kubectl would use).
-                var namespace = global.namespace
-                let kube = try Kubeconfig.load(environment: environment)
-                if namespace == nil, let kube, let context = kube.context(global.kubeContext) {
-                    namespace = context.namespace ?? "default"
-                }
-                let context = global.kubeContext ?? kube?.currentContext
-                if !render && (kube == nil || context == nil) {
+                // -n, else the kube context's namespace (as kubectl would use).
+                let target = try KubeTarget.resolve(
+                    context: global.kubeContext, namespace: global.namespace, environment: environment)
+                let namespace = target?.namespace ?? global.namespace
+                if !render && target == nil {
                     Terminal.error(
-                        "slipway pull-secrets: there is no cluster to apply to: "
-                            + (kube == nil ? "no kubeconfig (KUBECONFIG, ~/.kube/config)" : "the kubeconfig names no current context and --kube-context is not given")
-                            + "; print the manifests with `slipway pull-secrets --render`")
+                        "slipway pull-secrets: there is no cluster to apply to: no kubeconfig (KUBECONFIG, ~/.kube/config), or it names no current context and --kube-context is not given; print the manifests with `slipway pull-secrets --render`")
                     throw ExitCode.failure
                 }
                 let docker = try DockerConfigFile.load(environment: environment)
@@ -75,7 +70,7 @@ extension SlipwayCommand {
                     Terminal.out(try YAMLEmitter().emit(rendered.manifests))
                     return
                 }
-                let applier = PullSecretApplier(context: context, namespace: namespace, environment: environment)
+                let applier = PullSecretApplier(context: target?.context, namespace: namespace, environment: environment)
                 for line in try await applier.apply(rendered) where !global.silent { Terminal.out(line + "\n") }
             } catch let error as RegistryError {
                 Terminal.error(error.description)

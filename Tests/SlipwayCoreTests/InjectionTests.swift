@@ -164,8 +164,8 @@ extension InjectionTests {
             let loaded = try await loaded(dir)
             var deployment = try #require(loaded.config.deployments.first { $0.name == "manifests" })
             deployment.spec["patches"] = try YAMLParser().parse("- target: {kind: Service, name: nope}\n  op: remove\n  path: spec\n")
-            await #expect(throws: PipelineError.self) { try await renderer(loaded).kubectlManifests(deployment) }
-            do throws(PipelineError) {
+            await #expect(throws: DeployError.self) { try await renderer(loaded).kubectlManifests(deployment) }
+            do throws(DeployError) {
                 _ = try await renderer(loaded).kubectlManifests(deployment)
             } catch {
                 #expect(error.message.contains("patches[0]: its target (kind=Service, name=nope) matches none of the manifests"), "\(error)")

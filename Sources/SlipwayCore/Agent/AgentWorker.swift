@@ -70,19 +70,14 @@ extension AgentDaemon {
         var env = environment
         env["SLIPWAY"] = "0"  // git commands inside pipelines must not trigger the hooks again
         env["NO_COLOR"] = "1"
-        env["SLIPWAY_JOB_ID"] = String(job.id)
-        env["SLIPWAY_JOB_PIPELINE"] = job.pipeline
-        env["SLIPWAY_JOB_COMMIT"] = job.commit
-        env["SLIPWAY_JOB_REF"] = job.ref
-        env["SLIPWAY_JOB_WORKTREE"] = job.worktree
-        if let branch = job.branch {
-            env["SLIPWAY_JOB_BRANCH"] = branch
-            env["SLIPWAY_JOB_BRANCH_TAG"] = BranchTag.tag(for: branch)
-        }
-        if let describe { env["SLIPWAY_JOB_DESCRIBE"] = describe }
+        env.merge(
+            JobEnvironment.variables(
+                id: job.id, pipeline: job.pipeline, commit: job.commit, ref: job.ref, worktree: job.worktree,
+                branch: job.branch, describe: describe)
+        ) { $1 }
         let resultFile = "\(paths.jobs)/\(job.id).images"
         unlink(resultFile)
-        env["SLIPWAY_JOB_RESULT"] = resultFile
+        env[JobResultFile.environmentKey] = resultFile
         let warmFile = "\(paths.jobs)/\(job.id).warm"
         env.merge(warmth.prepare(directory: directory, snapshotPath: warmFile)) { $1 }
         defer {
@@ -96,7 +91,7 @@ extension AgentDaemon {
             child = try ChildProcess.start(
                 executable, ["run-pipeline", "--chdir", directory, job.pipeline], environment: env, ownProcessGroup: true)
         } catch {
-            return failure(error.message)
+            return failure(error.standardError)
         }
         cond.lock()
         current = (job.id, child.pid)
@@ -139,8 +134,7 @@ extension AgentDaemon {
         current = nil
         let interrupted = stopping
         cond.unlock()
-        let tags = ((try? String(contentsOfFile: resultFile, encoding: .utf8)) ?? "")
-            .split(separator: "\n").map(String.init)
+        let tags = JobResultFile.read(resultFile)
         unlink(resultFile)
         let finished = Date().timeIntervalSince1970
         if status == 0 {
@@ -206,13 +200,18 @@ extension AgentDaemon {
         var env = environment
         env["SLIPWAY"] = "0"
         let moved: (status: Int32, output: String)
-        if FileManager.default.fileExists(atPath: directory + "/.git") {
-            moved = try ChildProcess.run(git, ["-C", directory, "checkout", "--quiet", "--detach", "--force", job.commit], environment: env)
-        } else {
-            try? FileManager.default.removeItem(atPath: directory)
-            moved = try ChildProcess.run(
-                git, ["--git-dir=\(paths.commonDir)", "worktree", "add", "--quiet", "--detach", "--force", directory, job.commit],
-                environment: env)
+        do {
+            if FileManager.default.fileExists(atPath: directory + "/.git") {
+                moved = try ChildProcess.run(
+                    git, ["-C", directory, "checkout", "--quiet", "--detach", "--force", job.commit], environment: env)
+            } else {
+                try? FileManager.default.removeItem(atPath: directory)
+                moved = try ChildProcess.run(
+                    git, ["--git-dir=\(paths.commonDir)", "worktree", "add", "--quiet", "--detach", "--force", directory, job.commit],
+                    environment: env)
+            }
+        } catch {
+            throw AgentError("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(error.standardError))")
         }
         guard moved.status == 0 else {
             let why = moved.output.split(separator: "\n").last.map(String.init) ?? "status \(moved.status)"

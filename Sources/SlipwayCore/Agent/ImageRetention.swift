@@ -98,13 +98,13 @@ public struct ImageRetention: Sendable {
         guard let docker else { throw AgentError("docker is not on PATH, so no image was removed") }
         // The images containers use, running or not.
         var used: Set<String> = []
-        let containers = try ChildProcess.run(docker, ["ps", "--all", "--quiet", "--no-trunc"], environment: environment, timeout: 30)
+        let containers = try Self.docker(docker, ["ps", "--all", "--quiet", "--no-trunc"], environment: environment, timeout: 30)
         guard containers.status == 0 else {
             throw AgentError("docker ps failed: \(containers.output.split(separator: "\n").last ?? ""); no image was removed")
         }
         let ids = containers.output.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         if !ids.isEmpty {
-            let inspected = try ChildProcess.run(docker, ["inspect", "--format", "{{.Image}}"] + ids, environment: environment, timeout: 30)
+            let inspected = try Self.docker(docker, ["inspect", "--format", "{{.Image}}"] + ids, environment: environment, timeout: 30)
             used = Set(inspected.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
         }
         return try withLedger { (ledger: inout Ledger) throws(AgentError) -> [String] in
@@ -115,7 +115,7 @@ public struct ImageRetention: Sendable {
                 var remaining = Array(entries.suffix(keep))
                 for entry in entries.dropLast(keep) {
                     let reference = "\(name):\(entry.tag)"
-                    let inspect = try ChildProcess.run(docker, ["image", "inspect", "--format", "{{.Id}}", reference], environment: environment, timeout: 30)
+                    let inspect = try Self.docker(docker, ["image", "inspect", "--format", "{{.Id}}", reference], environment: environment, timeout: 30)
                     guard inspect.status == 0 else { continue }  // already gone: forget it
                     let id = inspect.output.trimmingCharacters(in: .whitespacesAndNewlines)
                     if let recorded = entry.id, recorded != id {
@@ -132,7 +132,7 @@ public struct ImageRetention: Sendable {
                         remaining.insert(entry, at: 0)
                         continue
                     }
-                    let removed = try ChildProcess.run(docker, ["image", "rm", reference], environment: environment, timeout: 60)
+                    let removed = try Self.docker(docker, ["image", "rm", reference], environment: environment, timeout: 60)
                     if removed.status == 0 {
                         lines.append("\(reference): removed (commit \(entry.commit.prefix(7)))")
                     } else {
@@ -143,6 +143,17 @@ public struct ImageRetention: Sendable {
                 ledger.images[name] = remaining.isEmpty ? nil : remaining.sorted { $0.at < $1.at }
             }
             return lines
+        }
+    }
+
+    /// `docker ARGS` to the end (a process that cannot start is an ``AgentError``).
+    static func docker(
+        _ docker: String, _ arguments: [String], environment: [String: String], timeout: Double
+    ) throws(AgentError) -> (status: Int32, output: String) {
+        do {
+            return try ChildProcess.run(docker, arguments, environment: environment, timeout: timeout)
+        } catch {
+            throw AgentError(error.description)
         }
     }
 }

@@ -421,8 +421,3 @@ public struct BuildRunner: Sendable {
         }
     }
 }
-
-/// SHA-256 of a text, as lowercase hex.
-public func sha256Hex(_ text: String) -> String {
-    SHA256.hash(data: Array(text.utf8)).withUnsafeBytes { hexString($0) }
-}

@@ -45,18 +45,12 @@ extension BuildRunner {
     /// current one; nil without a kubeconfig ("no cluster": push as configured). `minikube`
     /// says whether it is a minikube cluster. A kubeconfig read costs well under a millisecond.
     func kubeContext() -> Result<(context: String?, minikube: Bool), KubeconfigError> {
-        let explicit = options.kubeContext.flatMap { $0.isEmpty ? nil : $0 }
-        let config: Kubeconfig?
         do {
-            config = try Kubeconfig.load(environment: options.environment)
+            let target = try KubeTarget.resolve(context: options.kubeContext, namespace: nil, environment: options.environment)
+            return .success((target?.context, target?.minikube ?? false))
         } catch {
-            // A named context needs no kubeconfig to decide local or not.
-            guard let explicit else { return .failure(error) }
-            return .success((explicit, explicit == "minikube"))
+            return .failure(error)
         }
-        guard let name = explicit ?? config?.currentContext else { return .success((nil, false)) }
-        let minikube = config?.context(name).map { config!.isMinikube($0) } ?? (name == "minikube")
-        return .success((name, minikube))
     }
 
     /// Pushes (or kind-loads) every tag of every image that built, re-tagged or was up to date,

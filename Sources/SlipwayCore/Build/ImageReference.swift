@@ -1,3 +1,15 @@
+/// One image as the pipelines and deployments see it at run time: what
+/// `${runtime.images.NAME}`, `get_image` and tag injection answer (`image:tag`).
+public struct RuntimeImage: Codable, Sendable, Equatable {
+    public var image: String
+    public var tag: String
+
+    public init(image: String, tag: String) {
+        self.image = image
+        self.tag = tag
+    }
+}
+
 /// Docker image references as text.
 public enum ImageReference {
     /// `registry:5000/team/app:v1` → (`registry:5000/team/app`, `v1`): the tag is what follows

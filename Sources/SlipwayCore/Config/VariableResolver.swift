@@ -138,11 +138,10 @@ final class VariableResolver {
     static let maxExpandedBytes = 4 << 20
     /// Git facts are read (through libgit2) only when a variable or expression needs them.
     private lazy var git: GitFacts? = GitFacts.load(from: context.configDirectory)
-    /// The kubeconfig's context, read only when `DEVSPACE_CONTEXT` or `DEVSPACE_NAMESPACE` is
-    /// used without `--kube-context` / `-n` (a kubeconfig that cannot be read counts as none).
-    private lazy var kubeContext: Kubeconfig.Context? = {
-        guard let kube = try? Kubeconfig.load(environment: context.environment) else { return nil }
-        return kube.context(context.kubeContext.isEmpty ? nil : context.kubeContext)
+    /// Where kube work goes (``KubeTarget``), read only when `DEVSPACE_CONTEXT` or
+    /// `DEVSPACE_NAMESPACE` is used (a kubeconfig that cannot be read counts as none).
+    private lazy var kubeTarget: KubeTarget? = {
+        try? KubeTarget.resolve(context: context.kubeContext, namespace: context.namespace, environment: context.environment)
     }()
 
     init(context: VariableContext, definitions: [VariableDefinition]) {
@@ -567,15 +566,9 @@ final class VariableResolver {
         case "DEVSPACE_GIT_COMMIT": text = git?.commit.map { String($0.prefix(8)) } ?? ""
         case "SLIPWAY_GIT_DESCRIBE": text = git?.describe ?? ""
         case "SLIPWAY_BRANCH_TAG": text = git?.branch.map(BranchTag.tag(for:)) ?? ""
-        case "DEVSPACE_CONTEXT": text = context.kubeContext.isEmpty ? kubeContext?.name ?? "" : context.kubeContext
+        case "DEVSPACE_CONTEXT": text = context.kubeContext.isEmpty ? kubeTarget?.context ?? "" : context.kubeContext
         case "DEVSPACE_NAMESPACE":
-            if !context.namespace.isEmpty {
-                text = context.namespace
-            } else if let kube = kubeContext {
-                text = kube.namespace.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
-            } else {
-                text = ""
-            }
+            text = context.namespace.isEmpty ? kubeTarget?.namespace ?? "" : context.namespace
         default: return nil
         }
         return Node(.scalar(text, .plain)).quotedIfNeeded()

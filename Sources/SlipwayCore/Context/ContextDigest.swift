@@ -276,25 +276,3 @@ extension ContextEntry {
         return try path.withCString(body)
     }
 }
-
-private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-/// Lowercase hexadecimal digits of `bytes`.
-func hexString<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
-    var out: [UInt8] = []
-    out.reserveCapacity(bytes.count * 2)
-    for byte in bytes {
-        out.append(hexDigits[Int(byte >> 4)])
-        out.append(hexDigits[Int(byte & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
-
-private func hexValue(_ digit: UInt8) -> UInt8? {
-    switch digit {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-    default: return nil
-    }
-}

@@ -25,7 +25,7 @@ public struct ClusterRenderer: Sendable {
     // MARK: kubectl
 
     /// The manifests of a kubectl deployment, tags injected.
-    public func kubectlManifests(_ deployment: DeploymentConfig) async throws(PipelineError) -> [Node] {
+    public func kubectlManifests(_ deployment: DeploymentConfig) async throws(DeployError) -> [Node] {
         let spec = deployment.spec
         let place = "\(loaded.displayPath): deployments.\(deployment.name).kubectl"
         var documents: [Node] = []
@@ -53,7 +53,7 @@ public struct ClusterRenderer: Sendable {
     /// with profiles' path syntax) applies to every manifest its `target` (apiVersion, kind,
     /// name) matches; a patch that matches nothing is an error, so a typo does not pass
     /// silently.
-    func patched(_ documents: [Node], _ patches: [Node], place: String) throws(PipelineError) -> [Node] {
+    func patched(_ documents: [Node], _ patches: [Node], place: String) throws(DeployError) -> [Node] {
         var documents = documents
         for (i, patch) in patches.enumerated() {
             let target = patch["target"]
@@ -75,26 +75,27 @@ public struct ClusterRenderer: Sendable {
                 do {
                     documents[j] = try ProfileApplier.apply(profile, to: doc)
                 } catch {
-                    throw PipelineError("\(place).patches[\(i)] (\(loaded.displayPath):\(error.mark)): \(error.message)")
+                    throw DeployError.invalid(place: "\(place).patches[\(i)]", message: "(\(loaded.displayPath):\(error.mark)) \(error.message)")
                 }
             }
             if !hit {
                 let what = ["apiVersion", "kind", "name"].compactMap { k in target?[k]?.text.map { "\(k)=\($0)" } }
-                throw PipelineError(
-                    "\(place).patches[\(i)]: its target (\(what.joined(separator: ", "))) matches none of the manifests")
+                throw DeployError.invalid(
+                    place: "\(place).patches[\(i)]",
+                    message: "its target (\(what.joined(separator: ", "))) matches none of the manifests")
             }
         }
         return documents
     }
 
     /// `path`, a directory's `*.yaml`/`*.yml`/`*.json`, or a `*` glob in the last component.
-    static func expand(_ entry: String, in directory: String, place: String) throws(PipelineError) -> [String] {
+    static func expand(_ entry: String, in directory: String, place: String) throws(DeployError) -> [String] {
         let path = ConfigLoader.absolute(entry, in: directory)
         let files = FileManager.default
         var isDir: ObjCBool = false
         if !path.contains("*") {
             guard files.fileExists(atPath: path, isDirectory: &isDir) else {
-                throw PipelineError("\(place).manifests: \(entry) does not exist")
+                throw DeployError.missingFile(place: "\(place).manifests", file: entry, detail: "does not exist")
             }
             if !isDir.boolValue { return [path] }
             let names = (try? files.contentsOfDirectory(atPath: path)) ?? []
@@ -105,37 +106,41 @@ public struct ClusterRenderer: Sendable {
         let pattern = (path as NSString).lastPathComponent
         let names = (try? files.contentsOfDirectory(atPath: parent)) ?? []
         let matched = names.filter { fnmatch(pattern, $0, 0) == 0 }.sorted().map { parent + "/" + $0 }
-        guard !matched.isEmpty else { throw PipelineError("\(place).manifests: \(entry) matches no file") }
+        guard !matched.isEmpty else {
+            throw DeployError.missingFile(place: "\(place).manifests", file: entry, detail: "matches no file")
+        }
         return matched
     }
 
-    func parse(file: String, place: String) throws(PipelineError) -> [Node] {
+    func parse(file: String, place: String) throws(DeployError) -> [Node] {
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw PipelineError("\(place).manifests: cannot read \(file)")
+            throw DeployError.missingFile(place: "\(place).manifests", file: file, detail: "cannot be read")
         }
         return try parse(text: String(decoding: data, as: UTF8.self), source: file)
     }
 
-    func parse(text: String, source: String) throws(PipelineError) -> [Node] {
+    func parse(text: String, source: String) throws(DeployError) -> [Node] {
         do {
             return try YAMLParser().parseAll(Array(text.utf8))
         } catch {
-            throw PipelineError("\(source):\(error.mark): \(error.message)")
+            throw DeployError.badYAML(source: source, mark: error.mark, message: error.message)
         }
     }
 
-    func kustomize(_ directory: String, args: [String], place: String) async throws(PipelineError) -> [Node] {
+    func kustomize(_ directory: String, args: [String], place: String) async throws(DeployError) -> [Node] {
         guard let kubectl = findExecutable("kubectl", path: environment["PATH"]) else {
-            throw PipelineError("\(place): kustomize: true needs kubectl (kubectl kustomize) on PATH")
+            throw DeployError.toolMissing(tool: "kubectl", place: place, hint: "kustomize: true needs it (kubectl kustomize)")
         }
         let output: ProcessOutput
         do {
             output = try await ProcessRunner.run(kubectl, ["kustomize", directory] + args, environment: environment)
         } catch {
-            throw PipelineError("\(place): kubectl kustomize could not run: \(error)")
+            throw DeployError.toolFailed(error, place: place)
         }
         guard output.status == 0 else {
-            throw PipelineError("\(place): kubectl kustomize \(directory) failed: \(output.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw DeployError.toolFailed(
+                ToolFailure(tool: "kubectl", arguments: ["kustomize", directory] + args, status: output.status, standardError: output.standardError),
+                place: place)
         }
         return try parse(text: output.standardOutput, source: "kubectl kustomize \(directory)")
     }
@@ -148,14 +153,15 @@ public struct ClusterRenderer: Sendable {
     /// (`--kube-context C --namespace N`); nil: the deployment's namespace, else the renderer's.
     public func helm(
         _ deployment: DeploymentConfig, releaseSuffix: String = "", scope: [String]? = nil
-    ) throws(PipelineError) -> (values: Node, release: String, command: [String]) {
+    ) throws(DeployError) -> (values: Node, release: String, command: [String]) {
         let spec = deployment.spec
         let place = "\(loaded.displayPath): deployments.\(deployment.name).helm"
         let chart = spec["chart"]
         let chartName = chart?["name"]?.text ?? chart?["path"]?.text
         guard let chartName, !chartName.isEmpty else {
-            throw PipelineError(
-                "\(place).chart: slipway needs a chart (name or path); DevSpace's component chart (the default without one) comes from the internet, which this machine cannot reach")
+            throw DeployError.invalid(
+                place: "\(place).chart",
+                message: "slipway needs a chart (name or path); DevSpace's component chart (the default without one) comes from the internet, which this machine cannot reach")
         }
         var layers: [Node] = []
         let isLocal = chart?["path"] != nil || chartName.hasPrefix("./") || chartName.hasPrefix("../") || chartName.hasPrefix("/")
@@ -168,7 +174,7 @@ public struct ClusterRenderer: Sendable {
         for file in spec["valuesFiles"]?.strings ?? [] {
             let path = ConfigLoader.absolute(file, in: loaded.directory)
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw PipelineError("\(place).valuesFiles: \(file) does not exist or cannot be read")
+                throw DeployError.missingFile(place: "\(place).valuesFiles", file: file, detail: "does not exist or cannot be read")
             }
             if let node = try parse(text: String(decoding: data, as: UTF8.self), source: path).first { layers.append(node) }
         }

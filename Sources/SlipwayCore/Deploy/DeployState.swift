@@ -42,11 +42,13 @@ public struct DeployState: Sendable {
     }
 
     /// Sets (or, with nil, removes) one entry.
-    public func update(_ deployment: String, environment: String, to entry: Entry?) throws(PipelineError) {
+    public func update(_ deployment: String, environment: String, to entry: Entry?) throws(DeployError) {
         let dir = (path as NSString).deletingLastPathComponent
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let lock = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lock >= 0 else { throw PipelineError("\(path): cannot open its lock file: \(String(cString: strerror(errno)))") }
+        guard lock >= 0 else {
+            throw DeployError.stateFile(path: path, detail: "cannot open its lock file: \(String(cString: strerror(errno)))")
+        }
         defer { close(lock) }
         while flock(lock, LOCK_EX) != 0 && errno == EINTR {}
         defer { flock(lock, LOCK_UN) }
@@ -59,10 +61,10 @@ public struct DeployState: Sendable {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             data = try encoder.encode(all)
         } catch {
-            throw PipelineError("\(path): cannot encode the deploy state: \(error)")
+            throw DeployError.stateFile(path: path, detail: "cannot encode the deploy state: \(error)")
         }
         if case .failure(let failure) = AtomicFile.write(Array(data), to: path) {
-            throw PipelineError("\(path): \(failure.message)")
+            throw DeployError.stateFile(path: path, detail: failure.message)
         }
     }
 }

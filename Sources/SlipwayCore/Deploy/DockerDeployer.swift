@@ -38,15 +38,17 @@ public struct DockerDeployer: Sendable {
     /// the field.
     public func containers(
         _ deployment: DeploymentConfig, injector: TagInjector, branch: String?
-    ) throws(PipelineError) -> [Container] {
+    ) throws(DeployError) -> [Container] {
         let spec = deployment.spec
         let place = "\(loaded.displayPath):\(deployment.mark): deployments.\(deployment.name).docker"
         let items = spec["containers"]?.items ?? []
-        guard !items.isEmpty else { throw PipelineError("\(place).containers: a docker deployment needs at least one container") }
+        guard !items.isEmpty else {
+            throw DeployError.invalid(place: "\(place).containers", message: "a docker deployment needs at least one container")
+        }
         var out: [Container] = []
         for (i, item) in items.enumerated() {
             guard let rawImage = item["image"]?.text, !rawImage.isEmpty else {
-                throw PipelineError("\(place).containers[\(i)].image: missing")
+                throw DeployError.invalid(place: "\(place).containers[\(i)].image", message: "missing")
             }
             let containerName = item["name"]?.text ?? (items.count == 1 ? "main" : "c\(i)")
             var name = Self.sanitize("\(loaded.config.name)-\(deployment.name)-\(containerName)")
@@ -96,14 +98,13 @@ public struct DockerDeployer: Sendable {
     /// no longer has. Returns what happened to each.
     public func deploy(
         _ deployment: DeploymentConfig, containers: [Container], branch: String?, force: Bool
-    ) async throws(PipelineError) -> [(String, Outcome)] {
+    ) async throws(DeployError) -> [(String, Outcome)] {
         var outcomes: [(String, Outcome)] = []
         let existing = try await owned(deployment: deployment.name, branch: branch)
         for container in containers {
             let imageID = try await inspect(["image", "inspect", "--format", "{{.Id}}", container.image])
             guard let imageID else {
-                throw PipelineError(
-                    "deployments.\(deployment.name): the image \(container.image) is not in the Docker engine; build it first (build_images) or check the tag")
+                throw DeployError.imageMissing(deployment: deployment.name, image: container.image)
             }
             let digest = sha256Hex(container.spec + "\u{1F}" + imageID)
             let current = existing.first { $0.name == container.name }
@@ -132,7 +133,7 @@ public struct DockerDeployer: Sendable {
 
     /// Removes every container of `deployment` (all deployments when nil) in `branch`'s
     /// environment (the plain one when nil; every one with `allBranches`).
-    public func purge(deployment: String?, branch: String?, allBranches: Bool = false) async throws(PipelineError) -> [String] {
+    public func purge(deployment: String?, branch: String?, allBranches: Bool = false) async throws(DeployError) -> [String] {
         var filters = ["--filter", "label=\(Self.label).config=\(loaded.absolutePath)"]
         if let deployment { filters += ["--filter", "label=\(Self.label).deployment=\(deployment)"] }
         if !allBranches { filters += ["--filter", "label=\(Self.label).branch=\(branch ?? "")"] }
@@ -151,7 +152,7 @@ public struct DockerDeployer: Sendable {
 
     struct Owned { var name: String; var spec: String; var running: Bool }
 
-    func owned(deployment: String, branch: String?) async throws(PipelineError) -> [Owned] {
+    func owned(deployment: String, branch: String?) async throws(DeployError) -> [Owned] {
         let text = try await run([
             "ps", "--all", "--format", "{{.Names}}\t{{.Label \"\(Self.label).spec\"}}\t{{.State}}",
             "--filter", "label=\(Self.label).config=\(loaded.absolutePath)",
@@ -165,37 +166,36 @@ public struct DockerDeployer: Sendable {
         }
     }
 
-    func inspect(_ args: [String]) async throws(PipelineError) -> String? {
+    func inspect(_ args: [String]) async throws(DeployError) -> String? {
         let out = try await call(args)
         guard out.status == 0 else { return nil }
         let text = out.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         return text.isEmpty ? nil : text
     }
 
-    func run(_ args: [String]) async throws(PipelineError) -> String {
+    func run(_ args: [String]) async throws(DeployError) -> String {
         let out = try await call(args)
         guard out.status == 0 else { throw failure(args, out) }
         return out.standardOutput
     }
 
-    func docker(_ args: [String]) async throws(PipelineError) {
+    func docker(_ args: [String]) async throws(DeployError) {
         _ = try await run(args)
     }
 
-    func call(_ args: [String]) async throws(PipelineError) -> ProcessOutput {
+    func call(_ args: [String]) async throws(DeployError) -> ProcessOutput {
         guard let executable = findExecutable(docker, path: environment["PATH"]) else {
-            throw PipelineError("docker is not on PATH; ./install.sh installs it")
+            throw DeployError.toolMissing(tool: "docker", place: "", hint: "./install.sh installs it")
         }
         do {
             return try await ProcessRunner.run(executable, args, environment: environment)
         } catch {
-            throw PipelineError("docker could not run: \(error)")
+            throw DeployError.toolFailed(error, place: "")
         }
     }
 
-    func failure(_ args: [String], _ out: ProcessOutput) -> PipelineError {
-        let tail = out.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
-        return PipelineError("docker \(args.prefix(2).joined(separator: " ")) failed (exit status \(out.status)): \(tail)")
+    func failure(_ args: [String], _ out: ProcessOutput) -> DeployError {
+        .toolFailed(ToolFailure(tool: "docker", arguments: args, status: out.status, standardError: out.standardError), place: "")
     }
 
     /// A Docker container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.

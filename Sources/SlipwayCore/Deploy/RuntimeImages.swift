@@ -5,8 +5,8 @@ internal import Foundation
 /// first tag (`#` as `x`) or `latest` — DevSpace's lookup order.
 public enum RuntimeImages {
     public static func resolve(
-        _ name: String, run: [String: PipelineState.RuntimeImage], loaded: LoadedConfig
-    ) -> PipelineState.RuntimeImage? {
+        _ name: String, run: [String: RuntimeImage], loaded: LoadedConfig
+    ) -> RuntimeImage? {
         // NAME is an image key, or an image name.
         guard let image = loaded.config.images.first(where: { $0.key == name })
             ?? loaded.config.images.first(where: { $0.image == name })
@@ -27,9 +27,9 @@ public enum RuntimeImages {
 /// and `tag(X)` inside the value become the image or the tag; `${runtime.images.X…}` resolve.
 public struct TagInjector: Sendable {
     public let loaded: LoadedConfig
-    public let run: [String: PipelineState.RuntimeImage]
+    public let run: [String: RuntimeImage]
 
-    public init(loaded: LoadedConfig, run: [String: PipelineState.RuntimeImage]) {
+    public init(loaded: LoadedConfig, run: [String: RuntimeImage]) {
         self.loaded = loaded
         self.run = run
     }

@@ -11,7 +11,7 @@ struct GitObjectID: Hashable, CustomStringConvertible {
     /// Parses a full id: exactly 40 hexadecimal digits, either case.
     init?(hex: String) {
         let utf8 = Array(hex.utf8)
-        guard utf8.count == Int(GIT_OID_HEXSZ), utf8.allSatisfy({ Self.hexValue($0) != nil }) else { return nil }
+        guard utf8.count == Int(GIT_OID_HEXSZ), utf8.allSatisfy({ hexValue($0) != nil }) else { return nil }
         var raw = git_oid()
         let code = utf8.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { git_oid_fromstrn(&raw, $0.baseAddress, $0.count) }
@@ -24,17 +24,7 @@ struct GitObjectID: Hashable, CustomStringConvertible {
     }
 
     /// The 40 lowercase hexadecimal digits, as git prints them.
-    var hex: String {
-        withUnsafeBytes(of: raw.id) { bytes in
-            var text = [UInt8]()
-            text.reserveCapacity(bytes.count * 2)
-            for byte in bytes {
-                text.append(Self.digits[Int(byte >> 4)])
-                text.append(Self.digits[Int(byte & 0x0f)])
-            }
-            return String(decoding: text, as: UTF8.self)
-        }
-    }
+    var hex: String { withUnsafeBytes(of: raw.id) { hexString($0) } }
 
     var description: String { hex }
 
@@ -47,16 +37,6 @@ struct GitObjectID: Hashable, CustomStringConvertible {
         withUnsafeBytes(of: raw.id) { hasher.combine(bytes: $0) }
     }
 
-    private static let digits = Array("0123456789abcdef".utf8)
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
 }
 
 extension GitObjectID {

@@ -60,14 +60,7 @@ public struct PipelineState: Codable, Sendable, Equatable {
     }
 
     /// One image built (or found up to date) in this run: what `get_image` answers.
-    public struct RuntimeImage: Codable, Sendable, Equatable {
-        public var image: String
-        public var tag: String
-        public init(image: String, tag: String) {
-            self.image = image
-            self.tag = tag
-        }
-    }
+    public typealias RuntimeImage = SlipwayCore.RuntimeImage
 
     // MARK: Files
 
@@ -77,7 +70,7 @@ public struct PipelineState: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: directory + "/state.json"),
             let state = try? JSONDecoder().decode(PipelineState.self, from: data)
         else {
-            throw PipelineError("\(directory)/state.json: the pipeline's state is missing or damaged; built-in functions run only inside `slipway run-pipeline`")
+            throw PipelineError.stateMissing(path: directory + "/state.json")
         }
         return state
     }
@@ -94,7 +87,9 @@ public struct PipelineState: Codable, Sendable, Equatable {
     /// Adds `images` to the run's record, under a lock (functions may run in parallel).
     public static func record(images: [String: RuntimeImage], in directory: String) throws(PipelineError) {
         let lock = open(directory + "/images.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lock >= 0 else { throw PipelineError("cannot lock \(directory)/images.json") }
+        guard lock >= 0 else {
+            throw PipelineError.stateFile(path: directory + "/images.json", detail: "cannot lock it: \(String(cString: strerror(errno)))")
+        }
         defer { close(lock) }
         flock(lock, LOCK_EX)
         defer { flock(lock, LOCK_UN) }
@@ -105,18 +100,13 @@ public struct PipelineState: Codable, Sendable, Equatable {
 
     static func writeJSON<T: Encodable>(_ value: T, to path: String) throws(PipelineError) {
         let data: Data
-        do { data = try JSONEncoder().encode(value) } catch { throw PipelineError("cannot encode \(path): \(error)") }
+        do { data = try JSONEncoder().encode(value) } catch {
+            throw PipelineError.stateFile(path: path, detail: "cannot encode it: \(error)")
+        }
         if case .failure(let failure) = AtomicFile.write(Array(data), to: path, mode: 0o600) {
-            throw PipelineError(failure.message)
+            throw PipelineError.stateFile(path: path, detail: failure.message)
         }
     }
-}
-
-/// A pipeline that cannot run: a message for the user.
-public struct PipelineError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }
 
 /// Runs one pipeline as a bash script in the config's directory, with the config's variables
@@ -129,7 +119,7 @@ public enum PipelineRunner {
     public static func makeStateDirectory() throws(PipelineError) -> String {
         switch TempFiles.makeDirectory(kind: "pipeline") {
         case .success(let made): return made
-        case .failure(let failure): throw PipelineError(failure.message)
+        case .failure(let failure): throw PipelineError.stateFile(path: TempFiles.temporaryDirectory, detail: failure.message)
         }
     }
 
@@ -149,12 +139,10 @@ public enum PipelineRunner {
         let stackName = defaultScript ? "default:\(name)" : name
         guard let (script, continueOnError) = found else {
             let known = Set(PipelineScript.defaults.keys).union(PipelineScript.slipwayDefaults.keys).union(loaded.config.pipelines.map(\.name)).sorted()
-            throw PipelineError(
-                "\(loaded.displayPath): no pipeline named \"\(name)\" (pipelines: \(known.joined(separator: ", ")))")
+            throw PipelineError.noPipeline(config: loaded.displayPath, name: name, known: known)
         }
         if state.stack.contains(stackName) {
-            throw PipelineError(
-                "pipeline \(name) runs itself (\((state.stack + [stackName]).joined(separator: " → "))); remove the loop")
+            throw PipelineError.recursion(pipeline: name, stack: state.stack + [stackName])
         }
         var state = state
         state.stack.append(stackName)
@@ -173,7 +161,7 @@ public enum PipelineRunner {
         env["SLIPWAY_EXECUTABLE"] = executable
         env["SLIPWAY_PIPELINE"] = name
         guard let bash = findExecutable("bash", path: env["PATH"]) else {
-            throw PipelineError("bash is not on PATH; pipelines run as bash scripts")
+            throw PipelineError.bashMissing
         }
         let program = PipelineScript.program(script, continueOnError: continueOnError)
         var custom: [Environment.Key: String] = [:]
@@ -191,7 +179,7 @@ public enum PipelineRunner {
             case .signaled(let signal): return 128 + signal
             }
         } catch {
-            throw PipelineError("pipeline \(name): bash could not run: \(error)")
+            throw PipelineError.cannotRun(pipeline: name, detail: "\(error)")
         }
     }
 }

@@ -121,6 +121,19 @@ public actor RegistryCredentials {
     }
 }
 
+/// What pushes one image: the engine that holds it. Throws ``PushFailure`` for what the
+/// registry or the transfer said (one attempt; ``ImagePusher`` retries), and an error that
+/// conforms to ``PermanentPushError`` for what retrying cannot fix (the engine's own trouble).
+public protocol ImagePushing: Sendable {
+    func push(
+        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        log: @escaping @Sendable (String) -> Void
+    ) async throws -> String?
+}
+
+/// An error of the pushing side that a second attempt would meet again.
+public protocol PermanentPushError: Error, CustomStringConvertible {}
+
 /// Pushes one reference with ``PushPolicy``'s retries, turning the last failure into a
 /// ``PushError`` that names the registry and, for an authentication failure, how to log in.
 public enum ImagePusher {
@@ -137,7 +150,7 @@ public enum ImagePusher {
     /// Pushes `reference` with `engine`; returns the manifest digest the registry gave, when the
     /// engine says.
     public static func push(
-        _ reference: String, engine: any BuildEngine, credentials: RegistryCredentials, policy: PushPolicy,
+        _ reference: String, engine: any ImagePushing, credentials: RegistryCredentials, policy: PushPolicy,
         log: @escaping @Sendable (String) -> Void
     ) async -> Result<String?, PushError> {
         let registry = RegistryName.registry(ofImage: reference)
@@ -160,7 +173,7 @@ public enum ImagePusher {
                 return .success(digest)
             } catch let error as PushFailure {
                 last = error
-            } catch let error as EngineError {
+            } catch let error as any PermanentPushError {
                 return failure("pushing \(reference) to \(shown) failed: \(error)")
             } catch {
                 last = .transient("\(error)")

@@ -17,7 +17,7 @@ public enum ChildProcess {
     /// Starts `executable` (an absolute path) with `arguments` and exactly `environment`.
     public static func start(
         _ executable: String, _ arguments: [String], environment: [String: String], ownProcessGroup: Bool = false
-    ) throws(AgentError) -> Started {
+    ) throws(ToolFailure) -> Started {
         var fds: [Int32] = [-1, -1]
         var pid = pid_t()
         let argv = [executable] + arguments
@@ -55,14 +55,16 @@ public enum ChildProcess {
         if fds[1] >= 0 { close(fds[1]) }
         guard code == 0 else {
             if fds[0] >= 0 { close(fds[0]) }
-            throw AgentError("cannot run \(executable): \(String(cString: strerror(code)))")
+            throw ToolFailure(
+                tool: executable, arguments: arguments, status: 127,
+                standardError: "cannot run \(executable): \(String(cString: strerror(code)))")
         }
         return Started(pid: pid, output: fds[0])
     }
 
     /// Starts a daemon: a new session (no controlling terminal), stdin, stdout and stderr on
     /// /dev/null, so that nobody waiting on a pipe waits for it.
-    public static func daemon(_ executable: String, _ arguments: [String], environment: [String: String]) throws(AgentError) -> Int32 {
+    public static func daemon(_ executable: String, _ arguments: [String], environment: [String: String]) throws(ToolFailure) -> Int32 {
         var pid = pid_t()
         let argv = [executable] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }
@@ -84,7 +86,11 @@ public enum ChildProcess {
                 withCStrings(envp) { e in posix_spawn(&pid, executable, &actions, &attributes, a, e) }
             }
         }
-        guard code == 0 else { throw AgentError("cannot start \(executable): \(String(cString: strerror(code)))") }
+        guard code == 0 else {
+            throw ToolFailure(
+                tool: executable, arguments: arguments, status: 127,
+                standardError: "cannot start \(executable): \(String(cString: strerror(code)))")
+        }
         return pid
     }
 
@@ -102,7 +108,7 @@ public enum ChildProcess {
     /// after `timeout` seconds the child is killed.
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String], timeout: Double = 60
-    ) throws(AgentError) -> (status: Int32, output: String) {
+    ) throws(ToolFailure) -> (status: Int32, output: String) {
         let started = try start(executable, arguments, environment: environment, ownProcessGroup: true)
         defer { close(started.output) }
         var output: [UInt8] = []

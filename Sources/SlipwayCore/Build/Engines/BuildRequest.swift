@@ -94,7 +94,7 @@ public struct BuiltImage: Sendable, Equatable {
 
 /// An engine that builds images: the Docker engine, buildah, a custom command, or (rendered
 /// only, here) kaniko and in-cluster BuildKit.
-public protocol BuildEngine: Sendable {
+public protocol BuildEngine: ImagePushing {
     /// The engine's name in messages and logs (`docker`, `buildah`, `custom`, `kaniko`, `buildkit`).
     var name: String { get }
 
@@ -156,6 +156,9 @@ extension BuildEngine {
         try await imageID(reference).map { StoredImage(id: $0, names: []) }
     }
 }
+
+/// Retrying a push cannot fix the engine's own trouble.
+extension EngineError: PermanentPushError {}
 
 /// A failure of a build engine.
 public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -26,15 +26,7 @@ internal import SystemPackage
 /// in DevSpace. Re-tagging is not possible either.
 public struct CustomEngine: BuildEngine {
     /// The value of one image's runtime variables.
-    public struct RuntimeImage: Sendable, Equatable {
-        public var image: String
-        public var tag: String
-
-        public init(image: String, tag: String) {
-            self.image = image
-            self.tag = tag
-        }
-    }
+    public typealias RuntimeImage = SlipwayCore.RuntimeImage
 
     /// Exactly what a custom build runs.
     public struct Invocation: Sendable, Equatable {

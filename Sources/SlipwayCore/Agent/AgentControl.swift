@@ -1,0 +1,116 @@
+internal import Foundation
+
+/// A repository's agent as commands use it (`slipway agent start|stop|status|logs|submit|gate`,
+/// `slipway status`): started when needed, asked, followed and given jobs over its socket.
+public enum AgentControl {
+    public enum Outcome: Sendable, Equatable {
+        case alreadyRunning(pid: Int32?)
+        case started(pid: Int32?)
+    }
+
+    /// The agent of `paths`, started (detached, in a session of its own) unless one answers.
+    /// `executable` is the slipway binary; the agent gets `environment` without git's
+    /// per-repository variables.
+    public static func ensureRunning(
+        _ paths: AgentPaths, executable: String, environment: [String: String]
+    ) throws(AgentError) -> Outcome {
+        if let client = try AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
+            return .alreadyRunning(pid: status.pid)
+        }
+        let pid: Int32
+        do {
+            pid = try ChildProcess.daemon(
+                executable, ["agent", "run", "--background", "--chdir", paths.commonDir],
+                environment: AgentDaemon.sanitized(environment))
+        } catch {
+            throw AgentError("cannot start the agent: \(error)")
+        }
+        for _ in 0..<1000 {
+            if let client = try? AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
+                return .started(pid: status.pid ?? pid)
+            }
+            var code: Int32 = 0
+            if waitpid(pid, &code, WNOHANG) == pid {
+                // Another agent may have won the race to start.
+                if let client = try? AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
+                    return .alreadyRunning(pid: status.pid)
+                }
+                let last = (try? String(contentsOfFile: paths.log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
+                throw AgentError("the agent exited at once: \(last) (see \(paths.log))")
+            }
+            usleep(10_000)
+        }
+        throw AgentError("the agent (pid \(pid)) did not answer within 10 s; see \(paths.log)")
+    }
+
+    /// Asks the agent of `paths` to stop and waits (up to 15 s) until it has; nil when none
+    /// was running, else its pid (when it said).
+    public static func stop(_ paths: AgentPaths) throws(AgentError) -> Int32?? {
+        guard let client = try AgentClient(paths: paths) else { return nil }
+        let pid = (try? client.call(AgentRequest(op: "status")).status?.pid) ?? nil
+        _ = try client.call(AgentRequest(op: "stop"))
+        for _ in 0..<1500 {
+            if let pid, !ChildProcess.isAlive(pid, start: nil) { break }
+            if pid == nil, (try? AgentClient(paths: paths)) == nil { break }
+            usleep(10_000)
+        }
+        return .some(pid)
+    }
+
+    /// The agent's status, and whether it is running; when it is not, what its journal says
+    /// it last knew.
+    public static func status(_ paths: AgentPaths) throws(AgentError) -> (status: AgentStatus, running: Bool) {
+        guard let client = try AgentClient(paths: paths) else {
+            let queue = JobQueue(replaying: Journal(path: paths.journal).read())
+            return (AgentStatus(queue: queue, repository: paths.commonDir, pid: nil, startedAt: nil), false)
+        }
+        guard let answer = try client.call(AgentRequest(op: "status")).status else {
+            throw AgentError("the agent sent no status")
+        }
+        return (answer, true)
+    }
+
+    /// Follows the agent's log: the last `lines` lines, then each new one, to `line`, until the
+    /// agent stops. False when no agent runs.
+    public static func follow(_ paths: AgentPaths, lines: Int, line: (String) -> Void) throws(AgentError) -> Bool {
+        guard let client = try AgentClient(paths: paths) else { return false }
+        client.setTimeout(nil)
+        try client.send(AgentRequest(op: "follow", lines: lines))
+        while let response = try client.receive() {
+            if !response.ok { throw AgentError(response.error ?? "the agent stopped sending its log") }
+            if let text = response.line { line(text) }
+        }
+        return true
+    }
+
+    /// How a submitted job ended (with `wait`), or that it was accepted.
+    public enum SubmitOutcome: Sendable, Equatable {
+        case accepted(id: Int)
+        case finished(id: Int, result: JobResult?)
+        /// Superseded, dropped, or the agent stopped first: `event` and its message.
+        case ended(id: Int, event: String, message: String)
+        case hungUp(id: Int)
+        case refused(String)
+    }
+
+    /// Submits `job` to the agent of `paths` (started when needed); with `wait`, waits for it
+    /// to end. `accepted` is called with the job's id as soon as the agent took it.
+    public static func submit(
+        _ job: AgentRequest.SubmittedJob, paths: AgentPaths, wait: Bool, executable: String,
+        environment: [String: String], accepted: (Int) -> Void
+    ) throws(AgentError) -> SubmitOutcome {
+        _ = try ensureRunning(paths, executable: executable, environment: environment)
+        guard let client = try AgentClient(paths: paths) else {
+            throw AgentError("the agent stopped answering; see \(paths.log)")
+        }
+        let answer = try client.call(AgentRequest(op: "submit", job: job, wait: wait))
+        let id = answer.id ?? 0
+        accepted(id)
+        guard wait else { return .accepted(id: id) }
+        client.setTimeout(nil)
+        guard let end = try client.receive() else { return .hungUp(id: id) }
+        if !end.ok { return .refused(end.error ?? "job \(id) did not finish") }
+        if end.event == "finished" { return .finished(id: id, result: end.result) }
+        return .ended(id: id, event: end.event ?? "ended", message: end.message ?? "")
+    }
+}

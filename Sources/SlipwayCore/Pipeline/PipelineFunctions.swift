@@ -1,0 +1,244 @@
+internal import Foundation
+
+/// The built-in functions of a running pipeline (`build_images`, `create_deployments`,
+/// `get_image`, …), which the bash prelude calls as `slipway __pipeline-function NAME ARGS…`.
+/// Each call loads the config as the pipeline loaded it (same variables), takes the command
+/// line's defaults from the run's state, and reports through a ``PipelineOutput``.
+public struct PipelineFunctions: Sendable {
+    public let state: PipelineState
+    /// The run's state directory (`SLIPWAY_PIPELINE_STATE`).
+    public let directory: String
+    public let environment: [String: String]
+    /// The slipway binary, for nested pipelines' functions.
+    public let executable: String
+    public let output: any PipelineOutput
+
+    public init(
+        state: PipelineState, directory: String, environment: [String: String], executable: String,
+        output: any PipelineOutput
+    ) {
+        self.state = state
+        self.directory = directory
+        self.environment = environment
+        self.executable = executable
+        self.output = output
+    }
+
+    /// Reads the run's state from `directory` and makes the functions of that run.
+    public static func inRun(
+        directory: String, environment: [String: String], executable: String, output: any PipelineOutput
+    ) throws(PipelineError) -> PipelineFunctions {
+        PipelineFunctions(
+            state: try PipelineState.read(from: directory), directory: directory, environment: environment,
+            executable: executable, output: output)
+    }
+
+    public func load() async throws(PipelineError) -> LoadedConfig {
+        let options = LoadOptions(
+            configPath: state.configPath, workingDirectory: state.workingDirectory, environment: environment,
+            vars: state.vars.compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil }, profiles: state.profiles,
+            disableProfileActivation: state.disableProfileActivation, namespace: state.namespace,
+            kubeContext: state.kubeContext)
+        do {
+            return try await ConfigLoader.load(options)
+        } catch {
+            throw PipelineError.config(error.diagnostics)
+        }
+    }
+
+    /// Runs function `name` (with or without DevSpace's `__` prefix); returns its exit status.
+    public func call(_ name: String, _ args: [String]) async throws(PipelineError) -> Int32 {
+        let function = name.hasPrefix("__") ? String(name.dropFirst(2)) : name
+        switch function {
+        case "build_images": return try await buildImages(args)
+        case "create_deployments": return try await deployments(args, purge: false)
+        case "purge_deployments": return try await deployments(args, purge: true)
+        case "ensure_pull_secrets": return try await ensurePullSecrets(args)
+        case "get_image": return try await getImage(args)
+        case "get_flag":
+            guard args.count == 1 else { throw PipelineError.usage("usage: get_flag NAME") }
+            guard let value = state.flags[args[0]] else {
+                throw PipelineError.noFlag(name: args[0], pipeline: state.stack.last ?? "")
+            }
+            output.line(value)
+            return 0
+        case "start_dev":
+            throw PipelineError.notSupported(
+                "dev mode is not available yet in slipway; remove start_dev from the pipeline, or use `slipway deploy`")
+        case "stop_dev":
+            // No dev session can be running yet, so there is nothing to stop; DevSpace's default
+            // purge pipeline starts with this call and must still purge.
+            output.note("note: stop_dev: dev mode is not available yet in slipway, so no dev session is running; nothing to stop")
+            return 0
+        case "run_dependencies", "run_dependency_pipelines":
+            let loaded = try await load()
+            if loaded.tree["dependencies"]?.pairs?.isEmpty == false {
+                throw PipelineError.notSupported(
+                    "\(loaded.displayPath): dependencies are not supported yet: slipway does not run other projects' pipelines")
+            }
+            return 0
+        case "run_pipelines":
+            let a = try FunctionArguments(args, function: function, valued: ["set-flag"], bools: ["sequential", "background"])
+            guard !a.names.isEmpty else { throw PipelineError.usage("usage: run_pipelines NAME…") }
+            let loaded = try await load()
+            var state = self.state
+            for pair in a.values("set-flag") {
+                guard let eq = pair.firstIndex(of: "=") else {
+                    throw PipelineError.usage("--set-flag \(pair): expected NAME=VALUE")
+                }
+                state.flags[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+            }
+            for pipeline in a.names {
+                let status = try await PipelineRunner.run(
+                    pipeline, loaded: loaded, state: state, stateDirectory: directory, executable: executable,
+                    environment: environment)
+                if status != 0 { return status }
+            }
+            return 0
+        case "run_default_pipeline":
+            guard args.count == 1, PipelineScript.defaults[args[0]] ?? PipelineScript.slipwayDefaults[args[0]] != nil else {
+                throw PipelineError.usage("usage: run_default_pipeline build|deploy|dev|purge|commit|push|gate")
+            }
+            let loaded = try await load()
+            return try await PipelineRunner.run(
+                args[0], loaded: loaded, state: state, stateDirectory: directory, executable: executable,
+                environment: environment, defaultScript: true)
+        default:
+            throw PipelineError.unknownFunction(name)
+        }
+    }
+
+    func buildImages(_ args: [String]) async throws(PipelineError) -> Int32 {
+        let a = try FunctionArguments(
+            args, function: "build_images", valued: ["except", "tag", "max-concurrent"],
+            bools: ["all", "skip", "skip-push", "skip-push-on-local-kubernetes", "force-rebuild", "sequential"],
+            short: ["t": "tag"])
+        let loaded = try await load()
+        let keys = try a.select(from: loaded.config.images.map(\.key), kind: "image", function: "build_images")
+        let d = state.defaults
+        if a.bool("skip", default: d.skipBuild) { return 0 }
+        var options = BuildOptions()
+        options.images = keys
+        let tags = a.values("tag").flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
+        options.tags = tags.isEmpty ? d.tags : tags
+        options.forceRebuild = a.bool("force-rebuild", default: d.forceRebuild)
+        options.sequential = a.bool("sequential", default: d.sequential)
+        options.maxConcurrent = Int(a.value("max-concurrent") ?? "") ?? d.maxConcurrent
+        options.skipPush = a.bool("skip-push", default: d.skipPush)
+        options.skipPushOnLocalCluster = a.bool("skip-push-on-local-kubernetes", default: d.skipPushLocalKube)
+        options.kubeContext = state.kubeContext
+        options.pushPolicy = PushPolicy(stallTimeout: .milliseconds(Int64(d.pushTimeout * 1000)))
+        options.environment = environment
+        guard !keys.isEmpty else { return 0 }
+        let output = self.output
+        let report: BuildReport
+        do {
+            report = try await BuildRunner(loaded: loaded, options: options, emit: { output.build($0) }).run()
+        } catch {
+            throw PipelineError.build(error.lines)
+        }
+        output.buildReport(report)
+        var built: [String: RuntimeImage] = [:]
+        for r in report.results where r.outcome != .failed {
+            built[r.key] = RuntimeImage(image: r.imageName, tag: r.tags.first ?? "latest")
+        }
+        try PipelineState.record(images: built, in: directory)
+        // An agent's job: the references this run built or found.
+        let references = report.results.filter { $0.outcome != .failed }.flatMap { r in r.tags.map { "\(r.imageName):\($0)" } }
+        JobResultFile.append(references, environment: environment)
+        return report.failed ? 1 : 0
+    }
+
+    func getImage(_ args: [String]) async throws(PipelineError) -> Int32 {
+        let a = try FunctionArguments(args, function: "get_image", valued: ["only", "dependency"], bools: [])
+        guard a.names.count == 1 else { throw PipelineError.usage("usage: get_image [--only=image|tag] NAME") }
+        if a.has("dependency") { throw PipelineError.notSupported("dependencies are not supported yet") }
+        let only = a.value("only")
+        if let only, only != "image", only != "tag" { throw PipelineError.usage("--only must be image or tag") }
+        let loaded = try await load()
+        guard let found = RuntimeImages.resolve(a.names[0], run: PipelineState.images(in: directory), loaded: loaded) else {
+            throw PipelineError.noSuchItem(kind: "image", name: a.names[0], known: loaded.config.images.map(\.key))
+        }
+        output.line(only == "image" ? found.image : only == "tag" ? found.tag : "\(found.image):\(found.tag)")
+        return 0
+    }
+
+    func ensurePullSecrets(_ args: [String]) async throws(PipelineError) -> Int32 {
+        let a = try FunctionArguments(args, function: "ensure_pull_secrets", valued: ["except"], bools: ["all"])
+        let loaded = try await load()
+        let keys = try a.select(from: loaded.config.pullSecrets.map(\.name), kind: "pull secret", function: "ensure_pull_secrets")
+        let selected = loaded.config.pullSecrets.filter { keys.contains($0.name) }
+        guard !selected.isEmpty else { return 0 }
+        let environment = self.environment
+        do {
+            guard let target = try KubeTarget.resolve(context: state.kubeContext, namespace: state.namespace, environment: environment)
+            else {
+                throw PipelineError.pullSecrets(
+                    "there is no cluster to apply pull secrets to (no kubeconfig or current context); `slipway pull-secrets --render` prints them")
+            }
+            let docker = try DockerConfigFile.load(environment: environment)
+            let rendered = try await PullSecretRenderer(namespace: target.namespace, showSecrets: true).render(selected) {
+                (registry: String) throws(RegistryError) -> RegistryCredential? in
+                try await docker.credential(for: registry, environment: environment)
+            }
+            for warning in rendered.warnings { output.note("warning: \(warning)") }
+            let lines = try await PullSecretApplier(context: target.context, namespace: target.namespace, environment: environment)
+                .apply(rendered)
+            for line in lines { output.line(line) }
+            return 0
+        } catch let error as PipelineError {
+            throw error
+        } catch {
+            throw PipelineError.pullSecrets("\(error)")
+        }
+    }
+
+    func deployments(_ args: [String], purge: Bool) async throws(PipelineError) -> Int32 {
+        let function = purge ? "purge_deployments" : "create_deployments"
+        let a = try FunctionArguments(
+            args, function: function, valued: ["except"],
+            bools: ["all", "skip-deploy", "force-redeploy", "sequential", "render", "force-purge", "branch-env"])
+        let loaded = try await load()
+        let keys = try a.select(from: loaded.config.deployments.map(\.name), kind: "deployment", function: function)
+        let d = state.defaults
+        if !purge && a.bool("skip-deploy", default: d.skipDeploy) { return 0 }
+        var request = DeploymentRequest(
+            purge: purge, render: !purge && a.bool("render", default: d.render),
+            force: a.bool("force-redeploy", default: d.forceRedeploy))
+        do {
+            if a.bool("branch-env", default: d.branchEnv) {
+                request.branch = try DeploymentRunner.branchEnvironment(directory: loaded.directory, environment: environment)
+            }
+            let runner = DeploymentRunner(
+                loaded: loaded, environment: environment, runImages: PipelineState.images(in: directory),
+                kubeContext: state.kubeContext, namespace: state.namespace, scratchDirectory: directory)
+            let output = self.output
+            let failed = try await runner.run(
+                keys, request, line: { output.line($0) }, failure: { prefix, error in output.note("\(prefix) failed: \(error)") })
+            return failed ? 1 : 0
+        } catch {
+            throw PipelineError.deploy(error)
+        }
+    }
+}
+
+/// The agent's job contract: a job's pipeline appends the references it built or found
+/// (`name:tag`, one per line) to the file `SLIPWAY_JOB_RESULT` names.
+public enum JobResultFile {
+    public static let environmentKey = "SLIPWAY_JOB_RESULT"
+
+    static func append(_ references: [String], environment: [String: String]) {
+        guard let path = environment[environmentKey], !path.isEmpty, !references.isEmpty else { return }
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array(references.map { $0 + "\n" }.joined().utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// The references a job's pipeline wrote.
+    public static func read(_ path: String) -> [String] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+}

@@ -1,0 +1,28 @@
+internal import Foundation
+
+/// One top-level pipeline run (`slipway deploy`, `render`, `purge`, `run-pipeline NAME`): a
+/// private state directory for its functions (removed afterwards), the run's state — how the
+/// config was loaded with every variable's resolved value, the command line's defaults, the
+/// pipeline's flags — and, for slipway's own pipelines (`commit`, `push`, `gate`), the job
+/// variables filled in from HEAD. Returns bash's exit status.
+public enum PipelineSession {
+    public static func run(
+        _ name: String, loaded: LoadedConfig, options: LoadOptions, defaults: PipelineState.FunctionDefaults,
+        flags: [String: String], executable: String, environment: [String: String]
+    ) async throws(PipelineError) -> Int32 {
+        let directory = try PipelineRunner.makeStateDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // The functions' loads see exactly the values this load resolved.
+        var vars = options.vars
+        for (key, value) in loaded.variables { vars.append((key, value.environmentText)) }
+        let state = PipelineState(
+            configPath: loaded.absolutePath, workingDirectory: options.workingDirectory, profiles: options.profiles,
+            disableProfileActivation: options.disableProfileActivation, namespace: options.namespace,
+            kubeContext: options.kubeContext, vars: vars, defaults: defaults, flags: flags, stack: [])
+        let environment =
+            PipelineScript.slipwayDefaults[name] != nil
+            ? JobEnvironment.completed(environment, directory: loaded.directory) : environment
+        return try await PipelineRunner.run(
+            name, loaded: loaded, state: state, stateDirectory: directory, executable: executable, environment: environment)
+    }
+}

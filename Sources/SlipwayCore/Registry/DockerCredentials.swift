@@ -22,10 +22,40 @@ public struct RegistryCredential: Sendable, Equatable, CustomStringConvertible, 
 }
 
 /// A problem reading credentials: a broken `config.json` or a credential helper that failed.
-public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+/// Credentials or pull secrets slipway cannot get or apply; one case per failure the user
+/// reads. No case ever holds a secret: helpers' and kubectl's output is redacted first.
+public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The Docker config file cannot be read or is not what Docker writes.
+    case dockerConfig(path: String, problem: String)
+    /// A credential helper named in the Docker config is not installed.
+    case helperMissing(tool: String)
+    /// A credential helper could not run, failed, or answered something else.
+    case helperFailed(tool: String, server: String?, problem: String)
+    /// kubectl is not installed (applying pull secrets).
+    case kubectlMissing
+    /// kubectl failed (its command line and last lines, secrets redacted).
+    case kubectlFailed(command: String, status: Int32, lastLines: String)
+    /// A pull secret's manifest could not be made.
+    case manifest(String)
+
+    public var description: String {
+        switch self {
+        case .dockerConfig(let path, let problem): return "\(path): \(problem)"
+        case .helperMissing(let tool):
+            return "credential helper \(tool) (named in the Docker config) is not on PATH; install it or remove it from config.json"
+        case .helperFailed(let tool, let server, let problem):
+            return "credential helper \(tool) \(server.map { "failed for \($0)" } ?? "failed"): \(problem)"
+        case .kubectlMissing:
+            return "kubectl is not on PATH; install it, or print the manifests with `slipway pull-secrets --render`"
+        case .kubectlFailed(let command, let status, let lastLines):
+            return
+                "\(command) failed (exit status \(status)); is a cluster reachable on this kube context? `slipway pull-secrets --render` prints the manifests without one:\n\(lastLines)"
+        case .manifest(let problem): return "pullSecrets: \(problem)"
+        }
+    }
+
+    /// The description (the name kept from the time this was a message struct).
+    public var message: String { description }
 }
 
 /// Registry names as Docker's CLI normalises them.
@@ -90,7 +120,7 @@ public struct DockerConfigFile: Sendable {
         let path = directory + "/config.json"
         guard FileManager.default.fileExists(atPath: path) else { return DockerConfigFile() }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw RegistryError("\(path): cannot read it; check its permissions")
+            throw RegistryError.dockerConfig(path: path, problem: "cannot read it; check its permissions")
         }
         return try parse(data, path: path)
     }
@@ -100,31 +130,31 @@ public struct DockerConfigFile: Sendable {
         do {
             object = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw RegistryError("\(path): not valid JSON (\(error.localizedDescription)); fix or remove the file")
+            throw RegistryError.dockerConfig(path: path, problem: "not valid JSON (\(error.localizedDescription)); fix or remove the file")
         }
         guard let root = object as? [String: Any] else {
-            throw RegistryError("\(path): expected a JSON object at the top; fix or remove the file")
+            throw RegistryError.dockerConfig(path: path, problem: "expected a JSON object at the top; fix or remove the file")
         }
         var config = DockerConfigFile()
         config.path = path
         if let auths = root["auths"] {
             guard let entries = auths as? [String: Any] else {
-                throw RegistryError("\(path): \"auths\" must be an object of registry → credentials")
+                throw RegistryError.dockerConfig(path: path, problem: "\"auths\" must be an object of registry → credentials")
             }
             for (server, value) in entries {
                 guard let fields = value as? [String: Any] else {
-                    throw RegistryError("\(path): auths.\"\(server)\" must be an object")
+                    throw RegistryError.dockerConfig(path: path, problem: "auths.\"\(server)\" must be an object")
                 }
                 config.auths[server] = fields.compactMapValues { $0 as? String }
             }
         }
         if let store = root["credsStore"] {
-            guard let name = store as? String else { throw RegistryError("\(path): \"credsStore\" must be a string") }
+            guard let name = store as? String else { throw RegistryError.dockerConfig(path: path, problem: "\"credsStore\" must be a string") }
             config.credsStore = name.isEmpty ? nil : name
         }
         if let helpers = root["credHelpers"] {
             guard let map = helpers as? [String: String] else {
-                throw RegistryError("\(path): \"credHelpers\" must map registries to helper names")
+                throw RegistryError.dockerConfig(path: path, problem: "\"credHelpers\" must map registries to helper names")
             }
             config.credHelpers = map
         }
@@ -161,8 +191,9 @@ public struct DockerConfigFile: Sendable {
             guard let data = Data(base64Encoded: auth), let text = String(data: data, encoding: .utf8),
                 let colon = text.firstIndex(of: ":")
             else {
-                throw RegistryError(
-                    "\(path): auths.\"\(server)\".auth is not base64 of user:password; run `docker login \(RegistryName.hostname(server))` again")
+                throw RegistryError.dockerConfig(
+                    path: path,
+                    problem: "auths.\"\(server)\".auth is not base64 of user:password; run `docker login \(RegistryName.hostname(server))` again")
             }
             return RegistryCredential(
                 serverAddress: server, username: String(text[..<colon]),
@@ -182,15 +213,14 @@ public struct DockerConfigFile: Sendable {
         guard helper.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }),
             let executable = findExecutable(tool, path: environment["PATH"])
         else {
-            throw RegistryError(
-                "credential helper \(tool) (named in the Docker config) is not on PATH; install it or remove it from config.json")
+            throw RegistryError.helperMissing(tool: tool)
         }
         let output: ProcessOutput
         do {
             output = try await ProcessRunner.run(
                 executable, ["get"], environment: environment, input: server + "\n", limit: 1 << 20)
         } catch {
-            throw RegistryError("credential helper \(tool) could not run: \(error.standardError)")
+            throw RegistryError.helperFailed(tool: tool, server: nil, problem: "it could not run: \(error.standardError)")
         }
         if output.status != 0 {
             // The helpers' way of saying "nothing stored for this server".
@@ -198,13 +228,14 @@ public struct DockerConfigFile: Sendable {
                 return nil
             }
             // Only the helper's exit status: its output could hold a secret.
-            throw RegistryError("credential helper \(tool) failed for \(server) (exit status \(output.status))")
+            throw RegistryError.helperFailed(tool: tool, server: server, problem: "exit status \(output.status)")
         }
         guard let data = output.standardOutput.data(using: .utf8),
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let username = object["Username"] as? String, let secret = object["Secret"] as? String
         else {
-            throw RegistryError("credential helper \(tool) answered for \(server) with something other than {\"Username\", \"Secret\"}")
+            throw RegistryError.helperFailed(
+                tool: tool, server: server, problem: "it answered with something other than {\"Username\", \"Secret\"}")
         }
         if username == "<token>" {
             return RegistryCredential(serverAddress: server, username: "", secret: secret, isIdentityToken: true)

@@ -30,7 +30,7 @@ public struct PullSecretApplier: Sendable {
         if !secretManifests.isEmpty {
             let text: String
             do { text = try YAMLEmitter().emit(secretManifests) } catch {
-                throw RegistryError("pullSecrets: cannot write the Secret manifests: \(error.message)")
+                throw RegistryError.manifest("cannot write the Secret manifests: \(error.message)")
             }
             let out = try await run(["apply", "-f", "-"], input: text, secrets: secrets)
             lines += out.standardOutput.split(separator: "\n").map(String.init)
@@ -46,7 +46,7 @@ public struct PullSecretApplier: Sendable {
                 }
                 let text: String
                 do { text = try YAMLEmitter().emit(account) } catch {
-                    throw RegistryError("pullSecrets: cannot write the ServiceAccount \(name): \(error.message)")
+                    throw RegistryError.manifest("cannot write the ServiceAccount \(name): \(error.message)")
                 }
                 let created = try await run(["create", "-f", "-"], input: text, secrets: secrets)
                 lines += created.standardOutput.split(separator: "\n").map(String.init)
@@ -108,13 +108,14 @@ public struct PullSecretApplier: Sendable {
         _ args: [String], input: String? = nil, secrets: [String], allowFailure: Bool = false
     ) async throws(RegistryError) -> ProcessOutput {
         guard let executable = findExecutable(kubectl, path: environment["PATH"]) else {
-            throw RegistryError("kubectl is not on PATH; install it, or print the manifests with `slipway pull-secrets --render`")
+            throw RegistryError.kubectlMissing
         }
         let output: ProcessOutput
         do {
             output = try await ProcessRunner.run(executable, arguments(args), environment: environment, input: input)
         } catch {
-            throw RegistryError("kubectl could not run: \(Self.redact(error.standardError, secrets))")
+            throw RegistryError.kubectlFailed(
+                command: "kubectl", status: error.status, lastLines: Self.redact(error.standardError, secrets))
         }
         if output.status != 0 && !allowFailure { throw failure(args, output, secrets: secrets) }
         return output
@@ -124,9 +125,7 @@ public struct PullSecretApplier: Sendable {
         let tail = output.standardError.split(separator: "\n", omittingEmptySubsequences: true).suffix(5)
             .map { String($0) }.joined(separator: "\n")
         let shown = (["kubectl"] + arguments(args)).map { $0.hasPrefix("{") ? "'<patch>'" : $0 }.joined(separator: " ")
-        return RegistryError(
-            "\(shown) failed (exit status \(output.status)); is a cluster reachable on this kube context? "
-                + "`slipway pull-secrets --render` prints the manifests without one:\n\(Self.redact(tail, secrets))")
+        return RegistryError.kubectlFailed(command: shown, status: output.status, lastLines: Self.redact(tail, secrets))
     }
 
     /// `text` with every secret (and its base64 forms) replaced by `<redacted>`.

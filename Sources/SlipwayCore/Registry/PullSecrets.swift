@@ -84,7 +84,7 @@ public struct PullSecretRenderer: Sendable {
             do {
                 json = try JSONSerialization.data(withJSONObject: ["auths": auths], options: [.sortedKeys])
             } catch {
-                throw RegistryError("pullSecrets: cannot encode the credentials of \(name): \(error)")
+                throw RegistryError.manifest("cannot encode the credentials of \(name): \(error)")
             }
             manifests.append(
                 .mapping([

@@ -11,4 +11,16 @@
 struct sockaddr;
 extern int accept4(int fd, struct sockaddr *address, unsigned int *length, int flags);
 extern int eventfd(unsigned int initial, int flags);
+
+// glibc's spawn.h defines POSIX_SPAWN_SETSID (a new session for the child) only under
+// _GNU_SOURCE; its value is fixed by glibc's ABI (since 2.26).
+#define SLIPWAY_POSIX_SPAWN_SETSID 0x80
+
+// struct ucred (sys/socket.h, _GNU_SOURCE only): what getsockopt(SO_PEERCRED) fills in for a
+// unix socket's peer. Same layout as the kernel's.
+struct slipway_ucred {
+    int pid;
+    unsigned int uid;
+    unsigned int gid;
+};
 #endif

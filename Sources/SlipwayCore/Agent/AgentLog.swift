@@ -4,6 +4,9 @@ internal import Foundation
 /// `agent.log.2`), and the newest lines kept in memory, numbered, for the clients that follow
 /// it: the socket's loop (`AgentServer`) takes the lines after each follower's number and is
 /// woken (`onWrite`) when lines are added.
+///
+/// `@unchecked Sendable`: `fd`, `size`, `recent`, `firstNumber` and `onWrite` are read and
+/// written only with `lock` held; `path` and `echo` never change.
 final class AgentLog: @unchecked Sendable {
     let path: String
     let echo: Bool

@@ -22,6 +22,9 @@ internal import Foundation
 /// - Answers are buffered per connection and written as the client reads them; a follower that
 ///   reads too slowly to keep up with the log is closed with an error.
 /// - The peer's uid is checked on accept (`SO_PEERCRED`): other users are refused.
+///
+/// `@unchecked Sendable`: the connections and their buffers belong to the loop's one thread;
+/// other threads only write to the wake-up eventfd (and read the immutable limits).
 final class AgentServer: @unchecked Sendable {
     struct Limits: Sendable {
         /// Connections waiting for a (next) request.
@@ -202,10 +205,10 @@ final class AgentServer: @unchecked Sendable {
                     return
                 }
             }
-            // struct ucred (Linux): pid, uid, gid; SO_PEERCRED is 17.
-            var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, UInt32.max, UInt32.max)
-            var length = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
-            guard getsockopt(fd, SOL_SOCKET, 17, &credentials, &length) == 0, credentials.uid == getuid() else {
+            // The peer's pid, uid and gid, as the kernel saw them when it connected.
+            var credentials = slipway_ucred(pid: 0, uid: UInt32.max, gid: UInt32.max)
+            var length = socklen_t(MemoryLayout<slipway_ucred>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.uid == getuid() else {
                 refuseUser(fd, uid: credentials.uid)
                 continue
             }

@@ -335,8 +335,8 @@ private final class SharedWalk: @unchecked Sendable {
     }
 
     private static let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 0
-    private static let typeDirectory: UInt8 = 4  // DT_DIR
-    private static let typeUnknown: UInt8 = 0  // DT_UNKNOWN
+    private static let typeDirectory = UInt8(DT_DIR)
+    private static let typeUnknown = UInt8(DT_UNKNOWN)
 
     /// Lists one directory: its children in path order into `listing`, its subdirectories into
     /// `children` (with ids relative to the listing's first child).

@@ -1,3 +1,4 @@
+internal import CLinux
 internal import Foundation
 
 /// Synchronous child processes for the agent's threads (the agent uses no async code):
@@ -81,7 +82,7 @@ public enum ChildProcess {
             var empty = sigset_t()
             sigemptyset(&empty)
             posix_spawnattr_setsigmask(&attributes, &empty)
-            posix_spawnattr_setflags(&attributes, Int16(Int32(POSIX_SPAWN_SETSIGMASK) | 0x80 /* POSIX_SPAWN_SETSID */))
+            posix_spawnattr_setflags(&attributes, Int16(Int32(POSIX_SPAWN_SETSIGMASK) | SLIPWAY_POSIX_SPAWN_SETSID))
             return withCStrings(argv) { a in
                 withCStrings(envp) { e in posix_spawn(&pid, executable, &actions, &attributes, a, e) }
             }

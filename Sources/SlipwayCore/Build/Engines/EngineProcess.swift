@@ -126,6 +126,8 @@ enum EngineProcess {
 }
 
 /// When a process last showed a sign of life.
+///
+/// `@unchecked Sendable`: `last`, its only mutable state, is read and written with `lock` held.
 final class Activity: @unchecked Sendable {
     private let lock = NSLock()
     private var last = ContinuousClock.now

@@ -138,6 +138,8 @@ struct WatcherTests {
             try mkdirs(ctx + "/.git")
             try withWatcher([.tree(ctx, filter: IgnoreMatcher())]) { watcher in
                 #expect(watcher.drain()[0].unknown)
+                // Not only a state: the subscriber's first batch asks for a rescan.
+                #expect(nextBatch(watcher)?.rescan[0] == .unwatchedDirectory)
             }
         }
     }
@@ -208,7 +210,7 @@ struct WatcherTests {
             for (subscription, roots) in [(watcher, 2), (other, 1)] {
                 let batch = try #require(nextBatch(subscription))
                 #expect(batch.rescan.count == roots)
-                #expect(batch.rescan.values.allSatisfy { $0 == .overflow })
+                #expect(batch.rescan.values.allSatisfy { $0 == .overflow }, "\(batch.rescan)")
                 // The coalesced chmods of the two files, at most.
                 #expect(batch.changes.count <= 2)
             }
@@ -216,6 +218,39 @@ struct WatcherTests {
             let again = watcher.drain()
             #expect(again.allSatisfy { !$0.unknown })
             #expect(other.drain().allSatisfy { !$0.unknown })
+        }
+    }
+
+    @Test func aRootThatCannotBeWatchedIsARescanOrAnError() throws {
+        try withTemporaryDirectory { dir in
+            try withWatcher([.tree(dir + "/missing"), .tree(dir)]) { watcher in
+                #expect(watcher.states.map(\.unknown) == [true, false])
+                let batch = try #require(nextBatch(watcher))
+                #expect(batch.rescan == [0: .watchFailed])
+            }
+            #expect(throws: WatchError.cannotWatch(path: dir + "/missing", reason: "it does not exist")) {
+                try FileWatcher.shared.subscribe([.tree(dir), .tree(dir + "/missing")], requireRoots: true)
+            }
+            // The failed subscription left nothing behind.
+            #expect(!FileWatcher.shared.isRunning)
+        }
+    }
+
+    /// libinotifytools keeps events it read and did not return in static variables that
+    /// survive `inotifytools_cleanup`; a restarted watcher must not take them for its own
+    /// (their watch descriptors name other directories now).
+    @Test func aRestartedWatcherIgnoresThePreviousInstancesLeftovers() throws {
+        try withTemporaryDirectory { dir in
+            for index in 0..<50 { try mkdirs(dir + "/tree/d\(index)") }
+            for _ in 0..<8 {
+                // Cancelling removes 51 watches at once: their IN_IGNORED events, and the stop's
+                // own, reach the reader in one read, and it stops after the first.
+                let watcher = try FileWatcher.shared.subscribe([.tree(dir + "/tree")])
+                #expect(!watcher.drain()[0].unknown)
+                #expect(FileWatcher.shared.watchedDirectoryCount == 52)
+                watcher.cancel()
+                #expect(!FileWatcher.shared.isRunning)
+            }
         }
     }
 

@@ -25,7 +25,7 @@ internal import Glibc
 /// **`drain()` without racing the reader.** inotify has one queue per instance, in the order
 /// the events happened. A drain creates a uniquely named entry in a private, watched
 /// directory and waits until the reader has handled its `IN_CREATE`: every event queued
-/// before that call has then been handled too. Roots that need watching again (after an
+/// before that call has then been handled too (and its log lines written). Roots that need watching again (after an
 /// overflow, a failed watch, new filter rules) are watched again then.
 ///
 /// **Events.** `IN_CREATE`, `IN_MODIFY` and `IN_CLOSE_WRITE` (a file being written has
@@ -71,9 +71,17 @@ public final class FileWatcher: @unchecked Sendable {
     private var pendingMoves: [(cookie: UInt32, path: String, isDirectory: Bool)] = []
     private var requested: UInt64 = 0
     private var handled: UInt64 = 0
+    /// Drain tickets the reader has reached, published to `handled` once the notes of the
+    /// events before them were delivered (a drain returns after them).
+    private var reached: UInt64 = 0
     private var running = false
     private var stopping = false
     private var readerDied = false
+    /// How many times the watcher started (names each start's marker).
+    private var starts = 0
+    /// The name of this start's marker entry, and whether the reader has seen it yet.
+    private var marker = ""
+    private var markerSeen = false
     private var sentinelWD: Int32 = -1
     private var inotifyFD: Int32 = -1
     private var sentinelDirectory = ""
@@ -124,6 +132,8 @@ public final class FileWatcher: @unchecked Sendable {
     /// calling thread adds the watches (about 2 µs per directory plus a `readdir` of each).
     /// Changes made before this returns may or may not be reported: a subscriber scans after
     /// subscribing, not before.
+    /// A root that cannot be watched is unknown in ``WatchSubscription/states`` and the first
+    /// batch asks for its rescan; it is tried again at each drain.
     ///
     /// - Parameters:
     ///   - skipping: absolute paths of directories trees never enter (slipway's own
@@ -148,9 +158,12 @@ public final class FileWatcher: @unchecked Sendable {
         var failure: WatchError?
         for root in subscriber.roots.indices {
             let key = RootKey(subscriber: id, root: root)
-            if case .failure(let problem) = watch(key), requireRoots, failure == nil {
+            guard case .failure(let problem) = watch(key) else { continue }
+            if requireRoots, failure == nil {
                 failure = .cannotWatch(path: subscriber.roots[root].path, reason: problem.reason)
             }
+            // Never only a state: the first batch says it too.
+            subscription.addRescan(root, problem.blind ? .unwatchedDirectory : .watchFailed)
         }
         if failure != nil { detachAll(id) }
         let lines = takeNotes()
@@ -232,6 +245,19 @@ public final class FileWatcher: @unchecked Sendable {
             throw .inotifyUnavailable(reason: "cannot watch \(sentinel)")
         }
         sentinelWD = wd
+        // libinotifytools keeps events it has read but not returned in static variables of
+        // `inotifytools_next_events`, which `inotifytools_cleanup` cannot reset: after a
+        // restart it first returns the previous instance's leftovers, whose watch descriptors
+        // now name other directories. The reader ignores everything before this start's
+        // marker, made before any subscriber's watch exists.
+        starts += 1
+        marker = "m\(starts)"
+        markerSeen = false
+        if symlink(".", sentinel + "/" + marker) == 0 {
+            unlink(sentinel + "/" + marker)
+        } else {
+            markerSeen = true  // cannot happen in our own 0700 directory; better stale than deaf
+        }
         running = true
         stopping = false
         readerDied = false
@@ -369,6 +395,9 @@ public final class FileWatcher: @unchecked Sendable {
         let lines = takeNotes()
         condition.unlock()
         for (note, line) in lines { note(line) }
+        condition.lock()
+        publishReached()
+        condition.unlock()
     }
 
     /// Runs `body` while the reader cannot handle events (for tests: a real overflow needs the
@@ -432,9 +461,21 @@ public final class FileWatcher: @unchecked Sendable {
             condition.lock()
             handle(wd: wd, mask: mask, cookie: cookie, name: name)
             let lines = takeNotes()
+            if lines.isEmpty { publishReached() }
             condition.unlock()
+            if lines.isEmpty { continue }
             for (note, line) in lines { note(line) }
+            condition.lock()
+            publishReached()
+            condition.unlock()
         }
+    }
+
+    /// Releases the drains whose ticket the reader has reached.
+    private func publishReached() {
+        guard reached > handled else { return }
+        handled = reached
+        condition.broadcast()
     }
 
     private func takeNotes() -> [(note: @Sendable (String) -> Void, line: String)] {
@@ -444,12 +485,16 @@ public final class FileWatcher: @unchecked Sendable {
 
     /// Hands one event to the subscriptions it concerns.
     private func handle(wd: Int32, mask: UInt32, cookie: UInt32, name: String) {
+        if !markerSeen {
+            // Left over from the previous inotify instance (see `startIfNeeded`).
+            if wd == sentinelWD && mask & UInt32(IN_CREATE) != 0 && name == marker { markerSeen = true }
+            return
+        }
         if mask & UInt32(IN_Q_OVERFLOW) != 0 { return handleOverflow() }
         if wd == sentinelWD {
             if mask & UInt32(IN_CREATE) != 0, name.hasPrefix("s"), let ticket = UInt64(name.dropFirst()) {
                 rewatchPending()
-                handled = max(handled, ticket)
-                condition.broadcast()
+                reached = max(reached, ticket)
             }
             return
         }
@@ -565,8 +610,7 @@ public final class FileWatcher: @unchecked Sendable {
             }
         }
         pendingMoves = []
-        handled = max(handled, requested)  // a drain's own event may have been dropped
-        condition.broadcast()
+        reached = max(reached, requested)  // a drain's own event may have been dropped
     }
 
     private func report(_ key: RootKey, _ change: PathChange) {
@@ -631,7 +675,7 @@ public final class FileWatcher: @unchecked Sendable {
                 subscriber.needsRewatch.insert(key.root)
                 result = .failure(WatchFailure(access(spec.path, F_OK) == 0 ? "a directory could not be watched" : "it does not exist"))
             } else if blind {
-                result = .failure(WatchFailure("a .git directory the filter includes is not watched"))
+                result = .failure(WatchFailure("a .git directory the filter includes is not watched", blind: true))
             }
             // Directories the root no longer covers (new filter rules, moved) stop counting for it.
             for (wd, var directory) in directories where directory.roots.contains(key) && !visited.contains(wd) {
@@ -813,7 +857,12 @@ public final class FileWatcher: @unchecked Sendable {
 /// Why a root could not be watched (a sentence).
 struct WatchFailure: Error {
     var reason: String
-    init(_ reason: String) { self.reason = reason }
+    /// Only blind: everything was watched, but the filter includes an unwatched `.git`.
+    var blind = false
+    init(_ reason: String, blind: Bool = false) {
+        self.reason = reason
+        self.blind = blind
+    }
 }
 
 /// An errno value as a `Result` failure.

@@ -749,7 +749,16 @@ public final class FileWatcher: @unchecked Sendable {
             }
             directories[wd]?.roots.insert(key)
             visited.insert(wd)
-            guard let dir = opendir(path) else { continue }
+            guard let dir = opendir(path) else {
+                // Gone since its watch was added: its parent's event says so. Anything else
+                // (no descriptors left) leaves its subdirectories unwatched: say so.
+                let code = errno
+                if code != ENOENT && code != ENOTDIR {
+                    notes.append((subscriber.note, "cannot list \(path): \(String(cString: strerror(code)))"))
+                    all = false
+                }
+                continue
+            }
             defer { closedir(dir) }
             while let entry = readdir(dir) {
                 // Unless reporting, files are skipped before their names become strings.

@@ -1,4 +1,3 @@
-internal import CInotifyTools
 internal import CLinux
 internal import Foundation
 
@@ -6,7 +5,8 @@ internal import Foundation
 ///
 /// Threads, all blocking (no timers while idle):
 /// - the caller's thread waits for SIGTERM / SIGINT / SIGHUP (or a `stop` request) and stops;
-/// - the inbox thread reads the hooks' files on inotify events and turns them into jobs;
+/// - the inbox thread reads the hooks' files when the process's one watcher (`FileWatcher`)
+///   reports them and turns them into jobs;
 /// - the worker runs one job at a time as a child process (`slipway run-pipeline`) in a
 ///   process group of its own, its output going to the log;
 /// - the push watcher exists only while a push job awaits confirmation: it notices when the
@@ -29,7 +29,8 @@ public final class AgentDaemon: @unchecked Sendable {
     var stopping = false
     var current: (id: Int, pid: pid_t)?
     var server: AgentServer?
-    var inboxFD: Int32 = -1
+    /// The inbox directory on the process's one ``FileWatcher``.
+    var inbox: WatchSubscription?
     let startedAt = Date().timeIntervalSince1970
     /// Keeps the build contexts of one worktree warm for the jobs (inotify).
     let warmth: AgentWarmth
@@ -242,6 +243,7 @@ public final class AgentDaemon: @unchecked Sendable {
         // Waiters hear that their job did not finish; every connection is closed.
         server?.waitUntilDone(2)
         warmth.stop()
+        inbox?.cancel()
         log.write("agent \(getpid()) stopped")
     }
 
@@ -308,69 +310,55 @@ public final class AgentDaemon: @unchecked Sendable {
 
     // MARK: Inbox
 
+    /// How the inbox's events are batched: a hook writes one file and closes it, so a batch is
+    /// due almost at once; a burst of hooks (a rebase) is read in one go.
+    static let inboxBatching = WatchBatching(quiet: .milliseconds(2), maximumDelay: .milliseconds(20))
+
+    /// Subscribes to the inbox directory (not recursive) on the process's one watcher.
     func watchInbox() throws(AgentError) {
-        let fd = inotify_init1(Int32(IN_CLOEXEC))
-        guard fd >= 0 else { throw AgentError("inotify_init1: \(String(cString: strerror(errno)))") }
-        guard inotify_add_watch(fd, paths.inbox, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF)) >= 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw AgentError("cannot watch \(paths.inbox): \(message)")
+        do {
+            inbox = try FileWatcher.shared.subscribe(
+                [.directory(paths.inbox)], batching: Self.inboxBatching, requireRoots: true,
+                notes: { [log] in log.write("inbox: " + $0) })
+        } catch {
+            throw AgentError("\(error)")
         }
-        inboxFD = fd
     }
 
-    /// Reads the inbox on inotify events. A file that cannot be read or recorded for a reason
-    /// that passes (no descriptors or memory left, a full disk for the journal) stays in the
-    /// inbox, and the whole inbox is read again after a short delay (0.1 s, doubling up to 2 s)
-    /// until it succeeds: an event is never skipped until a restart.
+    /// Reads the inbox on the watcher's batches: files closed after writing or renamed into
+    /// it; the whole inbox after an overflow. A file that cannot be read or recorded for a
+    /// reason that passes (no descriptors or memory left, a full disk for the journal) stays in
+    /// the inbox, and the whole inbox is read again after a short delay (0.1 s, doubling up to
+    /// 2 s) until it succeeds: an event is never skipped until a restart. The inbox directory's
+    /// removal (the repository was deleted) stops the agent.
     func inboxLoop() {
+        guard let inbox else { return }
         var delay = 0.1
-        var retryAt: Double? = scanInbox() ? nil : AgentServer.now() + delay
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var retryAt: ContinuousClock.Instant? = scanInbox() ? nil : .now + .seconds(delay)
         while true {
-            var p = pollfd(fd: inboxFD, events: Int16(POLLIN), revents: 0)
-            let timeout = retryAt.map { Int32(max(0, ($0 - AgentServer.now()) * 1000 + 1)) } ?? -1
-            let ready = poll(&p, 1, timeout)
+            let delivery = inbox.next(until: retryAt)
             if isStopping { return }
-            if ready < 0 {
-                if errno == EINTR { continue }
-                log.write("waiting for inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
-                return
-            }
             var complete = true
-            if ready > 0 {
-                let n = read(inboxFD, &buffer, buffer.count)
-                if n < 0 {
-                    if errno == EINTR || errno == EAGAIN { continue }
-                    log.write("reading inotify events of \(paths.inbox): \(String(cString: strerror(errno)))")
-                    return
-                }
-                var offset = 0
-                var names: [String] = []
-                var gone = false
-                while offset + 16 <= n {
-                    let mask = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) }
-                    let length = Int(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) })
-                    if mask & UInt32(IN_Q_OVERFLOW) != 0 { names.append("") }
-                    if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { gone = true }
-                    if length > 0 {
-                        let bytes = buffer[(offset + 16)..<min(n, offset + 16 + length)].prefix { $0 != 0 }
-                        names.append(String(decoding: bytes, as: UTF8.self))
-                    }
-                    offset += 16 + length
-                }
-                if gone {
+            switch delivery {
+            case .cancelled: return
+            case .timedOut: break
+            case .batch(let batch):
+                let gone = batch.changes.contains { $0.path.isEmpty && !$0.kinds.isDisjoint(with: [.deleted, .movedFrom]) }
+                if gone || batch.rescan.values.contains(.rootRemoved) {
                     log.write("\(paths.inbox) was removed (the repository was deleted?): stopping")
                     requestStop("the repository's state directory was removed")
                     return
                 }
-                if names.contains("") {
+                if !batch.rescan.isEmpty {
                     complete = scanInbox()
                 } else {
-                    for name in names { complete = processInboxFile(name) && complete }
+                    for change in batch.changes
+                    where !change.isDirectory && !change.kinds.isDisjoint(with: [.closedAfterWrite, .movedTo]) {
+                        complete = processInboxFile(change.path) && complete
+                    }
                 }
             }
-            if let at = retryAt, AgentServer.now() >= at {
+            if let at = retryAt, ContinuousClock.now >= at {
                 retryAt = nil
                 complete = scanInbox() && complete
                 if complete {
@@ -379,7 +367,7 @@ public final class AgentDaemon: @unchecked Sendable {
                     delay = min(delay * 2, 2)
                 }
             }
-            if !complete && retryAt == nil { retryAt = AgentServer.now() + delay }
+            if !complete && retryAt == nil { retryAt = .now + .seconds(delay) }
         }
     }
 

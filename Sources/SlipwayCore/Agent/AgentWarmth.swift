@@ -1,6 +1,6 @@
 internal import Foundation
 
-/// The agent's one `DigestWarmer` (libinotifytools allows one watcher per process): it keeps
+/// The agent's one `DigestWarmer` (one worktree at a time, on the process's one `FileWatcher`): it keeps
 /// the contexts of one worktree warm — the main worktree from the start, then the worktree of
 /// the latest job — and hands each job run there a fresh snapshot (`SLIPWAY_WARM_DIGESTS`).
 /// A job elsewhere, or one that starts before the warmer has settled, walks as a foreground

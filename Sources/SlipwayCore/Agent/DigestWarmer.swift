@@ -4,103 +4,6 @@ internal import Foundation
 internal import Glibc
 #endif
 
-/// The identity of a stat index file as `stat` sees it: replaced (slipway writes by rename)
-/// or rewritten, it changes.
-public struct IndexIdentity: Codable, Sendable, Equatable {
-    public var device: UInt64
-    public var inode: UInt64
-    public var size: Int64
-    public var mtimeNanoseconds: Int64
-
-    /// The identity of the file at `path`, nil when there is none.
-    public static func of(_ path: String) -> IndexIdentity? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return IndexIdentity(
-            device: UInt64(truncatingIfNeeded: info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-            mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
-    }
-}
-
-/// One context's digest, computed while nothing in it changed.
-public struct WarmEntry: Codable, Sendable, Equatable {
-    /// The context directory, as `BuildPlanner` resolves it.
-    public var context: String
-    /// The ignore patterns the digest was computed with (``IgnoreMatcher/patterns``).
-    public var ignorePatterns: [String]
-    /// The context digest, as ``ContextDigester`` computes it.
-    public var digest: String
-    public var fileCount: Int
-    public var totalBytes: Int64
-    /// The watcher's generation of the context, read before the walk began.
-    public var generation: UInt64
-    /// The stat index file after the walk saved it (nil: there is none).
-    public var index: IndexIdentity?
-}
-
-/// Context digests known to be current, handed from the agent to a build it starts: the file
-/// named by `SLIPWAY_WARM_DIGESTS` (JSON, written by rename).
-///
-/// A build uses an entry instead of walking the context only when the context path, the
-/// ignore patterns the build itself reads and the stat index file's identity all match;
-/// anything else (no file, a file that does not parse, another config directory) means the
-/// build walks, as without an agent.
-public struct WarmSnapshot: Codable, Sendable, Equatable {
-    /// The environment variable that names the file.
-    public static let environmentVariable = "SLIPWAY_WARM_DIGESTS"
-    /// Larger files are not snapshots slipway wrote.
-    static let maximumFileSize = 64 << 20
-
-    public var version: Int
-    /// The directory of the config the digests belong to (`LoadedConfig.directory`).
-    public var configDirectory: String
-    public var entries: [WarmEntry]
-
-    public init(configDirectory: String, entries: [WarmEntry]) {
-        self.version = 1
-        self.configDirectory = configDirectory
-        self.entries = entries
-    }
-
-    /// Writes the snapshot to `path` atomically (temp file, `fsync`, `rename`).
-    public func write(to path: String) throws(AtomicFile.Failure) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data: Data
-        do { data = try encoder.encode(self) } catch {
-            throw AtomicFile.Failure(message: "cannot encode the warm digests: \(error)")
-        }
-        if case .failure(let failure) = AtomicFile.write(Array(data), to: path, mode: 0o600) { throw failure }
-    }
-
-    /// The snapshot at `path`; nil when there is none or it is not one slipway wrote.
-    public static func read(from path: String) -> WarmSnapshot? {
-        var info = stat()
-        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, Int(info.st_size) <= maximumFileSize,
-            let data = FileManager.default.contents(atPath: path),
-            let snapshot = try? JSONDecoder().decode(WarmSnapshot.self, from: data), snapshot.version == 1
-        else { return nil }
-        return snapshot
-    }
-
-    /// The snapshot named by `SLIPWAY_WARM_DIGESTS` in `environment`, if any.
-    public static func fromEnvironment(_ environment: [String: String]) -> WarmSnapshot? {
-        guard let path = environment[environmentVariable], !path.isEmpty else { return nil }
-        return read(from: path)
-    }
-
-    /// The digest to use instead of walking `context` with `patterns`, if the entry for them
-    /// still stands: same config directory, same context and patterns, and the stat index at
-    /// `indexPath` is the file the entry saw.
-    func digest(configDirectory: String, context: String, patterns: [String], indexPath: String) -> WarmEntry? {
-        guard self.configDirectory == configDirectory,
-            let entry = entries.first(where: { $0.context == context && $0.ignorePatterns == patterns }),
-            entry.index == IndexIdentity.of(indexPath)
-        else { return nil }
-        return entry
-    }
-}
-
 /// Why ``DigestWarmer/start()`` failed.
 public enum WarmError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The images could not be planned (the lines are the build's own diagnostics).
@@ -115,29 +18,34 @@ public enum WarmError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Keeps the context digests of one worktree's images warm: watches the contexts (and the
-/// Dockerfiles and ignore files) with ``ContextWatcher``, and after changes settle re-digests
-/// the changed contexts in-process with the build's own code (``ContextCache``, the same stat
-/// index files), so that ``snapshot()`` can hand a build digests it need not compute.
+/// Keeps the context digests of one worktree's images warm: subscribes to the process's
+/// ``FileWatcher`` for the contexts (and the Dockerfiles and ignore files), and after changes
+/// settle re-digests the changed contexts in-process with the build's own code
+/// (``ContextCache``, the same stat index files), so that ``snapshot()`` can hand a build
+/// digests it need not compute.
+///
+/// It lives in `Agent/`, not `Build/`: it is a subscriber of `Watch/`, which sits above
+/// `Build/` (a build never watches).
 ///
 /// **Order of use.** `init` → ``start()`` (watches first, then digests everything on the
 /// worker thread) → any number of ``snapshot()`` calls (each one before the agent starts a
 /// build: write it with ``WarmSnapshot/write(to:)`` and pass the path in
-/// `SLIPWAY_WARM_DIGESTS`) → ``stop()``. One warmer per process (the watcher is
-/// process-global). A config change (new images, other contexts) needs a new warmer.
+/// `SLIPWAY_WARM_DIGESTS`) → ``stop()``. A config change (new images, other contexts) needs a
+/// new warmer.
 ///
-/// **Threads.** The watcher's reader thread marks contexts dirty. One worker thread waits on
-/// a condition variable: with nothing dirty it sleeps without a timeout; after an event it
-/// waits until no event came for the quiet period, then digests the dirty contexts. A
-/// context's entry records the watcher generation read *before* its walk began; an entry is
-/// handed out only while that generation is still current, so a change during or after the
-/// walk always means "walk".
+/// **Threads.** One worker thread waits for the subscription's batches (``WatchSubscription/next(until:)``:
+/// no timer while idle; a batch comes after the quiet period, or at the latest after the
+/// maximum delay under a steady stream of writes) and digests the contexts whose roots the
+/// batch names. A context's entry records the watcher generation read *before* its walk
+/// began; an entry is handed out only while that generation is still current, so a change
+/// during or after the walk always means "walk".
 ///
 /// `@unchecked Sendable`: every mutable property is guarded by `state`.
 public final class DigestWarmer: @unchecked Sendable {
     /// How long events must have stopped before the changed contexts are digested again.
     public let quietPeriod: Double
     public let loaded: LoadedConfig
+    private let batching: WatchBatching
     private let notes: @Sendable (String) -> Void
 
     private struct Context {
@@ -154,11 +62,12 @@ public final class DigestWarmer: @unchecked Sendable {
     // Guarded by `state`:
     private var contexts: [Context] = []
     private var contextOfRoot: [Int] = []
-    private var watcher: ContextWatcher?
+    private var subscription: WatchSubscription?
     private var entries: [Int: WarmEntry] = [:]
-    private var dirty: Set<Int> = []
-    private var lastEvent: Date?
-    private var busy = false
+    /// The first digest of every context is done.
+    private var warmedUp = false
+    /// The subscription's sequence up to which every change has been digested.
+    private var processed: UInt64 = 0
     private var stopping = false
     private var thread: pthread_t?
     /// How many contexts were walked (for tests and measurements).
@@ -166,18 +75,22 @@ public final class DigestWarmer: @unchecked Sendable {
 
     /// - Parameters:
     ///   - quietPeriodMilliseconds: how long changes must have stopped before re-digesting.
+    ///   - maximumDelayMilliseconds: how long a steady stream of changes may postpone it.
     ///   - notes: log lines (what was re-digested, watch problems); never called with a lock
-    ///     of the warmer held, but possibly on its threads.
+    ///     of the warmer held, but possibly on its threads or the watcher's.
     public init(
-        loaded: LoadedConfig, quietPeriodMilliseconds: Int = 200, notes: @escaping @Sendable (String) -> Void = { _ in }
+        loaded: LoadedConfig, quietPeriodMilliseconds: Int = 200, maximumDelayMilliseconds: Int = 2000,
+        notes: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.loaded = loaded
         self.quietPeriod = Double(quietPeriodMilliseconds) / 1000
+        self.batching = WatchBatching(
+            quiet: .milliseconds(quietPeriodMilliseconds), maximumDelay: .milliseconds(maximumDelayMilliseconds))
         self.notes = notes
     }
 
-    /// Plans the images, watches their contexts, then starts the worker thread, which digests
-    /// every context once.
+    /// Plans the images, subscribes to their contexts, then starts the worker thread, which
+    /// digests every context once.
     public func start() throws(WarmError) {
         let plans: [ImagePlan]
         do { plans = try BuildPlanner.plan(loaded, options: BuildOptions()) } catch {
@@ -212,7 +125,7 @@ public final class DigestWarmer: @unchecked Sendable {
                     Context(
                         key: key, path: plan.contextPath, imageKey: plan.key, dockerfileInContext: plan.dockerfileInContext,
                         matcher: matcher, directoryRoot: roots.count, roots: []))
-                add(.directory(plan.contextPath, matcher: matcher), to: index)
+                add(.tree(plan.contextPath, filter: matcher), to: index)
                 // The ignore files DevSpace's lookup may read: a new one changes the matcher.
                 add(.file(joinPath(plan.contextPath, "devspace.dockerignore")), to: index)
                 add(.file(joinPath(plan.contextPath, ".dockerignore")), to: index)
@@ -222,33 +135,36 @@ public final class DigestWarmer: @unchecked Sendable {
                 add(.file(joinPath(plan.contextPath, inContext + ".dockerignore")), to: index)
             }
         }
-        let watcher = ContextWatcher(
-            roots: roots, skipping: [loaded.directory + "/.devspace"], notes: notes,
-            changed: { [weak self] roots in self?.markDirty(roots) })
+        // Watches first: a change after this is in a batch, a change before it is in the walk.
+        let subscription: WatchSubscription
+        do {
+            subscription = try FileWatcher.shared.subscribe(
+                roots, skipping: [loaded.directory + "/.devspace"], batching: batching, notes: notes)
+        } catch {
+            throw .watch(error)
+        }
         state.lock()
         self.contexts = contexts
         self.contextOfRoot = contextOfRoot
-        self.watcher = watcher
-        dirty = Set(contexts.indices)
-        lastEvent = nil
+        self.subscription = subscription
+        warmedUp = false
+        processed = 0
         stopping = false
         state.unlock()
-        // Watches first: a change after this is an event, a change before it is in the walk.
-        do { try watcher.start() } catch { throw .watch(error) }
 
         var created = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let code = pthread_create(
             &created, nil,
             { raw in
-                // `raw` is the retained warmer passed below.
+                // `raw` is the retained warmer passed below (never nil).
                 let warmer = Unmanaged<DigestWarmer>.fromOpaque(raw!).takeRetainedValue()
                 warmer.workLoop()
                 return nil
             }, context)
         guard code == 0 else {
             Unmanaged<DigestWarmer>.fromOpaque(context).release()
-            watcher.stop()
+            subscription.cancel()
             throw .watch(.threadFailed(reason: String(cString: strerror(code))))
         }
         state.lock()
@@ -256,17 +172,17 @@ public final class DigestWarmer: @unchecked Sendable {
         state.unlock()
     }
 
-    /// Stops the worker and the watcher; ``snapshot()`` is empty afterwards.
+    /// Stops the worker and cancels the subscription; ``snapshot()`` is empty afterwards.
     public func stop() {
         state.lock()
         stopping = true
         let thread = self.thread
         self.thread = nil
-        let watcher = self.watcher
+        let subscription = self.subscription
         state.broadcast()
         state.unlock()
+        subscription?.cancel()  // wakes the worker
         if let thread { pthread_join(thread, nil) }
-        watcher?.stop()
         state.lock()
         entries = [:]
         state.unlock()
@@ -277,10 +193,9 @@ public final class DigestWarmer: @unchecked Sendable {
     /// watcher vouches for, is listed.
     public func snapshot() -> WarmSnapshot {
         state.lock()
-        let watcher = self.watcher
+        let subscription = self.subscription
         state.unlock()
-        // Not under `state`: the watcher's reader calls `markDirty`, which takes it.
-        let states = watcher?.drain() ?? []
+        let states = subscription?.drain() ?? []
         state.lock()
         defer { state.unlock() }
         var current: [WarmEntry] = []
@@ -299,77 +214,68 @@ public final class DigestWarmer: @unchecked Sendable {
     /// moment rather than start a build on a cold digest.
     public func waitUntilSettled(timeoutSeconds: Double) -> Bool {
         state.lock()
-        let watcher = self.watcher
+        let subscription = self.subscription
         state.unlock()
-        watcher?.drain()
+        guard let subscription else { return false }
+        subscription.drain()
+        let target = subscription.sequence
         let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
         state.lock()
         defer { state.unlock() }
-        while (!dirty.isEmpty || busy) && !stopping {
+        while !(warmedUp && processed >= target) && !stopping {
             if !state.wait(until: deadline) { break }
         }
-        return dirty.isEmpty && !busy
+        return warmedUp && processed >= target && !stopping
     }
 
     /// Feeds an `IN_Q_OVERFLOW` through the watcher's handling (for tests).
     func simulateOverflow() {
-        state.lock()
-        let watcher = self.watcher
-        state.unlock()
-        watcher?.simulateOverflow()
+        FileWatcher.shared.simulateOverflow()
     }
 
     private func generation(of roots: [Int], in states: [WatchState]) -> UInt64 {
         roots.reduce(0) { $0 &+ ($1 < states.count ? states[$1].generation : 0) }
     }
 
-    private func markDirty(_ roots: [Int]) {
-        state.lock()
-        for root in roots where root < contextOfRoot.count { dirty.insert(contextOfRoot[root]) }
-        lastEvent = Date()
-        state.signal()
-        state.unlock()
-    }
-
     // MARK: The worker thread
 
     private func workLoop() {
         state.lock()
-        while !stopping {
-            if dirty.isEmpty {
-                state.wait()  // idle: no timer
-                continue
-            }
-            if let lastEvent {
-                let settled = lastEvent.addingTimeInterval(quietPeriod)
-                if settled > Date() {
-                    _ = state.wait(until: settled)
-                    continue  // a new event moved `lastEvent`: wait again
-                }
-            }
-            let batch = dirty.sorted()
-            dirty = []
-            busy = true
-            let watcher = self.watcher
-            let contexts = self.contexts
-            state.unlock()
-            if let watcher { digest(batch, contexts: contexts, watcher: watcher) }
-            state.lock()
-            busy = false
-            state.broadcast()
-        }
+        let subscription = self.subscription
+        let everything = Array(contexts.indices)
         state.unlock()
+        guard let subscription else { return }
+        digest(everything, subscription: subscription)
+        state.lock()
+        warmedUp = true
+        state.broadcast()
+        state.unlock()
+        while true {
+            guard case .batch(let batch) = subscription.next() else { return }  // cancelled
+            state.lock()
+            let roots = Set(batch.changes.map(\.root)).union(batch.rescan.keys)
+            let dirty = Set(roots.compactMap { $0 < contextOfRoot.count ? contextOfRoot[$0] : nil }).sorted()
+            state.unlock()
+            if !dirty.isEmpty { digest(dirty, subscription: subscription) }
+            state.lock()
+            processed = max(processed, batch.sequence)
+            state.broadcast()
+            state.unlock()
+        }
     }
 
     /// Digests the contexts in `batch` with the build's code and records their entries.
-    private func digest(_ batch: [Int], contexts: [Context], watcher: ContextWatcher) {
+    private func digest(_ batch: [Int], subscription: WatchSubscription) {
+        state.lock()
+        let contexts = self.contexts
+        state.unlock()
         let started = Date()
         // Contexts over the same directory (other ignore files) share its stat index: walk
         // them together, as a build does, so that the saved index serves them all.
         let paths = Set(batch.map { contexts[$0].path })
         let batch = contexts.indices.filter { paths.contains(contexts[$0].path) }
         // Generations first: anything after this read makes the entries stale.
-        let before = watcher.drain()
+        let before = subscription.drain()
         var work: [(index: Int, generation: UInt64, matcher: IgnoreMatcher)] = []
         for index in batch {
             let context = contexts[index]
@@ -385,7 +291,7 @@ public final class DigestWarmer: @unchecked Sendable {
             }
             if matcher.patterns != context.matcher.patterns {
                 // The ignore rules changed: the watches follow before the walk.
-                watcher.setMatcher(matcher, forRoot: context.directoryRoot)
+                subscription.setFilter(matcher, forRoot: context.directoryRoot)
                 state.lock()
                 self.contexts[index].matcher = matcher
                 state.unlock()
@@ -393,7 +299,7 @@ public final class DigestWarmer: @unchecked Sendable {
             work.append((index, generation, matcher))
         }
         // Applies re-watches (new ignore rules, after an overflow) before anything is walked.
-        let watched = watcher.drain()
+        let watched = subscription.drain()
 
         var cache = ContextCache(configDirectory: loaded.directory)
         var done: [(index: Int, entry: WarmEntry)] = []
@@ -445,5 +351,19 @@ public final class DigestWarmer: @unchecked Sendable {
         state.lock()
         entries[index] = entry
         state.unlock()
+    }
+}
+
+/// Written by the agent only: `AtomicFile` lives in `Build/`, above `Context/`.
+extension WarmSnapshot {
+    /// Writes the snapshot to `path` atomically (temp file, `fsync`, `rename`).
+    public func write(to path: String) throws(AtomicFile.Failure) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data: Data
+        do { data = try encoder.encode(self) } catch {
+            throw AtomicFile.Failure(message: "cannot encode the warm digests: \(error)")
+        }
+        if case .failure(let failure) = AtomicFile.write(Array(data), to: path, mode: 0o600) { throw failure }
     }
 }

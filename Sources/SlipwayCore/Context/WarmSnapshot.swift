@@ -1,0 +1,91 @@
+internal import Foundation
+
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// The identity of a stat index file as `stat` sees it: replaced (slipway writes by rename)
+/// or rewritten, it changes.
+public struct IndexIdentity: Codable, Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var mtimeNanoseconds: Int64
+
+    /// The identity of the file at `path`, nil when there is none.
+    public static func of(_ path: String) -> IndexIdentity? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return IndexIdentity(
+            device: UInt64(truncatingIfNeeded: info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+            mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
+    }
+}
+
+/// One context's digest, computed while nothing in it changed.
+public struct WarmEntry: Codable, Sendable, Equatable {
+    /// The context directory, as `BuildPlanner` resolves it.
+    public var context: String
+    /// The ignore patterns the digest was computed with (``IgnoreMatcher/patterns``).
+    public var ignorePatterns: [String]
+    /// The context digest, as ``ContextDigester`` computes it.
+    public var digest: String
+    public var fileCount: Int
+    public var totalBytes: Int64
+    /// The watcher's generation of the context, read before the walk began.
+    public var generation: UInt64
+    /// The stat index file after the walk saved it (nil: there is none).
+    public var index: IndexIdentity?
+}
+
+/// Context digests known to be current, handed from the agent to a build it starts: the file
+/// named by `SLIPWAY_WARM_DIGESTS` (JSON, written by rename).
+///
+/// A build uses an entry instead of walking the context only when the context path, the
+/// ignore patterns the build itself reads and the stat index file's identity all match;
+/// anything else (no file, a file that does not parse, another config directory) means the
+/// build walks, as without an agent.
+public struct WarmSnapshot: Codable, Sendable, Equatable {
+    /// The environment variable that names the file.
+    public static let environmentVariable = "SLIPWAY_WARM_DIGESTS"
+    /// Larger files are not snapshots slipway wrote.
+    static let maximumFileSize = 64 << 20
+
+    public var version: Int
+    /// The directory of the config the digests belong to (`LoadedConfig.directory`).
+    public var configDirectory: String
+    public var entries: [WarmEntry]
+
+    public init(configDirectory: String, entries: [WarmEntry]) {
+        self.version = 1
+        self.configDirectory = configDirectory
+        self.entries = entries
+    }
+
+    /// The snapshot at `path`; nil when there is none or it is not one slipway wrote.
+    public static func read(from path: String) -> WarmSnapshot? {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, Int(info.st_size) <= maximumFileSize,
+            let data = FileManager.default.contents(atPath: path),
+            let snapshot = try? JSONDecoder().decode(WarmSnapshot.self, from: data), snapshot.version == 1
+        else { return nil }
+        return snapshot
+    }
+
+    /// The snapshot named by `SLIPWAY_WARM_DIGESTS` in `environment`, if any.
+    public static func fromEnvironment(_ environment: [String: String]) -> WarmSnapshot? {
+        guard let path = environment[environmentVariable], !path.isEmpty else { return nil }
+        return read(from: path)
+    }
+
+    /// The digest to use instead of walking `context` with `patterns`, if the entry for them
+    /// still stands: same config directory, same context and patterns, and the stat index at
+    /// `indexPath` is the file the entry saw.
+    func digest(configDirectory: String, context: String, patterns: [String], indexPath: String) -> WarmEntry? {
+        guard self.configDirectory == configDirectory,
+            let entry = entries.first(where: { $0.context == context && $0.ignorePatterns == patterns }),
+            entry.index == IndexIdentity.of(indexPath)
+        else { return nil }
+        return entry
+    }
+}

@@ -23,7 +23,7 @@ public enum AgentControl {
                 executable, ["agent", "run", "--background", "--chdir", paths.commonDir],
                 environment: AgentDaemon.sanitized(environment))
         } catch {
-            throw AgentError("cannot start the agent: \(error)")
+            throw AgentError.start("cannot start the agent: \(error)")
         }
         for _ in 0..<1000 {
             if let client = try? AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
@@ -36,11 +36,11 @@ public enum AgentControl {
                     return .alreadyRunning(pid: status.pid)
                 }
                 let last = (try? String(contentsOfFile: paths.log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
-                throw AgentError("the agent exited at once: \(last) (see \(paths.log))")
+                throw AgentError.start("the agent exited at once: \(last) (see \(paths.log))")
             }
             usleep(10_000)
         }
-        throw AgentError("the agent (pid \(pid)) did not answer within 10 s; see \(paths.log)")
+        throw AgentError.start("the agent (pid \(pid)) did not answer within 10 s; see \(paths.log)")
     }
 
     /// Asks the agent of `paths` to stop and waits (up to 15 s) until it has; nil when none
@@ -65,7 +65,7 @@ public enum AgentControl {
             return (AgentStatus(queue: queue, repository: paths.commonDir, pid: nil, startedAt: nil), false)
         }
         guard let answer = try client.call(AgentRequest(op: "status")).status else {
-            throw AgentError("the agent sent no status")
+            throw AgentError.connection("the agent sent no status")
         }
         return (answer, true)
     }
@@ -77,7 +77,7 @@ public enum AgentControl {
         client.setTimeout(nil)
         try client.send(AgentRequest(op: "follow", lines: lines))
         while let response = try client.receive() {
-            if !response.ok { throw AgentError(response.error ?? "the agent stopped sending its log") }
+            if !response.ok { throw AgentError.refused(response.error ?? "the agent stopped sending its log") }
             if let text = response.line { line(text) }
         }
         return true
@@ -101,7 +101,7 @@ public enum AgentControl {
     ) throws(AgentError) -> SubmitOutcome {
         _ = try ensureRunning(paths, executable: executable, environment: environment)
         guard let client = try AgentClient(paths: paths) else {
-            throw AgentError("the agent stopped answering; see \(paths.log)")
+            throw AgentError.connection("the agent stopped answering; see \(paths.log)")
         }
         let answer = try client.call(AgentRequest(op: "submit", job: job, wait: wait))
         let id = answer.id ?? 0

@@ -65,11 +65,11 @@ public final class AgentDaemon: @unchecked Sendable {
     public func run() throws(AgentError) {
         try paths.prepare()
         let lockFD = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw AgentError("cannot open \(paths.lock): \(String(cString: strerror(errno)))") }
+        guard lockFD >= 0 else { throw AgentError.stateFile(path: paths.lock, action: "open", reason: "\(String(cString: strerror(errno)))") }
         defer { close(lockFD) }
         guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
             let pid = (try? String(contentsOfFile: paths.pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-            throw AgentError("an agent already runs for \(paths.commonDir)" + (pid.map { " (pid \($0))" } ?? ""))
+            throw AgentError.alreadyRunning(repository: paths.commonDir, pid: pid)
         }
         // Signals become stop requests (handled on a dispatch queue, whatever thread they hit).
         var sources: [DispatchSourceSignal] = []
@@ -85,7 +85,7 @@ public final class AgentDaemon: @unchecked Sendable {
         _ = chdir("/")  // never hold a worktree that may be deleted
 
         if case .failure(let failure) = AtomicFile.write(Array("\(getpid())\n".utf8), to: paths.pidFile, mode: 0o600) {
-            throw AgentError(failure.message)
+            throw AgentError.stateFile(path: paths.pidFile, action: "write", reason: "\(failure.message)")
         }
         defer { unlink(paths.pidFile) }
         log.write("agent \(getpid()) starting for \(paths.commonDir)")
@@ -253,10 +253,10 @@ public final class AgentDaemon: @unchecked Sendable {
         let path = paths.socket
         unlink(path)  // a stale socket: the lock says no agent owns it
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw AgentError("socket(): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw AgentError.socket("socket(): \(String(cString: strerror(errno)))") }
         guard var address = paths.socketAddress() else {
             close(fd)
-            throw AgentError("\(path): too long for a unix socket")
+            throw AgentError.socket("\(path): too long for a unix socket")
         }
         // Created with mode 0600 from the start (no window in which others could connect).
         let old = umask(0o177)
@@ -268,14 +268,14 @@ public final class AgentDaemon: @unchecked Sendable {
         guard bound == 0, Glibc.listen(fd, 512) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
-            throw AgentError("cannot listen on \(path): \(message)")
+            throw AgentError.socket("cannot listen on \(path): \(message)")
         }
         chmod(path, 0o600)
         let wake = eventfd(0, O_NONBLOCK | O_CLOEXEC)  // EFD_NONBLOCK | EFD_CLOEXEC
         guard wake >= 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
-            throw AgentError("eventfd(): \(message)")
+            throw AgentError.socket("eventfd(): \(message)")
         }
         server = AgentServer(daemon: self, listenFD: fd, wakeFD: wake)
     }
@@ -290,13 +290,13 @@ public final class AgentDaemon: @unchecked Sendable {
     /// the push happened).
     func submit(_ s: AgentRequest.SubmittedJob) throws(AgentError) -> Int {
         guard ["commit", "push", "gate"].contains(s.pipeline) else {
-            throw AgentError("pipeline \"\(s.pipeline)\": the agent runs commit, push and gate jobs")
+            throw AgentError.invalidJob("pipeline \"\(s.pipeline)\": the agent runs commit, push and gate jobs")
         }
         guard s.commit.count == 40, s.commit.allSatisfy(\.isHexDigit) else {
-            throw AgentError("commit \"\(s.commit)\": expected a full 40-digit commit id")
+            throw AgentError.invalidJob("commit \"\(s.commit)\": expected a full 40-digit commit id")
         }
         guard s.ref == "HEAD" || s.ref.hasPrefix("refs/heads/"), s.worktree.hasPrefix("/") else {
-            throw AgentError("a job needs ref HEAD or refs/heads/<branch> and an absolute worktree path")
+            throw AgentError.invalidJob("a job needs ref HEAD or refs/heads/<branch> and an absolute worktree path")
         }
         let job = AgentJob(
             pipeline: s.pipeline, ref: s.ref, commit: s.commit.lowercased(), worktree: s.worktree,
@@ -321,7 +321,7 @@ public final class AgentDaemon: @unchecked Sendable {
                 [.directory(paths.inbox)], batching: Self.inboxBatching, requireRoots: true,
                 notes: { [log] in log.write("inbox: " + $0) })
         } catch {
-            throw AgentError("\(error)")
+            throw AgentError.stateDirectory("cannot watch \(paths.inbox): \(error)")
         }
     }
 

@@ -1,11 +1,44 @@
 internal import Crypto
 internal import Foundation
 
-/// An agent failure the user reads: what went wrong and what to do.
-public struct AgentError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+/// An agent failure the user reads: what went wrong and what to do; one case per kind.
+public enum AgentError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The directory is not in a git repository.
+    case notARepository(path: String, detail: String)
+    /// The state directory cannot be made or used (`problem` names it).
+    case stateDirectory(String)
+    /// A state file (journal, pid, lock, images.json) cannot be opened, written or encoded.
+    case stateFile(path: String, action: String, reason: String?)
+    /// Another agent holds the repository's lock.
+    case alreadyRunning(repository: String, pid: String?)
+    /// The agent's socket cannot be made, reached or used.
+    case socket(String)
+    /// The conversation with a running agent broke off.
+    case connection(String)
+    /// The agent refused a request (its own words).
+    case refused(String)
+    /// A submitted job is not one the agent runs.
+    case invalidJob(String)
+    /// The agent could not be started.
+    case start(String)
+    /// A tool the agent needs (git, docker) is missing or failed.
+    case tool(String)
+
+    public var description: String {
+        switch self {
+        case .notARepository(let path, let detail):
+            return "\(path): not in a git repository (\(detail)); run slipway's agent inside the project's repository"
+        case .stateFile(let path, let action, let reason): return "cannot \(action) \(path)" + (reason.map { ": \($0)" } ?? "")
+        case .alreadyRunning(let repository, let pid):
+            return "an agent already runs for \(repository)" + (pid.map { " (pid \($0))" } ?? "")
+        case .stateDirectory(let message), .socket(let message), .connection(let message), .refused(let message),
+            .invalidJob(let message), .start(let message), .tool(let message):
+            return message
+        }
+    }
+
+    /// The description (the name kept from the time this was a message struct).
+    public var message: String { description }
 }
 
 /// Where one repository's agent keeps its state: `<git common dir>/slipway/` (shared by the
@@ -29,7 +62,7 @@ public struct AgentPaths: Sendable, Equatable {
             let repository = try GitRepository.discover(from: path)
             return AgentPaths(commonDir: URL(fileURLWithPath: repository.commonDir).standardizedFileURL.path)
         } catch {
-            throw AgentError("\(path): not in a git repository (\(error)); run slipway's agent inside the project's repository")
+            throw AgentError.notARepository(path: path, detail: "\(error)")
         }
     }
 
@@ -75,16 +108,17 @@ public struct AgentPaths: Sendable, Equatable {
     public func prepare() throws(AgentError) {
         for dir in [directory, inbox, failed, jobs, checkouts] + (socket.hasPrefix(directory) ? [] : [(socket as NSString).deletingLastPathComponent]) {
             if mkdir(dir, 0o700) != 0 && errno != EEXIST {
-                throw AgentError("cannot create \(dir): \(String(cString: strerror(errno)))")
+                throw AgentError.stateDirectory("cannot create \(dir): \(String(cString: strerror(errno)))")
             }
         }
         for dir in [directory, (socket as NSString).deletingLastPathComponent] {
             var st = stat()
             guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw AgentError("\(dir) is not a directory; remove it and start the agent again")
+                throw AgentError.stateDirectory("\(dir) is not a directory; remove it and start the agent again")
             }
             guard st.st_uid == getuid() else {
-                throw AgentError("\(dir) belongs to another user (uid \(st.st_uid)); the agent keeps its socket only in a directory of its own user")
+                throw AgentError.stateDirectory(
+                    "\(dir) belongs to another user (uid \(st.st_uid)); the agent keeps its socket only in a directory of its own user")
             }
             if st.st_mode & 0o077 != 0 { chmod(dir, 0o700) }
         }

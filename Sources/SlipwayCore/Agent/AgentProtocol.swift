@@ -156,10 +156,10 @@ public final class AgentClient {
 
     private static func connect(_ paths: AgentPaths) throws(AgentError) -> Int32? {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw AgentError("socket(): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw AgentError.socket("socket(): \(String(cString: strerror(errno)))") }
         guard var address = paths.socketAddress() else {
             close(fd)
-            throw AgentError("\(paths.socket): the socket path is too long")
+            throw AgentError.socket("\(paths.socket): the socket path is too long")
         }
         var connected: Int32
         repeat {
@@ -174,9 +174,9 @@ public final class AgentClient {
             close(fd)
             if code == ENOENT || code == ECONNREFUSED { return nil }
             if code == EACCES || code == EPERM {
-                throw AgentError("\(paths.socket): permission denied; the agent's socket is private to the user who started it")
+                throw AgentError.socket("\(paths.socket): permission denied; the agent's socket is private to the user who started it")
             }
-            throw AgentError("cannot connect to \(paths.socket): \(String(cString: strerror(code)))")
+            throw AgentError.socket("cannot connect to \(paths.socket): \(String(cString: strerror(code)))")
         }
         return fd
     }
@@ -205,7 +205,7 @@ public final class AgentClient {
             pushBack(answer)
             return
         }
-        throw AgentError("the agent closed the connection: \(reason)")
+        throw AgentError.connection("the agent closed the connection: \(reason)")
     }
 
     /// Writes `request` as one line; false when the connection failed.
@@ -268,7 +268,8 @@ public final class AgentClient {
                 let line = Array(buffer[..<nl])
                 buffer.removeSubrange(...nl)
                 guard let response = try? JSONDecoder().decode(AgentResponse.self, from: Data(line)) else {
-                    throw AgentError("the agent sent a line that is not a response: \(String(decoding: line.prefix(120), as: UTF8.self))")
+                    throw AgentError.connection(
+                        "the agent sent a line that is not a response: \(String(decoding: line.prefix(120), as: UTF8.self))")
                 }
                 return response
             }
@@ -277,10 +278,10 @@ public final class AgentClient {
             if n == 0 { return nil }
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { throw AgentError("the agent did not answer in time") }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw AgentError.connection("the agent did not answer in time") }
                 // A reset after the agent's last line: what it said is in `buffer` already.
                 if errno == ECONNRESET { return nil }
-                throw AgentError("reading from the agent: \(String(cString: strerror(errno)))")
+                throw AgentError.connection("reading from the agent: \(String(cString: strerror(errno)))")
             }
             buffer += chunk[..<n]
         }
@@ -289,8 +290,8 @@ public final class AgentClient {
     /// Sends `request` and returns the first answer (an error answer is thrown).
     public func call(_ request: AgentRequest) throws(AgentError) -> AgentResponse {
         try send(request)
-        guard let response = try receive() else { throw AgentError("the agent closed the connection without answering") }
-        if !response.ok { throw AgentError(response.error ?? "the agent refused the request") }
+        guard let response = try receive() else { throw AgentError.connection("the agent closed the connection without answering") }
+        if !response.ok { throw AgentError.refused(response.error ?? "the agent refused the request") }
         return response
     }
 }

@@ -193,7 +193,7 @@ extension AgentDaemon {
             return (job.worktree, described(repository))
         }
         guard let git = findExecutable("git", path: environment["PATH"]) else {
-            throw AgentError("git is not on PATH; the agent needs it to check out \(job.commit.prefix(7))")
+            throw AgentError.tool("git is not on PATH; the agent needs it to check out \(job.commit.prefix(7))")
         }
         let name = BranchTag.tag(for: job.branch ?? "detached")
         let directory = "\(paths.checkouts)/\(name)"
@@ -211,11 +211,11 @@ extension AgentDaemon {
                     environment: env)
             }
         } catch {
-            throw AgentError("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(error.standardError))")
+            throw AgentError.tool("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(error.standardError))")
         }
         guard moved.status == 0 else {
             let why = moved.output.split(separator: "\n").last.map(String.init) ?? "status \(moved.status)"
-            throw AgentError("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(why))")
+            throw AgentError.tool("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(why))")
         }
         let reason = FileManager.default.fileExists(atPath: job.worktree) ? "HEAD of \(job.worktree) is no longer \(job.commit.prefix(7))" : "\(job.worktree) no longer exists"
         log.write("job \(job.id): \(reason): running in \(directory)")

@@ -49,7 +49,7 @@ public struct ImageRetention: Sendable {
     private func withLedger<T>(_ body: (inout Ledger) throws(AgentError) -> T) throws(AgentError) -> T {
         let lockPath = paths.images + ".lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AgentError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw AgentError.stateFile(path: lockPath, action: "open", reason: "\(String(cString: strerror(errno)))") }
         defer { close(fd) }
         flock(fd, LOCK_EX)
         var ledger = read()
@@ -58,9 +58,9 @@ public struct ImageRetention: Sendable {
         if ledger != before {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            guard let data = try? encoder.encode(ledger) else { throw AgentError("cannot encode \(paths.images)") }
+            guard let data = try? encoder.encode(ledger) else { throw AgentError.stateFile(path: paths.images, action: "encode", reason: nil) }
             if case .failure(let failure) = AtomicFile.write(Array(data), to: paths.images, mode: 0o600) {
-                throw AgentError(failure.message)
+                throw AgentError.stateFile(path: paths.images, action: "write", reason: "\(failure.message)")
             }
         }
         return value
@@ -95,12 +95,12 @@ public struct ImageRetention: Sendable {
     /// (running or stopped) uses; with `dryRun`, only says what it would remove. Returns one
     /// line per tag removed or kept back.
     public func prune(keep: Int, dryRun: Bool = false) throws(AgentError) -> [String] {
-        guard let docker else { throw AgentError("docker is not on PATH, so no image was removed") }
+        guard let docker else { throw AgentError.tool("docker is not on PATH, so no image was removed") }
         // The images containers use, running or not.
         var used: Set<String> = []
         let containers = try Self.docker(docker, ["ps", "--all", "--quiet", "--no-trunc"], environment: environment, timeout: 30)
         guard containers.status == 0 else {
-            throw AgentError("docker ps failed: \(containers.output.split(separator: "\n").last ?? ""); no image was removed")
+            throw AgentError.tool("docker ps failed: \(containers.output.split(separator: "\n").last ?? ""); no image was removed")
         }
         let ids = containers.output.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         if !ids.isEmpty {
@@ -153,7 +153,7 @@ public struct ImageRetention: Sendable {
         do {
             return try ChildProcess.run(docker, arguments, environment: environment, timeout: timeout)
         } catch {
-            throw AgentError(error.description)
+            throw AgentError.tool(error.description)
         }
     }
 }

@@ -1,0 +1,42 @@
+internal import Foundation
+
+/// Writes a file so that readers see the old or the new content, never a mix: a temp file in
+/// the same directory, `fsync`, then `rename`.
+public enum AtomicFile {
+    public struct Failure: Error, Sendable, Equatable {
+        public var message: String
+    }
+
+    public static func write(_ bytes: [UInt8], to path: String, mode: UInt32 = 0o644) -> Result<Void, Failure> {
+        let tmp = TempFiles.temporaryPath(for: path)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(mode))
+        guard fd >= 0 else { return .failure(Failure(message: "cannot create \(tmp): \(String(cString: strerror(errno)))")) }
+        var ok = true
+        bytes.withUnsafeBytes { buf in
+            guard let base = buf.baseAddress else { return }
+            var offset = 0
+            while offset < buf.count {
+                let n = Foundation.write(fd, base + offset, buf.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    ok = false
+                    return
+                }
+                offset += n
+            }
+        }
+        let message = String(cString: strerror(errno))
+        if !ok || fsync(fd) != 0 {
+            close(fd)
+            unlink(tmp)
+            return .failure(Failure(message: "cannot write \(tmp): \(message)"))
+        }
+        close(fd)
+        guard rename(tmp, path) == 0 else {
+            let m = String(cString: strerror(errno))
+            unlink(tmp)
+            return .failure(Failure(message: "cannot replace \(path): \(m)"))
+        }
+        return .success(())
+    }
+}

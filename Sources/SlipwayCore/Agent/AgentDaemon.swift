@@ -16,6 +16,11 @@ internal import Foundation
 ///   (`AgentServer`: idle timeout, connection limits; no thread per client).
 ///
 /// Every change of the queue is a journal record, written and synced before it is applied.
+///
+/// `@unchecked Sendable`: `queue`, `stopping`, `current` and `stopRequest` are read and
+/// written with `cond` locked; `server`, `inbox` and the socket descriptors are set once in
+/// `run()` before the threads that use them start; the rest is immutable or thread-safe itself
+/// (`journal` under `cond`, `log`, `warmth`).
 public final class AgentDaemon: @unchecked Sendable {
     public let paths: AgentPaths
     /// The slipway binary jobs run.

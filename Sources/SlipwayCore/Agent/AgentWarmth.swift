@@ -6,6 +6,9 @@ internal import Foundation
 /// A job elsewhere, or one that starts before the warmer has settled, walks as a foreground
 /// build does; a warm entry is used only when it matches exactly, so a stale warmer costs a
 /// walk, never a wrong digest.
+///
+/// `@unchecked Sendable`: `warmer`, `directory`, `configStamp` and `loading` are read and
+/// written with `lock` held.
 final class AgentWarmth: @unchecked Sendable {
     let environment: [String: String]
     let note: @Sendable (String) -> Void
@@ -90,6 +93,8 @@ final class AgentWarmth: @unchecked Sendable {
         old?.stop()
     }
 
+    /// `@unchecked Sendable`: written once by the loading task before it signals `done`, read
+    /// only after `done.wait()` returns.
     private final class Box: @unchecked Sendable {
         var result: Result<LoadedConfig, ConfigError>?
     }

@@ -125,6 +125,23 @@ public struct DockerAPI: Sendable {
         }
     }
 
+    /// The `X-Registry-Auth` header for `credential`: base64url of the credential as JSON
+    /// (`{}` for none). The daemon decodes it; it is never logged.
+    public static func registryAuth(_ credential: RegistryCredential?) -> String {
+        var object: [String: String] = [:]
+        if let credential {
+            object["serveraddress"] = credential.serverAddress
+            if credential.isIdentityToken {
+                object["identitytoken"] = credential.secret
+            } else {
+                object["username"] = credential.username
+                object["password"] = credential.secret
+            }
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
     /// Sends one request whose answer is a stream of JSON lines and hands each complete line to
     /// `onLine` as it arrives. The connect and the request share ``timeout``; after that, each
     /// wait for more of the answer may last `stallTimeout`.
@@ -132,48 +149,19 @@ public struct DockerAPI: Sendable {
         _ method: String, _ path: String, headers: [(String, String)], stallTimeout: Duration,
         onLine: ([UInt8]) -> Void
     ) throws(DockerAPIError) {
-        let request = "\(method) \(path.split(separator: "?").first.map(String.init) ?? path)"
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        let socket = try UnixSocket(connectingTo: socketPath, request: request, deadline: deadline, timeout: timeout)
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: docker\r\nUser-Agent: slipway\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += (method == "GET" ? "" : "Content-Length: 0\r\n") + "Connection: close\r\n\r\n"
-        try socket.write(Array(head.utf8), request: request, deadline: deadline, timeout: timeout)
-        var parser = HTTPResponseParser()
-        var lines = JSONLineStream()
-        var status: (code: Int, chunked: Bool)?
-        while true {
-            let chunk = try socket.read(
-                request: request, deadline: ContinuousClock.now.advanced(by: stallTimeout), timeout: stallTimeout)
-            if chunk.isEmpty {
-                guard let status else {
-                    throw .connectionLost(request: request, reason: "the daemon closed the connection before answering")
-                }
-                if !(200..<300).contains(status.code) {
-                    guard let response = try parser.finish(request: request) else { return }
-                    try response.requireSuccess()
-                }
-                if !status.chunked { lines.finish(onLine) }
-                return
-            }
-            if let status, (200..<300).contains(status.code) {
-                if try lines.append(chunk, chunked: status.chunked, request: request, onLine) { return }
-                continue
-            }
-            parser.append(chunk)
-            if status == nil, let (code, headers, body) = try parser.head(request: request) {
-                let chunked = headers["transfer-encoding"]?.lowercased().contains("chunked") == true
-                status = (code, chunked)
-                if (200..<300).contains(code) {
-                    if try lines.append(body, chunked: chunked, request: request, onLine) { return }
-                    continue
-                }
-            }
-            if status != nil, let response = try parser.response(request: request) {
-                try response.requireSuccess()
-                return
-            }
+        let label = "\(method) \(path.split(separator: "?").first.map(String.init) ?? path)"
+        let exchange = try DockerExchange(
+            socketPath: socketPath, method: method, path: path, label: label, headers: headers,
+            deadline: .after(timeout), stallTimeout: stallTimeout, headDeadline: .after(stallTimeout))
+        guard exchange.succeeded else {
+            try exchange.response(deadline: .after(stallTimeout)).requireSuccess()
+            return
         }
+        var lines = JSONLineStream()
+        while let body = try exchange.nextBody(deadline: .after(stallTimeout)) {
+            try lines.appendBody(body, request: exchange.request, onLine)
+        }
+        lines.finish(onLine)
     }
 
     // MARK: HTTP
@@ -200,30 +188,38 @@ public struct DockerAPI: Sendable {
                 throw .malformedResponse(request: request, detail: "\(error)")
             }
         }
+
+        /// The body as a JSON tree.
+        func json() throws(DockerAPIError) -> JSONValue {
+            do {
+                return try JSONValue.parse(body)
+            } catch {
+                throw .malformedResponse(request: request, detail: "\(error)")
+            }
+        }
     }
 
-    /// Sends one request on a new connection and reads the whole answer.
-    func send(_ method: String, _ path: String) throws(DockerAPIError) -> Response {
-        let request = "\(method) \(path)"
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        let socket = try UnixSocket(connectingTo: socketPath, request: request, deadline: deadline, timeout: timeout)
-        let head =
-            "\(method) \(path) HTTP/1.1\r\nHost: docker\r\nUser-Agent: slipway\r\nAccept: application/json\r\n"
-            + (method == "GET" ? "" : "Content-Length: 0\r\n") + "Connection: close\r\n\r\n"
-        try socket.write(Array(head.utf8), request: request, deadline: deadline, timeout: timeout)
-        var parser = HTTPResponseParser()
-        while true {
-            let chunk = try socket.read(request: request, deadline: deadline, timeout: timeout)
-            if chunk.isEmpty {
-                // The daemon closed the connection: whatever arrived is the answer.
-                guard let response = try parser.finish(request: request) else {
-                    throw .connectionLost(request: request, reason: "the daemon closed the connection before answering")
-                }
-                return response
-            }
-            parser.append(chunk)
-            if let response = try parser.response(request: request) { return response }
-        }
+    /// Sends one request on a new connection and reads the whole answer, all within
+    /// ``timeout`` unless `limit` says otherwise (a stop that waits for a container).
+    func send(
+        _ method: String, _ path: String, body: DockerRequestBody = .none, limit: Duration? = nil
+    ) throws(DockerAPIError) -> Response {
+        // One deadline for the whole call: connect, request, answer.
+        let deadline = Deadline.after(limit ?? timeout)
+        let exchange = try DockerExchange(
+            socketPath: socketPath, method: method, path: path, headers: [("Accept", "application/json")], body: body,
+            deadline: deadline, stallTimeout: limit ?? timeout, headDeadline: deadline)
+        return try exchange.response(deadline: deadline)
+    }
+
+    /// `send` with a JSON body whose answer must be a success.
+    @discardableResult
+    func call(
+        _ method: String, _ path: String, json: JSONValue? = nil, limit: Duration? = nil
+    ) throws(DockerAPIError) -> Response {
+        let response = try send(method, path, body: json.map(DockerRequestBody.json) ?? .none, limit: limit)
+        try response.requireSuccess()
+        return response
     }
 
     // MARK: Escaping
@@ -283,7 +279,7 @@ public struct DockerAPI: Sendable {
         }
     }
 
-    private struct ErrorBody: Decodable {
+    struct ErrorBody: Decodable {
         var message: String
     }
 }

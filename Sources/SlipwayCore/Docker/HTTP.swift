@@ -131,27 +131,23 @@ struct HTTPResponseParser {
     }
 }
 
-// MARK: - Streamed JSON lines
+// MARK: - Chunked transfer decoding, incremental
 
-/// Turns the body of a streamed answer (chunked or not) into complete lines, as they arrive.
-struct JSONLineStream {
+/// Decodes a chunked body as its bytes arrive, in pieces of any size.
+struct ChunkedDecoder {
     private var raw: [UInt8] = []
     private var position = 0
     /// Bytes left in the current chunk; nil when a chunk-size line comes next.
     private var leftInChunk: Int?
     private var needsChunkEnd = false
-    private var text: [UInt8] = []
+    /// Set once the last (zero-size) chunk has arrived; trailers after it are not read.
+    private(set) var ended = false
 
-    /// Adds body bytes; returns true when the last chunk has arrived.
-    mutating func append(
-        _ bytes: [UInt8], chunked: Bool, request: String, _ onLine: ([UInt8]) -> Void
-    ) throws(DockerAPIError) -> Bool {
-        guard chunked else {
-            text.append(contentsOf: bytes)
-            emitLines(onLine)
-            return false
-        }
+    /// Adds received bytes and returns the body bytes they complete.
+    mutating func decode(_ bytes: some Collection<UInt8>, request: String) throws(DockerAPIError) -> [UInt8] {
+        guard !ended else { return [] }
         raw.append(contentsOf: bytes)
+        var body: [UInt8] = []
         while true {
             if needsChunkEnd {
                 guard raw.count - position >= 2 else { break }
@@ -161,7 +157,7 @@ struct JSONLineStream {
             if let left = leftInChunk {
                 let available = min(left, raw.count - position)
                 guard available > 0 else { break }
-                text.append(contentsOf: raw[position..<(position + available)])
+                body.append(contentsOf: raw[position..<(position + available)])
                 position += available
                 if left == available {
                     leftInChunk = nil
@@ -178,26 +174,59 @@ struct JSONLineStream {
                 break
             }
             let sizeText = String(decoding: raw[position..<lineEnd], as: UTF8.self)
+            // Chunk extensions (`;name=value`) are allowed and ignored.
             let hex = sizeText.split(separator: ";", maxSplits: 1).first.map(String.init) ?? ""
             guard let size = Int(hex.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
                 throw .malformedResponse(request: request, detail: "chunk size \"\(sizeText)\"")
             }
             position = lineEnd + 2
             if size == 0 {
-                finish(onLine)
-                return true
+                ended = true
+                raw = []
+                position = 0
+                return body
             }
             leftInChunk = size
         }
-        if position > 64 * 1024 {
+        if position > 0 && (position == raw.count || position > 64 * 1024) {
             raw.removeFirst(position)
             position = 0
         }
+        return body
+    }
+}
+
+// MARK: - Streamed JSON lines
+
+/// Turns the body of a streamed answer (chunked or not) into complete lines, as they arrive.
+struct JSONLineStream {
+    private var chunks = ChunkedDecoder()
+    private var text: [UInt8] = []
+
+    /// Adds body bytes; returns true when the last chunk has arrived.
+    mutating func append(
+        _ bytes: [UInt8], chunked: Bool, request: String, _ onLine: ([UInt8]) -> Void
+    ) throws(DockerAPIError) -> Bool {
+        guard chunked else {
+            try appendBody(bytes, request: request, onLine)
+            return false
+        }
+        let body = try chunks.decode(bytes, request: request)
+        try appendBody(body, request: request, onLine)
+        if chunks.ended {
+            finish(onLine)
+            return true
+        }
+        return false
+    }
+
+    /// Adds decoded body bytes and hands over the lines they complete.
+    mutating func appendBody(_ bytes: [UInt8], request: String, _ onLine: ([UInt8]) -> Void) throws(DockerAPIError) {
+        text.append(contentsOf: bytes)
         emitLines(onLine)
         guard text.count <= HTTPResponseParser.limit else {
             throw .malformedResponse(request: request, detail: "a line longer than \(HTTPResponseParser.limit >> 20) MiB")
         }
-        return false
     }
 
     /// Hands over what is left after the end of the stream.
@@ -214,5 +243,64 @@ struct JSONLineStream {
             start = newline + 1
         }
         if start > 0 { text.removeFirst(start) }
+    }
+}
+
+// MARK: - Response bodies, read as they arrive
+
+/// How the body of a response ends, and the state of decoding it.
+enum BodyFraming {
+    /// No body (1xx, 204, 304, a HEAD).
+    case empty
+    /// `Content-Length`: this many bytes are still to come.
+    case length(Int)
+    case chunked(ChunkedDecoder)
+    /// Neither: the body ends when the server closes the connection — and a hijacked
+    /// connection (exec, attach) is read this way after its `101`.
+    case untilClose
+
+    init(code: Int, headers: [String: String], request: String) throws(DockerAPIError) {
+        if code == 101 {
+            self = .untilClose
+        } else if code / 100 == 1 || code == 204 || code == 304 {
+            self = .empty
+        } else if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+            self = .chunked(ChunkedDecoder())
+        } else if let length = headers["content-length"] {
+            guard let count = Int(length.trimmingCharacters(in: .whitespaces)), count >= 0 else {
+                throw .malformedResponse(request: request, detail: "Content-Length: \(length)")
+            }
+            self = count == 0 ? .empty : .length(count)
+        } else {
+            self = .untilClose
+        }
+    }
+
+    var isComplete: Bool {
+        switch self {
+        case .empty: return true
+        case .length(let left): return left == 0
+        case .chunked(let decoder): return decoder.ended
+        case .untilClose: return false
+        }
+    }
+
+    /// The body bytes in `received`, and whether the body is now complete. Bytes past the end
+    /// of the body are dropped (the connection closes after one exchange).
+    mutating func decode(_ received: [UInt8], request: String) throws(DockerAPIError) -> [UInt8] {
+        switch self {
+        case .empty:
+            return []
+        case .length(let left):
+            let taken = min(left, received.count)
+            self = .length(left - taken)
+            return taken == received.count ? received : Array(received[..<taken])
+        case .chunked(var decoder):
+            let body = try decoder.decode(received, request: request)
+            self = .chunked(decoder)
+            return body
+        case .untilClose:
+            return received
+        }
     }
 }

@@ -212,21 +212,9 @@ public struct DockerEngine: BuildEngine {
         }
     }
 
-    /// The `X-Registry-Auth` header: base64url of the credential as JSON (`{}` for none). The
-    /// daemon decodes it; it is never logged.
+    /// The `X-Registry-Auth` header (``DockerAPI/registryAuth(_:)``).
     static func registryAuthHeader(_ credential: RegistryCredential?) -> String {
-        var object: [String: String] = [:]
-        if let credential {
-            object["serveraddress"] = credential.serverAddress
-            if credential.isIdentityToken {
-                object["identitytoken"] = credential.secret
-            } else {
-                object["username"] = credential.username
-                object["password"] = credential.secret
-            }
-        }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        DockerAPI.registryAuth(credential)
     }
 
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {

@@ -17,15 +17,21 @@ public struct DockerVersion: Sendable, Equatable {
     public var architecture: String?
 }
 
-/// A small client for the Docker Engine API over its unix socket.
+/// The client for the Docker Engine API over its unix socket: slipway's one transport to the
+/// engine.
 ///
-/// Plain POSIX sockets and HTTP/1.1 with `Connection: close`: one connection per call, no
-/// connection pool, no dependencies. A presence check costs one round trip on the local
-/// socket (about a millisecond) instead of spawning the `docker` CLI (tens of milliseconds).
+/// Plain POSIX sockets and HTTP/1.1 with `Connection: close`: one connection per call
+/// (``DockerExchange``), no connection pool, no dependencies. A presence check costs one round
+/// trip on the local socket (about a millisecond) instead of spawning the `docker` CLI (tens of
+/// milliseconds).
 ///
-/// Calls are synchronous and block the calling thread for at most ``timeout`` (the whole
-/// call: connect, write, read). The daemon answers these metadata calls in well under that;
-/// a hung daemon turns into ``DockerAPIError/timedOut(request:after:)``, never a hang.
+/// Metadata calls (images, containers, exec inspect) are synchronous and block the calling
+/// thread for at most ``timeout`` (the whole call: connect, write, read); a hung daemon turns
+/// into ``DockerAPIError/timedOut(request:after:)``, never a hang. Calls that wait by nature
+/// say how long: a stop or restart adds its own grace period, a push or an archive upload
+/// limits each wait for progress, `waitContainer` and a followed log or events stream wait as
+/// long as asked (their streams can be cancelled from another thread). Async callers run the
+/// long ones on a thread of their own (`onOwnThread`, or the streams' async sequences).
 public struct DockerAPI: Sendable {
     /// The path of the daemon's unix socket.
     public let socketPath: String

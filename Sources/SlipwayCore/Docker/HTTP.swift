@@ -4,7 +4,9 @@ internal import Foundation
 
 /// Collects the bytes of one HTTP/1.1 response and says when it is complete: at the end of a
 /// `Content-Length` body, at the last chunk of a chunked body, or (for neither) when the
-/// server closes the connection.
+/// server closes the connection. ``DockerExchange`` uses it for the head (``head(request:)``)
+/// and decodes bodies as they arrive with ``BodyFraming``; the whole-response reading here is
+/// the reference the parser tests hold that decoding to.
 struct HTTPResponseParser {
     private var bytes: [UInt8] = []
     /// Index of the first body byte once the head is parsed.

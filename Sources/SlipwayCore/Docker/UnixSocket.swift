@@ -186,16 +186,6 @@ final class UnixSocket: @unchecked Sendable {
         }
     }
 
-    /// The next bytes; empty at end of stream.
-    func read(request: String, deadline: Deadline) throws(DockerAPIError) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        let n = try buffer.withMutableBytes { raw throws(DockerAPIError) in
-            try read(into: raw, request: request, deadline: deadline)
-        }
-        buffer.removeSubrange(n...)
-        return buffer
-    }
-
     /// Waits until one of `events` (or an error or hang-up) is ready; returns `revents`.
     private func wait(for events: Int16, request: String, deadline: Deadline) throws(DockerAPIError) -> Int16 {
         while true {

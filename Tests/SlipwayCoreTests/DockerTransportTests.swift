@@ -122,6 +122,35 @@ struct DockerTransportTests {
     }
 
     @Test(.requiresDockerEngine)
+    func aBodyOfAnnouncedLengthIsSentInPiecesAndHeldToItsLength() throws {
+        let s = Scratch()
+        defer { s.removeAll() }
+        let id = try s.run(ignoresSIGTERM)
+        let sink = MemorySink()
+        let tar = TarWriter(sink: sink)
+        try tar.appendFile("sized.bin", TarAttributes(mode: 0o644), contents: Array(repeating: 7, count: 300_000))
+        try tar.finish()
+        let archive = sink.bytes
+        // Content-Length instead of chunks; written in odd pieces.
+        try s.api.putArchive(
+            container: id, path: "/tmp",
+            body: .stream(contentType: "application/x-tar", length: archive.count) { writer in
+                for start in stride(from: 0, to: archive.count, by: 9_999) {
+                    try writer.write(Array(archive[start..<min(start + 9_999, archive.count)]))
+                }
+            })
+        #expect(try s.api.exec(container: id, ["stat", "-c", "%s", "/tmp/sized.bin"]).stdout == "300000\n")
+        let short = #expect(throws: DockerAPIError.self) {
+            try s.api.putArchive(
+                container: id, path: "/tmp",
+                body: .stream(contentType: "application/x-tar", length: archive.count + 512) { writer in
+                    try writer.write(archive)
+                })
+        }
+        #expect(short == .requestBodyFailed(request: "PUT /containers/\(id)/archive", reason: "the producer wrote \(archive.count) of the \(archive.count + 512) bytes it announced"))
+    }
+
+    @Test(.requiresDockerEngine)
     func longNamesAndLinkTargetsGoThroughPAX() throws {
         let s = Scratch()
         defer { s.removeAll() }

@@ -9,15 +9,24 @@ internal import Foundation
 /// it owns and whether it changed. A changed container is replaced (the old one removed, the
 /// new one started: host ports cannot be held twice); an unchanged one is left running.
 /// Purging removes exactly the containers carrying this config's labels.
+///
+/// Listing, inspecting and removing go over the engine's API (``DockerAPI``) when `DOCKER_HOST`
+/// is unset or a `unix://` socket; containers are started with `docker run` (the command line
+/// ``render(_:)`` prints), and with `DOCKER_HOST` `tcp://` or `ssh://` every call is a docker
+/// CLI call.
 public struct DockerDeployer: Sendable {
     public let loaded: LoadedConfig
     public let docker: String
     public let environment: [String: String]
+    /// The engine's API; nil when it is reached through the CLI only.
+    let api: DockerAPI?
 
     public init(loaded: LoadedConfig, docker: String = "docker", environment: [String: String]) {
         self.loaded = loaded
         self.docker = docker
         self.environment = environment
+        // A forced remove kills first and waits for the process: more than a lookup's time.
+        self.api = try? DockerAPI.fromEnvironment(environment, timeout: .seconds(30))
     }
 
     public static let label = "dev.slipway"
@@ -102,7 +111,7 @@ public struct DockerDeployer: Sendable {
         var outcomes: [(String, Outcome)] = []
         let existing = try await owned(deployment: deployment.name, branch: branch)
         for container in containers {
-            let imageID = try await inspect(["image", "inspect", "--format", "{{.Id}}", container.image])
+            let imageID = try await imageID(container.image)
             guard let imageID else {
                 throw DeployError.imageMissing(deployment: deployment.name, image: container.image)
             }
@@ -114,10 +123,9 @@ public struct DockerDeployer: Sendable {
             }
             // A container of that name that slipway does not own is in the way: replaced too,
             // as `docker run --name` would fail on it.
-            let inTheWay = current == nil
-                ? try await inspect(["container", "inspect", "--format", "{{.Id}}", container.name]) : nil
+            let inTheWay = current == nil ? try await containerID(container.name) : nil
             if current != nil || inTheWay != nil {
-                try await docker(["rm", "--force", container.name])
+                try await remove([container.name])
             }
             var args = container.arguments
             args.insert(contentsOf: ["--label", "\(Self.label).spec=\(digest)"], at: 0)
@@ -125,7 +133,7 @@ public struct DockerDeployer: Sendable {
             outcomes.append((container.name, current == nil ? .created : .replaced))
         }
         for old in existing where !containers.contains(where: { $0.name == old.name }) {
-            try await docker(["rm", "--force", old.name])
+            try await remove([old.name])
             outcomes.append((old.name, .removed))
         }
         return outcomes
@@ -134,11 +142,11 @@ public struct DockerDeployer: Sendable {
     /// Removes every container of `deployment` (all deployments when nil) in `branch`'s
     /// environment (the plain one when nil; every one with `allBranches`).
     public func purge(deployment: String?, branch: String?, allBranches: Bool = false) async throws(DeployError) -> [String] {
-        var filters = ["--filter", "label=\(Self.label).config=\(loaded.absolutePath)"]
-        if let deployment { filters += ["--filter", "label=\(Self.label).deployment=\(deployment)"] }
-        if !allBranches { filters += ["--filter", "label=\(Self.label).branch=\(branch ?? "")"] }
-        let names = try await run(["ps", "--all", "--format", "{{.Names}}"] + filters).split(separator: "\n").map(String.init)
-        if !names.isEmpty { try await docker(["rm", "--force"] + names) }
+        var labels = ["\(Self.label).config=\(loaded.absolutePath)"]
+        if let deployment { labels.append("\(Self.label).deployment=\(deployment)") }
+        if !allBranches { labels.append("\(Self.label).branch=\(branch ?? "")") }
+        let names = try await list(labels).map(\.name)
+        if !names.isEmpty { try await remove(names) }
         return names
     }
 
@@ -153,16 +161,71 @@ public struct DockerDeployer: Sendable {
     struct Owned { var name: String; var spec: String; var running: Bool }
 
     func owned(deployment: String, branch: String?) async throws(DeployError) -> [Owned] {
-        let text = try await run([
-            "ps", "--all", "--format", "{{.Names}}\t{{.Label \"\(Self.label).spec\"}}\t{{.State}}",
-            "--filter", "label=\(Self.label).config=\(loaded.absolutePath)",
-            "--filter", "label=\(Self.label).deployment=\(deployment)",
-            "--filter", "label=\(Self.label).branch=\(branch ?? "")",
+        try await list([
+            "\(Self.label).config=\(loaded.absolutePath)", "\(Self.label).deployment=\(deployment)",
+            "\(Self.label).branch=\(branch ?? "")",
         ])
+    }
+
+    /// The containers (running or not) carrying every label of `labels` (`key=value`).
+    func list(_ labels: [String]) async throws(DeployError) -> [Owned] {
+        if let api {
+            let found = await onOwnThread { Result { () throws(DockerAPIError) in try api.containers(labels: labels) } }
+            switch found {
+            case .success(let containers):
+                return containers.map {
+                    Owned(name: $0.name, spec: $0.labels["\(Self.label).spec"] ?? "", running: $0.state == "running")
+                }
+            case .failure(let error):
+                throw DeployError.engine("cannot list the containers of this config: \(error)")
+            }
+        }
+        let text = try await run(
+            ["ps", "--all", "--format", "{{.Names}}\t{{.Label \"\(Self.label).spec\"}}\t{{.State}}"]
+                + labels.flatMap { ["--filter", "label=\($0)"] })
         return text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard f.count == 3 else { return nil }
             return Owned(name: f[0], spec: f[1], running: f[2] == "running")
+        }
+    }
+
+    /// The ID of the image `reference` names; nil when the engine has none.
+    func imageID(_ reference: String) async throws(DeployError) -> String? {
+        guard let api else { return try await inspect(["image", "inspect", "--format", "{{.Id}}", reference]) }
+        let found = await onOwnThread { Result { () throws(DockerAPIError) in try api.imageExists(reference) } }
+        do {
+            return try found.get()
+        } catch {
+            throw DeployError.engine("cannot look up the image \(reference): \(error)")
+        }
+    }
+
+    /// The ID of the container named `name`; nil when there is none.
+    func containerID(_ name: String) async throws(DeployError) -> String? {
+        guard let api else { return try await inspect(["container", "inspect", "--format", "{{.Id}}", name]) }
+        let found = await onOwnThread { Result { () throws(DockerAPIError) in try api.inspectContainer(name)?.id } }
+        do {
+            return try found.get()
+        } catch {
+            throw DeployError.engine("cannot look up the container \(name): \(error)")
+        }
+    }
+
+    /// Removes the containers `names`, running or not (`docker rm --force`); one already gone
+    /// is no failure.
+    func remove(_ names: [String]) async throws(DeployError) {
+        guard let api else {
+            try await docker(["rm", "--force"] + names)
+            return
+        }
+        for name in names {
+            let removed = await onOwnThread {
+                Result { () throws(DockerAPIError) in try api.removeContainer(name, force: true) }
+            }
+            if case .failure(let error) = removed {
+                throw DeployError.engine("cannot remove the container \(name): \(error)")
+            }
         }
     }
 

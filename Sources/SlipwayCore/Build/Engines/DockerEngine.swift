@@ -212,21 +212,9 @@ public struct DockerEngine: BuildEngine {
         }
     }
 
-    /// The `X-Registry-Auth` header: base64url of the credential as JSON (`{}` for none). The
-    /// daemon decodes it; it is never logged.
+    /// The `X-Registry-Auth` header (``DockerAPI/registryAuth(_:)``).
     static func registryAuthHeader(_ credential: RegistryCredential?) -> String {
-        var object: [String: String] = [:]
-        if let credential {
-            object["serveraddress"] = credential.serverAddress
-            if credential.isIdentityToken {
-                object["identitytoken"] = credential.secret
-            } else {
-                object["username"] = credential.username
-                object["password"] = credential.secret
-            }
-        }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        DockerAPI.registryAuth(credential)
     }
 
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
@@ -391,15 +379,5 @@ actor BuildxProbe {
         // A concurrent first call may have answered meanwhile; both asked the same CLI.
         answer = found
         return found
-    }
-}
-
-/// Runs a blocking call on a thread of its own, so that it never holds one of the few threads
-/// of Swift's cooperative pool for the seconds a push can take.
-func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        let thread = Thread { continuation.resume(returning: body()) }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 }

@@ -4,7 +4,10 @@ import SlipwayCore
 
 /// `-C` / `--chdir` for the commands that act on a repository (agent, hooks, status, cleanup).
 struct RepositoryOption: ParsableArguments {
-    @Option(name: [.customShort("C"), .customLong("chdir")], help: "A directory of the repository (default: the current directory).")
+    @Option(
+        name: [.customShort("C"), .customLong("chdir")],
+        help: "A directory of the repository (default: the current directory)."
+    )
     var chdir: String?
 
     /// The directory to find the repository from.
@@ -30,14 +33,18 @@ struct Agent: AsyncParsableCommand {
             agent.pid and agent.lock, agent.log (rotated at 1 MiB) and journal.jsonl, the jobs it
             accepted. See docs/agent.md.
             """,
-        subcommands: [Start.self, Stop.self, Status.self, Run.self, Logs.self, Submit.self, Gate.self])
+        subcommands: [Start.self, Stop.self, Status.self, Run.self, Logs.self, Submit.self, Gate.self]
+    )
 
     /// Starts the agent of `paths` unless one answers; returns its pid.
     @discardableResult
     static func ensureRunning(_ paths: AgentPaths, quiet: Bool) throws -> Int32? {
         do {
             switch try AgentControl.ensureRunning(
-                paths, executable: selfExecutable(), environment: ProcessInfo.processInfo.environment)
+                paths,
+                executable: selfExecutable(),
+                environment: ProcessInfo.processInfo.environment
+            )
             {
             case .alreadyRunning(let pid):
                 if !quiet { Terminal.out("slipway agent is running (pid \(pid ?? 0)) for \(paths.commonDir)\n") }
@@ -53,7 +60,9 @@ struct Agent: AsyncParsableCommand {
     }
 
     struct Start: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start the agent in the background (nothing happens when it runs).")
+        static let configuration = CommandConfiguration(
+            abstract: "Start the agent in the background (nothing happens when it runs)."
+        )
         @OptionGroup var repository: RepositoryOption
         @Flag(name: .customLong("quiet"), help: "Print nothing on success.")
         var quiet = false
@@ -65,7 +74,8 @@ struct Agent: AsyncParsableCommand {
 
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Stop the agent (a running job is interrupted and runs again when the agent starts).")
+            abstract: "Stop the agent (a running job is interrupted and runs again when the agent starts)."
+        )
         @OptionGroup var repository: RepositoryOption
 
         func run() async throws {
@@ -86,7 +96,9 @@ struct Agent: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The queue, the running job and the last result per pipeline.")
+        static let configuration = CommandConfiguration(
+            abstract: "The queue, the running job and the last result per pipeline."
+        )
         @OptionGroup var repository: RepositoryOption
         @Flag(name: .customLong("json"), help: "Print the status as JSON.")
         var json = false
@@ -98,7 +110,8 @@ struct Agent: AsyncParsableCommand {
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the agent in the foreground (for service managers); the log is echoed to stderr.")
+            abstract: "Run the agent in the foreground (for service managers); the log is echoed to stderr."
+        )
         @OptionGroup var repository: RepositoryOption
         @Flag(name: .customLong("background"), help: .hidden)
         var background = false
@@ -106,8 +119,11 @@ struct Agent: AsyncParsableCommand {
         func run() async throws {
             let paths = try repository.paths()
             let daemon = AgentDaemon(
-                paths: paths, executable: selfExecutable(),
-                environment: ProcessInfo.processInfo.environment, echo: !background)
+                paths: paths,
+                executable: selfExecutable(),
+                environment: ProcessInfo.processInfo.environment,
+                echo: !background
+            )
             do {
                 try daemon.run()
             } catch {
@@ -120,7 +136,8 @@ struct Agent: AsyncParsableCommand {
 
     struct Logs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The agent's log (jobs, their output, decisions); -f follows it.")
+            abstract: "The agent's log (jobs, their output, decisions); -f follows it."
+        )
         @OptionGroup var repository: RepositoryOption
         @Flag(name: [.customShort("f"), .customLong("follow")], help: "Keep printing new lines.")
         var follow = false
@@ -138,7 +155,9 @@ struct Agent: AsyncParsableCommand {
                     throw ExitCode.failure
                 }
                 guard followed else {
-                    Terminal.error("slipway: the agent is not running (`slipway agent start`); \(paths.log) has its last log")
+                    Terminal.error(
+                        "slipway: the agent is not running (`slipway agent start`); \(paths.log) has its last log"
+                    )
                     throw ExitCode.failure
                 }
                 return
@@ -158,7 +177,8 @@ struct Agent: AsyncParsableCommand {
 
     struct Submit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Submit a job by hand: a pipeline (commit, push, gate) at HEAD or a given commit.")
+            abstract: "Submit a job by hand: a pipeline (commit, push, gate) at HEAD or a given commit."
+        )
         @OptionGroup var repository: RepositoryOption
         @Argument(help: "commit, push or gate.")
         var pipeline: String
@@ -185,7 +205,11 @@ struct Agent: AsyncParsableCommand {
             }
             let ref = head.branchName.map { "refs/heads/" + $0 } ?? "HEAD"
             let job = AgentRequest.SubmittedJob(
-                pipeline: pipeline, ref: ref, commit: target, worktree: repo.workdir?.trimmingSlash ?? directory)
+                pipeline: pipeline,
+                ref: ref,
+                commit: target,
+                worktree: repo.workdir?.trimmingSlash ?? directory
+            )
             let ok = try Agent.submit(job, paths: paths, wait: wait, label: "")
             if !ok { throw ExitCode.failure }
         }
@@ -196,7 +220,11 @@ struct Agent: AsyncParsableCommand {
         let outcome: AgentControl.SubmitOutcome
         do {
             outcome = try AgentControl.submit(
-                job, paths: paths, wait: wait, executable: selfExecutable(), environment: ProcessInfo.processInfo.environment
+                job,
+                paths: paths,
+                wait: wait,
+                executable: selfExecutable(),
+                environment: ProcessInfo.processInfo.environment
             ) { id in
                 Terminal.error("\(label)job \(id) accepted: \(job.pipeline) pipeline at \(job.commit.prefix(7))")
             }
@@ -212,7 +240,9 @@ struct Agent: AsyncParsableCommand {
                 Terminal.error("\(label)job \(id) finished: \(result?.message ?? "ok")")
                 return true
             }
-            Terminal.error("\(label)job \(id) failed: \(result?.message ?? "unknown error"); `slipway agent logs` has its output")
+            Terminal.error(
+                "\(label)job \(id) failed: \(result?.message ?? "unknown error"); `slipway agent logs` has its output"
+            )
             return false
         case .ended(let id, let event, let message):
             Terminal.error("\(label)job \(id) \(event): \(message)")
@@ -229,7 +259,8 @@ struct Agent: AsyncParsableCommand {
     struct Gate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "For the pre-push hook in gate mode: build what is pushed and exit 1 when it fails.",
-            discussion: "Reads pre-push's stdin (<local ref> <local oid> <remote ref> <remote oid> per line).")
+            discussion: "Reads pre-push's stdin (<local ref> <local oid> <remote ref> <remote oid> per line)."
+        )
         @OptionGroup var repository: RepositoryOption
         @Argument(help: "The remote's name (or URL).")
         var remote: String
@@ -238,13 +269,15 @@ struct Agent: AsyncParsableCommand {
 
         func run() async throws {
             let paths = try repository.paths()
-            let worktree = (try? GitRepository.discover(from: FileManager.default.currentDirectoryPath).workdir)??.trimmingSlash
+            let worktree =
+                (try? GitRepository.discover(from: FileManager.default.currentDirectoryPath).workdir)??.trimmingSlash
                 ?? FileManager.default.currentDirectoryPath
             var failed = false
             while let line = readLine() {
                 let f = line.split(separator: " ").map(String.init)
                 // <local ref> <local oid> <remote ref> <remote oid>: the remote's branch names the job.
-                guard f.count == 4, f[2].hasPrefix("refs/heads/"), f[1].count == 40, !f[1].allSatisfy({ $0 == "0" }) else { continue }
+                guard f.count == 4, f[2].hasPrefix("refs/heads/"), f[1].count == 40, !f[1].allSatisfy({ $0 == "0" })
+                else { continue }
                 let branch = String(f[2].dropFirst(11))
                 let job = AgentRequest.SubmittedJob(pipeline: "gate", ref: f[2], commit: f[1], worktree: worktree)
                 Terminal.error("slipway gate: building \(branch) at \(f[1].prefix(7)) before the push to \(remote)")
@@ -253,7 +286,9 @@ struct Agent: AsyncParsableCommand {
                 }
             }
             if failed {
-                Terminal.error("slipway gate: the push was refused because the build failed (push with --no-verify to skip the gate)")
+                Terminal.error(
+                    "slipway gate: the push was refused because the build failed (push with --no-verify to skip the gate)"
+                )
                 throw ExitCode.failure
             }
         }
@@ -271,7 +306,9 @@ extension String {
 /// `slipway status` (and `slipway agent status`).
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "The agent's queue, its running job and the last result per pipeline.")
+        commandName: "status",
+        abstract: "The agent's queue, its running job and the last result per pipeline."
+    )
     @OptionGroup var repository: RepositoryOption
     @Flag(name: .customLong("json"), help: "Print the status as JSON.")
     var json = false
@@ -295,13 +332,18 @@ struct StatusCommand: AsyncParsableCommand {
             if let data = try? encoder.encode(status) { Terminal.out(String(decoding: data, as: UTF8.self) + "\n") }
             return
         }
-        var out = running ? "agent: running (pid \(status.pid ?? 0)) for \(status.repository)\n" : "agent: not running for \(status.repository) (`slipway agent start`)\n"
+        var out =
+            running
+            ? "agent: running (pid \(status.pid ?? 0)) for \(status.repository)\n"
+            : "agent: not running for \(status.repository) (`slipway agent start`)\n"
         func describe(_ v: AgentStatus.JobView) -> String {
             "job \(v.id)  \(v.pipeline)  \(v.branch ?? "(detached)")@\(v.commit.prefix(7))"
         }
         let now = Date().timeIntervalSince1970
         for v in status.running {
-            out += "running:  \(describe(v))  for \(Int(now - (v.since ?? now))) s" + (running ? "" : " (interrupted: resumes when the agent starts)") + "\n"
+            out +=
+                "running:  \(describe(v))  for \(Int(now - (v.since ?? now))) s"
+                + (running ? "" : " (interrupted: resumes when the agent starts)") + "\n"
         }
         for v in status.queued { out += "queued:   \(describe(v))" + (v.note.map { "  (\($0))" } ?? "") + "\n" }
         for v in status.awaitingPush { out += "waiting:  \(describe(v))  \(v.note ?? "")\n" }
@@ -311,8 +353,11 @@ struct StatusCommand: AsyncParsableCommand {
         } else {
             out += "last results:\n"
             for v in status.last {
-                let when = v.result.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0.finishedAt)) } ?? ""
-                out += "  \(v.pipeline): \(v.state) (job \(v.id), \(v.branch ?? "detached")@\(v.commit.prefix(7)), \(when)): \(v.result?.message ?? "")\n"
+                let when =
+                    v.result.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0.finishedAt)) }
+                    ?? ""
+                out +=
+                    "  \(v.pipeline): \(v.state) (job \(v.id), \(v.branch ?? "detached")@\(v.commit.prefix(7)), \(when)): \(v.result?.message ?? "")\n"
             }
         }
         Terminal.out(out)
@@ -322,7 +367,10 @@ struct StatusCommand: AsyncParsableCommand {
 /// `slipway cleanup images`.
 struct Cleanup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cleanup", abstract: "Remove what slipway made and no longer needs.", subcommands: [Images.self])
+        commandName: "cleanup",
+        abstract: "Remove what slipway made and no longer needs.",
+        subcommands: [Images.self]
+    )
 
     struct Images: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -332,7 +380,8 @@ struct Cleanup: AsyncParsableCommand {
                 SLIPWAY_KEEP_IMAGES, else `git config slipway.keepImages`, else 10). Tags that a
                 container (running or stopped) uses are kept. --all removes every such tag that
                 nothing uses.
-                """)
+                """
+        )
         @OptionGroup var repository: RepositoryOption
         @Option(name: .customLong("keep"), help: "How many commit-tagged images to keep per image.")
         var keep: Int?

@@ -23,14 +23,18 @@ extension SlipwayCommand {
                 A push the build cache records for the same image is not repeated. A failed push
                 is tried 3 times (1 s, then 2 s apart); one with no progress for --push-timeout
                 seconds is stopped. An authentication failure is not retried.
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
 
         @Argument(help: "Images to build (keys under images:); all when none are named.")
         var images: [String] = []
 
-        @Option(name: [.short, .customLong("tag")], help: "Use these tags for every image (repeatable or comma-separated).")
+        @Option(
+            name: [.short, .customLong("tag")],
+            help: "Use these tags for every image (repeatable or comma-separated)."
+        )
         var tags: [String] = []
 
         @Flag(name: [.customShort("b"), .customLong("force-build")], help: "Rebuild every selected image.")
@@ -39,7 +43,10 @@ extension SlipwayCommand {
         @Flag(name: .customLong("build-sequential"), help: "Build one image at a time.")
         var sequential = false
 
-        @Option(name: .customLong("max-concurrent-builds"), help: "At most N builds at once (0: no limit, the default).")
+        @Option(
+            name: .customLong("max-concurrent-builds"),
+            help: "At most N builds at once (0: no limit, the default)."
+        )
         var maxConcurrent = 0
 
         @Option(name: .customLong("engine"), help: "docker (default) or buildah.")
@@ -48,7 +55,10 @@ extension SlipwayCommand {
         @Flag(name: .customLong("json"), help: "Print the summary as JSON on stdout (build logs go to stderr).")
         var json = false
 
-        @Flag(name: .customLong("dry-run"), help: "Decide and print what would be built, re-tagged or skipped; build nothing.")
+        @Flag(
+            name: .customLong("dry-run"),
+            help: "Decide and print what would be built, re-tagged or skipped; build nothing."
+        )
         var dryRun = false
 
         @OptionGroup var push: PushFlags
@@ -64,8 +74,10 @@ extension SlipwayCommand {
             let loaded = try await global.load()
             var options = BuildOptions()
             options.images = images
-            options.tags = tags.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
-                .filter { !$0.isEmpty }
+            options.tags = tags.flatMap {
+                $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            }
+            .filter { !$0.isEmpty }
             options.forceRebuild = forceBuild
             options.sequential = sequential
             options.maxConcurrent = maxConcurrent
@@ -131,7 +143,9 @@ final class BuildRenderer: @unchecked Sendable {
             let verb = action == .build ? "build" : action == .retag ? "re-tag" : "skip"
             write("\(paint("build:\(image)", "36")) \(verb) → \(tags.joined(separator: ", ")): \(reason)")
         case .started(let image, let action):
-            if !silent && tty { write("\(paint("build:\(image)", "36")) \(action == .build ? "building…" : "re-tagging…")") }
+            if !silent && tty {
+                write("\(paint("build:\(image)", "36")) \(action == .build ? "building…" : "re-tagging…")")
+            }
         case .log(let image, let line):
             guard !silent, !line.trimmingCharacters(in: .whitespaces).isEmpty else { return }
             if line.hasPrefix("note: ") {
@@ -144,12 +158,17 @@ final class BuildRenderer: @unchecked Sendable {
             if !silent { write("\(paint("push:\(image)", "35")) \(line)") }
         case .pushed(let image, let reference, let destination, let digest):
             guard !silent else { return }
-            write("\(paint("push:\(image)", "32")) pushed \(reference) to \(destination)" + (digest.map { " (\($0))" } ?? ""))
+            write(
+                "\(paint("push:\(image)", "32")) pushed \(reference) to \(destination)"
+                    + (digest.map { " (\($0))" } ?? "")
+            )
         case .finished(let r):
             if r.outcome == .failed {
                 Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(r.error ?? "unknown error")")
             } else if !silent && tty && r.outcome != .skipped {
-                write("\(paint("build:\(r.key)", "32")) \(r.outcome.rawValue) in \(String(format: "%.1f", r.seconds)) s")
+                write(
+                    "\(paint("build:\(r.key)", "32")) \(r.outcome.rawValue) in \(String(format: "%.1f", r.seconds)) s"
+                )
             }
         }
     }
@@ -182,7 +201,8 @@ final class BuildRenderer: @unchecked Sendable {
             write("no images to build")
             return
         }
-        let rows = [["IMAGE", "TAGS", "RESULT", "WHY", "SECONDS"]]
+        let rows =
+            [["IMAGE", "TAGS", "RESULT", "WHY", "SECONDS"]]
             + report.results.map { r in
                 var result = r.dryRun ? "would be \(r.outcome.rawValue)" : r.outcome.rawValue
                 if r.pushError != nil {

@@ -4,10 +4,16 @@ import SlipwayCore
 
 /// DevSpace's global flags, where they apply to slipway.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("config"), help: "The devspace.yaml to use (default: $DEVSPACE_CONFIG, then ./devspace.yaml).")
+    @Option(
+        name: .customLong("config"),
+        help: "The devspace.yaml to use (default: $DEVSPACE_CONFIG, then ./devspace.yaml)."
+    )
     var config: String?
 
-    @Option(name: .customLong("var"), help: ArgumentHelp("Set a variable, overriding vars and the environment.", valueName: "KEY=VALUE"))
+    @Option(
+        name: .customLong("var"),
+        help: ArgumentHelp("Set a variable, overriding vars and the environment.", valueName: "KEY=VALUE")
+    )
     var vars: [String] = []
 
     @Option(name: [.short, .customLong("profile")], help: "Apply a profile (repeatable; applied in order).")
@@ -44,7 +50,9 @@ struct GlobalOptions: ParsableArguments {
     /// The global flags among `args` (given after a pipeline's name, where DevSpace accepts
     /// them too: `slipway run-pipeline build --debug`), with their values, and the rest.
     static func extract(_ args: [String]) -> (globals: [String], rest: [String]) {
-        let valued: Set<String> = ["--config", "--var", "-p", "--profile", "-n", "--namespace", "--kube-context", "--chdir"]
+        let valued: Set<String> = [
+            "--config", "--var", "-p", "--profile", "-n", "--namespace", "--kube-context", "--chdir",
+        ]
         let flags: Set<String> = ["--disable-profile-activation", "--debug", "--silent", "--no-colors"]
         var globals: [String] = []
         var rest: [String] = []
@@ -88,7 +96,10 @@ struct GlobalOptions: ParsableArguments {
     var parsedVars: [(String, String)] {
         vars.compactMap { v in
             guard let eq = v.firstIndex(of: "=") else { return nil }
-            return (String(v[..<eq]).trimmingCharacters(in: .whitespaces), String(v[v.index(after: eq)...]).trimmingCharacters(in: .whitespaces))
+            return (
+                String(v[..<eq]).trimmingCharacters(in: .whitespaces),
+                String(v[v.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
+            )
         }
     }
 
@@ -97,9 +108,15 @@ struct GlobalOptions: ParsableArguments {
 
     func loadOptions() throws -> LoadOptions {
         LoadOptions(
-            configPath: config, workingDirectory: try workingDirectory(),
-            environment: ProcessInfo.processInfo.environment, vars: parsedVars, profiles: profiles,
-            disableProfileActivation: disableProfileActivation, namespace: namespace, kubeContext: kubeContext)
+            configPath: config,
+            workingDirectory: try workingDirectory(),
+            environment: ProcessInfo.processInfo.environment,
+            vars: parsedVars,
+            profiles: profiles,
+            disableProfileActivation: disableProfileActivation,
+            namespace: namespace,
+            kubeContext: kubeContext
+        )
     }
 
     /// Loads the config or prints every diagnostic and fails with exit 1.
@@ -133,7 +150,9 @@ func printDiagnostics(_ diagnostics: [ConfigDiagnostic]) {
     let shown = 100
     for d in diagnostics.prefix(shown) { Terminal.error(d.description) }
     if diagnostics.count > shown {
-        let counted = diagnostics.count > SchemaValidator.maxDiagnostics ? "over \(SchemaValidator.maxDiagnostics - shown)" : "\(diagnostics.count - shown)"
+        let counted =
+            diagnostics.count > SchemaValidator.maxDiagnostics
+            ? "over \(SchemaValidator.maxDiagnostics - shown)" : "\(diagnostics.count - shown)"
         Terminal.error("slipway: \(counted) more problems not shown; fix these first")
     }
 }

@@ -14,7 +14,8 @@ extension SlipwayCommand {
                 A hook that was there before is kept as <name>.slipway-chained and run first.
                 SLIPWAY=0 turns them off for one command; CI=true turns them off unless SLIPWAY=1.
                 """,
-            subcommands: [Install.self, Uninstall.self, Status.self])
+            subcommands: [Install.self, Uninstall.self, Status.self]
+        )
     }
 }
 
@@ -27,7 +28,8 @@ extension SlipwayCommand.Hooks {
                 Writes the hooks into the directory git runs hooks from (core.hooksPath when set,
                 else the common .git/hooks, shared by linked worktrees). The path of this slipway
                 binary (or --bin) is written into them.
-                """)
+                """
+        )
 
         @OptionGroup var options: RepositoryOption
 
@@ -36,7 +38,11 @@ extension SlipwayCommand.Hooks {
 
         func run() async throws {
             let directory = try options.directory()
-            let binary = bin.map { $0.hasPrefix("/") ? $0 : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent($0) }
+            let binary =
+                bin.map {
+                    $0.hasPrefix("/")
+                        ? $0 : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent($0)
+                }
                 ?? selfExecutable()
             let changes = try await hooksCall("install") { () async throws(HookError) in
                 try await HookInstaller.install(from: directory, binary: binary)
@@ -61,7 +67,8 @@ extension SlipwayCommand.Hooks {
     struct Uninstall: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "uninstall",
-            abstract: "Remove slipway's hooks and put back the hooks they replaced (idempotent).")
+            abstract: "Remove slipway's hooks and put back the hooks they replaced (idempotent)."
+        )
 
         @OptionGroup var options: RepositoryOption
 
@@ -86,7 +93,9 @@ extension SlipwayCommand.Hooks {
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "status", abstract: "Show which of slipway's hooks are installed, and where.")
+            commandName: "status",
+            abstract: "Show which of slipway's hooks are installed, and where."
+        )
 
         @OptionGroup var options: RepositoryOption
 
@@ -97,13 +106,18 @@ extension SlipwayCommand.Hooks {
             }
             let location = status.location
             var out = "hooks directory: \(location.directory)"
-            out += location.hooksPath.map { " (from core.hooksPath = \($0))\n" } ?? " (git's default; core.hooksPath is not set)\n"
+            out +=
+                location.hooksPath.map { " (from core.hooksPath = \($0))\n" }
+                ?? " (git's default; core.hooksPath is not set)\n"
             if let baked = status.bakedBinary {
-                out += "binary: \(baked)" + (status.bakedBinaryExists ? "\n" : " (missing: run `slipway hooks install` again)\n")
+                out +=
+                    "binary: \(baked)"
+                    + (status.bakedBinaryExists ? "\n" : " (missing: run `slipway hooks install` again)\n")
             } else {
                 out += "binary: none baked in (the hooks use $SLIPWAY_BIN, else slipway on PATH)\n"
             }
-            out += "gate mode: " + (location.gate ? "on (slipway.gate = true: pre-push waits for the build)\n" : "off\n")
+            out +=
+                "gate mode: " + (location.gate ? "on (slipway.gate = true: pre-push waits for the build)\n" : "off\n")
             for hook in status.hooks {
                 let what: String
                 switch hook.kind {
@@ -113,7 +127,8 @@ extension SlipwayCommand.Hooks {
                 case .foreign(let aside?) where aside.hasSuffix(".legacy"):
                     what = "foreign (not slipway's); it runs slipway's as \(fileName(aside)) (pre-commit)"
                 case .foreign(let aside?):
-                    what = "foreign (not slipway's); slipway's was moved to \(fileName(aside)) and does not run: "
+                    what =
+                        "foreign (not slipway's); slipway's was moved to \(fileName(aside)) and does not run: "
                         + "run `slipway hooks install` again"
                 case .missing: what = "missing"
                 }

@@ -7,8 +7,10 @@ extension SlipwayCommand {
     /// (the bash functions of the pipeline's prelude call it). Not for direct use.
     struct PipelineFunction: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "__pipeline-function", abstract: "Runs one built-in function of a pipeline.",
-            shouldDisplay: false)
+            commandName: "__pipeline-function",
+            abstract: "Runs one built-in function of a pipeline.",
+            shouldDisplay: false
+        )
 
         @Argument var name: String
         @Argument(parsing: .allUnrecognized) var arguments: [String] = []
@@ -21,8 +23,11 @@ extension SlipwayCommand {
             }
             do {
                 let functions = try PipelineFunctions.inRun(
-                    directory: directory, environment: environment, executable: selfExecutable(),
-                    output: TerminalPipelineOutput())
+                    directory: directory,
+                    environment: environment,
+                    executable: selfExecutable(),
+                    output: TerminalPipelineOutput()
+                )
                 let status = try await functions.call(name, arguments)
                 if status != 0 { throw ExitCode(status) }
             } catch let error as PipelineError {

@@ -8,8 +8,10 @@ struct PushFlags: ParsableArguments {
     var skipPush = false
 
     @Flag(
-        name: .customLong("skip-push-local-kube"), inversion: .prefixedNo,
-        help: "Do not push when the kube context is a local cluster (minikube, kind-*, docker-desktop, orbstack).")
+        name: .customLong("skip-push-local-kube"),
+        inversion: .prefixedNo,
+        help: "Do not push when the kube context is a local cluster (minikube, kind-*, docker-desktop, orbstack)."
+    )
     var skipPushLocalKube = true
 
     @Option(name: .customLong("push-timeout"), help: "Stop a push that makes no progress for this many seconds.")
@@ -97,7 +99,11 @@ struct PipelineFlags: ParsableArguments {
 /// Runs a pipeline for a command (`deploy`, `purge`, `render`, `run-pipeline NAME`).
 enum PipelineCommand {
     static func run(
-        _ name: String, global: GlobalOptions, flags: PipelineFlags, render: Bool = false, extra: [String]
+        _ name: String,
+        global: GlobalOptions,
+        flags: PipelineFlags,
+        render: Bool = false,
+        extra: [String]
     ) async throws {
         // Global flags may follow the pipeline's name, as DevSpace (cobra) accepts them.
         var global = global
@@ -126,7 +132,9 @@ enum PipelineCommand {
             let own = declared.map { "--\($0.name)" }.joined(separator: ", ")
             Terminal.error(
                 "slipway: \(PipelineFlags.message(for: error)); pipeline \(name) takes "
-                    + (own.isEmpty ? "no flags of its own" : own) + " besides the flags of `slipway run-pipeline --help`")
+                    + (own.isEmpty ? "no flags of its own" : own)
+                    + " besides the flags of `slipway run-pipeline --help`"
+            )
             throw ExitCode(64)
         }
         var defaults = flags.defaults
@@ -135,8 +143,14 @@ enum PipelineCommand {
         let status: Int32
         do {
             status = try await PipelineSession.run(
-                name, loaded: loaded, options: options, defaults: defaults, flags: pipelineFlags,
-                executable: selfExecutable(), environment: ProcessInfo.processInfo.environment)
+                name,
+                loaded: loaded,
+                options: options,
+                defaults: defaults,
+                flags: pipelineFlags,
+                executable: selfExecutable(),
+                environment: ProcessInfo.processInfo.environment
+            )
         } catch {
             Terminal.error(error.message)
             throw ExitCode.failure
@@ -161,7 +175,8 @@ extension SlipwayCommand {
                 get_image, get_flag, is_equal, is_empty, is_true, is_in, is_os (also with a __
                 prefix). The flags below become the defaults of those functions' flags, as in
                 DevSpace; the pipeline's own flags follow its name.
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var flags: PipelineFlags
@@ -169,7 +184,10 @@ extension SlipwayCommand {
         @Argument(help: "The pipeline to run.")
         var name: String
 
-        @Argument(parsing: .captureForPassthrough, help: "The pipeline's own flags (--name value), and the flags above.")
+        @Argument(
+            parsing: .captureForPassthrough,
+            help: "The pipeline's own flags (--name value), and the flags above."
+        )
         var pipelineFlags: [String] = []
 
         func run() async throws {
@@ -180,7 +198,8 @@ extension SlipwayCommand {
     struct Deploy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "deploy",
-            abstract: "Run the deploy pipeline: build the images, then create the deployments with their tags.")
+            abstract: "Run the deploy pipeline: build the images, then create the deployments with their tags."
+        )
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var flags: PipelineFlags
@@ -196,7 +215,8 @@ extension SlipwayCommand {
     struct Render: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "render",
-            abstract: "Run the deploy pipeline with --render: print what would be deployed, deploy nothing.")
+            abstract: "Run the deploy pipeline with --render: print what would be deployed, deploy nothing."
+        )
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var flags: PipelineFlags
@@ -211,7 +231,9 @@ extension SlipwayCommand {
 
     struct Purge: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "purge", abstract: "Run the purge pipeline: remove what the deployments created.")
+            commandName: "purge",
+            abstract: "Run the purge pipeline: remove what the deployments created."
+        )
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var flags: PipelineFlags

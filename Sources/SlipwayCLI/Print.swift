@@ -6,7 +6,8 @@ extension SlipwayCommand {
         // The name is spelled out: deriving it from the type costs a dynamic cast per run.
         static let configuration = CommandConfiguration(
             commandName: "print",
-            abstract: "Print the loaded config: profiles applied, variables resolved, DevSpace's adjustments made.")
+            abstract: "Print the loaded config: profiles applied, variables resolved, DevSpace's adjustments made."
+        )
 
         @OptionGroup var global: GlobalOptions
 

@@ -20,7 +20,8 @@ extension SlipwayCommand {
                 `kubectl apply -f -` (on stdin), then each service account gets the missing
                 secret names added to its imagePullSecrets (`kubectl get` + `kubectl patch`; a
                 missing account is created). Without a kubeconfig nothing is run.
-                """)
+                """
+        )
 
         @OptionGroup var global: GlobalOptions
 
@@ -40,7 +41,8 @@ extension SlipwayCommand {
                 let known = all.map(\.name).joined(separator: ", ")
                 Terminal.error(
                     "\(loaded.displayPath): pullSecrets: no entry named \"\(name)\""
-                        + (known.isEmpty ? "; the config has no pullSecrets" : " (entries: \(known))"))
+                        + (known.isEmpty ? "; the config has no pullSecrets" : " (entries: \(known))")
+                )
                 throw ExitCode.failure
             }
             let selected = names.isEmpty ? all : all.filter { names.contains($0.name) }
@@ -48,19 +50,24 @@ extension SlipwayCommand {
             do {
                 // -n, else the kube context's namespace (as kubectl would use).
                 let target = try KubeTarget.resolve(
-                    context: global.kubeContext, namespace: global.namespace, environment: environment)
+                    context: global.kubeContext,
+                    namespace: global.namespace,
+                    environment: environment
+                )
                 let namespace = target?.namespace ?? global.namespace
                 if !render && target == nil {
                     Terminal.error(
-                        "slipway pull-secrets: there is no cluster to apply to: no kubeconfig (KUBECONFIG, ~/.kube/config), or it names no current context and --kube-context is not given; print the manifests with `slipway pull-secrets --render`")
+                        "slipway pull-secrets: there is no cluster to apply to: no kubeconfig (KUBECONFIG, ~/.kube/config), or it names no current context and --kube-context is not given; print the manifests with `slipway pull-secrets --render`"
+                    )
                     throw ExitCode.failure
                 }
                 let docker = try DockerConfigFile.load(environment: environment)
-                let rendered = try await PullSecretRenderer(namespace: namespace, showSecrets: showSecrets || !render).render(
-                    selected
-                ) { (registry: String) throws(RegistryError) -> RegistryCredential? in
-                    try await docker.credential(for: registry, environment: environment)
-                }
+                let rendered = try await PullSecretRenderer(namespace: namespace, showSecrets: showSecrets || !render)
+                    .render(
+                        selected
+                    ) { (registry: String) throws(RegistryError) -> RegistryCredential? in
+                        try await docker.credential(for: registry, environment: environment)
+                    }
                 for warning in rendered.warnings { Terminal.error("warning: \(warning)") }
                 if rendered.manifests.isEmpty {
                     if !global.silent { Terminal.error("no pull secrets to \(render ? "render" : "apply")") }
@@ -70,7 +77,11 @@ extension SlipwayCommand {
                     Terminal.out(try YAMLEmitter().emit(rendered.manifests))
                     return
                 }
-                let applier = PullSecretApplier(context: target?.context, namespace: namespace, environment: environment)
+                let applier = PullSecretApplier(
+                    context: target?.context,
+                    namespace: namespace,
+                    environment: environment
+                )
                 for line in try await applier.apply(rendered) where !global.silent { Terminal.out(line + "\n") }
             } catch let error as RegistryError {
                 Terminal.error(error.description)

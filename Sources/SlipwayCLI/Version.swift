@@ -7,7 +7,8 @@ extension SlipwayCommand {
 
         func run() async throws {
             Terminal.out(
-                "slipway \(ConfigLoader.version) (reads devspace.yaml version v2beta1, as DevSpace \(ConfigLoader.devspaceCompatVersion))\n")
+                "slipway \(ConfigLoader.version) (reads devspace.yaml version v2beta1, as DevSpace \(ConfigLoader.devspaceCompatVersion))\n"
+            )
         }
     }
 }

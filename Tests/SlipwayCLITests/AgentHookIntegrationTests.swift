@@ -9,7 +9,11 @@ import Testing
 struct AgentHookIntegrationTests {
     /// A project whose image lives in `registry` and whose `web` deployment runs it as a
     /// container, with hooks installed and a bare remote `origin`.
-    static func project(_ dir: String, registry: TestRegistry? = nil, sleep: Int = 0) throws -> (AgentProject, remote: String) {
+    static func project(
+        _ dir: String,
+        registry: TestRegistry? = nil,
+        sleep: Int = 0
+    ) throws -> (AgentProject, remote: String) {
         let name = UUID().uuidString.lowercased().prefix(12)
         var extra = ""
         if let registry {
@@ -24,7 +28,12 @@ struct AgentHookIntegrationTests {
                           command: ["sleep", "3600"]
                 """
         }
-        let p = try AgentProject(dir: dir + "/work", sleep: sleep, extraConfig: extra, image: registry.map { "\($0.host)/\(name)/app" })
+        let p = try AgentProject(
+            dir: dir + "/work",
+            sleep: sleep,
+            extraConfig: extra,
+            image: registry.map { "\($0.host)/\(name)/app" }
+        )
         let remote = dir + "/remote.git"
         #expect(try sh(["git", "init", "-q", "--bare", remote], cwd: dir).status == 0)
         #expect(try p.git(["remote", "add", "origin", remote]).status == 0)
@@ -40,14 +49,20 @@ struct AgentHookIntegrationTests {
                 "python3", "-c",
                 "import json,sys,urllib.request\ntry:\n print('\\n'.join(json.load(urllib.request.urlopen(sys.argv[1]))['tags'] or []))\nexcept Exception as e:\n pass",
                 "http://\(registry.host)/v2/\(name)/tags/list",
-            ], cwd: "/")
+            ],
+            cwd: "/"
+        )
         return r.stdout.split(separator: "\n").map(String.init).sorted()
     }
 
     static func containers(_ p: AgentProject) throws -> [String: String] {
         let out = try sh(
-            ["docker", "ps", "--filter", "label=dev.slipway.config=\(p.dir)/devspace.yaml", "--format", "{{.Names}} {{.Image}}"],
-            cwd: "/")
+            [
+                "docker", "ps", "--filter", "label=dev.slipway.config=\(p.dir)/devspace.yaml", "--format",
+                "{{.Names}} {{.Image}}",
+            ],
+            cwd: "/"
+        )
         var found: [String: String] = [:]
         for line in out.stdout.split(separator: "\n") {
             let f = line.split(separator: " ").map(String.init)
@@ -73,7 +88,11 @@ struct AgentHookIntegrationTests {
             try "changed\n".write(toFile: p.dir + "/app/hello.txt", atomically: true, encoding: .utf8)
             // git's output on a pipe: the hook's children must not hold it.
             let started = Date()
-            let commit = try sh(["sh", "-c", "git -c user.name=t -c user.email=t@localhost commit -qam change 2>&1 | cat"], cwd: p.dir, env: p.env)
+            let commit = try sh(
+                ["sh", "-c", "git -c user.name=t -c user.email=t@localhost commit -qam change 2>&1 | cat"],
+                cwd: p.dir,
+                env: p.env
+            )
             let took = Date().timeIntervalSince(started)
             #expect(commit.status == 0)
             #expect(took < 1.0, "git commit took \(took) s with the hooks")
@@ -95,7 +114,10 @@ struct AgentHookIntegrationTests {
             #expect(Self.eventually { p.journal().contains { $0.kind == .finished && $0.id == 1 } }, "log:\n\(p.log())")
             try p.write("app/Dockerfile", "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n")
             let next = try p.git(["commit", "-qam", "fixed"])
-            #expect(next.stderr.contains("slipway: job 1 (commit pipeline at \(broken.prefix(7)) on main) failed: "), "\(next.stderr)")
+            #expect(
+                next.stderr.contains("slipway: job 1 (commit pipeline at \(broken.prefix(7)) on main) failed: "),
+                "\(next.stderr)"
+            )
             #expect(next.stderr.contains("slipway agent logs"))
             _ = try p.waitIdle()
             let quiet = try p.git(["commit", "-q", "--allow-empty", "-m", "quiet"])
@@ -117,8 +139,12 @@ struct AgentHookIntegrationTests {
             // Pushed as `HEAD`: pre-push names the local ref as typed; the job is the remote's branch.
             let push = try p.git(["push", "-q", "origin", "HEAD"])
             #expect(push.status == 0, "\(push.stderr)")
-            #expect(try Self.eventually { try Self.registryTags(registry, p.repo) == [describe, "feature-Login"].sorted() },
-                "registry tags: \((try? Self.registryTags(registry, p.repo)) ?? []); log:\n\(p.log())")
+            #expect(
+                try Self.eventually {
+                    try Self.registryTags(registry, p.repo) == [describe, "feature-Login"].sorted()
+                },
+                "registry tags: \((try? Self.registryTags(registry, p.repo)) ?? []); log:\n\(p.log())"
+            )
             let s = try #require(try p.waitIdle())
             let pushed = try #require(s.last.first { $0.pipeline == "push" })
             #expect(pushed.result?.ok == true, "\(String(describing: pushed.result))")
@@ -150,7 +176,10 @@ struct AgentHookIntegrationTests {
             // Accepted now, pushed to the URL: no remote-tracking ref moves, the remote says yes.
             try FileManager.default.removeItem(atPath: policy)
             #expect(try p.git(["push", "-q", remote, "main"]).status == 0)
-            #expect(try Self.eventually { try Self.containers(p)["agent-test-web-app-main"] != nil }, "log:\n\(p.log())")
+            #expect(
+                try Self.eventually { try Self.containers(p)["agent-test-web-app-main"] != nil },
+                "log:\n\(p.log())"
+            )
             s = try #require(try p.waitIdle())
             #expect(s.last.first { $0.pipeline == "push" }?.result?.ok == true)
             #expect(p.log().contains("the push succeeded"))
@@ -168,8 +197,14 @@ struct AgentHookIntegrationTests {
             let broken = try p.commit("broken")
             let push = try p.git(["push", "origin", "main"])
             #expect(push.status != 0)
-            #expect(push.stderr.contains("slipway gate: the push was refused because the build failed"), "\(push.stderr)")
-            let there = try sh(["git", "--git-dir", remote, "rev-parse", "--verify", "-q", "refs/heads/main"], cwd: dir)
+            #expect(
+                push.stderr.contains("slipway gate: the push was refused because the build failed"),
+                "\(push.stderr)"
+            )
+            let there = try sh(
+                ["git", "--git-dir", remote, "rev-parse", "--verify", "-q", "refs/heads/main"],
+                cwd: dir
+            )
             #expect(there.status != 0, "the refused push reached the remote")
             // Fixed, the gate passes and the push goes through.
             try p.write("app/Dockerfile", "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n")
@@ -177,7 +212,9 @@ struct AgentHookIntegrationTests {
             #expect(fixed != broken)
             let again = try p.git(["push", "origin", "main"])
             #expect(again.status == 0, "\(again.stderr)")
-            #expect(try sh(["git", "--git-dir", remote, "rev-parse", "refs/heads/main"], cwd: dir).stdout.hasPrefix(fixed))
+            #expect(
+                try sh(["git", "--git-dir", remote, "rev-parse", "refs/heads/main"], cwd: dir).stdout.hasPrefix(fixed)
+            )
             _ = try p.waitIdle()
         }
     }
@@ -229,7 +266,9 @@ struct AgentHookIntegrationTests {
             // The next commit's hook starts a new agent, which resumes the interrupted job.
             _ = try p.commit("second")
             let secondDescribe = try p.describe()
-            #expect(Self.eventually(60) { p.agentPID().map { $0 != pid && ChildProcess.isAlive($0, start: nil) } ?? false })
+            #expect(
+                Self.eventually(60) { p.agentPID().map { $0 != pid && ChildProcess.isAlive($0, start: nil) } ?? false }
+            )
             _ = try p.waitIdle(240)
             let records = p.journal()
             let first = try #require(records.first { $0.kind == .accepted }?.id)

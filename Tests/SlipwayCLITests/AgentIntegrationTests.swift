@@ -14,13 +14,18 @@ struct AgentProject {
     init(dir: String, sleep: Int = 0, extraConfig: String = "", image: String? = nil) throws {
         self.dir = dir
         repo = image ?? uniqueTestRepository()
-        env = ["KUBECONFIG": dir + "/no-kubeconfig", "SLIPWAY": "1", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"]
+        env = [
+            "KUBECONFIG": dir + "/no-kubeconfig", "SLIPWAY": "1", "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+        ]
         try FileManager.default.createDirectory(atPath: dir + "/app", withIntermediateDirectories: true)
         // The sleeping step names this project, so the engine's layer cache (shared by every
         // test run on the machine) can never make it fast.
         try write(
             "app/Dockerfile",
-            "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n" + (sleep > 0 ? "RUN sleep \(sleep) && echo \(repo)\n" : ""))
+            "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n"
+                + (sleep > 0 ? "RUN sleep \(sleep) && echo \(repo)\n" : "")
+        )
         try write("app/hello.txt", "hello\n")
         try write(".gitignore", ".devspace/\n")
         try write(
@@ -34,8 +39,11 @@ struct AgentProject {
                 dockerfile: app/Dockerfile
                 context: app
             \(extraConfig)
-            """)
-        for args in [["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "first"], ["tag", "-a", "v1.0", "-m", "v1"]] {
+            """
+        )
+        for args in [
+            ["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "first"], ["tag", "-a", "v1.0", "-m", "v1"],
+        ] {
             let r = try git(args)
             #expect(r.status == 0, "git \(args): \(r.stderr)")
         }
@@ -46,8 +54,16 @@ struct AgentProject {
     }
 
     @discardableResult
-    func git(_ args: [String], in directory: String? = nil, env extra: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        try sh(["git", "-c", "user.name=t", "-c", "user.email=t@localhost"] + args, cwd: directory ?? dir, env: env.merging(extra) { $1 })
+    func git(
+        _ args: [String],
+        in directory: String? = nil,
+        env extra: [String: String] = [:]
+    ) throws -> (status: Int32, stdout: String, stderr: String) {
+        try sh(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"] + args,
+            cwd: directory ?? dir,
+            env: env.merging(extra) { $1 }
+        )
     }
 
     func commit(_ text: String, in directory: String? = nil) throws -> String {
@@ -60,7 +76,12 @@ struct AgentProject {
         try git(["describe", "--always"], in: directory).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    func slipway(_ args: [String], in directory: String? = nil, env extra: [String: String] = [:], timeout: Int = 300) throws -> SlipwayBinary.Result {
+    func slipway(
+        _ args: [String],
+        in directory: String? = nil,
+        env extra: [String: String] = [:],
+        timeout: Int = 300
+    ) throws -> SlipwayBinary.Result {
         try SlipwayBinary.run(args, in: directory ?? dir, env: env.merging(extra) { $1 }, timeout: timeout)
     }
 
@@ -77,7 +98,9 @@ struct AgentProject {
         while Date() < deadline {
             // Idle means also that no hook's file waits in the inbox.
             let inbox = (try? FileManager.default.contentsOfDirectory(atPath: state + "/inbox")) ?? []
-            if inbox.isEmpty, let s = try status(), s.running.isEmpty, s.queued.isEmpty, s.awaitingPush.isEmpty { return s }
+            if inbox.isEmpty, let s = try status(), s.running.isEmpty, s.queued.isEmpty, s.awaitingPush.isEmpty {
+                return s
+            }
             usleep(200_000)
         }
         Issue.record("the agent was still busy after \(seconds) s")
@@ -88,7 +111,9 @@ struct AgentProject {
     func journal() -> [JournalRecord] { Journal(path: state + "/journal.jsonl").read() }
 
     func agentPID() -> Int32? {
-        (try? String(contentsOfFile: state + "/agent.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        (try? String(contentsOfFile: state + "/agent.pid", encoding: .utf8)).flatMap {
+            Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
     }
 
     func imageExists(_ tag: String) throws -> Bool {
@@ -101,9 +126,15 @@ struct AgentProject {
     func cleanUp() {
         _ = try? slipway(["agent", "stop"], timeout: 30)
         _ = try? sh(
-            ["sh", "-c", "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f", "sh", dir],
-            cwd: "/")
-        let images = (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], cwd: "/"))?.stdout ?? ""
+            [
+                "sh", "-c",
+                "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f", "sh",
+                dir,
+            ],
+            cwd: "/"
+        )
+        let images =
+            (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], cwd: "/"))?.stdout ?? ""
         let ours = images.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
     }
@@ -121,7 +152,10 @@ struct AgentIntegrationTests {
             #expect(start.stdout.contains("started"))
             var st = stat()
             #expect(stat(p.state, &st) == 0 && st.st_mode & 0o777 == 0o700)
-            #expect(lstat(p.state + "/agent.sock", &st) == 0 && st.st_mode & 0o777 == 0o600 && (st.st_mode & S_IFMT) == S_IFSOCK)
+            #expect(
+                lstat(p.state + "/agent.sock", &st) == 0 && st.st_mode & 0o777 == 0o600
+                    && (st.st_mode & S_IFMT) == S_IFSOCK
+            )
             let pid = try #require(p.agentPID())
             #expect(ChildProcess.isAlive(pid, start: nil))
             // A second start finds it; a second agent refuses to run.
@@ -221,14 +255,22 @@ struct AgentIntegrationTests {
             let p = try AgentProject(dir: dir)
             defer { p.cleanUp() }
             #expect(try p.slipway(["agent", "start"]).status == 0)
-            #expect(AgentHookIntegrationTests.eventually(60) { p.log().contains("warm digests: watching the build contexts of \(dir)") }, "\(p.log())")
+            #expect(
+                AgentHookIntegrationTests.eventually(60) {
+                    p.log().contains("warm digests: watching the build contexts of \(dir)")
+                },
+                "\(p.log())"
+            )
             for n in 1...2 {
                 _ = try p.commit("warm \(n)")
                 usleep(1_000_000)  // the warmer re-digests after its quiet period
                 let r = try p.slipway(["agent", "submit", "commit", "--wait"])
                 #expect(r.status == 0, "\(r.stderr)")
                 let describe = try p.describe()
-                let content = try sh(["docker", "run", "--rm", "--network", "none", "\(p.repo):\(describe)", "cat", "/hello.txt"], cwd: "/")
+                let content = try sh(
+                    ["docker", "run", "--rm", "--network", "none", "\(p.repo):\(describe)", "cat", "/hello.txt"],
+                    cwd: "/"
+                )
                 #expect(content.stdout == "warm \(n)\n", "the image has the committed content")
             }
             #expect(p.log().contains("with warm digests"), "\(p.log())")
@@ -247,17 +289,35 @@ struct AgentIntegrationTests {
                 #expect(try p.slipway(["agent", "submit", "commit", "--wait"]).status == 0)
                 if n == 1 {
                     // A (stopped) container of the oldest image: it must stay.
-                    #expect(try sh(["docker", "create", "--network", "none", "--label", "dev.slipway.config=\(dir)/devspace.yaml", "\(p.repo):\(tags[0])", "true"], cwd: "/").status == 0)
+                    #expect(
+                        try sh(
+                            [
+                                "docker", "create", "--network", "none", "--label",
+                                "dev.slipway.config=\(dir)/devspace.yaml", "\(p.repo):\(tags[0])", "true",
+                            ],
+                            cwd: "/"
+                        ).status == 0
+                    )
                 }
             }
             // Retention runs after a job is reported finished.
-            #expect(AgentHookIntegrationTests.eventually(60) { p.log().contains("\(p.repo):\(tags[1]): removed") }, "\(p.log())")
+            #expect(
+                AgentHookIntegrationTests.eventually(60) { p.log().contains("\(p.repo):\(tags[1]): removed") },
+                "\(p.log())"
+            )
             #expect(try p.imageExists(tags[0]), "used by a container")
             #expect(try !p.imageExists(tags[1]), "beyond the newest 2 and unused")
             #expect(try p.imageExists(tags[2]) && p.imageExists(tags[3]))
             #expect(p.log().contains("\(p.repo):\(tags[0]): kept (a container uses it)"))
             // Once nothing uses it, `slipway cleanup images` removes it; --dry-run only says so.
-            _ = try sh(["sh", "-c", "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f", "sh", dir], cwd: "/")
+            _ = try sh(
+                [
+                    "sh", "-c",
+                    "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f",
+                    "sh", dir,
+                ],
+                cwd: "/"
+            )
             let dry = try p.slipway(["cleanup", "images", "--keep", "2", "--dry-run"])
             #expect(dry.status == 0)
             #expect(dry.stdout == "\(p.repo):\(tags[0]): would be removed\n", "\(dry.stdout)")
@@ -323,7 +383,10 @@ struct AgentIntegrationTests {
             #expect(r.status == 1)
             #expect(r.stderr.contains("devspace.yaml:"), "\(r.stderr)")
             let s = try #require(try p.status())
-            #expect(s.last.first?.result?.message.contains("devspace.yaml:5:") == true, "\(String(describing: s.last.first?.result))")
+            #expect(
+                s.last.first?.result?.message.contains("devspace.yaml:5:") == true,
+                "\(String(describing: s.last.first?.result))"
+            )
             // A variable that would be asked for interactively.
             try p.write(
                 "devspace.yaml",
@@ -338,7 +401,8 @@ struct AgentIntegrationTests {
                     image: \(p.repo)-${REGISTRY_USER}
                     dockerfile: app/Dockerfile
                     context: app
-                """)
+                """
+            )
             _ = try p.commit("ask")
             let q = try p.slipway(["agent", "submit", "commit", "--wait"])
             #expect(q.status == 1)
@@ -371,13 +435,20 @@ struct AgentIntegrationTests {
             let home = dir + "-nobody-home"
             try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: home) }
-            try "[safe]\n\tdirectory = \(dir)\n\tdirectory = \(dir)/\n".write(toFile: home + "/.gitconfig", atomically: true, encoding: .utf8)
+            try "[safe]\n\tdirectory = \(dir)\n\tdirectory = \(dir)/\n".write(
+                toFile: home + "/.gitconfig",
+                atomically: true,
+                encoding: .utf8
+            )
             chmod(home, 0o755)
             chmod(home + "/.gitconfig", 0o644)
             let asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SlipwayBinary.path]
             let denied = try sh(asNobody + ["agent", "status", "--chdir", dir], cwd: "/", env: ["HOME": home])
             #expect(denied.status == 1, "\(denied.stdout)")
-            #expect(denied.stderr.contains("permission denied") || denied.stderr.contains("Permission denied"), "\(denied.stderr)")
+            #expect(
+                denied.stderr.contains("permission denied") || denied.stderr.contains("Permission denied"),
+                "\(denied.stderr)"
+            )
             // Even with the directory and the socket opened up, the agent checks the peer's uid.
             chmod(p.state, 0o711)
             chmod(p.state + "/agent.sock", 0o666)

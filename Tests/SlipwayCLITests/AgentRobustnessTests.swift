@@ -23,7 +23,9 @@ final class RawConnection {
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard connected == 0 else {
             close(fd)
@@ -117,10 +119,16 @@ final class HalfOpenFlood: @unchecked Sendable {
                     continue
                 }
                 let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                    }
                 }
                 if connected != 0 { failed += 1 }
-                if n % 2 == 1 { _ = partial.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) } }
+                if n % 2 == 1 {
+                    _ = partial.withUnsafeBytes {
+                        send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                    }
+                }
                 opened.append(fd)
             }
             lock.withLock {
@@ -183,7 +191,8 @@ struct AgentRobustnessTests {
         let connections = 10_000
         try #require(
             Self.raiseDescriptorLimit(to: connections + 500),
-            "the test needs a descriptor limit above \(connections + 500) (ulimit -Hn) to hold \(connections) connections")
+            "the test needs a descriptor limit above \(connections + 500) (ulimit -Hn) to hold \(connections) connections"
+        )
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)
             defer { p.cleanUp() }
@@ -216,8 +225,14 @@ struct AgentRobustnessTests {
             let held = try p.slipway(["status"], timeout: 30)
             asked.append(Self.elapsed(since: t))
             #expect(held.status == 0 && held.stdout.contains("agent: running (pid \(pid))"), "\(held.stderr)")
-            #expect(peak.threads <= 32, "threads: \(idle.threads) idle, \(peak.threads) with \(connections) connections")
-            #expect(peak.rss - idle.rss <= 20 << 10, "RSS: \(idle.rss) kB idle, \(peak.rss) kB with \(connections) connections")
+            #expect(
+                peak.threads <= 32,
+                "threads: \(idle.threads) idle, \(peak.threads) with \(connections) connections"
+            )
+            #expect(
+                peak.rss - idle.rss <= 20 << 10,
+                "RSS: \(idle.rss) kB idle, \(peak.rss) kB with \(connections) connections"
+            )
             #expect(asked.allSatisfy { $0 < 10 }, "slipway status took \(asked) s")
 
             // Two commits through the hooks while the connections are held: accepted in order,
@@ -238,10 +253,17 @@ struct AgentRobustnessTests {
                 return
             }
             #expect(result.ok)
-            let startedAfter = records.filter { $0.kind == .started && ($0.id ?? 0) != newest.id && $0.at > result.startedAt }
+            let startedAfter = records.filter {
+                $0.kind == .started && ($0.id ?? 0) != newest.id && $0.at > result.startedAt
+            }
             #expect(startedAfter.isEmpty, "a job started after the newest commit's")
-            #expect(AgentHookIntegrationTests.eventually(15) { p.log().contains("connections: ") }, "the flood is summed up in the log")
-            print("flood: \(connections) connections; threads \(idle.threads) -> \(peak.threads); RSS \(idle.rss / 1024) -> \(peak.rss / 1024) MB; status \(asked.map { String(format: "%.2f", $0) }) s")
+            #expect(
+                AgentHookIntegrationTests.eventually(15) { p.log().contains("connections: ") },
+                "the flood is summed up in the log"
+            )
+            print(
+                "flood: \(connections) connections; threads \(idle.threads) -> \(peak.threads); RSS \(idle.rss / 1024) -> \(peak.rss / 1024) MB; status \(asked.map { String(format: "%.2f", $0) }) s"
+            )
         }
     }
 
@@ -261,7 +283,10 @@ struct AgentRobustnessTests {
             for connection in [silent, partial] {
                 let answer = connection.response(within: 10)
                 #expect(answer?.ok == false, "\(String(describing: answer))")
-                #expect(answer?.error?.contains("no complete request within 5 s") == true, "\(String(describing: answer))")
+                #expect(
+                    answer?.error?.contains("no complete request within 5 s") == true,
+                    "\(String(describing: answer))"
+                )
                 #expect(connection.isClosedByPeer(within: 2))
             }
             let waited = Self.elapsed(since: start)
@@ -301,10 +326,15 @@ struct AgentRobustnessTests {
             let seventeenth = try #require(RawConnection(socket))
             seventeenth.send(#"{"op":"follow","lines":1}"# + "\n")
             let refused = seventeenth.response(within: 10)
-            #expect(refused?.busy == true && refused?.error?.contains("16 clients already follow the log") == true, "\(String(describing: refused))")
+            #expect(
+                refused?.busy == true && refused?.error?.contains("16 clients already follow the log") == true,
+                "\(String(describing: refused))"
+            )
             // 16 gate jobs waited for (the first runs for 30 s); the 17th is refused and not accepted.
             let head = try p.git(["rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            let submit = #"{"op":"submit","job":{"pipeline":"gate","ref":"refs/heads/main","commit":"\#(head)","worktree":"\#(dir)"},"wait":true}"# + "\n"
+            let submit =
+                #"{"op":"submit","job":{"pipeline":"gate","ref":"refs/heads/main","commit":"\#(head)","worktree":"\#(dir)"},"wait":true}"#
+                + "\n"
             var waiters: [RawConnection] = []
             for _ in 0..<16 {
                 let c = try #require(RawConnection(socket))
@@ -316,7 +346,10 @@ struct AgentRobustnessTests {
             let one = try #require(RawConnection(socket))
             one.send(submit)
             let busy = one.response(within: 10)
-            #expect(busy?.busy == true && busy?.error?.contains("nothing was submitted") == true, "\(String(describing: busy))")
+            #expect(
+                busy?.busy == true && busy?.error?.contains("nothing was submitted") == true,
+                "\(String(describing: busy))"
+            )
             #expect(p.journal().filter { $0.kind == .accepted }.count == 16)
             // 100 idle connections: at most 64 wait, the oldest make room; status still answers.
             var idle: [RawConnection] = []
@@ -337,7 +370,10 @@ struct AgentRobustnessTests {
             #expect(try p.slipway(["agent", "stop"]).status == 0)
             for c in waiters {
                 let end = c.response(within: 10)
-                #expect(end?.ok == false && end?.error?.contains("the agent stopped before job") == true, "\(String(describing: end))")
+                #expect(
+                    end?.ok == false && end?.error?.contains("the agent stopped before job") == true,
+                    "\(String(describing: end))"
+                )
             }
         }
     }
@@ -363,7 +399,10 @@ struct AgentRobustnessTests {
             #expect(count >= 20_000, "the reading follower got \(count) of the job's lines")
             var last: AgentResponse?
             while let response = stuck.response(within: 10) { last = response }
-            #expect(last?.ok == false && last?.error?.contains("you read the log too slowly and missed") == true, "\(String(describing: last))")
+            #expect(
+                last?.ok == false && last?.error?.contains("you read the log too slowly and missed") == true,
+                "\(String(describing: last))"
+            )
             #expect(try p.slipway(["status"]).status == 0)
         }
     }
@@ -374,7 +413,10 @@ struct AgentRobustnessTests {
             defer { p.cleanUp() }
             #expect(try p.slipway(["hooks", "install"]).status == 0)
             #expect(try p.slipway(["agent", "start"]).status == 0)
-            #expect(AgentHookIntegrationTests.eventually(60) { p.log().contains("warm digests: watching") }, "\(p.log())")
+            #expect(
+                AgentHookIntegrationTests.eventually(60) { p.log().contains("warm digests: watching") },
+                "\(p.log())"
+            )
             _ = try p.waitIdle()
             usleep(500_000)
             let pid = try #require(p.agentPID())
@@ -385,7 +427,8 @@ struct AgentRobustnessTests {
             let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
             let soft = try #require(
                 limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
-                    .split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.map(String.init))
+                    .split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.map(String.init)
+            )
             let lowered = try sh(["prlimit", "--pid", String(pid), "--nofile=\(lowest):"], cwd: "/")
             try #require(lowered.status == 0, "prlimit: \(lowered.stderr)")
             var restored = false
@@ -393,14 +436,20 @@ struct AgentRobustnessTests {
 
             let commit = try p.commit("out of descriptors")
             #expect(
-                AgentHookIntegrationTests.eventually(10) { p.log().contains("Too many open files; trying again shortly") },
-                "log:\n\(p.log())")
+                AgentHookIntegrationTests.eventually(10) {
+                    p.log().contains("Too many open files; trying again shortly")
+                },
+                "log:\n\(p.log())"
+            )
             usleep(1_000_000)
             #expect(!p.journal().contains { $0.job?.commit == commit }, "accepted while it could not be read?")
             #expect(try sh(["prlimit", "--pid", String(pid), "--nofile=\(soft):"], cwd: "/").status == 0)
             restored = true
             // Read again without a restart, and built.
-            #expect(AgentHookIntegrationTests.eventually(10) { p.journal().contains { $0.job?.commit == commit } }, "log:\n\(p.log())")
+            #expect(
+                AgentHookIntegrationTests.eventually(10) { p.journal().contains { $0.job?.commit == commit } },
+                "log:\n\(p.log())"
+            )
             let describe = try p.describe()
             #expect(try AgentHookIntegrationTests.eventually(120) { try p.imageExists(describe) }, "log:\n\(p.log())")
             #expect(p.agentPID() == pid, "the same agent")
@@ -418,7 +467,11 @@ struct AgentRobustnessTests {
             let inbox = p.state + "/inbox"
             try FileManager.default.createDirectory(atPath: inbox, withIntermediateDirectories: true)
             func event(_ name: String, _ commit: String) throws {
-                try "v1\tcommit\t\(commit)\trefs/heads/main\t\(dir)\n".write(toFile: inbox + "/" + name, atomically: true, encoding: .utf8)
+                try "v1\tcommit\t\(commit)\trefs/heads/main\t\(dir)\n".write(
+                    toFile: inbox + "/" + name,
+                    atomically: true,
+                    encoding: .utf8
+                )
             }
             // The newer commit's event, built.
             try event("commit.200.\(newer)", newer)
@@ -427,14 +480,22 @@ struct AgentRobustnessTests {
             #expect(try p.imageExists(try p.describe()))
             // The older commit's event comes late (it could not be read at first): not built.
             try event("commit.100.\(older)", older)
-            #expect(AgentHookIntegrationTests.eventually(10) { p.journal().contains { $0.kind == .superseded && $0.id == 2 } }, "\(p.log())")
+            #expect(
+                AgentHookIntegrationTests.eventually(10) {
+                    p.journal().contains { $0.kind == .superseded && $0.id == 2 }
+                },
+                "\(p.log())"
+            )
             var s = try #require(try p.waitIdle())
             #expect(s.last.first?.id == 1, "the newer commit's job stays the last built")
             let records = p.journal()
             #expect(records.first { $0.kind == .accepted && $0.id == 2 }?.job?.commit == older)
             let late = try #require(records.first { $0.kind == .superseded && $0.id == 2 })
             #expect(late.by == 1)
-            #expect(late.reason?.contains("a late event: \(older.prefix(7)) is an ancestor of \(newer.prefix(7))") == true, "\(String(describing: late.reason))")
+            #expect(
+                late.reason?.contains("a late event: \(older.prefix(7)) is an ancestor of \(newer.prefix(7))") == true,
+                "\(String(describing: late.reason))"
+            )
             #expect(!records.contains { $0.kind == .started && $0.id == 2 })
             #expect(try !p.imageExists(olderDescribe))
             #expect(p.log().contains("job 2 superseded by job 1: a late event"))
@@ -456,12 +517,16 @@ struct AgentRobustnessTests {
             try FileManager.default.createDirectory(atPath: p.state, withIntermediateDirectories: true)
             let mounted = try sh(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", p.state], cwd: "/")
             guard mounted.status == 0 else {
-                if EngineAvailability.required { Issue.record("cannot mount a tmpfs (this test needs root): \(mounted.stderr)") }
+                if EngineAvailability.required {
+                    Issue.record("cannot mount a tmpfs (this test needs root): \(mounted.stderr)")
+                }
                 return
             }
             defer {
                 _ = try? p.slipway(["agent", "stop"], timeout: 30)
-                if (try? sh(["umount", p.state], cwd: "/").status) != 0 { _ = try? sh(["umount", "-l", p.state], cwd: "/") }
+                if (try? sh(["umount", p.state], cwd: "/").status) != 0 {
+                    _ = try? sh(["umount", "-l", p.state], cwd: "/")
+                }
             }
             #expect(try p.slipway(["agent", "start"]).status == 0)
             _ = try sh(["dd", "if=/dev/zero", "of=\(p.state)/filler", "bs=4k"], cwd: "/")  // until the disk is full
@@ -471,9 +536,15 @@ struct AgentRobustnessTests {
             let oid = try p.git(["rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(full.status == 0, "the commit stands")
             #expect(
-                full.stderr == "slipway: cannot write to \(p.state)/inbox (disk full?): commit \(oid.prefix(7)) will not be built; "
-                    + "free space there, then run `slipway agent submit commit`\n", "\(full.stderr)")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: p.state + "/inbox").isEmpty, "a file left behind")
+                full.stderr
+                    == "slipway: cannot write to \(p.state)/inbox (disk full?): commit \(oid.prefix(7)) will not be built; "
+                    + "free space there, then run `slipway agent submit commit`\n",
+                "\(full.stderr)"
+            )
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: p.state + "/inbox").isEmpty,
+                "a file left behind"
+            )
             usleep(500_000)
             #expect(p.journal().count == before)
             // Space again: the next commit is built.
@@ -536,10 +607,16 @@ struct AgentRobustnessTests {
                 if duringAJob {
                     commit = try p.commit("round \(round)")
                     try "v1\tcommit\t\(commit)\trefs/heads/main\t\(dir)\n".write(
-                        toFile: inbox + "/commit.\(round).\(commit)", atomically: true, encoding: .utf8)
+                        toFile: inbox + "/commit.\(round).\(commit)",
+                        atomically: true,
+                        encoding: .utf8
+                    )
                 }
                 let pid = try ChildProcess.daemon(
-                    SlipwayBinary.path, ["agent", "run", "--background", "--chdir", dir], environment: environment)
+                    SlipwayBinary.path,
+                    ["agent", "run", "--background", "--chdir", dir],
+                    environment: environment
+                )
                 var delay = Double.random(in: 0...0.3)
                 if padded {
                     // Killed while it rewrites the journal, when that can be seen in time.
@@ -585,7 +662,8 @@ struct AgentRobustnessTests {
             #expect(Set(finished).count == finished.count, "\(finished)")
             print(
                 "kills: \(kills.joined(separator: ", ")); \(duringJournalWrites) while the journal was rewritten; "
-                    + "left \(leftInState.count) in the state directory, \(leftInTmp.count) in /tmp")
+                    + "left \(leftInState.count) in the state directory, \(leftInTmp.count) in /tmp"
+            )
         }
     }
 
@@ -599,7 +677,11 @@ struct AgentRobustnessTests {
             ]) { $1 }
             // A running `slipway run-pipeline` and the state directory it made.
             let pipeline = try ChildProcess.start(
-                SlipwayBinary.path, ["run-pipeline", "--chdir", dir, "hold"], environment: environment, ownProcessGroup: true)
+                SlipwayBinary.path,
+                ["run-pipeline", "--chdir", dir, "hold"],
+                environment: environment,
+                ownProcessGroup: true
+            )
             var reaped = false
             defer {
                 // Never after it was reaped: its pid may name another test's process by now.
@@ -613,7 +695,9 @@ struct AgentRobustnessTests {
             let prefix = "slipway-pipeline-\(pipeline.pid).\(start)-"
             var made: String?
             _ = AgentHookIntegrationTests.eventually(20) {
-                made = ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).first { $0.hasPrefix(prefix) }
+                made = ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).first {
+                    $0.hasPrefix(prefix)
+                }
                 return made != nil
             }
             let stateDirectory = "/tmp/" + (try #require(made, "run-pipeline made no /tmp/\(prefix)*"))
@@ -632,7 +716,10 @@ struct AgentRobustnessTests {
             defer { try? FileManager.default.removeItem(atPath: deadDirectory) }
 
             #expect(try p.slipway(["agent", "start"]).status == 0)
-            #expect(FileManager.default.fileExists(atPath: stateDirectory), "a running pipeline's directory was removed")
+            #expect(
+                FileManager.default.fileExists(atPath: stateDirectory),
+                "a running pipeline's directory was removed"
+            )
             #expect(FileManager.default.fileExists(atPath: live))
             #expect(!FileManager.default.fileExists(atPath: reused))
             #expect(!FileManager.default.fileExists(atPath: dead))

@@ -30,7 +30,8 @@ struct BuildIntegrationTests {
                       base:
                         image: \(repo)-base
                         target: base
-                    """)
+                    """
+            )
             try write(
                 "Dockerfile",
                 """
@@ -40,7 +41,8 @@ struct BuildIntegrationTests {
                 FROM base AS runtime
                 COPY src/ /src/
                 CMD ["cat", "/greeting"]
-                """)
+                """
+            )
             // `.git` is ignored, as Docker recommends: otherwise every commit changes the context.
             try write(".dockerignore", ".git\nignored/\n*.log\n")
             try write("src/main.txt", "main\n")
@@ -51,7 +53,9 @@ struct BuildIntegrationTests {
         func write(_ path: String, _ text: String) throws {
             let full = dir + "/" + path
             try FileManager.default.createDirectory(
-                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                atPath: (full as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try text.write(toFile: full, atomically: false, encoding: .utf8)
         }
 
@@ -61,16 +65,20 @@ struct BuildIntegrationTests {
         }
 
         func cleanUp() {
-            let images = (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
+            let images =
+                (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
             let ours = images.split(separator: "\n").map(String.init).filter { $0.hasPrefix(repo) }
             if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
         }
     }
 
     /// The JSON summary: image key → (result, tags, reason).
-    static func summary(_ r: SlipwayBinary.Result) throws -> [String: (result: String, tags: [String], reason: String)] {
+    static func summary(_ r: SlipwayBinary.Result) throws -> [String: (result: String, tags: [String], reason: String)]
+    {
         let json = try #require(
-            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)\n\(r.stderr)")
+            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+            "stdout: \(r.stdout)\n\(r.stderr)"
+        )
         var out: [String: (String, [String], String)] = [:]
         for item in json["images"] as? [[String: Any]] ?? [] {
             out[item["image"] as? String ?? ""] = (
@@ -95,14 +103,21 @@ struct BuildIntegrationTests {
             let run = try sh(["docker", "run", "--rm", "--network", "none", "\(p.repo)-app:\(tag)"], cwd: dir)
             #expect(run.stdout == "hello-from-args\n", "\(run.stderr)")
             let listing = try sh(
-                ["docker", "run", "--rm", "--network", "none", "\(p.repo)-app:\(tag)", "ls", "/src"], cwd: dir)
+                ["docker", "run", "--rm", "--network", "none", "\(p.repo)-app:\(tag)", "ls", "/src"],
+                cwd: dir
+            )
             #expect(listing.stdout == "main.txt\n")
             let inspect = try sh(
-                ["docker", "image", "inspect", "--format", "{{json .Config.Cmd}}", "\(p.repo)-app:\(tag)"], cwd: dir)
+                ["docker", "image", "inspect", "--format", "{{json .Config.Cmd}}", "\(p.repo)-app:\(tag)"],
+                cwd: dir
+            )
             #expect(inspect.stdout.contains("[\"cat\",\"/greeting\"]"))
             // The base target has no COPY and no CMD of its own.
             let baseTag = try #require(s["base"]?.tags.first)
-            let noSrc = try sh(["docker", "run", "--rm", "--network", "none", "\(p.repo)-base:\(baseTag)", "ls", "/src"], cwd: dir)
+            let noSrc = try sh(
+                ["docker", "run", "--rm", "--network", "none", "\(p.repo)-base:\(baseTag)", "ls", "/src"],
+                cwd: dir
+            )
             #expect(noSrc.status != 0)
 
             let cache = try String(contentsOfFile: dir + "/.devspace/cache.yaml", encoding: .utf8)
@@ -196,7 +211,8 @@ struct BuildIntegrationTests {
                       broken:
                         image: \(repo)-broken
                         dockerfile: ./broken.Dockerfile
-                    """)
+                    """
+            )
             defer { p.cleanUp() }
             try p.write("Dockerfile", "FROM slipway/busybox\nRUN echo ok > /ok\n")
             try p.write("broken.Dockerfile", "FROM slipway/busybox\nRUN echo about to fail && exit 3\n")
@@ -213,7 +229,8 @@ struct BuildIntegrationTests {
             // Sections slipway does not run yet are named, not silently skipped.
             try p.write(
                 "devspace.yaml",
-                "version: v2beta1\nname: errors\nimages:\n  good:\n    image: \(repo)-good\nhooks:\n  - command: echo hi\n    events: [\"before:build\"]\n")
+                "version: v2beta1\nname: errors\nimages:\n  good:\n    image: \(repo)-good\nhooks:\n  - command: echo hi\n    events: [\"before:build\"]\n"
+            )
             let withHooks = try SlipwayBinary.run(["build", "--skip-push"], in: dir)
             #expect(withHooks.status == 0, "\(withHooks.stderr)")
             #expect(withHooks.stdout.contains("has hooks, which slipway does not run yet"), "\(withHooks.stdout)")
@@ -221,16 +238,22 @@ struct BuildIntegrationTests {
             // A missing Dockerfile is reported at its place in the config.
             try p.write(
                 "devspace.yaml",
-                "version: v2beta1\nname: errors\nimages:\n  app:\n    image: \(repo)-x\n    dockerfile: ./docker/app.Dockerfile\n")
+                "version: v2beta1\nname: errors\nimages:\n  app:\n    image: \(repo)-x\n    dockerfile: ./docker/app.Dockerfile\n"
+            )
             let missing = try SlipwayBinary.run(["build"], in: dir)
             #expect(missing.status == 1)
             #expect(
                 missing.stderr.hasPrefix(
-                    "devspace.yaml:6:17: images.app.dockerfile: ./docker/app.Dockerfile does not exist"), "\(missing.stderr)")
+                    "devspace.yaml:6:17: images.app.dockerfile: ./docker/app.Dockerfile does not exist"
+                ),
+                "\(missing.stderr)"
+            )
 
             // A context outside the project.
             try p.write(
-                "devspace.yaml", "version: v2beta1\nname: errors\nimages:\n  app:\n    image: \(repo)-x\n    context: ../\n")
+                "devspace.yaml",
+                "version: v2beta1\nname: errors\nimages:\n  app:\n    image: \(repo)-x\n    context: ../\n"
+            )
             let outside = try SlipwayBinary.run(["build"], in: dir)
             #expect(outside.status == 1)
             #expect(outside.stderr.contains("images.app.context: ../ is outside the project"), "\(outside.stderr)")
@@ -240,7 +263,9 @@ struct BuildIntegrationTests {
             let branch = try SlipwayBinary.run(["build", "-t", "feature/x"], in: dir)
             #expect(branch.status == 1)
             #expect(
-                branch.stderr.contains(#"images.app.tags: "feature/x" is not a valid image tag"#), "\(branch.stderr)")
+                branch.stderr.contains(#"images.app.tags: "feature/x" is not a valid image tag"#),
+                "\(branch.stderr)"
+            )
             #expect(branch.stderr.contains("${SLIPWAY_BRANCH_TAG}"), "\(branch.stderr)")
         }
     }
@@ -249,7 +274,10 @@ struct BuildIntegrationTests {
         try withTemporaryDirectory { dir in
             let p = try Project(dir: dir)
             let r = try SlipwayBinary.run(
-                ["build", "--engine", "docker"], in: dir, env: ["DOCKER_HOST": "unix://\(dir)/no-such.sock"])
+                ["build", "--engine", "docker"],
+                in: dir,
+                env: ["DOCKER_HOST": "unix://\(dir)/no-such.sock"]
+            )
             #expect(r.status == 1)
             #expect(r.stderr.contains("cannot reach the Docker engine"), "\(r.stderr)")
             #expect(r.stderr.contains("install.sh --deps-only"), "\(r.stderr)")
@@ -265,7 +293,9 @@ struct BuildIntegrationTests {
             let path = SlipwayBinary.path
             // Two slipway processes at once, each building one image.
             let both = try sh(
-                ["sh", "-c", "\"$0\" build app >/dev/null 2>&1 & \"$0\" build base >/dev/null 2>&1; wait", path], cwd: dir)
+                ["sh", "-c", "\"$0\" build app >/dev/null 2>&1 & \"$0\" build base >/dev/null 2>&1; wait", path],
+                cwd: dir
+            )
             #expect(both.status == 0)
             let cache = try String(contentsOfFile: dir + "/.devspace/cache.yaml", encoding: .utf8)
             #expect(cache.contains("imageName: \(p.repo)-app"), "\(cache)")
@@ -281,7 +311,8 @@ struct BuildIntegrationTests {
             let repo = "localhost/slipway-test-\(UUID().uuidString.lowercased().prefix(12))"
             let p = try Project(
                 dir: dir,
-                images: "version: v2beta1\nname: buildah\nimages:\n  app:\n    image: \(repo)\n    tags: [one]\n")
+                images: "version: v2beta1\nname: buildah\nimages:\n  app:\n    image: \(repo)\n    tags: [one]\n"
+            )
             try p.write("Dockerfile", "FROM scratch\nCOPY src/main.txt /main.txt\n")
             defer { _ = try? sh(["buildah", "rmi", "-f", "\(repo):one"], cwd: dir) }
             let r = try p.build(["--engine", "buildah"])

@@ -21,8 +21,10 @@ import Testing
         ("socket(", "opens a socket"), ("connect(", "opens a socket"), ("bind(", "opens a socket"),
         ("accept(", "opens a socket"), ("AgentClient", "opens a socket"), ("DockerAPI", "opens a socket"),
         ("AtomicFile", "writes a file"), ("write(toFile", "writes a file"), (".write(to:", "writes a file"),
-        ("createFile(", "writes a file"), ("FileHandle(forWriting", "writes a file"), ("FileHandle(forUpdating", "writes a file"),
-        ("open(", "writes a file"), ("fopen(", "writes a file"), ("mkdir(", "writes a file"), ("rename(", "writes a file"),
+        ("createFile(", "writes a file"), ("FileHandle(forWriting", "writes a file"),
+        ("FileHandle(forUpdating", "writes a file"),
+        ("open(", "writes a file"), ("fopen(", "writes a file"), ("mkdir(", "writes a file"),
+        ("rename(", "writes a file"),
         ("unlink(", "writes a file"), ("removeItem(", "writes a file"), ("createDirectory(", "writes a file"),
         ("moveItem(", "writes a file"), ("copyItem(", "writes a file"), ("mkdtemp(", "writes a file"),
     ]
@@ -58,7 +60,9 @@ import Testing
     }
 
     @Test func theCheckFindsAForbiddenCall() {
-        let code = SwiftSource.code("let x = try ProcessRunner.run(\"docker\") // ChildProcess\nlet s = \"socket(\"\nreopen(x)\n")
+        let code = SwiftSource.code(
+            "let x = try ProcessRunner.run(\"docker\") // ChildProcess\nlet s = \"socket(\"\nreopen(x)\n"
+        )
         let lines = code.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(Self.contains(lines[0], "ProcessRunner"))
         #expect(!Self.contains(lines[0], "ChildProcess"), "comments are left out")
@@ -72,7 +76,8 @@ import Testing
     @Test func buildTakesDevSpacesFlags() throws {
         let parsed = try SlipwayCommand.parseAsRoot([
             "build", "app", "-t", "v1", "--tag", "v2,v3", "-b", "--build-sequential", "--max-concurrent-builds", "2",
-            "--skip-push", "--kube-context", "kind-dev", "-n", "team", "--var", "A=1", "-p", "prod", "--config", "other.yaml",
+            "--skip-push", "--kube-context", "kind-dev", "-n", "team", "--var", "A=1", "-p", "prod", "--config",
+            "other.yaml",
         ])
         let build = try #require(parsed as? SlipwayCommand.Build)
         #expect(build.images == ["app"])
@@ -87,14 +92,17 @@ import Testing
     @Test func deployRenderPurgeAndRunPipeline() throws {
         let deploy = try #require(
             try SlipwayCommand.parseAsRoot(["deploy", "--force-build", "--force-deploy", "--skip-build", "-t", "x"])
-                as? SlipwayCommand.Deploy)
+                as? SlipwayCommand.Deploy
+        )
         #expect(deploy.flags.forceBuild && deploy.flags.forceDeploy && deploy.flags.skipBuild)
         #expect(deploy.flags.defaults.tags == ["x"])
         let render = try #require(try SlipwayCommand.parseAsRoot(["render", "--skip-push"]) as? SlipwayCommand.Render)
         #expect(render.flags.push.skipPush)
         #expect(try SlipwayCommand.parseAsRoot(["purge", "--debug"]) is SlipwayCommand.Purge)
         let run = try #require(
-            try SlipwayCommand.parseAsRoot(["run-pipeline", "dev", "--debug", "--who", "me"]) as? SlipwayCommand.RunPipeline)
+            try SlipwayCommand.parseAsRoot(["run-pipeline", "dev", "--debug", "--who", "me"])
+                as? SlipwayCommand.RunPipeline
+        )
         #expect(run.name == "dev")
         // What follows the name is the pipeline's own, split later (global flags among it too).
         #expect(run.pipelineFlags == ["--debug", "--who", "me"])

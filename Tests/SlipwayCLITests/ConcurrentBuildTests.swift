@@ -12,7 +12,10 @@ struct ConcurrentBuildTests {
         try withTemporaryDirectory { dir in
             let repo = uniqueTestRepository()
             try "FROM slipway/busybox\nARG V\nRUN echo \"$V\" > /v\n".write(
-                toFile: dir + "/Dockerfile", atomically: true, encoding: .utf8)
+                toFile: dir + "/Dockerfile",
+                atomically: true,
+                encoding: .utf8
+            )
             try """
             version: v2beta1
             name: concurrent
@@ -24,7 +27,9 @@ struct ConcurrentBuildTests {
                   V: ${V}
             """.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
             defer {
-                let images = (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], cwd: "/"))?.stdout ?? ""
+                let images =
+                    (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], cwd: "/"))?.stdout
+                    ?? ""
                 let ours = images.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
                 if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
             }
@@ -32,18 +37,24 @@ struct ConcurrentBuildTests {
                 let values = (0..<3).map { "round\(round)-\($0)-\(UUID().uuidString.prefix(8))" }
                 // Each started in the background, then waited for by its pid (a bare `wait`
                 // can miss the children's exit when the test process blocks SIGCHLD).
-                let script = values.enumerated().map { i, v in
-                    "\"$0\" build --skip-push --var V=\(v) >/dev/null 2>&1 & p\(i)=$!"
-                }.joined(separator: "\n") + "\nstatus=0\nfor p in $p0 $p1 $p2; do wait \"$p\" || status=1; done\nexit $status"
+                let script =
+                    values.enumerated().map { i, v in
+                        "\"$0\" build --skip-push --var V=\(v) >/dev/null 2>&1 & p\(i)=$!"
+                    }.joined(separator: "\n")
+                    + "\nstatus=0\nfor p in $p0 $p1 $p2; do wait \"$p\" || status=1; done\nexit $status"
                 let all = try sh(["sh", "-c", script, SlipwayBinary.path], cwd: dir)
                 #expect(all.status == 0)
                 let record = try #require(try BuildCache(configPath: dir + "/devspace.yaml").read()["app"])
                 let tagged = try sh(["docker", "image", "inspect", "--format", "{{.Id}}", "\(repo):shared"], cwd: "/")
                 #expect(
                     record.imageID == tagged.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
-                    "round \(round): the record names \(record.imageID ?? "nil"), the tag points to \(tagged.stdout)")
+                    "round \(round): the record names \(record.imageID ?? "nil"), the tag points to \(tagged.stdout)"
+                )
                 // The value in the image the record names is "up to date" for the next build.
-                let held = try sh(["docker", "run", "--rm", "--network", "none", "\(repo):shared", "cat", "/v"], cwd: "/")
+                let held = try sh(
+                    ["docker", "run", "--rm", "--network", "none", "\(repo):shared", "cat", "/v"],
+                    cwd: "/"
+                )
                 let value = held.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 #expect(values.contains(value))
                 let next = try SlipwayBinary.run(["build", "--dry-run", "--skip-push", "--var", "V=\(value)"], in: dir)

@@ -99,7 +99,9 @@ enum ConfigFixtures {
             let i = (0..<min(got.count, want.count)).first(where: { got[$0] != want[$0] }) ?? min(got.count, want.count)
             let g = i < got.count ? got[i] : "<end of output>"
             let w = i < want.count ? want[i] : "<end of expected.yaml>"
-            Issue.record("\(name): first difference on line \(i + 1): got \(g.debugDescription), expected \(w.debugDescription)")
+            Issue.record(
+                "\(name): first difference on line \(i + 1): got \(g.debugDescription), expected \(w.debugDescription)"
+            )
         }
     }
 
@@ -183,7 +185,13 @@ enum ConfigFixtures {
         .at("26-helm-values-as-list.yaml", 9, 9, "deployments.web.helm.values", "expected a map"),
         .at("27-dev-ports-as-map.yaml", 7, 7, "dev.web.ports", "expected a list"),
         .at("28-dev-env-as-map.yaml", 7, 7, "dev.web.env", "expected a list"),
-        .at("29-kubectl-manifests-as-string.yaml", 6, 18, "deployments.web.kubectl.manifests", "expected a list of strings"),
+        .at(
+            "29-kubectl-manifests-as-string.yaml",
+            6,
+            18,
+            "deployments.web.kubectl.manifests",
+            "expected a list of strings"
+        ),
         .at("30-localregistry-port-as-string.yaml", 5, 9, "localRegistry.port", "expected an integer"),
         .at("31-pullsecrets-as-list.yaml", 4, 3, "pullSecrets", "expected a map"),
         .at("32-pipeline-continueonerror-yes.yaml", 5, 22, "pipelines.e2e.continueOnError", "expected a boolean"),
@@ -198,8 +206,20 @@ enum ConfigFixtures {
         .at("40-unknown-key-dev-syncs.yaml", 6, 5, "dev.web.syncs", "did you mean \"sync\""),
         .at("41-unknown-key-excludePath.yaml", 8, 9, "dev.web.sync[0].excludePath", "did you mean \"excludePaths\""),
         .at("42-unknown-key-deployment-singular.yaml", 3, 1, "deployment", "did you mean \"deployments\""),
-        .at("43-unknown-key-snapShotMode.yaml", 7, 7, "images.web.kaniko.snapShotMode", "did you mean \"snapshotMode\""),
-        .at("44-unknown-key-kubectl-manifest.yaml", 6, 7, "deployments.web.kubectl.manifest", "did you mean \"manifests\""),
+        .at(
+            "43-unknown-key-snapShotMode.yaml",
+            7,
+            7,
+            "images.web.kaniko.snapShotMode",
+            "did you mean \"snapshotMode\""
+        ),
+        .at(
+            "44-unknown-key-kubectl-manifest.yaml",
+            6,
+            7,
+            "deployments.web.kubectl.manifest",
+            "did you mean \"manifests\""
+        ),
         .at("45-several-unknown-keys.yaml", 6, 5, "images.web.dockerFile", "did you mean \"dockerfile\""),
         // Bad enum values
         .at("46-rebuildstrategy-sometimes.yaml", 6, 22, "images.web.rebuildStrategy", "ignoreContextChanges"),
@@ -215,10 +235,22 @@ enum ConfigFixtures {
         .at("55-empty-tag.yaml", 6, 12, "images.web.tags[0]", "must not be empty"),
         .at("56-deployment-helm-and-kubectl.yaml", 4, 3, "deployments.web", "helm and kubectl"),
         .at("57-deployment-without-kind.yaml", 4, 3, "deployments.web", "needs one of helm, kubectl or docker"),
-        .at("58-kubectl-without-manifests.yaml", 5, 5, "deployments.web.kubectl.manifests", "manifests or an inlineManifest"),
+        .at(
+            "58-kubectl-without-manifests.yaml",
+            5,
+            5,
+            "deployments.web.kubectl.manifests",
+            "manifests or an inlineManifest"
+        ),
         .at("59-dev-without-selector.yaml", 4, 3, "dev.web", "imageSelector or a labelSelector"),
         .at("60-dev-with-both-selectors.yaml", 4, 3, "dev.web", "not both"),
-        .at("61-docker-deployment-without-containers.yaml", 5, 5, "deployments.wiki.docker.containers", "at least one container"),
+        .at(
+            "61-docker-deployment-without-containers.yaml",
+            5,
+            5,
+            "deployments.wiki.docker.containers",
+            "at least one container"
+        ),
         .at("62-docker-container-without-image.yaml", 7, 11, "deployments.wiki.docker.containers[0].image", "image"),
         .at("63-var-value-and-default.yaml", 4, 3, "vars.REGISTRY", "value and default"),
         .at("64-pipeline-flag-without-name.yaml", 7, 9, "pipelines.deploy.flags[0].name", "needs a name"),
@@ -243,8 +275,14 @@ enum ConfigFixtures {
         .at("80-import-missing-file.yaml", 4, 11, "imports[0].path", "does not exist"),
         .at("81-import-from-git.yaml", 4, 10, "imports[0].git", "git"),
         // Whole-file problems
-        .exactly("82-empty-file.yaml", "82-empty-file.yaml:1:1: the file is empty; a devspace.yaml starts with `version: v2beta1`"),
-        .exactly("83-only-comments.yaml", "83-only-comments.yaml:1:1: the file is empty; a devspace.yaml starts with `version: v2beta1`"),
+        .exactly(
+            "82-empty-file.yaml",
+            "82-empty-file.yaml:1:1: the file is empty; a devspace.yaml starts with `version: v2beta1`"
+        ),
+        .exactly(
+            "83-only-comments.yaml",
+            "83-only-comments.yaml:1:1: the file is empty; a devspace.yaml starts with `version: v2beta1`"
+        ),
         .at("84-file-is-a-list.yaml", 1, 1, "", "map"),
         .at("85-file-is-a-plain-string.yaml", 1, 1, "", "map"),
         .at("86-two-documents.yaml", 6, 1, "", "second YAML document"),  // the `---`
@@ -252,7 +290,7 @@ enum ConfigFixtures {
 
     /// Invalid invocations kept beside their config: usage errors (exit 64), never a load.
     static let usageTable: [UsageCase] = [
-        UsageCase(file: "79-var-without-equals.yaml", status: 64, stderrContains: "--var TAG"),
+        UsageCase(file: "79-var-without-equals.yaml", status: 64, stderrContains: "--var TAG")
     ]
 
     /// Arguments from the `.args` file beside `file`, if there is one.
@@ -410,7 +448,8 @@ enum ConfigFixtures {
         var text = "version: v2beta1\nname: hostile\nvars:\n"
         text += "  L0: &l0 [\(Array(repeating: "\"lol\"", count: 9).joined(separator: ", "))]\n"
         for level in 1...8 {
-            text += "  L\(level): &l\(level) [\(Array(repeating: "*l\(level - 1)", count: 9).joined(separator: ", "))]\n"
+            text +=
+                "  L\(level): &l\(level) [\(Array(repeating: "*l\(level - 1)", count: 9).joined(separator: ", "))]\n"
         }
         text += "images:\n  web:\n    image: ghcr.io/acme/web\n    tags: *l8\n"
         try Self.expectRefused("billion-laughs.yaml", Array(text.utf8))
@@ -423,7 +462,9 @@ enum ConfigFixtures {
 
     /// The position of an invalid byte is a line like any other: not 1:1 when it is on line 3.
     @Test func invalidUTF8IsReportedOnItsLine() throws {
-        let bytes = Array("version: v2beta1\nname: storefront\nimages:\n  caf".utf8) + [0xE9, 0xFF] + Array(":\n    image: x\n".utf8)
+        let bytes =
+            Array("version: v2beta1\nname: storefront\nimages:\n  caf".utf8) + [0xE9, 0xFF]
+            + Array(":\n    image: x\n".utf8)
         let first = try Self.expectRefused("latin1-key.yaml", bytes)
         #expect(ConfigFixtures.reportedLine(first, file: "latin1-key.yaml") == 4, "\(first)")
     }

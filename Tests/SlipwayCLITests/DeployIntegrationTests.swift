@@ -36,8 +36,10 @@ struct DeployIntegrationTests {
         @discardableResult
         func git(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
             try sh(
-                ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"] + args, cwd: dir,
-                env: ["GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"])
+                ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"] + args,
+                cwd: dir,
+                env: ["GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"]
+            )
         }
 
         func slipway(_ args: [String]) throws -> SlipwayBinary.Result {
@@ -50,7 +52,9 @@ struct DeployIntegrationTests {
                 [
                     "docker", "ps", "--all", "--filter", "label=dev.slipway.config=\(dir)/devspace.yaml", "--format",
                     "{{.Names}} {{.Image}} {{.ID}}",
-                ], cwd: "/")
+                ],
+                cwd: "/"
+            )
             var found: [String: (String, String)] = [:]
             for line in out.stdout.split(separator: "\n") {
                 let f = line.split(separator: " ").map(String.init)
@@ -71,9 +75,15 @@ struct DeployIntegrationTests {
 
         func cleanUp() {
             _ = try? sh(
-                ["sh", "-c", "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f", "sh", dir],
-                cwd: "/")
-            let images = (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
+                [
+                    "sh", "-c",
+                    "docker ps -aq --filter \"label=dev.slipway.config=$1/devspace.yaml\" | xargs -r docker rm -f",
+                    "sh", dir,
+                ],
+                cwd: "/"
+            )
+            let images =
+                (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
             let ours = images.split(separator: "\n").map(String.init).filter { $0.hasPrefix("slipway-test/\(name)-") }
             if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
         }
@@ -101,12 +111,17 @@ struct DeployIntegrationTests {
             let stateText = (try? String(contentsOfFile: stateFile, encoding: .utf8)) ?? ""
             let deployState = try #require(
                 try JSONSerialization.jsonObject(with: Data(stateText.utf8)) as? [String: [String: [String: Any]]],
-                "\(stateText)")
+                "\(stateText)"
+            )
             #expect(deployState[""]?["web"]?["objects"] as? [String] == [app])
             #expect(deployState[""]?["watcher"]?["kind"] as? String == "docker")
 
             // Change the app: only its deployment is replaced, with the new tag.
-            try "<h1>deploy-example: version 2</h1>\n".write(toFile: dir + "/app/index.html", atomically: true, encoding: .utf8)
+            try "<h1>deploy-example: version 2</h1>\n".write(
+                toFile: dir + "/app/index.html",
+                atomically: true,
+                encoding: .utf8
+            )
             let second = try p.slipway(["deploy"])
             #expect(second.status == 0, "\(second.stderr)")
             #expect(second.stdout.contains("deploy:web \(app): replaced"), "\(second.stdout)")
@@ -202,7 +217,10 @@ struct DeployIntegrationTests {
             #expect(broken.status == 1)
             #expect(broken.stdout.contains("before\n"))
             #expect(!broken.stdout.contains("after"))
-            #expect(broken.stderr.contains(#"build_images: no image named "nosuchimage" (images: app, sidecar)"#), "\(broken.stderr)")
+            #expect(
+                broken.stderr.contains(#"build_images: no image named "nosuchimage" (images: app, sidecar)"#),
+                "\(broken.stderr)"
+            )
             #expect(broken.stderr.contains("pipeline broken failed (exit status 1)"))
 
             let tolerant = try p.slipway(["run-pipeline", "tolerant"])
@@ -246,14 +264,25 @@ struct DeployIntegrationTests {
                 Set(running.keys) == [
                     "\(p.name)-web-app-feature-login", "\(p.name)-watcher-sidecar-feature-login",
                     "\(p.name)-web-app-fix-typo", "\(p.name)-watcher-sidecar-fix-typo",
-                ], "\(running.keys)")
+                ],
+                "\(running.keys)"
+            )
             let states = try sh(
-                ["docker", "ps", "--filter", "label=dev.slipway.config=\(dir)/devspace.yaml", "--format", "{{.Names}}"], cwd: "/")
+                [
+                    "docker", "ps", "--filter", "label=dev.slipway.config=\(dir)/devspace.yaml", "--format",
+                    "{{.Names}}",
+                ],
+                cwd: "/"
+            )
             #expect(states.stdout.split(separator: "\n").count == 4, "all four are running")
 
             let purge = try p.slipway(["purge", "--branch-env"])
             #expect(purge.status == 0, "\(purge.stderr)")
-            #expect(Set(try p.containers().keys) == ["\(p.name)-web-app-feature-login", "\(p.name)-watcher-sidecar-feature-login"])
+            #expect(
+                Set(try p.containers().keys) == [
+                    "\(p.name)-web-app-feature-login", "\(p.name)-watcher-sidecar-feature-login",
+                ]
+            )
         }
     }
 
@@ -263,26 +292,33 @@ struct DeployIntegrationTests {
             let p = try Project(dir: dir)
             defer { p.cleanUp() }
             var config = try String(contentsOfFile: dir + "/devspace.yaml", encoding: .utf8)
-            config = config.replacingOccurrences(of: "\npipelines:", with: """
+            config = config.replacingOccurrences(
+                of: "\npipelines:",
+                with: """
 
-                  k8s:
-                    kubectl:
-                      manifests: [k8s.yaml]
-                  chart:
-                    helm:
-                      chart: {name: ./chart}
-                      values:
-                        image: slipway-test/\(p.name)-app
-                pipelines:
-                """)
+                      k8s:
+                        kubectl:
+                          manifests: [k8s.yaml]
+                      chart:
+                        helm:
+                          chart: {name: ./chart}
+                          values:
+                            image: slipway-test/\(p.name)-app
+                    pipelines:
+                    """
+            )
             try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
-            try "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: app\n    image: slipway-test/\(p.name)-app\n"
+            try
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: app\n    image: slipway-test/\(p.name)-app\n"
                 .write(toFile: dir + "/k8s.yaml", atomically: true, encoding: .utf8)
             try FileManager.default.createDirectory(atPath: dir + "/chart", withIntermediateDirectories: true)
 
             let deploy = try p.slipway(["deploy"])
             #expect(deploy.status == 1)
-            #expect(deploy.stderr.contains("there is no cluster to deploy k8s (kubectl), chart (helm) to"), "\(deploy.stderr)")
+            #expect(
+                deploy.stderr.contains("there is no cluster to deploy k8s (kubectl), chart (helm) to"),
+                "\(deploy.stderr)"
+            )
             #expect(deploy.stderr.contains("nothing was deployed"))
             #expect(deploy.stderr.contains("slipway render"))
             #expect(try p.containers().isEmpty, "not even the docker deployments were started")
@@ -290,7 +326,8 @@ struct DeployIntegrationTests {
             let render = try p.slipway(["render"])
             #expect(render.status == 0, "\(render.stderr)")
             let tag = try #require(
-                render.stdout.split(separator: "\n").first { $0.contains("image: slipway-test/\(p.name)-app:") })
+                render.stdout.split(separator: "\n").first { $0.contains("image: slipway-test/\(p.name)-app:") }
+            )
             #expect(tag.hasPrefix("    image: slipway-test/\(p.name)-app:"), "\(render.stdout)")
             #expect(render.stdout.contains("# deployments.chart (helm): helm upgrade chart \(dir)/chart --install"))
             #expect(render.stdout.contains("image: slipway-test/\(p.name)-app:"))

@@ -66,7 +66,10 @@ struct DevSpaceCacheTests {
                 #expect(app["tag"]?.scalar == "slipway\(step)", "\(text)")
                 #expect(app["imageName"]?.scalar == p.repo)
                 for key in ["imageConfigHash", "dockerfileHash", "contextHash", "entrypointHash", "customFilesHash"] {
-                    #expect(app[key] == nil, "step \(step): \(key) would describe DevSpace's content under slipway's tag")
+                    #expect(
+                        app[key] == nil,
+                        "step \(step): \(key) would describe DevSpace's content under slipway's tag"
+                    )
                 }
                 #expect(app["slipway"] == nil, "slipway's record lives in its own file")
                 #expect(tree["vars"]?["SOME_QUESTION"]?.scalar == "answered-\(step)", "DevSpace's other keys are kept")
@@ -74,7 +77,9 @@ struct DevSpaceCacheTests {
 
                 // The tag DevSpace would deploy holds the content of the tree.
                 let held = try sh(
-                    ["docker", "run", "--rm", "--network", "none", "\(p.repo):slipway\(step)", "cat", "/hello.txt"], cwd: "/")
+                    ["docker", "run", "--rm", "--network", "none", "\(p.repo):slipway\(step)", "cat", "/hello.txt"],
+                    cwd: "/"
+                )
                 #expect(held.stdout == "content \(content)\n")
             }
         }
@@ -97,7 +102,9 @@ struct DevSpaceCacheTests {
             """.write(toFile: dir + "/.devspace/cache.yaml", atomically: true, encoding: .utf8)
             let cache = BuildCache(configPath: dir + "/devspace.yaml")
             #expect(try cache.read()["app"]?.buildDigest == "abc")
-            try await cache.recordBuilds(["web": ImageCacheEntry(imageName: "acme/web", tag: "w1", imageID: "sha256:22")])
+            try await cache.recordBuilds([
+                "web": ImageCacheEntry(imageName: "acme/web", tag: "w1", imageID: "sha256:22")
+            ])
             let records = try cache.read()
             #expect(records["app"]?.imageID == "sha256:11")
             #expect(records["web"]?.imageID == "sha256:22")

@@ -23,7 +23,11 @@ struct EditDuringBuildTests {
     /// `delay` seconds (in place on even runs, by rename on odd ones); returns the command's
     /// combined output and status.
     static func buildWhileEditing(
-        _ p: AgentProject, _ command: [String], delay: Double, text: String, index: Int
+        _ p: AgentProject,
+        _ command: [String],
+        delay: Double,
+        text: String,
+        index: Int
     ) throws -> (status: Int32, output: String) {
         let edit =
             index % 2 == 0
@@ -42,8 +46,10 @@ struct EditDuringBuildTests {
             exit "$status"
             """
         let r = try sh(
-            ["sh", "-c", script, "edit-during-build", String(format: "%.3f", delay), text] + command, cwd: p.dir,
-            env: p.env)
+            ["sh", "-c", script, "edit-during-build", String(format: "%.3f", delay), text] + command,
+            cwd: p.dir,
+            env: p.env
+        )
         return (r.status, r.stdout + r.stderr)
     }
 
@@ -51,7 +57,10 @@ struct EditDuringBuildTests {
     static func check(_ p: AgentProject, output: String, run: Int) throws -> Bool {
         let entry = try #require(try BuildCache(configPath: p.dir + "/devspace.yaml").read()["app"], "run \(run)")
         if entry.buildDigest == nil {
-            #expect(entry.changedDuringBuild.contains(p.dir + "/app/hello.txt"), "run \(run): \(entry.changedDuringBuild)")
+            #expect(
+                entry.changedDuringBuild.contains(p.dir + "/app/hello.txt"),
+                "run \(run): \(entry.changedDuringBuild)"
+            )
             #expect(output.contains("changed during build: \(p.dir)/app/hello.txt"), "run \(run): \(output)")
             return true
         }
@@ -69,7 +78,8 @@ struct EditDuringBuildTests {
         }
         #expect(
             digest == entry.contextDigest,
-            "run \(run): the image holds \(held.stdout.debugDescription), which is not the content its record describes")
+            "run \(run): the image holds \(held.stdout.debugDescription), which is not the content its record describes"
+        )
         return false
     }
 
@@ -81,8 +91,12 @@ struct EditDuringBuildTests {
             for run in 0..<Self.runs {
                 try p.write("app/hello.txt", "run \(run) before\n")
                 let (status, output) = try Self.buildWhileEditing(
-                    p, [SlipwayBinary.path, "build", "--skip-push"], delay: Self.delay(run), text: "run \(run) after",
-                    index: run)
+                    p,
+                    [SlipwayBinary.path, "build", "--skip-push"],
+                    delay: Self.delay(run),
+                    text: "run \(run) after",
+                    index: run
+                )
                 #expect(status == 0, "run \(run): \(output)")
                 if try Self.check(p, output: output, run: run) { unknown += 1 }
             }
@@ -105,13 +119,27 @@ struct EditDuringBuildTests {
             defer { p.cleanUp() }
             try p.write(
                 "app/Dockerfile",
-                "FROM slipway/busybox\nCOPY hello.txt /hello.txt\nRUN sleep 2 && grep -q good /hello.txt\n")
+                "FROM slipway/busybox\nCOPY hello.txt /hello.txt\nRUN sleep 2 && grep -q good /hello.txt\n"
+            )
             try p.write("app/hello.txt", "bad\n")
             let (status, output) = try Self.buildWhileEditing(
-                p, [SlipwayBinary.path, "build", "--skip-push"], delay: 1, text: "good", index: 0)
+                p,
+                [SlipwayBinary.path, "build", "--skip-push"],
+                delay: 1,
+                text: "good",
+                index: 0
+            )
             #expect(status == 0, "\(output)")
-            #expect(output.contains("the build failed while its files changed (changed during build: \(dir)/app/hello.txt); building it again"), "\(output)")
-            let held = try sh(["docker", "run", "--rm", "--network", "none", "\(p.repo):retried", "cat", "/hello.txt"], cwd: "/")
+            #expect(
+                output.contains(
+                    "the build failed while its files changed (changed during build: \(dir)/app/hello.txt); building it again"
+                ),
+                "\(output)"
+            )
+            let held = try sh(
+                ["docker", "run", "--rm", "--network", "none", "\(p.repo):retried", "cat", "/hello.txt"],
+                cwd: "/"
+            )
             #expect(held.stdout == "good\n")
             let record = try #require(try BuildCache(configPath: dir + "/devspace.yaml").read()["app"])
             #expect(record.buildDigest != nil, "the second build read settled files")
@@ -126,15 +154,21 @@ struct EditDuringBuildTests {
             #expect(
                 AgentHookIntegrationTests.eventually(60) {
                     p.log().contains("warm digests: watching the build contexts of \(dir)")
-                }, "\(p.log())")
+                },
+                "\(p.log())"
+            )
             var unknown = 0
             for run in 0..<Self.runs {
                 try p.write("app/hello.txt", "job \(run) before\n")
                 usleep(600_000)  // the warmer digests the new content after its quiet period
                 let logStart = p.log().utf8.count
                 let (status, output) = try Self.buildWhileEditing(
-                    p, [SlipwayBinary.path, "agent", "submit", "commit", "--wait"], delay: Self.delay(run),
-                    text: "job \(run) after", index: run)
+                    p,
+                    [SlipwayBinary.path, "agent", "submit", "commit", "--wait"],
+                    delay: Self.delay(run),
+                    text: "job \(run) after",
+                    index: run
+                )
                 #expect(status == 0, "run \(run): \(output)")
                 let log = String(decoding: Array(p.log().utf8).dropFirst(logStart), as: UTF8.self)
                 if try Self.check(p, output: log, run: run) { unknown += 1 }

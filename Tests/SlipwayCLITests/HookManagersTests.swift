@@ -51,7 +51,9 @@ extension Trait where Self == ConditionTrait {
                     pass_filenames: false
                     stages: [post-commit]
 
-            """, to: repo.dir + "/.pre-commit-config.yaml")
+            """,
+            to: repo.dir + "/.pre-commit-config.yaml"
+        )
         try repo.git(["add", ".pre-commit-config.yaml"])
         try repo.git(["commit", "-q", "-m", "pre-commit config"])
         return repo
@@ -65,7 +67,11 @@ extension Trait where Self == ConditionTrait {
             if preCommitFirst {
                 try #require(try sh(preCommit, cwd: repo.dir, env: repo.env, replacingEnvironment: true).status == 0)
                 try #require(try repo.slipway(["hooks", "install"]).status == 0)
-                #expect(try repo.slipway(["hooks", "status"]).stdout.contains("slipway, chaining post-commit.slipway-chained"))
+                #expect(
+                    try repo.slipway(["hooks", "status"]).stdout.contains(
+                        "slipway, chaining post-commit.slipway-chained"
+                    )
+                )
             } else {
                 try #require(try repo.slipway(["hooks", "install"]).status == 0)
                 try #require(try sh(preCommit, cwd: repo.dir, env: repo.env, replacingEnvironment: true).status == 0)
@@ -77,14 +83,24 @@ extension Trait where Self == ConditionTrait {
             }
             let r = try repo.git(["commit", "-q", "--allow-empty", "-m", "both"])
             let oid = try repo.out(["rev-parse", "HEAD"])
-            #expect(try String(contentsOfFile: root + "/managers", encoding: .utf8) == "pre-commit\npost-commit\n", "\(r.stdout)\(r.stderr)")
-            #expect(Array(repo.inboxFiles(prefix: "commit").values) == ["v1\tcommit\t\(oid)\trefs/heads/main\t\(repo.dir)\n"])
+            #expect(
+                try String(contentsOfFile: root + "/managers", encoding: .utf8) == "pre-commit\npost-commit\n",
+                "\(r.stdout)\(r.stderr)"
+            )
+            #expect(
+                Array(repo.inboxFiles(prefix: "commit").values) == [
+                    "v1\tcommit\t\(oid)\trefs/heads/main\t\(repo.dir)\n"
+                ]
+            )
 
             // Uninstall leaves pre-commit's hooks working.
             #expect(try repo.slipway(["hooks", "uninstall"]).status == 0)
             repo.clearInbox()
             try repo.git(["commit", "-q", "--allow-empty", "-m", "pre-commit only"])
-            #expect(try String(contentsOfFile: root + "/managers", encoding: .utf8) == "pre-commit\npost-commit\n".repeated(2))
+            #expect(
+                try String(contentsOfFile: root + "/managers", encoding: .utf8)
+                    == "pre-commit\npost-commit\n".repeated(2)
+            )
             #expect(repo.inboxFiles().isEmpty)
         }
     }
@@ -95,7 +111,8 @@ extension Trait where Self == ConditionTrait {
             let repo = try HookRepo(root)
             try write(
                 "post-commit:\n  commands:\n    mark:\n      run: echo lefthook >> '\(root)/managers'\n",
-                to: repo.dir + "/lefthook.yml")
+                to: repo.dir + "/lefthook.yml"
+            )
             try repo.git(["add", "lefthook.yml"])
             try repo.git(["commit", "-q", "-m", "lefthook config"])
             let lefthook = ["lefthook", "install"]
@@ -106,11 +123,17 @@ extension Trait where Self == ConditionTrait {
             #expect(try repo.slipway(["hooks", "status"]).stdout.contains("post-commit.old and does not run"))
             // Installing slipway after lefthook chains lefthook's hook.
             try #require(try repo.slipway(["hooks", "install"]).status == 0)
-            #expect(try repo.slipway(["hooks", "status"]).stdout.contains("slipway, chaining post-commit.slipway-chained"))
+            #expect(
+                try repo.slipway(["hooks", "status"]).stdout.contains("slipway, chaining post-commit.slipway-chained")
+            )
             try repo.git(["commit", "-q", "--allow-empty", "-m", "both"])
             let oid = try repo.out(["rev-parse", "HEAD"])
             #expect(try String(contentsOfFile: root + "/managers", encoding: .utf8) == "lefthook\n")
-            #expect(Array(repo.inboxFiles(prefix: "commit").values) == ["v1\tcommit\t\(oid)\trefs/heads/main\t\(repo.dir)\n"])
+            #expect(
+                Array(repo.inboxFiles(prefix: "commit").values) == [
+                    "v1\tcommit\t\(oid)\trefs/heads/main\t\(repo.dir)\n"
+                ]
+            )
         }
     }
 
@@ -167,14 +190,24 @@ extension Trait where Self == ConditionTrait {
             try repo.git(["commit", "-q", "--allow-empty", "-m", "with husky"])
             let oid = try repo.out(["rev-parse", "HEAD"])
             #expect(try String(contentsOfFile: root + "/managers", encoding: .utf8) == "husky post-commit\n")
-            #expect(Array(repo.inboxFiles(prefix: "commit").values) == ["v1\tcommit\t\(oid)\trefs/heads/main\t\(repo.dir)\n"])
+            #expect(
+                Array(repo.inboxFiles(prefix: "commit").values) == [
+                    "v1\tcommit\t\(oid)\trefs/heads/main\t\(repo.dir)\n"
+                ]
+            )
 
             // The user's husky pre-push sees git's stdin and still refuses the push.
             let bare = root + "/remote.git"
             try repo.git(["init", "-q", "--bare", bare], in: root)
             let push = try repo.git(["push", bare, "main"], expect: 1)
-            #expect(push.stdout.contains("husky - pre-push script failed (code 1)") || push.stderr.contains("husky - pre-push script failed"))
-            #expect(try String(contentsOfFile: root + "/pushed", encoding: .utf8) == "refs/heads/main \(oid) refs/heads/main \(zeros)\n")
+            #expect(
+                push.stdout.contains("husky - pre-push script failed (code 1)")
+                    || push.stderr.contains("husky - pre-push script failed")
+            )
+            #expect(
+                try String(contentsOfFile: root + "/pushed", encoding: .utf8)
+                    == "refs/heads/main \(oid) refs/heads/main \(zeros)\n"
+            )
             #expect(repo.inboxFiles(prefix: "prepush").isEmpty)
 
             #expect(try repo.slipway(["hooks", "uninstall"]).status == 0)

@@ -38,7 +38,10 @@ struct HookRepo {
             [ -n "${RECORDER_SLEEP-}" ] && sleep "$RECORDER_SLEEP"
             exit 0
 
-            """, to: recorder, mode: 0o755)
+            """,
+            to: recorder,
+            mode: 0o755
+        )
         try git(["init", "-q", "-b", "main", dir], in: root)
         try git(["commit", "-q", "--allow-empty", "-m", "first"])
     }
@@ -47,7 +50,12 @@ struct HookRepo {
     var inbox: String { gitDir + "/slipway/inbox" }
 
     @discardableResult
-    func git(_ args: [String], in cwd: String? = nil, env extra: [String: String] = [:], expect: Int32? = 0)
+    func git(
+        _ args: [String],
+        in cwd: String? = nil,
+        env extra: [String: String] = [:],
+        expect: Int32? = 0
+    )
         throws -> (status: Int32, stdout: String, stderr: String)
     {
         let r = try sh(["git"] + args, cwd: cwd ?? dir, env: env.merging(extra) { $1 }, replacingEnvironment: true)
@@ -62,7 +70,11 @@ struct HookRepo {
     }
 
     @discardableResult
-    func slipway(_ args: [String], in cwd: String? = nil, env extra: [String: String] = [:]) throws -> SlipwayBinary.Result {
+    func slipway(
+        _ args: [String],
+        in cwd: String? = nil,
+        env extra: [String: String] = [:]
+    ) throws -> SlipwayBinary.Result {
         try SlipwayBinary.run(args, in: cwd ?? dir, env: extra)
     }
 
@@ -94,7 +106,9 @@ struct HookRepo {
 
 func write(_ text: String, to path: String, mode: Int = 0o644) throws {
     try FileManager.default.createDirectory(
-        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        atPath: (path as NSString).deletingLastPathComponent,
+        withIntermediateDirectories: true
+    )
     try writeExecutable(text, to: path, mode: mode_t(mode))
 }
 
@@ -130,7 +144,9 @@ let zeros = String(repeating: "0", count: 40)
             #expect(status.stdout.contains("binary: \(binary)\n"))
             #expect(status.stdout.contains("gate mode: off"))
             for name in hookNames {
-                #expect(status.stdout.contains("  \(name)" + String(repeating: " ", count: 22 - name.count) + " slipway\n"))
+                #expect(
+                    status.stdout.contains("  \(name)" + String(repeating: " ", count: 22 - name.count) + " slipway\n")
+                )
             }
             // Idempotent.
             let again = try repo.slipway(["hooks", "install"])
@@ -199,7 +215,9 @@ let zeros = String(repeating: "0", count: 40)
                 said == [
                     "slipway: cannot write to \(repo.gitDir)/slipway/inbox (disk full?): commit \(oid.prefix(7)) will not be built; "
                         + "free space there, then run `slipway agent submit commit`"
-                ], "\(commit.stderr)")
+                ],
+                "\(commit.stderr)"
+            )
             #expect(commit.stderr.split(separator: "\n").count == 1, "one line: \(commit.stderr)")
             let push = try repo.git(["push", "-q", "origin", "main"])
             #expect(push.status == 0)
@@ -207,7 +225,9 @@ let zeros = String(repeating: "0", count: 40)
                 push.stderr.split(separator: "\n").filter { $0.hasPrefix("slipway:") } == [
                     "slipway: cannot write to \(repo.gitDir)/slipway/inbox (disk full?): this push will not be built or deployed; "
                         + "free space there, then run `slipway agent submit push` after the push"
-                ], "\(push.stderr)")
+                ],
+                "\(push.stderr)"
+            )
             // A checkout only hints the agent: nothing said.
             let checkout = try repo.git(["checkout", "-q", "-b", "other"])
             #expect(checkout.stderr.isEmpty, "\(checkout.stderr)")
@@ -228,8 +248,11 @@ let zeros = String(repeating: "0", count: 40)
             // would keep the pipe open for the 2 s.
             let start = Date()
             let r = try sh(
-                ["sh", "-c", "git commit --allow-empty -m piped 2>&1 | cat"], cwd: repo.dir, env: repo.env,
-                replacingEnvironment: true)
+                ["sh", "-c", "git commit --allow-empty -m piped 2>&1 | cat"],
+                cwd: repo.dir,
+                env: repo.env,
+                replacingEnvironment: true
+            )
             let elapsed = Date().timeIntervalSince(start)
             #expect(r.status == 0)
             #expect(elapsed < 0.5, "git commit took \(elapsed) s")
@@ -244,14 +267,23 @@ let zeros = String(repeating: "0", count: 40)
             let own = "#!/bin/sh\necho \"own $*\" >> '\(root)/own-post-commit'\n"
             try write(own, to: hooks + "/post-commit", mode: 0o750)
             // A symbolic link as the post-merge hook, and a non-executable post-checkout.
-            try write("#!/bin/sh\necho merged >> '\(root)/own-post-merge'\n", to: root + "/scripts/merge-hook", mode: 0o755)
-            try FileManager.default.createSymbolicLink(atPath: hooks + "/post-merge", withDestinationPath: "../../../scripts/merge-hook")
+            try write(
+                "#!/bin/sh\necho merged >> '\(root)/own-post-merge'\n",
+                to: root + "/scripts/merge-hook",
+                mode: 0o755
+            )
+            try FileManager.default.createSymbolicLink(
+                atPath: hooks + "/post-merge",
+                withDestinationPath: "../../../scripts/merge-hook"
+            )
             try write("#!/bin/sh\nexit 3\n", to: hooks + "/post-checkout", mode: 0o644)
 
             let installed = try repo.slipway(["hooks", "install"])
             #expect(installed.status == 0, "\(installed.stderr)")
             #expect(installed.stdout.contains("runs the earlier hook first (post-commit.slipway-chained)"))
-            #expect(try repo.slipway(["hooks", "status"]).stdout.contains("slipway, chaining post-commit.slipway-chained"))
+            #expect(
+                try repo.slipway(["hooks", "status"]).stdout.contains("slipway, chaining post-commit.slipway-chained")
+            )
             try repo.git(["commit", "-q", "--allow-empty", "-m", "second"])
             #expect(try String(contentsOfFile: root + "/own-post-commit", encoding: .utf8) == "own \n")
             #expect(repo.inboxFiles(prefix: "commit").count == 1)
@@ -265,7 +297,10 @@ let zeros = String(repeating: "0", count: 40)
             #expect(try repo.slipway(["hooks", "uninstall"]).status == 0)
             #expect(try Data(contentsOf: URL(fileURLWithPath: hooks + "/post-commit")) == Data(own.utf8))
             #expect(fileMode(hooks + "/post-commit") == 0o750)
-            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: hooks + "/post-merge") == "../../../scripts/merge-hook")
+            #expect(
+                try FileManager.default.destinationOfSymbolicLink(atPath: hooks + "/post-merge")
+                    == "../../../scripts/merge-hook"
+            )
             #expect(fileMode(hooks + "/post-checkout") == 0o644)
             for name in hookNames { #expect(fileMode(hooks + "/" + name + ".slipway-chained") == -1) }
             #expect(fileMode(hooks + "/pre-push") == -1)
@@ -290,7 +325,9 @@ let zeros = String(repeating: "0", count: 40)
             // The user's hook sees git's stdin and vetoes any update of refs/heads/locked.
             try write(
                 "#!/bin/sh\n[ \"$1\" = prepared ] || exit 0\nwhile read -r old new ref; do echo \"$1 $ref\" >> '\(root)/seen'; [ \"$ref\" = refs/heads/locked ] && exit 1; done\nexit 0\n",
-                to: repo.gitDir + "/hooks/reference-transaction", mode: 0o755)
+                to: repo.gitDir + "/hooks/reference-transaction",
+                mode: 0o755
+            )
             try #require(try repo.slipway(["hooks", "install"]).status == 0)
             try repo.git(["branch", "locked"], expect: 128)
             #expect(try repo.git(["rev-parse", "--verify", "-q", "refs/heads/locked"], expect: nil).status != 0)
@@ -335,22 +372,34 @@ let zeros = String(repeating: "0", count: 40)
             try repo.git(["push", "-q", "origin", "main"])
             let gitLines = repo.inboxFiles(prefix: "prepush").values.flatMap { $0.split(separator: "\n") }
             #expect(gitLines.count == 1)
-            let fields = gitLines.first.map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) } ?? []
+            let fields =
+                gitLines.first.map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+                ?? []
             #expect(fields.count == 10)
             if fields.count == 10 {
                 #expect(fields[0...1] == ["v1", "prepush"])
                 #expect(Int(fields[2]) != nil)
-                #expect(Array(fields[3...]) == ["origin", bare, "refs/heads/main", oid, "refs/heads/main", zeros, repo.dir])
+                #expect(
+                    Array(fields[3...]) == ["origin", bare, "refs/heads/main", oid, "refs/heads/main", zeros, repo.dir]
+                )
             }
-            #expect(Array(repo.inboxFiles(prefix: "tracking").values) == ["v1\ttracking\t\(zeros)\t\(oid)\trefs/remotes/origin/main\t\(repo.dir)\n"])
+            #expect(
+                Array(repo.inboxFiles(prefix: "tracking").values) == [
+                    "v1\ttracking\t\(zeros)\t\(oid)\trefs/remotes/origin/main\t\(repo.dir)\n"
+                ]
+            )
 
             // `git push origin HEAD` names the local ref HEAD; to a URL, the remote is the URL.
             repo.clearInbox()
             try repo.git(["commit", "-q", "--allow-empty", "-m", "second"])
             let second = try repo.out(["rev-parse", "HEAD"])
             try repo.git(["push", "-q", bare, "HEAD:refs/heads/other"])
-            #expect(Array(repo.inboxFiles(prefix: "prepush").values).map { $0.split(separator: "\t").dropFirst(3).joined(separator: "\t") }
-                == ["\(bare)\t\(bare)\tHEAD\t\(second)\trefs/heads/other\t\(zeros)\t\(repo.dir)\n"])
+            #expect(
+                Array(repo.inboxFiles(prefix: "prepush").values).map {
+                    $0.split(separator: "\t").dropFirst(3).joined(separator: "\t")
+                }
+                    == ["\(bare)\t\(bare)\tHEAD\t\(second)\trefs/heads/other\t\(zeros)\t\(repo.dir)\n"]
+            )
             // No remote-tracking ref is updated by a push to a URL.
             #expect(repo.inboxFiles(prefix: "tracking").isEmpty)
             // Deleting a branch submits nothing.
@@ -366,14 +415,20 @@ let zeros = String(repeating: "0", count: 40)
             let bare = root + "/remote.git"
             try repo.git(["init", "-q", "--bare", bare], in: root)
             try repo.git(["remote", "add", "origin", bare])
-            try write("#!/bin/sh\necho \"$1 $2\" > '\(root)/args'\ncat > '\(root)/stdin'\necho 'own hook: no' >&2\nexit 1\n",
-                      to: repo.gitDir + "/hooks/pre-push", mode: 0o755)
+            try write(
+                "#!/bin/sh\necho \"$1 $2\" > '\(root)/args'\ncat > '\(root)/stdin'\necho 'own hook: no' >&2\nexit 1\n",
+                to: repo.gitDir + "/hooks/pre-push",
+                mode: 0o755
+            )
             try #require(try repo.slipway(["hooks", "install"]).status == 0)
             let oid = try repo.out(["rev-parse", "HEAD"])
             let r = try repo.git(["push", "origin", "main"], expect: 1)
             #expect(r.stderr.contains("own hook: no"))
             #expect(try String(contentsOfFile: root + "/args", encoding: .utf8) == "origin \(bare)\n")
-            #expect(try String(contentsOfFile: root + "/stdin", encoding: .utf8) == "refs/heads/main \(oid) refs/heads/main \(zeros)\n")
+            #expect(
+                try String(contentsOfFile: root + "/stdin", encoding: .utf8)
+                    == "refs/heads/main \(oid) refs/heads/main \(zeros)\n"
+            )
             #expect(repo.inboxFiles().isEmpty)
             #expect(try repo.git(["ls-remote", bare]).stdout.isEmpty)
         }
@@ -391,14 +446,20 @@ let zeros = String(repeating: "0", count: 40)
             let refused = try repo.git(["push", "origin", "main"], env: ["RECORDER_GATE_STATUS": "7"], expect: 1)
             #expect((refused.stdout + refused.stderr).contains("gate: checking"))
             #expect(repo.calls().contains("agent gate origin \(bare)"))
-            #expect(try String(contentsOfFile: root + "/calls.gate-stdin", encoding: .utf8) == "refs/heads/main \(oid) refs/heads/main \(zeros)\n")
+            #expect(
+                try String(contentsOfFile: root + "/calls.gate-stdin", encoding: .utf8)
+                    == "refs/heads/main \(oid) refs/heads/main \(zeros)\n"
+            )
             #expect(repo.inboxFiles().isEmpty)
             let passed = try repo.git(["push", "origin", "main"], env: ["RECORDER_GATE_STATUS": "0"])
             #expect((passed.stdout + passed.stderr).contains("gate: checking"))
             #expect(repo.inboxFiles(prefix: "prepush").count == 1)
             // SLIPWAY_GATE=0 overrides the config.
             repo.clearInbox()
-            let off = try repo.git(["push", "origin", "HEAD:refs/heads/y"], env: ["RECORDER_GATE_STATUS": "7", "SLIPWAY_GATE": "0"])
+            let off = try repo.git(
+                ["push", "origin", "HEAD:refs/heads/y"],
+                env: ["RECORDER_GATE_STATUS": "7", "SLIPWAY_GATE": "0"]
+            )
             #expect(!(off.stdout + off.stderr).contains("gate: checking"))
             #expect(repo.inboxFiles(prefix: "prepush").count == 1)
             // A missing binary in gate mode refuses the push.
@@ -408,8 +469,14 @@ let zeros = String(repeating: "0", count: 40)
             try FileManager.default.removeItem(atPath: gone)
             let missing = try repo.git(
                 ["push", "origin", "HEAD:refs/heads/x"],
-                env: ["SLIPWAY_BIN": "", "PATH": "/usr/bin:/bin", "SLIPWAY_GATE": "1"], expect: 1)
-            #expect(missing.stderr.contains("slipway: hook pre-push: slipway binary not found (set SLIPWAY_BIN or put it on PATH); nothing submitted"))
+                env: ["SLIPWAY_BIN": "", "PATH": "/usr/bin:/bin", "SLIPWAY_GATE": "1"],
+                expect: 1
+            )
+            #expect(
+                missing.stderr.contains(
+                    "slipway: hook pre-push: slipway binary not found (set SLIPWAY_BIN or put it on PATH); nothing submitted"
+                )
+            )
         }
     }
 
@@ -444,7 +511,9 @@ let zeros = String(repeating: "0", count: 40)
             #expect(fileMode(repo.gitDir + "/hooks/post-commit") == 0o755)
             try repo.git(["commit", "-q", "--allow-empty", "-m", "in the worktree"], in: tree)
             let oid = try repo.out(["rev-parse", "HEAD"], in: tree)
-            #expect(Array(repo.inboxFiles(prefix: "commit").values) == ["v1\tcommit\t\(oid)\trefs/heads/feature\t\(tree)\n"])
+            #expect(
+                Array(repo.inboxFiles(prefix: "commit").values) == ["v1\tcommit\t\(oid)\trefs/heads/feature\t\(tree)\n"]
+            )
         }
     }
 
@@ -473,7 +542,11 @@ let zeros = String(repeating: "0", count: 40)
             try repo.git(["checkout", "-q", "-b", branch])
             try repo.git(["commit", "-q", "--allow-empty", "-m", "odd"])
             let oid = try repo.out(["rev-parse", "HEAD"])
-            #expect(Array(repo.inboxFiles(prefix: "commit").values) == ["v1\tcommit\t\(oid)\trefs/heads/\(branch)\t\(repo.dir)\n"])
+            #expect(
+                Array(repo.inboxFiles(prefix: "commit").values) == [
+                    "v1\tcommit\t\(oid)\trefs/heads/\(branch)\t\(repo.dir)\n"
+                ]
+            )
             #expect(!FileManager.default.fileExists(atPath: marker))
         }
     }
@@ -487,9 +560,15 @@ let zeros = String(repeating: "0", count: 40)
             // The newest file's line is printed.
             let older = Date().addingTimeInterval(-60)
             try FileManager.default.setAttributes([.modificationDate: older], ofItemAtPath: failed + "/11")
-            try write("job 12 (commit pipeline at 1a2b3c4 on main) failed: images.app: build failed\n", to: failed + "/12")
+            try write(
+                "job 12 (commit pipeline at 1a2b3c4 on main) failed: images.app: build failed\n",
+                to: failed + "/12"
+            )
             let r = try repo.git(["commit", "-q", "--allow-empty", "-m", "next"])
-            #expect(r.stderr == "slipway: job 12 (commit pipeline at 1a2b3c4 on main) failed: images.app: build failed — see `slipway agent logs` (and 1 more)\n")
+            #expect(
+                r.stderr
+                    == "slipway: job 12 (commit pipeline at 1a2b3c4 on main) failed: images.app: build failed — see `slipway agent logs` (and 1 more)\n"
+            )
             #expect(try FileManager.default.contentsOfDirectory(atPath: failed).isEmpty)
             let quiet = try repo.git(["commit", "-q", "--allow-empty", "-m", "again"])
             #expect(quiet.stderr.isEmpty)
@@ -501,10 +580,18 @@ let zeros = String(repeating: "0", count: 40)
             let repo = try HookRepo(root)
             try #require(try repo.slipway(["hooks", "install", "--bin", repo.recorder]).status == 0)
             try FileManager.default.removeItem(atPath: repo.recorder)
-            let r = try repo.git(["commit", "-q", "--allow-empty", "-m", "x"], env: ["SLIPWAY_BIN": "", "PATH": "/usr/bin:/bin"])
-            #expect(r.stderr == "slipway: hook post-commit: slipway binary not found (set SLIPWAY_BIN or put it on PATH); nothing submitted\n")
+            let r = try repo.git(
+                ["commit", "-q", "--allow-empty", "-m", "x"],
+                env: ["SLIPWAY_BIN": "", "PATH": "/usr/bin:/bin"]
+            )
+            #expect(
+                r.stderr
+                    == "slipway: hook post-commit: slipway binary not found (set SLIPWAY_BIN or put it on PATH); nothing submitted\n"
+            )
             #expect(repo.inboxFiles().isEmpty)
-            #expect(try repo.slipway(["hooks", "status"]).stdout.contains("(missing: run `slipway hooks install` again)"))
+            #expect(
+                try repo.slipway(["hooks", "status"]).stdout.contains("(missing: run `slipway hooks install` again)")
+            )
         }
     }
 }

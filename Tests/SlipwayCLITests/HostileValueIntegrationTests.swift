@@ -48,8 +48,12 @@ struct HostileValueIntegrationTests {
     /// The environment of the deployment's container.
     static func containerEnvironment(_ p: AgentProject, _ deployment: String) throws -> [String: String] {
         let r = try sh(
-            ["docker", "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", "agent-test-\(deployment)-app"],
-            cwd: "/")
+            [
+                "docker", "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}",
+                "agent-test-\(deployment)-app",
+            ],
+            cwd: "/"
+        )
         var env: [String: String] = [:]
         for line in r.stdout.split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { continue }
@@ -122,7 +126,10 @@ struct HostileValueIntegrationTests {
                 try p.write("app/hello.txt", "commit \(n)\n")
                 #expect(try p.git(["commit", "-qam", "hostile \(n)"], env: agentEnv).status == 0)
                 _ = try p.waitIdle()
-                #expect(try p.imageExists(try p.describe()), "\(branch): the agent built the commit\n\(p.log().suffix(2000))")
+                #expect(
+                    try p.imageExists(try p.describe()),
+                    "\(branch): the agent built the commit\n\(p.log().suffix(2000))"
+                )
             }
             for branch in branches.prefix(3) {
                 #expect(try p.git(["checkout", "-q", branch], env: agentEnv).status == 0)
@@ -130,7 +137,10 @@ struct HostileValueIntegrationTests {
                 #expect(push.status == 0, "\(push.stderr)")
                 _ = try p.waitIdle()
                 let tag = BranchTag.tag(for: branch)
-                #expect(try AgentHookIntegrationTests.registryTags(registry, p.repo).contains(tag), "\(p.log().suffix(2000))")
+                #expect(
+                    try AgentHookIntegrationTests.registryTags(registry, p.repo).contains(tag),
+                    "\(p.log().suffix(2000))"
+                )
             }
             let s = try #require(try p.status())
             #expect(s.last.first { $0.pipeline == "push" }?.result?.ok == true, "\(p.log().suffix(2000))")
@@ -140,7 +150,9 @@ struct HostileValueIntegrationTests {
 
     /// A `$(…)` that fails is an error at its place: nothing is built, nothing pushed (never
     /// `image:false`).
-    @Test(arguments: ["$(git describe --always)", "$(exit 3)", "$(missing-command-of-slipway)", "$(echo err >&2; exit 1)"])
+    @Test(arguments: [
+        "$(git describe --always)", "$(exit 3)", "$(missing-command-of-slipway)", "$(echo err >&2; exit 1)",
+    ])
     func aFailingExpressionBuildsAndPushesNothing(expression: String) throws {
         let registry = try TestRegistry()
         defer { registry.stop() }

@@ -23,29 +23,39 @@ struct PushIntegrationTests {
             try FileManager.default.createDirectory(atPath: dockerConfig, withIntermediateDirectories: true)
             env = ["DOCKER_CONFIG": dockerConfig, "KUBECONFIG": dir + "/no-kubeconfig"]
             try """
-                version: v2beta1
-                name: push-test
-                images:
-                  app:
-                    image: \(repository)
-                    tags: [\(tags.joined(separator: ", "))]
-                \(extraImageLines)
-                """.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            version: v2beta1
+            name: push-test
+            images:
+              app:
+                image: \(repository)
+                tags: [\(tags.joined(separator: ", "))]
+            \(extraImageLines)
+            """.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
             try "FROM slipway/busybox\nRUN echo \(UUID().uuidString) > /id\n".write(
-                toFile: dir + "/Dockerfile", atomically: true, encoding: .utf8)
+                toFile: dir + "/Dockerfile",
+                atomically: true,
+                encoding: .utf8
+            )
             try "docker-config\n.devspace\n".write(toFile: dir + "/.dockerignore", atomically: true, encoding: .utf8)
         }
 
         func build(_ args: [String] = [], env extra: [String: String] = [:]) throws -> SlipwayBinary.Result {
             try SlipwayBinary.run(
-                ["build", "--json"] + args, in: dir, env: env.merging(extra) { $1 }, timeout: 120)
+                ["build", "--json"] + args,
+                in: dir,
+                env: env.merging(extra) { $1 },
+                timeout: 120
+            )
         }
 
         /// `auths` with user and password for `host`.
         func writeAuths(host: String, user: String, password: String) throws {
             let auth = Data("\(user):\(password)".utf8).base64EncodedString()
             try #"{"auths": {"\#(host)": {"auth": "\#(auth)"}}}"#.write(
-                toFile: dockerConfig + "/config.json", atomically: true, encoding: .utf8)
+                toFile: dockerConfig + "/config.json",
+                atomically: true,
+                encoding: .utf8
+            )
         }
 
         /// The deliveries slipway's build record holds for the image `app`.
@@ -54,7 +64,8 @@ struct PushIntegrationTests {
         }
 
         func cleanUp() {
-            let images = (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
+            let images =
+                (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
             let ours = images.split(separator: "\n").map(String.init).filter { $0.hasPrefix(repository + ":") }
             if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
         }
@@ -69,17 +80,25 @@ struct PushIntegrationTests {
 
     static func summary(_ r: SlipwayBinary.Result) throws -> Summary {
         let json = try #require(
-            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)\n\(r.stderr)")
+            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+            "stdout: \(r.stdout)\n\(r.stderr)"
+        )
         let app = try #require((json["images"] as? [[String: Any]])?.first { $0["image"] as? String == "app" })
         return Summary(
-            result: app["result"] as? String ?? "", pushed: app["pushed"] as? [String] ?? [],
-            pushError: app["pushError"] as? String, imageID: app["imageID"] as? String)
+            result: app["result"] as? String ?? "",
+            pushed: app["pushed"] as? [String] ?? [],
+            pushError: app["pushError"] as? String,
+            imageID: app["imageID"] as? String
+        )
     }
 
     /// Removes the local tag and pulls it back from the registry: the pulled image must be the
     /// one built.
     static func pullBack(
-        _ reference: String, expecting id: String, dockerConfig: String, path: String? = nil
+        _ reference: String,
+        expecting id: String,
+        dockerConfig: String,
+        path: String? = nil
     ) throws {
         var env = ["DOCKER_CONFIG": dockerConfig]
         if let path { env["PATH"] = path }
@@ -186,15 +205,21 @@ struct PushIntegrationTests {
             let bin = dir + "/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
             let helper = bin + "/docker-credential-slipwaytest"
-            try writeExecutable("""
+            try writeExecutable(
+                """
                 #!/bin/sh
                 [ "$1" = get ] || exit 1
                 read -r server
                 echo "$server" >> "\(dir)/helper-asked"
                 printf '{"ServerURL":"%s","Username":"\(TestRegistry.user)","Secret":"\(TestRegistry.password)"}' "$server"
-                """, to: helper)
+                """,
+                to: helper
+            )
             try #"{"credHelpers": {"\#(registry.host)": "slipwaytest"}}"#.write(
-                toFile: p.dockerConfig + "/config.json", atomically: true, encoding: .utf8)
+                toFile: p.dockerConfig + "/config.json",
+                atomically: true,
+                encoding: .utf8
+            )
             let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
             let withHelper = try p.build(["-t", "helper"], env: ["PATH": path])
             #expect(withHelper.status == 0, "\(withHelper.stderr)")
@@ -261,19 +286,19 @@ struct PushIntegrationTests {
             p.env["KUBECONFIG"] = kubeconfig
             func use(_ context: String) throws {
                 try """
-                    apiVersion: v1
-                    kind: Config
-                    current-context: \(context)
-                    contexts:
-                    - name: \(context)
-                      context: {cluster: c, user: u}
-                    clusters:
-                    - name: c
-                      cluster: {server: "https://127.0.0.1:1"}
-                    users:
-                    - name: u
-                      user: {}
-                    """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+                apiVersion: v1
+                kind: Config
+                current-context: \(context)
+                contexts:
+                - name: \(context)
+                  context: {cluster: c, user: u}
+                clusters:
+                - name: c
+                  cluster: {server: "https://127.0.0.1:1"}
+                users:
+                - name: u
+                  user: {}
+                """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
             }
             let local = [
                 "minikube", "docker-desktop", "docker-for-desktop", "orbstack", "vcluster_dev_team_minikube",
@@ -294,8 +319,14 @@ struct PushIntegrationTests {
             #expect(!kind.stderr.contains("pushing"))
             let calls = (try? String(contentsOfFile: dir + "/kind-calls", encoding: .utf8)) ?? ""
             #expect(
-                calls == "load docker-image --name dev \(p.repository):k1\nload docker-image --name dev \(p.repository):k2\n")
-            #expect(try Self.summary(kind).pushed == ["\(p.repository):k1 (kind load into dev)", "\(p.repository):k2 (kind load into dev)"])
+                calls
+                    == "load docker-image --name dev \(p.repository):k1\nload docker-image --name dev \(p.repository):k2\n"
+            )
+            #expect(
+                try Self.summary(kind).pushed == [
+                    "\(p.repository):k1 (kind load into dev)", "\(p.repository):k2 (kind load into dev)",
+                ]
+            )
             // Loaded once: the next run does not load again.
             let again = try p.build(["-t", "k1,k2"])
             #expect(try Self.summary(again).pushed.isEmpty)
@@ -323,7 +354,11 @@ struct PushIntegrationTests {
                 _ = try? sh(["buildah", "rmi", "-f", "\(p.repository):b1"], cwd: dir)
             }
             let marker = UUID().uuidString
-            try "FROM scratch\nCOPY marker /marker\n".write(toFile: dir + "/Dockerfile", atomically: true, encoding: .utf8)
+            try "FROM scratch\nCOPY marker /marker\n".write(
+                toFile: dir + "/Dockerfile",
+                atomically: true,
+                encoding: .utf8
+            )
             try marker.write(toFile: dir + "/marker", atomically: true, encoding: .utf8)
             try p.writeAuths(host: registry.host, user: TestRegistry.user, password: TestRegistry.password)
             let r = try p.build(["--engine", "buildah"])
@@ -331,11 +366,19 @@ struct PushIntegrationTests {
             #expect(try Self.summary(r).pushed == ["\(p.repository):b1"])
             #expect(!(r.stdout + r.stderr).contains(TestRegistry.password))
             // The Docker engine pulls what buildah pushed.
-            let pulled = try sh(["docker", "pull", "\(p.repository):b1"], cwd: "/", env: ["DOCKER_CONFIG": p.dockerConfig])
+            let pulled = try sh(
+                ["docker", "pull", "\(p.repository):b1"],
+                cwd: "/",
+                env: ["DOCKER_CONFIG": p.dockerConfig]
+            )
             #expect(pulled.status == 0, "\(pulled.stderr)")
             let saved = try sh(
-                ["sh", "-c", "docker save \"$1\" | tar -xO --wildcards '*.tar' 2>/dev/null | tar -xO marker", "sh", "\(p.repository):b1"],
-                cwd: "/")
+                [
+                    "sh", "-c", "docker save \"$1\" | tar -xO --wildcards '*.tar' 2>/dev/null | tar -xO marker", "sh",
+                    "\(p.repository):b1",
+                ],
+                cwd: "/"
+            )
             #expect(saved.stdout == marker, "\(saved.stderr)")
         }
     }
@@ -380,21 +423,30 @@ struct PushIntegrationTests {
             defer { p.cleanUp() }
             let bin = dir + "/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-            try writeExecutable("""
+            try writeExecutable(
+                """
                 #!/bin/sh
                 printf '%s\\n' "$*" >> "\(dir)/minikube-calls"
                 echo "DOCKER_HOST=\(proxy.host)"
                 echo "MINIKUBE_ACTIVE_DOCKERD=minikube"
-                """, to: bin + "/minikube")
+                """,
+                to: bin + "/minikube"
+            )
             p.env["PATH"] = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
             try "current-context: minikube\ncontexts:\n- name: minikube\n  context: {cluster: minikube}\n".write(
-                toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
+                toFile: dir + "/kubeconfig",
+                atomically: true,
+                encoding: .utf8
+            )
             p.env["KUBECONFIG"] = dir + "/kubeconfig"
             let r = try p.build()
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try Self.summary(r).result == "built")
             #expect(try Self.summary(r).pushed.isEmpty)
-            #expect(r.stderr.contains("building in its Docker engine (\(proxy.host)), nothing is pushed"), "\(r.stderr)")
+            #expect(
+                r.stderr.contains("building in its Docker engine (\(proxy.host)), nothing is pushed"),
+                "\(r.stderr)"
+            )
             #expect(proxy.connections > 0)
             let calls = (try? String(contentsOfFile: dir + "/minikube-calls", encoding: .utf8)) ?? ""
             #expect(calls == "docker-env --shell none --profile minikube\n")
@@ -402,7 +454,10 @@ struct PushIntegrationTests {
             // preferMinikube: false builds with this machine's engine (and still pushes nothing).
             let lines = try String(contentsOfFile: dir + "/devspace.yaml", encoding: .utf8)
             try (lines + "    docker: {preferMinikube: false}\n").write(
-                toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+                toFile: dir + "/devspace.yaml",
+                atomically: true,
+                encoding: .utf8
+            )
             let before = proxy.connections
             let local = try p.build(["-t", "local"])
             #expect(local.status == 0, "\(local.stderr)")

@@ -8,8 +8,10 @@ enum SlipwayBinary {
         if let p = ProcessInfo.processInfo.environment["SLIPWAY_BIN"] { return p }
         // `swift test` runs the test bundle from the build directory that also holds the binary.
         let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [bundle.appendingPathComponent("slipway"),
-                          bundle.deletingLastPathComponent().appendingPathComponent("slipway")]
+        for candidate in [
+            bundle.appendingPathComponent("slipway"),
+            bundle.deletingLastPathComponent().appendingPathComponent("slipway"),
+        ]
         where FileManager.default.isExecutableFile(atPath: candidate.path) {
             return candidate.path
         }
@@ -26,8 +28,12 @@ enum SlipwayBinary {
 
     /// Runs slipway with `arguments` in `directory`, with a clean, fixed environment plus `env`,
     /// killed after `timeout` seconds (exit 124, recorded as an issue).
-    static func run(_ arguments: [String], in directory: String, env: [String: String] = [:],
-                    timeout: Int = 60) throws -> Result {
+    static func run(
+        _ arguments: [String],
+        in directory: String,
+        env: [String: String] = [:],
+        timeout: Int = 60
+    ) throws -> Result {
         #expect(FileManager.default.isExecutableFile(atPath: path), "slipway binary not found at \(path)")
         var environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
@@ -39,8 +45,11 @@ enum SlipwayBinary {
         // posix_spawn through the shared helper: Foundation's Process is not safe to start
         // from parallel tests on Linux.
         let r = try sh(
-            ["timeout", "--kill-after=5", String(timeout), path] + arguments, cwd: directory, env: environment,
-            replacingEnvironment: true)
+            ["timeout", "--kill-after=5", String(timeout), path] + arguments,
+            cwd: directory,
+            env: environment,
+            replacingEnvironment: true
+        )
         if r.status == 124 || r.status == 137 {
             Issue.record("slipway \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
         }

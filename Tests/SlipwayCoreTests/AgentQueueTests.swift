@@ -7,12 +7,28 @@ import Testing
 /// The agent's queue, journal and inbox format as values and files (the running agent is
 /// tested end to end in SlipwayCLITests/AgentIntegrationTests).
 struct AgentQueueTests {
-    static func job(_ pipeline: String = "commit", branch: String? = "main", commit: Int, push: Bool = false) -> AgentJob {
+    static func job(
+        _ pipeline: String = "commit",
+        branch: String? = "main",
+        commit: Int,
+        push: Bool = false
+    ) -> AgentJob {
         AgentJob(
-            pipeline: pipeline, ref: branch.map { "refs/heads/" + $0 } ?? "HEAD",
-            commit: String(repeating: String(commit % 10), count: 40), worktree: "/w", acceptedAt: 0,
+            pipeline: pipeline,
+            ref: branch.map { "refs/heads/" + $0 } ?? "HEAD",
+            commit: String(repeating: String(commit % 10), count: 40),
+            worktree: "/w",
+            acceptedAt: 0,
             source: "commit.\(commit)",
-            push: push ? AgentJob.PushTarget(remote: "origin", url: "/r.git", remoteRef: "refs/heads/\(branch ?? "x")", gitPID: 1, gitStart: nil) : nil)
+            push: push
+                ? AgentJob.PushTarget(
+                    remote: "origin",
+                    url: "/r.git",
+                    remoteRef: "refs/heads/\(branch ?? "x")",
+                    gitPID: 1,
+                    gitStart: nil
+                ) : nil
+        )
     }
 
     /// Accepts through records, as the agent does, and returns the records written.
@@ -36,8 +52,13 @@ struct AgentQueueTests {
         for n in 1...9 { ids.append(Self.accept(Self.job(commit: n), into: &queue, journal: &journal)) }
         #expect(queue.next?.id == ids.last)
         #expect(queue.queued.map(\.job.id) == [ids.last!])
-        for id in ids.dropLast() { #expect(queue.entries[id]?.state == .superseded(by: ids[ids.firstIndex(of: id)! + 1])) }
-        if case .running = queue.entries[first]!.state {} else { Issue.record("the running job must not be superseded") }
+        for id in ids.dropLast() {
+            #expect(queue.entries[id]?.state == .superseded(by: ids[ids.firstIndex(of: id)! + 1]))
+        }
+        if case .running = queue.entries[first]!.state {
+        } else {
+            Issue.record("the running job must not be superseded")
+        }
         // Replaying the journal gives the same state.
         let replayed = JobQueue(replaying: journal)
         #expect(replayed.entries == queue.entries)
@@ -89,7 +110,11 @@ struct AgentQueueTests {
         #expect(next.queued.map(\.job.id) == [a, b])
         #expect(next.next?.id == a)
         // After it finishes, nothing runs it again.
-        let done = JournalRecord(.finished, id: a, result: JobResult(ok: true, status: 0, message: "ok", tags: [], startedAt: 0, finishedAt: 1))
+        let done = JournalRecord(
+            .finished,
+            id: a,
+            result: JobResult(ok: true, status: 0, message: "ok", tags: [], startedAt: 0, finishedAt: 1)
+        )
         next.apply(done)
         journal.append(done)
         let last = JobQueue(replaying: journal)
@@ -103,7 +128,18 @@ struct AgentQueueTests {
         for n in 0..<30 {
             let id = Self.accept(Self.job(branch: "b\(n)", commit: n), into: &queue, journal: &journal)
             if n < 25 {
-                let r = JournalRecord(.finished, id: id, result: JobResult(ok: n % 2 == 0, status: 0, message: "m\(n)", tags: [], startedAt: 0, finishedAt: Double(n)))
+                let r = JournalRecord(
+                    .finished,
+                    id: id,
+                    result: JobResult(
+                        ok: n % 2 == 0,
+                        status: 0,
+                        message: "m\(n)",
+                        tags: [],
+                        startedAt: 0,
+                        finishedAt: Double(n)
+                    )
+                )
                 queue.apply(r)
             }
         }
@@ -118,7 +154,21 @@ struct AgentQueueTests {
         try withTemporaryDirectory { dir in
             let journal = Journal(path: dir + "/journal.jsonl")
             let job = Self.job(commit: 1)
-            try journal.append([JournalRecord(.accepted, id: 1, job: AgentJob(id: 1, pipeline: "commit", ref: job.ref, commit: job.commit, worktree: "/w", acceptedAt: 0, source: "s"))])
+            try journal.append([
+                JournalRecord(
+                    .accepted,
+                    id: 1,
+                    job: AgentJob(
+                        id: 1,
+                        pipeline: "commit",
+                        ref: job.ref,
+                        commit: job.commit,
+                        worktree: "/w",
+                        acceptedAt: 0,
+                        source: "s"
+                    )
+                )
+            ])
             // A crash in the middle of a write.
             let fd = open(journal.path, O_WRONLY | O_APPEND)
             _ = "{\"kind\":\"finished\",\"id\":1,\"res".withCString { write(fd, $0, strlen($0)) }
@@ -151,15 +201,16 @@ struct AgentQueueTests {
 
     @Test func inboxLinesParseAndRejectWhatIsMalformed() {
         let oid = String(repeating: "a", count: 40)
-        let text = [
-            "v1\tcommit\t\(oid)\trefs/heads/$(touch x)\t/work/a b",
-            "v1\tprepush\t123\torigin\t/srv/r.git\trefs/heads/main\t\(oid)\trefs/heads/main\t\(String(repeating: "0", count: 40))\t/w",
-            "v1\ttracking\t\(String(repeating: "0", count: 40))\t\(oid)\trefs/remotes/origin/main\t/w",
-            "v1\tcheckout\t\(oid)\t1\t/w",
-            "v1\trefresh\tpost-merge\t/w",
-            "v1\tcommit\tnot-an-oid\tHEAD\t/w",
-            "v2\tsomething",
-        ].joined(separator: "\n") + "\n"
+        let text =
+            [
+                "v1\tcommit\t\(oid)\trefs/heads/$(touch x)\t/work/a b",
+                "v1\tprepush\t123\torigin\t/srv/r.git\trefs/heads/main\t\(oid)\trefs/heads/main\t\(String(repeating: "0", count: 40))\t/w",
+                "v1\ttracking\t\(String(repeating: "0", count: 40))\t\(oid)\trefs/remotes/origin/main\t/w",
+                "v1\tcheckout\t\(oid)\t1\t/w",
+                "v1\trefresh\tpost-merge\t/w",
+                "v1\tcommit\tnot-an-oid\tHEAD\t/w",
+                "v2\tsomething",
+            ].joined(separator: "\n") + "\n"
         let (events, errors) = InboxEvent.parse(text)
         #expect(events.count == 5)
         #expect(events.first == .commit(commit: oid, ref: "refs/heads/$(touch x)", worktree: "/work/a b"))
@@ -169,8 +220,12 @@ struct AgentQueueTests {
     @Test func failureLinesAreFoundAndEscapesDropped() {
         #expect(AgentDaemon.plain("\u{1b}[31merror\u{1b}[0m: boom") == "error: boom")
         #expect(AgentDaemon.plain("50%\r100%") == "100%")
-        #expect(AgentDaemon.errorLine(["step 1", "devspace.yaml:3:5: images.app: does not exist", "pipeline commit failed (exit status 1)"])
-            == "devspace.yaml:3:5: images.app: does not exist")
+        #expect(
+            AgentDaemon.errorLine([
+                "step 1", "devspace.yaml:3:5: images.app: does not exist", "pipeline commit failed (exit status 1)",
+            ])
+                == "devspace.yaml:3:5: images.app: does not exist"
+        )
         #expect(AgentDaemon.errorLine(["just output"]) == "just output")
         #expect(ImageReference.split("127.0.0.1:5000/team/app:v1-2-gabc").name == "127.0.0.1:5000/team/app")
         #expect(ImageReference.split("127.0.0.1:5000/app").tag == nil)
@@ -179,7 +234,8 @@ struct AgentQueueTests {
     /// A real repository with commits a → b → c on main and d on a side branch from a.
     static func history(in dir: String) throws -> [String: String] {
         let env = [
-            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@localhost",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost",
         ]
         var ids: [String: String] = [:]
@@ -219,21 +275,40 @@ struct AgentQueueTests {
         try withTemporaryDirectory { dir in
             let ids = try Self.history(in: dir)
             let repository = try GitRepository.discover(from: dir)
-            let descends = { (commit: String, ancestor: String) in (try? repository.isDescendant(commit, of: ancestor)) == true }
+            let descends = { (commit: String, ancestor: String) in
+                (try? repository.isDescendant(commit, of: ancestor)) == true
+            }
             func job(_ name: String, branch: String = "main") -> AgentJob {
-                AgentJob(pipeline: "commit", ref: "refs/heads/" + branch, commit: ids[name]!, worktree: dir, acceptedAt: 0, source: "commit.\(name)")
+                AgentJob(
+                    pipeline: "commit",
+                    ref: "refs/heads/" + branch,
+                    commit: ids[name]!,
+                    worktree: dir,
+                    acceptedAt: 0,
+                    source: "commit.\(name)"
+                )
             }
             var queue = JobQueue()
             var journal: [JournalRecord] = []
             let c = Self.accept(job("c"), into: &queue, journal: &journal)
-            queue.apply(JournalRecord(.finished, id: c, result: JobResult(ok: true, status: 0, message: "ok", tags: [], startedAt: 0, finishedAt: 1)))
+            queue.apply(
+                JournalRecord(
+                    .finished,
+                    id: c,
+                    result: JobResult(ok: true, status: 0, message: "ok", tags: [], startedAt: 0, finishedAt: 1)
+                )
+            )
             // b arrives after c was built: late.
             let newer = try #require(queue.newerAccepted(than: job("b"), isDescendant: descends))
             #expect(newer.job.id == c)
             let records = queue.acceptLate(job("b"), newer: newer, at: 2)
             #expect(records.map(\.kind) == [.accepted, .superseded])
             #expect(records[1].by == c)
-            #expect(records[1].reason?.contains("a late event: \(ids["b"]!.prefix(7)) is an ancestor of \(ids["c"]!.prefix(7))") == true)
+            #expect(
+                records[1].reason?.contains(
+                    "a late event: \(ids["b"]!.prefix(7)) is an ancestor of \(ids["c"]!.prefix(7))"
+                ) == true
+            )
             for r in records { queue.apply(r) }
             journal += records
             #expect(JobQueue(replaying: journal).entries[records[0].id!]?.state == .superseded(by: c))

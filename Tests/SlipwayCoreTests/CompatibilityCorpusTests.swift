@@ -11,7 +11,8 @@ import Testing
         let env = ProcessInfo.processInfo.environment
         if let dir = env["SLIPWAY_COMPAT_CORPUS"] { return dir }
         let sibling = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/compat/devspace").path
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/compat/devspace")
+            .path
         return FileManager.default.fileExists(atPath: sibling) ? sibling : nil
     }()
 
@@ -54,8 +55,10 @@ import Testing
             let path = root + "/" + rel
             let dir = (path as NSString).deletingLastPathComponent
             let options = LoadOptions(
-                configPath: (rel as NSString).lastPathComponent, workingDirectory: dir,
-                environment: ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent-home"])
+                configPath: (rel as NSString).lastPathComponent,
+                workingDirectory: dir,
+                environment: ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent-home"]
+            )
             do {
                 let config = try await ConfigLoader.load(options)
                 _ = try YAMLEmitter().emit(config.tree)

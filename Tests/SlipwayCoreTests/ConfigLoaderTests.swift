@@ -6,7 +6,10 @@ import Testing
 
 /// Loads `text` as `devspace.yaml` in a fresh directory.
 func loadConfig(
-    _ text: String, vars: [(String, String)] = [], profiles: [String] = [], env: [String: String] = [:],
+    _ text: String,
+    vars: [(String, String)] = [],
+    profiles: [String] = [],
+    env: [String: String] = [:],
     files: [String: String] = [:]
 ) async throws -> LoadedConfig {
     try await withTemporaryDirectory { dir in
@@ -17,13 +20,17 @@ func loadConfig(
         var environment = ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent-home"]
         for (k, v) in env { environment[k] = v }
         return try await ConfigLoader.load(
-            LoadOptions(workingDirectory: dir, environment: environment, vars: vars, profiles: profiles))
+            LoadOptions(workingDirectory: dir, environment: environment, vars: vars, profiles: profiles)
+        )
     }
 }
 
 /// The diagnostics of a config that must fail to load.
 func loadErrors(
-    _ text: String, vars: [(String, String)] = [], profiles: [String] = [], env: [String: String] = [:],
+    _ text: String,
+    vars: [(String, String)] = [],
+    profiles: [String] = [],
+    env: [String: String] = [:],
     files: [String: String] = [:]
 ) async throws -> [ConfigDiagnostic] {
     do {
@@ -64,7 +71,8 @@ func loadErrors(
                     forced: $!{REPLICAS}
                     escaped: $${REGISTRY}
                     runtime: ${runtime.images.app.tag}
-            """)
+            """
+        )
         let values = try #require(loaded.tree["deployments"]?["web"]?["helm"]?["values"])
         #expect(values["image"]?.scalar == "ghcr.io/acme/app")
         #expect(values["replicas"]?.scalar == "3")
@@ -116,7 +124,8 @@ func loadErrors(
               app:
                 image: acme/app
                 tags: ["${VERSION}", "$(echo expr)", "${WORDS}"]
-            """)
+            """
+        )
         #expect(loaded.config.images[0].tags == ["1.2.3", "expr", "a-b"])
     }
 
@@ -129,7 +138,8 @@ func loadErrors(
               app:
                 image: acme/${DEVSPACE_NAME}
                 tags: ["${DEVSPACE_RANDOM}", "${devspace.name}", "x${DEVSPACE_NAMESPACE}"]
-            """)
+            """
+        )
         let image = loaded.config.images[0]
         #expect(image.image == "acme/predefined")
         #expect(image.tags[0].count == 6 && image.tags[0].allSatisfy(\.isLetter))
@@ -149,7 +159,8 @@ func loadErrors(
             images:
               app:
                 image: acme/app
-            """)
+            """
+        )
         #expect(loaded.config.images.count == 1)
     }
 
@@ -163,7 +174,11 @@ func loadErrors(
         ("tags: [\"${SELF}\"]", "refers to itself", "vars.SELF.default", 11, 14),
     ])
     func variableFailuresNameTheVariableAndPosition(
-        line: String, message: String, path: String, errorLine: Int, errorColumn: Int
+        line: String,
+        message: String,
+        path: String,
+        errorLine: Int,
+        errorColumn: Int
     ) async throws {
         let errors = try await loadErrors(
             """
@@ -182,7 +197,8 @@ func loadErrors(
               app:
                 image: acme/app
                 \(line)
-            """)
+            """
+        )
         let first = try #require(errors.first)
         #expect(first.mark == Mark(line: errorLine, column: errorColumn))
         #expect(first.path == path)
@@ -249,7 +265,11 @@ func loadErrors(
         #expect(app.tags == ["stable", "latest"])
         #expect(app.target == "production")
         #expect(loaded.config.image("worker") == nil)
-        #expect(loaded.tree["deployments"]?["web"]?["kubectl"]?["manifests"]?.items?.map(\.scalar) == ["k8s/web.yaml", "k8s/prod.yaml"])
+        #expect(
+            loaded.tree["deployments"]?["web"]?["kubectl"]?["manifests"]?.items?.map(\.scalar) == [
+                "k8s/web.yaml", "k8s/prod.yaml",
+            ]
+        )
         #expect(loaded.tree["profiles"] == nil)
     }
 
@@ -297,7 +317,8 @@ func loadErrors(
                 tags: [extra]
               registry:
                 image: localhost:5000/team/app
-            """)
+            """
+        )
         let app = try #require(loaded.config.image("app"))
         #expect(app.image == "nginx")
         #expect(app.tags == ["1.25", "extra"])
@@ -339,7 +360,8 @@ func loadErrors(
                   imageTagOnly: true
                   skipImageArg: false
                   onChange: ["src/**"]
-            """)
+            """
+        )
         let app = try #require(loaded.config.image("app"))
         #expect(app.tags == ["v1", "dev-###"])
         #expect(app.dockerfile == "./docker/Dockerfile")
@@ -353,10 +375,29 @@ func loadErrors(
         #expect(app.rebuildStrategy == .ignoreContextChanges)
         #expect(app.skipPush)
         #expect(app.createPullSecret == false)
-        #expect(app.docker == .init(preferMinikube: false, disableFallback: true, useCli: true, useBuildKit: false, args: ["--pull"]))
+        #expect(
+            app.docker
+                == .init(
+                    preferMinikube: false,
+                    disableFallback: true,
+                    useCli: true,
+                    useBuildKit: false,
+                    args: ["--pull"]
+                )
+        )
         let custom = try #require(loaded.config.image("custom")?.custom)
-        #expect(custom == .init(command: "./build.sh", args: ["--fast"], appendArgs: ["--push"], imageFlag: "--image",
-                                imageTagOnly: true, skipImageArg: false, onChange: ["src/**"]))
+        #expect(
+            custom
+                == .init(
+                    command: "./build.sh",
+                    args: ["--fast"],
+                    appendArgs: ["--push"],
+                    imageFlag: "--image",
+                    imageTagOnly: true,
+                    skipImageArg: false,
+                    onChange: ["src/**"]
+                )
+        )
     }
 }
 
@@ -384,7 +425,8 @@ func loadErrors(
                 pipelines:
                   build: build_images --all
                 """
-            ])
+            ]
+        )
         #expect(loaded.config.images.map(\.key) == ["app", "sidecar"])
         #expect(loaded.config.image("app")?.image == "acme/app")
         #expect(loaded.config.pipeline("build")?.run == "build_images --all")
@@ -394,7 +436,9 @@ func loadErrors(
         let missing = try await loadErrors("version: v2beta1\nname: x-y\nimports:\n  - path: nope.yaml\n")
         #expect(missing.first?.mark == Mark(line: 4, column: 11))
         #expect(missing.first?.message.contains("does not exist") == true)
-        let git = try await loadErrors("version: v2beta1\nname: x-y\nimports:\n  - git: https://example.invalid/x.git\n")
+        let git = try await loadErrors(
+            "version: v2beta1\nname: x-y\nimports:\n  - git: https://example.invalid/x.git\n"
+        )
         #expect(git.first?.message.contains("not supported by slipway yet") == true)
     }
 }
@@ -407,7 +451,8 @@ func loadErrors(
 
     @Test func yaml11BooleansReadAsDevSpaceReadsThem() async throws {
         let loaded = try await loadConfig(
-            "version: v2beta1\nname: bools\nimages:\n  a:\n    image: x/a\n    skipPush: yes\n  b:\n    image: x/b\n    skipPush: off\n")
+            "version: v2beta1\nname: bools\nimages:\n  a:\n    image: x/a\n    skipPush: yes\n  b:\n    image: x/b\n    skipPush: off\n"
+        )
         #expect(loaded.config.image("a")?.skipPush == true)
         #expect(loaded.config.image("b")?.skipPush == false)
     }
@@ -456,7 +501,8 @@ func loadErrors(
     @Test func profileCannotRemoveTheVersion() async throws {
         let errors = try await loadErrors(
             "version: v2beta1\nname: nover\nprofiles:\n  - name: p\n    patches:\n      - op: remove\n        path: version\n",
-            profiles: ["p"])
+            profiles: ["p"]
+        )
         #expect(errors.first?.path == "version")
     }
 }

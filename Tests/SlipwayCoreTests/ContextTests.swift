@@ -187,7 +187,11 @@ private func makeContext(_ root: String) throws {
     try makeSymlink("\(root)/link", to: "main.go")
 }
 
-private func snapshot(_ root: String, index: StatIndex = StatIndex(), indexTime: Int64? = nil) throws -> (
+private func snapshot(
+    _ root: String,
+    index: StatIndex = StatIndex(),
+    indexTime: Int64? = nil
+) throws -> (
     snapshot: ContextSnapshot, index: StatIndex
 ) {
     let (matcher, _) = try IgnoreMatcher.forContext(contextDir: root, dockerfileRelativeToContext: "Dockerfile")
@@ -300,7 +304,9 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
         try withTemporaryDirectory { root in
             try writeFile("*\n", to: "\(root)/.dockerignore")
             let (matcher, _) = try IgnoreMatcher.forContext(
-                contextDir: root, dockerfileRelativeToContext: "app[1].Dockerfile")
+                contextDir: root,
+                dockerfileRelativeToContext: "app[1].Dockerfile"
+            )
             #expect(!matcher.isExcluded("app[1].Dockerfile", isDirectory: false))
             #expect(matcher.isExcluded("app1.Dockerfile", isDirectory: false))
         }
@@ -359,7 +365,9 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
             try writeFile("fromDockerfileIgnore\n", to: "\(root)/docker/app.Dockerfile.dockerignore")
             try writeFile("fromDockerignore\n", to: "\(root)/.dockerignore")
             let (matcher, file) = try IgnoreMatcher.forContext(
-                contextDir: root, dockerfileRelativeToContext: "docker/app.Dockerfile")
+                contextDir: root,
+                dockerfileRelativeToContext: "docker/app.Dockerfile"
+            )
             #expect(file == "\(root)/devspace.dockerignore")
             #expect(matcher.isExcluded("secret", isDirectory: false))
             #expect(matcher.isExcluded(".dockerignore", isDirectory: false))
@@ -370,7 +378,9 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
             try FileManager.default.removeItem(atPath: "\(root)/devspace.dockerignore")
             let (second, secondFile) = try IgnoreMatcher.forContext(
-                contextDir: root, dockerfileRelativeToContext: "docker/app.Dockerfile")
+                contextDir: root,
+                dockerfileRelativeToContext: "docker/app.Dockerfile"
+            )
             #expect(secondFile == "\(root)/docker/app.Dockerfile.dockerignore")
             #expect(second.isExcluded("fromDockerfileIgnore", isDirectory: false))
             #expect(!second.isExcluded("fromDockerignore", isDirectory: false))
@@ -378,7 +388,9 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
             // Another Dockerfile has no ignore file of its own: .dockerignore applies.
             let (third, thirdFile) = try IgnoreMatcher.forContext(
-                contextDir: root, dockerfileRelativeToContext: "Dockerfile")
+                contextDir: root,
+                dockerfileRelativeToContext: "Dockerfile"
+            )
             #expect(thirdFile == "\(root)/.dockerignore")
             #expect(third.isExcluded("fromDockerignore", isDirectory: false))
 
@@ -395,9 +407,12 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
         try withTemporaryDirectory { root in
             try writeFile("\u{FEFF}# comment\n*\r\n  \n!src\n.devspace-not\n", to: "\(root)/.dockerignore")
             let (matcher, _) = try IgnoreMatcher.forContext(
-                contextDir: root, dockerfileRelativeToContext: "./build/Dockerfile")
+                contextDir: root,
+                dockerfileRelativeToContext: "./build/Dockerfile"
+            )
             #expect(
-                matcher.patterns == ["*", "!src", ".devspace-not", "!.dockerignore", "!build/Dockerfile", ".devspace"])
+                matcher.patterns == ["*", "!src", ".devspace-not", "!.dockerignore", "!build/Dockerfile", ".devspace"]
+            )
             #expect(!matcher.isExcluded(".dockerignore", isDirectory: false))
             #expect(!matcher.isExcluded("build/Dockerfile", isDirectory: false))
             #expect(matcher.isExcluded("build/other", isDirectory: false))
@@ -406,7 +421,9 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
             // A Dockerfile outside the context is not re-included (it is not in the context).
             let (outside, _) = try IgnoreMatcher.forContext(
-                contextDir: root, dockerfileRelativeToContext: "../Dockerfile")
+                contextDir: root,
+                dockerfileRelativeToContext: "../Dockerfile"
+            )
             #expect(outside.patterns == ["*", "!src", ".devspace-not", "!.dockerignore", ".devspace"])
         }
     }
@@ -418,7 +435,11 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
                 try IgnoreMatcher.forContext(contextDir: root, dockerfileRelativeToContext: "Dockerfile")
             }
             let expected = ContextError.badIgnorePattern(
-                file: "\(root)/.dockerignore", line: 4, pattern: "src/[a-", reason: "'[' without a matching ']'")
+                file: "\(root)/.dockerignore",
+                line: 4,
+                pattern: "src/[a-",
+                reason: "'[' without a matching ']'"
+            )
             #expect(error == expected)
             #expect(error?.description.hasPrefix("\(root)/.dockerignore:4: invalid pattern 'src/[a-'") == true)
         }
@@ -442,10 +463,12 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
             let matcher = try IgnoreMatcher(patterns: ["vendor", "!vendor/keep", "node_modules"])
             let entries = try ContextWalker.walk(contextDir: root, matcher: matcher)
-            #expect(entries.map(\.path) == [
-                "a", "a-b", "a.txt", "a/b", "dangling", "empty", "exec.sh", "link-dir", "link-file",
-                "vendor/keep", "vendor/keep/x.txt",
-            ])
+            #expect(
+                entries.map(\.path) == [
+                    "a", "a-b", "a.txt", "a/b", "dangling", "empty", "exec.sh", "link-dir", "link-file",
+                    "vendor/keep", "vendor/keep/x.txt",
+                ]
+            )
             let byPath = Dictionary(uniqueKeysWithValues: entries.map { ($0.path, $0) })
             #expect(byPath["a"]?.kind == .directory)
             #expect(byPath["empty"]?.kind == .directory)
@@ -519,9 +542,12 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
             let second = try snapshot(root).snapshot
             #expect(first.digest == second.digest)
             #expect(first.digest.count == 64)
-            #expect(first.entries.map(\.path) == [
-                ".dockerignore", "Dockerfile", "empty", "link", "main.go", "pkg", "pkg/lib", "pkg/lib/lib.go", "run.sh",
-            ])
+            #expect(
+                first.entries.map(\.path) == [
+                    ".dockerignore", "Dockerfile", "empty", "link", "main.go", "pkg", "pkg/lib", "pkg/lib/lib.go",
+                    "run.sh",
+                ]
+            )
             #expect(first.fileCount == 5)
             #expect(first.totalBytes == 22 + 19 + 13 + 4 + 18)
         }
@@ -531,8 +557,10 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
         try withTemporaryDirectory { root in
             try writeFile("abc", to: "\(root)/f")
             let (snapshot, _) = try ContextDigester().snapshot(contextDir: root, matcher: IgnoreMatcher())
-            #expect(snapshot.entries.first?.contentDigest?.hex
-                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+            #expect(
+                snapshot.entries.first?.contentDigest?.hex
+                    == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            )
         }
     }
 
@@ -812,7 +840,8 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
             print(
                 "20,000 files in 200 directories: cold \(coldTime), warm no-op \(warmTime) "
-                    + "(walk alone \(walkTime)); index save \(saveTime), load \(loadTime)")
+                    + "(walk alone \(walkTime)); index save \(saveTime), load \(loadTime)"
+            )
             #expect(cold.snapshot.fileCount == 20_000)
             #expect(cold.snapshot.hashedFiles == 20_000)
             #expect(loaded.count == 20_000)

@@ -5,9 +5,9 @@ import Testing
 @testable import SlipwayCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 private let baseImage = "slipway/busybox:latest"
@@ -21,13 +21,23 @@ private struct Scratch {
     var selector: String { "\(Self.labelKey)=\(value)" }
 
     func spec(
-        _ command: [String], labels: [String: String] = [:], environment: [String] = [],
-        workingDirectory: String? = nil, tty: Bool = false, openStdin: Bool = false
+        _ command: [String],
+        labels: [String: String] = [:],
+        environment: [String] = [],
+        workingDirectory: String? = nil,
+        tty: Bool = false,
+        openStdin: Bool = false
     ) -> DockerContainerSpec {
         DockerContainerSpec(
-            image: baseImage, command: command, environment: environment,
-            labels: labels.merging([Self.labelKey: value]) { $1 }, workingDirectory: workingDirectory, tty: tty,
-            openStdin: openStdin, networkMode: "none")
+            image: baseImage,
+            command: command,
+            environment: environment,
+            labels: labels.merging([Self.labelKey: value]) { $1 },
+            workingDirectory: workingDirectory,
+            tty: tty,
+            openStdin: openStdin,
+            networkMode: "none"
+        )
     }
 
     func create(_ command: [String], name: String? = nil, labels: [String: String] = [:]) throws -> String {
@@ -43,7 +53,9 @@ private struct Scratch {
 
     func removeAll() {
         _ = try? sh(
-            ["sh", "-c", "docker ps -aq --filter \"label=$1\" | xargs -r docker rm -f", "sh", selector], cwd: "/")
+            ["sh", "-c", "docker ps -aq --filter \"label=$1\" | xargs -r docker rm -f", "sh", selector],
+            cwd: "/"
+        )
     }
 }
 
@@ -79,14 +91,24 @@ struct DockerTransportTests {
 
             let id = try s.run(ignoresSIGTERM)
             try s.api.putArchive(container: id, path: "/") { tar in
-                try tar.appendDirectory("app", TarAttributes(mode: 0o750, uid: 1234, gid: 5678, modificationTime: 1_700_000_000))
+                try tar.appendDirectory(
+                    "app",
+                    TarAttributes(mode: 0o750, uid: 1234, gid: 5678, modificationTime: 1_700_000_000)
+                )
                 for entry in ["bin", "bin/run.sh", "secret", "shared", "link"] {
-                    #expect(try tar.append(fromDisk: tree + "/" + entry, as: "app/" + entry, owner: (1234, 5678)) == .complete)
+                    #expect(
+                        try tar.append(fromDisk: tree + "/" + entry, as: "app/" + entry, owner: (1234, 5678))
+                            == .complete
+                    )
                 }
             }
             let stat = try s.api.exec(
                 container: id,
-                ["stat", "-c", "%a %u %g %N", "/app", "/app/bin", "/app/bin/run.sh", "/app/secret", "/app/shared", "/app/link"])
+                [
+                    "stat", "-c", "%a %u %g %N", "/app", "/app/bin", "/app/bin/run.sh", "/app/secret", "/app/shared",
+                    "/app/link",
+                ]
+            )
             #expect(stat.exitCode == 0, "\(stat.stderr)")
             #expect(
                 stat.stdout == """
@@ -97,7 +119,8 @@ struct DockerTransportTests {
                     2775 1234 5678 /app/shared
                     777 1234 5678 '/app/link' -> 'bin/run.sh'
 
-                    """)
+                    """
+            )
             let stamps = try s.api.exec(container: id, ["stat", "-c", "%Y", "/app/secret", "/app"])
             #expect(stamps.stdout == "1600000000\n1700000000\n")
             let script = try s.api.exec(container: id, ["/app/link"])
@@ -113,10 +136,17 @@ struct DockerTransportTests {
         #expect(try s.api.inspectContainer(id)?.state.status == "created")
         try s.api.putArchive(container: id, path: "/") { tar in
             try tar.appendDirectory("data", TarAttributes(mode: 0o700, uid: 1234, gid: 5678))
-            try tar.appendFile("data/hello.txt", TarAttributes(mode: 0o640, uid: 1234, gid: 5678), contents: Array("hello\n".utf8))
+            try tar.appendFile(
+                "data/hello.txt",
+                TarAttributes(mode: 0o640, uid: 1234, gid: 5678),
+                contents: Array("hello\n".utf8)
+            )
         }
         try s.api.startContainer(id)
-        let out = try s.api.exec(container: id, ["sh", "-c", "stat -c '%a %u %g %N' /data /data/hello.txt; cat /data/hello.txt"])
+        let out = try s.api.exec(
+            container: id,
+            ["sh", "-c", "stat -c '%a %u %g %N' /data /data/hello.txt; cat /data/hello.txt"]
+        )
         #expect(out.exitCode == 0, "\(out.stderr)")
         #expect(out.stdout == "700 1234 5678 /data\n640 1234 5678 /data/hello.txt\nhello\n")
     }
@@ -133,21 +163,31 @@ struct DockerTransportTests {
         let archive = sink.bytes
         // Content-Length instead of chunks; written in odd pieces.
         try s.api.putArchive(
-            container: id, path: "/tmp",
+            container: id,
+            path: "/tmp",
             body: .stream(contentType: "application/x-tar", length: archive.count) { writer in
                 for start in stride(from: 0, to: archive.count, by: 9_999) {
                     try writer.write(Array(archive[start..<min(start + 9_999, archive.count)]))
                 }
-            })
+            }
+        )
         #expect(try s.api.exec(container: id, ["stat", "-c", "%s", "/tmp/sized.bin"]).stdout == "300000\n")
         let short = #expect(throws: DockerAPIError.self) {
             try s.api.putArchive(
-                container: id, path: "/tmp",
+                container: id,
+                path: "/tmp",
                 body: .stream(contentType: "application/x-tar", length: archive.count + 512) { writer in
                     try writer.write(archive)
-                })
+                }
+            )
         }
-        #expect(short == .requestBodyFailed(request: "PUT /containers/\(id)/archive", reason: "the producer wrote \(archive.count) of the \(archive.count + 512) bytes it announced"))
+        #expect(
+            short
+                == .requestBodyFailed(
+                    request: "PUT /containers/\(id)/archive",
+                    reason: "the producer wrote \(archive.count) of the \(archive.count + 512) bytes it announced"
+                )
+        )
     }
 
     @Test(.requiresDockerEngine)
@@ -170,7 +210,11 @@ struct DockerTransportTests {
         // Names reach the shell as arguments, never as part of the script.
         let out = try s.api.exec(
             container: id,
-            ["sh", "-c", "cd /tmp && cat \"$1\" \"$2\" \"$3\" && readlink longlink && stat -c '%u %g' \"$1\"", "sh", long, deep, unicode])
+            [
+                "sh", "-c", "cd /tmp && cat \"$1\" \"$2\" \"$3\" && readlink longlink && stat -c '%u %g' \"$1\"", "sh",
+                long, deep, unicode,
+            ]
+        )
         #expect(out.exitCode == 0, "\(out.stderr)")
         #expect(out.stdout == "long\ndeep\nunicode\n\(target)\n1234 5678\n")
     }
@@ -200,7 +244,10 @@ struct DockerTransportTests {
                     try tar.appendFile("x", TarAttributes(mode: 0o644), contents: [1])
                 }
             }
-            #expect(missingContainer?.description.contains("No such container") == true, "\(String(describing: missingContainer))")
+            #expect(
+                missingContainer?.description.contains("No such container") == true,
+                "\(String(describing: missingContainer))"
+            )
 
             // A file that cannot be read abandons the request and says which.
             let unreadable = #expect(throws: DockerAPIError.self) {
@@ -261,7 +308,9 @@ struct DockerTransportTests {
         defer { s.removeAll() }
         let id = try s.run(ignoresSIGTERM)
         let exec = try s.api.createExec(
-            container: id, DockerExecConfig(command: ["sh", "-c", "sleep 0.3; stty size; echo to-stderr >&2; exit 2"], tty: true))
+            container: id,
+            DockerExecConfig(command: ["sh", "-c", "sleep 0.3; stty size; echo to-stderr >&2; exit 2"], tty: true)
+        )
         let stream = try s.api.startExec(exec, tty: true)
         #expect(stream.isRaw)
         try s.api.resizeExec(exec, height: 33, width: 101)
@@ -314,13 +363,23 @@ struct DockerTransportTests {
         let db = try s.create(["true"], labels: ["role": "db", "empty": ""])
         let all = try s.api.containers(labels: [s.selector])
         #expect(Set(all.map(\.id)) == [web1, web2, db])
-        #expect(all.allSatisfy { $0.state == "created" && $0.labels[Scratch.labelKey] == s.value && $0.imageID.hasPrefix("sha256:") })
+        #expect(
+            all.allSatisfy {
+                $0.state == "created" && $0.labels[Scratch.labelKey] == s.value && $0.imageID.hasPrefix("sha256:")
+            }
+        )
         #expect(Set(try s.api.containers(labels: [s.selector, "role=web"]).map(\.id)) == [web1, web2])
-        #expect(try s.api.containers(labels: [s.selector, "empty="]).map(\.id) == [db], "an empty value matches an empty label")
+        #expect(
+            try s.api.containers(labels: [s.selector, "empty="]).map(\.id) == [db],
+            "an empty value matches an empty label"
+        )
         #expect(try s.api.containers(labels: [s.selector, "empty"]).map(\.id) == [db])
         #expect(try s.api.containers(all: false, labels: [s.selector]).isEmpty, "none is running")
         // The CLI sees the same.
-        let cli = try sh(["docker", "ps", "--all", "--no-trunc", "--quiet", "--filter", "label=\(s.selector)"], cwd: "/")
+        let cli = try sh(
+            ["docker", "ps", "--all", "--no-trunc", "--quiet", "--filter", "label=\(s.selector)"],
+            cwd: "/"
+        )
         #expect(Set(cli.stdout.split(separator: "\n").map(String.init)) == [web1, web2, db])
     }
 
@@ -332,8 +391,11 @@ struct DockerTransportTests {
         let original = try s.api.createContainer(
             name: name,
             spec: s.spec(
-                ["sh", "-c", "echo \"$A|$B\"; pwd; exit 4"], labels: ["role": "original"], environment: ["A=1", "B=two words"],
-                workingDirectory: "/tmp")
+                ["sh", "-c", "echo \"$A|$B\"; pwd; exit 4"],
+                labels: ["role": "original"],
+                environment: ["A=1", "B=two words"],
+                workingDirectory: "/tmp"
+            )
         ).id
         let inspected = try #require(try s.api.inspectContainer(name))
         #expect(inspected.id == original && inspected.name == name)
@@ -372,7 +434,9 @@ struct DockerTransportTests {
         let s = Scratch()
         defer { s.removeAll() }
         // Writes one line, then waits for a file before it writes the next.
-        let id = try s.run(["sh", "-c", "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two >&2; sleep 600"])
+        let id = try s.run([
+            "sh", "-c", "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two >&2; sleep 600",
+        ])
         let logs = try s.api.logs(container: id, follow: true)
         #expect(!logs.isRaw)
         let first = try #require(try logs.next(timeout: .seconds(10)))
@@ -442,9 +506,11 @@ struct DockerTransportTests {
         func frame(_ stream: UInt8, _ text: String) -> [UInt8] {
             let payload = Array(text.utf8)
             let n = UInt32(payload.count)
-            return [stream, 0, 0, 0, UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + payload
+            return [stream, 0, 0, 0, UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
+                + payload
         }
-        let bytes = frame(1, "out one\n") + frame(2, "err\n") + frame(1, "") + frame(1, String(repeating: "x", count: 70_000))
+        let bytes =
+            frame(1, "out one\n") + frame(2, "err\n") + frame(1, "") + frame(1, String(repeating: "x", count: 70_000))
         for step in [1, 3, 7, 8, 9, 64, 65_536, bytes.count] {
             var decoder = FrameDecoder()
             var out: [UInt8] = []
@@ -456,7 +522,10 @@ struct DockerTransportTests {
                 }
                 i += step
             }
-            #expect(String(decoding: out, as: UTF8.self) == "out one\n" + String(repeating: "x", count: 70_000), "step \(step)")
+            #expect(
+                String(decoding: out, as: UTF8.self) == "out one\n" + String(repeating: "x", count: 70_000),
+                "step \(step)"
+            )
             #expect(String(decoding: err, as: UTF8.self) == "err\n", "step \(step)")
             #expect(decoder.isAtFrameBoundary)
         }
@@ -471,8 +540,15 @@ struct DockerTransportTests {
             let long = String(repeating: "n", count: 150)
             let deep = (1...12).map { "directory\($0)" }.joined(separator: "/") + "/file.txt"
             let target = "/" + (1...10).map { "target-part-\($0)" }.joined(separator: "/")
-            try tar.appendDirectory("d", TarAttributes(mode: 0o2755, uid: 1234, gid: 5678, modificationTime: 1_700_000_000))
-            try tar.appendFile("d/script", TarAttributes(mode: 0o4755, uid: 3_000_000, gid: 7, modificationTime: -5), contents: Array("#!/bin/sh\n".utf8))
+            try tar.appendDirectory(
+                "d",
+                TarAttributes(mode: 0o2755, uid: 1234, gid: 5678, modificationTime: 1_700_000_000)
+            )
+            try tar.appendFile(
+                "d/script",
+                TarAttributes(mode: 0o4755, uid: 3_000_000, gid: 7, modificationTime: -5),
+                contents: Array("#!/bin/sh\n".utf8)
+            )
             try tar.appendFile("d/" + long, TarAttributes(mode: 0o600), contents: Array(repeating: 65, count: 513))
             try tar.appendFile(deep, TarAttributes(mode: 0o644), contents: [])
             try tar.appendSymlink("d/link", target: target, TarAttributes(mode: 0o777))
@@ -484,7 +560,9 @@ struct DockerTransportTests {
             #expect(FileManager.default.createFile(atPath: file, contents: Data(sink.bytes)))
             let listing = try sh(["tar", "--numeric-owner", "--full-time", "-tvf", file], cwd: dir, env: ["TZ": "UTC"])
             #expect(listing.status == 0, "\(listing.stderr)")
-            let lines = listing.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            let lines = listing.stdout.split(separator: "\n").map {
+                $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            }
             try #require(lines.count == 5, "\(listing.stdout)")
             #expect(lines[0][0] == "drwxr-sr-x" && lines[0][1] == "1234/5678" && lines[0].last == "d/")
             #expect(lines[1][0] == "-rwsr-xr-x" && lines[1][1] == "3000000/7" && lines[1].last == "d/script")
@@ -494,7 +572,9 @@ struct DockerTransportTests {
             #expect(lines[4][0] == "lrwxrwxrwx" && lines[4].suffix(3) == ["d/link", "->", target])
             let x = try sh(["tar", "-xf", file], cwd: dir)
             #expect(x.status == 0, "\(x.stderr)")
-            #expect(try String(contentsOfFile: dir + "/d/" + long, encoding: .utf8) == String(repeating: "A", count: 513))
+            #expect(
+                try String(contentsOfFile: dir + "/d/" + long, encoding: .utf8) == String(repeating: "A", count: 513)
+            )
         }
     }
 
@@ -509,7 +589,9 @@ struct DockerTransportTests {
     @Test func tarRefusesNamesThatLeaveTheTarget() {
         let tar = TarWriter(sink: MemorySink())
         for name in ["", "/etc/passwd", "a/../../b", "..", "nul\u{0}byte"] {
-            #expect(throws: TarError.self, "\(name)") { try tar.appendFile(name, TarAttributes(mode: 0o644), contents: []) }
+            #expect(throws: TarError.self, "\(name)") {
+                try tar.appendFile(name, TarAttributes(mode: 0o644), contents: [])
+            }
         }
     }
 

@@ -5,9 +5,9 @@ import Testing
 @testable import SlipwayCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 // MARK: - Which tools the tests need
@@ -55,7 +55,8 @@ struct EngineIntegrationTests {
         let cli = try sh(["docker", "version", "--format", "{{.Server.APIVersion}} {{.Server.Version}}"], cwd: "/")
         #expect(cli.status == 0, "\(cli.stderr)")
         #expect(
-            cli.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(version.apiVersion) \(version.version)")
+            cli.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(version.apiVersion) \(version.version)"
+        )
     }
 
     @Test(.requiresDockerEngine)
@@ -124,7 +125,8 @@ struct EngineIntegrationTests {
         let cliMedian = cliTimes.sorted()[cliTimes.count / 2]
         print(
             "imageExists via DockerAPI: median \(apiMedian), min \(apiTimes.min()!); "
-                + "`docker image inspect` spawn: median \(cliMedian), min \(cliTimes.min()!)")
+                + "`docker image inspect` spawn: median \(cliMedian), min \(cliTimes.min()!)"
+        )
         #expect(apiMedian * 5 < cliMedian, "API \(apiMedian) vs CLI \(cliMedian)")
     }
 
@@ -149,7 +151,8 @@ struct EngineIntegrationTests {
         #expect(error == .unsupportedHost("tcp://127.0.0.1:2375"))
         #expect(
             try DockerAPI.fromEnvironment(["DOCKER_HOST": "unix:///run/x/docker.sock"]).socketPath
-                == "/run/x/docker.sock")
+                == "/run/x/docker.sock"
+        )
         #expect(try DockerAPI.fromEnvironment([:]).socketPath == "/var/run/docker.sock")
         #expect(try DockerAPI.fromEnvironment(["DOCKER_HOST": ""]).socketPath == "/var/run/docker.sock")
     }
@@ -195,7 +198,8 @@ struct EngineIntegrationTests {
 
         var trailers = HTTPResponseParser()
         trailers.append(
-            Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Trailer: 1\r\n".utf8))
+            Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Trailer: 1\r\n".utf8)
+        )
         #expect(try trailers.response(request: "GET /w") == nil, "the trailer section has not ended")
         trailers.append([13, 10])
         #expect(try trailers.response(request: "GET /w").map { String(decoding: $0.body, as: UTF8.self) } == "ok")
@@ -222,9 +226,9 @@ struct EngineIntegrationTests {
 /// backlog, and nobody answers.
 private func listeningSocket(at path: String) throws -> Int32 {
     #if canImport(Glibc)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     #else
-        let fd = socket(AF_UNIX, SOCK_STREAM, 0)
+    let fd = socket(AF_UNIX, SOCK_STREAM, 0)
     #endif
     guard fd >= 0 else { throw TestSupportError("socket: errno \(errno)") }
     var address = sockaddr_un()
@@ -264,31 +268,48 @@ extension EngineIntegrationTests {
 
     @Test func dockerCommandLineHasDevSpacesOrder() {
         let request = BuildRequest(
-            imageKey: "app", imageName: "ghcr.io/acme/app", tags: ["v1", "latest"], contextDirectory: "/src/app",
-            dockerfilePath: "/src/app/Dockerfile", buildArgs: [("GREETING", "hi there"), ("EMPTY", "")],
-            target: "runtime", network: "none", extraArgs: ["--no-cache", "--label", "a=b"])
+            imageKey: "app",
+            imageName: "ghcr.io/acme/app",
+            tags: ["v1", "latest"],
+            contextDirectory: "/src/app",
+            dockerfilePath: "/src/app/Dockerfile",
+            buildArgs: [("GREETING", "hi there"), ("EMPTY", "")],
+            target: "runtime",
+            network: "none",
+            extraArgs: ["--no-cache", "--label", "a=b"]
+        )
         #expect(
             DockerEngine.arguments(for: request, dockerfile: "/src/app/Dockerfile", buildx: false) == [
                 "build", "--build-arg", "GREETING=hi there", "--build-arg", "EMPTY=", "--network", "none",
                 "--tag", "ghcr.io/acme/app:v1", "--tag", "ghcr.io/acme/app:latest", "--force-rm",
                 "--file", "/src/app/Dockerfile", "--target", "runtime", "--no-cache", "--label", "a=b", "/src/app",
-            ])
+            ]
+        )
         #expect(
             DockerEngine.arguments(for: request, dockerfile: "/tmp/rewritten/Dockerfile", buildx: true) == [
                 "buildx", "build", "--build-arg", "GREETING=hi there", "--build-arg", "EMPTY=", "--network", "none",
                 "--tag", "ghcr.io/acme/app:v1", "--tag", "ghcr.io/acme/app:latest", "--load",
                 "--file", "/tmp/rewritten/Dockerfile", "--target", "runtime", "--no-cache", "--label", "a=b",
                 "/src/app",
-            ])
+            ]
+        )
         let bare = BuildRequest(
-            imageKey: "x", imageName: "x", tags: [], contextDirectory: "/c", dockerfilePath: "/c/Dockerfile")
+            imageKey: "x",
+            imageName: "x",
+            tags: [],
+            contextDirectory: "/c",
+            dockerfilePath: "/c/Dockerfile"
+        )
         #expect(
             DockerEngine.arguments(for: bare, dockerfile: "/c/Dockerfile", buildx: false) == [
                 "build", "--tag", "x", "--force-rm", "--file", "/c/Dockerfile", "/c",
-            ])
+            ]
+        )
         #expect(
             DockerEngine.isBannerLine(
-                "DEPRECATED: The legacy builder is deprecated and will be removed in a future release."))
+                "DEPRECATED: The legacy builder is deprecated and will be removed in a future release."
+            )
+        )
         #expect(DockerEngine.isBannerLine("            environment-variable."))
         #expect(!DockerEngine.isBannerLine("Step 1/3 : FROM slipway/busybox"))
     }
@@ -301,9 +322,15 @@ extension EngineIntegrationTests {
         try await withTemporaryDirectory { directory in
             try Self.multiStageDockerfile.write(toFile: directory + "/Dockerfile", atomically: true, encoding: .utf8)
             let request = BuildRequest(
-                imageKey: "app", imageName: repository, tags: ["one", "two"], contextDirectory: directory,
-                dockerfilePath: directory + "/Dockerfile", buildArgs: [("GREETING", "hi from slipway")],
-                target: "runtime", network: "none")
+                imageKey: "app",
+                imageName: repository,
+                tags: ["one", "two"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/Dockerfile",
+                buildArgs: [("GREETING", "hi from slipway")],
+                target: "runtime",
+                network: "none"
+            )
             let engine = try DockerEngine.fromEnvironment()
             #expect(await engine.isAvailable())
             let log = EngineLogLines()
@@ -324,7 +351,9 @@ extension EngineIntegrationTests {
 
             let inspect = try sh(
                 ["docker", "image", "inspect", "--format", "{{.Id}} {{json .Config.Labels}} {{json .Config.Cmd}}"]
-                    + references, cwd: "/")
+                    + references,
+                cwd: "/"
+            )
             #expect(inspect.status == 0, "\(inspect.stderr)")
             let rows = inspect.stdout.split(separator: "\n").map(String.init)
             #expect(rows.count == 2)
@@ -336,7 +365,9 @@ extension EngineIntegrationTests {
             }
 
             let run = try sh(
-                ["docker", "run", "--rm", "--network", "none", references[0], "cat", "/greeting"], cwd: "/")
+                ["docker", "run", "--rm", "--network", "none", references[0], "cat", "/greeting"],
+                cwd: "/"
+            )
             #expect(run.status == 0, "\(run.stderr)")
             #expect(run.stdout == "hi from slipway\n")
         }
@@ -355,8 +386,14 @@ extension EngineIntegrationTests {
             let rewritten =
                 original + "LABEL appended=yes\nENTRYPOINT [\"/bin/sh\",\"-c\"]\nCMD [\"cat /message.txt\"]\n"
             let request = BuildRequest(
-                imageKey: "app", imageName: repository, tags: ["rewritten"], contextDirectory: directory,
-                dockerfilePath: directory + "/docker/app.Dockerfile", dockerfileContents: rewritten, network: "none")
+                imageKey: "app",
+                imageName: repository,
+                tags: ["rewritten"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/docker/app.Dockerfile",
+                dockerfileContents: rewritten,
+                network: "none"
+            )
             let built = try await DockerEngine().build(request) { _ in }
             #expect(built.id != nil)
 
@@ -365,16 +402,20 @@ extension EngineIntegrationTests {
                     "docker", "image", "inspect", "--format",
                     "{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{index .Config.Labels \"appended\"}}",
                     "\(repository):rewritten",
-                ], cwd: "/")
+                ],
+                cwd: "/"
+            )
             #expect(
                 inspect.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-                    == "[\"/bin/sh\",\"-c\"] [\"cat /message.txt\"] yes")
+                    == "[\"/bin/sh\",\"-c\"] [\"cat /message.txt\"] yes"
+            )
             let run = try sh(["docker", "run", "--rm", "--network", "none", "\(repository):rewritten"], cwd: "/")
             #expect(run.stdout == "from the context\n", "\(run.stderr)")
             let untouched = try String(contentsOfFile: directory + "/docker/app.Dockerfile", encoding: .utf8)
             #expect(untouched == original)
             #expect(
-                try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["docker", "message.txt"])
+                try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["docker", "message.txt"]
+            )
         }
     }
 
@@ -396,8 +437,13 @@ extension EngineIntegrationTests {
                 """
             try dockerfile.write(toFile: directory + "/Dockerfile", atomically: true, encoding: .utf8)
             let request = BuildRequest(
-                imageKey: "broken", imageName: repository, tags: ["broken"], contextDirectory: directory,
-                dockerfilePath: directory + "/Dockerfile", network: "none")
+                imageKey: "broken",
+                imageName: repository,
+                tags: ["broken"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/Dockerfile",
+                network: "none"
+            )
             let log = EngineLogLines()
             let error = await #expect(throws: EngineError.self) {
                 try await DockerEngine().build(request) { log.append($0) }
@@ -442,8 +488,12 @@ extension EngineIntegrationTests {
             let engine = DockerEngine(api: DockerAPI(socketPath: directory + "/none.sock"))
             #expect(await engine.isAvailable() == false)
             let request = BuildRequest(
-                imageKey: "app", imageName: "app", tags: ["1"], contextDirectory: directory,
-                dockerfilePath: directory + "/Dockerfile")
+                imageKey: "app",
+                imageName: "app",
+                tags: ["1"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/Dockerfile"
+            )
             let error = await #expect(throws: EngineError.self) { try await engine.build(request) { _ in } }
             guard case .unreachable(let name, let detail)? = error else {
                 Issue.record("expected .unreachable, got \(String(describing: error))")
@@ -461,19 +511,28 @@ extension EngineIntegrationTests {
 extension EngineIntegrationTests {
     @Test func buildahCommandLine() {
         let request = BuildRequest(
-            imageKey: "app", imageName: "ghcr.io/acme/app", tags: ["v1", "v2"], contextDirectory: "/src",
-            dockerfilePath: "/src/Dockerfile", buildArgs: [("A", "1")], target: "runtime", network: "none",
-            extraArgs: ["--pull=never"])
+            imageKey: "app",
+            imageName: "ghcr.io/acme/app",
+            tags: ["v1", "v2"],
+            contextDirectory: "/src",
+            dockerfilePath: "/src/Dockerfile",
+            buildArgs: [("A", "1")],
+            target: "runtime",
+            network: "none",
+            extraArgs: ["--pull=never"]
+        )
         #expect(
             BuildahEngine.arguments(for: request, dockerfile: "/src/Dockerfile") == [
                 "build", "--layers", "--build-arg", "A=1", "--network", "none", "--tag", "ghcr.io/acme/app:v1",
                 "--tag", "ghcr.io/acme/app:v2", "--file", "/src/Dockerfile", "--target", "runtime", "--pull=never",
                 "/src",
-            ])
+            ]
+        )
         #expect(
             BuildahEngine.arguments(for: request, dockerfile: "/d/Dockerfile", isolation: "chroot").prefix(4) == [
                 "build", "--layers", "--isolation", "chroot",
-            ])
+            ]
+        )
     }
 
     @Test(.requiresBuildah, .requiresDockerEngine)
@@ -486,10 +545,17 @@ extension EngineIntegrationTests {
         try await withTemporaryDirectory { directory in
             try "payload\n".write(toFile: directory + "/payload.txt", atomically: true, encoding: .utf8)
             try "FROM scratch\nCOPY payload.txt /payload.txt\nLABEL built.by=slipway\n".write(
-                toFile: directory + "/Dockerfile", atomically: true, encoding: .utf8)
+                toFile: directory + "/Dockerfile",
+                atomically: true,
+                encoding: .utf8
+            )
             let request = BuildRequest(
-                imageKey: "scratchy", imageName: repository, tags: ["a", "b"], contextDirectory: directory,
-                dockerfilePath: directory + "/Dockerfile")
+                imageKey: "scratchy",
+                imageName: repository,
+                tags: ["a", "b"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/Dockerfile"
+            )
             #expect(await engine.isAvailable())
             let log = EngineLogLines()
             let built = try await engine.build(request) { log.append($0) }
@@ -507,7 +573,9 @@ extension EngineIntegrationTests {
                 [
                     "buildah", "inspect", "--type", "image", "--format", "{{index .OCIv1.Config.Labels \"built.by\"}}",
                     "\(repository):c",
-                ], cwd: "/")
+                ],
+                cwd: "/"
+            )
             #expect(label.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "slipway")
         }
     }
@@ -524,10 +592,19 @@ extension EngineIntegrationTests {
         }
         try await withTemporaryDirectory { directory in
             try "FROM docker-daemon:slipway/busybox:latest\nARG WORD\nRUN echo \"$WORD\" > /word\n".write(
-                toFile: directory + "/Dockerfile", atomically: true, encoding: .utf8)
+                toFile: directory + "/Dockerfile",
+                atomically: true,
+                encoding: .utf8
+            )
             let request = BuildRequest(
-                imageKey: "runner", imageName: repository, tags: ["run"], contextDirectory: directory,
-                dockerfilePath: directory + "/Dockerfile", buildArgs: [("WORD", "buildah-ran-this")], network: "none")
+                imageKey: "runner",
+                imageName: repository,
+                tags: ["run"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/Dockerfile",
+                buildArgs: [("WORD", "buildah-ran-this")],
+                network: "none"
+            )
             let built = try await BuildahEngine().build(request) { _ in }
             #expect(built.id != nil)
             let container = try sh(["buildah", "from", "\(repository):run"], cwd: "/")
@@ -561,8 +638,14 @@ extension EngineIntegrationTests {
 
         var custom: ImageConfig.Custom {
             ImageConfig.Custom(
-                command: command, args: args, appendArgs: appendArgs, imageFlag: imageFlag,
-                imageTagOnly: imageTagOnly, skipImageArg: skipImageArg, onChange: [])
+                command: command,
+                args: args,
+                appendArgs: appendArgs,
+                imageFlag: imageFlag,
+                imageTagOnly: imageTagOnly,
+                skipImageArg: skipImageArg,
+                onChange: []
+            )
         }
     }
 
@@ -570,59 +653,96 @@ extension EngineIntegrationTests {
         CustomCase(
             label: "no args: a script with runtime variables replaced",
             command: "docker build -t ${runtime.images.app.image}:${runtime.images.app.tag} . -f custom/Dockerfile",
-            argv: ["/bin/sh", "-c", "docker build -t ghcr.io/acme/app:v1 . -f custom/Dockerfile"]),
+            argv: ["/bin/sh", "-c", "docker build -t ghcr.io/acme/app:v1 . -f custom/Dockerfile"]
+        ),
         CustomCase(
             label: "${runtime.images.NAME} is image:tag, other images resolve too",
             command: "echo ${runtime.images.app} ${runtime.images.db} ${runtime.images.db.tag}",
-            argv: ["/bin/sh", "-c", "echo ghcr.io/acme/app:v1 ghcr.io/acme/db:5 5"]),
+            argv: ["/bin/sh", "-c", "echo ghcr.io/acme/app:v1 ghcr.io/acme/db:5 5"]
+        ),
         CustomCase(
             label: "args: exec'd directly, no image argument by default",
-            command: "docker", args: ["build", "."], imageFlag: "-t",
-            argv: ["docker", "build", "."]),
+            command: "docker",
+            args: ["build", "."],
+            imageFlag: "-t",
+            argv: ["docker", "build", "."]
+        ),
         CustomCase(
             label: "skipImageArg false: image:tag per tag after args",
-            command: "docker", args: ["build"], skipImageArg: false,
-            argv: ["docker", "build", "ghcr.io/acme/app:v1", "ghcr.io/acme/app:v2"]),
+            command: "docker",
+            args: ["build"],
+            skipImageArg: false,
+            argv: ["docker", "build", "ghcr.io/acme/app:v1", "ghcr.io/acme/app:v2"]
+        ),
         CustomCase(
             label: "skipImageArg false with imageFlag, then appendArgs",
-            command: "docker", args: ["build"], appendArgs: ["."], imageFlag: "-t", skipImageArg: false,
-            argv: ["docker", "build", "-t", "ghcr.io/acme/app:v1", "-t", "ghcr.io/acme/app:v2", "."]),
+            command: "docker",
+            args: ["build"],
+            appendArgs: ["."],
+            imageFlag: "-t",
+            skipImageArg: false,
+            argv: ["docker", "build", "-t", "ghcr.io/acme/app:v1", "-t", "ghcr.io/acme/app:v2", "."]
+        ),
         CustomCase(
             label: "imageTagOnly passes the tag alone",
-            command: "make", args: ["image"], imageFlag: "--tag", imageTagOnly: true, skipImageArg: false,
-            argv: ["make", "image", "--tag", "v1", "--tag", "v2"]),
+            command: "make",
+            args: ["image"],
+            imageFlag: "--tag",
+            imageTagOnly: true,
+            skipImageArg: false,
+            argv: ["make", "image", "--tag", "v1", "--tag", "v2"]
+        ),
         CustomCase(
             label: "skipImageArg true: no image arguments even with a flag",
-            command: "make", args: ["image"], imageFlag: "--tag", skipImageArg: true,
-            argv: ["make", "image"]),
+            command: "make",
+            args: ["image"],
+            imageFlag: "--tag",
+            skipImageArg: true,
+            argv: ["make", "image"]
+        ),
         CustomCase(
             label: "only image arguments: exec mode although args is empty",
-            command: "builder", skipImageArg: false,
-            argv: ["builder", "ghcr.io/acme/app:v1", "ghcr.io/acme/app:v2"]),
+            command: "builder",
+            skipImageArg: false,
+            argv: ["builder", "ghcr.io/acme/app:v1", "ghcr.io/acme/app:v2"]
+        ),
         CustomCase(
             label: "runtime variables in args and appendArgs",
-            command: "kaniko-local", args: ["--destination=${runtime.images.app}", "--tag=${runtime.images.app.tag}"],
+            command: "kaniko-local",
+            args: ["--destination=${runtime.images.app}", "--tag=${runtime.images.app.tag}"],
             appendArgs: ["--cache-from=${runtime.images.db.image}"],
-            argv: ["kaniko-local", "--destination=ghcr.io/acme/app:v1", "--tag=v1", "--cache-from=ghcr.io/acme/db"]),
+            argv: ["kaniko-local", "--destination=ghcr.io/acme/app:v1", "--tag=v1", "--cache-from=ghcr.io/acme/db"]
+        ),
         CustomCase(
             label: "a relative command path runs from the config directory",
-            command: "./scripts/build.sh", args: ["--push"],
-            argv: ["/project/scripts/build.sh", "--push"]),
+            command: "./scripts/build.sh",
+            args: ["--push"],
+            argv: ["/project/scripts/build.sh", "--push"]
+        ),
         CustomCase(
             label: "no tags: latest",
-            command: "echo ${runtime.images.app.tag}", tags: [],
-            argv: ["/bin/sh", "-c", "echo latest"]),
+            command: "echo ${runtime.images.app.tag}",
+            tags: [],
+            argv: ["/bin/sh", "-c", "echo latest"]
+        ),
         CustomCase(
             label: "appendArgs only",
-            command: "build", appendArgs: ["--quiet"],
-            argv: ["build", "--quiet"]),
+            command: "build",
+            appendArgs: ["--quiet"],
+            argv: ["build", "--quiet"]
+        ),
     ]
 
     @Test(arguments: customCases)
     func customBuilderArguments(_ testCase: CustomCase) throws {
         let invocation = try CustomEngine.invocation(
-            testCase.custom, imageKey: "app", imageName: "ghcr.io/acme/app", tags: testCase.tags,
-            configDirectory: "/project", otherImages: ["db": .init(image: "ghcr.io/acme/db", tag: "5")])
+            testCase.custom,
+            imageKey: "app",
+            imageName: "ghcr.io/acme/app",
+            tags: testCase.tags,
+            configDirectory: "/project",
+            otherImages: ["db": .init(image: "ghcr.io/acme/db", tag: "5")]
+        )
         if testCase.argv.first == "/bin/sh" {
             #expect(invocation.script == testCase.argv[2])
             #expect(invocation.argv == ["/bin/sh", "-c", Shell.prelude + testCase.argv[2]])
@@ -635,18 +755,33 @@ extension EngineIntegrationTests {
         #expect(invocation.environment["SLIPWAY_TAG"] == (testCase.tags.first ?? "latest"))
         #expect(
             invocation.environment["SLIPWAY_TAGS"]
-                == (testCase.tags.isEmpty ? "latest" : testCase.tags.joined(separator: " ")))
+                == (testCase.tags.isEmpty ? "latest" : testCase.tags.joined(separator: " "))
+        )
     }
 
     @Test func customBuilderRefusesWhatItCannotResolveOrSafelySplice() throws {
-        func invocation(_ command: String, args: [String] = [], tags: [String] = ["v1"]) throws(EngineError)
+        func invocation(
+            _ command: String,
+            args: [String] = [],
+            tags: [String] = ["v1"]
+        ) throws(EngineError)
             -> CustomEngine.Invocation
         {
             try CustomEngine.invocation(
                 ImageConfig.Custom(
-                    command: command, args: args, appendArgs: [], imageFlag: nil, imageTagOnly: false,
-                    skipImageArg: nil, onChange: []),
-                imageKey: "app", imageName: "acme/app", tags: tags, configDirectory: "/p")
+                    command: command,
+                    args: args,
+                    appendArgs: [],
+                    imageFlag: nil,
+                    imageTagOnly: false,
+                    skipImageArg: nil,
+                    onChange: []
+                ),
+                imageKey: "app",
+                imageName: "acme/app",
+                tags: tags,
+                configDirectory: "/p"
+            )
         }
         for command in [
             "echo ${runtime.images.nope.tag}", "echo ${runtime.dependencies.lib.images.app}",
@@ -673,7 +808,10 @@ extension EngineIntegrationTests {
         try await withTemporaryDirectory { directory in
             try FileManager.default.createDirectory(atPath: directory + "/custom", withIntermediateDirectories: true)
             try "FROM slipway/busybox\nLABEL made.by=custom\n".write(
-                toFile: directory + "/custom/Dockerfile", atomically: true, encoding: .utf8)
+                toFile: directory + "/custom/Dockerfile",
+                atomically: true,
+                encoding: .utf8
+            )
             let custom = ImageConfig.Custom(
                 command: """
                     docker build -t ${runtime.images.my-image.image}:${runtime.images.my-image.tag} . \\
@@ -681,11 +819,21 @@ extension EngineIntegrationTests {
                     docker tag "$SLIPWAY_IMAGE:$SLIPWAY_TAG" "$SLIPWAY_IMAGE:custom2" &&
                     echo "tags=$SLIPWAY_TAGS from $(pwd) $MY_VAR"
                     """,
-                args: [], appendArgs: [], imageFlag: nil, imageTagOnly: false, skipImageArg: nil, onChange: [])
+                args: [],
+                appendArgs: [],
+                imageFlag: nil,
+                imageTagOnly: false,
+                skipImageArg: nil,
+                onChange: []
+            )
             let engine = CustomEngine(custom: custom, configDirectory: directory, environment: ["MY_VAR": "var-value"])
             let request = BuildRequest(
-                imageKey: "my-image", imageName: repository, tags: ["custom1"], contextDirectory: directory,
-                dockerfilePath: directory + "/custom/Dockerfile")
+                imageKey: "my-image",
+                imageName: repository,
+                tags: ["custom1"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/custom/Dockerfile"
+            )
             let log = EngineLogLines()
             let built = try await engine.build(request) { log.append($0) }
             #expect(built == BuiltImage(references: ["\(repository):custom1"], id: nil))
@@ -701,29 +849,54 @@ extension EngineIntegrationTests {
         try await withTemporaryDirectory { directory in
             let echo = CustomEngine(
                 custom: ImageConfig.Custom(
-                    command: "echo", args: ["built"], appendArgs: ["done"], imageFlag: "--image", imageTagOnly: false,
-                    skipImageArg: false, onChange: []),
-                configDirectory: directory)
+                    command: "echo",
+                    args: ["built"],
+                    appendArgs: ["done"],
+                    imageFlag: "--image",
+                    imageTagOnly: false,
+                    skipImageArg: false,
+                    onChange: []
+                ),
+                configDirectory: directory
+            )
             let request = BuildRequest(
-                imageKey: "app", imageName: "acme/app", tags: ["t1"], contextDirectory: directory,
-                dockerfilePath: directory + "/Dockerfile")
+                imageKey: "app",
+                imageName: "acme/app",
+                tags: ["t1"],
+                contextDirectory: directory,
+                dockerfilePath: directory + "/Dockerfile"
+            )
             let log = EngineLogLines()
             _ = try await echo.build(request) { log.append($0) }
             #expect(log.all == ["built --image acme/app:t1 done"])
 
             let failing = CustomEngine(
                 custom: ImageConfig.Custom(
-                    command: "echo before; echo \"$SLIPWAY_IMAGE_KEY\" >&2; exit 4", args: [], appendArgs: [],
-                    imageFlag: nil, imageTagOnly: false, skipImageArg: nil, onChange: []),
-                configDirectory: directory)
+                    command: "echo before; echo \"$SLIPWAY_IMAGE_KEY\" >&2; exit 4",
+                    args: [],
+                    appendArgs: [],
+                    imageFlag: nil,
+                    imageTagOnly: false,
+                    skipImageArg: nil,
+                    onChange: []
+                ),
+                configDirectory: directory
+            )
             let error = await #expect(throws: EngineError.self) { try await failing.build(request) { _ in } }
             #expect(error == .buildFailed(engine: "custom", image: "app", status: 4, lastLines: ["before", "app"]))
 
             let missing = CustomEngine(
                 custom: ImageConfig.Custom(
-                    command: "slipway-no-such-builder", args: ["x"], appendArgs: [], imageFlag: nil,
-                    imageTagOnly: false, skipImageArg: nil, onChange: []),
-                configDirectory: directory)
+                    command: "slipway-no-such-builder",
+                    args: ["x"],
+                    appendArgs: [],
+                    imageFlag: nil,
+                    imageTagOnly: false,
+                    skipImageArg: nil,
+                    onChange: []
+                ),
+                configDirectory: directory
+            )
             let missingError = await #expect(throws: EngineError.self) { try await missing.build(request) { _ in } }
             #expect(missingError == .toolMissing(engine: "custom", tool: "slipway-no-such-builder"))
             await #expect(throws: EngineError.self) { try await echo.tag(existing: "a", as: ["b"]) }
@@ -735,9 +908,15 @@ extension EngineIntegrationTests {
 
 extension EngineIntegrationTests {
     static let renderRequest = BuildRequest(
-        imageKey: "app", imageName: "ghcr.io/acme/app", tags: ["v1", "latest"], contextDirectory: "/src/app",
-        dockerfilePath: "/src/app/docker/app.Dockerfile", buildArgs: [("VERSION", "1.2.3"), ("MODE", "prod")],
-        target: "runtime", network: "host")
+        imageKey: "app",
+        imageName: "ghcr.io/acme/app",
+        tags: ["v1", "latest"],
+        contextDirectory: "/src/app",
+        dockerfilePath: "/src/app/docker/app.Dockerfile",
+        buildArgs: [("VERSION", "1.2.3"), ("MODE", "prod")],
+        target: "runtime",
+        network: "host"
+    )
 
     static let kanikoOptions = """
         cache: true
@@ -891,7 +1070,11 @@ extension EngineIntegrationTests {
     @Test func kanikoPodMatchesDevSpacesForMostOptions() throws {
         let options = try #require(try YAMLParser().parse(Self.kanikoOptions))
         let pod = KanikoRenderer.pod(
-            for: Self.renderRequest, options: options, buildID: "abcdefghijkl", runID: "run-1234")
+            for: Self.renderRequest,
+            options: options,
+            buildID: "abcdefghijkl",
+            runID: "run-1234"
+        )
         let expected = try #require(try YAMLParser().parse(Self.expectedKanikoPod))
         #expect(ComparableYAML(pod) == ComparableYAML(expected))
         // What a user sees (`--render`) reads back as the same manifest, types included.
@@ -940,7 +1123,9 @@ extension EngineIntegrationTests {
                     - {name: devspace-pull-secrets, mountPath: /kaniko/.docker}
                     imagePullPolicy: IfNotPresent
                   restartPolicy: Never
-                """))
+                """
+            )
+        )
         #expect(ComparableYAML(pod) == ComparableYAML(expected))
 
         let skipSecret = try #require(try YAMLParser().parse("skipPullSecretMount: true"))
@@ -969,12 +1154,14 @@ extension EngineIntegrationTests {
                 "--tag", "ghcr.io/acme/app:v1", "--tag", "ghcr.io/acme/app:latest", "--push",
                 "--file", "/src/app/docker/app.Dockerfile", "--target", "runtime", "--platform", "linux/amd64",
                 "/src/app",
-            ])
+            ]
+        )
         // skip-push on a local builder: neither --push nor --load (buildx's docker driver loads).
         #expect(
             !BuildKitRenderer.buildCommand(for: request, options: local, skipPush: true).contains {
                 $0 == "--push" || $0 == "--load"
-            })
+            }
+        )
         #expect(BuildKitRenderer.createBuilderCommand(local) == nil)
 
         let cluster = BuildKitRenderer.Options(
@@ -989,33 +1176,46 @@ extension EngineIntegrationTests {
                   image: moby/buildkit:v0.12.0-rootless
                   nodeSelector: pool=builders
                   createArgs: [--append]
-                """))
+                """
+            )
+        )
         #expect(
             BuildKitRenderer.buildCommand(
-                for: request, options: cluster, skipPush: true, dockerfile: "/tmp/rw/Dockerfile") == [
-                    "/usr/local/bin/docker", "buildx", "build", "--build-arg", "VERSION=1.2.3", "--build-arg",
-                    "MODE=prod",
-                    "--network", "host", "--tag", "ghcr.io/acme/app:v1", "--tag", "ghcr.io/acme/app:latest", "--load",
-                    "--file", "/tmp/rw/Dockerfile", "--target", "runtime", "--builder", "builder-x", "--progress=plain",
-                    "/src/app",
-                ])
+                for: request,
+                options: cluster,
+                skipPush: true,
+                dockerfile: "/tmp/rw/Dockerfile"
+            ) == [
+                "/usr/local/bin/docker", "buildx", "build", "--build-arg", "VERSION=1.2.3", "--build-arg",
+                "MODE=prod",
+                "--network", "host", "--tag", "ghcr.io/acme/app:v1", "--tag", "ghcr.io/acme/app:latest", "--load",
+                "--file", "/tmp/rw/Dockerfile", "--target", "runtime", "--builder", "builder-x", "--progress=plain",
+                "/src/app",
+            ]
+        )
         #expect(
             BuildKitRenderer.createBuilderCommand(cluster) == [
                 "/usr/local/bin/docker", "buildx", "create", "--driver", "kubernetes", "--driver-opt", "namespace=ci",
                 "--name", "builder-x", "--driver-opt", "rootless=true", "--driver-opt",
                 "image=moby/buildkit:v0.12.0-rootless", "--driver-opt", "nodeselector=pool=builders", "--append",
-            ])
+            ]
+        )
 
         let defaults = BuildKitRenderer.Options(try YAMLParser().parse("inCluster: {noLoad: true}"))
         let command = BuildKitRenderer.buildCommand(
-            for: request, options: defaults, skipPush: true, currentNamespace: "dev")
+            for: request,
+            options: defaults,
+            skipPush: true,
+            currentNamespace: "dev"
+        )
         #expect(!command.contains("--load"), "noLoad")
         #expect(command.suffix(3) == ["--builder", "devspace-dev", "/src/app"])
         #expect(
             BuildKitRenderer.createBuilderCommand(defaults, currentNamespace: "dev") == [
                 "docker", "buildx", "create", "--driver", "kubernetes", "--driver-opt", "namespace=dev", "--name",
                 "devspace-dev",
-            ])
+            ]
+        )
         let noCreate = BuildKitRenderer.Options(try YAMLParser().parse("inCluster: {noCreate: true}"))
         #expect(BuildKitRenderer.createBuilderCommand(noCreate) == nil)
     }
@@ -1057,15 +1257,25 @@ extension EngineIntegrationTests {
                 target: runtime
                 network: host
                 docker: {args: [--no-cache]}
-                """))
+                """
+            )
+        )
         let image = ImageConfig(key: "app", node: node)
         let request = BuildRequest(image: image, tags: ["v1"], configDirectory: "/work/project")
         #expect(
             request
                 == BuildRequest(
-                    imageKey: "app", imageName: "ghcr.io/acme/app", tags: ["v1"], contextDirectory: "/work/src",
-                    dockerfilePath: "/work/project/docker/app.Dockerfile", buildArgs: [("A", "1"), ("C", "two")],
-                    target: "runtime", network: "host", extraArgs: ["--no-cache"]))
+                    imageKey: "app",
+                    imageName: "ghcr.io/acme/app",
+                    tags: ["v1"],
+                    contextDirectory: "/work/src",
+                    dockerfilePath: "/work/project/docker/app.Dockerfile",
+                    buildArgs: [("A", "1"), ("C", "two")],
+                    target: "runtime",
+                    network: "host",
+                    extraArgs: ["--no-cache"]
+                )
+        )
         #expect(request.references == ["ghcr.io/acme/app:v1"])
     }
 }

@@ -138,8 +138,12 @@ extension EngineTests {
         // its status cannot be read before then.
         guard let status else {
             return CommandResult(
-                command: command, status: -1, killedBySignal: true, standardOutput: "",
-                standardError: "cancelled before it exited")
+                command: command,
+                status: -1,
+                killedBySignal: true,
+                standardOutput: "",
+                standardError: "cancelled before it exited"
+            )
         }
         return CommandResult(
             command: command,

@@ -25,7 +25,9 @@ private func at(_ offset: Int) -> [String: String] {
 /// Runs git in `directory` with ``gitEnvironment``.
 @discardableResult
 func git(
-    _ arguments: [String], in directory: String, env: [String: String] = [:]
+    _ arguments: [String],
+    in directory: String,
+    env: [String: String] = [:]
 ) throws -> (status: Int32, stdout: String, stderr: String) {
     try sh(["git"] + arguments, cwd: directory, env: gitEnvironment.merging(env) { $1 })
 }
@@ -80,9 +82,12 @@ struct GitScenario: Sendable, CustomTestStringConvertible {
             case .write(let path, let content):
                 let url = URL(
                     fileURLWithPath: path.replacingOccurrences(of: "{root}", with: root),
-                    relativeTo: URL(fileURLWithPath: repo + "/"))
+                    relativeTo: URL(fileURLWithPath: repo + "/")
+                )
                 try FileManager.default.createDirectory(
-                    at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                    at: url.deletingLastPathComponent(),
+                    withIntermediateDirectories: true
+                )
                 try Data(content.utf8).write(to: url)
             case .remove(let path):
                 try FileManager.default.removeItem(atPath: repo + "/" + path)
@@ -144,7 +149,8 @@ extension GitScenario {
             history + [
                 .write("app/main.txt", "three\n"),
                 .git(["commit", "-q", "-a", "-m", "Change the app\nacross two lines\n\nThe body is not part of it."]),
-            ]),
+            ]
+        ),
         GitScenario(
             "subject with odd whitespace (verbatim message)",
             history + [
@@ -153,42 +159,52 @@ extension GitScenario {
                     "commit", "-q", "-a", "--cleanup=verbatim", "-m",
                     "\n \n  Indented  subject \t\n\tcontinued\r\n \nbody\n",
                 ]),
-            ]),
+            ]
+        ),
         GitScenario("lightweight tag on HEAD", history + [.git(["tag", "v1.0"])]),
         GitScenario("annotated tag on HEAD", history + [.git(["tag", "-a", "v1.0", "-m", "Release 1.0"])]),
         GitScenario(
             "annotated tag two commits behind HEAD",
             history + [.git(["tag", "-a", "v1.0", "-m", "Release 1.0"])] + commit("app/main.txt", "2\n", "two")
-                + commit("app/main.txt", "3\n", "three")),
+                + commit("app/main.txt", "3\n", "three")
+        ),
         GitScenario(
             "lightweight tag behind HEAD (only --tags uses it)",
-            history + [.git(["tag", "v0.9"])] + commit("app/main.txt", "2\n", "two")),
+            history + [.git(["tag", "v0.9"])] + commit("app/main.txt", "2\n", "two")
+        ),
         GitScenario(
             "two annotated tags in history",
             history + [.git(["tag", "-a", "v1.0", "-m", "one"])] + commit("app/main.txt", "2\n", "two")
-                + [.git(["tag", "-a", "v2.0", "-m", "two"])] + commit("app/main.txt", "3\n", "three")),
+                + [.git(["tag", "-a", "v2.0", "-m", "two"])] + commit("app/main.txt", "3\n", "three")
+        ),
         GitScenario(
             "two annotated tags on HEAD, the newer tagger date wins",
             history + [
                 .git(["tag", "-a", "a-older", "-m", "a"], env: at(100)),
                 .git(["tag", "-a", "b-newer", "-m", "b"], env: at(200)),
-            ]),
+            ]
+        ),
         GitScenario(
             "annotated and lightweight tag on HEAD",
-            history + [.git(["tag", "a-light"]), .git(["tag", "-a", "z-annotated", "-m", "z"])]),
+            history + [.git(["tag", "a-light"]), .git(["tag", "-a", "z-annotated", "-m", "z"])]
+        ),
         GitScenario(
             "two lightweight tags on HEAD, one of them packed",
-            history + [.git(["tag", "alpha"]), .git(["pack-refs", "--all"]), .git(["tag", "beta"])]),
+            history + [.git(["tag", "alpha"]), .git(["pack-refs", "--all"]), .git(["tag", "beta"])]
+        ),
         GitScenario(
             "detached HEAD",
-            history + commit("app/main.txt", "2\n", "two") + [.git(["checkout", "-q", "--detach", "HEAD~1"])]),
+            history + commit("app/main.txt", "2\n", "two") + [.git(["checkout", "-q", "--detach", "HEAD~1"])]
+        ),
         GitScenario(
             "detached at an annotated tag",
             history + [.git(["tag", "-a", "v1.0", "-m", "one"])] + commit("app/main.txt", "2\n", "two")
-                + [.git(["checkout", "-q", "v1.0"])]),
+                + [.git(["checkout", "-q", "v1.0"])]
+        ),
         GitScenario(
             "branch name with a slash",
-            history + [.git(["checkout", "-q", "-b", "feature/x"])] + commit("app/feature.txt", "f\n", "feature")),
+            history + [.git(["checkout", "-q", "-b", "feature/x"])] + commit("app/feature.txt", "f\n", "feature")
+        ),
         GitScenario(
             "linked worktree, opened from a subdirectory of it",
             history + [.git(["tag", "-a", "v1.0", "-m", "one"])]
@@ -199,32 +215,43 @@ extension GitScenario {
                     .write("{root}/wt/app/new.txt", "untracked\n"),
                     .write("app/main.txt", "main work tree is dirty\n"),
                 ],
-            openFrom: "wt/app"),
+            openFrom: "wt/app"
+        ),
         GitScenario(
             "discovered from a nested subdirectory",
             history + commit("a/b/c/file.txt", "abc\n", "nested"),
-            openFrom: "repo/a/b/c", paths: ["", "a", "a/b", "a/b/c/file.txt", "app"]),
+            openFrom: "repo/a/b/c",
+            paths: ["", "a", "a/b", "a/b/c/file.txt", "app"]
+        ),
         GitScenario("modified tracked file in the context", history + [.write("app/main.txt", "changed\n")]),
         GitScenario(
-            "staged change in the context", history + [.write("app/main.txt", "staged\n"), .git(["add", "app"])]),
+            "staged change in the context",
+            history + [.write("app/main.txt", "staged\n"), .git(["add", "app"])]
+        ),
         GitScenario("untracked file in the context", history + [.write("app/new.txt", "new\n")]),
         GitScenario(
             "staged change reverted in the work tree",
-            history + [.write("app/main.txt", "staged\n"), .git(["add", "app"]), .write("app/main.txt", "hello\n")]),
+            history + [.write("app/main.txt", "staged\n"), .git(["add", "app"]), .write("app/main.txt", "hello\n")]
+        ),
         GitScenario(
             "file added with intent to add",
-            history + [.write("app/new.txt", "new\n"), .git(["add", "-N", "app/new.txt"])]),
+            history + [.write("app/new.txt", "new\n"), .git(["add", "-N", "app/new.txt"])]
+        ),
         GitScenario(
-            "executable bit changed in the work tree", history + [.run(["chmod", "+x", "app/main.txt"])]),
+            "executable bit changed in the work tree",
+            history + [.run(["chmod", "+x", "app/main.txt"])]
+        ),
         GitScenario(
             "untracked nested repository in the context",
             history + [.git(["init", "-q", "app/nested"]), .write("app/nested/file.txt", "nested\n")],
-            paths: ["", "app", "app/nested", "app/main.txt", "README.md"]),
+            paths: ["", "app", "app/nested", "app/main.txt", "README.md"]
+        ),
         GitScenario(
             "ignored files only",
             history + commit(".gitignore", "*.log\nbuild/\n", "Ignore logs")
                 + [.write("app/debug.log", "log\n"), .write("app/build/out.bin", "bin\n")],
-            paths: ["", "app", "app/build", "app/debug.log"]),
+            paths: ["", "app", "app/build", "app/debug.log"]
+        ),
         GitScenario(
             "changes outside the context only",
             history + commit("apps/other.txt", "o\n", "other") + commit("app2/x.txt", "x\n", "x")
@@ -232,22 +259,26 @@ extension GitScenario {
                     .write("apps/other.txt", "changed\n"), .write("README.md", "changed\n"),
                     .write("app2/new.txt", "new\n"), .write("appendix.txt", "new\n"),
                 ],
-            paths: ["", "app", "apps", "app2", "ap", "app/main.txt"]),
+            paths: ["", "app", "apps", "app2", "ap", "app/main.txt"]
+        ),
         GitScenario(
             "deleted files, unstaged and staged",
             history + commit("lib/old.txt", "old\n", "old") + [
                 .remove("app/main.txt"), .git(["rm", "-q", "lib/old.txt"]),
             ],
-            paths: ["", "app", "app/main.txt", "lib", "lib/old.txt", "README.md"]),
+            paths: ["", "app", "app/main.txt", "lib", "lib/old.txt", "README.md"]
+        ),
         GitScenario(
             "untracked directory around the context",
             history + [.write("new/deep/file.txt", "new\n")],
-            paths: ["new", "new/deep", "new/deep/file.txt", "new/other", "newer", "app"]),
+            paths: ["new", "new/deep", "new/deep/file.txt", "new/other", "newer", "app"]
+        ),
         GitScenario(
             "paths with glob characters are literal",
             history + commit("a[1]/file.txt", "1\n", "brackets") + commit("a1/file.txt", "1\n", "plain")
                 + [.write("a1/file.txt", "changed\n")],
-            paths: ["a[1]", "a1", "a*", "a[1]/file.txt"]),
+            paths: ["a[1]", "a1", "a*", "a[1]/file.txt"]
+        ),
         GitScenario(
             "core.abbrev = 10",
             history + [.git(["config", "core.abbrev", "10"]), .git(["tag", "-a", "v1", "-m", "v1", "HEAD~1"])]
@@ -259,13 +290,15 @@ extension GitScenario {
             history + [
                 .git(["tag", "-a", "v1.0", "-m", "one"]), .git(["update-ref", "refs/tags/renamed", "v1.0"]),
                 .git(["update-ref", "-d", "refs/tags/v1.0"]),
-            ]),
+            ]
+        ),
         GitScenario(
             "annotated tag whose ref was renamed, behind HEAD",
             history + [
                 .git(["tag", "-a", "v1.0", "-m", "one"]), .git(["update-ref", "refs/tags/renamed", "v1.0"]),
                 .git(["update-ref", "-d", "refs/tags/v1.0"]),
-            ] + commit("app/main.txt", "2\n", "two")),
+            ] + commit("app/main.txt", "2\n", "two")
+        ),
         GitScenario("more than ten candidate tags", manyTags),
         GitScenario(
             "shallow clone",
@@ -273,14 +306,16 @@ extension GitScenario {
                 .git(["tag", "tip-of-side", "side"]),
                 .git(["clone", "-q", "--depth", "3", "--no-single-branch", "file://{root}/repo", "{root}/shallow"]),
             ],
-            openFrom: "shallow"),
+            openFrom: "shallow"
+        ),
         GitScenario(
             "ambiguous abbreviation is lengthened",
             // The blob was searched for: its id starts with "bf50f0", like the commit's.
             commit("app/main.txt", "hello\n", "first") + [
                 .write("collision.txt", "collision 13641999\n"), .git(["hash-object", "-w", "collision.txt"]),
                 .remove("collision.txt"), .git(["config", "core.abbrev", "4"]),
-            ]),
+            ]
+        ),
     ]
 }
 
@@ -306,8 +341,13 @@ struct GitAnswers: Equatable {
 
     var facts: GitFacts {
         GitFacts(
-            branch: head?.branchName, commit: head?.commit, shortCommit: shortCommit, describe: describe,
-            describeTags: describeTags, summary: summary)
+            branch: head?.branchName,
+            commit: head?.commit,
+            shortCommit: shortCommit,
+            describe: describe,
+            describeTags: describeTags,
+            summary: summary
+        )
     }
 
     init(library repository: GitRepository, paths: [String]) throws {
@@ -448,9 +488,11 @@ struct GitAnswers: Equatable {
             #expect(repository.gitDir == root + "/bare.git")
             #expect(repository.commonDir == root + "/bare.git")
             #expect(
-                try repository.describe(tags: false) == gitOutput(["describe", "--always"], in: root + "/bare.git"))
+                try repository.describe(tags: false) == gitOutput(["describe", "--always"], in: root + "/bare.git")
+            )
             #expect(
-                try repository.treeID(path: "app") == gitOutput(["rev-parse", "HEAD:app"], in: root + "/bare.git"))
+                try repository.treeID(path: "app") == gitOutput(["rev-parse", "HEAD:app"], in: root + "/bare.git")
+            )
             #expect(throws: GitError.bareRepository(gitDir: root + "/bare.git")) { try repository.isDirty() }
             #expect(throws: GitError.bareRepository(gitDir: root + "/bare.git")) {
                 try repository.describe(tags: false, dirtySuffix: "-dirty")
@@ -509,7 +551,10 @@ struct GitAnswers: Equatable {
             for index in 0..<16_400 { stream += "blob\ndata \(String(index).utf8.count)\n\(index)\n" }
             try stream.write(toFile: root + "/stream", atomically: true, encoding: .utf8)
             let result = try sh(
-                ["sh", "-c", "git fast-import --quiet < ../stream"], cwd: root + "/repo", env: gitEnvironment)
+                ["sh", "-c", "git fast-import --quiet < ../stream"],
+                cwd: root + "/repo",
+                env: gitEnvironment
+            )
             #expect(result.status == 0, "\(result.stderr)")
 
             let repository = try GitRepository.discover(from: root + "/repo")
@@ -519,7 +564,8 @@ struct GitAnswers: Equatable {
             #expect(try repository.shortID(commit) == expected)
             #expect(
                 try repository.describe(tags: true)
-                    == gitOutput(["describe", "--tags", "--always"], in: root + "/repo"))
+                    == gitOutput(["describe", "--tags", "--always"], in: root + "/repo")
+            )
         }
     }
 
@@ -566,7 +612,8 @@ struct GitAnswers: Equatable {
     @Test func errorDescriptions() {
         #expect(
             GitError.libgit2(operation: "git_status_list_new", code: -1, message: "index is locked").description
-                == "git: git_status_list_new failed: index is locked (libgit2 error -1)")
+                == "git: git_status_list_new failed: index is locked (libgit2 error -1)"
+        )
         #expect(GitError.pathNotFoundAtHead(path: "app").description.contains("app does not exist in the HEAD commit"))
         #expect(GitError.directoryNotFound(path: "/x").description == "/x: no such directory")
     }

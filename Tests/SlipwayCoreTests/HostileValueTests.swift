@@ -147,7 +147,8 @@ import Testing
                 helm:
                   values:
                     v: "\(expression)"
-            """)
+            """
+        )
         #expect(loaded.tree["deployments"]?["web"]?["helm"]?["values"]?["v"]?.scalar == expected)
     }
 
@@ -167,7 +168,8 @@ import Testing
               app:
                 image: acme/app
                 tags: ["ok", "\(expression)"]
-            """)
+            """
+        )
         let first = try #require(errors.first)
         #expect(first.mark == Mark(line: 6, column: 18))
         #expect(first.path == "images.app.tags[1]")
@@ -244,7 +246,9 @@ import Testing
         errors = try await loadErrors(text, vars: [("NAME", "abc"), ("IMAGE", "acme/app:"), ("TAG", "ok")])
         #expect(errors.map(\.path) == ["images.app.image"] || errors.map(\.path) == ["images.app.tags[0]"])
         let loaded = try await loadConfig(
-            text, vars: [("NAME", "abc"), ("IMAGE", "127.0.0.1:5000/acme/my_app.v2"), ("TAG", "v1.0-3-gabc")])
+            text,
+            vars: [("NAME", "abc"), ("IMAGE", "127.0.0.1:5000/acme/my_app.v2"), ("TAG", "v1.0-3-gabc")]
+        )
         #expect(loaded.config.images[0].image == "127.0.0.1:5000/acme/my_app.v2")
     }
 
@@ -260,7 +264,8 @@ import Testing
                       MODE: "(["
                 merge:
                   images: {}
-            """)
+            """
+        )
         #expect(errors.map(\.path) == ["profiles[0].activation[0].env.MODE"])
         #expect(errors.first?.mark == Mark(line: 7, column: 17))
         #expect(errors.first?.message.contains("not a valid regular expression") == true)

@@ -88,21 +88,36 @@ import Testing
         try FileManager.default.createDirectory(atPath: dir + "/chart", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: dir + "/kust", withIntermediateDirectories: true)
         try "resources: [pod.yaml]\ncommonLabels: {team: web}\n".write(
-            toFile: dir + "/kust/kustomization.yaml", atomically: true, encoding: .utf8)
-        try "apiVersion: v1\nkind: Pod\nmetadata: {name: one}\nspec:\n  containers:\n  - {name: app, image: ghcr.io/acme/app}\n"
+            toFile: dir + "/kust/kustomization.yaml",
+            atomically: true,
+            encoding: .utf8
+        )
+        try
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: one}\nspec:\n  containers:\n  - {name: app, image: ghcr.io/acme/app}\n"
             .write(toFile: dir + "/kust/pod.yaml", atomically: true, encoding: .utf8)
         try Self.deployment.write(toFile: dir + "/k8s/deployment.yaml", atomically: true, encoding: .utf8)
         try "image: ghcr.io/acme/app\noverride: from-chart\nnested: {list: [{image: ghcr.io/acme/sidecar}]}\n".write(
-            toFile: dir + "/chart/values.yaml", atomically: true, encoding: .utf8)
+            toFile: dir + "/chart/values.yaml",
+            atomically: true,
+            encoding: .utf8
+        )
         try "override: from-file\nsidecars:\n  - image: ghcr.io/acme/sidecar:whatever\n".write(
-            toFile: dir + "/values-extra.yaml", atomically: true, encoding: .utf8)
+            toFile: dir + "/values-extra.yaml",
+            atomically: true,
+            encoding: .utf8
+        )
         return try await ConfigLoader.load(LoadOptions(workingDirectory: dir, environment: ["HOME": dir]))
     }
 
     func renderer(_ loaded: LoadedConfig) -> ClusterRenderer {
         // app was built in this run; sidecar only has its config tag (the `#` becomes `x`).
         let injector = TagInjector(loaded: loaded, run: ["app": .init(image: "ghcr.io/acme/app", tag: "t1")])
-        return ClusterRenderer(loaded: loaded, injector: injector, namespace: "dev", environment: ProcessInfo.processInfo.environment)
+        return ClusterRenderer(
+            loaded: loaded,
+            injector: injector,
+            namespace: "dev",
+            environment: ProcessInfo.processInfo.environment
+        )
     }
 
     @Test(.requiresKubernetesValidate) func kubectlManifestsGetTagsOnImageFieldsOnly() async throws {
@@ -146,11 +161,21 @@ import Testing
             #expect(values["legacy"]?["repository"]?.text == "ghcr.io/acme/app")
             #expect(values["legacy"]?["tag"]?.text == "t1")
             #expect(values["both"]?.text == "ghcr.io/acme/app@fallback-x")
-            #expect(command == ["helm", "upgrade", "chart", dir + "/chart", "--install", "--namespace", "dev", "--values", "VALUES_FILE"])
+            #expect(
+                command == [
+                    "helm", "upgrade", "chart", dir + "/chart", "--install", "--namespace", "dev", "--values",
+                    "VALUES_FILE",
+                ]
+            )
             #expect(release == "chart")
             let branch = try renderer(loaded).helm(chart, releaseSuffix: "-fix-typo", scope: ["--kube-context", "c"])
             #expect(branch.release == "chart-fix-typo")
-            #expect(branch.command == ["helm", "upgrade", "chart-fix-typo", dir + "/chart", "--install", "--kube-context", "c", "--values", "VALUES_FILE"])
+            #expect(
+                branch.command == [
+                    "helm", "upgrade", "chart-fix-typo", dir + "/chart", "--install", "--kube-context", "c", "--values",
+                    "VALUES_FILE",
+                ]
+            )
 
             let frozen = try #require(loaded.config.deployments.first { $0.name == "frozen" })
             #expect(try renderer(loaded).helm(frozen).values["image"]?.text == "ghcr.io/acme/app")
@@ -163,12 +188,19 @@ extension InjectionTests {
         try await withTemporaryDirectory { dir in
             let loaded = try await loaded(dir)
             var deployment = try #require(loaded.config.deployments.first { $0.name == "manifests" })
-            deployment.spec["patches"] = try YAMLParser().parse("- target: {kind: Service, name: nope}\n  op: remove\n  path: spec\n")
+            deployment.spec["patches"] = try YAMLParser().parse(
+                "- target: {kind: Service, name: nope}\n  op: remove\n  path: spec\n"
+            )
             await #expect(throws: DeployError.self) { try await renderer(loaded).kubectlManifests(deployment) }
             do throws(DeployError) {
                 _ = try await renderer(loaded).kubectlManifests(deployment)
             } catch {
-                #expect(error.message.contains("patches[0]: its target (kind=Service, name=nope) matches none of the manifests"), "\(error)")
+                #expect(
+                    error.message.contains(
+                        "patches[0]: its target (kind=Service, name=nope) matches none of the manifests"
+                    ),
+                    "\(error)"
+                )
             }
         }
     }

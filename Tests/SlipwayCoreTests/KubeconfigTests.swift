@@ -45,11 +45,13 @@ private func kubeconfig(current: String?, contexts: [(String, String, String?)],
 
     @Test func kubeconfigListsMergeAsKubectlDoes() throws {
         try withTemporaryDirectory { dir in
-            let first = dir + "/first", second = dir + "/second"
+            let first = dir + "/first"
+            let second = dir + "/second"
             try kubeconfig(current: "kind-dev", contexts: [("kind-dev", "kind-dev", nil)])
                 .write(toFile: first, atomically: true, encoding: .utf8)
             try kubeconfig(
-                current: "prod", contexts: [("prod", "gke", "shop"), ("kind-dev", "other", "ignored")],
+                current: "prod",
+                contexts: [("prod", "gke", "shop"), ("kind-dev", "other", "ignored")],
                 extra: """
                     clusters:
                     - name: mk
@@ -83,9 +85,14 @@ private func kubeconfig(current: String?, contexts: [(String, String, String?)],
             let path = dir + "/config"
             try "apiVersion: v1\ncontexts:\n  name: x\n".write(toFile: path, atomically: true, encoding: .utf8)
             let shape = #expect(throws: KubeconfigError.self) { try Kubeconfig.load(environment: ["KUBECONFIG": path]) }
-            #expect(shape?.description.hasPrefix("\(path):3:3: contexts: expected a list") == true, "\(String(describing: shape))")
+            #expect(
+                shape?.description.hasPrefix("\(path):3:3: contexts: expected a list") == true,
+                "\(String(describing: shape))"
+            )
             try "contexts: [\n".write(toFile: path, atomically: true, encoding: .utf8)
-            let syntax = #expect(throws: KubeconfigError.self) { try Kubeconfig.load(environment: ["KUBECONFIG": path]) }
+            let syntax = #expect(throws: KubeconfigError.self) {
+                try Kubeconfig.load(environment: ["KUBECONFIG": path])
+            }
             #expect(syntax?.file == path)
             #expect((syntax?.mark.line ?? 0) >= 1)
         }
@@ -110,13 +117,36 @@ private func kubeconfig(current: String?, contexts: [(String, String, String?)],
             // (A value, not a tag: "kind-dev/team-a" is not a valid image tag.)
             func tag(_ options: (LoadOptions) -> LoadOptions) async throws -> String? {
                 try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
-                let base = LoadOptions(workingDirectory: dir, environment: ["KUBECONFIG": path, "PATH": "/usr/bin:/bin"])
-                return try await ConfigLoader.load(options(base)).tree["deployments"]?["app"]?["helm"]?["values"]?["where"]?.scalar
+                let base = LoadOptions(
+                    workingDirectory: dir,
+                    environment: ["KUBECONFIG": path, "PATH": "/usr/bin:/bin"]
+                )
+                return try await ConfigLoader.load(options(base)).tree["deployments"]?["app"]?["helm"]?["values"]?[
+                    "where"
+                ]?.scalar
             }
             #expect(try await tag { $0 } == "kind-dev/team-a")
-            #expect(try await tag { var o = $0; o.kubeContext = "prod"; return o } == "prod/default")
-            #expect(try await tag { var o = $0; o.namespace = "mine"; return o } == "kind-dev/mine")
-            #expect(try await tag { var o = $0; o.environment = ["PATH": "/usr/bin:/bin"]; return o } == "/")
+            #expect(
+                try await tag {
+                    var o = $0
+                    o.kubeContext = "prod"
+                    return o
+                } == "prod/default"
+            )
+            #expect(
+                try await tag {
+                    var o = $0
+                    o.namespace = "mine"
+                    return o
+                } == "kind-dev/mine"
+            )
+            #expect(
+                try await tag {
+                    var o = $0
+                    o.environment = ["PATH": "/usr/bin:/bin"]
+                    return o
+                } == "/"
+            )
         }
     }
 }

@@ -50,13 +50,16 @@ import Testing
     static func declarations(_ code: String) -> Set<String> {
         var names: Set<String> = []
         let modifiers: Set<String> = [
-            "public", "internal", "fileprivate", "private", "package", "final", "indirect", "nonisolated", "@usableFromInline",
+            "public", "internal", "fileprivate", "private", "package", "final", "indirect", "nonisolated",
+            "@usableFromInline",
         ]
         let kinds: Set<String> = ["struct", "class", "enum", "protocol", "actor", "typealias", "func", "let", "var"]
         for line in code.split(separator: "\n") {
             guard let first = line.first, first.isLetter || first == "@" else { continue }
-            var words = line.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == "<" || $0 == ":" || $0 == "=" || $0 == "{" })
-                .map(String.init)[...]
+            var words = line.split(whereSeparator: {
+                $0 == " " || $0 == "(" || $0 == "<" || $0 == ":" || $0 == "=" || $0 == "{"
+            })
+            .map(String.init)[...]
             while let w = words.first, modifiers.contains(w) || w.hasPrefix("@") { words = words.dropFirst() }
             guard let kind = words.first, kinds.contains(kind), words.count > 1 else { continue }
             let name = words[words.index(after: words.startIndex)]
@@ -111,7 +114,8 @@ import Testing
         let order = try Self.order()
         let folders = try FileManager.default.contentsOfDirectory(atPath: Self.core).filter { name in
             var isDir: ObjCBool = false
-            return FileManager.default.fileExists(atPath: Self.core + "/" + name, isDirectory: &isDir) && isDir.boolValue
+            return FileManager.default.fileExists(atPath: Self.core + "/" + name, isDirectory: &isDir)
+                && isDir.boolValue
         }
         for folder in folders {
             #expect(order.contains(folder), "Sources/SlipwayCore/\(folder) is not in ARCHITECTURE.md's allowed order")
@@ -131,6 +135,10 @@ import Testing
         #expect(Self.identifiers(code.split(separator: "\n")[0]).contains("JobQueue"))
         #expect(!Self.identifiers(code.split(separator: "\n")[0]).contains("PipelineRunner"), "comments are left out")
         #expect(!Self.identifiers(code.split(separator: "\n")[1]).contains("AgentDaemon"), "strings are left out")
-        #expect(Self.declarations("public struct A {\n}\nfinal class B {}\nfunc c() {}\n  struct Nested {}\n") == ["A", "B", "c"])
+        #expect(
+            Self.declarations("public struct A {\n}\nfinal class B {}\nfunc c() {}\n  struct Nested {}\n") == [
+                "A", "B", "c",
+            ]
+        )
     }
 }

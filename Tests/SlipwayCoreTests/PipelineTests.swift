@@ -8,7 +8,10 @@ import Testing
 struct PipelineTests {
     @Test(arguments: [
         ("echo ${runtime.images.app}", "echo $(get_image app)"),
-        ("x=${runtime.images.app.tag}-${runtime.images.web-2.image}", "x=$(get_image --only=tag app)-$(get_image --only=image web-2)"),
+        (
+            "x=${runtime.images.app.tag}-${runtime.images.web-2.image}",
+            "x=$(get_image --only=tag app)-$(get_image --only=image web-2)"
+        ),
         ("${runtime.images.app.other}", "${runtime.images.app.other}"),
         ("${runtime.dependencies.dep.images.app}", "${runtime.dependencies.dep.images.app}"),
         ("${runtime.images.$(touch x)}", "${runtime.images.$(touch x)}"),
@@ -30,11 +33,16 @@ struct PipelineTests {
 
     @Test func defaultPipelinesAreDevSpaces() throws {
         let config = DevSpaceConfig(decoding: try #require(try YAMLParser().parse("version: v2beta1\nname: x\n")))
-        #expect(PipelineScript.script("deploy", in: config)?.run
-            == "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all\ncreate_deployments --all")
+        #expect(
+            PipelineScript.script("deploy", in: config)?.run
+                == "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all\ncreate_deployments --all"
+        )
         #expect(PipelineScript.script("nope", in: config) == nil)
         let own = DevSpaceConfig(
-            decoding: try #require(try YAMLParser().parse("pipelines:\n  deploy:\n    run: echo mine\n    continueOnError: true\n")))
+            decoding: try #require(
+                try YAMLParser().parse("pipelines:\n  deploy:\n    run: echo mine\n    continueOnError: true\n")
+            )
+        )
         #expect(PipelineScript.script("deploy", in: own)?.run == "echo mine")
         #expect(PipelineScript.script("deploy", in: own)?.continueOnError == true)
     }

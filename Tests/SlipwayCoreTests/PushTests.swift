@@ -50,11 +50,13 @@ struct PushTests {
         // A password whose base64 has `+` and `/` in the standard alphabet.
         let password = "p>?>?~ü"
         let header = DockerEngine.registryAuthHeader(
-            RegistryCredential(serverAddress: "127.0.0.1:5000", username: "me", secret: password))
+            RegistryCredential(serverAddress: "127.0.0.1:5000", username: "me", secret: password)
+        )
         #expect(!header.contains("+") && !header.contains("/"))
         #expect(try decoded(header) == ["username": "me", "password": password, "serveraddress": "127.0.0.1:5000"])
         let token = DockerEngine.registryAuthHeader(
-            RegistryCredential(serverAddress: "ghcr.io", username: "", secret: "tok", isIdentityToken: true))
+            RegistryCredential(serverAddress: "ghcr.io", username: "", secret: "tok", isIdentityToken: true)
+        )
         #expect(try decoded(token) == ["identitytoken": "tok", "serveraddress": "ghcr.io"])
         #expect(try decoded(DockerEngine.registryAuthHeader(nil)) == [:])
     }
@@ -88,8 +90,12 @@ struct PushTests {
         // Custom builds push (or not) by themselves; buildah cannot feed `kind load`.
         #expect(
             DeliveryPlan.decide(
-                image: try image(), engine: BuildahEngine(), options: BuildOptions(), context: "kind-dev"
-            ).target == nil)
+                image: try image(),
+                engine: BuildahEngine(),
+                options: BuildOptions(),
+                context: "kind-dev"
+            ).target == nil
+        )
         #expect(DeliveryPlan(target: .kind(cluster: "dev")).recordKey("a:1") == "kind:dev a:1")
         #expect(DeliveryPlan(target: .registry).recordKey("a:1") == "a:1")
     }
@@ -107,7 +113,8 @@ struct PushTests {
         let second = String(decoding: Array(text.utf8)[cut...], as: UTF8.self)
         let body = Array(
             (String(first.utf8.count, radix: 16) + ";ext=1\r\n" + first + "\r\n" + String(second.utf8.count, radix: 16)
-                + "\r\n" + second + "\r\n0\r\n\r\n").utf8)
+                + "\r\n" + second + "\r\n0\r\n\r\n").utf8
+        )
         for step in [1, 2, 3, 7, 64, body.count] {
             var stream = JSONLineStream()
             var got: [String] = []
@@ -117,7 +124,12 @@ struct PushTests {
             while i < body.count && !ended {
                 let piece = Array(body[i..<min(i + step, body.count)])
                 i += step
-                ended = try stream.append(piece, chunked: true, request: "test", { got.append(String(decoding: $0, as: UTF8.self)) })
+                ended = try stream.append(
+                    piece,
+                    chunked: true,
+                    request: "test",
+                    { got.append(String(decoding: $0, as: UTF8.self)) }
+                )
             }
             #expect(got == lines, "step \(step)")
             #expect(ended)
@@ -125,7 +137,9 @@ struct PushTests {
         let message = try JSONDecoder().decode(DockerStreamMessage.self, from: Data(lines[2].utf8))
         #expect(message.aux?.digest == "sha256:00")
         let failure = try JSONDecoder().decode(
-            DockerStreamMessage.self, from: Data(#"{"errorDetail":{"message":"denied"},"error":"denied"}"#.utf8))
+            DockerStreamMessage.self,
+            from: Data(#"{"errorDetail":{"message":"denied"},"error":"denied"}"#.utf8)
+        )
         #expect(failure.errorMessage == "denied")
     }
 

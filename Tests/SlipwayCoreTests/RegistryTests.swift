@@ -46,16 +46,18 @@ private func writeHelper(_ name: String, in directory: String, server: String, u
         try await withTemporaryDirectory { dir in
             let env = ["DOCKER_CONFIG": dir, "PATH": "/usr/bin:/bin"]
             // No file: no credentials, no error.
-            #expect(try await DockerConfigFile.load(environment: env).credential(for: "ghcr.io", environment: env) == nil)
+            #expect(
+                try await DockerConfigFile.load(environment: env).credential(for: "ghcr.io", environment: env) == nil
+            )
 
             try """
-                {"auths": {
-                  "https://index.docker.io/v1/": {"auth": "\(base64("hubuser:hub:pass"))"},
-                  "ghcr.io": {"username": "gh", "password": "ghpass"},
-                  "https://registry.example.test/v1/": {"auth": "\(base64("ex:expass"))"},
-                  "token.example.test": {"identitytoken": "tok-123"}
-                }}
-                """.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+            {"auths": {
+              "https://index.docker.io/v1/": {"auth": "\(base64("hubuser:hub:pass"))"},
+              "ghcr.io": {"username": "gh", "password": "ghpass"},
+              "https://registry.example.test/v1/": {"auth": "\(base64("ex:expass"))"},
+              "token.example.test": {"identitytoken": "tok-123"}
+            }}
+            """.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
             let config = try DockerConfigFile.load(environment: env)
             let hub = try #require(try await config.credential(for: "docker.io", environment: env))
             #expect(hub.username == "hubuser")
@@ -70,9 +72,15 @@ private func writeHelper(_ name: String, in directory: String, server: String, u
 
             try "{\"auths\": [".write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
             let error = #expect(throws: RegistryError.self) { try DockerConfigFile.load(environment: env) }
-            #expect(error?.message.hasPrefix("\(dir)/config.json: not valid JSON") == true, "\(String(describing: error))")
+            #expect(
+                error?.message.hasPrefix("\(dir)/config.json: not valid JSON") == true,
+                "\(String(describing: error))"
+            )
             try "{\"auths\": {\"ghcr.io\": {\"auth\": \"%%%\"}}}".write(
-                toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+                toFile: dir + "/config.json",
+                atomically: true,
+                encoding: .utf8
+            )
             let bad = try DockerConfigFile.load(environment: env)
             let authError = await #expect(throws: RegistryError.self) {
                 try await bad.credential(for: "ghcr.io", environment: env)
@@ -89,9 +97,9 @@ private func writeHelper(_ name: String, in directory: String, server: String, u
             try writeHelper("gh", in: bin, server: "ghcr.io", user: "<token>", secret: "gh-token")
             let env = ["DOCKER_CONFIG": dir, "PATH": "\(bin):/usr/bin:/bin"]
             try """
-                {"auths": {"ghcr.io": {}, "https://index.docker.io/v1/": {}},
-                 "credsStore": "store", "credHelpers": {"ghcr.io": "gh"}}
-                """.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+            {"auths": {"ghcr.io": {}, "https://index.docker.io/v1/": {}},
+             "credsStore": "store", "credHelpers": {"ghcr.io": "gh"}}
+            """.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
             let config = try DockerConfigFile.load(environment: env)
             let hub = try #require(try await config.credential(for: "index.docker.io", environment: env))
             #expect(hub.username == "hub" && hub.secret == "s3cret-hub")
@@ -134,9 +142,9 @@ private func writeHelper(_ name: String, in directory: String, server: String, u
     private func render(showSecrets: Bool, dir: String) async throws -> PullSecretRenderer.Rendered {
         let loaded = try await loadConfig(Self.pullSecretsConfig)
         try """
-            {"auths": {"https://index.docker.io/v1/": {"auth": "\(base64("hub-user:hub-pass"))"},
-                       "registry.example.test:5000": {"username": "priv", "password": "priv-pass"}}}
-            """.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        {"auths": {"https://index.docker.io/v1/": {"auth": "\(base64("hub-user:hub-pass"))"},
+                   "registry.example.test:5000": {"username": "priv", "password": "priv-pass"}}}
+        """.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
         let env = ["DOCKER_CONFIG": dir, "PATH": "/usr/bin:/bin"]
         let docker = try DockerConfigFile.load(environment: env)
         return try await PullSecretRenderer(namespace: "team-a", showSecrets: showSecrets).render(
@@ -159,10 +167,15 @@ private func writeHelper(_ name: String, in directory: String, server: String, u
             let rendered = try await render(showSecrets: true, dir: dir)
             #expect(rendered.warnings.count == 1)
             #expect(rendered.warnings.first?.hasPrefix("pullSecrets.nothing: no username or password") == true)
-            let kinds = rendered.manifests.map { "\($0["kind"]?.scalar ?? "")/\($0["metadata"]?["name"]?.scalar ?? "")" }
-            #expect(kinds == [
-                "Secret/devspace-pull-secrets", "Secret/private-pull", "ServiceAccount/default", "ServiceAccount/builder",
-            ])
+            let kinds = rendered.manifests.map {
+                "\($0["kind"]?.scalar ?? "")/\($0["metadata"]?["name"]?.scalar ?? "")"
+            }
+            #expect(
+                kinds == [
+                    "Secret/devspace-pull-secrets", "Secret/private-pull", "ServiceAccount/default",
+                    "ServiceAccount/builder",
+                ]
+            )
             #expect(rendered.manifests.allSatisfy { $0["metadata"]?["namespace"]?.scalar == "team-a" })
             #expect(rendered.manifests[0]["type"]?.scalar == "kubernetes.io/dockerconfigjson")
 
@@ -177,7 +190,9 @@ private func writeHelper(_ name: String, in directory: String, server: String, u
             #expect(privateAuths["registry.example.test:5000"]?["email"] == "ops@example.test")
 
             // `default` pulls with both secrets, `builder` with the shared one.
-            let pulls = rendered.manifests[2...].map { $0["imagePullSecrets"]?.items?.compactMap { $0["name"]?.scalar } ?? [] }
+            let pulls = rendered.manifests[2...].map {
+                $0["imagePullSecrets"]?.items?.compactMap { $0["name"]?.scalar } ?? []
+            }
             #expect(pulls == [["devspace-pull-secrets", "private-pull"], ["devspace-pull-secrets"]])
         }
     }

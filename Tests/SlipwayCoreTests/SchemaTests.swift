@@ -508,7 +508,8 @@ import Testing
                 deployments:
                   web:
                 localRegistry: {port: null}
-                """),
+                """
+        ),
         Valid(
             name: "numbers and booleans in string fields",
             yaml: """
@@ -521,7 +522,8 @@ import Testing
                 dev:
                   app:
                     ports: [{port: 8080}]
-                """),
+                """
+        ),
         Valid(
             name: "variables in bool and int fields",
             yaml: """
@@ -535,7 +537,8 @@ import Testing
                 pipelines:
                   dev:
                     continueOnError: ${CONTINUE}
-                """),
+                """
+        ),
         Valid(
             name: "YAML 1.1 booleans go-yaml v3 still decodes into a bool",
             yaml: """
@@ -544,24 +547,28 @@ import Testing
                     image: x
                     skipPush: yes
                     createPullSecret: Off
-                """),
+                """
+        ),
         Valid(
             name: "integral float in an int field",
             yaml: """
                 localRegistry: {port: 5000.0}
-                """),
+                """
+        ),
         Valid(
             name: "string forms of pipelines, commands and vars",
             yaml: """
                 pipelines: {dev: run_default_pipeline dev}
                 commands: {hi: echo hi, n: 5}
                 vars: {A: 1, B: true, C: $(date), D: "x"}
-                """),
+                """
+        ),
         Valid(
             name: "keys of JSON-decoded maps match ignoring case",
             yaml: """
                 pipelines: {dev: {Run: echo, ContinueOnError: true}}
-                """),
+                """
+        ),
         Valid(
             name: "helm values are free-form",
             yaml: """
@@ -570,7 +577,8 @@ import Testing
                     helm:
                       values:
                         anything: {goes: [here, {dockerFile: 1}]}
-                """),
+                """
+        ),
         Valid(name: "an empty file", yaml: "{}"),
     ])
     func validSnippet(_ valid: Valid) throws {
@@ -592,149 +600,329 @@ import Testing
 
     @Test(arguments: [
         Bad(
-            name: "unknown top-level key, suggestion", yaml: "version: v2beta1\nimagse:\n  app:\n    image: x\n",
-            path: "imagse", line: 2, column: 1, message: #"unknown key "imagse"; did you mean "images"?"#),
+            name: "unknown top-level key, suggestion",
+            yaml: "version: v2beta1\nimagse:\n  app:\n    image: x\n",
+            path: "imagse",
+            line: 2,
+            column: 1,
+            message: #"unknown key "imagse"; did you mean "images"?"#
+        ),
         Bad(
-            name: "unknown top-level key, other case", yaml: "Images:\n  app: {image: x}\n",
-            path: "Images", line: 1, column: 1, message: #"unknown key "Images"; did you mean "images"?"#),
+            name: "unknown top-level key, other case",
+            yaml: "Images:\n  app: {image: x}\n",
+            path: "Images",
+            line: 1,
+            column: 1,
+            message: #"unknown key "Images"; did you mean "images"?"#
+        ),
         Bad(
-            name: "unknown top-level key, nothing close", yaml: "version: v2beta1\nfrobnicate: true\n",
-            path: "frobnicate", line: 2, column: 1,
-            message: #"unknown key "frobnicate"; allowed keys: version, name, imports, functions, pipelines, images"#),
+            name: "unknown top-level key, nothing close",
+            yaml: "version: v2beta1\nfrobnicate: true\n",
+            path: "frobnicate",
+            line: 2,
+            column: 1,
+            message: #"unknown key "frobnicate"; allowed keys: version, name, imports, functions, pipelines, images"#
+        ),
         Bad(
-            name: "unknown image key, case", yaml: "images:\n  app:\n    image: x\n    dockerFile: ./Dockerfile\n",
-            path: "images.app.dockerFile", line: 4, column: 5,
-            message: #"unknown key "dockerFile"; did you mean "dockerfile"?"#),
+            name: "unknown image key, case",
+            yaml: "images:\n  app:\n    image: x\n    dockerFile: ./Dockerfile\n",
+            path: "images.app.dockerFile",
+            line: 4,
+            column: 5,
+            message: #"unknown key "dockerFile"; did you mean "dockerfile"?"#
+        ),
         Bad(
-            name: "unknown image key, typo", yaml: "images:\n  app:\n    image: x\n    buildArg: {A: b}\n",
-            path: "images.app.buildArg", line: 4, column: 5, message: #"did you mean "buildArgs"?"#),
+            name: "unknown image key, typo",
+            yaml: "images:\n  app:\n    image: x\n    buildArg: {A: b}\n",
+            path: "images.app.buildArg",
+            line: 4,
+            column: 5,
+            message: #"did you mean "buildArgs"?"#
+        ),
         Bad(
-            name: "v1beta11 image build section", yaml: "images:\n  app:\n    image: x\n    build:\n      docker: {}\n",
-            path: "images.app.build", line: 4, column: 5,
-            message: #"unknown key "build"; did you mean "buildArgs" or "buildKit"?"#),
+            name: "v1beta11 image build section",
+            yaml: "images:\n  app:\n    image: x\n    build:\n      docker: {}\n",
+            path: "images.app.build",
+            line: 4,
+            column: 5,
+            message: #"unknown key "build"; did you mean "buildArgs" or "buildKit"?"#
+        ),
         Bad(
             name: "unknown sync key",
             yaml:
                 "dev:\n  app:\n    imageSelector: x\n    sync:\n      - path: .:/app\n        excludePath: [node_modules]\n",
-            path: "dev.app.sync[0].excludePath", line: 6, column: 9,
-            message: #"unknown key "excludePath"; did you mean "excludePaths"?"#),
+            path: "dev.app.sync[0].excludePath",
+            line: 6,
+            column: 9,
+            message: #"unknown key "excludePath"; did you mean "excludePaths"?"#
+        ),
         Bad(
             name: "truncated sync key",
             yaml: "dev:\n  app:\n    imageSelector: x\n    sync:\n      - path: .:/app\n        exclude: [.git]\n",
-            path: "dev.app.sync[0].exclude", line: 6, column: 9,
-            message: #"unknown key "exclude"; did you mean "excludePaths" or "excludeFile"?"#),
+            path: "dev.app.sync[0].exclude",
+            line: 6,
+            column: 9,
+            message: #"unknown key "exclude"; did you mean "excludePaths" or "excludeFile"?"#
+        ),
         Bad(
             name: "unknown key in sync onUpload exec",
             yaml:
                 "dev:\n  app:\n    sync:\n      - path: .\n        onUpload:\n          exec:\n            - comand: make\n",
-            path: "dev.app.sync[0].onUpload.exec[0].comand", line: 7, column: 15, message: #"did you mean "command"?"#),
+            path: "dev.app.sync[0].onUpload.exec[0].comand",
+            line: 7,
+            column: 15,
+            message: #"did you mean "command"?"#
+        ),
         Bad(
-            name: "tags as a string", yaml: "images:\n  app:\n    image: x\n    tags: latest\n",
-            path: "images.app.tags", line: 4, column: 11, message: "expected a list of strings, found a string"),
+            name: "tags as a string",
+            yaml: "images:\n  app:\n    image: x\n    tags: latest\n",
+            path: "images.app.tags",
+            line: 4,
+            column: 11,
+            message: "expected a list of strings, found a string"
+        ),
         Bad(
-            name: "tags as an unresolved variable", yaml: "images:\n  app:\n    image: x\n    tags: ${TAGS}\n",
-            path: "images.app.tags", line: 4, column: 11, message: "expected a list of strings, found a string"),
+            name: "tags as an unresolved variable",
+            yaml: "images:\n  app:\n    image: x\n    tags: ${TAGS}\n",
+            path: "images.app.tags",
+            line: 4,
+            column: 11,
+            message: "expected a list of strings, found a string"
+        ),
         Bad(
-            name: "skipPush quoted", yaml: "images:\n  app:\n    image: x\n    skipPush: \"true\"\n",
-            path: "images.app.skipPush", line: 4, column: 15, message: "expected a boolean, found a string"),
+            name: "skipPush quoted",
+            yaml: "images:\n  app:\n    image: x\n    skipPush: \"true\"\n",
+            path: "images.app.skipPush",
+            line: 4,
+            column: 15,
+            message: "expected a boolean, found a string"
+        ),
         Bad(
-            name: "skipPush as integer", yaml: "images:\n  app:\n    image: x\n    skipPush: 1\n",
-            path: "images.app.skipPush", line: 4, column: 15, message: "expected a boolean, found an integer"),
+            name: "skipPush as integer",
+            yaml: "images:\n  app:\n    image: x\n    skipPush: 1\n",
+            path: "images.app.skipPush",
+            line: 4,
+            column: 15,
+            message: "expected a boolean, found an integer"
+        ),
         Bad(
-            name: "buildArgs as a list", yaml: "images:\n  app:\n    image: x\n    buildArgs:\n      - FOO=bar\n",
-            path: "images.app.buildArgs", line: 5, column: 7, message: "expected a map of strings, found a list"),
+            name: "buildArgs as a list",
+            yaml: "images:\n  app:\n    image: x\n    buildArgs:\n      - FOO=bar\n",
+            path: "images.app.buildArgs",
+            line: 5,
+            column: 7,
+            message: "expected a map of strings, found a list"
+        ),
         Bad(
             name: "buildArgs value as a map",
             yaml: "images:\n  app:\n    image: x\n    buildArgs:\n      FOO: {a: b}\n",
-            path: "images.app.buildArgs.FOO", line: 5, column: 12, message: "expected a string, found a map"),
+            path: "images.app.buildArgs.FOO",
+            line: 5,
+            column: 12,
+            message: "expected a string, found a map"
+        ),
         Bad(
-            name: "pipelines as a list", yaml: "pipelines:\n  - dev\n",
-            path: "pipelines", line: 2, column: 3, message: "expected a map of strings or maps, found a list"),
+            name: "pipelines as a list",
+            yaml: "pipelines:\n  - dev\n",
+            path: "pipelines",
+            line: 2,
+            column: 3,
+            message: "expected a map of strings or maps, found a list"
+        ),
         Bad(
-            name: "pipeline as a list", yaml: "pipelines:\n  dev: [build_images, create_deployments]\n",
-            path: "pipelines.dev", line: 2, column: 8, message: "expected a string or a map, found a list"),
+            name: "pipeline as a list",
+            yaml: "pipelines:\n  dev: [build_images, create_deployments]\n",
+            path: "pipelines.dev",
+            line: 2,
+            column: 8,
+            message: "expected a string or a map, found a list"
+        ),
         Bad(
-            name: "pipeline run as a number (decoded through JSON)", yaml: "pipelines:\n  dev:\n    run: 5\n",
-            path: "pipelines.dev.run", line: 3, column: 10, message: "expected a string, found an integer"),
+            name: "pipeline run as a number (decoded through JSON)",
+            yaml: "pipelines:\n  dev:\n    run: 5\n",
+            path: "pipelines.dev.run",
+            line: 3,
+            column: 10,
+            message: "expected a string, found an integer"
+        ),
         Bad(
-            name: "pipeline unknown key", yaml: "pipelines:\n  dev:\n    runn: echo\n",
-            path: "pipelines.dev.runn", line: 3, column: 5, message: #"unknown key "runn"; did you mean "run"?"#),
+            name: "pipeline unknown key",
+            yaml: "pipelines:\n  dev:\n    runn: echo\n",
+            path: "pipelines.dev.runn",
+            line: 3,
+            column: 5,
+            message: #"unknown key "runn"; did you mean "run"?"#
+        ),
         Bad(
-            name: "vars as a v1beta11 list", yaml: "vars:\n  - name: A\n    value: b\n",
-            path: "vars", line: 2, column: 3, message: "expected a map of strings or maps, found a list"),
+            name: "vars as a v1beta11 list",
+            yaml: "vars:\n  - name: A\n    value: b\n",
+            path: "vars",
+            line: 2,
+            column: 3,
+            message: "expected a map of strings or maps, found a list"
+        ),
         Bad(
-            name: "var as a list", yaml: "vars:\n  A: [1, 2]\n",
-            path: "vars.A", line: 2, column: 6, message: "expected a string or a map, found a list"),
+            name: "var as a list",
+            yaml: "vars:\n  A: [1, 2]\n",
+            path: "vars.A",
+            line: 2,
+            column: 6,
+            message: "expected a string or a map, found a list"
+        ),
         Bad(
-            name: "var options as a string", yaml: "vars:\n  A:\n    question: Pick\n    options: a\n",
-            path: "vars.A.options", line: 4, column: 14, message: "expected a list of strings, found a string"),
+            name: "var options as a string",
+            yaml: "vars:\n  A:\n    question: Pick\n    options: a\n",
+            path: "vars.A.options",
+            line: 4,
+            column: 14,
+            message: "expected a list of strings, found a string"
+        ),
         Bad(
             name: "YAML 1.1 boolean in a command (decoded through JSON)",
             yaml: "commands:\n  build:\n    command: make\n    appendArgs: yes\n",
-            path: "commands.build.appendArgs", line: 4, column: 17, message: "expected a boolean, found a string"),
+            path: "commands.build.appendArgs",
+            line: 4,
+            column: 17,
+            message: "expected a boolean, found a string"
+        ),
         Bad(
-            name: "deployments as a v1beta11 list", yaml: "deployments:\n  - name: web\n    helm: {}\n",
-            path: "deployments", line: 2, column: 3, message: "expected a map of maps, found a list"),
+            name: "deployments as a v1beta11 list",
+            yaml: "deployments:\n  - name: web\n    helm: {}\n",
+            path: "deployments",
+            line: 2,
+            column: 3,
+            message: "expected a map of maps, found a list"
+        ),
         Bad(
-            name: "dev section as a list", yaml: "dev:\n  - imageSelector: x\n",
-            path: "dev", line: 2, column: 3, message: "expected a map of maps, found a list"),
+            name: "dev section as a list",
+            yaml: "dev:\n  - imageSelector: x\n",
+            path: "dev",
+            line: 2,
+            column: 3,
+            message: "expected a map of maps, found a list"
+        ),
         Bad(
             name: "valuesFiles as a string",
             yaml: "deployments:\n  web:\n    helm:\n      valuesFiles: values.yaml\n",
-            path: "deployments.web.helm.valuesFiles", line: 4, column: 20,
-            message: "expected a list of strings, found a string"),
+            path: "deployments.web.helm.valuesFiles",
+            line: 4,
+            column: 20,
+            message: "expected a list of strings, found a string"
+        ),
         Bad(
             name: "valuesFiles item as a map",
             yaml: "deployments:\n  web:\n    helm:\n      valuesFiles:\n        - {file: values.yaml}\n",
-            path: "deployments.web.helm.valuesFiles[0]", line: 5, column: 11, message: "expected a string, found a map"),
+            path: "deployments.web.helm.valuesFiles[0]",
+            line: 5,
+            column: 11,
+            message: "expected a string, found a map"
+        ),
         Bad(
-            name: "helm values as a list", yaml: "deployments:\n  web:\n    helm:\n      values: [a]\n",
-            path: "deployments.web.helm.values", line: 4, column: 15, message: "expected a map, found a list"),
+            name: "helm values as a list",
+            yaml: "deployments:\n  web:\n    helm:\n      values: [a]\n",
+            path: "deployments.web.helm.values",
+            line: 4,
+            column: 15,
+            message: "expected a map, found a list"
+        ),
         Bad(
-            name: "labelSelector as a list", yaml: "dev:\n  app:\n    labelSelector: [app=web]\n",
-            path: "dev.app.labelSelector", line: 3, column: 20, message: "expected a map of strings, found a list"),
+            name: "labelSelector as a list",
+            yaml: "dev:\n  app:\n    labelSelector: [app=web]\n",
+            path: "dev.app.labelSelector",
+            line: 3,
+            column: 20,
+            message: "expected a map of strings, found a list"
+        ),
         Bad(
-            name: "ports as a map", yaml: "dev:\n  app:\n    ports:\n      port: 8080\n",
-            path: "dev.app.ports", line: 4, column: 7, message: "expected a list of maps, found a map"),
+            name: "ports as a map",
+            yaml: "dev:\n  app:\n    ports:\n      port: 8080\n",
+            path: "dev.app.ports",
+            line: 4,
+            column: 7,
+            message: "expected a list of maps, found a map"
+        ),
         Bad(
-            name: "hooks as a map", yaml: "hooks:\n  before: {command: echo}\n",
-            path: "hooks", line: 2, column: 3, message: "expected a list of maps, found a map"),
+            name: "hooks as a map",
+            yaml: "hooks:\n  before: {command: echo}\n",
+            path: "hooks",
+            line: 2,
+            column: 3,
+            message: "expected a list of maps, found a map"
+        ),
         Bad(
-            name: "boolean in an int field", yaml: "localRegistry:\n  port: true\n",
-            path: "localRegistry.port", line: 2, column: 9, message: "expected an integer, found a boolean"),
+            name: "boolean in an int field",
+            yaml: "localRegistry:\n  port: true\n",
+            path: "localRegistry.port",
+            line: 2,
+            column: 9,
+            message: "expected an integer, found a boolean"
+        ),
         Bad(
-            name: "fraction in an int field", yaml: "dev:\n  app:\n    logs:\n      lastLines: 1.5\n",
-            path: "dev.app.logs.lastLines", line: 4, column: 18, message: "expected an integer, found a number"),
+            name: "fraction in an int field",
+            yaml: "dev:\n  app:\n    logs:\n      lastLines: 1.5\n",
+            path: "dev.app.logs.lastLines",
+            line: 4,
+            column: 18,
+            message: "expected an integer, found a number"
+        ),
         Bad(
-            name: "string in an int field", yaml: "dev:\n  app:\n    ssh:\n      localPort: \"10022\"\n",
-            path: "dev.app.ssh.localPort", line: 4, column: 18, message: "expected an integer, found a string"),
+            name: "string in an int field",
+            yaml: "dev:\n  app:\n    ssh:\n      localPort: \"10022\"\n",
+            path: "dev.app.ssh.localPort",
+            line: 4,
+            column: 18,
+            message: "expected an integer, found a string"
+        ),
         Bad(
             name: "unknown key in a profile patch",
             yaml: "profiles:\n  - name: p\n    patches:\n      - op: replace\n        path: images\n        vaule: 1\n",
-            path: "profiles[0].patches[0].vaule", line: 6, column: 9, message: #"did you mean "value"?"#),
+            path: "profiles[0].patches[0].vaule",
+            line: 6,
+            column: 9,
+            message: #"did you mean "value"?"#
+        ),
         Bad(
-            name: "require.plugins as a map", yaml: "require:\n  plugins:\n    loft: \">= 1\"\n",
-            path: "require.plugins", line: 3, column: 5, message: "expected a list of maps, found a map"),
+            name: "require.plugins as a map",
+            yaml: "require:\n  plugins:\n    loft: \">= 1\"\n",
+            path: "require.plugins",
+            line: 3,
+            column: 5,
+            message: "expected a list of maps, found a map"
+        ),
         Bad(
             name: "slipway docker container without image",
             yaml: "deployments:\n  local:\n    docker:\n      containers:\n        - name: db\n",
-            path: "deployments.local.docker.containers[0].image", line: 5, column: 11,
-            message: "image is required"),
+            path: "deployments.local.docker.containers[0].image",
+            line: 5,
+            column: 11,
+            message: "image is required"
+        ),
         Bad(
             name: "slipway docker env as a string",
             yaml:
                 "deployments:\n  local:\n    docker:\n      containers:\n        - image: redis\n          env: FOO=bar\n",
-            path: "deployments.local.docker.containers[0].env", line: 6, column: 16,
-            message: "expected a map of strings or a list of maps, found a string"),
+            path: "deployments.local.docker.containers[0].env",
+            line: 6,
+            column: 16,
+            message: "expected a map of strings or a list of maps, found a string"
+        ),
         Bad(
             name: "slipway docker ports as a map",
             yaml:
                 "deployments:\n  local:\n    docker:\n      containers:\n        - image: redis\n          ports: {6379: 6379}\n",
-            path: "deployments.local.docker.containers[0].ports", line: 6, column: 18,
-            message: "expected a list of strings, found a map"),
+            path: "deployments.local.docker.containers[0].ports",
+            line: 6,
+            column: 18,
+            message: "expected a list of strings, found a map"
+        ),
         Bad(
-            name: "the file is a list", yaml: "- version: v2beta1\n",
-            path: "", line: 1, column: 1, message: "expected a map, found a list"),
+            name: "the file is a list",
+            yaml: "- version: v2beta1\n",
+            path: "",
+            line: 1,
+            column: 1,
+            message: "expected a map, found a list"
+        ),
     ])
     func badInput(_ bad: Bad) throws {
         let diagnostics = try Self.diagnostics(bad.yaml)
@@ -781,7 +969,8 @@ import Testing
                 "app/devspace.yaml:11:16: images.web.buildArgs: expected a map of strings, found a list",
                 "app/devspace.yaml:15:34: deployments.web.helm.valuesFiles[1]: expected a string, found a map",
                 #"app/devspace.yaml:20:9: dev.web.sync[0].excludePath: unknown key "excludePath"; did you mean "excludePaths"?"#,
-            ])
+            ]
+        )
     }
 
     // MARK: Depth and helpers

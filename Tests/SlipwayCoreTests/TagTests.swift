@@ -55,13 +55,13 @@ let branchNames: [String] = [
             try git(["init", "-q", "-b", "main"], in: repo)
             try "x\n".write(toFile: repo + "/file", atomically: true, encoding: .utf8)
             try """
-                version: v2beta1
-                name: tags
-                images:
-                  app:
-                    image: example.test/app
-                    tags: ["${SLIPWAY_BRANCH_TAG}", "${DEVSPACE_GIT_COMMIT}"]
-                """.write(toFile: repo + "/devspace.yaml", atomically: true, encoding: .utf8)
+            version: v2beta1
+            name: tags
+            images:
+              app:
+                image: example.test/app
+                tags: ["${SLIPWAY_BRANCH_TAG}", "${DEVSPACE_GIT_COMMIT}"]
+            """.write(toFile: repo + "/devspace.yaml", atomically: true, encoding: .utf8)
             try git(["add", "-A"], in: repo)
             try git(["commit", "-qm", "one"], in: repo)
             let commit = String(try #require(try gitOutput(["rev-parse", "HEAD"], in: repo)).prefix(8))
@@ -73,7 +73,8 @@ let branchNames: [String] = [
                 let switched = try git(["checkout", "-q", "-B", name], in: repo)
                 guard switched.status == 0 else { continue }  // e.g. too long for the filesystem
                 let loaded = try await ConfigLoader.load(
-                    LoadOptions(workingDirectory: repo, environment: ["PATH": "/usr/bin:/bin", "HOME": root]))
+                    LoadOptions(workingDirectory: repo, environment: ["PATH": "/usr/bin:/bin", "HOME": root])
+                )
                 let tags = loaded.config.images.first?.tags ?? []
                 #expect(tags == [BranchTag.tag(for: name), commit], "branch \(name)")
                 checked += 1
@@ -95,18 +96,18 @@ let branchNames: [String] = [
             let repo = root + "/repo"
             try FileManager.default.createDirectory(atPath: repo, withIntermediateDirectories: true)
             try """
-                version: v2beta1
-                name: describe
-                images:
-                  app:
-                    image: example.test/app
-                    tags:
-                      - $(git describe --always)
-                      - ${SLIPWAY_GIT_DESCRIBE}
-                      - $(git describe --tags --always)
-                      - $(git describe --always --dirty)
-                      - $(git describe --dirty=.mod --tags --always)
-                """.write(toFile: repo + "/devspace.yaml", atomically: true, encoding: .utf8)
+            version: v2beta1
+            name: describe
+            images:
+              app:
+                image: example.test/app
+                tags:
+                  - $(git describe --always)
+                  - ${SLIPWAY_GIT_DESCRIBE}
+                  - $(git describe --tags --always)
+                  - $(git describe --always --dirty)
+                  - $(git describe --dirty=.mod --tags --always)
+            """.write(toFile: repo + "/devspace.yaml", atomically: true, encoding: .utf8)
             var counter = 0
             func commit(_ message: String) throws {
                 counter += 1
@@ -117,12 +118,15 @@ let branchNames: [String] = [
             func check(_ state: String) async throws {
                 // No git on PATH: every answer must come from libgit2, none from a shell.
                 let loaded = try await ConfigLoader.load(
-                    LoadOptions(workingDirectory: repo, environment: ["PATH": root + "/no-tools", "HOME": root]))
+                    LoadOptions(workingDirectory: repo, environment: ["PATH": root + "/no-tools", "HOME": root])
+                )
                 let tags = loaded.config.images.first?.tags ?? []
                 let describe = try #require(try gitOutput(["describe", "--always"], in: repo))
                 let describeTags = try #require(try gitOutput(["describe", "--tags", "--always"], in: repo))
                 let dirty = try #require(try gitOutput(["describe", "--always", "--dirty"], in: repo))
-                let dirtyTags = try #require(try gitOutput(["describe", "--dirty=.mod", "--tags", "--always"], in: repo))
+                let dirtyTags = try #require(
+                    try gitOutput(["describe", "--dirty=.mod", "--tags", "--always"], in: repo)
+                )
                 #expect(tags == [describe, describe, describeTags, dirty, dirtyTags], "\(state)")
             }
             try git(["init", "-q", "-b", "main"], in: repo)

@@ -20,10 +20,17 @@ struct TempFilesTests {
         let start = try #require(ChildProcess.startTime(of: pid))
         let path = TempFiles.temporaryPath(for: "/x/journal.jsonl")
         #expect(path.hasPrefix("/x/journal.jsonl.tmp-\(pid).\(start)-"), "\(path)")
-        #expect(TempFiles.owner(ofFile: (path as NSString).lastPathComponent) == TempFiles.Owner(pid: pid, start: start))
-        #expect(TempFiles.owner(ofFile: "agent.pid.tmp-123-4567") == TempFiles.Owner(pid: 123, start: nil), "the older format")
+        #expect(
+            TempFiles.owner(ofFile: (path as NSString).lastPathComponent) == TempFiles.Owner(pid: pid, start: start)
+        )
+        #expect(
+            TempFiles.owner(ofFile: "agent.pid.tmp-123-4567") == TempFiles.Owner(pid: 123, start: nil),
+            "the older format"
+        )
         #expect(TempFiles.owner(ofFile: "cache.yaml.tmp-12.345-6") == TempFiles.Owner(pid: 12, start: 345))
-        for name in ["notes.txt", "a.tmp-", "a.tmp-12", "a.tmp-x-1", "a.tmp-12.x-1", "a.tmp-12-", "a.tmp-0-5", "a.tmp-1.2.3-4"] {
+        for name in [
+            "notes.txt", "a.tmp-", "a.tmp-12", "a.tmp-x-1", "a.tmp-12.x-1", "a.tmp-12-", "a.tmp-0-5", "a.tmp-1.2.3-4",
+        ] {
             #expect(TempFiles.owner(ofFile: name) == nil, "\(name)")
         }
         #expect(TempFiles.owner(ofDirectory: "slipway-watch-12.345-AbC123") == TempFiles.Owner(pid: 12, start: 345))
@@ -33,7 +40,10 @@ struct TempFilesTests {
         let made = try TempFiles.makeDirectory(kind: "pipeline").get()
         defer { rmdir(made) }
         #expect((made as NSString).lastPathComponent.hasPrefix("slipway-pipeline-\(pid).\(start)-"))
-        #expect(TempFiles.owner(ofDirectory: (made as NSString).lastPathComponent) == TempFiles.Owner(pid: pid, start: start))
+        #expect(
+            TempFiles.owner(ofDirectory: (made as NSString).lastPathComponent)
+                == TempFiles.Owner(pid: pid, start: start)
+        )
     }
 
     @Test func theSweepRemovesOnlyWhatDeadOwnersOfThisUserLeft() throws {
@@ -54,7 +64,9 @@ struct TempFilesTests {
             try FileManager.default.createDirectory(atPath: dir + "/sub/deeper", withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: dir + "/skipped", withIntermediateDirectories: true)
             for (name, _) in names {
-                for place in ["", "/sub/deeper", "/skipped"] { #expect(FileManager.default.createFile(atPath: dir + place + "/" + name, contents: Data("x".utf8))) }
+                for place in ["", "/sub/deeper", "/skipped"] {
+                    #expect(FileManager.default.createFile(atPath: dir + place + "/" + name, contents: Data("x".utf8)))
+                }
             }
             // Another user's file of a dead owner stays.
             let foreign = dir + "/foreign.tmp-\(dead).\(start)-7"
@@ -72,7 +84,10 @@ struct TempFilesTests {
             let removed = Set(TempFiles.sweep(dir, recursive: true, directories: true, skipping: ["skipped"]))
             for (name, gone) in names {
                 for place in ["", "/sub/deeper"] {
-                    #expect(FileManager.default.fileExists(atPath: dir + place + "/" + name) == !gone, "\(place)/\(name)")
+                    #expect(
+                        FileManager.default.fileExists(atPath: dir + place + "/" + name) == !gone,
+                        "\(place)/\(name)"
+                    )
                     #expect(removed.contains(dir + place + "/" + name) == gone, "\(place)/\(name)")
                 }
                 #expect(FileManager.default.fileExists(atPath: dir + "/skipped/" + name), "skipped: \(name)")
@@ -80,7 +95,10 @@ struct TempFilesTests {
             if chowned { #expect(FileManager.default.fileExists(atPath: foreign), "another user's file") }
             #expect(!FileManager.default.fileExists(atPath: deadDir))
             #expect(FileManager.default.fileExists(atPath: liveDir + "/inner/s1"))
-            #expect(FileManager.default.fileExists(atPath: oldDir + "/inner/s1"), "an older directory name says no owner")
+            #expect(
+                FileManager.default.fileExists(atPath: oldDir + "/inner/s1"),
+                "an older directory name says no owner"
+            )
             // Without `directories`, directory names are only entered.
             #expect(TempFiles.sweep(dir).isEmpty)
         }
@@ -91,7 +109,12 @@ struct TempFilesTests {
 struct ChildProcessGroupTests {
     @Test func aKilledGroupIsGoneThoughItsMembersAreZombies() throws {
         // sh and a sleep it leaves running, in a group of their own.
-        let started = try ChildProcess.start("/bin/sh", ["-c", "sleep 30 & sleep 30"], environment: ["PATH": "/usr/bin:/bin"], ownProcessGroup: true)
+        let started = try ChildProcess.start(
+            "/bin/sh",
+            ["-c", "sleep 30 & sleep 30"],
+            environment: ["PATH": "/usr/bin:/bin"],
+            ownProcessGroup: true
+        )
         defer { close(started.output) }
         usleep(200_000)
         #expect(ChildProcess.groupIsRunning(started.pid))

@@ -16,7 +16,9 @@ private func mkdirs(_ path: String) throws {
 
 /// Runs `body` with a subscription to the process's watcher over `roots`, cancelled afterwards.
 private func withWatcher<T>(
-    _ roots: [WatchRoot], skipping: [String] = [], _ body: (WatchSubscription) throws -> T
+    _ roots: [WatchRoot],
+    skipping: [String] = [],
+    _ body: (WatchSubscription) throws -> T
 ) throws -> T {
     let watcher = try FileWatcher.shared.subscribe(roots, skipping: skipping)
     defer { watcher.cancel() }
@@ -56,7 +58,8 @@ struct WatcherTests {
                     bumped(watcher) {
                         try write(ctx + "/a/.file.txt.swp", "three")
                         rename(ctx + "/a/.file.txt.swp", ctx + "/a/b/file.txt")
-                    })
+                    }
+                )
                 #expect(bumped(watcher) { symlink("file.txt", ctx + "/a/b/link") })
                 // Nothing happening: no bump.
                 #expect(!bumped(watcher) {})
@@ -70,7 +73,12 @@ struct WatcherTests {
             try mkdirs(ctx)
             try withWatcher([.tree(ctx)]) { watcher in
                 // A tree made at once: the files inside it were created before any watch.
-                #expect(bumped(watcher) { try mkdirs(ctx + "/n1/n2/n3"); try write(ctx + "/n1/n2/n3/f", "x") })
+                #expect(
+                    bumped(watcher) {
+                        try mkdirs(ctx + "/n1/n2/n3")
+                        try write(ctx + "/n1/n2/n3/f", "x")
+                    }
+                )
                 // Now watched: each later change in the new directories counts.
                 #expect(bumped(watcher) { try write(ctx + "/n1/n2/n3/f", "y") })
                 #expect(bumped(watcher) { chmod(ctx + "/n1/n2/n3/f", 0o600) })
@@ -183,8 +191,11 @@ struct WatcherTests {
             try mkdirs(dir + "/b")
             try write(dir + "/a/x", "x")
             try write(dir + "/a/y", "y")
-            let limit = Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
+            let limit =
+                Int(
+                    (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+                        .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                ) ?? 16384
             let notes = Lines()
             let watcher = try FileWatcher.shared.subscribe([.tree(dir + "/a"), .tree(dir + "/b")]) { notes.append($0) }
             defer { watcher.cancel() }
@@ -278,11 +289,13 @@ struct WatcherTests {
 private func loadProject(_ dir: String, contexts: [String] = ["app"]) async throws -> LoadedConfig {
     var yaml = "version: v2beta1\nname: warm\nimages:\n"
     for context in contexts {
-        yaml += "  \(context):\n    image: example.com/\(context)\n    dockerfile: ./\(context)/Dockerfile\n    context: ./\(context)\n"
+        yaml +=
+            "  \(context):\n    image: example.com/\(context)\n    dockerfile: ./\(context)/Dockerfile\n    context: ./\(context)\n"
     }
     try write(dir + "/devspace.yaml", yaml)
     return try await ConfigLoader.load(
-        LoadOptions(workingDirectory: dir, environment: ["HOME": dir, "PATH": "/usr/bin:/bin"]))
+        LoadOptions(workingDirectory: dir, environment: ["HOME": dir, "PATH": "/usr/bin:/bin"])
+    )
 }
 
 private func makeContext(_ dir: String, files: Int = 5) throws {
@@ -518,7 +531,8 @@ extension WatcherTests {
                 watch-measure: build digest by stat walk (index warm, nothing hashed) \(String(format: "%.1f", statWalk)) ms; with the warm snapshot \(String(format: "%.2f", warmBuild)) ms
                 watch-measure: re-digest after one edit: \(notes.all.last ?? "-")
                 watch-measure: process CPU while idle for \(idleSeconds) s: \(String(format: "%.1f", idleCPU)) ms
-                """)
+                """
+            )
         }
     }
 }
@@ -574,7 +588,10 @@ extension WatcherTests {
             defer { tree.cancel() }
             let flat = try FileWatcher.shared.subscribe([.directory(ctx + "/sub")], batching: fast)
             defer { flat.cancel() }
-            let mixed = try FileWatcher.shared.subscribe([.file(ctx + "/keep.txt"), .tree(ctx + "/sub")], batching: fast)
+            let mixed = try FileWatcher.shared.subscribe(
+                [.file(ctx + "/keep.txt"), .tree(ctx + "/sub")],
+                batching: fast
+            )
             defer { mixed.cancel() }
 
             try write(ctx + "/new.log", "ignored by the first")
@@ -625,7 +642,10 @@ extension WatcherTests {
                 unlink(ctx + "/b.txt~")
                 let saved = gather(watcher)
                 #expect(saved.filter { $0.path == "b.txt" }.count == 1)
-                #expect(saved.first { $0.path == "b.txt" }?.kinds.isSuperset(of: [.movedFrom, .created, .closedAfterWrite]) == true)
+                #expect(
+                    saved.first { $0.path == "b.txt" }?.kinds.isSuperset(of: [.movedFrom, .created, .closedAfterWrite])
+                        == true
+                )
                 #expect(paths(saved) == ["4913", "b.txt", "b.txt~"])
             }
         }
@@ -663,7 +683,9 @@ extension WatcherTests {
         try withTemporaryDirectory { dir in
             let quiet = Duration.milliseconds(100)
             let watcher = try FileWatcher.shared.subscribe(
-                [.tree(dir)], batching: WatchBatching(quiet: quiet, maximumDelay: .seconds(5)))
+                [.tree(dir)],
+                batching: WatchBatching(quiet: quiet, maximumDelay: .seconds(5))
+            )
             defer { watcher.cancel() }
             let written = ContinuousClock.now
             try write(dir + "/f", "x")
@@ -679,7 +701,9 @@ extension WatcherTests {
         try withTemporaryDirectory { dir in
             let maximum = Duration.milliseconds(300)
             let watcher = try FileWatcher.shared.subscribe(
-                [.tree(dir)], batching: WatchBatching(quiet: .milliseconds(100), maximumDelay: maximum))
+                [.tree(dir)],
+                batching: WatchBatching(quiet: .milliseconds(100), maximumDelay: maximum)
+            )
             defer { watcher.cancel() }
             // A write every 20 ms for 1 s, to five files in turn: the quiet period never passes.
             let done = DispatchSemaphore(value: 0)
@@ -707,7 +731,10 @@ extension WatcherTests {
             // first event (plus scheduling slack), each path once per batch.
             #expect(batches.filter { $0.delivered < streamEnd }.count >= 2, "\(batches.count) batches")
             for (delivered, batch) in batches {
-                #expect(delivered - batch.firstEvent < maximum + .milliseconds(250), "late by \(delivered - batch.firstEvent)")
+                #expect(
+                    delivered - batch.firstEvent < maximum + .milliseconds(250),
+                    "late by \(delivered - batch.firstEvent)"
+                )
                 #expect(batch.changes.count == Set(batch.changes.map(\.path)).count)
                 #expect(batch.changes.count <= 5)
             }
@@ -728,13 +755,17 @@ extension WatcherTests {
                 for round in 0..<25 {
                     do {
                         let roots: [WatchRoot] = [.tree(dir + "/b"), .directory(dir + "/a")]
-                        let subscription = try FileWatcher.shared.subscribe(round % 2 == 0 ? roots : [roots[0]], batching: fast)
+                        let subscription = try FileWatcher.shared.subscribe(
+                            round % 2 == 0 ? roots : [roots[0]],
+                            batching: fast
+                        )
                         let name = "t\(thread)-\(round)"
                         try write(dir + "/b/" + name, "x")
                         try write(dir + "/a/" + name, "x")
                         if !paths(gather(subscription)).contains(name) { failures.append("\(name) not reported") }
                         subscription.cancel()
-                        if case .cancelled = subscription.next(until: .now + .seconds(1)) {} else {
+                        if case .cancelled = subscription.next(until: .now + .seconds(1)) {
+                        } else {
                             failures.append("\(name): a cancelled subscription delivered")
                         }
                     } catch {

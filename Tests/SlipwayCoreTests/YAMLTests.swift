@@ -46,7 +46,8 @@ import Testing
             one:
               <<: [*d, *o]
               tags: [b]
-            """)
+            """
+        )
         let one = try #require(node["one"])
         #expect(one["image"]?.scalar == "app")
         #expect(one["tags"]?.items?.map(\.scalar) == ["b"])
@@ -172,7 +173,9 @@ import Testing
     }
 
     @Test func specialCharactersRoundTrip() throws {
-        let values = ["a: b", "# not a comment", "- dash", "x #y", "tab\there", "quote\"s", "'single'", "ünïcødé", "*star"]
+        let values = [
+            "a: b", "# not a comment", "- dash", "x #y", "tab\there", "quote\"s", "'single'", "ünïcødé", "*star",
+        ]
         let node = Node.mapping(values.enumerated().map { ("k\($0.offset)", Node.string($0.element)) })
         let text = try YAMLEmitter().emit(node)
         let back = try #require(try YAMLParser().parse(text))

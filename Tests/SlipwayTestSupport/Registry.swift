@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import Testing
 
 /// A real Distribution registry (`docker-registry serve`, Debian's `docker-registry`) on
@@ -53,8 +53,11 @@ public final class TestRegistry: @unchecked Sendable {
             [
                 "sh", "-c", "docker-registry serve \"$1/config.yml\" >\"$1/registry.log\" 2>&1 & echo $!", "sh",
                 directory,
-            ], cwd: directory)
-        guard started.status == 0, let pid = Int32(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            ],
+            cwd: directory
+        )
+        guard started.status == 0, let pid = Int32(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
             throw TestSupportError("docker-registry did not start: \(started.stderr)")
         }
         self.pid = pid
@@ -118,7 +121,9 @@ func canConnect(port: Int) -> Bool {
     defer { close(fd) }
     var address = loopback(port: port)
     return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     } == 0
 }
 
@@ -133,7 +138,9 @@ public final class SilentServer: @unchecked Sendable {
         guard fd >= 0 else { throw TestSupportError("socket failed: errno \(errno)") }
         var address = loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 128) == 0 else {
             close(fd)
@@ -212,7 +219,8 @@ public final class DockerTCPProxy: @unchecked Sendable {
         try Self.script.write(toFile: directory + "/proxy.py", atomically: true, encoding: .utf8)
         let started = try sh(
             ["sh", "-c", "python3 \"$1/proxy.py\" \"$1\" \"$2\" >\"$1/log\" 2>&1 & echo $!", "sh", directory, socket],
-            cwd: directory)
+            cwd: directory
+        )
         guard let pid = Int32(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw TestSupportError("the TCP proxy did not start: \(started.stderr)")
         }

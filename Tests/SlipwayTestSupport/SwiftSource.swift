@@ -31,7 +31,8 @@ public enum SwiftSource {
                 }
                 let quotes = s.multiline ? 3 : 1
                 if c == "\"", i + quotes - 1 < chars.count, chars[i..<(i + quotes)].allSatisfy({ $0 == "\"" }),
-                    i + quotes + s.raw <= chars.count, chars[(i + quotes)..<(i + quotes + s.raw)].allSatisfy({ $0 == "#" })
+                    i + quotes + s.raw <= chars.count,
+                    chars[(i + quotes)..<(i + quotes + s.raw)].allSatisfy({ $0 == "#" })
                 {
                     string = nil
                     out += String(repeating: "\"", count: quotes)
@@ -67,4 +68,3 @@ public enum SwiftSource {
         return out
     }
 }
-

@@ -12,7 +12,8 @@ public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T 
 /// Runs `body` with a new, empty directory under /tmp (its real path, symbolic links
 /// resolved), and removes the directory and everything in it afterwards.
 public func withTemporaryDirectory<T>(
-    isolation: isolated (any Actor)? = #isolation, _ body: (String) async throws -> T
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (String) async throws -> T
 ) async throws -> T {
     let directory = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -44,7 +45,10 @@ public struct TestSupportError: Error, CustomStringConvertible {
 /// Linux when tests start processes from several threads at once.
 @discardableResult
 public func sh(
-    _ args: [String], cwd: String, env: [String: String] = [:], replacingEnvironment: Bool = false
+    _ args: [String],
+    cwd: String,
+    env: [String: String] = [:],
+    replacingEnvironment: Bool = false
 ) throws -> (status: Int32, stdout: String, stderr: String) {
     guard !args.isEmpty else { throw TestSupportError("sh: no command") }
     // /bin/sh changes directory and execs the command: posix_spawn_file_actions_addchdir_np
@@ -62,9 +66,9 @@ public func sh(
     let spawnError: Int32 = spawnLock.withLock {
         guard makePipe(&output), makePipe(&errors) else { return errno }
         #if canImport(Darwin)
-            var actions: posix_spawn_file_actions_t?
+        var actions: posix_spawn_file_actions_t?
         #else
-            var actions = posix_spawn_file_actions_t()
+        var actions = posix_spawn_file_actions_t()
         #endif
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -75,9 +79,9 @@ public func sh(
         // threads block some (SIGCHLD among them), and a shell that inherits that mask waits
         // for ever in a bare `wait`.
         #if canImport(Darwin)
-            var attributes: posix_spawnattr_t?
+        var attributes: posix_spawnattr_t?
         #else
-            var attributes = posix_spawnattr_t()
+        var attributes = posix_spawnattr_t()
         #endif
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

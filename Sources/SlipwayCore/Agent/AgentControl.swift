@@ -12,30 +12,42 @@ public enum AgentControl {
     /// `executable` is the slipway binary; the agent gets `environment` without git's
     /// per-repository variables.
     public static func ensureRunning(
-        _ paths: AgentPaths, executable: String, environment: [String: String]
+        _ paths: AgentPaths,
+        executable: String,
+        environment: [String: String]
     ) throws(AgentError) -> Outcome {
-        if let client = try AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
+        if let client = try AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status
+        {
             return .alreadyRunning(pid: status.pid)
         }
         let pid: Int32
         do {
             pid = try ChildProcess.daemon(
-                executable, ["agent", "run", "--background", "--chdir", paths.commonDir],
-                environment: AgentDaemon.sanitized(environment))
+                executable,
+                ["agent", "run", "--background", "--chdir", paths.commonDir],
+                environment: AgentDaemon.sanitized(environment)
+            )
         } catch {
             throw AgentError.start("cannot start the agent: \(error)")
         }
         for _ in 0..<1000 {
-            if let client = try? AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
+            if let client = try? AgentClient(paths: paths),
+                let status = try? client.call(AgentRequest(op: "status")).status
+            {
                 return .started(pid: status.pid ?? pid)
             }
             var code: Int32 = 0
             if waitpid(pid, &code, WNOHANG) == pid {
                 // Another agent may have won the race to start.
-                if let client = try? AgentClient(paths: paths), let status = try? client.call(AgentRequest(op: "status")).status {
+                if let client = try? AgentClient(paths: paths),
+                    let status = try? client.call(AgentRequest(op: "status")).status
+                {
                     return .alreadyRunning(pid: status.pid)
                 }
-                let last = (try? String(contentsOfFile: paths.log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
+                let last =
+                    (try? String(contentsOfFile: paths.log, encoding: .utf8))?.split(separator: "\n").last.map(
+                        String.init
+                    ) ?? ""
                 throw AgentError.start("the agent exited at once: \(last) (see \(paths.log))")
             }
             usleep(10_000)
@@ -96,8 +108,12 @@ public enum AgentControl {
     /// Submits `job` to the agent of `paths` (started when needed); with `wait`, waits for it
     /// to end. `accepted` is called with the job's id as soon as the agent took it.
     public static func submit(
-        _ job: AgentRequest.SubmittedJob, paths: AgentPaths, wait: Bool, executable: String,
-        environment: [String: String], accepted: (Int) -> Void
+        _ job: AgentRequest.SubmittedJob,
+        paths: AgentPaths,
+        wait: Bool,
+        executable: String,
+        environment: [String: String],
+        accepted: (Int) -> Void
     ) throws(AgentError) -> SubmitOutcome {
         _ = try ensureRunning(paths, executable: executable, environment: environment)
         guard let client = try AgentClient(paths: paths) else {

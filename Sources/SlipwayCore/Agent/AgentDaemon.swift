@@ -70,10 +70,14 @@ public final class AgentDaemon: @unchecked Sendable {
     public func run() throws(AgentError) {
         try paths.prepare()
         let lockFD = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw AgentError.stateFile(path: paths.lock, action: "open", reason: "\(String(cString: strerror(errno)))") }
+        guard lockFD >= 0 else {
+            throw AgentError.stateFile(path: paths.lock, action: "open", reason: "\(String(cString: strerror(errno)))")
+        }
         defer { close(lockFD) }
         guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
-            let pid = (try? String(contentsOfFile: paths.pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let pid = (try? String(contentsOfFile: paths.pidFile, encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines
+            )
             throw AgentError.alreadyRunning(repository: paths.commonDir, pid: pid)
         }
         // Signals become stop requests (handled on a dispatch queue, whatever thread they hit).
@@ -103,7 +107,8 @@ public final class AgentDaemon: @unchecked Sendable {
         try watchInbox()
 
         let threads: [@Sendable () -> Void] = [
-            { [self] in server?.run() }, { [self] in inboxLoop() }, { [self] in workerLoop() }, { [self] in pushLoop() },
+            { [self] in server?.run() }, { [self] in inboxLoop() }, { [self] in workerLoop() },
+            { [self] in pushLoop() },
         ]
         for body in threads {
             let thread = Thread(block: body)
@@ -134,7 +139,9 @@ public final class AgentDaemon: @unchecked Sendable {
                 log.write("job \(entry.job.id): stopping its process group \(pid), left over from the agent that died")
                 Self.stopGroup(pid)
             }
-            log.write("job \(entry.job.id) (\(entry.job.summary)) was interrupted when the agent stopped: running it again")
+            log.write(
+                "job \(entry.job.id) (\(entry.job.summary)) was interrupted when the agent stopped: running it again"
+            )
             try commit([JournalRecord(.requeued, id: entry.job.id)])
         }
         if journal.size > 256 << 10 {
@@ -177,7 +184,8 @@ public final class AgentDaemon: @unchecked Sendable {
             let id = name.split(separator: ".").first.map(String.init) ?? name
             if !open.contains(id), unlink(paths.jobs + "/" + name) == 0 { removed.append(paths.jobs + "/" + name) }
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.failed)) ?? [] where name.hasPrefix(".") {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.failed)) ?? [] where name.hasPrefix(".")
+        {
             if unlink(paths.failed + "/" + name) == 0 { removed.append(paths.failed + "/" + name) }
         }
         if !removed.isEmpty {
@@ -194,11 +202,17 @@ public final class AgentDaemon: @unchecked Sendable {
             switch record.kind {
             case .accepted:
                 if let job = record.job {
-                    log.write("job \(job.id) accepted: \(job.summary)" + (job.push != nil ? ", waiting for the push to finish" : ""))
+                    log.write(
+                        "job \(job.id) accepted: \(job.summary)"
+                            + (job.push != nil ? ", waiting for the push to finish" : "")
+                    )
                 }
             case .confirmed: log.write("job \(record.id ?? 0): the push was confirmed; queued")
             case .superseded:
-                log.write("job \(record.id ?? 0) superseded by job \(record.by ?? 0)" + (record.reason.map { ": \($0)" } ?? ""))
+                log.write(
+                    "job \(record.id ?? 0) superseded by job \(record.by ?? 0)"
+                        + (record.reason.map { ": \($0)" } ?? "")
+                )
             case .dropped: log.write("job \(record.id ?? 0) dropped: \(record.reason ?? "")")
             case .started, .finished, .requeued, .agentStarted: break
             }
@@ -239,7 +253,10 @@ public final class AgentDaemon: @unchecked Sendable {
         let running = current
         cond.broadcast()
         cond.unlock()
-        log.write("agent \(getpid()) stopping (\(reason))" + (running.map { "; job \($0.id) is interrupted and resumes when the agent starts again" } ?? ""))
+        log.write(
+            "agent \(getpid()) stopping (\(reason))"
+                + (running.map { "; job \($0.id) is interrupted and resumes when the agent starts again" } ?? "")
+        )
         if let running {
             kill(-running.pid, SIGTERM)
             for _ in 0..<50 where ChildProcess.isAlive(running.pid, start: nil) { usleep(100_000) }
@@ -266,7 +283,9 @@ public final class AgentDaemon: @unchecked Sendable {
         // Created with mode 0600 from the start (no window in which others could connect).
         let old = umask(0o177)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         umask(old)
         // A long backlog: a flood of connections queues in the kernel, not in the agent.
@@ -304,8 +323,13 @@ public final class AgentDaemon: @unchecked Sendable {
             throw AgentError.invalidJob("a job needs ref HEAD or refs/heads/<branch> and an absolute worktree path")
         }
         let job = AgentJob(
-            pipeline: s.pipeline, ref: s.ref, commit: s.commit.lowercased(), worktree: s.worktree,
-            acceptedAt: Date().timeIntervalSince1970, source: "socket")
+            pipeline: s.pipeline,
+            ref: s.ref,
+            commit: s.commit.lowercased(),
+            worktree: s.worktree,
+            acceptedAt: Date().timeIntervalSince1970,
+            source: "socket"
+        )
         cond.lock()
         defer { cond.unlock() }
         let records = queue.accept(job, at: job.acceptedAt)
@@ -323,8 +347,11 @@ public final class AgentDaemon: @unchecked Sendable {
     func watchInbox() throws(AgentError) {
         do {
             inbox = try FileWatcher.shared.subscribe(
-                [.directory(paths.inbox)], batching: Self.inboxBatching, requireRoots: true,
-                notes: { [log] in log.write("inbox: " + $0) })
+                [.directory(paths.inbox)],
+                batching: Self.inboxBatching,
+                requireRoots: true,
+                notes: { [log] in log.write("inbox: " + $0) }
+            )
         } catch {
             throw AgentError.stateDirectory("cannot watch \(paths.inbox): \(error)")
         }
@@ -348,7 +375,9 @@ public final class AgentDaemon: @unchecked Sendable {
             case .cancelled: return
             case .timedOut: break
             case .batch(let batch):
-                let gone = batch.changes.contains { $0.path.isEmpty && !$0.kinds.isDisjoint(with: [.deleted, .movedFrom]) }
+                let gone = batch.changes.contains {
+                    $0.path.isEmpty && !$0.kinds.isDisjoint(with: [.deleted, .movedFrom])
+                }
                 if gone || batch.rescan.values.contains(.rootRemoved) {
                     log.write("\(paths.inbox) was removed (the repository was deleted?): stopping")
                     requestStop("the repository's state directory was removed")
@@ -383,15 +412,22 @@ public final class AgentDaemon: @unchecked Sendable {
         guard let dir = opendir(paths.inbox) else {
             let code = errno
             if code == ENOENT { return true }
-            noteInboxFailure("", "cannot list \(paths.inbox): \(String(cString: strerror(code)))", transient: Self.isTransient(code))
+            noteInboxFailure(
+                "",
+                "cannot list \(paths.inbox): \(String(cString: strerror(code)))",
+                transient: Self.isTransient(code)
+            )
             return !Self.isTransient(code)
         }
         var found: [(time: Int, name: String)] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             guard !name.hasPrefix(".") else { continue }
             var st = stat()
-            let time = fstatat(dirfd(dir), name, &st, 0) == 0 ? st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec : 0
+            let time =
+                fstatat(dirfd(dir), name, &st, 0) == 0 ? st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec : 0
             found.append((time, name))
         }
         closedir(dir)
@@ -429,7 +465,11 @@ public final class AgentDaemon: @unchecked Sendable {
         case .failure(let failure):
             let code = failure.code
             if code == ENOENT { return true }  // taken already, or removed by its hook (a full disk)
-            noteInboxFailure(name, "cannot read \(name): \(String(cString: strerror(code)))", transient: Self.isTransient(code))
+            noteInboxFailure(
+                name,
+                "cannot read \(name): \(String(cString: strerror(code)))",
+                transient: Self.isTransient(code)
+            )
             return !Self.isTransient(code)
         }
         guard data.last == UInt8(ascii: "\n") else {
@@ -460,8 +500,13 @@ public final class AgentDaemon: @unchecked Sendable {
             switch event {
             case .commit(let commit, let ref, let worktree):
                 let job = AgentJob(
-                    pipeline: "commit", ref: ref, commit: commit.lowercased(), worktree: worktree, acceptedAt: now,
-                    source: events.count == 1 ? name : "\(name)#\(index)")
+                    pipeline: "commit",
+                    ref: ref,
+                    commit: commit.lowercased(),
+                    worktree: worktree,
+                    acceptedAt: now,
+                    source: events.count == 1 ? name : "\(name)#\(index)"
+                )
                 // A late event (read after a newer commit of the branch was accepted: a file
                 // that could not be read at first, a restart) must not overtake that commit.
                 let newer = preview.newerAccepted(than: job) { commit, ancestor in
@@ -472,12 +517,25 @@ public final class AgentDaemon: @unchecked Sendable {
             case .prePush(let pid, let remote, let url, let localRef, let localOID, let remoteRef, _, let worktree):
                 // A push job is about the branch the remote now has (`git push origin HEAD`
                 // and `git push origin a:b` name another local ref).
-                guard localRef.hasPrefix("refs/heads/") || localRef == "HEAD", remoteRef.hasPrefix("refs/heads/") else { continue }
+                guard localRef.hasPrefix("refs/heads/") || localRef == "HEAD", remoteRef.hasPrefix("refs/heads/") else {
+                    continue
+                }
                 let target = AgentJob.PushTarget(
-                    remote: remote, url: url, remoteRef: remoteRef, gitPID: pid, gitStart: ChildProcess.startTime(of: pid))
+                    remote: remote,
+                    url: url,
+                    remoteRef: remoteRef,
+                    gitPID: pid,
+                    gitStart: ChildProcess.startTime(of: pid)
+                )
                 let job = AgentJob(
-                    pipeline: "push", ref: remoteRef, commit: localOID.lowercased(), worktree: worktree, acceptedAt: now,
-                    source: "\(name)#\(index)", push: target)
+                    pipeline: "push",
+                    ref: remoteRef,
+                    commit: localOID.lowercased(),
+                    worktree: worktree,
+                    acceptedAt: now,
+                    source: "\(name)#\(index)",
+                    push: target
+                )
                 new = preview.accept(job, at: now)
             case .tracking(_, let newOID, let ref, _):
                 for entry in preview.awaiting {
@@ -499,7 +557,11 @@ public final class AgentDaemon: @unchecked Sendable {
             unlink(path)
             inboxFailuresLock.withLock { inboxFailures.removeAll() }
         } catch {
-            noteInboxFailure(name, "\(name): cannot record it (\(error.message)); it stays in the inbox", transient: true)
+            noteInboxFailure(
+                name,
+                "\(name): cannot record it (\(error.message)); it stays in the inbox",
+                transient: true
+            )
             taken = false
         }
         cond.unlock()
@@ -540,7 +602,9 @@ public final class AgentDaemon: @unchecked Sendable {
             }
             let awaiting = queue.awaiting
             cond.unlock()
-            let over = awaiting.filter { e in e.job.push.map { !ChildProcess.isAlive($0.gitPID, start: $0.gitStart) } ?? true }
+            let over = awaiting.filter { e in
+                e.job.push.map { !ChildProcess.isAlive($0.gitPID, start: $0.gitStart) } ?? true
+            }
             if !over.isEmpty {
                 // The hooks of a finished push wrote their files before git exited.
                 scanInbox()
@@ -563,12 +627,22 @@ public final class AgentDaemon: @unchecked Sendable {
             env["SLIPWAY"] = "0"
             env["GIT_TERMINAL_PROMPT"] = "0"
             let directory = FileManager.default.fileExists(atPath: job.worktree) ? job.worktree : paths.commonDir
-            let answer = try? ChildProcess.run(git, ["-C", directory, "ls-remote", "--", push.url, push.remoteRef], environment: env, timeout: 30)
+            let answer = try? ChildProcess.run(
+                git,
+                ["-C", directory, "ls-remote", "--", push.url, push.remoteRef],
+                environment: env,
+                timeout: 30
+            )
             if let answer, answer.status == 0 {
-                let oid = answer.output.split(separator: "\n").first?.split(separator: "\t").first.map(String.init) ?? ""
-                verdict = oid.lowercased() == job.commit ? nil : "the push did not update \(push.remoteRef) on \(push.remote) (it is \(oid.isEmpty ? "missing" : String(oid.prefix(7))) there, not \(job.commit.prefix(7))); nothing deployed"
+                let oid =
+                    answer.output.split(separator: "\n").first?.split(separator: "\t").first.map(String.init) ?? ""
+                verdict =
+                    oid.lowercased() == job.commit
+                    ? nil
+                    : "the push did not update \(push.remoteRef) on \(push.remote) (it is \(oid.isEmpty ? "missing" : String(oid.prefix(7))) there, not \(job.commit.prefix(7))); nothing deployed"
             } else {
-                verdict = "the push to \(push.remote) could not be confirmed (git ls-remote: \(answer.map { $0.output.split(separator: "\n").last.map(String.init) ?? "status \($0.status)" } ?? "did not run")); nothing deployed"
+                verdict =
+                    "the push to \(push.remote) could not be confirmed (git ls-remote: \(answer.map { $0.output.split(separator: "\n").last.map(String.init) ?? "status \($0.status)" } ?? "did not run")); nothing deployed"
             }
         } else {
             verdict = "git is not on PATH, so the push could not be confirmed; nothing deployed"
@@ -581,7 +655,9 @@ public final class AgentDaemon: @unchecked Sendable {
             if let verdict {
                 try commit([JournalRecord(.dropped, at: now, id: job.id, reason: verdict)])
             } else {
-                log.write("job \(job.id): \(push.remoteRef) on \(push.remote) is \(job.commit.prefix(7)): the push succeeded")
+                log.write(
+                    "job \(job.id): \(push.remoteRef) on \(push.remote) is \(job.commit.prefix(7)): the push succeeded"
+                )
                 try commit(queue.confirm(job.id, at: now))
             }
         } catch {

@@ -38,8 +38,14 @@ public struct AgentJob: Codable, Sendable, Equatable {
     }
 
     public init(
-        id: Int = 0, pipeline: String, ref: String, commit: String, worktree: String, acceptedAt: Double,
-        source: String, push: PushTarget? = nil
+        id: Int = 0,
+        pipeline: String,
+        ref: String,
+        commit: String,
+        worktree: String,
+        acceptedAt: Double,
+        source: String,
+        push: PushTarget? = nil
     ) {
         self.id = id
         self.pipeline = pipeline
@@ -81,7 +87,15 @@ public struct JobResult: Codable, Sendable, Equatable {
     /// The commit's description the job tagged with (`git describe --always`, made a valid tag).
     public var describe: String?
 
-    public init(ok: Bool, status: Int32, message: String, tags: [String], startedAt: Double, finishedAt: Double, describe: String? = nil) {
+    public init(
+        ok: Bool,
+        status: Int32,
+        message: String,
+        tags: [String],
+        startedAt: Double,
+        finishedAt: Double,
+        describe: String? = nil
+    ) {
         self.describe = describe
         self.ok = ok
         self.status = status
@@ -143,8 +157,15 @@ public struct JournalRecord: Codable, Sendable, Equatable {
     public var resumed: Bool?
 
     public init(
-        _ kind: Kind, at: Double? = nil, id: Int? = nil, job: AgentJob? = nil,
-        by: Int? = nil, pid: Int32? = nil, start: UInt64? = nil, result: JobResult? = nil, reason: String? = nil
+        _ kind: Kind,
+        at: Double? = nil,
+        id: Int? = nil,
+        job: AgentJob? = nil,
+        by: Int? = nil,
+        pid: Int32? = nil,
+        start: UInt64? = nil,
+        result: JobResult? = nil,
+        reason: String? = nil
     ) {
         self.kind = kind
         self.at = at ?? Date().timeIntervalSince1970

@@ -35,7 +35,10 @@ final class AgentLog: @unchecked Sendable {
 
     func write(_ message: String) {
         let stamp = ISO8601DateFormatter.string(
-            from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+            from: Date(),
+            timeZone: TimeZone(identifier: "UTC")!,
+            formatOptions: [.withInternetDateTime, .withFractionalSeconds]
+        )
         var lines: [String] = []
         for part in message.split(separator: "\n", omittingEmptySubsequences: false) where !part.isEmpty {
             lines.append("\(stamp) \(part)")

@@ -28,7 +28,8 @@ public enum AgentError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .notARepository(let path, let detail):
             return "\(path): not in a git repository (\(detail)); run slipway's agent inside the project's repository"
-        case .stateFile(let path, let action, let reason): return "cannot \(action) \(path)" + (reason.map { ": \($0)" } ?? "")
+        case .stateFile(let path, let action, let reason):
+            return "cannot \(action) \(path)" + (reason.map { ": \($0)" } ?? "")
         case .alreadyRunning(let repository, let pid):
             return "an agent already runs for \(repository)" + (pid.map { " (pid \($0))" } ?? "")
         case .stateDirectory(let message), .socket(let message), .connection(let message), .refused(let message),
@@ -106,7 +107,9 @@ public struct AgentPaths: Sendable, Equatable {
 
     /// Creates the state directories (mode 0700).
     public func prepare() throws(AgentError) {
-        for dir in [directory, inbox, failed, jobs, checkouts] + (socket.hasPrefix(directory) ? [] : [(socket as NSString).deletingLastPathComponent]) {
+        for dir in [directory, inbox, failed, jobs, checkouts]
+            + (socket.hasPrefix(directory) ? [] : [(socket as NSString).deletingLastPathComponent])
+        {
             if mkdir(dir, 0o700) != 0 && errno != EEXIST {
                 throw AgentError.stateDirectory("cannot create \(dir): \(String(cString: strerror(errno)))")
             }
@@ -118,7 +121,8 @@ public struct AgentPaths: Sendable, Equatable {
             }
             guard st.st_uid == getuid() else {
                 throw AgentError.stateDirectory(
-                    "\(dir) belongs to another user (uid \(st.st_uid)); the agent keeps its socket only in a directory of its own user")
+                    "\(dir) belongs to another user (uid \(st.st_uid)); the agent keeps its socket only in a directory of its own user"
+                )
             }
             if st.st_mode & 0o077 != 0 { chmod(dir, 0o700) }
         }

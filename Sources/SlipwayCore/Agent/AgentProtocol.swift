@@ -55,8 +55,15 @@ public struct AgentResponse: Codable, Sendable, Equatable {
     public var busy: Bool?
 
     public init(
-        ok: Bool, error: String? = nil, id: Int? = nil, event: String? = nil, line: String? = nil,
-        result: JobResult? = nil, message: String? = nil, status: AgentStatus? = nil, busy: Bool? = nil
+        ok: Bool,
+        error: String? = nil,
+        id: Int? = nil,
+        event: String? = nil,
+        line: String? = nil,
+        result: JobResult? = nil,
+        message: String? = nil,
+        status: AgentStatus? = nil,
+        busy: Bool? = nil
     ) {
         self.busy = busy
         self.ok = ok
@@ -100,13 +107,23 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         running = queue.running.map(Self.view)
         queued = queue.queued.map(Self.view)
         awaitingPush = queue.awaiting.map(Self.view)
-        last = queue.lastResults.keys.sorted().compactMap { queue.entries[queue.lastResults[$0]!.job.id] }.map(Self.view)
+        last = queue.lastResults.keys.sorted().compactMap { queue.entries[queue.lastResults[$0]!.job.id] }.map(
+            Self.view
+        )
     }
 
     static func view(_ e: JobQueue.Entry) -> JobView {
         var v = JobView(
-            id: e.job.id, pipeline: e.job.pipeline, branch: e.job.branch, commit: e.job.commit,
-            worktree: e.job.worktree, state: "", since: nil, result: nil, note: nil)
+            id: e.job.id,
+            pipeline: e.job.pipeline,
+            branch: e.job.branch,
+            commit: e.job.commit,
+            worktree: e.job.worktree,
+            state: "",
+            since: nil,
+            result: nil,
+            note: nil
+        )
         switch e.state {
         case .awaitingPush:
             v.state = "awaiting-push"
@@ -174,7 +191,9 @@ public final class AgentClient {
             close(fd)
             if code == ENOENT || code == ECONNREFUSED { return nil }
             if code == EACCES || code == EPERM {
-                throw AgentError.socket("\(paths.socket): permission denied; the agent's socket is private to the user who started it")
+                throw AgentError.socket(
+                    "\(paths.socket): permission denied; the agent's socket is private to the user who started it"
+                )
             }
             throw AgentError.socket("cannot connect to \(paths.socket): \(String(cString: strerror(code)))")
         }
@@ -254,7 +273,8 @@ public final class AgentClient {
             }
             unanswered = nil
             if var refused = response, refused.busy == true, !refused.ok {
-                refused.error = (refused.error ?? "busy")
+                refused.error =
+                    (refused.error ?? "busy")
                     + " (the agent of \(paths.commonDir) stayed at its connection limits for \(Int(busyRetry)) s; `slipway agent logs` says who holds them)"
                 return refused
             }
@@ -269,7 +289,8 @@ public final class AgentClient {
                 buffer.removeSubrange(...nl)
                 guard let response = try? JSONDecoder().decode(AgentResponse.self, from: Data(line)) else {
                     throw AgentError.connection(
-                        "the agent sent a line that is not a response: \(String(decoding: line.prefix(120), as: UTF8.self))")
+                        "the agent sent a line that is not a response: \(String(decoding: line.prefix(120), as: UTF8.self))"
+                    )
                 }
                 return response
             }
@@ -278,7 +299,9 @@ public final class AgentClient {
             if n == 0 { return nil }
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { throw AgentError.connection("the agent did not answer in time") }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw AgentError.connection("the agent did not answer in time")
+                }
                 // A reset after the agent's last line: what it said is in `buffer` already.
                 if errno == ECONNRESET { return nil }
                 throw AgentError.connection("reading from the agent: \(String(cString: strerror(errno)))")
@@ -290,7 +313,9 @@ public final class AgentClient {
     /// Sends `request` and returns the first answer (an error answer is thrown).
     public func call(_ request: AgentRequest) throws(AgentError) -> AgentResponse {
         try send(request)
-        guard let response = try receive() else { throw AgentError.connection("the agent closed the connection without answering") }
+        guard let response = try receive() else {
+            throw AgentError.connection("the agent closed the connection without answering")
+        }
         if !response.ok { throw AgentError.refused(response.error ?? "the agent refused the request") }
         return response
     }

@@ -172,7 +172,13 @@ final class AgentServer: @unchecked Sendable {
     private func finish() {
         for c in connections.values where !c.closed {
             if case .waiter(let id) = c.role {
-                respond(c, AgentResponse(ok: false, error: "the agent stopped before job \(id) finished; it runs when the agent starts again"))
+                respond(
+                    c,
+                    AgentResponse(
+                        ok: false,
+                        error: "the agent stopped before job \(id) finished; it runs when the agent starts again"
+                    )
+                )
             }
             if !c.closed { closeConnection(c) }
         }
@@ -208,7 +214,8 @@ final class AgentServer: @unchecked Sendable {
             // The peer's pid, uid and gid, as the kernel saw them when it connected.
             var credentials = slipway_ucred(pid: 0, uid: UInt32.max, gid: UInt32.max)
             var length = socklen_t(MemoryLayout<slipway_ucred>.size)
-            guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.uid == getuid() else {
+            guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.uid == getuid()
+            else {
                 refuseUser(fd, uid: credentials.uid)
                 continue
             }
@@ -247,7 +254,9 @@ final class AgentServer: @unchecked Sendable {
                 continue
             }
             // Nothing unsent first, then the oldest.
-            if c.output.isEmpty != b.output.isEmpty ? c.output.isEmpty : (c.since, c.serial) < (b.since, b.serial) { best = c }
+            if c.output.isEmpty != b.output.isEmpty ? c.output.isEmpty : (c.since, c.serial) < (b.since, b.serial) {
+                best = c
+            }
         }
         return best
     }
@@ -262,8 +271,11 @@ final class AgentServer: @unchecked Sendable {
             c,
             AgentResponse(
                 ok: false,
-                error: "busy: \(limits.pending) connections were waiting for a request, and this was the oldest; try again",
-                busy: true))
+                error:
+                    "busy: \(limits.pending) connections were waiting for a request, and this was the oldest; try again",
+                busy: true
+            )
+        )
         if !c.closed { closeConnection(c) }
     }
 
@@ -280,7 +292,13 @@ final class AgentServer: @unchecked Sendable {
                 if c.input.count > limits.requestBytes, !c.input.contains(UInt8(ascii: "\n")) {
                     c.input.removeAll()
                     c.closing = true
-                    respond(c, AgentResponse(ok: false, error: "request too long (over \(limits.requestBytes) bytes without a newline)"))
+                    respond(
+                        c,
+                        AgentResponse(
+                            ok: false,
+                            error: "request too long (over \(limits.requestBytes) bytes without a newline)"
+                        )
+                    )
                     return
                 }
                 if total >= 1 << 20 { break }  // others get their turn; poll says there is more
@@ -312,7 +330,10 @@ final class AgentServer: @unchecked Sendable {
             c.input.removeSubrange(...nl)
             c.since = Self.now()
             guard let request = try? JSONDecoder().decode(AgentRequest.self, from: Data(line)) else {
-                respond(c, AgentResponse(ok: false, error: "not a request: expected one JSON object per line (docs/agent.md)"))
+                respond(
+                    c,
+                    AgentResponse(ok: false, error: "not a request: expected one JSON object per line (docs/agent.md)")
+                )
                 continue
             }
             handle(request, c)
@@ -329,7 +350,10 @@ final class AgentServer: @unchecked Sendable {
             daemon.requestStop("a stop request")
         case "follow":
             guard followerCount < limits.followers else {
-                refuseBusy(c, "busy: \(limits.followers) clients already follow the log (the limit); end one (`slipway agent logs -f`) and try again")
+                refuseBusy(
+                    c,
+                    "busy: \(limits.followers) clients already follow the log (the limit); end one (`slipway agent logs -f`) and try again"
+                )
                 return
             }
             c.input.removeAll()
@@ -342,7 +366,10 @@ final class AgentServer: @unchecked Sendable {
             }
             let wait = request.wait == true
             if wait && waiterCount >= limits.waiters {
-                refuseBusy(c, "busy: \(limits.waiters) clients already wait for their jobs (the limit); nothing was submitted; try again, or submit without waiting")
+                refuseBusy(
+                    c,
+                    "busy: \(limits.waiters) clients already wait for their jobs (the limit); nothing was submitted; try again, or submit without waiting"
+                )
                 return
             }
             let id: Int
@@ -422,7 +449,14 @@ final class AgentServer: @unchecked Sendable {
             c.role = .pending
             c.since = Self.now()
             c.closing = true
-            respond(c, AgentResponse(ok: false, error: "you read the log too slowly and missed \(missed) lines; follow it again (`slipway agent logs -f`)"))
+            respond(
+                c,
+                AgentResponse(
+                    ok: false,
+                    error:
+                        "you read the log too slowly and missed \(missed) lines; follow it again (`slipway agent logs -f`)"
+                )
+            )
             return
         }
         while c.output.count < limits.followerBacklog {
@@ -442,7 +476,9 @@ final class AgentServer: @unchecked Sendable {
     }
 
     static func encode(_ response: AgentResponse) -> [UInt8] {
-        var bytes = Array((try? JSONEncoder().encode(response)) ?? Data(#"{"ok":false,"error":"cannot encode the answer"}"#.utf8))
+        var bytes = Array(
+            (try? JSONEncoder().encode(response)) ?? Data(#"{"ok":false,"error":"cannot encode the answer"}"#.utf8)
+        )
         bytes.append(UInt8(ascii: "\n"))
         return bytes
     }
@@ -450,7 +486,9 @@ final class AgentServer: @unchecked Sendable {
     private func flush(_ c: Connection) {
         var sent = 0
         while !c.closed && sent < c.output.count {
-            let n = c.output[sent...].withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            let n = c.output[sent...].withUnsafeBytes {
+                send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
             if n > 0 {
                 sent += n
                 continue
@@ -481,7 +519,10 @@ final class AgentServer: @unchecked Sendable {
                 c,
                 AgentResponse(
                     ok: false,
-                    error: "closed: no complete request within \(Int(limits.requestTimeout)) s (send one JSON object per line; docs/agent.md)"))
+                    error:
+                        "closed: no complete request within \(Int(limits.requestTimeout)) s (send one JSON object per line; docs/agent.md)"
+                )
+            )
             if !c.closed { closeConnection(c) }
         }
     }
@@ -495,7 +536,9 @@ final class AgentServer: @unchecked Sendable {
         guard now >= nextSummary else { return }
         var parts: [String] = []
         if timedOut > 0 { parts.append("\(timedOut) closed after \(Int(limits.requestTimeout)) s without a request") }
-        if evicted > 0 { parts.append("\(evicted) idle closed to make room (at most \(limits.pending) wait for a request)") }
+        if evicted > 0 {
+            parts.append("\(evicted) idle closed to make room (at most \(limits.pending) wait for a request)")
+        }
         if refusedBusy > 0 { parts.append("\(refusedBusy) refused (followers or waiters at their limit)") }
         if refusedUsers > 0 { parts.append("\(refusedUsers) more from other users refused") }
         if descriptorShortages > 0 { parts.append("\(descriptorShortages) times out of descriptors") }

@@ -72,7 +72,9 @@ final class AgentWarmth: @unchecked Sendable {
                     note("warm digests: \(directory): \(error); builds there walk their contexts")
                 }
             case .failure(let message):
-                note("warm digests: \(directory): the config does not load (\(message)); builds there walk their contexts")
+                note(
+                    "warm digests: \(directory): the config does not load (\(message)); builds there walk their contexts"
+                )
             }
             lock.lock()
             warmer = started

@@ -53,7 +53,16 @@ extension AgentDaemon {
     func execute(_ job: AgentJob) -> (JobResult, interrupted: Bool) {
         let started = Date().timeIntervalSince1970
         func failure(_ message: String, status: Int32 = -1) -> (JobResult, Bool) {
-            (JobResult(ok: false, status: status, message: message, tags: [], startedAt: started, finishedAt: Date().timeIntervalSince1970), false)
+            (
+                JobResult(
+                    ok: false,
+                    status: status,
+                    message: message,
+                    tags: [],
+                    startedAt: started,
+                    finishedAt: Date().timeIntervalSince1970
+                ), false
+            )
         }
         let directory: String
         let describe: String?
@@ -63,17 +72,33 @@ extension AgentDaemon {
             return failure(error.message)
         }
         // A repository with hooks but no config (yet): nothing to do, and nothing to report.
-        if environment["DEVSPACE_CONFIG"] == nil, !FileManager.default.fileExists(atPath: directory + "/devspace.yaml") {
+        if environment["DEVSPACE_CONFIG"] == nil, !FileManager.default.fileExists(atPath: directory + "/devspace.yaml")
+        {
             let now = Date().timeIntervalSince1970
-            return (JobResult(ok: true, status: 0, message: "no devspace.yaml in \(directory): nothing to do", tags: [], startedAt: started, finishedAt: now), false)
+            return (
+                JobResult(
+                    ok: true,
+                    status: 0,
+                    message: "no devspace.yaml in \(directory): nothing to do",
+                    tags: [],
+                    startedAt: started,
+                    finishedAt: now
+                ), false
+            )
         }
         var env = environment
         env["SLIPWAY"] = "0"  // git commands inside pipelines must not trigger the hooks again
         env["NO_COLOR"] = "1"
         env.merge(
             JobEnvironment.variables(
-                id: job.id, pipeline: job.pipeline, commit: job.commit, ref: job.ref, worktree: job.worktree,
-                branch: job.branch, describe: describe)
+                id: job.id,
+                pipeline: job.pipeline,
+                commit: job.commit,
+                ref: job.ref,
+                worktree: job.worktree,
+                branch: job.branch,
+                describe: describe
+            )
         ) { $1 }
         let resultFile = "\(paths.jobs)/\(job.id).images"
         unlink(resultFile)
@@ -89,21 +114,29 @@ extension AgentDaemon {
         let child: ChildProcess.Started
         do {
             child = try ChildProcess.start(
-                executable, ["run-pipeline", "--chdir", directory, job.pipeline], environment: env, ownProcessGroup: true)
+                executable,
+                ["run-pipeline", "--chdir", directory, job.pipeline],
+                environment: env,
+                ownProcessGroup: true
+            )
         } catch {
             return failure(error.standardError)
         }
         cond.lock()
         current = (job.id, child.pid)
         do {
-            try commit([JournalRecord(.started, id: job.id, pid: child.pid, start: ChildProcess.startTime(of: child.pid))])
+            try commit([
+                JournalRecord(.started, id: job.id, pid: child.pid, start: ChildProcess.startTime(of: child.pid))
+            ])
         } catch {
             log.write("job \(job.id): \(error.message)")
         }
         cond.unlock()
         log.write(
-            "job \(job.id) started: \(job.summary) in \(directory)" + (env["SLIPWAY_JOB_DESCRIBE"].map { " (describe: \($0))" } ?? "")
-                + (env[WarmSnapshot.environmentVariable] != nil ? ", with warm digests" : ""))
+            "job \(job.id) started: \(job.summary) in \(directory)"
+                + (env["SLIPWAY_JOB_DESCRIBE"].map { " (describe: \($0))" } ?? "")
+                + (env[WarmSnapshot.environmentVariable] != nil ? ", with warm digests" : "")
+        )
 
         var tail: [String] = []
         var pending: [UInt8] = []
@@ -139,10 +172,30 @@ extension AgentDaemon {
         let finished = Date().timeIntervalSince1970
         if status == 0 {
             let message = tags.isEmpty ? "ok (no images built)" : "ok: " + tags.joined(separator: ", ")
-            return (JobResult(ok: true, status: 0, message: message, tags: tags, startedAt: started, finishedAt: finished, describe: describe), interrupted)
+            return (
+                JobResult(
+                    ok: true,
+                    status: 0,
+                    message: message,
+                    tags: tags,
+                    startedAt: started,
+                    finishedAt: finished,
+                    describe: describe
+                ), interrupted
+            )
         }
         let reason = Self.errorLine(tail) ?? "the \(job.pipeline) pipeline exited with status \(status)"
-        return (JobResult(ok: false, status: status, message: reason, tags: tags, startedAt: started, finishedAt: finished, describe: describe), interrupted)
+        return (
+            JobResult(
+                ok: false,
+                status: status,
+                message: reason,
+                tags: tags,
+                startedAt: started,
+                finishedAt: finished,
+                describe: describe
+            ), interrupted
+        )
     }
 
     /// The line of a failed pipeline's output that says why: the last one that reads like an
@@ -203,12 +256,20 @@ extension AgentDaemon {
         do {
             if FileManager.default.fileExists(atPath: directory + "/.git") {
                 moved = try ChildProcess.run(
-                    git, ["-C", directory, "checkout", "--quiet", "--detach", "--force", job.commit], environment: env)
+                    git,
+                    ["-C", directory, "checkout", "--quiet", "--detach", "--force", job.commit],
+                    environment: env
+                )
             } else {
                 try? FileManager.default.removeItem(atPath: directory)
                 moved = try ChildProcess.run(
-                    git, ["--git-dir=\(paths.commonDir)", "worktree", "add", "--quiet", "--detach", "--force", directory, job.commit],
-                    environment: env)
+                    git,
+                    [
+                        "--git-dir=\(paths.commonDir)", "worktree", "add", "--quiet", "--detach", "--force", directory,
+                        job.commit,
+                    ],
+                    environment: env
+                )
             }
         } catch {
             throw AgentError.tool("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(error.standardError))")
@@ -217,7 +278,9 @@ extension AgentDaemon {
             let why = moved.output.split(separator: "\n").last.map(String.init) ?? "status \(moved.status)"
             throw AgentError.tool("cannot check out \(job.commit.prefix(7)) for job \(job.id) (\(why))")
         }
-        let reason = FileManager.default.fileExists(atPath: job.worktree) ? "HEAD of \(job.worktree) is no longer \(job.commit.prefix(7))" : "\(job.worktree) no longer exists"
+        let reason =
+            FileManager.default.fileExists(atPath: job.worktree)
+            ? "HEAD of \(job.worktree) is no longer \(job.commit.prefix(7))" : "\(job.worktree) no longer exists"
         log.write("job \(job.id): \(reason): running in \(directory)")
         return (directory, described(try? GitRepository.discover(from: directory)))
     }

@@ -79,13 +79,17 @@ public final class DigestWarmer: @unchecked Sendable {
     ///   - notes: log lines (what was re-digested, watch problems); never called with a lock
     ///     of the warmer held, but possibly on its threads or the watcher's.
     public init(
-        loaded: LoadedConfig, quietPeriodMilliseconds: Int = 200, maximumDelayMilliseconds: Int = 2000,
+        loaded: LoadedConfig,
+        quietPeriodMilliseconds: Int = 200,
+        maximumDelayMilliseconds: Int = 2000,
         notes: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.loaded = loaded
         self.quietPeriod = Double(quietPeriodMilliseconds) / 1000
         self.batching = WatchBatching(
-            quiet: .milliseconds(quietPeriodMilliseconds), maximumDelay: .milliseconds(maximumDelayMilliseconds))
+            quiet: .milliseconds(quietPeriodMilliseconds),
+            maximumDelay: .milliseconds(maximumDelayMilliseconds)
+        )
         self.notes = notes
     }
 
@@ -104,7 +108,9 @@ public final class DigestWarmer: @unchecked Sendable {
             let matcher: IgnoreMatcher
             do {
                 (matcher, _) = try IgnoreMatcher.forContext(
-                    contextDir: plan.contextPath, dockerfileRelativeToContext: plan.dockerfileInContext)
+                    contextDir: plan.contextPath,
+                    dockerfileRelativeToContext: plan.dockerfileInContext
+                )
             } catch {
                 notes("images.\(plan.key).context: \(error); its context is not kept warm")
                 continue
@@ -123,8 +129,15 @@ public final class DigestWarmer: @unchecked Sendable {
                 byKey[key] = index
                 contexts.append(
                     Context(
-                        key: key, path: plan.contextPath, imageKey: plan.key, dockerfileInContext: plan.dockerfileInContext,
-                        matcher: matcher, directoryRoot: roots.count, roots: []))
+                        key: key,
+                        path: plan.contextPath,
+                        imageKey: plan.key,
+                        dockerfileInContext: plan.dockerfileInContext,
+                        matcher: matcher,
+                        directoryRoot: roots.count,
+                        roots: []
+                    )
+                )
                 add(.tree(plan.contextPath, filter: matcher), to: index)
                 // The ignore files DevSpace's lookup may read: a new one changes the matcher.
                 add(.file(joinPath(plan.contextPath, "devspace.dockerignore")), to: index)
@@ -139,7 +152,11 @@ public final class DigestWarmer: @unchecked Sendable {
         let subscription: WatchSubscription
         do {
             subscription = try FileWatcher.shared.subscribe(
-                roots, skipping: [loaded.directory + "/.devspace"], batching: batching, notes: notes)
+                roots,
+                skipping: [loaded.directory + "/.devspace"],
+                batching: batching,
+                notes: notes
+            )
         } catch {
             throw .watch(error)
         }
@@ -155,13 +172,16 @@ public final class DigestWarmer: @unchecked Sendable {
         var created = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let code = pthread_create(
-            &created, nil,
+            &created,
+            nil,
             { raw in
                 // `raw` is the retained warmer passed below (never nil).
                 let warmer = Unmanaged<DigestWarmer>.fromOpaque(raw!).takeRetainedValue()
                 warmer.workLoop()
                 return nil
-            }, context)
+            },
+            context
+        )
         guard code == 0 else {
             Unmanaged<DigestWarmer>.fromOpaque(context).release()
             subscription.cancel()
@@ -283,7 +303,9 @@ public final class DigestWarmer: @unchecked Sendable {
             let matcher: IgnoreMatcher
             do {
                 (matcher, _) = try IgnoreMatcher.forContext(
-                    contextDir: context.path, dockerfileRelativeToContext: context.dockerfileInContext)
+                    contextDir: context.path,
+                    dockerfileRelativeToContext: context.dockerfileInContext
+                )
             } catch {
                 record(index, nil)
                 notes("images.\(context.imageKey).context: \(error); its digest is left to the build")
@@ -312,7 +334,11 @@ public final class DigestWarmer: @unchecked Sendable {
             let snapshot: ContextSnapshot
             do {
                 snapshot = try cache.snapshot(
-                    context.path, matcher: item.matcher, what: "images.\(context.imageKey).context", displayPath: "")
+                    context.path,
+                    matcher: item.matcher,
+                    what: "images.\(context.imageKey).context",
+                    displayPath: ""
+                )
             } catch {
                 record(item.index, nil)
                 notes("\(error); its digest is left to the build")
@@ -325,10 +351,16 @@ public final class DigestWarmer: @unchecked Sendable {
                 (
                     item.index,
                     WarmEntry(
-                        context: context.path, ignorePatterns: item.matcher.patterns, digest: snapshot.digest,
-                        fileCount: snapshot.fileCount, totalBytes: snapshot.totalBytes, generation: item.generation,
-                        index: nil)
-                ))
+                        context: context.path,
+                        ignorePatterns: item.matcher.patterns,
+                        digest: snapshot.digest,
+                        fileCount: snapshot.fileCount,
+                        totalBytes: snapshot.totalBytes,
+                        generation: item.generation,
+                        index: nil
+                    )
+                )
+            )
         }
         // The index is saved as a build saves it, so that a build that walks anyway only stats.
         cache.saveIndexes { [notes] event in

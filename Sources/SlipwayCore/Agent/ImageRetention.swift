@@ -36,7 +36,12 @@ public struct ImageRetention: Sendable {
     public func configuredKeep() -> Int {
         if let value = environment["SLIPWAY_KEEP_IMAGES"], let n = Int(value), n >= 0 { return n }
         if let git = findExecutable("git", path: environment["PATH"]),
-            let answer = try? ChildProcess.run(git, ["--git-dir=\(paths.commonDir)", "config", "--get", "slipway.keepImages"], environment: environment, timeout: 10),
+            let answer = try? ChildProcess.run(
+                git,
+                ["--git-dir=\(paths.commonDir)", "config", "--get", "slipway.keepImages"],
+                environment: environment,
+                timeout: 10
+            ),
             answer.status == 0, let n = Int(answer.output.trimmingCharacters(in: .whitespacesAndNewlines)), n >= 0
         {
             return n
@@ -54,7 +59,9 @@ public struct ImageRetention: Sendable {
     private func withLedger<T>(_ body: (inout Ledger) throws(AgentError) -> T) throws(AgentError) -> T {
         let lockPath = paths.images + ".lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AgentError.stateFile(path: lockPath, action: "open", reason: "\(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw AgentError.stateFile(path: lockPath, action: "open", reason: "\(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         flock(fd, LOCK_EX)
         var ledger = read()
@@ -63,7 +70,9 @@ public struct ImageRetention: Sendable {
         if ledger != before {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            guard let data = try? encoder.encode(ledger) else { throw AgentError.stateFile(path: paths.images, action: "encode", reason: nil) }
+            guard let data = try? encoder.encode(ledger) else {
+                throw AgentError.stateFile(path: paths.images, action: "encode", reason: nil)
+            }
             if case .failure(let failure) = AtomicFile.write(Array(data), to: paths.images, mode: 0o600) {
                 throw AgentError.stateFile(path: paths.images, action: "write", reason: "\(failure.message)")
             }
@@ -145,10 +154,13 @@ public struct ImageRetention: Sendable {
 
     /// `docker ARGS` to the end (a process that cannot start is an ``AgentError``).
     static func docker(
-        _ docker: String, _ arguments: [String], environment: [String: String], timeout: Double
+        _ docker: String,
+        _ arguments: [String],
+        environment: [String: String],
+        timeout: Double
     ) throws(AgentError) -> (status: Int32, output: String) {
         do {
-            return try ImageRetention.docker(docker, arguments, environment: environment, timeout: timeout)
+            return try ChildProcess.run(docker, arguments, environment: environment, timeout: timeout)
         } catch {
             throw AgentError.tool(error.description)
         }
@@ -183,7 +195,11 @@ enum RetentionEngine {
             }
         case .cli(let docker, let environment):
             let inspect = try ImageRetention.docker(
-                docker, ["image", "inspect", "--format", "{{.Id}}", reference], environment: environment, timeout: 30)
+                docker,
+                ["image", "inspect", "--format", "{{.Id}}", reference],
+                environment: environment,
+                timeout: 30
+            )
             guard inspect.status == 0 else { return nil }
             return inspect.output.trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -200,15 +216,24 @@ enum RetentionEngine {
             }
         case .cli(let docker, let environment):
             let containers = try ImageRetention.docker(
-                docker, ["ps", "--all", "--quiet", "--no-trunc"], environment: environment, timeout: 30)
+                docker,
+                ["ps", "--all", "--quiet", "--no-trunc"],
+                environment: environment,
+                timeout: 30
+            )
             guard containers.status == 0 else {
                 throw AgentError.tool(
-                    "docker ps failed: \(containers.output.split(separator: "\n").last ?? ""); no image was removed")
+                    "docker ps failed: \(containers.output.split(separator: "\n").last ?? ""); no image was removed"
+                )
             }
             let ids = containers.output.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
             guard !ids.isEmpty else { return [] }
             let inspected = try ImageRetention.docker(
-                docker, ["inspect", "--format", "{{.Image}}"] + ids, environment: environment, timeout: 30)
+                docker,
+                ["inspect", "--format", "{{.Image}}"] + ids,
+                environment: environment,
+                timeout: 30
+            )
             return Set(inspected.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
         }
     }
@@ -229,7 +254,11 @@ enum RetentionEngine {
         case .cli(let docker, let environment):
             guard
                 let removed = try? ChildProcess.run(
-                    docker, ["image", "rm", reference], environment: environment, timeout: 60)
+                    docker,
+                    ["image", "rm", reference],
+                    environment: environment,
+                    timeout: 60
+                )
             else { return "docker image rm could not run" }
             guard removed.status != 0 else { return nil }
             return "docker image rm: \(removed.output.split(separator: "\n").last ?? "")"

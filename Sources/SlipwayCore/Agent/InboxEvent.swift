@@ -4,7 +4,16 @@ public enum InboxEvent: Sendable, Equatable {
     /// post-commit: HEAD is `commit`, on `ref` (`refs/heads/…` or `HEAD`).
     case commit(commit: String, ref: String, worktree: String)
     /// pre-push, one per pushed branch: the push may still fail.
-    case prePush(gitPID: Int32, remote: String, url: String, localRef: String, localOID: String, remoteRef: String, remoteOID: String, worktree: String)
+    case prePush(
+        gitPID: Int32,
+        remote: String,
+        url: String,
+        localRef: String,
+        localOID: String,
+        remoteRef: String,
+        remoteOID: String,
+        worktree: String
+    )
     /// reference-transaction `committed` of a remote-tracking ref (after a push or a fetch).
     case tracking(old: String, new: String, ref: String, worktree: String)
     /// post-checkout.
@@ -31,7 +40,18 @@ public enum InboxEvent: Sendable, Equatable {
                     errors.append("prepush: bad pid \(f[2])")
                     continue
                 }
-                events.append(.prePush(gitPID: pid, remote: f[3], url: f[4], localRef: f[5], localOID: f[6], remoteRef: f[7], remoteOID: f[8], worktree: f[9]))
+                events.append(
+                    .prePush(
+                        gitPID: pid,
+                        remote: f[3],
+                        url: f[4],
+                        localRef: f[5],
+                        localOID: f[6],
+                        remoteRef: f[7],
+                        remoteOID: f[8],
+                        worktree: f[9]
+                    )
+                )
             case ("tracking", 6) where oid(f[3]):
                 events.append(.tracking(old: f[2], new: f[3], ref: f[4], worktree: f[5]))
             case ("checkout", 5):

@@ -32,8 +32,11 @@ public struct JobQueue: Sendable {
         case .accepted:
             guard let job = record.job else { return }
             entries[job.id] = Entry(
-                job: job, state: job.push == nil ? .queued : .awaitingPush, resumed: record.resumed ?? false,
-                acceptedAt: record.at)
+                job: job,
+                state: job.push == nil ? .queued : .awaitingPush,
+                resumed: record.resumed ?? false,
+                acceptedAt: record.at
+            )
             nextID = max(nextID, job.id + 1)
         case .confirmed:
             if let id = record.id, entries[id]?.state == .awaitingPush { entries[id]?.state = .queued }
@@ -47,7 +50,9 @@ public struct JobQueue: Sendable {
                 entries[id]?.state = .running(pid: record.pid ?? 0, start: record.start, since: record.at)
             }
         case .finished:
-            if let id = record.id, let result = record.result, entries[id] != nil { entries[id]?.state = .finished(result) }
+            if let id = record.id, let result = record.result, entries[id] != nil {
+                entries[id]?.state = .finished(result)
+            }
         case .superseded:
             if let id = record.id, let by = record.by, entries[id] != nil { entries[id]?.state = .superseded(by: by) }
         case .dropped:
@@ -76,7 +81,9 @@ public struct JobQueue: Sendable {
 
     private func superseding(by job: AgentJob, at time: Double) -> [JournalRecord] {
         entries.values
-            .filter { $0.state == .queued && !$0.resumed && $0.job.id < job.id && $0.job.coalescingKey == job.coalescingKey }
+            .filter {
+                $0.state == .queued && !$0.resumed && $0.job.id < job.id && $0.job.coalescingKey == job.coalescingKey
+            }
             .sorted { $0.job.id < $1.job.id }
             .map { JournalRecord(.superseded, at: time, id: $0.job.id, by: job.id) }
     }
@@ -86,7 +93,10 @@ public struct JobQueue: Sendable {
     /// a newer commit's, say after a restart) and must not be built after that newer commit.
     /// `isDescendant(commit, ancestor)` answers from git; the newest 20 distinct commits of the
     /// key are asked, newest first, jobs that were not superseded themselves before those that were.
-    public func newerAccepted(than job: AgentJob, isDescendant: (_ commit: String, _ ancestor: String) -> Bool) -> Entry? {
+    public func newerAccepted(
+        than job: AgentJob,
+        isDescendant: (_ commit: String, _ ancestor: String) -> Bool
+    ) -> Entry? {
         var seen: Set<String> = [job.commit]
         let candidates = entries.values
             .filter { $0.job.coalescingKey == job.coalescingKey && !$0.isDropped }
@@ -164,12 +174,15 @@ public struct JobQueue: Sendable {
             records.append(accepted)
             switch entry.state {
             case .awaitingPush: break
-            case .queued: if entry.job.push != nil { records.append(JournalRecord(.confirmed, at: entry.acceptedAt, id: id)) }
+            case .queued:
+                if entry.job.push != nil { records.append(JournalRecord(.confirmed, at: entry.acceptedAt, id: id)) }
             case .running(let pid, let start, let since):
                 records.append(JournalRecord(.started, at: since, id: id, pid: pid, start: start))
-            case .finished(let result): records.append(JournalRecord(.finished, at: result.finishedAt, id: id, result: result))
+            case .finished(let result):
+                records.append(JournalRecord(.finished, at: result.finishedAt, id: id, result: result))
             case .superseded(let by): records.append(JournalRecord(.superseded, at: entry.acceptedAt, id: id, by: by))
-            case .dropped(let reason): records.append(JournalRecord(.dropped, at: entry.acceptedAt, id: id, reason: reason))
+            case .dropped(let reason):
+                records.append(JournalRecord(.dropped, at: entry.acceptedAt, id: id, reason: reason))
             }
         }
         return records

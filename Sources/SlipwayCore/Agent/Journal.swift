@@ -25,7 +25,9 @@ public struct Journal: Sendable {
         guard !records.isEmpty else { return }
         var bytes = Self.lines(records)
         let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AgentError.stateFile(path: path, action: "open", reason: "\(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw AgentError.stateFile(path: path, action: "open", reason: "\(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         // A torn line from a crash must not swallow this one: start on a fresh line.
         var end = stat()
@@ -47,13 +49,17 @@ public struct Journal: Sendable {
             }
             return true
         }
-        guard ok, fdatasync(fd) == 0 else { throw AgentError.stateFile(path: path, action: "write", reason: "\(String(cString: strerror(errno)))") }
+        guard ok, fdatasync(fd) == 0 else {
+            throw AgentError.stateFile(path: path, action: "write", reason: "\(String(cString: strerror(errno)))")
+        }
     }
 
     /// Replaces the journal with `records` (temp file + rename).
     public func rewrite(_ records: [JournalRecord]) throws(AgentError) {
         let bytes = Self.lines(records)
-        if case .failure(let failure) = AtomicFile.write(bytes, to: path, mode: 0o600) { throw AgentError.stateFile(path: path, action: "rewrite", reason: "\(failure.message)") }
+        if case .failure(let failure) = AtomicFile.write(bytes, to: path, mode: 0o600) {
+            throw AgentError.stateFile(path: path, action: "rewrite", reason: "\(failure.message)")
+        }
     }
 
     /// `records` as JSON lines.

@@ -23,9 +23,17 @@ public struct ImageCacheEntry: Sendable, Equatable, Codable {
     public var changedDuringBuild: [String]
 
     public init(
-        imageName: String, tag: String, buildDigest: String? = nil, dockerfileDigest: String? = nil,
-        contextDigest: String? = nil, optionsDigest: String? = nil, tags: [String] = [], imageID: String? = nil,
-        engine: String? = nil, pushed: [String: String] = [:], changedDuringBuild: [String] = []
+        imageName: String,
+        tag: String,
+        buildDigest: String? = nil,
+        dockerfileDigest: String? = nil,
+        contextDigest: String? = nil,
+        optionsDigest: String? = nil,
+        tags: [String] = [],
+        imageID: String? = nil,
+        engine: String? = nil,
+        pushed: [String: String] = [:],
+        changedDuringBuild: [String] = []
     ) {
         self.imageName = imageName
         self.tag = tag
@@ -84,7 +92,9 @@ public struct BuildCache: Sendable {
 
     /// DevSpace's keys that describe the content of the last build, removed when slipway
     /// records a build of that image.
-    static let devspaceContentKeys = ["imageConfigHash", "dockerfileHash", "contextHash", "entrypointHash", "customFilesHash"]
+    static let devspaceContentKeys = [
+        "imageConfigHash", "dockerfileHash", "contextHash", "entrypointHash", "customFilesHash",
+    ]
 
     public init(configPath: String) {
         let dir = (configPath as NSString).deletingLastPathComponent
@@ -120,14 +130,19 @@ public struct BuildCache: Sendable {
     func readFile() throws(Failure) -> File? {
         guard let data = FileManager.default.contents(atPath: path) else {
             if access(path, F_OK) != 0 { return nil }
-            throw Failure(path: path, message: "cannot read slipway's build record: \(String(cString: strerror(errno)))")
+            throw Failure(
+                path: path,
+                message: "cannot read slipway's build record: \(String(cString: strerror(errno)))"
+            )
         }
         do {
             return try JSONDecoder().decode(File.self, from: data)
         } catch {
             throw Failure(
                 path: path,
-                message: "slipway's build record is damaged (\(error)); delete it to start over (slipway then rebuilds every image once)")
+                message:
+                    "slipway's build record is damaged (\(error)); delete it to start over (slipway then rebuilds every image once)"
+            )
         }
     }
 
@@ -138,13 +153,22 @@ public struct BuildCache: Sendable {
             guard let key = pair.key.scalar, let s = pair.value["slipway"] else { continue }
             let n = pair.value
             out[key] = ImageCacheEntry(
-                imageName: n["imageName"]?.text ?? "", tag: n["tag"]?.text ?? "",
-                buildDigest: s["buildDigest"]?.text, dockerfileDigest: s["dockerfileDigest"]?.text,
-                contextDigest: s["contextDigest"]?.text, optionsDigest: s["optionsDigest"]?.text,
-                tags: s["tags"]?.strings ?? [], imageID: s["imageID"]?.text, engine: s["engine"]?.text,
+                imageName: n["imageName"]?.text ?? "",
+                tag: n["tag"]?.text ?? "",
+                buildDigest: s["buildDigest"]?.text,
+                dockerfileDigest: s["dockerfileDigest"]?.text,
+                contextDigest: s["contextDigest"]?.text,
+                optionsDigest: s["optionsDigest"]?.text,
+                tags: s["tags"]?.strings ?? [],
+                imageID: s["imageID"]?.text,
+                engine: s["engine"]?.text,
                 pushed: Dictionary(
-                    (s["pushed"]?.pairs ?? []).compactMap { p in p.key.scalar.flatMap { k in p.value.text.map { (k, $0) } } },
-                    uniquingKeysWith: { a, _ in a }))
+                    (s["pushed"]?.pairs ?? []).compactMap { p in
+                        p.key.scalar.flatMap { k in p.value.text.map { (k, $0) } }
+                    },
+                    uniquingKeysWith: { a, _ in a }
+                )
+            )
         }
         return out
     }
@@ -152,7 +176,10 @@ public struct BuildCache: Sendable {
     func readDevSpaceTree() throws(Failure) -> Node {
         guard let data = FileManager.default.contents(atPath: devspacePath) else {
             if access(devspacePath, F_OK) != 0 { return Node(.mapping([])) }
-            throw Failure(path: devspacePath, message: "cannot read DevSpace's cache: \(String(cString: strerror(errno)))")
+            throw Failure(
+                path: devspacePath,
+                message: "cannot read DevSpace's cache: \(String(cString: strerror(errno)))"
+            )
         }
         do {
             guard let node = try YAMLParser().parse(String(decoding: data, as: UTF8.self)), node.isMapping else {
@@ -162,7 +189,9 @@ public struct BuildCache: Sendable {
         } catch {
             throw Failure(
                 path: devspacePath,
-                message: "DevSpace's cache is not valid YAML (\(error)); delete it (DevSpace and slipway then rebuild every image once)")
+                message:
+                    "DevSpace's cache is not valid YAML (\(error)); delete it (DevSpace and slipway then rebuild every image once)"
+            )
         }
     }
 

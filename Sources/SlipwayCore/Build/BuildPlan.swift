@@ -72,8 +72,13 @@ public enum BuildPlanner {
             let known = all.map(\.key).joined(separator: ", ")
             diagnostics.append(
                 ConfigDiagnostic(
-                    file: loaded.displayPath, mark: .start, path: "images",
-                    message: "no image named \"\(name)\"" + (known.isEmpty ? "; the config defines no images" : " (images: \(known))")))
+                    file: loaded.displayPath,
+                    mark: .start,
+                    path: "images",
+                    message: "no image named \"\(name)\""
+                        + (known.isEmpty ? "; the config defines no images" : " (images: \(known))")
+                )
+            )
         }
         let selected = options.images.isEmpty ? all : all.filter { options.images.contains($0.key) }
         let root = projectRoot(loaded.directory)
@@ -83,8 +88,12 @@ public enum BuildPlanner {
             func fail(_ field: String, _ message: String) {
                 diagnostics.append(
                     ConfigDiagnostic(
-                        file: loaded.displayPath, mark: node?[field]?.mark ?? image.mark, path: "images.\(image.key).\(field)",
-                        message: message))
+                        file: loaded.displayPath,
+                        mark: node?[field]?.mark ?? image.mark,
+                        path: "images.\(image.key).\(field)",
+                        message: message
+                    )
+                )
             }
             let context = ConfigLoader.absolute(image.context, in: loaded.directory)
             let dockerfile = ConfigLoader.absolute(image.dockerfile, in: loaded.directory)
@@ -100,10 +109,21 @@ public enum BuildPlanner {
             if image.custom != nil {
                 plans.append(
                     ImagePlan(
-                        key: image.key, image: image.image, requestedTags: options.tags.isEmpty ? image.tags : options.tags,
-                        dockerfilePath: dockerfile, dockerfileDisplay: image.dockerfile, contextPath: context,
-                        dockerfileInContext: nil, dockerfile: "", rewrittenDockerfile: nil, buildArgs: [],
-                        target: image.target, network: image.network, config: image))
+                        key: image.key,
+                        image: image.image,
+                        requestedTags: options.tags.isEmpty ? image.tags : options.tags,
+                        dockerfilePath: dockerfile,
+                        dockerfileDisplay: image.dockerfile,
+                        contextPath: context,
+                        dockerfileInContext: nil,
+                        dockerfile: "",
+                        rewrittenDockerfile: nil,
+                        buildArgs: [],
+                        target: image.target,
+                        network: image.network,
+                        config: image
+                    )
+                )
                 continue
             }
             let stamp = FileStamp.of(dockerfile)
@@ -115,8 +135,12 @@ public enum BuildPlanner {
             var rewritten: String?
             do {
                 rewritten = try DockerfileRewriter.rewrite(
-                    text, target: image.target, entrypoint: image.entrypoint, cmd: image.cmd,
-                    append: image.appendDockerfileInstructions)
+                    text,
+                    target: image.target,
+                    entrypoint: image.entrypoint,
+                    cmd: image.cmd,
+                    append: image.appendDockerfileInstructions
+                )
             } catch {
                 fail("target", "\(error.message) in \(image.dockerfile)")
                 continue
@@ -124,11 +148,22 @@ public enum BuildPlanner {
             let inContext = dockerfile.hasPrefix(context + "/") ? String(dockerfile.dropFirst(context.count + 1)) : nil
             plans.append(
                 ImagePlan(
-                    key: image.key, image: image.image, requestedTags: options.tags.isEmpty ? image.tags : options.tags,
-                    dockerfilePath: dockerfile, dockerfileDisplay: image.dockerfile, contextPath: context,
-                    dockerfileInContext: inContext, dockerfile: text, rewrittenDockerfile: rewritten,
+                    key: image.key,
+                    image: image.image,
+                    requestedTags: options.tags.isEmpty ? image.tags : options.tags,
+                    dockerfilePath: dockerfile,
+                    dockerfileDisplay: image.dockerfile,
+                    contextPath: context,
+                    dockerfileInContext: inContext,
+                    dockerfile: text,
+                    rewrittenDockerfile: rewritten,
                     buildArgs: image.buildArgs.compactMap { a in a.value.map { (a.name, $0) } },
-                    target: image.target, network: image.network, config: image, dockerfileStamp: stamp))
+                    target: image.target,
+                    network: image.network,
+                    config: image,
+                    dockerfileStamp: stamp
+                )
+            )
         }
         if !diagnostics.isEmpty { throw ConfigError(diagnostics) }
         return plans

@@ -69,15 +69,23 @@ public struct BuildRunner: Sendable {
             emit(
                 .note(
                     "\(loaded.displayPath) has \(ignored.joined(separator: " and ")), which slipway does not run yet; building this project's images only"
-                ))
+                )
+            )
         }
         // The kube context decides where images go (minikube's engine; push or not; kind load).
         let kube = kubeContext()
         var minikubeProfile: String?
         if case .success(let found) = kube, let context = found.context, found.minikube { minikubeProfile = context }
-        let engines = try await EngineSelector(options: options, minikubeProfile: minikubeProfile, plans: plans, emit: emit)
+        let engines = try await EngineSelector(
+            options: options,
+            minikubeProfile: minikubeProfile,
+            plans: plans,
+            emit: emit
+        )
         var contexts = ContextCache(
-            configDirectory: loaded.directory, warm: WarmSnapshot.fromEnvironment(options.environment))
+            configDirectory: loaded.directory,
+            warm: WarmSnapshot.fromEnvironment(options.environment)
+        )
         var prepared: [Prepared] = []
         var diagnostics: [String] = []
         // Ask the engines about the images last built while the contexts are walked: the
@@ -96,7 +104,13 @@ public struct BuildRunner: Sendable {
             do {
                 prepared.append(
                     try await prepare(
-                        plan, cached: cached[plan.key], engines: engines, contexts: &contexts, lookup: lookups[plan.key]))
+                        plan,
+                        cached: cached[plan.key],
+                        engines: engines,
+                        contexts: &contexts,
+                        lookup: lookups[plan.key]
+                    )
+                )
             } catch {
                 diagnostics.append(error.description)
             }
@@ -109,11 +123,27 @@ public struct BuildRunner: Sendable {
             for (i, p) in prepared.enumerated() where p.action == .build && contexts.isWarm(p.plan.key) {
                 contexts.walkAgain(p.plan.key)
                 do {
-                    let again = try await prepare(p.plan, cached: cached[p.plan.key], engines: engines, contexts: &contexts)
-                    prepared[i] = again.action == .build ? again : Prepared(
-                        plan: again.plan, engine: again.engine, tags: again.tags, dockerfileDigest: again.dockerfileDigest,
-                        contextDigest: again.contextDigest, optionsDigest: again.optionsDigest,
-                        buildDigest: again.buildDigest, action: .build, reason: p.reason, existingImage: nil)
+                    let again = try await prepare(
+                        p.plan,
+                        cached: cached[p.plan.key],
+                        engines: engines,
+                        contexts: &contexts
+                    )
+                    prepared[i] =
+                        again.action == .build
+                        ? again
+                        : Prepared(
+                            plan: again.plan,
+                            engine: again.engine,
+                            tags: again.tags,
+                            dockerfileDigest: again.dockerfileDigest,
+                            contextDigest: again.contextDigest,
+                            optionsDigest: again.optionsDigest,
+                            buildDigest: again.buildDigest,
+                            action: .build,
+                            reason: p.reason,
+                            existingImage: nil
+                        )
                 } catch {
                     throw BuildRunError(error.description)
                 }
@@ -129,11 +159,19 @@ public struct BuildRunner: Sendable {
             return BuildReport(
                 results: prepared.map { p in
                     ImageResult(
-                        key: p.plan.key, imageName: p.plan.image, tags: p.tags,
+                        key: p.plan.key,
+                        imageName: p.plan.image,
+                        tags: p.tags,
                         outcome: p.action == .build ? .built : p.action == .retag ? .retagged : .skipped,
-                        reason: p.reason, seconds: 0, imageID: p.existingImage, engine: p.engine.name, error: nil,
-                        dryRun: true)
-                })
+                        reason: p.reason,
+                        seconds: 0,
+                        imageID: p.existingImage,
+                        engine: p.engine.name,
+                        error: nil,
+                        dryRun: true
+                    )
+                }
+            )
         }
         var results = await execute(prepared)
         // A build that failed while its files changed (the engine listed an editor's temporary
@@ -142,10 +180,19 @@ public struct BuildRunner: Sendable {
             let changed = changedDuringBuild(prepared[i], contexts: contexts)
             guard let first = changed.first else { continue }
             let key = prepared[i].plan.key
-            emit(.note("images.\(key): the build failed while its files changed (changed during build: \(first)); building it again"))
+            emit(
+                .note(
+                    "images.\(key): the build failed while its files changed (changed during build: \(first)); building it again"
+                )
+            )
             contexts.walkAgain(key)
             do {
-                prepared[i] = try await prepare(prepared[i].plan, cached: cached[key], engines: engines, contexts: &contexts)
+                prepared[i] = try await prepare(
+                    prepared[i].plan,
+                    cached: cached[key],
+                    engines: engines,
+                    contexts: &contexts
+                )
             } catch {
                 continue
             }
@@ -158,9 +205,17 @@ public struct BuildRunner: Sendable {
             // Deliveries of the same image ID stay valid (a re-tag, an identical rebuild).
             let kept = (cached[p.plan.key]?.pushed ?? [:]).filter { $0.value == r.imageID }
             var entry = ImageCacheEntry(
-                imageName: p.plan.image, tag: r.tags.first ?? "", buildDigest: p.buildDigest,
-                dockerfileDigest: p.dockerfileDigest, contextDigest: p.contextDigest, optionsDigest: p.optionsDigest,
-                tags: r.tags, imageID: r.imageID, engine: p.engine.name, pushed: kept)
+                imageName: p.plan.image,
+                tag: r.tags.first ?? "",
+                buildDigest: p.buildDigest,
+                dockerfileDigest: p.dockerfileDigest,
+                contextDigest: p.contextDigest,
+                optionsDigest: p.optionsDigest,
+                tags: r.tags,
+                imageID: r.imageID,
+                engine: p.engine.name,
+                pushed: kept
+            )
             if r.outcome == .built {
                 let changed = changedDuringBuild(p, contexts: contexts)
                 if !changed.isEmpty {
@@ -171,7 +226,8 @@ public struct BuildRunner: Sendable {
                     emit(
                         .note(
                             "images.\(p.plan.key): files changed while it was built, so its image may hold either version; it is recorded as unknown and built again next time"
-                        ))
+                        )
+                    )
                     entry.buildDigest = nil
                     entry.changedDuringBuild = Array(changed.prefix(10))
                     results[i].changedDuringBuild = changed
@@ -195,20 +251,23 @@ public struct BuildRunner: Sendable {
                     emit(
                         .note(
                             "images.\(key): \(entry.imageName):\(entry.tag) was moved to another image by a build that ran at the same time; that build's record is kept"
-                        ))
+                        )
+                    )
                 }
                 return current == id
             }
-        } catch let failure as BuildCache.Failure {
-            throw BuildRunError(failure.description)
         } catch {
-            throw BuildRunError("\(error)")
+            throw BuildRunError(error.description)
         }
         contexts.saveIndexes(emit: emit)
         contexts.discardInBackground()
         let written = updates.filter { recorded.contains($0.key) }
         let (delivered, pushes) = await deliver(
-            prepared, results, entries: cached.merging(written) { $1 }, kube: kube)
+            prepared,
+            results,
+            entries: cached.merging(written) { $1 },
+            kube: kube
+        )
         do { try cache.recordDeliveries(pushes) } catch { throw BuildRunError(error.description) }
         return BuildReport(results: delivered)
     }
@@ -227,7 +286,10 @@ public struct BuildRunner: Sendable {
     // MARK: Decision
 
     func prepare(
-        _ plan: ImagePlan, cached: ImageCacheEntry?, engines: EngineSelector, contexts: inout ContextCache,
+        _ plan: ImagePlan,
+        cached: ImageCacheEntry?,
+        engines: EngineSelector,
+        contexts: inout ContextCache,
         lookup: Task<StoredImage?, any Error>? = nil
     ) async throws(BuildRunError) -> Prepared {
         let image = plan.config
@@ -236,7 +298,8 @@ public struct BuildRunner: Sendable {
         let optionsDigest = sha256Hex(Self.optionsText(plan, engine: engine.name))
         var contextDigest = "ignored"
         if let custom = image.custom {
-            contextDigest = custom.onChange.isEmpty ? "always" : try contexts.onChangeDigest(custom.onChange, image: plan.key)
+            contextDigest =
+                custom.onChange.isEmpty ? "always" : try contexts.onChangeDigest(custom.onChange, image: plan.key)
         } else if image.rebuildStrategy != .ignoreContextChanges {
             contextDigest = try contexts.digest(plan: plan, displayPath: loaded.displayPath)
         }
@@ -244,18 +307,28 @@ public struct BuildRunner: Sendable {
         var tags = plan.requestedTags.map(ImagePlan.fillHashes)
         if tags.isEmpty { tags = [String(buildDigest.prefix(12))] }
         for tag in tags where !Self.isValidTag(tag) {
-            let hint = tag.isEmpty
+            let hint =
+                tag.isEmpty
                 ? "; a git variable is empty here (detached HEAD, or not a git repository?)"
                 : tag.contains("/") ? "; for a branch name use ${SLIPWAY_BRANCH_TAG}, which makes it a valid tag" : ""
             throw BuildRunError(
-                "\(loaded.displayPath):\(image.mark): images.\(plan.key).tags: \"\(tag)\" is not a valid image tag (letters, digits, '_', '.', '-'; at most 128 characters; not starting with '.' or '-')\(hint)")
+                "\(loaded.displayPath):\(image.mark): images.\(plan.key).tags: \"\(tag)\" is not a valid image tag (letters, digits, '_', '.', '-'; at most 128 characters; not starting with '.' or '-')\(hint)"
+            )
         }
 
         func decide(_ action: BuildAction, _ reason: String, existing: String? = nil) -> Prepared {
             Prepared(
-                plan: plan, engine: engine, tags: tags, dockerfileDigest: dockerfileDigest, contextDigest: contextDigest,
-                optionsDigest: optionsDigest, buildDigest: buildDigest, action: action, reason: reason,
-                existingImage: existing)
+                plan: plan,
+                engine: engine,
+                tags: tags,
+                dockerfileDigest: dockerfileDigest,
+                contextDigest: contextDigest,
+                optionsDigest: optionsDigest,
+                buildDigest: buildDigest,
+                action: action,
+                reason: reason,
+                existingImage: existing
+            )
         }
         if options.forceRebuild { return decide(.build, "forced (--force-build)") }
         if image.rebuildStrategy == .always { return decide(.build, "rebuildStrategy: always") }
@@ -265,7 +338,8 @@ public struct BuildRunner: Sendable {
         if let cached, !cached.changedDuringBuild.isEmpty {
             return decide(
                 .build,
-                "files changed while the last build ran (\(cached.changedDuringBuild[0])\(cached.changedDuringBuild.count > 1 ? " and others" : "")), so its image is not known to match")
+                "files changed while the last build ran (\(cached.changedDuringBuild[0])\(cached.changedDuringBuild.count > 1 ? " and others" : "")), so its image is not known to match"
+            )
         }
         guard let cached, let previous = cached.buildDigest, !cached.tag.isEmpty else {
             return decide(.build, "no previous build recorded")
@@ -372,10 +446,19 @@ public struct BuildRunner: Sendable {
             }
         }
         return results.enumerated().map { i, r in
-            r ?? ImageResult(
-                key: prepared[i].plan.key, imageName: prepared[i].plan.image, tags: prepared[i].tags, outcome: .failed,
-                reason: "not run", seconds: 0, imageID: nil, engine: prepared[i].engine.name, error: "not run",
-                dryRun: false)
+            r
+                ?? ImageResult(
+                    key: prepared[i].plan.key,
+                    imageName: prepared[i].plan.image,
+                    tags: prepared[i].tags,
+                    outcome: .failed,
+                    reason: "not run",
+                    seconds: 0,
+                    imageID: nil,
+                    engine: prepared[i].engine.name,
+                    error: "not run",
+                    dryRun: false
+                )
         }
     }
 
@@ -385,9 +468,17 @@ public struct BuildRunner: Sendable {
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let r = ImageResult(
-                key: p.plan.key, imageName: p.plan.image, tags: p.tags, outcome: outcome,
-                reason: error == nil ? p.reason : p.reason + "; failed", seconds: seconds, imageID: id,
-                engine: p.engine.name, error: error, dryRun: false)
+                key: p.plan.key,
+                imageName: p.plan.image,
+                tags: p.tags,
+                outcome: outcome,
+                reason: error == nil ? p.reason : p.reason + "; failed",
+                seconds: seconds,
+                imageID: id,
+                engine: p.engine.name,
+                error: error,
+                dryRun: false
+            )
             emit(.finished(r))
             return r
         }
@@ -406,8 +497,11 @@ public struct BuildRunner: Sendable {
         case .build:
             emit(.started(image: p.plan.key, action: .build))
             var request = BuildRequest(
-                image: p.plan.config, tags: p.tags, configDirectory: loaded.directory,
-                dockerfileContents: p.plan.rewrittenDockerfile)
+                image: p.plan.config,
+                tags: p.tags,
+                configDirectory: loaded.directory,
+                dockerfileContents: p.plan.rewrittenDockerfile
+            )
             request.contextDirectory = p.plan.contextPath
             request.dockerfilePath = p.plan.dockerfilePath
             let key = p.plan.key

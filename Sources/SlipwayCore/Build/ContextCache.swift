@@ -40,7 +40,9 @@ struct ContextCache {
     var indexDirectory: String { configDirectory + "/.devspace/slipway" }
 
     func indexPath(for context: String) -> String {
-        let id = sha256Hex(context.hasPrefix(configDirectory) ? String(context.dropFirst(configDirectory.count)) : context)
+        let id = sha256Hex(
+            context.hasPrefix(configDirectory) ? String(context.dropFirst(configDirectory.count)) : context
+        )
         return "\(indexDirectory)/stat-\(id.prefix(16)).idx"
     }
 
@@ -56,7 +58,9 @@ struct ContextCache {
         let matcher: IgnoreMatcher
         do {
             (matcher, _) = try IgnoreMatcher.forContext(
-                contextDir: plan.contextPath, dockerfileRelativeToContext: plan.dockerfileInContext)
+                contextDir: plan.contextPath,
+                dockerfileRelativeToContext: plan.dockerfileInContext
+            )
         } catch {
             throw BuildRunError("\(displayPath): images.\(plan.key).context: \(error)")
         }
@@ -66,9 +70,18 @@ struct ContextCache {
             )
         }
         sources[plan.key] = Source(
-            key: Self.key(plan.contextPath, matcher), context: plan.contextPath, matcher: matcher, stamps: stamps)
-        return try snapshot(plan.contextPath, matcher: matcher, what: "images.\(plan.key).context", displayPath: displayPath)
-            .digest
+            key: Self.key(plan.contextPath, matcher),
+            context: plan.contextPath,
+            matcher: matcher,
+            stamps: stamps
+        )
+        return try snapshot(
+            plan.contextPath,
+            matcher: matcher,
+            what: "images.\(plan.key).context",
+            displayPath: displayPath
+        )
+        .digest
     }
 
     static func key(_ context: String, _ matcher: IgnoreMatcher) -> String {
@@ -118,32 +131,53 @@ struct ContextCache {
         } catch {
             throw BuildRunError("custom.onChange: \(error)")
         }
-        sources[image] = Source(key: Self.key(configDirectory, matcher), context: configDirectory, matcher: matcher, stamps: [])
+        sources[image] = Source(
+            key: Self.key(configDirectory, matcher),
+            context: configDirectory,
+            matcher: matcher,
+            stamps: []
+        )
         return try snapshot(configDirectory, matcher: matcher, what: "custom.onChange", displayPath: "").digest
     }
 
-    mutating func snapshot(_ context: String, matcher: IgnoreMatcher, what: String, displayPath: String)
+    mutating func snapshot(
+        _ context: String,
+        matcher: IgnoreMatcher,
+        what: String,
+        displayPath: String
+    )
         throws(BuildRunError) -> ContextSnapshot
     {
         let key = Self.key(context, matcher)
         if let s = snapshots[key] { return s }
         let path = indexPath(for: context)
-        if !cold.contains(context), let entry = warm?.digest(
-            configDirectory: configDirectory, context: context, patterns: matcher.patterns, indexPath: path)
+        if !cold.contains(context),
+            let entry = warm?.digest(
+                configDirectory: configDirectory,
+                context: context,
+                patterns: matcher.patterns,
+                indexPath: path
+            )
         {
             // The agent digested this context with these rules and nothing changed since.
             let s = ContextSnapshot(
-                digest: entry.digest, fileCount: entry.fileCount, totalBytes: entry.totalBytes, hashedFiles: 0,
-                entries: [])
+                digest: entry.digest,
+                fileCount: entry.fileCount,
+                totalBytes: entry.totalBytes,
+                hashedFiles: 0,
+                entries: []
+            )
             warmHits += 1
             warmKeys.insert(key)
             snapshots[key] = s
             return s
         }
-        var state = indexes[path] ?? {
-            let loaded = StatIndex.load(from: path)
-            return (loaded, false, loaded.count, false)
-        }()
+        var state =
+            indexes[path]
+            ?? {
+                let loaded = StatIndex.load(from: path)
+                return (loaded, false, loaded.count, false)
+            }()
         let result: (snapshot: ContextSnapshot, index: StatIndex)
         do {
             result = try digester.snapshot(contextDir: context, matcher: matcher, index: state.index)

@@ -16,7 +16,11 @@ struct DeliveryPlan: Sendable, Equatable {
     /// or on a local cluster (with `--skip-push-local-kube`, the default), except that on a kind
     /// cluster the tags are loaded into it instead.
     static func decide(
-        image: ImageConfig, engine: any BuildEngine, options: BuildOptions, context: String?, minikube: Bool = false
+        image: ImageConfig,
+        engine: any BuildEngine,
+        options: BuildOptions,
+        context: String?,
+        minikube: Bool = false
     ) -> DeliveryPlan {
         guard engine.pushesAfterBuild else { return DeliveryPlan(target: nil) }
         let local = minikube || (context.map(Kubeconfig.isLocal(contextName:)) ?? false)
@@ -46,7 +50,11 @@ extension BuildRunner {
     /// says whether it is a minikube cluster. A kubeconfig read costs well under a millisecond.
     func kubeContext() -> Result<(context: String?, minikube: Bool), KubeconfigError> {
         do {
-            let target = try KubeTarget.resolve(context: options.kubeContext, namespace: nil, environment: options.environment)
+            let target = try KubeTarget.resolve(
+                context: options.kubeContext,
+                namespace: nil,
+                environment: options.environment
+            )
             return .success((target?.context, target?.minikube ?? false))
         } catch {
             return .failure(error)
@@ -57,7 +65,9 @@ extension BuildRunner {
     /// unless the cache records that delivery for the same image ID. Returns the results with
     /// what was delivered, and the cache entries to record.
     func deliver(
-        _ prepared: [Prepared], _ results: [ImageResult], entries: [String: ImageCacheEntry],
+        _ prepared: [Prepared],
+        _ results: [ImageResult],
+        entries: [String: ImageCacheEntry],
         kube: Result<(context: String?, minikube: Bool), KubeconfigError>
     ) async -> ([ImageResult], [String: (imageID: String, keys: [String])]) {
         var results = results
@@ -86,9 +96,16 @@ extension BuildRunner {
         for i in candidates {
             let p = prepared[i]
             let delivery = DeliveryPlan.decide(
-                image: p.plan.config, engine: p.engine, options: options, context: context, minikube: minikube)
+                image: p.plan.config,
+                engine: p.engine,
+                options: options,
+                context: context,
+                minikube: minikube
+            )
             guard delivery.target != nil, let id = results[i].imageID, let entry = entries[p.plan.key] else { continue }
-            let references = results[i].tags.map { "\(p.plan.image):\($0)" }.filter { entry.pushed[delivery.recordKey($0)] != id }
+            let references = results[i].tags.map { "\(p.plan.image):\($0)" }.filter {
+                entry.pushed[delivery.recordKey($0)] != id
+            }
             if !references.isEmpty { work.append((i, delivery, references)) }
         }
         guard !work.isEmpty else { return (results, [:]) }
@@ -102,7 +119,12 @@ extension BuildRunner {
                 next += 1
                 let p = prepared[item.index]
                 group.addTask {
-                    let (done, shown, error) = await self.deliver(p, item.references, item.plan, credentials: credentials)
+                    let (done, shown, error) = await self.deliver(
+                        p,
+                        item.references,
+                        item.plan,
+                        credentials: credentials
+                    )
                     return (item.index, done, shown, error)
                 }
             }
@@ -128,7 +150,10 @@ extension BuildRunner {
     /// Delivers `references` of one image in order; stops at the first failure. Returns the
     /// cache keys delivered, what to show, and the error.
     private func deliver(
-        _ p: Prepared, _ references: [String], _ delivery: DeliveryPlan, credentials: RegistryCredentials
+        _ p: Prepared,
+        _ references: [String],
+        _ delivery: DeliveryPlan,
+        credentials: RegistryCredentials
     ) async -> ([String], [String], String?) {
         let key = p.plan.key
         let emit = self.emit
@@ -139,8 +164,12 @@ extension BuildRunner {
             case .registry:
                 emit(.pushLog(image: key, line: "pushing \(reference)"))
                 let result = await ImagePusher.push(
-                    reference, engine: p.engine, credentials: credentials, policy: options.pushPolicy,
-                    log: { line in emit(.pushLog(image: key, line: line)) })
+                    reference,
+                    engine: p.engine,
+                    credentials: credentials,
+                    policy: options.pushPolicy,
+                    log: { line in emit(.pushLog(image: key, line: line)) }
+                )
                 switch result {
                 case .success(let digest):
                     let registry = ImagePusher.displayName(RegistryName.registry(ofImage: reference))
@@ -173,7 +202,9 @@ extension BuildRunner {
 /// into the nodes of a kind cluster, which is how images reach kind without a registry.
 enum KindLoader {
     static func load(
-        _ reference: String, cluster: String, log: @escaping @Sendable (String) -> Void
+        _ reference: String,
+        cluster: String,
+        log: @escaping @Sendable (String) -> Void
     ) async throws(EngineError) {
         let arguments = ["load", "docker-image", "--name", cluster, reference]
         let outcome: EngineProcess.Outcome
@@ -186,8 +217,11 @@ enum KindLoader {
         }
         guard outcome.status == 0 else {
             throw .operationFailed(
-                engine: "kind", operation: "kind load docker-image --name \(cluster) \(reference)",
-                detail: "exit status \(outcome.status)" + (outcome.lastLines.isEmpty ? "" : ":\n" + outcome.lastLines.joined(separator: "\n")))
+                engine: "kind",
+                operation: "kind load docker-image --name \(cluster) \(reference)",
+                detail: "exit status \(outcome.status)"
+                    + (outcome.lastLines.isEmpty ? "" : ":\n" + outcome.lastLines.joined(separator: "\n"))
+            )
         }
     }
 }

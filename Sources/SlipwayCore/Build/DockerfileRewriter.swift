@@ -10,7 +10,11 @@ public enum DockerfileRewriter {
 
     /// The rewritten Dockerfile, or nil when the image needs no rewrite.
     public static func rewrite(
-        _ dockerfile: String, target: String?, entrypoint: [String]?, cmd: [String]?, append: [String]
+        _ dockerfile: String,
+        target: String?,
+        entrypoint: [String]?,
+        cmd: [String]?,
+        append: [String]
     ) throws(Failure) -> String? {
         guard entrypoint != nil || cmd != nil || !append.isEmpty else { return nil }
         var added: [String] = append

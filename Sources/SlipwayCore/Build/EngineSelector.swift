@@ -21,7 +21,9 @@ struct EngineSelector: Sendable {
     let minikube: DockerEngine?
 
     init(
-        options: BuildOptions, minikubeProfile: String? = nil, plans: [ImagePlan] = [],
+        options: BuildOptions,
+        minikubeProfile: String? = nil,
+        plans: [ImagePlan] = [],
         emit: @Sendable (BuildEvent) -> Void
     ) async throws(BuildRunError) {
         explicit = options.engine ?? options.environment["SLIPWAY_ENGINE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -67,9 +69,12 @@ struct EngineSelector: Sendable {
     /// The engine of `minikube docker-env --shell none --profile PROFILE`, or nil (with a note)
     /// when minikube is not installed, fails, or its daemon does not answer.
     static func minikubeEngine(
-        profile: String, environment: [String: String], emit: @Sendable (BuildEvent) -> Void
+        profile: String,
+        environment: [String: String],
+        emit: @Sendable (BuildEvent) -> Void
     ) async -> DockerEngine? {
-        let fallback = "building with this machine's engine; the images then reach the cluster only through `minikube image load`"
+        let fallback =
+            "building with this machine's engine; the images then reach the cluster only through `minikube image load`"
         guard let minikube = findExecutable("minikube", path: environment["PATH"]) else {
             emit(.note("the kube context \(profile) is minikube's, but `minikube` is not on PATH; \(fallback)"))
             return nil
@@ -77,13 +82,17 @@ struct EngineSelector: Sendable {
         let output: ProcessOutput
         do {
             output = try await ProcessRunner.run(
-                minikube, ["docker-env", "--shell", "none", "--profile", profile], environment: environment)
+                minikube,
+                ["docker-env", "--shell", "none", "--profile", profile],
+                environment: environment
+            )
         } catch {
             emit(.note("`minikube docker-env --profile \(profile)` could not run (\(error)); \(fallback)"))
             return nil
         }
         guard output.status == 0 else {
-            let last = output.standardError.split(separator: "\n").last.map(String.init) ?? "exit status \(output.status)"
+            let last =
+                output.standardError.split(separator: "\n").last.map(String.init) ?? "exit status \(output.status)"
             emit(.note("`minikube docker-env --profile \(profile)` failed (\(last)); \(fallback)"))
             return nil
         }
@@ -92,7 +101,9 @@ struct EngineSelector: Sendable {
             let text = line.hasPrefix("export ") ? line.dropFirst("export ".count) : line
             guard let equals = text.firstIndex(of: "=") else { continue }
             var value = String(text[text.index(after: equals)...])
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                value = String(value.dropFirst().dropLast())
+            }
             variables[String(text[..<equals])] = value
         }
         guard let host = variables["DOCKER_HOST"], !host.isEmpty else {
@@ -109,7 +120,11 @@ struct EngineSelector: Sendable {
             emit(.note("minikube's Docker engine (\(host)) does not answer; \(fallback)"))
             return nil
         }
-        emit(.note("the kube context \(profile) is minikube's: building in its Docker engine (\(host)), nothing is pushed"))
+        emit(
+            .note(
+                "the kube context \(profile) is minikube's: building in its Docker engine (\(host)), nothing is pushed"
+            )
+        )
         return engine
     }
 
@@ -131,7 +146,9 @@ struct EngineSelector: Sendable {
         }
         if explicit == "buildah" {
             guard let buildah else {
-                throw BuildRunError("images.\(plan.key): --engine buildah, but buildah is not installed (apt-get install buildah)")
+                throw BuildRunError(
+                    "images.\(plan.key): --engine buildah, but buildah is not installed (apt-get install buildah)"
+                )
             }
             return buildah
         }
@@ -140,11 +157,13 @@ struct EngineSelector: Sendable {
         let hint = "start one with `sudo ./install.sh --deps-only` (or `sudo dockerd --bridge=none --iptables=false &`)"
         if explicit == "docker" || image.docker?.disableFallback == true {
             throw BuildRunError(
-                "images.\(plan.key): cannot reach the Docker engine (\(dockerProblem ?? "no answer")); \(hint)")
+                "images.\(plan.key): cannot reach the Docker engine (\(dockerProblem ?? "no answer")); \(hint)"
+            )
         }
         guard let buildah else {
             throw BuildRunError(
-                "images.\(plan.key): no Docker engine answers (\(dockerProblem ?? "no answer")) and buildah is not installed; \(hint)")
+                "images.\(plan.key): no Docker engine answers (\(dockerProblem ?? "no answer")) and buildah is not installed; \(hint)"
+            )
         }
         return buildah
     }

@@ -14,9 +14,14 @@ public struct LoadOptions: Sendable {
     public var kubeContext: String?
 
     public init(
-        configPath: String? = nil, workingDirectory: String, environment: [String: String],
-        vars: [(String, String)] = [], profiles: [String] = [], disableProfileActivation: Bool = false,
-        namespace: String? = nil, kubeContext: String? = nil
+        configPath: String? = nil,
+        workingDirectory: String,
+        environment: [String: String],
+        vars: [(String, String)] = [],
+        profiles: [String] = [],
+        disableProfileActivation: Bool = false,
+        namespace: String? = nil,
+        kubeContext: String? = nil
     ) {
         self.configPath = configPath
         self.workingDirectory = workingDirectory
@@ -80,7 +85,11 @@ public enum ConfigLoader {
         var root = try readDocument(display: display, path: path)
 
         guard root.isMapping else {
-            throw ConfigError(file: display, mark: root.mark, message: "the file must be a map of sections (version, name, images, …), found \(root.typeDescription)")
+            throw ConfigError(
+                file: display,
+                mark: root.mark,
+                message: "the file must be a map of sections (version, name, images, …), found \(root.typeDescription)"
+            )
         }
         // Structure first, on the file as written: unknown keys and wrong types, all of them.
         let early = SchemaValidator.validate(root, file: display) + ConfigRules.checkVars(root, file: display)
@@ -94,14 +103,25 @@ public enum ConfigLoader {
             root["name"] = Node.string(name)
         } else if !VariableSyntax.containsReference(name) && !ConfigRules.isSafeName(name) {
             throw ConfigError(
-                file: display, mark: root["name"]?.mark ?? .start, path: "name",
-                message: "\"\(name)\" is not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)")
+                file: display,
+                mark: root["name"]?.mark ?? .start,
+                path: "name",
+                message:
+                    "\"\(name)\" is not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)"
+            )
         }
 
         let context = VariableContext(
-            configPath: path, configDirectory: directory, projectName: name, environment: options.environment,
-            cliVars: options.vars, profiles: options.profiles, namespace: options.namespace ?? "",
-            kubeContext: options.kubeContext ?? "", version: devspaceCompatVersion)
+            configPath: path,
+            configDirectory: directory,
+            projectName: name,
+            environment: options.environment,
+            cliVars: options.vars,
+            profiles: options.profiles,
+            namespace: options.namespace ?? "",
+            kubeContext: options.kubeContext ?? "",
+            version: devspaceCompatVersion
+        )
         let resolver = VariableResolver(context: context, definitions: definitions(root))
 
         if root["imports"] != nil {
@@ -138,8 +158,12 @@ public enum ConfigLoader {
             do { _ = try await resolver.value(of: def.name) } catch {
                 diagnostics.append(
                     ConfigDiagnostic(
-                        file: display, mark: error.mark ?? def.mark, path: error.path ?? "vars.\(def.name)",
-                        message: error.message))
+                        file: display,
+                        mark: error.mark ?? def.mark,
+                        path: error.path ?? "vars.\(def.name)",
+                        message: error.message
+                    )
+                )
             }
         }
         root["vars"] = nil
@@ -151,9 +175,14 @@ public enum ConfigLoader {
         if !diagnostics.isEmpty { throw ConfigError(diagnostics) }
 
         return LoadedConfig(
-            displayPath: display, absolutePath: path, directory: directory, tree: root,
-            config: DevSpaceConfig(decoding: root), variables: resolver.resolvedVariables,
-            appliedProfiles: selected.compactMap { $0["name"]?.scalar })
+            displayPath: display,
+            absolutePath: path,
+            directory: directory,
+            tree: root,
+            config: DevSpaceConfig(decoding: root),
+            variables: resolver.resolvedVariables,
+            appliedProfiles: selected.compactMap { $0["name"]?.scalar }
+        )
     }
 
     // MARK: Steps
@@ -171,7 +200,9 @@ public enum ConfigLoader {
             let reason = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
             throw ConfigError(
                 file: display,
-                message: "cannot read the config: \(reason); create a devspace.yaml (version: v2beta1) here or point --config (or DEVSPACE_CONFIG) at one")
+                message:
+                    "cannot read the config: \(reason); create a devspace.yaml (version: v2beta1) here or point --config (or DEVSPACE_CONFIG) at one"
+            )
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             throw ConfigError(file: display, message: "the config path is not a regular file")
@@ -179,7 +210,9 @@ public enum ConfigLoader {
         guard Int(st.st_size) <= maxFileSize else {
             throw ConfigError(
                 file: display,
-                message: "the file is \(st.st_size) bytes; slipway reads configs of at most \(maxFileSize) bytes — is this really a devspace.yaml?")
+                message:
+                    "the file is \(st.st_size) bytes; slipway reads configs of at most \(maxFileSize) bytes — is this really a devspace.yaml?"
+            )
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(file: display, message: "cannot read the file: \(String(cString: strerror(errno)))")
@@ -189,8 +222,10 @@ public enum ConfigLoader {
             let offset = bytes.firstIndex(of: 0) ?? 0
             let line = bytes[..<offset].reduce(1) { $0 + ($1 == 10 ? 1 : 0) }
             throw ConfigError(
-                file: display, mark: Mark(line: line, column: 1),
-                message: "the file contains a NUL byte at offset \(offset); is it a binary file?")
+                file: display,
+                mark: Mark(line: line, column: 1),
+                message: "the file contains a NUL byte at offset \(offset); is it a binary file?"
+            )
         }
         let docs: [(start: Mark, root: Node)]
         do {
@@ -199,27 +234,41 @@ public enum ConfigLoader {
             throw ConfigError(file: display, mark: error.mark, message: error.message)
         }
         guard let first = docs.first?.root, !(docs.count == 1 && first.isNull) else {
-            throw ConfigError(file: display, message: "the file is empty; a devspace.yaml starts with `version: v2beta1`")
+            throw ConfigError(
+                file: display,
+                message: "the file is empty; a devspace.yaml starts with `version: v2beta1`"
+            )
         }
         if docs.count > 1 {
             throw ConfigError(
-                file: display, mark: docs[1].start,
-                message: "a second YAML document starts here; a devspace.yaml holds exactly one (DevSpace ignores the rest) — remove the `---` or move it to its own file")
+                file: display,
+                mark: docs[1].start,
+                message:
+                    "a second YAML document starts here; a devspace.yaml holds exactly one (DevSpace ignores the rest) — remove the `---` or move it to its own file"
+            )
         }
         return first
     }
 
     static func checkVersion(_ root: Node, file: String) throws(ConfigError) {
         guard let v = root["version"] else {
-            throw ConfigError(file: file, mark: root.mark, path: "version", message: "version is missing; add `version: v2beta1` at the top")
+            throw ConfigError(
+                file: file,
+                mark: root.mark,
+                path: "version",
+                message: "version is missing; add `version: v2beta1` at the top"
+            )
         }
         let s = v.text ?? ""
         guard s == ConfigRules.supportedVersion else {
             throw ConfigError(
-                file: file, mark: v.mark, path: "version",
+                file: file,
+                mark: v.mark,
+                path: "version",
                 message: s.hasPrefix("v1")
                     ? "version \(s) is DevSpace 5's format; slipway reads v2beta1 — convert the file with `devspace upgrade` (DevSpace 6)"
-                    : "version \"\(s)\" is not supported; slipway reads v2beta1")
+                    : "version \"\(s)\" is not supported; slipway reads v2beta1"
+            )
         }
     }
 
@@ -232,7 +281,11 @@ public enum ConfigLoader {
     /// Local `imports` are read and merged under the importing config (its own entries win);
     /// git imports need a clone and are refused with a clear message.
     static func resolveImports(
-        _ root: Node, file: String, directory: String, resolver: VariableResolver, seen: Set<String>
+        _ root: Node,
+        file: String,
+        directory: String,
+        resolver: VariableResolver,
+        seen: Set<String>
     ) async throws(ConfigError) -> Node {
         guard let imports = root["imports"]?.items else { return root }
         var result = root
@@ -247,8 +300,12 @@ public enum ConfigLoader {
             }
             if item["git"] != nil {
                 throw ConfigError(
-                    file: file, mark: item["git"]?.mark ?? item.mark, path: path + ".git",
-                    message: "imports from git repositories are not supported by slipway yet; clone it and import the local path instead")
+                    file: file,
+                    mark: item["git"]?.mark ?? item.mark,
+                    path: path + ".git",
+                    message:
+                        "imports from git repositories are not supported by slipway yet; clone it and import the local path instead"
+                )
             }
             guard let raw = item["path"] else {
                 throw ConfigError(file: file, mark: item.mark, path: path, message: "an import needs a path")
@@ -264,19 +321,31 @@ public enum ConfigLoader {
             }
             guard access(target, R_OK) == 0 else {
                 throw ConfigError(
-                    file: file, mark: raw.mark, path: path + ".path",
-                    message: "the imported file \(relative) does not exist (looked for \(target))")
+                    file: file,
+                    mark: raw.mark,
+                    path: path + ".path",
+                    message: "the imported file \(relative) does not exist (looked for \(target))"
+                )
             }
             guard !seen.contains(target) else {
-                throw ConfigError(file: file, mark: raw.mark, path: path + ".path", message: "\(relative) imports itself (an import cycle)")
+                throw ConfigError(
+                    file: file,
+                    mark: raw.mark,
+                    path: path + ".path",
+                    message: "\(relative) imports itself (an import cycle)"
+                )
             }
             let display = relative
             var imported = try readDocument(display: display, path: target)
             let diags = SchemaValidator.validate(imported, file: display)
             if !diags.isEmpty { throw ConfigError(diags) }
             imported = try await resolveImports(
-                imported, file: display, directory: (target as NSString).deletingLastPathComponent, resolver: resolver,
-                seen: seen.union([target]))
+                imported,
+                file: display,
+                directory: (target as NSString).deletingLastPathComponent,
+                resolver: resolver,
+                seen: seen.union([target])
+            )
             result = merge(imported: imported, into: result)
         }
         return result
@@ -302,7 +371,11 @@ public enum ConfigLoader {
         return result
     }
 
-    static func activationMatches(_ profile: Node, resolver: VariableResolver, environment: [String: String]) async
+    static func activationMatches(
+        _ profile: Node,
+        resolver: VariableResolver,
+        environment: [String: String]
+    ) async
         -> Bool
     {
         for rule in profile["activation"]?.items ?? [] {
@@ -329,14 +402,21 @@ public enum ConfigLoader {
             for (j, rule) in (profile["activation"]?.items ?? []).enumerated() {
                 for section in ["env", "vars"] {
                     for pair in rule[section]?.pairs ?? [] {
-                        guard let key = pair.key.scalar, let pattern = pair.value.text, !pattern.contains("${") else { continue }
+                        guard let key = pair.key.scalar, let pattern = pair.value.text, !pattern.contains("${") else {
+                            continue
+                        }
                         do {
                             _ = try NSRegularExpression(pattern: "^(?:\(pattern))$")
                         } catch {
                             out.append(
                                 ConfigDiagnostic(
-                                    file: file, mark: pair.value.mark, path: "profiles[\(i)].activation[\(j)].\(section).\(key)",
-                                    message: "\"\(pattern)\" is not a valid regular expression; escape special characters such as ( [ * with \\ to match them literally"))
+                                    file: file,
+                                    mark: pair.value.mark,
+                                    path: "profiles[\(i)].activation[\(j)].\(section).\(key)",
+                                    message:
+                                        "\"\(pattern)\" is not a valid regular expression; escape special characters such as ( [ * with \\ to match them literally"
+                                )
+                            )
                         }
                     }
                 }
@@ -355,9 +435,14 @@ public enum ConfigLoader {
     /// `customScript` is set below `images.X.custom` when its command runs as a shell script
     /// (no `args`, no `appendArgs`, no image argument): the command's references then reach
     /// the shell as exported variables, never as spliced text.
-    static func substituteAll(_ node: Node, resolver: VariableResolver, file: String, path: String = "",
-                              customScript: Bool = false, diagnostics: inout [ConfigDiagnostic]) async -> Node
-    {
+    static func substituteAll(
+        _ node: Node,
+        resolver: VariableResolver,
+        file: String,
+        path: String = "",
+        customScript: Bool = false,
+        diagnostics: inout [ConfigDiagnostic]
+    ) async -> Node {
         switch node.kind {
         case .scalar(let s, let style):
             guard s.contains("$") else { return node }
@@ -379,7 +464,13 @@ public enum ConfigLoader {
                 return try await resolver.substitute(in: node)
             } catch {
                 diagnostics.append(
-                    ConfigDiagnostic(file: file, mark: error.mark ?? node.mark, path: error.path ?? path, message: error.message))
+                    ConfigDiagnostic(
+                        file: file,
+                        mark: error.mark ?? node.mark,
+                        path: error.path ?? path,
+                        message: error.message
+                    )
+                )
                 return node
             }
         case .sequence(let items):
@@ -388,8 +479,14 @@ public enum ConfigLoader {
             for (i, item) in items.enumerated() {
                 out.append(
                     await substituteAll(
-                        item, resolver: resolver, file: file, path: "\(path)[\(i)]", customScript: customScript,
-                        diagnostics: &diagnostics))
+                        item,
+                        resolver: resolver,
+                        file: file,
+                        path: "\(path)[\(i)]",
+                        customScript: customScript,
+                        diagnostics: &diagnostics
+                    )
+                )
             }
             var copy = node
             copy.kind = .sequence(out)
@@ -403,11 +500,25 @@ public enum ConfigLoader {
                 let childPath = path.isEmpty ? key : "\(path).\(key)"
                 var newKey = p.key
                 if key.contains("$") {
-                    newKey = await substituteAll(p.key, resolver: resolver, file: file, path: childPath, diagnostics: &diagnostics)
-                    if newKey.scalar == nil { newKey = Node.string(VariableResolver.text(of: newKey), mark: p.key.mark) }
+                    newKey = await substituteAll(
+                        p.key,
+                        resolver: resolver,
+                        file: file,
+                        path: childPath,
+                        diagnostics: &diagnostics
+                    )
+                    if newKey.scalar == nil {
+                        newKey = Node.string(VariableResolver.text(of: newKey), mark: p.key.mark)
+                    }
                 }
                 let value = await substituteAll(
-                    p.value, resolver: resolver, file: file, path: childPath, customScript: script, diagnostics: &diagnostics)
+                    p.value,
+                    resolver: resolver,
+                    file: file,
+                    path: childPath,
+                    customScript: script,
+                    diagnostics: &diagnostics
+                )
                 out.append(Node.Pair(key: newKey, value: value))
             }
             var copy = node

@@ -11,8 +11,10 @@ enum ConfigRules {
 
         if let nameNode = root["name"], let name = nameNode.text, !name.isEmpty, !isSafeName(name) {
             fail(
-                nameNode, "name",
-                "\"\(name)\" is not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)")
+                nameNode,
+                "name",
+                "\"\(name)\" is not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)"
+            )
         }
 
         if let images = root["images"]?.pairs {
@@ -22,7 +24,8 @@ enum ConfigRules {
                 let path = "images.\(key)"
                 if !isImageKey(key) {
                     fail(
-                        pair.key, path,
+                        pair.key,
+                        path,
                         "image key \"\(key)\" is not allowed: use lowercase letters, digits and '-', starting and ending with a letter or digit"
                     )
                 }
@@ -38,26 +41,38 @@ enum ConfigRules {
                     fail(image["image"], path + ".image", "\"\(name)\": \(problem)")
                 }
                 if name.isEmpty {
-                    fail(image["image"] ?? pair.key, path + ".image", "image is required: name the repository to build, e.g. image: ghcr.io/org/\(key)")
+                    fail(
+                        image["image"] ?? pair.key,
+                        path + ".image",
+                        "image is required: name the repository to build, e.g. image: ghcr.io/org/\(key)"
+                    )
                 } else if let other = seenImages[name] {
                     fail(
-                        image["image"], path + ".image",
-                        "images.\(other) already builds \"\(name)\"; two images must not share an image name")
+                        image["image"],
+                        path + ".image",
+                        "images.\(other) already builds \"\(name)\"; two images must not share an image name"
+                    )
                 } else {
                     seenImages[name] = key
                 }
                 if let rs = image["rebuildStrategy"], let s = rs.text, !s.isEmpty,
                     ImageConfig.RebuildStrategy(rawValue: s) == nil
                 {
-                    fail(rs, path + ".rebuildStrategy", "\"\(s)\" is not a rebuild strategy; use default, always or ignoreContextChanges")
+                    fail(
+                        rs,
+                        path + ".rebuildStrategy",
+                        "\"\(s)\" is not a rebuild strategy; use default, always or ignoreContextChanges"
+                    )
                 }
                 if let custom = image["custom"], custom.isMapping {
                     let command = custom["command"]?.text ?? ""
                     let commands = custom["commands"]?.items ?? []
                     if command.isEmpty && commands.isEmpty {
                         fail(
-                            image.keyNode("custom"), path + ".custom.command",
-                            "custom.command is required when custom is set: the command that builds the image")
+                            image.keyNode("custom"),
+                            path + ".custom.command",
+                            "custom.command is required when custom is set: the command that builds the image"
+                        )
                     }
                 }
                 for (i, tag) in (image["tags"]?.items ?? []).enumerated() {
@@ -86,18 +101,30 @@ enum ConfigRules {
                 if kinds.isEmpty {
                     fail(pair.key, path, "a deployment needs one of helm, kubectl or docker")
                 } else if kinds.count > 1 {
-                    fail(pair.key, path, "a deployment uses exactly one of helm, kubectl or docker; this one has \(kinds.joined(separator: " and "))")
+                    fail(
+                        pair.key,
+                        path,
+                        "a deployment uses exactly one of helm, kubectl or docker; this one has \(kinds.joined(separator: " and "))"
+                    )
                 }
                 if let k = d["kubectl"], k.isMapping {
                     let manifests = k["manifests"]?.items ?? []
                     if manifests.isEmpty && (k["inlineManifest"]?.text ?? "").isEmpty {
-                        fail(d.keyNode("kubectl"), path + ".kubectl.manifests", "kubectl needs manifests or an inlineManifest")
+                        fail(
+                            d.keyNode("kubectl"),
+                            path + ".kubectl.manifests",
+                            "kubectl needs manifests or an inlineManifest"
+                        )
                     }
                 }
                 if let dk = d["docker"], dk.isMapping {
                     let containers = dk["containers"]?.items ?? []
                     if containers.isEmpty {
-                        fail(d.keyNode("docker"), path + ".docker.containers", "a docker deployment needs at least one container")
+                        fail(
+                            d.keyNode("docker"),
+                            path + ".docker.containers",
+                            "a docker deployment needs at least one container"
+                        )
                     }
                     var names: Set<String> = []
                     for (i, c) in containers.enumerated() {
@@ -106,7 +133,11 @@ enum ConfigRules {
                         }
                         if let n = c["name"]?.text {
                             if !names.insert(n).inserted {
-                                fail(c["name"], path + ".docker.containers[\(i)].name", "container name \"\(n)\" is used twice")
+                                fail(
+                                    c["name"],
+                                    path + ".docker.containers[\(i)].name",
+                                    "container name \"\(n)\" is used twice"
+                                )
                             }
                         }
                     }
@@ -118,17 +149,23 @@ enum ConfigRules {
             for pair in dev {
                 guard let name = pair.key.scalar else { continue }
                 guard pair.value.isMapping else {
-                    fail(pair.key, "dev.\(name)", "the dev entry is empty; it needs an imageSelector or a labelSelector")
+                    fail(
+                        pair.key,
+                        "dev.\(name)",
+                        "the dev entry is empty; it needs an imageSelector or a labelSelector"
+                    )
                     continue
                 }
                 let hasImage = !(pair.value["imageSelector"]?.text ?? "").isEmpty
                 let hasLabels = !(pair.value["labelSelector"]?.pairs ?? []).isEmpty
                 if hasImage == hasLabels {
                     fail(
-                        pair.key, "dev.\(name)",
+                        pair.key,
+                        "dev.\(name)",
                         hasImage
                             ? "use either imageSelector or labelSelector, not both"
-                            : "a dev entry needs an imageSelector or a labelSelector to find its container")
+                            : "a dev entry needs an imageSelector or a labelSelector to find its container"
+                    )
                 }
             }
         }
@@ -161,15 +198,23 @@ enum ConfigRules {
             {
                 out.append(
                     ConfigDiagnostic(
-                        file: file, mark: s.mark, path: "vars.\(name).source",
-                        message: "\"\(v)\" is not a variable source; use all, env, input, command or none"))
+                        file: file,
+                        mark: s.mark,
+                        path: "vars.\(name).source",
+                        message: "\"\(v)\" is not a variable source; use all, env, input, command or none"
+                    )
+                )
             }
             if let value = pair.value["value"], !value.isNull, let d = pair.value["default"], !d.isNull {
                 _ = d
                 out.append(
                     ConfigDiagnostic(
-                        file: file, mark: pair.key.mark, path: "vars.\(name)",
-                        message: "value and default cannot be used together (DevSpace refuses this too); keep one"))
+                        file: file,
+                        mark: pair.key.mark,
+                        path: "vars.\(name)",
+                        message: "value and default cannot be used together (DevSpace refuses this too); keep one"
+                    )
+                )
             }
         }
         return out

@@ -180,18 +180,25 @@ extension ImageConfig {
         createPullSecret = node["createPullSecret"]?.bool
         if let d = node["docker"], d.isMapping {
             docker = Docker(
-                preferMinikube: d["preferMinikube"]?.bool, disableFallback: d["disableFallback"]?.bool,
-                useCli: d["useCli"]?.bool ?? false, useBuildKit: d["useBuildKit"]?.bool ?? false,
-                args: d["args"]?.strings ?? [])
+                preferMinikube: d["preferMinikube"]?.bool,
+                disableFallback: d["disableFallback"]?.bool,
+                useCli: d["useCli"]?.bool ?? false,
+                useBuildKit: d["useBuildKit"]?.bool ?? false,
+                args: d["args"]?.strings ?? []
+            )
         }
         buildKit = node["buildKit"].flatMap { $0.isNull ? nil : $0 }
         kaniko = node["kaniko"].flatMap { $0.isNull ? nil : $0 }
         if let c = node["custom"], c.isMapping {
             custom = Custom(
                 command: c["command"]?.text ?? c["commands"]?.items?.first?["command"]?.text ?? "",
-                args: c["args"]?.strings ?? [], appendArgs: c["appendArgs"]?.strings ?? [],
-                imageFlag: c["imageFlag"]?.text, imageTagOnly: c["imageTagOnly"]?.bool ?? false,
-                skipImageArg: c["skipImageArg"]?.bool, onChange: c["onChange"]?.strings ?? [])
+                args: c["args"]?.strings ?? [],
+                appendArgs: c["appendArgs"]?.strings ?? [],
+                imageFlag: c["imageFlag"]?.text,
+                imageTagOnly: c["imageTagOnly"]?.bool ?? false,
+                skipImageArg: c["skipImageArg"]?.bool,
+                onChange: c["onChange"]?.strings ?? []
+            )
         }
         mark = node.mark
     }
@@ -230,8 +237,12 @@ extension PipelineConfig {
         continueOnError = node["continueOnError"]?.bool ?? false
         flags = (node["flags"]?.items ?? []).map { f in
             Flag(
-                name: f["name"]?.text ?? "", short: f["short"]?.text, type: f["type"]?.text ?? "bool",
-                defaultValue: f["default"], description: f["description"]?.text)
+                name: f["name"]?.text ?? "",
+                short: f["short"]?.text,
+                type: f["type"]?.text ?? "bool",
+                defaultValue: f["default"],
+                description: f["description"]?.text
+            )
         }
     }
 }

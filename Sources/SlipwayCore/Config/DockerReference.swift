@@ -76,7 +76,9 @@ public enum DockerReference {
         }
         guard !host.isEmpty else { return false }
         for label in host.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
-            guard let f = label.first, let l = label.last, f != UInt8(ascii: "-"), l != UInt8(ascii: "-") else { return false }
+            guard let f = label.first, let l = label.last, f != UInt8(ascii: "-"), l != UInt8(ascii: "-") else {
+                return false
+            }
             guard label.allSatisfy({ isWord($0) && $0 != 95 || $0 == UInt8(ascii: "-") }) else { return false }
         }
         return true

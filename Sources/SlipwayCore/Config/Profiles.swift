@@ -29,11 +29,18 @@ struct ProfileApplier {
             guard let p = byName[name] else {
                 let known = byName.keys.sorted().joined(separator: ", ")
                 throw Failure(
-                    mark: mark, path: path,
-                    message: "no profile named \"\(name)\"" + (known.isEmpty ? "; the config has no profiles" : " (known: \(known))"))
+                    mark: mark,
+                    path: path,
+                    message: "no profile named \"\(name)\""
+                        + (known.isEmpty ? "; the config has no profiles" : " (known: \(known))")
+                )
             }
             guard !chain.contains(name) else {
-                throw Failure(mark: p.mark, path: "profiles", message: "profile \"\(name)\" is its own parent: \((chain + [name]).joined(separator: " -> "))")
+                throw Failure(
+                    mark: p.mark,
+                    path: "profiles",
+                    message: "profile \"\(name)\" is its own parent: \((chain + [name]).joined(separator: " -> "))"
+                )
             }
             var parents: [(String, Mark, String)] = []
             if let parent = p["parent"], let n = parent.scalar, !n.isEmpty {
@@ -79,7 +86,11 @@ struct ProfileApplier {
             let pointer = path.hasPrefix("/")
             let pathMark = patch["path"]?.mark ?? patch.mark
             if segments.isEmpty || segments.contains(.key("")) {
-                throw Failure(mark: pathMark, path: where_ + ".path", message: "\(path) does not name a key below the top of the config")
+                throw Failure(
+                    mark: pathMark,
+                    path: where_ + ".path",
+                    message: "\(path) does not name a key below the top of the config"
+                )
             }
             switch op {
             case "add", "replace":
@@ -91,8 +102,10 @@ struct ProfileApplier {
                     // value it is an error (use replace).
                     if existing.scalar != nil {
                         throw Failure(
-                            mark: pathMark, path: where_ + ".path",
-                            message: "\(path) already holds a value; use op: replace to change it")
+                            mark: pathMark,
+                            path: where_ + ".path",
+                            message: "\(path) already holds a value; use op: replace to change it"
+                        )
                     }
                     if existing.isMapping, let newPairs = value.pairs {
                         var merged = existing
@@ -106,11 +119,16 @@ struct ProfileApplier {
                 }
                 // DevSpace turns a `replace` of a missing dotted path into an `add`.
                 var updated = set(config, segments[...], value: value, op: op)
-                if updated == nil, op == "replace", !pointer { updated = set(config, segments[...], value: value, op: "add") }
+                if updated == nil, op == "replace", !pointer {
+                    updated = set(config, segments[...], value: value, op: "add")
+                }
                 guard let updated else {
                     throw Failure(
-                        mark: patch["path"]?.mark ?? patch.mark, path: where_ + ".path",
-                        message: "\(path) does not exist in the config, so it cannot be \(op == "add" ? "added to" : "replaced")")
+                        mark: patch["path"]?.mark ?? patch.mark,
+                        path: where_ + ".path",
+                        message:
+                            "\(path) does not exist in the config, so it cannot be \(op == "add" ? "added to" : "replaced")"
+                    )
                 }
                 config = updated
             case "remove":
@@ -118,14 +136,18 @@ struct ProfileApplier {
                     // DevSpace skips a dotted-path remove of something that is not there.
                     if !pointer { continue }
                     throw Failure(
-                        mark: patch["path"]?.mark ?? patch.mark, path: where_ + ".path",
-                        message: "\(path) does not exist in the config, so it cannot be removed")
+                        mark: patch["path"]?.mark ?? patch.mark,
+                        path: where_ + ".path",
+                        message: "\(path) does not exist in the config, so it cannot be removed"
+                    )
                 }
                 config = updated
             default:
                 throw Failure(
-                    mark: patch["op"]?.mark ?? patch.mark, path: where_ + ".op",
-                    message: "unknown op \"\(op)\"; use add, replace or remove")
+                    mark: patch["op"]?.mark ?? patch.mark,
+                    path: where_ + ".op",
+                    message: "unknown op \"\(op)\"; use add, replace or remove"
+                )
             }
         }
         return config
@@ -188,7 +210,10 @@ struct ProfileApplier {
             if s == "-" { return .append }
             if let i = Int(s) { return .index(i) }
             if let eq = s.firstIndex(of: "=") {
-                return .match(String(s[..<eq]), String(s[s.index(after: eq)...]).trimmingCharacters(in: CharacterSet(charactersIn: "\"'")))
+                return .match(
+                    String(s[..<eq]),
+                    String(s[s.index(after: eq)...]).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                )
             }
             return .key(s)
         }
@@ -232,7 +257,9 @@ struct ProfileApplier {
                 guard i >= 0 && i <= items.count else { return nil }
                 items.insert(value, at: i)
             } else {
-                guard i >= 0 && i < items.count, let updated = set(items[i], rest, value: value, op: op) else { return nil }
+                guard i >= 0 && i < items.count, let updated = set(items[i], rest, value: value, op: op) else {
+                    return nil
+                }
                 items[i] = updated
             }
             node.kind = .sequence(items)

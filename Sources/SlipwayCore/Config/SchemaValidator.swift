@@ -25,7 +25,10 @@ public struct SchemaValidator {
 
     /// Validates `node` against `type`; `path` is the dotted path of `node` itself.
     public static func validate(
-        _ node: Node, against type: SchemaType, file: String, path: String = ""
+        _ node: Node,
+        against type: SchemaType,
+        file: String,
+        path: String = ""
     ) -> [ConfigDiagnostic] {
         var diagnostics: [ConfigDiagnostic] = []
         // An explicit stack keeps the walk off the call stack. It is shallow anyway: `.any`
@@ -37,13 +40,24 @@ public struct SchemaValidator {
         while let work = stack.popLast() {
             switch work {
             case .unknownKey(let mark, let path, let key, let allowed):
-                stack.append(.report(mark, path: path, message: diagnostics.count < maxDiagnostics ? unknownKeyMessage(key, allowed: allowed) : ""))
+                stack.append(
+                    .report(
+                        mark,
+                        path: path,
+                        message: diagnostics.count < maxDiagnostics ? unknownKeyMessage(key, allowed: allowed) : ""
+                    )
+                )
             case .report(let mark, let path, let message):
                 guard diagnostics.count < maxDiagnostics else {
                     diagnostics.append(
                         ConfigDiagnostic(
-                            file: file, mark: mark, path: path,
-                            message: "more than \(maxDiagnostics) problems; slipway stops checking here (fix the ones above first)"))
+                            file: file,
+                            mark: mark,
+                            path: path,
+                            message:
+                                "more than \(maxDiagnostics) problems; slipway stops checking here (fix the ones above first)"
+                        )
+                    )
                     return diagnostics
                 }
                 diagnostics.append(ConfigDiagnostic(file: file, mark: mark, path: path, message: message))

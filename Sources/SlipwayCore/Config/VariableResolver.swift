@@ -39,7 +39,8 @@ public struct VariableDefinition: Sendable, Equatable {
             d.isExpression = true
             return d
         }
-        guard let pairs = node.pairs, pairs.isEmpty || pairs.contains(where: { definitionKeys.contains($0.key.scalar ?? "") })
+        guard let pairs = node.pairs,
+            pairs.isEmpty || pairs.contains(where: { definitionKeys.contains($0.key.scalar ?? "") })
         else {
             d.value = node
             d.source = "none"
@@ -75,8 +76,15 @@ public struct VariableContext: Sendable {
     public var version: String
 
     public init(
-        configPath: String, configDirectory: String, projectName: String, environment: [String: String],
-        cliVars: [(String, String)], profiles: [String], namespace: String, kubeContext: String, version: String
+        configPath: String,
+        configDirectory: String,
+        projectName: String,
+        environment: [String: String],
+        cliVars: [(String, String)],
+        profiles: [String],
+        namespace: String,
+        kubeContext: String,
+        version: String
     ) {
         self.configPath = configPath
         self.configDirectory = configDirectory
@@ -141,7 +149,11 @@ final class VariableResolver {
     /// Where kube work goes (``KubeTarget``), read only when `DEVSPACE_CONTEXT` or
     /// `DEVSPACE_NAMESPACE` is used (a kubeconfig that cannot be read counts as none).
     private lazy var kubeTarget: KubeTarget? = {
-        try? KubeTarget.resolve(context: context.kubeContext, namespace: context.namespace, environment: context.environment)
+        try? KubeTarget.resolve(
+            context: context.kubeContext,
+            namespace: context.namespace,
+            environment: context.environment
+        )
     }()
 
     init(context: VariableContext, definitions: [VariableDefinition]) {
@@ -172,7 +184,8 @@ final class VariableResolver {
             throw VariableFailure(
                 message: "variable ${\(name)} refers to itself through its definition",
                 mark: def?.defaultValue?.mark ?? def?.value?.mark ?? def?.mark,
-                path: def?.defaultValue != nil ? "vars.\(name).default" : "vars.\(name)")
+                path: def?.defaultValue != nil ? "vars.\(name).default" : "vars.\(name)"
+            )
         }
         inProgress.insert(name)
         defer { inProgress.remove(name) }
@@ -202,7 +215,8 @@ final class VariableResolver {
         let written = def.value ?? def.defaultValue
         // A plain `NAME: value` is the definition itself; a map has its `value` or `default`.
         let path =
-            written?.mark == def.mark ? "vars.\(name)" : def.value != nil ? "vars.\(name).value" : "vars.\(name).default"
+            written?.mark == def.mark
+            ? "vars.\(name)" : def.value != nil ? "vars.\(name).value" : "vars.\(name).default"
         // The written default, resolved only when it is the answer (its `$(…)` runs then).
         func defaultValue() async throws(VariableFailure) -> Node? {
             guard let written else { return nil }
@@ -223,7 +237,9 @@ final class VariableResolver {
             if !env.isEmpty { return try Self.valueByType(env, await typeModel(), name: name) }
             if let d = try await defaultValue() { return d }
             throw VariableFailure(
-                message: "vars.\(name) reads the environment variable \(name), which is not set; set it or give the variable a default")
+                message:
+                    "vars.\(name) reads the environment variable \(name), which is not set; set it or give the variable a default"
+            )
         case "command":
             return try await runCommand(def)
         case "all", "input", "default":
@@ -238,7 +254,8 @@ final class VariableResolver {
             )
         default:
             throw VariableFailure(
-                message: "vars.\(name).source \"\(def.source)\" is not one of all, env, input, command, none")
+                message: "vars.\(name).source \"\(def.source)\" is not one of all, env, input, command, none"
+            )
         }
     }
 
@@ -265,7 +282,11 @@ final class VariableResolver {
                 var arguments: [String] = []
                 for a in args { arguments.append(try await substituteText(a)) }
                 out = try await ProcessRunner.run(
-                    program, arguments, environment: commandEnvironment(), workingDirectory: context.configDirectory)
+                    program,
+                    arguments,
+                    environment: commandEnvironment(),
+                    workingDirectory: context.configDirectory
+                )
             } else {
                 let snippet = try await shellSnippet(command)
                 out = try await Shell.run(snippet.text, in: context.configDirectory, environment: snippet.environment)
@@ -280,7 +301,9 @@ final class VariableResolver {
         guard out.status == 0 else {
             let tail = Self.lastLines(out.standardError)
             throw VariableFailure(
-                message: "vars.\(def.name): the command exited with status \(out.status)\(tail.isEmpty ? "" : ": \(tail)")")
+                message:
+                    "vars.\(def.name): the command exited with status \(out.status)\(tail.isEmpty ? "" : ": \(tail)")"
+            )
         }
         return try Self.valueByType(out.standardOutput.trimmingSpaces(), def.defaultValue, name: def.name)
     }
@@ -293,7 +316,9 @@ final class VariableResolver {
 
     static func isEnvName(_ s: String) -> Bool {
         guard let f = s.unicodeScalars.first, f == "_" || (f.isASCII && f.properties.isAlphabetic) else { return false }
-        return s.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
+        return s.unicodeScalars.allSatisfy {
+            $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
+        }
     }
 
     /// A shell snippet from the config with its references resolved into environment
@@ -323,7 +348,13 @@ final class VariableResolver {
             if Self.isEnvName(r.name) {
                 names[i] = r.name
             } else {
-                let name = "SLIPWAY_VAR_" + String(r.name.unicodeScalars.map { Self.isEnvName(String($0)) || ("0"..."9").contains($0) ? Character($0) : "_" })
+                let name =
+                    "SLIPWAY_VAR_"
+                    + String(
+                        r.name.unicodeScalars.map {
+                            Self.isEnvName(String($0)) || ("0"..."9").contains($0) ? Character($0) : "_"
+                        }
+                    )
                 if !scriptExports.contains(where: { $0.0 == name }) { scriptExports.append((name, v)) }
                 names[i] = name
             }
@@ -388,7 +419,10 @@ final class VariableResolver {
         }
     }
 
-    private func substituteText(_ s: String, references refs: [VariableSyntax.Reference]) async throws(VariableFailure)
+    private func substituteText(
+        _ s: String,
+        references refs: [VariableSyntax.Reference]
+    ) async throws(VariableFailure)
         -> String
     {
         guard !refs.isEmpty else { return s }
@@ -438,7 +472,9 @@ final class VariableResolver {
         guard out.status == 0 else {
             let errors = out.standardError.trimmingSpaces()
             if out.status == 1 && text.isEmpty && errors.isEmpty { return Node(.scalar("false", .plain)) }
-            throw VariableFailure(message: Self.expressionFailure(expression, status: out.status, errors: errors, output: text))
+            throw VariableFailure(
+                message: Self.expressionFailure(expression, status: out.status, errors: errors, output: text)
+            )
         }
         if text.isEmpty { return Node(.scalar("true", .plain)) }
         return Node(.scalar(text, .plain)).quotedIfNeeded()
@@ -452,8 +488,11 @@ final class VariableResolver {
         if status == 127 {
             message += " — the command was not found; install it or change the expression"
         } else if errors.contains("not a git repository") {
-            message += " — this directory is not a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
-        } else if errors.contains("unknown revision") || errors.contains("bad revision") || errors.contains("Needed a single revision") || errors.contains("does not have any commits") {
+            message +=
+                " — this directory is not a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
+        } else if errors.contains("unknown revision") || errors.contains("bad revision")
+            || errors.contains("Needed a single revision") || errors.contains("does not have any commits")
+        {
             message += " — the repository has no commit yet; commit first or pass the value with --var"
         }
         return message + ""
@@ -482,12 +521,17 @@ final class VariableResolver {
         }
         guard git.commit != nil else {
             throw VariableFailure(
-                message: "$(\(expression)) failed: the repository has no commit yet; commit first or pass the value with --var")
+                message:
+                    "$(\(expression)) failed: the repository has no commit yet; commit first or pass the value with --var"
+            )
         }
         if let dirty {
             do {
                 return try GitRepository.discover(from: context.configDirectory).describe(
-                    tags: dirty.tags, always: true, dirtySuffix: dirty.suffix)
+                    tags: dirty.tags,
+                    always: true,
+                    dirtySuffix: dirty.suffix
+                )
             } catch {
                 throw VariableFailure(message: "$(\(expression)) failed: \(error)")
             }
@@ -496,7 +540,8 @@ final class VariableResolver {
     }
 
     static let gitQuestions: Set<[String]> = [
-        ["git", "describe", "--always"], ["git", "describe", "--tags", "--always"], ["git", "describe", "--always", "--tags"],
+        ["git", "describe", "--always"], ["git", "describe", "--tags", "--always"],
+        ["git", "describe", "--always", "--tags"],
         ["git", "rev-parse", "HEAD"], ["git", "rev-parse", "--short", "HEAD"], ["git", "branch", "--show-current"],
         ["git", "rev-parse", "--abbrev-ref", "HEAD"],
     ]
@@ -525,7 +570,8 @@ final class VariableResolver {
     static func gitAnswer(_ words: [String], _ git: GitFacts) -> String? {
         switch words {
         case ["git", "describe", "--always"]: return git.describe
-        case ["git", "describe", "--tags", "--always"], ["git", "describe", "--always", "--tags"]: return git.describeTags
+        case ["git", "describe", "--tags", "--always"], ["git", "describe", "--always", "--tags"]:
+            return git.describeTags
         case ["git", "rev-parse", "HEAD"]: return git.commit
         case ["git", "rev-parse", "--short", "HEAD"]: return git.shortCommit
         case ["git", "branch", "--show-current"], ["git", "rev-parse", "--abbrev-ref", "HEAD"]: return git.branch
@@ -574,7 +620,6 @@ final class VariableResolver {
         return Node(.scalar(text, .plain)).quotedIfNeeded()
     }
 
-
     // MARK: Conversions (DevSpace's convertStringValue / valueByType)
 
     /// `123` becomes a number, `true`/`false` (Go's ParseBool spellings) a boolean, else a string.
@@ -599,7 +644,10 @@ final class VariableResolver {
             switch s {
             case "1", "t", "T", "TRUE", "true", "True": return Node(.scalar("true", .plain))
             case "0", "f", "F", "FALSE", "false", "False": return Node(.scalar("false", .plain))
-            default: throw VariableFailure(message: "vars.\(name) needs true or false (its default is a boolean), got \"\(s)\"")
+            default:
+                throw VariableFailure(
+                    message: "vars.\(name) needs true or false (its default is a boolean), got \"\(s)\""
+                )
             }
         default:
             return Node(.scalar(s, .doubleQuoted))

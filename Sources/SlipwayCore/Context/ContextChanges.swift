@@ -18,9 +18,12 @@ public struct FileStamp: Sendable, Equatable {
         var info = stat()
         guard lstat(path, &info) == 0 else { return nil }
         return FileStamp(
-            device: UInt64(truncatingIfNeeded: info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+            device: UInt64(truncatingIfNeeded: info.st_dev),
+            inode: UInt64(info.st_ino),
+            size: Int64(info.st_size),
             mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
-            ctimeNanoseconds: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec))
+            ctimeNanoseconds: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+        )
     }
 }
 
@@ -66,7 +69,8 @@ public enum ContextChanges {
         case .directory:
             return false
         case .file, .other:
-            return a.size != b.size || a.mtimeNanoseconds != b.mtimeNanoseconds || a.ctimeNanoseconds != b.ctimeNanoseconds
+            return a.size != b.size || a.mtimeNanoseconds != b.mtimeNanoseconds
+                || a.ctimeNanoseconds != b.ctimeNanoseconds
         case .symlink:
             return a.symlinkTarget != b.symlinkTarget || a.ctimeNanoseconds != b.ctimeNanoseconds
         }

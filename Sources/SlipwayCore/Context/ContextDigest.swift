@@ -121,7 +121,10 @@ public struct ContextDigester: Sendable {
     ///   defaults to the wall clock read before the walk begins. Only tests pass a later time,
     ///   to stand for the time that passes between two runs.
     public func snapshot(
-        contextDir: String, matcher: IgnoreMatcher, index: StatIndex = StatIndex(), indexTime: Int64? = nil
+        contextDir: String,
+        matcher: IgnoreMatcher,
+        index: StatIndex = StatIndex(),
+        indexTime: Int64? = nil
     ) throws(ContextError) -> (snapshot: ContextSnapshot, index: StatIndex) {
         let started = indexTime ?? Self.wallClockNanoseconds()
         let root = try ContextWalker.openContext(contextDir)
@@ -166,8 +169,12 @@ public struct ContextDigester: Sendable {
             newIndex = builder.build(timestampNanoseconds: started)
         }
         let snapshot = ContextSnapshot(
-            digest: digest, fileCount: fileCount, totalBytes: totalBytes, hashedFiles: walked.hashed.count,
-            entries: walked.entries)
+            digest: digest,
+            fileCount: fileCount,
+            totalBytes: totalBytes,
+            hashedFiles: walked.hashed.count,
+            entries: walked.entries
+        )
         return (snapshot, newIndex)
     }
 
@@ -230,7 +237,10 @@ public struct ContextDigester: Sendable {
     /// Reads the file at `entry.path` below the directory `root` and hashes it; nil when the
     /// file no longer exists.
     static func hashFile(
-        root: Int32, entry: ContextEntry, buffer: UnsafeMutableRawBufferPointer, contextDir: String
+        root: Int32,
+        entry: ContextEntry,
+        buffer: UnsafeMutableRawBufferPointer,
+        contextDir: String
     ) throws(ContextError) -> ContentDigest? {
         var fd: Int32 = -1
         var code: Int32 = 0

@@ -106,24 +106,33 @@ public enum ContextWalker {
     /// the positions (in `entries`) of the files `visit` said it hashed. On failure the error of
     /// the first failing directory is thrown.
     static func walk(
-        rootFD: Int32, contextDir: String, matcher: IgnoreMatcher?, threads: Int = defaultThreads,
+        rootFD: Int32,
+        contextDir: String,
+        matcher: IgnoreMatcher?,
+        threads: Int = defaultThreads,
         visit: Visitor? = nil
     ) throws(ContextError) -> (entries: [ContextEntry], hashed: [Int]) {
         let shared = SharedWalk(
-            rootFD: rootFD, contextDir: contextDir, matcher: matcher?.rules.isEmpty == false ? matcher : nil,
-            visit: visit)
+            rootFD: rootFD,
+            contextDir: contextDir,
+            matcher: matcher?.rules.isEmpty == false ? matcher : nil,
+            visit: visit
+        )
         var workers: [pthread_t] = []
         for _ in 1..<max(1, threads) {
             var thread = pthread_t()
             let context = Unmanaged.passRetained(shared).toOpaque()
             let started = pthread_create(
-                &thread, nil,
+                &thread,
+                nil,
                 { raw in
                     // `raw` is the retained `SharedWalk` passed below.
                     let shared = Unmanaged<SharedWalk>.fromOpaque(raw!).takeRetainedValue()
                     shared.work()
                     return nil
-                }, context)
+                },
+                context
+            )
             if started == 0 {
                 workers.append(thread)
             } else {
@@ -276,7 +285,9 @@ private final class SharedWalk: @unchecked Sendable {
         var relative = String(decoding: path, as: UTF8.self)
         if relative.hasSuffix("/") { relative.removeLast() }
         return .unreadable(
-            path: relative.isEmpty ? contextDir : joinPath(contextDir, relative), reason: ContextError.errnoText(code))
+            path: relative.isEmpty ? contextDir : joinPath(contextDir, relative),
+            reason: ContextError.errnoText(code)
+        )
     }
 
     /// Opens a job's directory: the context itself, or a subdirectory relative to it, refusing
@@ -341,7 +352,9 @@ private final class SharedWalk: @unchecked Sendable {
     /// Lists one directory: its children in path order into `listing`, its subdirectories into
     /// `children` (with ids relative to the listing's first child).
     private func list(
-        _ job: Job, into listing: inout Listing, children jobs: inout [Job]
+        _ job: Job,
+        into listing: inout Listing,
+        children jobs: inout [Job]
     ) throws(ContextError) {
         guard let fd = try open(job) else { return }
         guard let dir = fdopendir(fd) else {
@@ -399,7 +412,8 @@ private final class SharedWalk: @unchecked Sendable {
                 else { continue }
             }
             children.append(
-                Child(start: Int32(pool.count), length: Int32(length), listed: !excluded, enter: isDirectory))
+                Child(start: Int32(pool.count), length: Int32(length), listed: !excluded, enter: isDirectory)
+            )
             pool.append(contentsOf: nameBytes)
             pool.append(0)
         }
@@ -457,7 +471,10 @@ private final class SharedWalk: @unchecked Sendable {
             let state = matcher.map { matcher in
                 path.withUnsafeBufferPointer {
                     matcher.state(
-                        ofDirectory: UnsafeBufferPointer(rebasing: $0.dropLast()), slashes: depth, parent: job.state)
+                        ofDirectory: UnsafeBufferPointer(rebasing: $0.dropLast()),
+                        slashes: depth,
+                        parent: job.state
+                    )
                 }
             }
             var identity = identities[Int(key.child)]
@@ -487,7 +504,10 @@ private final class SharedWalk: @unchecked Sendable {
     /// followed by "/". Names are distinct and hold no "/", so the first byte after the common
     /// length decides.
     private static func precedes(
-        _ a: Key, _ b: Key, _ children: UnsafeBufferPointer<Child>, _ pool: UnsafeBufferPointer<UInt8>
+        _ a: Key,
+        _ b: Key,
+        _ children: UnsafeBufferPointer<Child>,
+        _ pool: UnsafeBufferPointer<UInt8>
     ) -> Bool {
         let childA = children[Int(a.child)]
         let childB = children[Int(b.child)]
@@ -534,7 +554,10 @@ private final class SharedWalk: @unchecked Sendable {
     }
 
     private static func entry(
-        path: UnsafeBufferPointer<UInt8>, kind: ContextEntry.Kind, info: stat, target: [UInt8]?
+        path: UnsafeBufferPointer<UInt8>,
+        kind: ContextEntry.Kind,
+        info: stat,
+        target: [UInt8]?
     ) -> ContextEntry {
         let text = String(validating: path, as: UTF8.self)
         let targetText: String? = target.flatMap { String(validating: $0, as: UTF8.self) }
@@ -557,6 +580,7 @@ private final class SharedWalk: @unchecked Sendable {
             symlinkTarget: target.map { targetText ?? String(decoding: $0, as: UTF8.self) },
             contentDigest: nil,
             rawPath: text == nil ? Array(path) : nil,
-            rawSymlinkTarget: target != nil && targetText == nil ? target : nil)
+            rawSymlinkTarget: target != nil && targetText == nil ? target : nil
+        )
     }
 }

@@ -64,8 +64,11 @@ public struct IgnoreMatcher: Sendable {
                 text = trimSpace(String(text.unicodeScalars.dropFirst()))
                 if text.isEmpty {
                     throw .badIgnorePattern(
-                        file: file, line: source.line, pattern: source.text,
-                        reason: "'!' alone is not a pattern (write !PATH to re-include PATH)")
+                        file: file,
+                        line: source.line,
+                        pattern: source.text,
+                        reason: "'!' alone is not a pattern (write !PATH to re-include PATH)"
+                    )
                 }
             }
             text = cleanPath(text)
@@ -182,7 +185,8 @@ extension IgnoreMatcher {
     /// - Returns: the matcher and the path of the ignore file that was read (`contextDir`
     ///   joined with its name), or nil when there is none.
     public static func forContext(
-        contextDir: String, dockerfileRelativeToContext: String?
+        contextDir: String,
+        dockerfileRelativeToContext: String?
     ) throws(ContextError) -> (IgnoreMatcher, ignoreFile: String?) {
         var candidates: [(relative: String, excludeDockerignore: Bool)] = [("devspace.dockerignore", true)]
         var dockerfile: String?
@@ -499,7 +503,8 @@ struct CompiledPattern: Sendable {
             var scalar = scalars[index]
             if scalar == "-" || scalar == "]" {
                 throw SyntaxError(
-                    reason: "a character class cannot be empty or have '\(scalar)' there; escape it as '\\\(scalar)'")
+                    reason: "a character class cannot be empty or have '\(scalar)' there; escape it as '\\\(scalar)'"
+                )
             }
             if scalar == "\\" {
                 index += 1
@@ -530,7 +535,8 @@ struct CompiledPattern: Sendable {
             guard low <= high else {
                 throw SyntaxError(
                     reason: "character class range '\(Unicode.Scalar(low).map(String.init) ?? "?")-"
-                        + "\(Unicode.Scalar(high).map(String.init) ?? "?")' is reversed")
+                        + "\(Unicode.Scalar(high).map(String.init) ?? "?")' is reversed"
+                )
             }
             set.ranges.append(low...high)
         }
@@ -602,8 +608,12 @@ struct CompiledPattern: Sendable {
     }
 
     private func step(
-        _ startToken: Int, _ startPosition: Int, _ input: UnsafeBufferPointer<UInt8>, _ prefixOnly: Bool,
-        _ memo: UnsafeMutableBufferPointer<UInt64>, _ columns: Int
+        _ startToken: Int,
+        _ startPosition: Int,
+        _ input: UnsafeBufferPointer<UInt8>,
+        _ prefixOnly: Bool,
+        _ memo: UnsafeMutableBufferPointer<UInt64>,
+        _ columns: Int
     ) -> Bool {
         var token = startToken
         var position = startPosition

@@ -50,7 +50,11 @@ public struct StatIndex: Sendable, Equatable {
         public var contentDigest: ContentDigest
 
         public init(
-            size: Int64, mtimeNanoseconds: Int64, ctimeNanoseconds: Int64, inode: UInt64, mode: UInt32,
+            size: Int64,
+            mtimeNanoseconds: Int64,
+            ctimeNanoseconds: Int64,
+            inode: UInt64,
+            mode: UInt32,
             contentDigest: ContentDigest
         ) {
             self.size = size
@@ -63,8 +67,13 @@ public struct StatIndex: Sendable, Equatable {
 
         init(_ entry: ContextEntry, digest: ContentDigest) {
             self.init(
-                size: entry.size, mtimeNanoseconds: entry.mtimeNanoseconds, ctimeNanoseconds: entry.ctimeNanoseconds,
-                inode: entry.inode, mode: entry.mode, contentDigest: digest)
+                size: entry.size,
+                mtimeNanoseconds: entry.mtimeNanoseconds,
+                ctimeNanoseconds: entry.ctimeNanoseconds,
+                inode: entry.inode,
+                mode: entry.mode,
+                contentDigest: digest
+            )
         }
 
         /// Whether `entry`'s stat is the one recorded.
@@ -166,7 +175,9 @@ public struct StatIndex: Sendable, Equatable {
                 }
             }
         }
-        let earlier = count == 0 ? other.timestampNanoseconds
+        let earlier =
+            count == 0
+            ? other.timestampNanoseconds
             : other.count == 0 ? timestampNanoseconds : min(timestampNanoseconds, other.timestampNanoseconds)
         self = builder.build(timestampNanoseconds: earlier)
     }
@@ -369,9 +380,14 @@ public struct StatIndex: Sendable, Equatable {
             offset += length
             index.recordList.append(
                 Record(
-                    size: i64(offset), mtimeNanoseconds: i64(offset + 8), ctimeNanoseconds: i64(offset + 16),
-                    inode: u64(offset + 24), mode: u32(offset + 32),
-                    contentDigest: ContentDigest(UnsafeRawBufferPointer(start: base + offset + 36, count: 32))))
+                    size: i64(offset),
+                    mtimeNanoseconds: i64(offset + 8),
+                    ctimeNanoseconds: i64(offset + 16),
+                    inode: u64(offset + 24),
+                    mode: u32(offset + 32),
+                    contentDigest: ContentDigest(UnsafeRawBufferPointer(start: base + offset + 36, count: 32))
+                )
+            )
             offset += recordFixedSize
         }
         guard offset == body, index.pathBytes.count < Int(Int32.max) else { return nil }

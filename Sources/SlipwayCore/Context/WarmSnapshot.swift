@@ -17,8 +17,11 @@ public struct IndexIdentity: Codable, Sendable, Equatable {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         return IndexIdentity(
-            device: UInt64(truncatingIfNeeded: info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-            mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
+            device: UInt64(truncatingIfNeeded: info.st_dev),
+            inode: UInt64(info.st_ino),
+            size: Int64(info.st_size),
+            mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        )
     }
 }
 

@@ -67,7 +67,8 @@ public struct ClusterRenderer: Sendable {
             var pairs = (patch.pairs ?? []).filter { $0.key.scalar != "target" }
             pairs = pairs.map { Node.Pair(key: $0.key, value: $0.value) }
             let profile = Node.mapping([
-                ("name", .string("kubectl.patches[\(i)]")), ("patches", .sequence([Node(.mapping(pairs), mark: patch.mark)])),
+                ("name", .string("kubectl.patches[\(i)]")),
+                ("patches", .sequence([Node(.mapping(pairs), mark: patch.mark)])),
             ])
             var hit = false
             for (j, doc) in documents.enumerated() where matches(doc) {
@@ -75,14 +76,18 @@ public struct ClusterRenderer: Sendable {
                 do {
                     documents[j] = try ProfileApplier.apply(profile, to: doc)
                 } catch {
-                    throw DeployError.invalid(place: "\(place).patches[\(i)]", message: "(\(loaded.displayPath):\(error.mark)) \(error.message)")
+                    throw DeployError.invalid(
+                        place: "\(place).patches[\(i)]",
+                        message: "(\(loaded.displayPath):\(error.mark)) \(error.message)"
+                    )
                 }
             }
             if !hit {
                 let what = ["apiVersion", "kind", "name"].compactMap { k in target?[k]?.text.map { "\(k)=\($0)" } }
                 throw DeployError.invalid(
                     place: "\(place).patches[\(i)]",
-                    message: "its target (\(what.joined(separator: ", "))) matches none of the manifests")
+                    message: "its target (\(what.joined(separator: ", "))) matches none of the manifests"
+                )
             }
         }
         return documents
@@ -129,7 +134,11 @@ public struct ClusterRenderer: Sendable {
 
     func kustomize(_ directory: String, args: [String], place: String) async throws(DeployError) -> [Node] {
         guard let kubectl = findExecutable("kubectl", path: environment["PATH"]) else {
-            throw DeployError.toolMissing(tool: "kubectl", place: place, hint: "kustomize: true needs it (kubectl kustomize)")
+            throw DeployError.toolMissing(
+                tool: "kubectl",
+                place: place,
+                hint: "kustomize: true needs it (kubectl kustomize)"
+            )
         }
         let output: ProcessOutput
         do {
@@ -139,8 +148,14 @@ public struct ClusterRenderer: Sendable {
         }
         guard output.status == 0 else {
             throw DeployError.toolFailed(
-                ToolFailure(tool: "kubectl", arguments: ["kustomize", directory] + args, status: output.status, standardError: output.standardError),
-                place: place)
+                ToolFailure(
+                    tool: "kubectl",
+                    arguments: ["kustomize", directory] + args,
+                    status: output.status,
+                    standardError: output.standardError
+                ),
+                place: place
+            )
         }
         return try parse(text: output.standardOutput, source: "kubectl kustomize \(directory)")
     }
@@ -152,7 +167,9 @@ public struct ClusterRenderer: Sendable {
     /// (`VALUES_FILE` stands for the file the values are written to). `scope` is where it goes
     /// (`--kube-context C --namespace N`); nil: the deployment's namespace, else the renderer's.
     public func helm(
-        _ deployment: DeploymentConfig, releaseSuffix: String = "", scope: [String]? = nil
+        _ deployment: DeploymentConfig,
+        releaseSuffix: String = "",
+        scope: [String]? = nil
     ) throws(DeployError) -> (values: Node, release: String, command: [String]) {
         let spec = deployment.spec
         let place = "\(loaded.displayPath): deployments.\(deployment.name).helm"
@@ -161,22 +178,33 @@ public struct ClusterRenderer: Sendable {
         guard let chartName, !chartName.isEmpty else {
             throw DeployError.invalid(
                 place: "\(place).chart",
-                message: "slipway needs a chart (name or path); DevSpace's component chart (the default without one) comes from the internet, which this machine cannot reach")
+                message:
+                    "slipway needs a chart (name or path); DevSpace's component chart (the default without one) comes from the internet, which this machine cannot reach"
+            )
         }
         var layers: [Node] = []
-        let isLocal = chart?["path"] != nil || chartName.hasPrefix("./") || chartName.hasPrefix("../") || chartName.hasPrefix("/")
+        let isLocal =
+            chart?["path"] != nil || chartName.hasPrefix("./") || chartName.hasPrefix("../") || chartName.hasPrefix("/")
         let chartPath = ConfigLoader.absolute(chartName, in: loaded.directory)
         if isLocal, let data = FileManager.default.contents(atPath: chartPath + "/values.yaml") {
-            if let node = try parse(text: String(decoding: data, as: UTF8.self), source: chartPath + "/values.yaml").first {
+            if let node = try parse(text: String(decoding: data, as: UTF8.self), source: chartPath + "/values.yaml")
+                .first
+            {
                 layers.append(node)
             }
         }
         for file in spec["valuesFiles"]?.strings ?? [] {
             let path = ConfigLoader.absolute(file, in: loaded.directory)
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw DeployError.missingFile(place: "\(place).valuesFiles", file: file, detail: "does not exist or cannot be read")
+                throw DeployError.missingFile(
+                    place: "\(place).valuesFiles",
+                    file: file,
+                    detail: "does not exist or cannot be read"
+                )
             }
-            if let node = try parse(text: String(decoding: data, as: UTF8.self), source: path).first { layers.append(node) }
+            if let node = try parse(text: String(decoding: data, as: UTF8.self), source: path).first {
+                layers.append(node)
+            }
         }
         if let inline = spec["values"] { layers.append(inline) }
         var values = Node.mapping([])
@@ -219,7 +247,11 @@ public struct ClusterRenderer: Sendable {
             guard onlyKey == nil, let text = node.scalar, node.resolved == .string else { return node }
             return replaced(node, text)
         case .sequence(let items):
-            return Node(.sequence(items.map { rewrite($0, onlyKey: onlyKey, siblingsOK: siblingsOK) }), tag: node.tag, mark: node.mark)
+            return Node(
+                .sequence(items.map { rewrite($0, onlyKey: onlyKey, siblingsOK: siblingsOK) }),
+                tag: node.tag,
+                mark: node.mark
+            )
         case .mapping(let pairs):
             let hasTag = pairs.contains { $0.key.scalar == "tag" }
             return Node(
@@ -227,14 +259,19 @@ public struct ClusterRenderer: Sendable {
                     pairs.map { pair in
                         var pair = pair
                         let key = pair.key.scalar
-                        if case .scalar = pair.value.kind, let text = pair.value.scalar, pair.value.resolved == .string {
+                        if case .scalar = pair.value.kind, let text = pair.value.scalar, pair.value.resolved == .string
+                        {
                             let eligible = (onlyKey == nil || key == onlyKey) && (siblingsOK || !hasTag || key == "tag")
                             if eligible { pair.value = replaced(pair.value, text) }
                         } else {
                             pair.value = rewrite(pair.value, onlyKey: onlyKey, siblingsOK: siblingsOK)
                         }
                         return pair
-                    }), tag: node.tag, mark: node.mark)
+                    }
+                ),
+                tag: node.tag,
+                mark: node.mark
+            )
         }
     }
 

@@ -36,7 +36,8 @@ public enum DeployError: Error, Sendable, Equatable, CustomStringConvertible {
         case .toolFailed(let failure, let place):
             let tail = failure.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
             let command = ([failure.tool] + failure.arguments.prefix(4)).joined(separator: " ")
-            return "\(place)\(place.isEmpty ? "" : ": ")\(command) failed (exit status \(failure.status))\(tail.isEmpty ? "" : ": \(tail)")"
+            return
+                "\(place)\(place.isEmpty ? "" : ": ")\(command) failed (exit status \(failure.status))\(tail.isEmpty ? "" : ": \(tail)")"
         case .noCluster(let deployments):
             return
                 "there is no cluster to deploy \(deployments.joined(separator: ", ")) to: no kubeconfig (KUBECONFIG, ~/.kube/config) or no current context; nothing was deployed. `slipway render` (or --render) prints what would be applied"

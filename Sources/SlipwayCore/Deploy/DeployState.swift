@@ -27,7 +27,9 @@ public struct DeployState: Sendable {
     public init(configPath: String) {
         let dir = (configPath as NSString).deletingLastPathComponent
         let name = (configPath as NSString).lastPathComponent
-        path = dir + "/.devspace/" + (name == "devspace.yaml" ? "slipway-deployments.json" : "slipway-deployments-\(name).json")
+        path =
+            dir + "/.devspace/"
+            + (name == "devspace.yaml" ? "slipway-deployments.json" : "slipway-deployments-\(name).json")
     }
 
     /// environment → deployment → entry. A missing or damaged file reads as empty (then every
@@ -47,7 +49,10 @@ public struct DeployState: Sendable {
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let lock = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lock >= 0 else {
-            throw DeployError.stateFile(path: path, detail: "cannot open its lock file: \(String(cString: strerror(errno)))")
+            throw DeployError.stateFile(
+                path: path,
+                detail: "cannot open its lock file: \(String(cString: strerror(errno)))"
+            )
         }
         defer { close(lock) }
         while flock(lock, LOCK_EX) != 0 && errno == EINTR {}

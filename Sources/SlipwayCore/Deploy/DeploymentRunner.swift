@@ -34,8 +34,12 @@ public struct DeploymentRunner: Sendable {
     public let scratchDirectory: String
 
     public init(
-        loaded: LoadedConfig, environment: [String: String], runImages: [String: RuntimeImage], kubeContext: String?,
-        namespace: String?, scratchDirectory: String
+        loaded: LoadedConfig,
+        environment: [String: String],
+        runImages: [String: RuntimeImage],
+        kubeContext: String?,
+        namespace: String?,
+        scratchDirectory: String
     ) {
         self.loaded = loaded
         self.environment = environment
@@ -47,7 +51,8 @@ public struct DeploymentRunner: Sendable {
 
     /// The branch environment for `--branch-env`: the agent's job names its branch
     /// (`SLIPWAY_JOB_BRANCH`, its checkout may be detached), else the repository's branch.
-    public static func branchEnvironment(directory: String, environment: [String: String]) throws(DeployError) -> String {
+    public static func branchEnvironment(directory: String, environment: [String: String]) throws(DeployError) -> String
+    {
         if let name = environment["SLIPWAY_JOB_BRANCH"], !name.isEmpty { return BranchTag.tag(for: name) }
         guard case .branch(let name, _)? = try? GitRepository.discover(from: directory).head() else {
             throw DeployError.notOnBranch(directory: directory)
@@ -59,7 +64,9 @@ public struct DeploymentRunner: Sendable {
     /// for standard output, `failure` each deployment's failure. Throws when nothing may be
     /// deployed at all (a kubectl or helm deployment without a cluster).
     public func run(
-        _ keys: [String], _ request: DeploymentRequest, line: @Sendable (String) -> Void,
+        _ keys: [String],
+        _ request: DeploymentRequest,
+        line: @Sendable (String) -> Void,
         failure: @Sendable (String, DeployError) -> Void
     ) async throws(DeployError) -> Bool {
         let selected = loaded.config.deployments.filter { keys.contains($0.name) }
@@ -70,23 +77,42 @@ public struct DeploymentRunner: Sendable {
             cluster = try? KubeTarget.resolve(context: kubeContext, namespace: namespace, environment: environment)
             if cluster == nil && !request.render {
                 throw DeployError.noCluster(
-                    deployments: selected.filter { $0.kind != .docker }.map { "\($0.name) (\($0.kind.rawValue))" })
+                    deployments: selected.filter { $0.kind != .docker }.map { "\($0.name) (\($0.kind.rawValue))" }
+                )
             }
         }
         let deployer = DockerDeployer(loaded: loaded, environment: environment)
         let renderer = ClusterRenderer(
-            loaded: loaded, injector: injector, namespace: cluster?.namespace ?? namespace, environment: environment)
+            loaded: loaded,
+            injector: injector,
+            namespace: cluster?.namespace ?? namespace,
+            environment: environment
+        )
         let state = DeployState(configPath: loaded.absolutePath)
         var failed = false
         for deployment in selected {
             let prefix = "deploy:\(deployment.name)"
             do {
                 if deployment.kind == .docker {
-                    try await docker(deployment, request, deployer: deployer, injector: injector, state: state, prefix: prefix, line: line)
+                    try await docker(
+                        deployment,
+                        request,
+                        deployer: deployer,
+                        injector: injector,
+                        state: state,
+                        prefix: prefix,
+                        line: line
+                    )
                 } else {
                     try await ClusterDeployer(
-                        deployment: deployment, renderer: renderer, cluster: cluster, request: request, prefix: prefix,
-                        state: state, scratchDirectory: scratchDirectory, environment: environment
+                        deployment: deployment,
+                        renderer: renderer,
+                        cluster: cluster,
+                        request: request,
+                        prefix: prefix,
+                        state: state,
+                        scratchDirectory: scratchDirectory,
+                        environment: environment
                     ).run(line: line)
                 }
             } catch {
@@ -98,8 +124,13 @@ public struct DeploymentRunner: Sendable {
     }
 
     func docker(
-        _ deployment: DeploymentConfig, _ request: DeploymentRequest, deployer: DockerDeployer, injector: TagInjector,
-        state: DeployState, prefix: String, line: @Sendable (String) -> Void
+        _ deployment: DeploymentConfig,
+        _ request: DeploymentRequest,
+        deployer: DockerDeployer,
+        injector: TagInjector,
+        state: DeployState,
+        prefix: String,
+        line: @Sendable (String) -> Void
     ) async throws(DeployError) {
         if request.purge {
             let removed = try await deployer.purge(deployment: deployment.name, branch: request.branch)
@@ -112,14 +143,25 @@ public struct DeploymentRunner: Sendable {
             line("# deployments.\(deployment.name) (docker)\n" + DockerDeployer.render(containers).dropLast())
             return
         }
-        let outcomes = try await deployer.deploy(deployment, containers: containers, branch: request.branch, force: request.force)
+        let outcomes = try await deployer.deploy(
+            deployment,
+            containers: containers,
+            branch: request.branch,
+            force: request.force
+        )
         for (name, outcome) in outcomes {
             let image = containers.first { $0.name == name }?.image
             line("\(prefix) \(name): \(outcome.rawValue)" + (image.map { " (\($0))" } ?? ""))
         }
         try state.update(
-            deployment.name, environment: request.branch ?? "",
-            to: .init(kind: "docker", digest: sha256Hex(containers.map(\.spec).joined(separator: "\n")), objects: containers.map(\.name)))
+            deployment.name,
+            environment: request.branch ?? "",
+            to: .init(
+                kind: "docker",
+                digest: sha256Hex(containers.map(\.spec).joined(separator: "\n")),
+                objects: containers.map(\.name)
+            )
+        )
     }
 }
 
@@ -141,7 +183,10 @@ struct ClusterDeployer {
     /// Whether to apply `text` to `place`, and the entry to record when it is applied.
     func changed(_ text: String, _ place: [String]) -> (Bool, DeployState.Entry) {
         let entry = DeployState.Entry(
-            kind: deployment.kind.rawValue, digest: sha256Hex(text + "\n" + place.joined(separator: " ")), objects: place)
+            kind: deployment.kind.rawValue,
+            digest: sha256Hex(text + "\n" + place.joined(separator: " ")),
+            objects: place
+        )
         let last = state.entry(deployment.name, environment: environmentKey)
         return (request.force || last?.digest != entry.digest, entry)
     }
@@ -150,9 +195,18 @@ struct ClusterDeployer {
         do { return try YAMLEmitter().emit(nodes) } catch { throw DeployError.cannotEmit(error.message) }
     }
 
-    func tool(_ name: String, _ args: [String], input: String? = nil, line: @Sendable (String) -> Void) async throws(DeployError) {
+    func tool(
+        _ name: String,
+        _ args: [String],
+        input: String? = nil,
+        line: @Sendable (String) -> Void
+    ) async throws(DeployError) {
         guard let path = findExecutable(name, path: environment["PATH"]) else {
-            throw DeployError.toolMissing(tool: name, place: "", hint: "install it, or use --render to print what would be applied")
+            throw DeployError.toolMissing(
+                tool: name,
+                place: "",
+                hint: "install it, or use --render to print what would be applied"
+            )
         }
         let out: ProcessOutput
         do { out = try await ProcessRunner.run(path, args, environment: environment, input: input) } catch {
@@ -160,7 +214,9 @@ struct ClusterDeployer {
         }
         guard out.status == 0 else {
             throw DeployError.toolFailed(
-                ToolFailure(tool: name, arguments: args, status: out.status, standardError: out.standardError), place: "")
+                ToolFailure(tool: name, arguments: args, status: out.status, standardError: out.standardError),
+                place: ""
+            )
         }
         for output in out.standardOutput.split(separator: "\n") { line("\(prefix) \(output)") }
     }
@@ -188,19 +244,28 @@ struct ClusterDeployer {
                 return
             }
             try await tool(
-                "kubectl", scope + ["apply", "--force", "-f", "-"] + (deployment.spec["applyArgs"]?.strings ?? []), input: text,
-                line: line)
+                "kubectl",
+                scope + ["apply", "--force", "-f", "-"] + (deployment.spec["applyArgs"]?.strings ?? []),
+                input: text,
+                line: line
+            )
             try state.update(deployment.name, environment: environmentKey, to: entry)
         case .helm:
-            let helmScope = cluster.map { ["--kube-context", $0.context, "--namespace", deployment.namespace ?? $0.namespace] }
+            let helmScope = cluster.map {
+                ["--kube-context", $0.context, "--namespace", deployment.namespace ?? $0.namespace]
+            }
             let (values, release, command) = try renderer.helm(
-                deployment, releaseSuffix: suffix, scope: request.render ? nil : helmScope)
+                deployment,
+                releaseSuffix: suffix,
+                scope: request.render ? nil : helmScope
+            )
             let valuesText = try emit([values])
             if request.render {
                 line(
                     "# deployments.\(deployment.name) (helm): "
                         + command.map { $0 == "VALUES_FILE" ? "values.yaml" : $0 }.joined(separator: " ") + "\n"
-                        + valuesText.dropLast())
+                        + valuesText.dropLast()
+                )
                 return
             }
             if request.purge {

@@ -46,13 +46,18 @@ public struct DockerDeployer: Sendable {
     /// The containers of deployment `deployment` (with `injector`'s tags), or an error naming
     /// the field.
     public func containers(
-        _ deployment: DeploymentConfig, injector: TagInjector, branch: String?
+        _ deployment: DeploymentConfig,
+        injector: TagInjector,
+        branch: String?
     ) throws(DeployError) -> [Container] {
         let spec = deployment.spec
         let place = "\(loaded.displayPath):\(deployment.mark): deployments.\(deployment.name).docker"
         let items = spec["containers"]?.items ?? []
         guard !items.isEmpty else {
-            throw DeployError.invalid(place: "\(place).containers", message: "a docker deployment needs at least one container")
+            throw DeployError.invalid(
+                place: "\(place).containers",
+                message: "a docker deployment needs at least one container"
+            )
         }
         var out: [Container] = []
         for (i, item) in items.enumerated() {
@@ -68,7 +73,9 @@ public struct DockerDeployer: Sendable {
                 ("config", loaded.absolutePath), ("project", loaded.config.name), ("deployment", deployment.name),
                 ("container", containerName), ("branch", branch ?? ""),
             ]
-            for (key, value) in (item["labels"]?.pairs ?? []).compactMap({ p in p.key.scalar.map { ($0, p.value.text ?? "") } }) {
+            for (key, value) in (item["labels"]?.pairs ?? []).compactMap({ p in
+                p.key.scalar.map { ($0, p.value.text ?? "") }
+            }) {
                 labels.append(("user." + key, value))
             }
             if let network = item["network"]?.text ?? spec["network"]?.text, !network.isEmpty {
@@ -80,7 +87,9 @@ public struct DockerDeployer: Sendable {
                 if let pairs = env.pairs {
                     for p in pairs { if let k = p.key.scalar { args += ["--env", "\(k)=\(p.value.text ?? "")"] } }
                 } else {
-                    for e in env.items ?? [] { if let k = e["name"]?.text { args += ["--env", "\(k)=\(e["value"]?.text ?? "")"] } }
+                    for e in env.items ?? [] {
+                        if let k = e["name"]?.text { args += ["--env", "\(k)=\(e["value"]?.text ?? "")"] }
+                    }
                 }
             }
             for port in item["ports"]?.strings ?? [] { args += ["--publish", port] }
@@ -106,7 +115,10 @@ public struct DockerDeployer: Sendable {
     /// Starts (or keeps) the containers; removes containers of this deployment that the config
     /// no longer has. Returns what happened to each.
     public func deploy(
-        _ deployment: DeploymentConfig, containers: [Container], branch: String?, force: Bool
+        _ deployment: DeploymentConfig,
+        containers: [Container],
+        branch: String?,
+        force: Bool
     ) async throws(DeployError) -> [(String, Outcome)] {
         var outcomes: [(String, Outcome)] = []
         let existing = try await owned(deployment: deployment.name, branch: branch)
@@ -141,7 +153,11 @@ public struct DockerDeployer: Sendable {
 
     /// Removes every container of `deployment` (all deployments when nil) in `branch`'s
     /// environment (the plain one when nil; every one with `allBranches`).
-    public func purge(deployment: String?, branch: String?, allBranches: Bool = false) async throws(DeployError) -> [String] {
+    public func purge(
+        deployment: String?,
+        branch: String?,
+        allBranches: Bool = false
+    ) async throws(DeployError) -> [String] {
         var labels = ["\(Self.label).config=\(loaded.absolutePath)"]
         if let deployment { labels.append("\(Self.label).deployment=\(deployment)") }
         if !allBranches { labels.append("\(Self.label).branch=\(branch ?? "")") }
@@ -158,7 +174,11 @@ public struct DockerDeployer: Sendable {
 
     // MARK: Engine calls
 
-    struct Owned { var name: String; var spec: String; var running: Bool }
+    struct Owned {
+        var name: String
+        var spec: String
+        var running: Bool
+    }
 
     func owned(deployment: String, branch: String?) async throws(DeployError) -> [Owned] {
         try await list([
@@ -182,7 +202,8 @@ public struct DockerDeployer: Sendable {
         }
         let text = try await run(
             ["ps", "--all", "--format", "{{.Names}}\t{{.Label \"\(Self.label).spec\"}}\t{{.State}}"]
-                + labels.flatMap { ["--filter", "label=\($0)"] })
+                + labels.flatMap { ["--filter", "label=\($0)"] }
+        )
         return text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard f.count == 3 else { return nil }
@@ -258,12 +279,17 @@ public struct DockerDeployer: Sendable {
     }
 
     func failure(_ args: [String], _ out: ProcessOutput) -> DeployError {
-        .toolFailed(ToolFailure(tool: "docker", arguments: args, status: out.status, standardError: out.standardError), place: "")
+        .toolFailed(
+            ToolFailure(tool: "docker", arguments: args, status: out.status, standardError: out.standardError),
+            place: ""
+        )
     }
 
     /// A Docker container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
     static func sanitize(_ text: String) -> String {
-        var out = String(text.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-") ? $0 : "-" })
+        var out = String(
+            text.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-") ? $0 : "-" }
+        )
         while let first = out.first, !(first.isLetter || first.isNumber) { out.removeFirst() }
         return out.isEmpty ? "x" : out
     }

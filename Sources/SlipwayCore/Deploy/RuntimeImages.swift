@@ -5,14 +5,18 @@ internal import Foundation
 /// first tag (`#` as `x`) or `latest` — DevSpace's lookup order.
 public enum RuntimeImages {
     public static func resolve(
-        _ name: String, run: [String: RuntimeImage], loaded: LoadedConfig
+        _ name: String,
+        run: [String: RuntimeImage],
+        loaded: LoadedConfig
     ) -> RuntimeImage? {
         // NAME is an image key, or an image name.
-        guard let image = loaded.config.images.first(where: { $0.key == name })
-            ?? loaded.config.images.first(where: { $0.image == name })
+        guard
+            let image = loaded.config.images.first(where: { $0.key == name })
+                ?? loaded.config.images.first(where: { $0.image == name })
         else { return nil }
         if let built = run[image.key] { return built }
-        if let cached = try? BuildCache(configPath: loaded.absolutePath).read()[image.key], cached.imageName == image.image,
+        if let cached = try? BuildCache(configPath: loaded.absolutePath).read()[image.key],
+            cached.imageName == image.image,
             !cached.tag.isEmpty
         {
             return .init(image: image.image, tag: cached.tag)
@@ -41,8 +45,12 @@ public struct TagInjector: Sendable {
         while let start = text.range(of: "${runtime.images.") {
             guard let close = text[start.upperBound...].firstIndex(of: "}") else { break }
             let path = text[start.upperBound..<close].split(separator: ".").map(String.init)
-            guard let name = path.first, let found = RuntimeImages.resolve(name, run: run, loaded: loaded) else { break }
-            let replacement = path.count > 1 && path[1] == "image" ? found.image
+            guard let name = path.first, let found = RuntimeImages.resolve(name, run: run, loaded: loaded) else {
+                break
+            }
+            let replacement =
+                path.count > 1 && path[1] == "image"
+                ? found.image
                 : path.count > 1 && path[1] == "tag" ? found.tag : "\(found.image):\(found.tag)"
             text.replaceSubrange(start.lowerBound...close, with: replacement)
         }

@@ -1,9 +1,9 @@
 internal import Foundation
 
 #if canImport(Glibc)
-    internal import Glibc
+internal import Glibc
 #elseif canImport(Darwin)
-    internal import Darwin
+internal import Darwin
 #endif
 
 // MARK: - Containers
@@ -13,7 +13,9 @@ extension DockerAPI {
     /// carry every label of `labels` (`key`, or `key=value`; an empty value matches only an
     /// empty label) and match `filters` (the engine's filters: `name`, `status`, `ancestor`…).
     public func containers(
-        all: Bool = true, labels: [String] = [], filters: [String: [String]] = [:]
+        all: Bool = true,
+        labels: [String] = [],
+        filters: [String: [String]] = [:]
     ) throws(DockerAPIError) -> [DockerContainerSummary] {
         var filters = filters
         if !labels.isEmpty { filters["label", default: []] += labels }
@@ -39,7 +41,10 @@ extension DockerAPI {
     /// networks is created on its primary one and then connected to the others
     /// (`POST /networks/{name}/connect`), as the API before 1.44 takes one at create.
     @discardableResult
-    public func createContainer(name: String? = nil, spec: DockerContainerSpec) throws(DockerAPIError)
+    public func createContainer(
+        name: String? = nil,
+        spec: DockerContainerSpec
+    ) throws(DockerAPIError)
         -> DockerCreatedContainer
     {
         let path = "/containers/create" + (name.map { "?name=" + Self.queryEscaped($0) } ?? "")
@@ -51,8 +56,10 @@ extension DockerAPI {
         let primary = spec.primaryNetwork
         for (network, endpoint) in spec.networks.sorted(by: { $0.key < $1.key }) where network != primary {
             try call(
-                "POST", "/networks/\(Self.pathEscaped(network))/connect",
-                json: ["Container": .string(id), "EndpointConfig": endpoint])
+                "POST",
+                "/networks/\(Self.pathEscaped(network))/connect",
+                json: ["Container": .string(id), "EndpointConfig": endpoint]
+            )
         }
         return DockerCreatedContainer(id: id, warnings: body["Warnings"]?.strings ?? [])
     }
@@ -71,8 +78,10 @@ extension DockerAPI {
     @discardableResult
     public func stopContainer(_ container: String, timeout seconds: Int = 10) throws(DockerAPIError) -> Bool {
         let response = try send(
-            "POST", "/containers/\(Self.pathEscaped(container))/stop?t=\(seconds)",
-            limit: timeout + .seconds(max(0, seconds)))
+            "POST",
+            "/containers/\(Self.pathEscaped(container))/stop?t=\(seconds)",
+            limit: timeout + .seconds(max(0, seconds))
+        )
         if response.code == 304 { return false }
         try response.requireSuccess()
         return true
@@ -82,8 +91,10 @@ extension DockerAPI {
     /// a start; the call returns once the container runs again.
     public func restartContainer(_ container: String, timeout seconds: Int = 10) throws(DockerAPIError) {
         try call(
-            "POST", "/containers/\(Self.pathEscaped(container))/restart?t=\(seconds)",
-            limit: timeout + .seconds(max(0, seconds)))
+            "POST",
+            "/containers/\(Self.pathEscaped(container))/restart?t=\(seconds)",
+            limit: timeout + .seconds(max(0, seconds))
+        )
     }
 
     /// `POST /containers/{id}/kill?signal=`.
@@ -101,13 +112,20 @@ extension DockerAPI {
     /// `POST /containers/{id}/wait?condition=`: blocks until the container reaches
     /// `condition` (at most `timeout`; nil: as long as it takes) and returns its exit status.
     public func waitContainer(
-        _ container: String, condition: WaitCondition = .notRunning, timeout limit: Duration? = nil
+        _ container: String,
+        condition: WaitCondition = .notRunning,
+        timeout limit: Duration? = nil
     ) throws(DockerAPIError) -> Int {
         let path = "/containers/\(Self.pathEscaped(container))/wait?condition=\(condition.rawValue)"
         let deadline = Deadline.after(optional: limit)
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: "POST", path: path, deadline: .after(timeout), stallTimeout: timeout,
-            headDeadline: .after(timeout))
+            socketPath: socketPath,
+            method: "POST",
+            path: path,
+            deadline: .after(timeout),
+            stallTimeout: timeout,
+            headDeadline: .after(timeout)
+        )
         let response = try exchange.response(deadline: deadline)
         try response.requireSuccess()
         let body = try response.json()
@@ -128,12 +146,18 @@ extension DockerAPI {
     /// `DELETE /containers/{id}`: with `force`, a running container is killed first; with
     /// `volumes`, its anonymous volumes go too. Returns false when there was none.
     @discardableResult
-    public func removeContainer(_ container: String, force: Bool = false, volumes: Bool = false) throws(DockerAPIError)
+    public func removeContainer(
+        _ container: String,
+        force: Bool = false,
+        volumes: Bool = false
+    ) throws(DockerAPIError)
         -> Bool
     {
         let response = try send(
-            "DELETE", "/containers/\(Self.pathEscaped(container))?force=\(force)&v=\(volumes)",
-            limit: timeout + .seconds(10))
+            "DELETE",
+            "/containers/\(Self.pathEscaped(container))?force=\(force)&v=\(volumes)",
+            limit: timeout + .seconds(10)
+        )
         if response.code == 404 { return false }
         try response.requireSuccess()
         return true
@@ -154,33 +178,51 @@ extension DockerAPI {
     ///
     /// `produce` must not call ``TarWriter/finish()``: the archive is finished here.
     public func putArchive(
-        container: String, path: String, noOverwriteDirNonDir: Bool = false, copyUIDGID: Bool = false,
-        stallTimeout: Duration = .seconds(30), _ produce: (TarWriter) throws -> Void
+        container: String,
+        path: String,
+        noOverwriteDirNonDir: Bool = false,
+        copyUIDGID: Bool = false,
+        stallTimeout: Duration = .seconds(30),
+        _ produce: (TarWriter) throws -> Void
     ) throws(DockerAPIError) {
         try withoutActuallyEscaping(produce) { produce throws(DockerAPIError) in
             try putArchive(
-                container: container, path: path, noOverwriteDirNonDir: noOverwriteDirNonDir, copyUIDGID: copyUIDGID,
+                container: container,
+                path: path,
+                noOverwriteDirNonDir: noOverwriteDirNonDir,
+                copyUIDGID: copyUIDGID,
                 stallTimeout: stallTimeout,
                 body: .stream(contentType: "application/x-tar", length: nil) { writer in
                     let tar = writer.tar()
                     try produce(tar)
                     try tar.finish()
-                })
+                }
+            )
         }
     }
 
     /// `PUT /containers/{id}/archive?path=` with a body of your own (a tar already made).
     public func putArchive(
-        container: String, path: String, noOverwriteDirNonDir: Bool = false, copyUIDGID: Bool = false,
-        stallTimeout: Duration = .seconds(30), body: DockerRequestBody
+        container: String,
+        path: String,
+        noOverwriteDirNonDir: Bool = false,
+        copyUIDGID: Bool = false,
+        stallTimeout: Duration = .seconds(30),
+        body: DockerRequestBody
     ) throws(DockerAPIError) {
         let query =
             "path=\(Self.queryEscaped(path))&noOverwriteDirNonDir=\(noOverwriteDirNonDir)&copyUIDGID=\(copyUIDGID)"
         let label = "PUT /containers/\(container)/archive"
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: "PUT", path: "/containers/\(Self.pathEscaped(container))/archive?\(query)",
-            label: label, body: body, deadline: .after(timeout), stallTimeout: stallTimeout,
-            headDeadline: .after(stallTimeout))
+            socketPath: socketPath,
+            method: "PUT",
+            path: "/containers/\(Self.pathEscaped(container))/archive?\(query)",
+            label: label,
+            body: body,
+            deadline: .after(timeout),
+            stallTimeout: stallTimeout,
+            headDeadline: .after(stallTimeout)
+        )
         try exchange.response(deadline: .after(stallTimeout)).requireSuccess()
     }
 
@@ -207,9 +249,15 @@ extension DockerAPI {
     /// one raw stream with `tty` — and its stdin.
     public func startExec(_ id: String, tty: Bool = false) throws(DockerAPIError) -> DockerHijackedStream {
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: "POST", path: "/exec/\(Self.pathEscaped(id))/start",
-            body: .json(["Detach": false, "Tty": .bool(tty)]), upgrade: true, deadline: .after(timeout),
-            stallTimeout: timeout, headDeadline: .after(timeout))
+            socketPath: socketPath,
+            method: "POST",
+            path: "/exec/\(Self.pathEscaped(id))/start",
+            body: .json(["Detach": false, "Tty": .bool(tty)]),
+            upgrade: true,
+            deadline: .after(timeout),
+            stallTimeout: timeout,
+            headDeadline: .after(timeout)
+        )
         guard exchange.succeeded else {
             try exchange.response(deadline: .after(timeout)).requireSuccess()
             throw .malformedResponse(request: exchange.request, detail: "status \(exchange.code)")
@@ -221,8 +269,11 @@ extension DockerAPI {
     public func inspectExec(_ id: String) throws(DockerAPIError) -> DockerExecState {
         let body = try call("GET", "/exec/\(Self.pathEscaped(id))/json").json()
         return DockerExecState(
-            running: body["Running"]?.bool ?? false, exitCode: body["ExitCode"]?.int, pid: body["Pid"]?.int ?? 0,
-            containerID: body["ContainerID"]?.string ?? "")
+            running: body["Running"]?.bool ?? false,
+            exitCode: body["ExitCode"]?.int,
+            pid: body["Pid"]?.int ?? 0,
+            containerID: body["ContainerID"]?.string ?? ""
+        )
     }
 
     /// `POST /exec/{id}/resize?h=&w=`: the terminal size of an exec with a TTY.
@@ -236,7 +287,10 @@ extension DockerAPI {
     /// `outputLimit` bytes and with ``DockerAPIError/timedOut(request:after:)`` when the
     /// process runs longer than `limit` (nil: as long as it takes).
     public func exec(
-        container: String, _ config: DockerExecConfig, input: [UInt8]? = nil, outputLimit: Int = 64 << 20,
+        container: String,
+        _ config: DockerExecConfig,
+        input: [UInt8]? = nil,
+        outputLimit: Int = 64 << 20,
         timeout limit: Duration? = nil
     ) throws(DockerAPIError) -> DockerExecResult {
         var config = config
@@ -274,12 +328,19 @@ extension DockerAPI {
 
     /// `exec` for a command line.
     public func exec(
-        container: String, _ command: [String], user: String? = nil, workingDirectory: String? = nil,
-        input: [UInt8]? = nil, timeout limit: Duration? = nil
+        container: String,
+        _ command: [String],
+        user: String? = nil,
+        workingDirectory: String? = nil,
+        input: [UInt8]? = nil,
+        timeout limit: Duration? = nil
     ) throws(DockerAPIError) -> DockerExecResult {
         try exec(
-            container: container, DockerExecConfig(command: command, workingDirectory: workingDirectory, user: user),
-            input: input, timeout: limit)
+            container: container,
+            DockerExecConfig(command: command, workingDirectory: workingDirectory, user: user),
+            input: input,
+            timeout: limit
+        )
     }
 
     // MARK: Attach, logs, events
@@ -288,16 +349,27 @@ extension DockerAPI {
     /// output from now on (with `logs`, what it wrote before too) and, with `stdin`, its input.
     /// `tty` nil asks the container whether it has one (its output is then one raw stream).
     public func attach(
-        container: String, stdin: Bool = false, stdout: Bool = true, stderr: Bool = true, logs: Bool = false,
+        container: String,
+        stdin: Bool = false,
+        stdout: Bool = true,
+        stderr: Bool = true,
+        logs: Bool = false,
         tty: Bool? = nil
     ) throws(DockerAPIError) -> DockerHijackedStream {
         let raw: Bool
         if let tty { raw = tty } else { raw = try self.tty(of: container) }
-        let query = "stream=1&stdin=\(stdin ? 1 : 0)&stdout=\(stdout ? 1 : 0)&stderr=\(stderr ? 1 : 0)&logs=\(logs ? 1 : 0)"
+        let query =
+            "stream=1&stdin=\(stdin ? 1 : 0)&stdout=\(stdout ? 1 : 0)&stderr=\(stderr ? 1 : 0)&logs=\(logs ? 1 : 0)"
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: "POST", path: "/containers/\(Self.pathEscaped(container))/attach?\(query)",
-            label: "POST /containers/\(container)/attach", upgrade: true, deadline: .after(timeout),
-            stallTimeout: timeout, headDeadline: .after(timeout))
+            socketPath: socketPath,
+            method: "POST",
+            path: "/containers/\(Self.pathEscaped(container))/attach?\(query)",
+            label: "POST /containers/\(container)/attach",
+            upgrade: true,
+            deadline: .after(timeout),
+            stallTimeout: timeout,
+            headDeadline: .after(timeout)
+        )
         guard exchange.succeeded else {
             try exchange.response(deadline: .after(timeout)).requireSuccess()
             throw .malformedResponse(request: exchange.request, detail: "status \(exchange.code)")
@@ -309,8 +381,14 @@ extension DockerAPI {
     /// `since` seconds after the epoch) and, with `follow`, what it writes until it stops or the
     /// stream is cancelled. `tty` nil asks the container whether it has one.
     public func logs(
-        container: String, follow: Bool = false, stdout: Bool = true, stderr: Bool = true, since: Double? = nil,
-        tail: Int? = nil, timestamps: Bool = false, tty: Bool? = nil
+        container: String,
+        follow: Bool = false,
+        stdout: Bool = true,
+        stderr: Bool = true,
+        since: Double? = nil,
+        tail: Int? = nil,
+        timestamps: Bool = false,
+        tty: Bool? = nil
     ) throws(DockerAPIError) -> DockerOutputStream {
         let raw: Bool
         if let tty { raw = tty } else { raw = try self.tty(of: container) }
@@ -318,9 +396,14 @@ extension DockerAPI {
         query += "&timestamps=\(timestamps ? 1 : 0)&tail=\(tail.map(String.init) ?? "all")"
         if let since { query += "&since=\(Self.timestamp(since))" }
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: "GET", path: "/containers/\(Self.pathEscaped(container))/logs?\(query)",
-            label: "GET /containers/\(container)/logs", deadline: .after(timeout), stallTimeout: timeout,
-            headDeadline: .after(timeout))
+            socketPath: socketPath,
+            method: "GET",
+            path: "/containers/\(Self.pathEscaped(container))/logs?\(query)",
+            label: "GET /containers/\(container)/logs",
+            deadline: .after(timeout),
+            stallTimeout: timeout,
+            headDeadline: .after(timeout)
+        )
         guard exchange.succeeded else {
             try exchange.response(deadline: .after(timeout)).requireSuccess()
             throw .malformedResponse(request: exchange.request, detail: "status \(exchange.code)")
@@ -333,14 +416,22 @@ extension DockerAPI {
     /// moment of this call, so that nothing that happens after the call returns — or between
     /// the call and the engine's subscription — is missed) until `until` (nil: until cancelled).
     public func events(
-        filters: [String: [String]] = [:], since: Double? = nil, until: Double? = nil
+        filters: [String: [String]] = [:],
+        since: Double? = nil,
+        until: Double? = nil
     ) throws(DockerAPIError) -> DockerEventStream {
         var query = "since=\(Self.timestamp(since ?? Self.now()))"
         if let until { query += "&until=\(Self.timestamp(until))" }
         if !filters.isEmpty { query += "&filters=" + Self.queryEscaped(Self.filtersJSON(filters)) }
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: "GET", path: "/events?\(query)", label: "GET /events",
-            deadline: .after(timeout), stallTimeout: timeout, headDeadline: .after(timeout))
+            socketPath: socketPath,
+            method: "GET",
+            path: "/events?\(query)",
+            label: "GET /events",
+            deadline: .after(timeout),
+            stallTimeout: timeout,
+            headDeadline: .after(timeout)
+        )
         guard exchange.succeeded else {
             try exchange.response(deadline: .after(timeout)).requireSuccess()
             throw .malformedResponse(request: exchange.request, detail: "status \(exchange.code)")
@@ -353,7 +444,10 @@ extension DockerAPI {
     private func tty(of container: String) throws(DockerAPIError) -> Bool {
         guard let inspected = try inspectContainer(container) else {
             throw .status(
-                request: "GET /containers/\(container)/json", code: 404, message: "No such container: \(container)")
+                request: "GET /containers/\(container)/json",
+                code: 404,
+                message: "No such container: \(container)"
+            )
         }
         return inspected.tty
     }

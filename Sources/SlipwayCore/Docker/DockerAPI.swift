@@ -1,9 +1,9 @@
 internal import Foundation
 
 #if canImport(Glibc)
-    internal import Glibc
+internal import Glibc
 #elseif canImport(Darwin)
-    internal import Darwin
+internal import Darwin
 #endif
 
 /// The daemon's version, from `GET /version`.
@@ -49,7 +49,8 @@ public struct DockerAPI: Sendable {
     /// or the default socket when it is unset or empty. Other transports (`tcp://`, `ssh://`) are refused with
     /// ``DockerAPIError/unsupportedHost(_:)``.
     public static func fromEnvironment(
-        _ environment: [String: String]? = nil, timeout: Duration = .seconds(10)
+        _ environment: [String: String]? = nil,
+        timeout: Duration = .seconds(10)
     ) throws(DockerAPIError) -> DockerAPI {
         let environment = environment ?? ProcessInfo.processInfo.environment
         guard let host = environment["DOCKER_HOST"], !host.isEmpty else {
@@ -75,8 +76,12 @@ public struct DockerAPI: Sendable {
         try response.requireSuccess()
         let body: VersionBody = try response.decode()
         return DockerVersion(
-            version: body.version, apiVersion: body.apiVersion, minimumAPIVersion: body.minAPIVersion,
-            operatingSystem: body.os, architecture: body.arch)
+            version: body.version,
+            apiVersion: body.apiVersion,
+            minimumAPIVersion: body.minAPIVersion,
+            operatingSystem: body.os,
+            architecture: body.arch
+        )
     }
 
     /// The image ID (`sha256:…`) that `reference` (a name, `name:tag`, `name@digest` or an ID)
@@ -121,7 +126,10 @@ public struct DockerAPI: Sendable {
     /// Fails with ``DockerAPIError/timedOut(request:after:)`` when the daemon sends nothing for
     /// `stallTimeout`; the connection is then closed, which makes the daemon cancel the push.
     public func push(
-        repository: String, tag: String, auth: String, stallTimeout: Duration,
+        repository: String,
+        tag: String,
+        auth: String,
+        stallTimeout: Duration,
         onMessage: (DockerStreamMessage) -> Void
     ) throws(DockerAPIError) {
         let path = "/images/\(Self.pathEscaped(repository))/push?tag=\(Self.queryEscaped(tag))"
@@ -145,20 +153,33 @@ public struct DockerAPI: Sendable {
             }
         }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
+            of: "/",
+            with: "_"
+        )
     }
 
     /// Sends one request whose answer is a stream of JSON lines and hands each complete line to
     /// `onLine` as it arrives. The connect and the request share ``timeout``; after that, each
     /// wait for more of the answer may last `stallTimeout`.
     func stream(
-        _ method: String, _ path: String, headers: [(String, String)], stallTimeout: Duration,
+        _ method: String,
+        _ path: String,
+        headers: [(String, String)],
+        stallTimeout: Duration,
         onLine: ([UInt8]) -> Void
     ) throws(DockerAPIError) {
         let label = "\(method) \(path.split(separator: "?").first.map(String.init) ?? path)"
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: method, path: path, label: label, headers: headers,
-            deadline: .after(timeout), stallTimeout: stallTimeout, headDeadline: .after(stallTimeout))
+            socketPath: socketPath,
+            method: method,
+            path: path,
+            label: label,
+            headers: headers,
+            deadline: .after(timeout),
+            stallTimeout: stallTimeout,
+            headDeadline: .after(stallTimeout)
+        )
         guard exchange.succeeded else {
             try exchange.response(deadline: .after(stallTimeout)).requireSuccess()
             return
@@ -208,20 +229,33 @@ public struct DockerAPI: Sendable {
     /// Sends one request on a new connection and reads the whole answer, all within
     /// ``timeout`` unless `limit` says otherwise (a stop that waits for a container).
     func send(
-        _ method: String, _ path: String, body: DockerRequestBody = .none, limit: Duration? = nil
+        _ method: String,
+        _ path: String,
+        body: DockerRequestBody = .none,
+        limit: Duration? = nil
     ) throws(DockerAPIError) -> Response {
         // One deadline for the whole call: connect, request, answer.
         let deadline = Deadline.after(limit ?? timeout)
         let exchange = try DockerExchange(
-            socketPath: socketPath, method: method, path: path, headers: [("Accept", "application/json")], body: body,
-            deadline: deadline, stallTimeout: limit ?? timeout, headDeadline: deadline)
+            socketPath: socketPath,
+            method: method,
+            path: path,
+            headers: [("Accept", "application/json")],
+            body: body,
+            deadline: deadline,
+            stallTimeout: limit ?? timeout,
+            headDeadline: deadline
+        )
         return try exchange.response(deadline: deadline)
     }
 
     /// `send` with a JSON body whose answer must be a success.
     @discardableResult
     func call(
-        _ method: String, _ path: String, json: JSONValue? = nil, limit: Duration? = nil
+        _ method: String,
+        _ path: String,
+        json: JSONValue? = nil,
+        limit: Duration? = nil
     ) throws(DockerAPIError) -> Response {
         let response = try send(method, path, body: json.map(DockerRequestBody.json) ?? .none, limit: limit)
         try response.requireSuccess()

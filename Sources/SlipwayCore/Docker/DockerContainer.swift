@@ -103,7 +103,8 @@ public struct DockerContainerSpec: Sendable, Equatable {
     /// at create; ``DockerAPI/createContainer(name:spec:)`` connects the others afterwards.
     public var networks: [String: JSONValue]
 
-    public init(config: [String: JSONValue], hostConfig: [String: JSONValue] = [:], networks: [String: JSONValue] = [:]) {
+    public init(config: [String: JSONValue], hostConfig: [String: JSONValue] = [:], networks: [String: JSONValue] = [:])
+    {
         self.config = config
         self.hostConfig = hostConfig
         self.networks = networks
@@ -111,9 +112,18 @@ public struct DockerContainerSpec: Sendable, Equatable {
 
     /// The common fields by name; nil and empty leave the image's own value.
     public init(
-        image: String, command: [String]? = nil, entrypoint: [String]? = nil, environment: [String] = [],
-        labels: [String: String] = [:], workingDirectory: String? = nil, user: String? = nil, tty: Bool = false,
-        openStdin: Bool = false, networkMode: String? = nil, binds: [String] = [], autoRemove: Bool = false,
+        image: String,
+        command: [String]? = nil,
+        entrypoint: [String]? = nil,
+        environment: [String] = [],
+        labels: [String: String] = [:],
+        workingDirectory: String? = nil,
+        user: String? = nil,
+        tty: Bool = false,
+        openStdin: Bool = false,
+        networkMode: String? = nil,
+        binds: [String] = [],
+        autoRemove: Bool = false,
         stopSignal: String? = nil
     ) {
         var config: [String: JSONValue] = ["Image": .string(image)]
@@ -163,7 +173,8 @@ public struct DockerContainerSpec: Sendable, Equatable {
                     let other = parts[0].hasPrefix("/") ? String(parts[0].dropFirst()) : parts[0]
                     let alias = parts[1].split(separator: "/").last.map(String.init) ?? parts[1]
                     return "\(other):\(alias)"
-                })
+                }
+            )
         }
         var networks: [String: JSONValue] = [:]
         for (name, endpoint) in container.networks {
@@ -237,8 +248,13 @@ public struct DockerExecConfig: Sendable, Equatable {
     public var privileged: Bool
 
     public init(
-        command: [String], environment: [String] = [], workingDirectory: String? = nil, user: String? = nil,
-        tty: Bool = false, stdin: Bool = false, privileged: Bool = false
+        command: [String],
+        environment: [String] = [],
+        workingDirectory: String? = nil,
+        user: String? = nil,
+        tty: Bool = false,
+        stdin: Bool = false,
+        privileged: Bool = false
     ) {
         self.command = command
         self.environment = environment

@@ -1,9 +1,9 @@
 internal import Foundation
 
 #if canImport(Glibc)
-    internal import Glibc
+internal import Glibc
 #elseif canImport(Darwin)
-    internal import Darwin
+internal import Darwin
 #endif
 
 /// The body of a request to the engine.
@@ -51,7 +51,9 @@ public final class DockerBodyWriter: TarSink {
     public func write(_ bytes: UnsafeRawBufferPointer) throws(DockerAPIError) {
         if let length, written + bytes.count > length {
             throw .requestBodyFailed(
-                request: request, reason: "the producer wrote more than the \(length) bytes it announced")
+                request: request,
+                reason: "the producer wrote more than the \(length) bytes it announced"
+            )
         }
         written += bytes.count
         if buffer.count + bytes.count < Self.pieceSize {
@@ -83,7 +85,9 @@ public final class DockerBodyWriter: TarSink {
         if let length {
             guard written == length else {
                 throw .requestBodyFailed(
-                    request: request, reason: "the producer wrote \(written) of the \(length) bytes it announced")
+                    request: request,
+                    reason: "the producer wrote \(written) of the \(length) bytes it announced"
+                )
             }
         } else {
             try sendRaw(Array("0\r\n\r\n".utf8))
@@ -108,7 +112,10 @@ public final class DockerBodyWriter: TarSink {
         let complete = try socket.write(bytes, request: request, deadline: .after(stallTimeout), stopOnAnswer: true)
         guard complete else {
             engineAnswered = true
-            throw .connectionLost(request: request, reason: "the engine answered before the request's body was complete")
+            throw .connectionLost(
+                request: request,
+                reason: "the engine answered before the request's body was complete"
+            )
         }
     }
 }
@@ -137,8 +144,15 @@ final class DockerExchange: @unchecked Sendable {
     /// `stallTimeout` for each piece to go out; the answer's head must arrive by `headDeadline`
     /// (for a streamed body: within `headDeadline`'s limit after the body was sent).
     init(
-        socketPath: String, method: String, path: String, label: String? = nil, headers extra: [(String, String)] = [],
-        body: DockerRequestBody = .none, upgrade: Bool = false, deadline: Deadline, stallTimeout: Duration,
+        socketPath: String,
+        method: String,
+        path: String,
+        label: String? = nil,
+        headers extra: [(String, String)] = [],
+        body: DockerRequestBody = .none,
+        upgrade: Bool = false,
+        deadline: Deadline,
+        stallTimeout: Duration,
         headDeadline: Deadline
     ) throws(DockerAPIError) {
         request = label ?? "\(method) \(path)"
@@ -227,7 +241,10 @@ final class DockerExchange: @unchecked Sendable {
             ended = true
             if case .untilClose = framing { break }
             if socket.isCancelled { break }
-            throw .connectionLost(request: request, reason: "the engine closed the connection before the answer was complete")
+            throw .connectionLost(
+                request: request,
+                reason: "the engine closed the connection before the answer was complete"
+            )
         }
         return nil
     }
@@ -239,7 +256,9 @@ final class DockerExchange: @unchecked Sendable {
             body += bytes
             guard body.count <= HTTPResponseParser.limit else {
                 throw .malformedResponse(
-                    request: request, detail: "the answer is larger than \(HTTPResponseParser.limit >> 20) MiB")
+                    request: request,
+                    detail: "the answer is larger than \(HTTPResponseParser.limit >> 20) MiB"
+                )
             }
         }
         return DockerAPI.Response(request: request, code: code, headers: headers, body: body)

@@ -62,7 +62,9 @@ final class OutputReader: @unchecked Sendable {
     func next(deadline: Deadline) throws(DockerAPIError) -> DockerOutput? {
         while queue.isEmpty {
             guard let body = try exchange.nextBody(deadline: deadline) else { return nil }
-            queue = multiplexed ? try frames.decode(body, request: exchange.request) : [DockerOutput(stream: .stdout, bytes: body)]
+            queue =
+                multiplexed
+                ? try frames.decode(body, request: exchange.request) : [DockerOutput(stream: .stdout, bytes: body)]
         }
         return queue.removeFirst()
     }
@@ -193,7 +195,8 @@ public final class DockerEventStream: @unchecked Sendable {
 /// calls `cancel`, which makes a waiting `next` return nil. The buffer is unbounded: the
 /// consumer is expected to keep up with a container's output or the engine's events.
 func threadedSequence<T: Sendable>(
-    next: @escaping @Sendable () throws(DockerAPIError) -> T?, cancel: @escaping @Sendable () -> Void
+    next: @escaping @Sendable () throws(DockerAPIError) -> T?,
+    cancel: @escaping @Sendable () -> Void
 ) -> AsyncThrowingStream<T, any Error> {
     let (stream, continuation) = AsyncThrowingStream<T, any Error>.makeStream()
     continuation.onTermination = { _ in cancel() }

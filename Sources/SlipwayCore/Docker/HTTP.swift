@@ -41,7 +41,11 @@ struct HTTPResponseParser {
             }
             guard bytes.count - start >= count else { return nil }
             return DockerAPI.Response(
-                request: request, code: code, headers: headers, body: Array(bytes[start..<(start + count)]))
+                request: request,
+                code: code,
+                headers: headers,
+                body: Array(bytes[start..<(start + count)])
+            )
         }
         return nil
     }
@@ -207,7 +211,10 @@ struct JSONLineStream {
 
     /// Adds body bytes; returns true when the last chunk has arrived.
     mutating func append(
-        _ bytes: [UInt8], chunked: Bool, request: String, _ onLine: ([UInt8]) -> Void
+        _ bytes: [UInt8],
+        chunked: Bool,
+        request: String,
+        _ onLine: ([UInt8]) -> Void
     ) throws(DockerAPIError) -> Bool {
         guard chunked else {
             try appendBody(bytes, request: request, onLine)
@@ -227,7 +234,10 @@ struct JSONLineStream {
         text.append(contentsOf: bytes)
         emitLines(onLine)
         guard text.count <= HTTPResponseParser.limit else {
-            throw .malformedResponse(request: request, detail: "a line longer than \(HTTPResponseParser.limit >> 20) MiB")
+            throw .malformedResponse(
+                request: request,
+                detail: "a line longer than \(HTTPResponseParser.limit >> 20) MiB"
+            )
         }
     }
 

@@ -1,9 +1,9 @@
 internal import Foundation
 
 #if canImport(Glibc)
-    internal import Glibc
+internal import Glibc
 #elseif canImport(Darwin)
-    internal import Darwin
+internal import Darwin
 #endif
 
 /// Where a ``TarWriter`` sends its bytes, as it produces them (a request body, a file).
@@ -27,7 +27,8 @@ public enum TarError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .invalidName(let name, let reason):
-            return "\"\(name)\" cannot be a name in a tar archive: \(reason); use a relative path below the target directory"
+            return
+                "\"\(name)\" cannot be a name in a tar archive: \(reason); use a relative path below the target directory"
         case .unreadable(let path, let reason):
             return "cannot read \(path) to archive it: \(reason); check that it exists and is readable"
         case .unsupportedType(let path, let kind):
@@ -35,7 +36,8 @@ public enum TarError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidValue(let name, let field, let value):
             return "\(name): \(field) \(value) cannot be recorded in a tar archive (it must be 0 or more)"
         case .alreadyFinished:
-            return "the tar archive was already finished; an entry cannot follow its end (a bug in slipway: please report it)"
+            return
+                "the tar archive was already finished; an entry cannot follow its end (a bug in slipway: please report it)"
         }
     }
 }
@@ -99,14 +101,20 @@ public final class TarWriter {
     public func appendDirectory(_ name: String, _ attributes: TarAttributes) throws {
         let checked = try Self.check(name)
         try writeHeader(
-            name: checked.hasSuffix("/") ? checked : checked + "/", type: UInt8(ascii: "5"), size: 0,
-            attributes: attributes, linkTarget: "")
+            name: checked.hasSuffix("/") ? checked : checked + "/",
+            type: UInt8(ascii: "5"),
+            size: 0,
+            attributes: attributes,
+            linkTarget: ""
+        )
     }
 
     /// A symbolic link to `target` (written as given: relative or absolute).
     public func appendSymlink(_ name: String, target: String, _ attributes: TarAttributes) throws {
         let checked = try Self.check(name)
-        guard !target.utf8.contains(0) else { throw TarError.invalidName(target, reason: "a link target has a NUL byte") }
+        guard !target.utf8.contains(0) else {
+            throw TarError.invalidName(target, reason: "a link target has a NUL byte")
+        }
         try writeHeader(name: checked, type: UInt8(ascii: "2"), size: 0, attributes: attributes, linkTarget: target)
     }
 
@@ -114,7 +122,12 @@ public final class TarWriter {
     public func appendFile(_ name: String, _ attributes: TarAttributes, contents: [UInt8]) throws {
         let checked = try Self.check(name)
         try writeHeader(
-            name: checked, type: UInt8(ascii: "0"), size: Int64(contents.count), attributes: attributes, linkTarget: "")
+            name: checked,
+            type: UInt8(ascii: "0"),
+            size: Int64(contents.count),
+            attributes: attributes,
+            linkTarget: ""
+        )
         try contents.withUnsafeBytes { try emit($0) }
         try pad(Int64(contents.count))
     }
@@ -123,7 +136,12 @@ public final class TarWriter {
     /// pieces of at most 256 KiB. A file that ends early is padded with zeros; the outcome then
     /// says it changed.
     @discardableResult
-    public func appendFile(_ name: String, _ attributes: TarAttributes, size: Int64, descriptor: Int32) throws
+    public func appendFile(
+        _ name: String,
+        _ attributes: TarAttributes,
+        size: Int64,
+        descriptor: Int32
+    ) throws
         -> TarFileOutcome
     {
         let checked = try Self.check(name)
@@ -160,7 +178,11 @@ public final class TarWriter {
     /// mode, owner (or `owner` instead) and modification time. A symbolic link is archived as a
     /// link, never followed.
     @discardableResult
-    public func append(fromDisk path: String, as name: String, owner: (uid: Int, gid: Int)? = nil) throws
+    public func append(
+        fromDisk path: String,
+        as name: String,
+        owner: (uid: Int, gid: Int)? = nil
+    ) throws
         -> TarFileOutcome
     {
         var info = stat()
@@ -169,8 +191,11 @@ public final class TarWriter {
         }
         func attributes(_ info: stat) -> TarAttributes {
             TarAttributes(
-                mode: UInt32(info.st_mode) & 0o7777, uid: owner?.uid ?? Int(info.st_uid),
-                gid: owner?.gid ?? Int(info.st_gid), modificationTime: Int64(Self.modificationTime(info)))
+                mode: UInt32(info.st_mode) & 0o7777,
+                uid: owner?.uid ?? Int(info.st_uid),
+                gid: owner?.gid ?? Int(info.st_gid),
+                modificationTime: Int64(Self.modificationTime(info))
+            )
         }
         switch info.st_mode & S_IFMT {
         case S_IFDIR:
@@ -188,7 +213,10 @@ public final class TarWriter {
                 throw TarError.unreadable(path: path, reason: String(cString: strerror(errno)))
             }
             guard opened.st_mode & S_IFMT == S_IFREG else {
-                throw TarError.unreadable(path: path, reason: "it was replaced by something that is not a file while read")
+                throw TarError.unreadable(
+                    path: path,
+                    reason: "it was replaced by something that is not a file while read"
+                )
             }
             var outcome = try appendFile(name, attributes(opened), size: Int64(opened.st_size), descriptor: fd)
             var after = stat()
@@ -216,12 +244,22 @@ public final class TarWriter {
 
     // MARK: Headers
 
-    private func writeHeader(name: String, type: UInt8, size: Int64, attributes: TarAttributes, linkTarget: String)
+    private func writeHeader(
+        name: String,
+        type: UInt8,
+        size: Int64,
+        attributes: TarAttributes,
+        linkTarget: String
+    )
         throws
     {
         guard !finished else { throw TarError.alreadyFinished }
-        guard attributes.uid >= 0 else { throw TarError.invalidValue(name: name, field: "uid", value: Int64(attributes.uid)) }
-        guard attributes.gid >= 0 else { throw TarError.invalidValue(name: name, field: "gid", value: Int64(attributes.gid)) }
+        guard attributes.uid >= 0 else {
+            throw TarError.invalidValue(name: name, field: "uid", value: Int64(attributes.uid))
+        }
+        guard attributes.gid >= 0 else {
+            throw TarError.invalidValue(name: name, field: "gid", value: Int64(attributes.gid))
+        }
         var records: [(String, String)] = []
         let nameBytes = Array(name.utf8)
         var ustarName = nameBytes
@@ -267,21 +305,44 @@ public final class TarWriter {
             let base = name.split(separator: "/").last.map(String.init) ?? "entry"
             let paxName = Self.asciiTruncated(Array(("PaxHeaders.0/" + base).utf8), to: 100)
             let header = Self.header(
-                name: paxName, prefix: [], type: UInt8(ascii: "x"), size: Int64(body.count),
-                mode: 0o644, uid: 0, gid: 0, mtime: 0, link: [])
+                name: paxName,
+                prefix: [],
+                type: UInt8(ascii: "x"),
+                size: Int64(body.count),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                link: []
+            )
             try header.withUnsafeBytes { try emit($0) }
             try body.withUnsafeBytes { try emit($0) }
             try pad(Int64(body.count))
         }
         let header = Self.header(
-            name: ustarName, prefix: prefix, type: type, size: sizeField, mode: attributes.mode & 0o7777, uid: uid,
-            gid: gid, mtime: mtime, link: linkBytes)
+            name: ustarName,
+            prefix: prefix,
+            type: type,
+            size: sizeField,
+            mode: attributes.mode & 0o7777,
+            uid: uid,
+            gid: gid,
+            mtime: mtime,
+            link: linkBytes
+        )
         try header.withUnsafeBytes { try emit($0) }
     }
 
     /// One 512-byte ustar header block.
     static func header(
-        name: [UInt8], prefix: [UInt8], type: UInt8, size: Int64, mode: UInt32, uid: Int, gid: Int, mtime: Int64,
+        name: [UInt8],
+        prefix: [UInt8],
+        type: UInt8,
+        size: Int64,
+        mode: UInt32,
+        uid: Int,
+        gid: Int,
+        mtime: Int64,
         link: [UInt8]
     ) -> [UInt8] {
         var block = [UInt8](repeating: 0, count: blockSize)
@@ -357,7 +418,9 @@ public final class TarWriter {
     private func pad(_ size: Int64) throws {
         let remainder = Int(size % Int64(Self.blockSize))
         guard remainder != 0 else { return }
-        try Self.zeros.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[..<(Self.blockSize - remainder)])) }
+        try Self.zeros.withUnsafeBytes {
+            try emit(UnsafeRawBufferPointer(rebasing: $0[..<(Self.blockSize - remainder)]))
+        }
     }
 
     // MARK: Names and files
@@ -386,17 +449,17 @@ public final class TarWriter {
 
     static func modificationTime(_ info: stat) -> Int {
         #if canImport(Darwin)
-            return info.st_mtimespec.tv_sec
+        return info.st_mtimespec.tv_sec
         #else
-            return info.st_mtim.tv_sec
+        return info.st_mtim.tv_sec
         #endif
     }
 
     static func changeTime(_ info: stat) -> (Int, Int) {
         #if canImport(Darwin)
-            return (info.st_ctimespec.tv_sec, info.st_ctimespec.tv_nsec)
+        return (info.st_ctimespec.tv_sec, info.st_ctimespec.tv_nsec)
         #else
-            return (info.st_ctim.tv_sec, info.st_ctim.tv_nsec)
+        return (info.st_ctim.tv_sec, info.st_ctim.tv_nsec)
         #endif
     }
 }

@@ -1,9 +1,9 @@
 internal import Foundation
 
 #if canImport(Glibc)
-    internal import Glibc
+internal import Glibc
 #elseif canImport(Darwin)
-    internal import Darwin
+internal import Darwin
 #endif
 
 // MARK: - Deadlines
@@ -71,17 +71,17 @@ final class UnixSocket: @unchecked Sendable {
         }
 
         #if canImport(Glibc)
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
-            let fd = socket(AF_UNIX, SOCK_STREAM, 0)
+        let fd = socket(AF_UNIX, SOCK_STREAM, 0)
         #endif
         guard fd >= 0 else { throw .unreachable(socket: path, reason: "socket(): \(Self.errnoText())") }
         descriptor = fd
         let flags = fcntl(fd, F_GETFL, 0)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         #if canImport(Darwin)
-            var on: Int32 = 1
-            _ = setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, socklen_t(MemoryLayout<Int32>.size))
+        var on: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, socklen_t(MemoryLayout<Int32>.size))
         #endif
 
         while true {
@@ -139,16 +139,21 @@ final class UnixSocket: @unchecked Sendable {
     /// Writes all of `bytes`. With `stopOnAnswer`, a peer that stops reading and answers
     /// instead (the daemon refusing a request whose body is still being sent) ends the write
     /// early: the result is then false, and the answer is waiting to be read.
-    func write(_ bytes: UnsafeRawBufferPointer, request: String, deadline: Deadline, stopOnAnswer: Bool)
+    func write(
+        _ bytes: UnsafeRawBufferPointer,
+        request: String,
+        deadline: Deadline,
+        stopOnAnswer: Bool
+    )
         throws(DockerAPIError) -> Bool
     {
         guard let base = bytes.baseAddress else { return true }
         var sent = 0
         while sent < bytes.count {
             #if canImport(Glibc)
-                let n = send(descriptor, base + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+            let n = send(descriptor, base + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
             #else
-                let n = send(descriptor, base + sent, bytes.count - sent, 0)
+            let n = send(descriptor, base + sent, bytes.count - sent, 0)
             #endif
             if n > 0 {
                 sent += n
@@ -170,7 +175,11 @@ final class UnixSocket: @unchecked Sendable {
     }
 
     /// Reads into `buffer`; 0 at end of stream (or after ``cancel()``).
-    func read(into buffer: UnsafeMutableRawBufferPointer, request: String, deadline: Deadline) throws(DockerAPIError)
+    func read(
+        into buffer: UnsafeMutableRawBufferPointer,
+        request: String,
+        deadline: Deadline
+    ) throws(DockerAPIError)
         -> Int
     {
         while true {
@@ -210,7 +219,9 @@ extension Array where Element == UInt8 {
     /// `withUnsafeBytes` for a body that throws ``DockerAPIError`` (the standard one rethrows
     /// untyped).
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws(DockerAPIError) -> R) throws(DockerAPIError) -> R {
-        let result: Result<R, DockerAPIError> = withUnsafeBytes { raw in Result { () throws(DockerAPIError) in try body(raw) } }
+        let result: Result<R, DockerAPIError> = withUnsafeBytes { raw in
+            Result { () throws(DockerAPIError) in try body(raw) }
+        }
         return try result.get()
     }
 

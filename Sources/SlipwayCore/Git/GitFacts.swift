@@ -15,8 +15,12 @@ public struct GitFacts: Sendable, Equatable {
     public var summary: String?
 
     public init(
-        branch: String? = nil, commit: String? = nil, shortCommit: String? = nil, describe: String? = nil,
-        describeTags: String? = nil, summary: String? = nil
+        branch: String? = nil,
+        commit: String? = nil,
+        shortCommit: String? = nil,
+        describe: String? = nil,
+        describeTags: String? = nil,
+        summary: String? = nil
     ) {
         self.branch = branch
         self.commit = commit

@@ -45,7 +45,8 @@ extension GitRepository {
             if let length = Int(value), (4...fullLength).contains(length) { return length }
         }
         return Self.automaticAbbreviationLength(
-            packedObjects: Self.packedObjectCount(objectsDirectory: commonDir + "/objects"))
+            packedObjects: Self.packedObjectCount(objectsDirectory: commonDir + "/objects")
+        )
     }
 
     /// git's "auto" abbreviation: hexadecimal digits for about sqrt(objects) ids, at least 7.

@@ -116,7 +116,11 @@ private struct Describer {
                 } else if matches.count < maxCandidates {
                     let order = matches.count + 1
                     let match = PossibleTag(
-                        name: name, depth: seenCommits - 1, foundOrder: order, flagWithin: 1 << order)
+                        name: name,
+                        depth: seenCommits - 1,
+                        foundOrder: order,
+                        flagWithin: 1 << order
+                    )
                     matches.append(match)
                     flags[current.id, default: 0] |= match.flagWithin
                     if name.priority == 2 { annotatedCount += 1 }
@@ -150,7 +154,8 @@ private struct Describer {
     /// git's finish_depth_computation(): keep walking until every commit left is reachable
     /// from the best tag, counting those that are not.
     private mutating func finishDepthComputation(
-        _ list: inout [(id: GitObjectID, date: Int64)], best: inout PossibleTag
+        _ list: inout [(id: GitObjectID, date: Int64)],
+        best: inout PossibleTag
     ) throws(GitError) {
         while !list.isEmpty {
             let current = list.removeFirst()
@@ -165,7 +170,9 @@ private struct Describer {
     }
 
     private mutating func enqueueParents(
-        of id: GitObjectID, flags currentFlags: UInt32, into list: inout [(id: GitObjectID, date: Int64)]
+        of id: GitObjectID,
+        flags currentFlags: UInt32,
+        into list: inout [(id: GitObjectID, date: Int64)]
     ) throws(GitError) {
         for parent in try node(id).parents {
             let date = try node(parent).date
@@ -178,7 +185,8 @@ private struct Describer {
 
     /// git's commit_list_insert_by_date(): newest first, after the commits of the same date.
     private func insertByDate(
-        _ entry: (id: GitObjectID, date: Int64), into list: inout [(id: GitObjectID, date: Int64)]
+        _ entry: (id: GitObjectID, date: Int64),
+        into list: inout [(id: GitObjectID, date: Int64)]
     ) {
         let index = list.firstIndex { $0.date < entry.date } ?? list.endIndex
         list.insert(entry, at: index)
@@ -237,9 +245,13 @@ private struct Describer {
             let peeled = peeledTag(target)
             add(
                 TagName(
-                    path: String(refName.dropFirst("refs/tags/".count)), priority: peeled == target ? 1 : 2,
-                    target: target),
-                peeled: peeled, to: &names)
+                    path: String(refName.dropFirst("refs/tags/".count)),
+                    priority: peeled == target ? 1 : 2,
+                    target: target
+                ),
+                peeled: peeled,
+                to: &names
+            )
         }
         return names
     }

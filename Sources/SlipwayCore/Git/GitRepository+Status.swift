@@ -22,7 +22,9 @@ extension GitRepository {
     func hasChanges(below pathspec: String?, includingUntracked: Bool) throws(GitError) -> Bool {
         var options = git_status_options()
         try GitError.check(
-            git_status_options_init(&options, UInt32(GIT_STATUS_OPTIONS_VERSION)), "git_status_options_init")
+            git_status_options_init(&options, UInt32(GIT_STATUS_OPTIONS_VERSION)),
+            "git_status_options_init"
+        )
         options.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR
         var flags: UInt32 = 0
         if includingUntracked {

@@ -31,7 +31,8 @@ public final class GitRepository {
         // _workdir is NULL exactly when the repository is bare.
         gitDir = Self.trimmingTrailingSlashes(git_repository_path(handle).map { String(cString: $0) } ?? "")
         commonDir = Self.trimmingTrailingSlashes(
-            git_repository_commondir(handle).map { String(cString: $0) } ?? gitDir)
+            git_repository_commondir(handle).map { String(cString: $0) } ?? gitDir
+        )
         workdir = git_repository_workdir(handle).map { Self.trimmingTrailingSlashes(String(cString: $0)) }
     }
 
@@ -81,7 +82,10 @@ public final class GitRepository {
             }
             guard let target = git_reference_symbolic_target(head).map({ String(cString: $0) }) else {
                 throw .libgit2(
-                    operation: "git_reference_symbolic_target(HEAD)", code: -1, message: "HEAD has no target")
+                    operation: "git_reference_symbolic_target(HEAD)",
+                    code: -1,
+                    message: "HEAD has no target"
+                )
             }
             let branch = target.hasPrefix("refs/heads/") ? String(target.dropFirst("refs/heads/".count)) : target
             var id = git_oid()
@@ -150,7 +154,8 @@ public final class GitRepository {
 
     /// Runs `body` with the reference `name` (not resolved); frees it afterwards.
     func withReference<T>(
-        _ name: String, _ body: (OpaquePointer) throws(GitError) -> T
+        _ name: String,
+        _ body: (OpaquePointer) throws(GitError) -> T
     ) throws(GitError) -> T {
         var reference: OpaquePointer?
         try GitError.check(git_reference_lookup(&reference, handle, name), "git_reference_lookup(\(name))")

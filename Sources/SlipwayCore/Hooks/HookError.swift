@@ -20,7 +20,8 @@ public enum HookError: Error, Sendable, Equatable, CustomStringConvertible {
             return "git \(arguments.joined(separator: " ")) exited with status \(status)"
                 + (tail.isEmpty ? "" : ": \(tail)") + "; is git (2.36 or newer) installed and the repository readable?"
         case .chainedExists(let hook, let chained):
-            return "\(hook) is not slipway's hook, and \(chained) (where slipway keeps an earlier hook to run it first) "
+            return
+                "\(hook) is not slipway's hook, and \(chained) (where slipway keeps an earlier hook to run it first) "
                 + "already exists; merge the two into \(hook) or remove \(chained), then run `slipway hooks install` again"
         case .io(let path, let operation, let reason):
             return "\(path): cannot \(operation): \(reason); check the directory's permissions and free space"

@@ -1,10 +1,11 @@
+internal import Foundation
+internal import SlipwayHookScript
+
 #if canImport(Glibc)
 internal import Glibc
 #elseif canImport(Darwin)
 internal import Darwin
 #endif
-internal import Foundation
-internal import SlipwayHookScript
 
 /// Where a repository's hooks live, as git resolves it.
 public struct HooksLocation: Sendable, Equatable {
@@ -103,16 +104,25 @@ public enum HookInstaller {
         let environment = try await cleanEnvironment()
         let top = try await git(
             ["rev-parse", "--path-format=absolute", "--git-path", "hooks", "--git-common-dir"],
-            in: directory, environment: environment)
+            in: directory,
+            environment: environment
+        )
         let lines = top.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         guard lines.count >= 2, lines[0].hasPrefix("/"), lines[1].hasPrefix("/") else {
-            throw .gitFailed(arguments: ["rev-parse", "--git-path", "hooks"], status: 0, message: "unexpected output: \(top)")
+            throw .gitFailed(
+                arguments: ["rev-parse", "--git-path", "hooks"],
+                status: 0,
+                message: "unexpected output: \(top)"
+            )
         }
         let hooksPath = try await gitConfig(["--get", "core.hooksPath"], in: directory, environment: environment)
         let gate = try await gitConfig(["--bool", "--get", "slipway.gate"], in: directory, environment: environment)
         return HooksLocation(
-            directory: standardize(lines[0]), hooksPath: hooksPath, commonDir: standardize(lines[1]),
-            gate: gate == "true")
+            directory: standardize(lines[0]),
+            hooksPath: hooksPath,
+            commonDir: standardize(lines[1]),
+            gate: gate == "true"
+        )
     }
 
     // MARK: - Install
@@ -222,8 +232,11 @@ public enum HookInstaller {
             hooks.append(HookState(name: name, path: path, kind: kind))
         }
         return HooksStatus(
-            location: location, hooks: hooks, bakedBinary: baked,
-            bakedBinaryExists: baked.map { access($0, X_OK) == 0 } ?? false)
+            location: location,
+            hooks: hooks,
+            bakedBinary: baked,
+            bakedBinaryExists: baked.map { access($0, X_OK) == 0 } ?? false
+        )
     }
 
     /// The binary path baked into an installed hook, or nil when it is still the placeholder.
@@ -330,12 +343,21 @@ public enum HookInstaller {
         return environment
     }
 
-    private static func git(_ arguments: [String], in directory: String, environment: [String: String])
+    private static func git(
+        _ arguments: [String],
+        in directory: String,
+        environment: [String: String]
+    )
         async throws(HookError) -> String
     {
         let result: ProcessOutput
         do {
-            result = try await ProcessRunner.run("git", arguments, environment: environment, workingDirectory: directory)
+            result = try await ProcessRunner.run(
+                "git",
+                arguments,
+                environment: environment,
+                workingDirectory: directory
+            )
         } catch {
             throw .gitFailed(arguments: arguments, status: error.status, message: error.standardError)
         }
@@ -349,13 +371,21 @@ public enum HookInstaller {
     }
 
     /// A config value, or nil when it is not set (`git config` exits 1).
-    private static func gitConfig(_ arguments: [String], in directory: String, environment: [String: String])
+    private static func gitConfig(
+        _ arguments: [String],
+        in directory: String,
+        environment: [String: String]
+    )
         async throws(HookError) -> String?
     {
         let result: ProcessOutput
         do {
             result = try await ProcessRunner.run(
-                "git", ["config"] + arguments, environment: environment, workingDirectory: directory)
+                "git",
+                ["config"] + arguments,
+                environment: environment,
+                workingDirectory: directory
+            )
         } catch {
             throw .gitFailed(arguments: ["config"] + arguments, status: error.status, message: error.standardError)
         }

@@ -22,7 +22,9 @@ public struct KubeTarget: Sendable, Equatable {
     /// a kubeconfig without a current context. A kubeconfig that cannot be read is an error,
     /// unless a context was named (it then decides alone, as DevSpace's local rules allow).
     public static func resolve(
-        context explicit: String?, namespace: String?, environment: [String: String]
+        context explicit: String?,
+        namespace: String?,
+        environment: [String: String]
     ) throws(KubeconfigError) -> KubeTarget? {
         let named = explicit.flatMap { $0.isEmpty ? nil : $0 }
         let namespace = namespace.flatMap { $0.isEmpty ? nil : $0 }
@@ -32,14 +34,19 @@ public struct KubeTarget: Sendable, Equatable {
         } catch {
             guard let named else { throw error }
             return KubeTarget(
-                context: named, namespace: namespace ?? "default", minikube: named == "minikube",
-                isLocal: Kubeconfig.isLocal(contextName: named))
+                context: named,
+                namespace: namespace ?? "default",
+                minikube: named == "minikube",
+                isLocal: Kubeconfig.isLocal(contextName: named)
+            )
         }
         guard let name = named ?? config?.currentContext else { return nil }
         let context = config?.context(name) ?? Kubeconfig.Context(name: name, cluster: nil, namespace: nil)
         return KubeTarget(
-            context: name, namespace: namespace ?? context.namespace.flatMap { $0.isEmpty ? nil : $0 } ?? "default",
+            context: name,
+            namespace: namespace ?? context.namespace.flatMap { $0.isEmpty ? nil : $0 } ?? "default",
             minikube: config?.isMinikube(context) ?? (name == "minikube"),
-            isLocal: config?.isLocal(context) ?? Kubeconfig.isLocal(contextName: name))
+            isLocal: config?.isLocal(context) ?? Kubeconfig.isLocal(contextName: name)
+        )
     }
 }

@@ -59,7 +59,11 @@ public struct Kubeconfig: Sendable, Equatable {
         files.append(file)
         if root.isNull { return }
         guard root.pairs != nil else {
-            throw KubeconfigError(file: file, mark: root.mark, message: "expected a mapping (apiVersion, clusters, contexts…)")
+            throw KubeconfigError(
+                file: file,
+                mark: root.mark,
+                message: "expected a mapping (apiVersion, clusters, contexts…)"
+            )
         }
         if currentContext == nil, let current = root["current-context"]?.scalar, !current.isEmpty {
             currentContext = current
@@ -71,7 +75,10 @@ public struct Kubeconfig: Sendable, Equatable {
             if contexts[name] != nil { continue }
             let body = item["context"]
             contexts[name] = Context(
-                name: name, cluster: body?["cluster"]?.scalar, namespace: body?["namespace"]?.scalar)
+                name: name,
+                cluster: body?["cluster"]?.scalar,
+                namespace: body?["namespace"]?.scalar
+            )
         }
         for item in try Self.list(root["clusters"], "clusters", file) {
             guard let name = item["name"]?.scalar, clusterProviders[name] == nil else { continue }

@@ -10,7 +10,11 @@ public struct FunctionArguments: Sendable, Equatable {
 
     /// `valued`: flags that take a value; `bools`: the others. Short forms map to long ones.
     public init(
-        _ args: [String], function: String, valued: Set<String>, bools: Set<String>, short: [String: String] = [:]
+        _ args: [String],
+        function: String,
+        valued: Set<String>,
+        bools: Set<String>,
+        short: [String: String] = [:]
     ) throws(PipelineError) {
         var i = 0
         while i < args.count {

@@ -3,7 +3,13 @@
 public enum JobEnvironment {
     /// The variables of a job of `pipeline` at `commit` for `ref` in `worktree`.
     public static func variables(
-        id: Int, pipeline: String, commit: String, ref: String, worktree: String, branch: String?, describe: String?
+        id: Int,
+        pipeline: String,
+        commit: String,
+        ref: String,
+        worktree: String,
+        branch: String?,
+        describe: String?
     ) -> [String: String] {
         var env = [
             "SLIPWAY_JOB_ID": String(id), "SLIPWAY_JOB_PIPELINE": pipeline, "SLIPWAY_JOB_COMMIT": commit,

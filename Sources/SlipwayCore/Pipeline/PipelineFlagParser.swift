@@ -8,7 +8,8 @@ public enum PipelineFlagParser {
         var i = 0
         while i < args.count {
             let arg = args[i]
-            let body = arg.hasPrefix("--") ? String(arg.dropFirst(2)) : arg.hasPrefix("-") ? String(arg.dropFirst()) : nil
+            let body =
+                arg.hasPrefix("--") ? String(arg.dropFirst(2)) : arg.hasPrefix("-") ? String(arg.dropFirst()) : nil
             let name = body.map { String($0.prefix { $0 != "=" }) }
             let flag = name.flatMap { n in
                 declared.first { arg.hasPrefix("--") ? $0.name == n : ($0.short == n && arg.count == 2) }
@@ -30,7 +31,9 @@ public enum PipelineFlagParser {
 
     /// The values of the declared flags (defaults filled in); anything else is a usage error.
     public static func parse(
-        _ args: [String], declared: [PipelineConfig.Flag], pipeline: String
+        _ args: [String],
+        declared: [PipelineConfig.Flag],
+        pipeline: String
     ) throws(PipelineError) -> [String: String] {
         var values: [String: String] = [:]
         for flag in declared {
@@ -65,7 +68,9 @@ public enum PipelineFlagParser {
             guard let flag = declared.first(where: { $0.name == name }) else {
                 let known = declared.map { "--\($0.name)" }.joined(separator: ", ")
                 throw PipelineError.usage(
-                    "unknown option --\(name) for pipeline \(pipeline)" + (known.isEmpty ? "" : " (its flags: \(known))"))
+                    "unknown option --\(name) for pipeline \(pipeline)"
+                        + (known.isEmpty ? "" : " (its flags: \(known))")
+                )
             }
             if flag.type == "bool" {
                 values[name] = inline ?? "true"

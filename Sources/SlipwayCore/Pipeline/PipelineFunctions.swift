@@ -14,7 +14,10 @@ public struct PipelineFunctions: Sendable {
     public let output: any PipelineOutput
 
     public init(
-        state: PipelineState, directory: String, environment: [String: String], executable: String,
+        state: PipelineState,
+        directory: String,
+        environment: [String: String],
+        executable: String,
         output: any PipelineOutput
     ) {
         self.state = state
@@ -26,19 +29,31 @@ public struct PipelineFunctions: Sendable {
 
     /// Reads the run's state from `directory` and makes the functions of that run.
     public static func inRun(
-        directory: String, environment: [String: String], executable: String, output: any PipelineOutput
+        directory: String,
+        environment: [String: String],
+        executable: String,
+        output: any PipelineOutput
     ) throws(PipelineError) -> PipelineFunctions {
         PipelineFunctions(
-            state: try PipelineState.read(from: directory), directory: directory, environment: environment,
-            executable: executable, output: output)
+            state: try PipelineState.read(from: directory),
+            directory: directory,
+            environment: environment,
+            executable: executable,
+            output: output
+        )
     }
 
     public func load() async throws(PipelineError) -> LoadedConfig {
         let options = LoadOptions(
-            configPath: state.configPath, workingDirectory: state.workingDirectory, environment: environment,
-            vars: state.vars.compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil }, profiles: state.profiles,
-            disableProfileActivation: state.disableProfileActivation, namespace: state.namespace,
-            kubeContext: state.kubeContext)
+            configPath: state.configPath,
+            workingDirectory: state.workingDirectory,
+            environment: environment,
+            vars: state.vars.compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil },
+            profiles: state.profiles,
+            disableProfileActivation: state.disableProfileActivation,
+            namespace: state.namespace,
+            kubeContext: state.kubeContext
+        )
         do {
             return try await ConfigLoader.load(options)
         } catch {
@@ -64,21 +79,30 @@ public struct PipelineFunctions: Sendable {
             return 0
         case "start_dev":
             throw PipelineError.notSupported(
-                "dev mode is not available yet in slipway; remove start_dev from the pipeline, or use `slipway deploy`")
+                "dev mode is not available yet in slipway; remove start_dev from the pipeline, or use `slipway deploy`"
+            )
         case "stop_dev":
             // No dev session can be running yet, so there is nothing to stop; DevSpace's default
             // purge pipeline starts with this call and must still purge.
-            output.note("note: stop_dev: dev mode is not available yet in slipway, so no dev session is running; nothing to stop")
+            output.note(
+                "note: stop_dev: dev mode is not available yet in slipway, so no dev session is running; nothing to stop"
+            )
             return 0
         case "run_dependencies", "run_dependency_pipelines":
             let loaded = try await load()
             if loaded.tree["dependencies"]?.pairs?.isEmpty == false {
                 throw PipelineError.notSupported(
-                    "\(loaded.displayPath): dependencies are not supported yet: slipway does not run other projects' pipelines")
+                    "\(loaded.displayPath): dependencies are not supported yet: slipway does not run other projects' pipelines"
+                )
             }
             return 0
         case "run_pipelines":
-            let a = try FunctionArguments(args, function: function, valued: ["set-flag"], bools: ["sequential", "background"])
+            let a = try FunctionArguments(
+                args,
+                function: function,
+                valued: ["set-flag"],
+                bools: ["sequential", "background"]
+            )
             guard !a.names.isEmpty else { throw PipelineError.usage("usage: run_pipelines NAME…") }
             let loaded = try await load()
             var state = self.state
@@ -90,19 +114,31 @@ public struct PipelineFunctions: Sendable {
             }
             for pipeline in a.names {
                 let status = try await PipelineRunner.run(
-                    pipeline, loaded: loaded, state: state, stateDirectory: directory, executable: executable,
-                    environment: environment)
+                    pipeline,
+                    loaded: loaded,
+                    state: state,
+                    stateDirectory: directory,
+                    executable: executable,
+                    environment: environment
+                )
                 if status != 0 { return status }
             }
             return 0
         case "run_default_pipeline":
-            guard args.count == 1, PipelineScript.defaults[args[0]] ?? PipelineScript.slipwayDefaults[args[0]] != nil else {
+            guard args.count == 1, PipelineScript.defaults[args[0]] ?? PipelineScript.slipwayDefaults[args[0]] != nil
+            else {
                 throw PipelineError.usage("usage: run_default_pipeline build|deploy|dev|purge|commit|push|gate")
             }
             let loaded = try await load()
             return try await PipelineRunner.run(
-                args[0], loaded: loaded, state: state, stateDirectory: directory, executable: executable,
-                environment: environment, defaultScript: true)
+                args[0],
+                loaded: loaded,
+                state: state,
+                stateDirectory: directory,
+                executable: executable,
+                environment: environment,
+                defaultScript: true
+            )
         default:
             throw PipelineError.unknownFunction(name)
         }
@@ -110,9 +146,12 @@ public struct PipelineFunctions: Sendable {
 
     func buildImages(_ args: [String]) async throws(PipelineError) -> Int32 {
         let a = try FunctionArguments(
-            args, function: "build_images", valued: ["except", "tag", "max-concurrent"],
+            args,
+            function: "build_images",
+            valued: ["except", "tag", "max-concurrent"],
             bools: ["all", "skip", "skip-push", "skip-push-on-local-kubernetes", "force-rebuild", "sequential"],
-            short: ["t": "tag"])
+            short: ["t": "tag"]
+        )
         let loaded = try await load()
         let keys = try a.select(from: loaded.config.images.map(\.key), kind: "image", function: "build_images")
         let d = state.defaults
@@ -144,7 +183,9 @@ public struct PipelineFunctions: Sendable {
         }
         try PipelineState.record(images: built, in: directory)
         // An agent's job: the references this run built or found.
-        let references = report.results.filter { $0.outcome != .failed }.flatMap { r in r.tags.map { "\(r.imageName):\($0)" } }
+        let references = report.results.filter { $0.outcome != .failed }.flatMap { r in
+            r.tags.map { "\(r.imageName):\($0)" }
+        }
         JobResultFile.append(references, environment: environment)
         return report.failed ? 1 : 0
     }
@@ -156,7 +197,8 @@ public struct PipelineFunctions: Sendable {
         let only = a.value("only")
         if let only, only != "image", only != "tag" { throw PipelineError.usage("--only must be image or tag") }
         let loaded = try await load()
-        guard let found = RuntimeImages.resolve(a.names[0], run: PipelineState.images(in: directory), loaded: loaded) else {
+        guard let found = RuntimeImages.resolve(a.names[0], run: PipelineState.images(in: directory), loaded: loaded)
+        else {
             throw PipelineError.noSuchItem(kind: "image", name: a.names[0], known: loaded.config.images.map(\.key))
         }
         output.line(only == "image" ? found.image : only == "tag" ? found.tag : "\(found.image):\(found.tag)")
@@ -166,24 +208,39 @@ public struct PipelineFunctions: Sendable {
     func ensurePullSecrets(_ args: [String]) async throws(PipelineError) -> Int32 {
         let a = try FunctionArguments(args, function: "ensure_pull_secrets", valued: ["except"], bools: ["all"])
         let loaded = try await load()
-        let keys = try a.select(from: loaded.config.pullSecrets.map(\.name), kind: "pull secret", function: "ensure_pull_secrets")
+        let keys = try a.select(
+            from: loaded.config.pullSecrets.map(\.name),
+            kind: "pull secret",
+            function: "ensure_pull_secrets"
+        )
         let selected = loaded.config.pullSecrets.filter { keys.contains($0.name) }
         guard !selected.isEmpty else { return 0 }
         let environment = self.environment
         do {
-            guard let target = try KubeTarget.resolve(context: state.kubeContext, namespace: state.namespace, environment: environment)
+            guard
+                let target = try KubeTarget.resolve(
+                    context: state.kubeContext,
+                    namespace: state.namespace,
+                    environment: environment
+                )
             else {
                 throw PipelineError.pullSecrets(
-                    "there is no cluster to apply pull secrets to (no kubeconfig or current context); `slipway pull-secrets --render` prints them")
+                    "there is no cluster to apply pull secrets to (no kubeconfig or current context); `slipway pull-secrets --render` prints them"
+                )
             }
             let docker = try DockerConfigFile.load(environment: environment)
-            let rendered = try await PullSecretRenderer(namespace: target.namespace, showSecrets: true).render(selected) {
+            let rendered = try await PullSecretRenderer(namespace: target.namespace, showSecrets: true).render(selected)
+            {
                 (registry: String) throws(RegistryError) -> RegistryCredential? in
                 try await docker.credential(for: registry, environment: environment)
             }
             for warning in rendered.warnings { output.note("warning: \(warning)") }
-            let lines = try await PullSecretApplier(context: target.context, namespace: target.namespace, environment: environment)
-                .apply(rendered)
+            let lines = try await PullSecretApplier(
+                context: target.context,
+                namespace: target.namespace,
+                environment: environment
+            )
+            .apply(rendered)
             for line in lines { output.line(line) }
             return 0
         } catch let error as PipelineError {
@@ -196,25 +253,42 @@ public struct PipelineFunctions: Sendable {
     func deployments(_ args: [String], purge: Bool) async throws(PipelineError) -> Int32 {
         let function = purge ? "purge_deployments" : "create_deployments"
         let a = try FunctionArguments(
-            args, function: function, valued: ["except"],
-            bools: ["all", "skip-deploy", "force-redeploy", "sequential", "render", "force-purge", "branch-env"])
+            args,
+            function: function,
+            valued: ["except"],
+            bools: ["all", "skip-deploy", "force-redeploy", "sequential", "render", "force-purge", "branch-env"]
+        )
         let loaded = try await load()
         let keys = try a.select(from: loaded.config.deployments.map(\.name), kind: "deployment", function: function)
         let d = state.defaults
         if !purge && a.bool("skip-deploy", default: d.skipDeploy) { return 0 }
         var request = DeploymentRequest(
-            purge: purge, render: !purge && a.bool("render", default: d.render),
-            force: a.bool("force-redeploy", default: d.forceRedeploy))
+            purge: purge,
+            render: !purge && a.bool("render", default: d.render),
+            force: a.bool("force-redeploy", default: d.forceRedeploy)
+        )
         do {
             if a.bool("branch-env", default: d.branchEnv) {
-                request.branch = try DeploymentRunner.branchEnvironment(directory: loaded.directory, environment: environment)
+                request.branch = try DeploymentRunner.branchEnvironment(
+                    directory: loaded.directory,
+                    environment: environment
+                )
             }
             let runner = DeploymentRunner(
-                loaded: loaded, environment: environment, runImages: PipelineState.images(in: directory),
-                kubeContext: state.kubeContext, namespace: state.namespace, scratchDirectory: directory)
+                loaded: loaded,
+                environment: environment,
+                runImages: PipelineState.images(in: directory),
+                kubeContext: state.kubeContext,
+                namespace: state.namespace,
+                scratchDirectory: directory
+            )
             let output = self.output
             let failed = try await runner.run(
-                keys, request, line: { output.line($0) }, failure: { prefix, error in output.note("\(prefix) failed: \(error)") })
+                keys,
+                request,
+                line: { output.line($0) },
+                failure: { prefix, error in output.note("\(prefix) failed: \(error)") }
+            )
             return failed ? 1 : 0
         } catch {
             throw PipelineError.deploy(error)

@@ -43,9 +43,16 @@ public struct PipelineState: Codable, Sendable, Equatable {
     }
 
     public init(
-        configPath: String, workingDirectory: String, profiles: [String], disableProfileActivation: Bool,
-        namespace: String?, kubeContext: String?, vars: [(String, String)], defaults: FunctionDefaults,
-        flags: [String: String], stack: [String]
+        configPath: String,
+        workingDirectory: String,
+        profiles: [String],
+        disableProfileActivation: Bool,
+        namespace: String?,
+        kubeContext: String?,
+        vars: [(String, String)],
+        defaults: FunctionDefaults,
+        flags: [String: String],
+        stack: [String]
     ) {
         self.configPath = configPath
         self.workingDirectory = workingDirectory
@@ -88,7 +95,10 @@ public struct PipelineState: Codable, Sendable, Equatable {
     public static func record(images: [String: RuntimeImage], in directory: String) throws(PipelineError) {
         let lock = open(directory + "/images.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0 else {
-            throw PipelineError.stateFile(path: directory + "/images.json", detail: "cannot lock it: \(String(cString: strerror(errno)))")
+            throw PipelineError.stateFile(
+                path: directory + "/images.json",
+                detail: "cannot lock it: \(String(cString: strerror(errno)))"
+            )
         }
         defer { close(lock) }
         flock(lock, LOCK_EX)
@@ -119,7 +129,8 @@ public enum PipelineRunner {
     public static func makeStateDirectory() throws(PipelineError) -> String {
         switch TempFiles.makeDirectory(kind: "pipeline") {
         case .success(let made): return made
-        case .failure(let failure): throw PipelineError.stateFile(path: TempFiles.temporaryDirectory, detail: failure.message)
+        case .failure(let failure):
+            throw PipelineError.stateFile(path: TempFiles.temporaryDirectory, detail: failure.message)
         }
     }
 
@@ -127,8 +138,13 @@ public enum PipelineRunner {
     /// DevSpace's default script of that name even where the config has its own
     /// (`run_default_pipeline`, which a config's own pipeline of the same name may call).
     public static func run(
-        _ name: String, loaded: LoadedConfig, state: PipelineState, stateDirectory: String, executable: String,
-        environment: [String: String], defaultScript: Bool = false
+        _ name: String,
+        loaded: LoadedConfig,
+        state: PipelineState,
+        stateDirectory: String,
+        executable: String,
+        environment: [String: String],
+        defaultScript: Bool = false
     ) async throws(PipelineError) -> Int32 {
         let found: (run: String, continueOnError: Bool)?
         if defaultScript {
@@ -138,7 +154,9 @@ public enum PipelineRunner {
         }
         let stackName = defaultScript ? "default:\(name)" : name
         guard let (script, continueOnError) = found else {
-            let known = Set(PipelineScript.defaults.keys).union(PipelineScript.slipwayDefaults.keys).union(loaded.config.pipelines.map(\.name)).sorted()
+            let known = Set(PipelineScript.defaults.keys).union(PipelineScript.slipwayDefaults.keys).union(
+                loaded.config.pipelines.map(\.name)
+            ).sorted()
             throw PipelineError.noPipeline(config: loaded.displayPath, name: name, known: known)
         }
         if state.stack.contains(stackName) {
@@ -170,10 +188,14 @@ public enum PipelineRunner {
         }
         do {
             let result = try await Subprocess.run(
-                .path(FilePath(bash)), arguments: ["-c", program, "pipeline:\(name)"], environment: .custom(custom),
-                workingDirectory: FilePath(loaded.directory), input: .fileDescriptor(.standardInput, closeAfterSpawningProcess: false),
+                .path(FilePath(bash)),
+                arguments: ["-c", program, "pipeline:\(name)"],
+                environment: .custom(custom),
+                workingDirectory: FilePath(loaded.directory),
+                input: .fileDescriptor(.standardInput, closeAfterSpawningProcess: false),
                 output: .fileDescriptor(.standardOutput, closeAfterSpawningProcess: false),
-                error: .fileDescriptor(.standardError, closeAfterSpawningProcess: false))
+                error: .fileDescriptor(.standardError, closeAfterSpawningProcess: false)
+            )
             switch result.terminationStatus {
             case .exited(let code): return code
             case .signaled(let signal): return 128 + signal

@@ -6,7 +6,8 @@ public enum PipelineScript {
     /// DevSpace's default pipelines (`pkg/devspace/pipeline/types/default.go`), verbatim.
     public static let defaults: [String: String] = [
         "deploy": "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all\ncreate_deployments --all",
-        "dev": "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all\ncreate_deployments --all\nstart_dev --all",
+        "dev":
+            "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all\ncreate_deployments --all\nstart_dev --all",
         "purge": "stop_dev --all\npurge_deployments --all\nrun_dependencies --all --pipeline purge",
         "build": "run_dependencies --all --pipeline build\nbuild_images --all",
     ]
@@ -19,11 +20,11 @@ public enum PipelineScript {
         "commit": "build_images --all --skip-push --tag \"$SLIPWAY_JOB_DESCRIBE\"",
         "gate": "build_images --all --skip-push --tag \"$SLIPWAY_JOB_DESCRIBE\"",
         "push": """
-            run_dependencies --all
-            ensure_pull_secrets --all
-            build_images --all --tag "$SLIPWAY_JOB_BRANCH_TAG" --tag "$SLIPWAY_JOB_DESCRIBE"
-            create_deployments --all --branch-env
-            """,
+        run_dependencies --all
+        ensure_pull_secrets --all
+        build_images --all --tag "$SLIPWAY_JOB_BRANCH_TAG" --tag "$SLIPWAY_JOB_DESCRIBE"
+        create_deployments --all --branch-env
+        """,
     ]
 
     /// The functions slipway answers by running itself (`slipway __pipeline-function NAME`).
@@ -39,7 +40,9 @@ public enum PipelineScript {
         if let own = config.pipeline(name), !own.run.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return (own.run, own.continueOnError)
         }
-        if let run = defaults[name] ?? slipwayDefaults[name] { return (run, config.pipeline(name)?.continueOnError ?? false) }
+        if let run = defaults[name] ?? slipwayDefaults[name] {
+            return (run, config.pipeline(name)?.continueOnError ?? false)
+        }
         return nil
     }
 

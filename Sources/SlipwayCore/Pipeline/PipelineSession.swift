@@ -7,8 +7,13 @@ internal import Foundation
 /// variables filled in from HEAD. Returns bash's exit status.
 public enum PipelineSession {
     public static func run(
-        _ name: String, loaded: LoadedConfig, options: LoadOptions, defaults: PipelineState.FunctionDefaults,
-        flags: [String: String], executable: String, environment: [String: String]
+        _ name: String,
+        loaded: LoadedConfig,
+        options: LoadOptions,
+        defaults: PipelineState.FunctionDefaults,
+        flags: [String: String],
+        executable: String,
+        environment: [String: String]
     ) async throws(PipelineError) -> Int32 {
         let directory = try PipelineRunner.makeStateDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -16,13 +21,27 @@ public enum PipelineSession {
         var vars = options.vars
         for (key, value) in loaded.variables { vars.append((key, value.environmentText)) }
         let state = PipelineState(
-            configPath: loaded.absolutePath, workingDirectory: options.workingDirectory, profiles: options.profiles,
-            disableProfileActivation: options.disableProfileActivation, namespace: options.namespace,
-            kubeContext: options.kubeContext, vars: vars, defaults: defaults, flags: flags, stack: [])
+            configPath: loaded.absolutePath,
+            workingDirectory: options.workingDirectory,
+            profiles: options.profiles,
+            disableProfileActivation: options.disableProfileActivation,
+            namespace: options.namespace,
+            kubeContext: options.kubeContext,
+            vars: vars,
+            defaults: defaults,
+            flags: flags,
+            stack: []
+        )
         let environment =
             PipelineScript.slipwayDefaults[name] != nil
             ? JobEnvironment.completed(environment, directory: loaded.directory) : environment
         return try await PipelineRunner.run(
-            name, loaded: loaded, state: state, stateDirectory: directory, executable: executable, environment: environment)
+            name,
+            loaded: loaded,
+            state: state,
+            stateDirectory: directory,
+            executable: executable,
+            environment: environment
+        )
     }
 }

@@ -42,7 +42,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .dockerConfig(let path, let problem): return "\(path): \(problem)"
         case .helperMissing(let tool):
-            return "credential helper \(tool) (named in the Docker config) is not on PATH; install it or remove it from config.json"
+            return
+                "credential helper \(tool) (named in the Docker config) is not on PATH; install it or remove it from config.json"
         case .helperFailed(let tool, let server, let problem):
             return "credential helper \(tool) \(server.map { "failed for \($0)" } ?? "failed"): \(problem)"
         case .kubectlMissing:
@@ -130,16 +131,25 @@ public struct DockerConfigFile: Sendable {
         do {
             object = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw RegistryError.dockerConfig(path: path, problem: "not valid JSON (\(error.localizedDescription)); fix or remove the file")
+            throw RegistryError.dockerConfig(
+                path: path,
+                problem: "not valid JSON (\(error.localizedDescription)); fix or remove the file"
+            )
         }
         guard let root = object as? [String: Any] else {
-            throw RegistryError.dockerConfig(path: path, problem: "expected a JSON object at the top; fix or remove the file")
+            throw RegistryError.dockerConfig(
+                path: path,
+                problem: "expected a JSON object at the top; fix or remove the file"
+            )
         }
         var config = DockerConfigFile()
         config.path = path
         if let auths = root["auths"] {
             guard let entries = auths as? [String: Any] else {
-                throw RegistryError.dockerConfig(path: path, problem: "\"auths\" must be an object of registry → credentials")
+                throw RegistryError.dockerConfig(
+                    path: path,
+                    problem: "\"auths\" must be an object of registry → credentials"
+                )
             }
             for (server, value) in entries {
                 guard let fields = value as? [String: Any] else {
@@ -149,12 +159,17 @@ public struct DockerConfigFile: Sendable {
             }
         }
         if let store = root["credsStore"] {
-            guard let name = store as? String else { throw RegistryError.dockerConfig(path: path, problem: "\"credsStore\" must be a string") }
+            guard let name = store as? String else {
+                throw RegistryError.dockerConfig(path: path, problem: "\"credsStore\" must be a string")
+            }
             config.credsStore = name.isEmpty ? nil : name
         }
         if let helpers = root["credHelpers"] {
             guard let map = helpers as? [String: String] else {
-                throw RegistryError.dockerConfig(path: path, problem: "\"credHelpers\" must map registries to helper names")
+                throw RegistryError.dockerConfig(
+                    path: path,
+                    problem: "\"credHelpers\" must map registries to helper names"
+                )
             }
             config.credHelpers = map
         }
@@ -165,7 +180,8 @@ public struct DockerConfigFile: Sendable {
     /// helper named for it in `credHelpers`, else from `credsStore`, else from `auths`; nil when
     /// there are none.
     public func credential(
-        for registry: String, environment: [String: String]
+        for registry: String,
+        environment: [String: String]
     ) async throws(RegistryError) -> RegistryCredential? {
         let key = RegistryName.key(registry)
         let host = RegistryName.hostname(key)
@@ -180,12 +196,20 @@ public struct DockerConfigFile: Sendable {
         return nil
     }
 
-    static func credential(server: String, fields: [String: String], path: String) throws(RegistryError)
+    static func credential(
+        server: String,
+        fields: [String: String],
+        path: String
+    ) throws(RegistryError)
         -> RegistryCredential?
     {
         if let token = fields["identitytoken"], !token.isEmpty {
             return RegistryCredential(
-                serverAddress: server, username: fields["username"] ?? "", secret: token, isIdentityToken: true)
+                serverAddress: server,
+                username: fields["username"] ?? "",
+                secret: token,
+                isIdentityToken: true
+            )
         }
         if let auth = fields["auth"], !auth.isEmpty {
             guard let data = Data(base64Encoded: auth), let text = String(data: data, encoding: .utf8),
@@ -193,11 +217,15 @@ public struct DockerConfigFile: Sendable {
             else {
                 throw RegistryError.dockerConfig(
                     path: path,
-                    problem: "auths.\"\(server)\".auth is not base64 of user:password; run `docker login \(RegistryName.hostname(server))` again")
+                    problem:
+                        "auths.\"\(server)\".auth is not base64 of user:password; run `docker login \(RegistryName.hostname(server))` again"
+                )
             }
             return RegistryCredential(
-                serverAddress: server, username: String(text[..<colon]),
-                secret: String(text[text.index(after: colon)...]))
+                serverAddress: server,
+                username: String(text[..<colon]),
+                secret: String(text[text.index(after: colon)...])
+            )
         }
         if let user = fields["username"], let password = fields["password"], !user.isEmpty {
             return RegistryCredential(serverAddress: server, username: user, secret: password)
@@ -207,7 +235,9 @@ public struct DockerConfigFile: Sendable {
 
     /// `docker-credential-HELPER get` with `server` on stdin.
     static func ask(
-        helper: String, server: String, environment: [String: String]
+        helper: String,
+        server: String,
+        environment: [String: String]
     ) async throws(RegistryError) -> RegistryCredential? {
         let tool = "docker-credential-" + helper
         guard helper.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }),
@@ -218,13 +248,24 @@ public struct DockerConfigFile: Sendable {
         let output: ProcessOutput
         do {
             output = try await ProcessRunner.run(
-                executable, ["get"], environment: environment, input: server + "\n", limit: 1 << 20)
+                executable,
+                ["get"],
+                environment: environment,
+                input: server + "\n",
+                limit: 1 << 20
+            )
         } catch {
-            throw RegistryError.helperFailed(tool: tool, server: nil, problem: "it could not run: \(error.standardError)")
+            throw RegistryError.helperFailed(
+                tool: tool,
+                server: nil,
+                problem: "it could not run: \(error.standardError)"
+            )
         }
         if output.status != 0 {
             // The helpers' way of saying "nothing stored for this server".
-            if output.standardOutput.contains("credentials not found") || output.standardError.contains("credentials not found") {
+            if output.standardOutput.contains("credentials not found")
+                || output.standardError.contains("credentials not found")
+            {
                 return nil
             }
             // Only the helper's exit status: its output could hold a secret.
@@ -235,7 +276,10 @@ public struct DockerConfigFile: Sendable {
             let username = object["Username"] as? String, let secret = object["Secret"] as? String
         else {
             throw RegistryError.helperFailed(
-                tool: tool, server: server, problem: "it answered with something other than {\"Username\", \"Secret\"}")
+                tool: tool,
+                server: server,
+                problem: "it answered with something other than {\"Username\", \"Secret\"}"
+            )
         }
         if username == "<token>" {
             return RegistryCredential(serverAddress: server, username: "", secret: secret, isIdentityToken: true)

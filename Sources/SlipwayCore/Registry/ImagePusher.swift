@@ -108,7 +108,8 @@ public actor RegistryCredentials {
     /// docker-credential-x", "auths in /root/.docker/config.json").
     public func source(for registry: String) -> String {
         guard case .success(let file) = config, let path = file.path else {
-            let directory = environment["DOCKER_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+            let directory =
+                environment["DOCKER_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
                 ?? ((environment["HOME"] ?? "~") + "/.docker")
             return "\(directory)/config.json (it does not exist)"
         }
@@ -116,7 +117,9 @@ public actor RegistryCredentials {
         if let helper = file.credHelpers[host] ?? file.credHelpers[RegistryName.key(registry)] {
             return "the credential helper docker-credential-\(helper) (credHelpers in \(path))"
         }
-        if let store = file.credsStore { return "the credential store docker-credential-\(store) (credsStore in \(path))" }
+        if let store = file.credsStore {
+            return "the credential store docker-credential-\(store) (credsStore in \(path))"
+        }
         return "auths in \(path)"
     }
 }
@@ -126,7 +129,9 @@ public actor RegistryCredentials {
 /// conforms to ``PermanentPushError`` for what retrying cannot fix (the engine's own trouble).
 public protocol ImagePushing: Sendable {
     func push(
-        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        _ reference: String,
+        credential: RegistryCredential?,
+        stallTimeout: Duration,
         log: @escaping @Sendable (String) -> Void
     ) async throws -> String?
 }
@@ -150,7 +155,10 @@ public enum ImagePusher {
     /// Pushes `reference` with `engine`; returns the manifest digest the registry gave, when the
     /// engine says.
     public static func push(
-        _ reference: String, engine: any ImagePushing, credentials: RegistryCredentials, policy: PushPolicy,
+        _ reference: String,
+        engine: any ImagePushing,
+        credentials: RegistryCredentials,
+        policy: PushPolicy,
         log: @escaping @Sendable (String) -> Void
     ) async -> Result<String?, PushError> {
         let registry = RegistryName.registry(ofImage: reference)
@@ -169,7 +177,11 @@ public enum ImagePusher {
             let last: PushFailure
             do {
                 let digest = try await engine.push(
-                    reference, credential: credential, stallTimeout: policy.stallTimeout, log: log)
+                    reference,
+                    credential: credential,
+                    stallTimeout: policy.stallTimeout,
+                    log: log
+                )
                 return .success(digest)
             } catch let error as PushFailure {
                 last = error
@@ -182,16 +194,19 @@ public enum ImagePusher {
             case .authentication(let message):
                 let source = await credentials.source(for: registry)
                 guard let credential else {
-                    let none = source.hasSuffix("(it does not exist)")
+                    let none =
+                        source.hasSuffix("(it does not exist)")
                         ? "there are none: \(source.dropLast(" (it does not exist)".count)) does not exist"
                         : "\(source) has none for \(shown)"
                     return failure(
                         "pushing \(reference): \(shown) wants credentials (\(message)), and \(none); "
-                            + "log in with `\(loginCommand(registry))`, or set skipPush: true (or --skip-push) to build without pushing")
+                            + "log in with `\(loginCommand(registry))`, or set skipPush: true (or --skip-push) to build without pushing"
+                    )
                 }
                 return failure(
                     "pushing \(reference): \(shown) refused the credentials of \(credential.username.isEmpty ? "the identity token" : "user \(credential.username)") "
-                        + "from \(source) (\(message)); log in again with `\(loginCommand(registry))`")
+                        + "from \(source) (\(message)); log in again with `\(loginCommand(registry))`"
+                )
             case .permanent(let message):
                 return failure("pushing \(reference) to \(shown) failed: \(message)")
             case .transient, .stalled:
@@ -200,14 +215,18 @@ public enum ImagePusher {
                     let spacing = pauses.isEmpty ? "" : " (\(pauses.joined(separator: ", ")) apart)"
                     let what: String
                     if case .stalled(let after) = last {
-                        what = "no progress for \(PushFailure.seconds(after)), so it was stopped; raise the limit with --push-timeout SECONDS if the registry is just slow"
+                        what =
+                            "no progress for \(PushFailure.seconds(after)), so it was stopped; raise the limit with --push-timeout SECONDS if the registry is just slow"
                     } else {
                         what = last.description
                     }
                     return failure(
-                        "pushing \(reference) to \(shown) failed after \(policy.attempts) attempt\(policy.attempts == 1 ? "" : "s")\(spacing): \(what)")
+                        "pushing \(reference) to \(shown) failed after \(policy.attempts) attempt\(policy.attempts == 1 ? "" : "s")\(spacing): \(what)"
+                    )
                 }
-                log("push attempt \(attempt) of \(policy.attempts) failed (\(last)); trying again in \(PushFailure.seconds(policy.backoff(after: attempt)))")
+                log(
+                    "push attempt \(attempt) of \(policy.attempts) failed (\(last)); trying again in \(PushFailure.seconds(policy.backoff(after: attempt)))"
+                )
                 try? await Task.sleep(for: policy.backoff(after: attempt))
                 attempt += 1
             }

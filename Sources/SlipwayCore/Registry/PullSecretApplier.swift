@@ -39,7 +39,10 @@ public struct PullSecretApplier: Sendable {
             guard let name = account["metadata"]?["name"]?.text else { continue }
             let wanted = account["imagePullSecrets"]?.items?.compactMap { $0["name"]?.text } ?? []
             let got = try await run(
-                ["get", "serviceaccount", name, "-o", "json"], secrets: secrets, allowFailure: true)
+                ["get", "serviceaccount", name, "-o", "json"],
+                secrets: secrets,
+                allowFailure: true
+            )
             if got.status != 0 {
                 guard got.standardError.contains("NotFound") || got.standardError.contains("not found") else {
                     throw failure(["get", "serviceaccount", name], got, secrets: secrets)
@@ -59,10 +62,13 @@ public struct PullSecretApplier: Sendable {
                 continue
             }
             let list = (existing + missing).map { ["name": $0] }
-            let patch = (try? JSONSerialization.data(withJSONObject: ["imagePullSecrets": list], options: [.sortedKeys]))
+            let patch =
+                (try? JSONSerialization.data(withJSONObject: ["imagePullSecrets": list], options: [.sortedKeys]))
                 .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             let patched = try await run(
-                ["patch", "serviceaccount", name, "--type", "merge", "-p", patch], secrets: secrets)
+                ["patch", "serviceaccount", name, "--type", "merge", "-p", patch],
+                secrets: secrets
+            )
             lines += patched.standardOutput.split(separator: "\n").map(String.init)
         }
         return lines
@@ -105,7 +111,10 @@ public struct PullSecretApplier: Sendable {
     }
 
     private func run(
-        _ args: [String], input: String? = nil, secrets: [String], allowFailure: Bool = false
+        _ args: [String],
+        input: String? = nil,
+        secrets: [String],
+        allowFailure: Bool = false
     ) async throws(RegistryError) -> ProcessOutput {
         guard let executable = findExecutable(kubectl, path: environment["PATH"]) else {
             throw RegistryError.kubectlMissing
@@ -115,7 +124,10 @@ public struct PullSecretApplier: Sendable {
             output = try await ProcessRunner.run(executable, arguments(args), environment: environment, input: input)
         } catch {
             throw RegistryError.kubectlFailed(
-                command: "kubectl", status: error.status, lastLines: Self.redact(error.standardError, secrets))
+                command: "kubectl",
+                status: error.status,
+                lastLines: Self.redact(error.standardError, secrets)
+            )
         }
         if output.status != 0 && !allowFailure { throw failure(args, output, secrets: secrets) }
         return output

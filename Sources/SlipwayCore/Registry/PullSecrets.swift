@@ -44,11 +44,15 @@ public struct PullSecretRenderer: Sendable {
             let key = RegistryName.key(entry.registry)
             var username = entry.username
             var password = entry.password
-            if username == nil || password == nil, let stored = try await credentials(entry.registry.isEmpty ? RegistryName.dockerHub : entry.registry) {
+            if username == nil || password == nil,
+                let stored = try await credentials(entry.registry.isEmpty ? RegistryName.dockerHub : entry.registry)
+            {
                 if stored.isIdentityToken {
                     password = password ?? stored.secret
                     let host = RegistryName.hostname(key)
-                    username = username ?? (host.hasSuffix(".azurecr.io") ? "00000000-0000-0000-0000-000000000000" : stored.username)
+                    username =
+                        username
+                        ?? (host.hasSuffix(".azurecr.io") ? "00000000-0000-0000-0000-000000000000" : stored.username)
                 } else {
                     username = username ?? stored.username
                     password = password ?? stored.secret
@@ -56,7 +60,8 @@ public struct PullSecretRenderer: Sendable {
             }
             guard let user = username, !user.isEmpty, let secret = password, !secret.isEmpty else {
                 warnings.append(
-                    "pullSecrets.\(entry.name): no username or password for \(RegistryName.hostname(key)) in the config or the Docker credential store; skipped (run `docker login \(RegistryName.hostname(key))`)")
+                    "pullSecrets.\(entry.name): no username or password for \(RegistryName.hostname(key)) in the config or the Docker credential store; skipped (run `docker login \(RegistryName.hostname(key))`)"
+                )
                 continue
             }
             let shown = showSecrets ? secret : Self.redacted
@@ -93,7 +98,8 @@ public struct PullSecretRenderer: Sendable {
                     ("metadata", metadata(name, labels: true)),
                     ("type", .string("kubernetes.io/dockerconfigjson")),
                     ("data", .mapping([(".dockerconfigjson", .string(json.base64EncodedString()))])),
-                ]))
+                ])
+            )
         }
         for (name, names) in accounts {
             manifests.append(
@@ -102,7 +108,8 @@ public struct PullSecretRenderer: Sendable {
                     ("kind", .string("ServiceAccount")),
                     ("metadata", metadata(name, labels: false)),
                     ("imagePullSecrets", .sequence(names.map { .mapping([("name", .string($0))]) })),
-                ]))
+                ])
+            )
         }
         return Rendered(manifests: manifests, warnings: warnings)
     }

@@ -10,7 +10,9 @@ public enum AtomicFile {
     public static func write(_ bytes: [UInt8], to path: String, mode: UInt32 = 0o644) -> Result<Void, Failure> {
         let tmp = TempFiles.temporaryPath(for: path)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(mode))
-        guard fd >= 0 else { return .failure(Failure(message: "cannot create \(tmp): \(String(cString: strerror(errno)))")) }
+        guard fd >= 0 else {
+            return .failure(Failure(message: "cannot create \(tmp): \(String(cString: strerror(errno)))"))
+        }
         var ok = true
         bytes.withUnsafeBytes { buf in
             guard let base = buf.baseAddress else { return }

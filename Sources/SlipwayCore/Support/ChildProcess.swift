@@ -17,7 +17,10 @@ public enum ChildProcess {
 
     /// Starts `executable` (an absolute path) with `arguments` and exactly `environment`.
     public static func start(
-        _ executable: String, _ arguments: [String], environment: [String: String], ownProcessGroup: Bool = false
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String],
+        ownProcessGroup: Bool = false
     ) throws(ToolFailure) -> Started {
         var fds: [Int32] = [-1, -1]
         var pid = pid_t()
@@ -57,15 +60,22 @@ public enum ChildProcess {
         guard code == 0 else {
             if fds[0] >= 0 { close(fds[0]) }
             throw ToolFailure(
-                tool: executable, arguments: arguments, status: 127,
-                standardError: "cannot run \(executable): \(String(cString: strerror(code)))")
+                tool: executable,
+                arguments: arguments,
+                status: 127,
+                standardError: "cannot run \(executable): \(String(cString: strerror(code)))"
+            )
         }
         return Started(pid: pid, output: fds[0])
     }
 
     /// Starts a daemon: a new session (no controlling terminal), stdin, stdout and stderr on
     /// /dev/null, so that nobody waiting on a pipe waits for it.
-    public static func daemon(_ executable: String, _ arguments: [String], environment: [String: String]) throws(ToolFailure) -> Int32 {
+    public static func daemon(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String]
+    ) throws(ToolFailure) -> Int32 {
         var pid = pid_t()
         let argv = [executable] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }
@@ -89,8 +99,11 @@ public enum ChildProcess {
         }
         guard code == 0 else {
             throw ToolFailure(
-                tool: executable, arguments: arguments, status: 127,
-                standardError: "cannot start \(executable): \(String(cString: strerror(code)))")
+                tool: executable,
+                arguments: arguments,
+                status: 127,
+                standardError: "cannot start \(executable): \(String(cString: strerror(code)))"
+            )
         }
         return pid
     }
@@ -108,7 +121,10 @@ public enum ChildProcess {
     /// Runs a short command to the end and returns its status and output (at most 1 MiB);
     /// after `timeout` seconds the child is killed.
     public static func run(
-        _ executable: String, _ arguments: [String], environment: [String: String], timeout: Double = 60
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String],
+        timeout: Double = 60
     ) throws(ToolFailure) -> (status: Int32, output: String) {
         let started = try start(executable, arguments, environment: environment, ownProcessGroup: true)
         defer { close(started.output) }
@@ -158,7 +174,9 @@ public enum ChildProcess {
         guard let proc = opendir("/proc") else { return true }
         defer { closedir(proc) }
         while let entry = readdir(proc) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             guard let pid = Int32(name), let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                 let close = text.lastIndex(of: ")")
             else { continue }

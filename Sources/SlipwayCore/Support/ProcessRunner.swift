@@ -29,8 +29,12 @@ public enum ProcessRunner {
     /// output up to `limit` bytes per stream; `input`, when given, is its standard input.
     /// Never throws for a non-zero exit.
     public static func run(
-        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, input: String? = nil, limit: Int = 4 << 20
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String]? = nil,
+        workingDirectory: String? = nil,
+        input: String? = nil,
+        limit: Int = 4 << 20
     ) async throws(ToolFailure) -> ProcessOutput {
         let exe: Executable = executable.contains("/") ? .path(FilePath(executable)) : .name(executable)
         let env: Environment
@@ -48,12 +52,23 @@ public enum ProcessRunner {
             let result =
                 if let input {
                     try await Subprocess.run(
-                        exe, arguments: Arguments(arguments), environment: env, workingDirectory: directory,
-                        input: .array(Array(input.utf8)), output: .string(limit: limit), error: .string(limit: limit))
+                        exe,
+                        arguments: Arguments(arguments),
+                        environment: env,
+                        workingDirectory: directory,
+                        input: .array(Array(input.utf8)),
+                        output: .string(limit: limit),
+                        error: .string(limit: limit)
+                    )
                 } else {
                     try await Subprocess.run(
-                        exe, arguments: Arguments(arguments), environment: env, workingDirectory: directory,
-                        output: .string(limit: limit), error: .string(limit: limit))
+                        exe,
+                        arguments: Arguments(arguments),
+                        environment: env,
+                        workingDirectory: directory,
+                        output: .string(limit: limit),
+                        error: .string(limit: limit)
+                    )
                 }
             let status: Int32
             switch result.terminationStatus {
@@ -61,7 +76,10 @@ public enum ProcessRunner {
             case .signaled(let signal): status = 128 + signal
             }
             return ProcessOutput(
-                status: status, standardOutput: result.standardOutput, standardError: result.standardError)
+                status: status,
+                standardOutput: result.standardOutput,
+                standardError: result.standardError
+            )
         } catch {
             throw ToolFailure(tool: executable, arguments: arguments, status: 127, standardError: "\(error)")
         }

@@ -9,7 +9,8 @@ public func selfExecutable() -> String {
     if n > 0 { return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     let argv0 = CommandLine.arguments.first ?? "slipway"
     if argv0.contains("/") {
-        return argv0.hasPrefix("/") ? argv0 : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(argv0)
+        return argv0.hasPrefix("/")
+            ? argv0 : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(argv0)
     }
     return findExecutable(argv0, path: ProcessInfo.processInfo.environment["PATH"]) ?? argv0
 }

@@ -14,10 +14,18 @@ public enum Shell {
 
         """
 
-    public static func run(_ script: String, in directory: String, environment: [String: String]) async throws(ToolFailure)
+    public static func run(
+        _ script: String,
+        in directory: String,
+        environment: [String: String]
+    ) async throws(ToolFailure)
         -> ProcessOutput
     {
         try await ProcessRunner.run(
-            "/bin/sh", ["-c", prelude + script], environment: environment, workingDirectory: directory)
+            "/bin/sh",
+            ["-c", prelude + script],
+            environment: environment,
+            workingDirectory: directory
+        )
     }
 }

@@ -52,7 +52,12 @@ public enum TempFiles {
     public static func makeDirectory(kind: String) -> Result<String, TempFileError> {
         var template = Array("\(temporaryDirectory)/slipway-\(kind)-\(ownerTag)-XXXXXX".utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
-            return .failure(TempFileError(message: "cannot create a temporary directory in \(temporaryDirectory): \(String(cString: strerror(errno)))"))
+            return .failure(
+                TempFileError(
+                    message:
+                        "cannot create a temporary directory in \(temporaryDirectory): \(String(cString: strerror(errno)))"
+                )
+            )
         }
         return .success(String(cString: made))
     }
@@ -109,14 +114,24 @@ public enum TempFiles {
     /// (`slipway-<kind>-<pid>.<start>-XXXXXX`, with everything in them). Only entries of this
     /// user go. Returns the paths removed.
     @discardableResult
-    public static func sweep(_ directory: String, recursive: Bool = false, directories: Bool = false, skipping: Set<String> = []) -> [String] {
+    public static func sweep(
+        _ directory: String,
+        recursive: Bool = false,
+        directories: Bool = false,
+        skipping: Set<String> = []
+    ) -> [String] {
         var removed: [String] = []
         sweep(directory, recursive: recursive, directories: directories, skipping: skipping, depth: 0, into: &removed)
         return removed
     }
 
     private static func sweep(
-        _ directory: String, recursive: Bool, directories: Bool, skipping: Set<String>, depth: Int, into removed: inout [String]
+        _ directory: String,
+        recursive: Bool,
+        directories: Bool,
+        skipping: Set<String>,
+        depth: Int,
+        into removed: inout [String]
     ) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         let uid = getuid()
@@ -131,7 +146,14 @@ public enum TempFiles {
                 if directories, let owner = owner(ofDirectory: name), st.st_uid == uid, isGone(owner) {
                     if (try? FileManager.default.removeItem(atPath: path)) != nil { removed.append(path) }
                 } else if recursive, depth < 8, !skipping.contains(name) {
-                    sweep(path, recursive: true, directories: false, skipping: skipping, depth: depth + 1, into: &removed)
+                    sweep(
+                        path,
+                        recursive: true,
+                        directories: false,
+                        skipping: skipping,
+                        depth: depth + 1,
+                        into: &removed
+                    )
                 }
             }
         }

@@ -143,8 +143,11 @@ public final class FileWatcher: @unchecked Sendable {
     ///   - notes: log lines (watch failures, overflows), called on the calling thread or the
     ///     watcher's, never with a lock held; they must not cancel a subscription.
     public func subscribe(
-        _ roots: [WatchRoot], skipping: [String] = [], batching: WatchBatching = WatchBatching(),
-        requireRoots: Bool = false, notes: @escaping @Sendable (String) -> Void = { _ in }
+        _ roots: [WatchRoot],
+        skipping: [String] = [],
+        batching: WatchBatching = WatchBatching(),
+        requireRoots: Bool = false,
+        notes: @escaping @Sendable (String) -> Void = { _ in }
     ) throws(WatchError) -> WatchSubscription {
         lifecycle.lock()
         defer { lifecycle.unlock() }
@@ -190,7 +193,8 @@ public final class FileWatcher: @unchecked Sendable {
 
     /// With `lifecycle` held.
     private func detachAll(_ id: Int) {
-        for (wd, var directory) in directories where directory.roots.contains(where: { $0.subscriber == id })
+        for (wd, var directory) in directories
+        where directory.roots.contains(where: { $0.subscriber == id })
             || directory.files.values.contains(where: { $0.contains { $0.subscriber == id } })
         {
             directory.roots = directory.roots.filter { $0.subscriber != id }
@@ -222,7 +226,9 @@ public final class FileWatcher: @unchecked Sendable {
         let appeared = Self.inotifyDescriptors().subtracting(before)
         guard appeared.count == 1, let descriptor = appeared.first else {
             inotifytools_cleanup()
-            throw .inotifyUnavailable(reason: "cannot tell libinotifytools' descriptor from \(appeared.count) new inotify instances")
+            throw .inotifyUnavailable(
+                reason: "cannot tell libinotifytools' descriptor from \(appeared.count) new inotify instances"
+            )
         }
         // Named for this process (TempFiles): an agent that starts after a crash removes it.
         let sentinel: String
@@ -266,13 +272,16 @@ public final class FileWatcher: @unchecked Sendable {
         var created = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let code = pthread_create(
-            &created, nil,
+            &created,
+            nil,
             { raw in
                 // `raw` is the retained watcher passed below (never nil).
                 let watcher = Unmanaged<FileWatcher>.fromOpaque(raw!).takeRetainedValue()
                 watcher.readLoop()
                 return nil
-            }, context)
+            },
+            context
+        )
         guard code == 0 else {
             Unmanaged<FileWatcher>.fromOpaque(context).release()
             condition.lock()
@@ -346,7 +355,8 @@ public final class FileWatcher: @unchecked Sendable {
         let name = sentinelDirectory + "/s\(ticket)"
         // A symbolic link: one IN_CREATE, one IN_DELETE, no data written.
         guard symlink(".", name) == 0 else {
-            let line = "cannot signal the watcher thread (\(String(cString: strerror(errno)))); treating every root as unknown"
+            let line =
+                "cannot signal the watcher thread (\(String(cString: strerror(errno)))); treating every root as unknown"
             let note = subscribers[subscription.id]?.note
             let states = states(subscription.id, count: subscription.roots.count, allUnknown: true)
             condition.unlock()
@@ -439,7 +449,11 @@ public final class FileWatcher: @unchecked Sendable {
                         markUnknown(RootKey(subscriber: subscriber.subscription.id, root: root), .watchFailed)
                     }
                     notes.append(
-                        (subscriber.note, "inotify read failed (\(String(cString: strerror(code)))); every root is unknown until the watcher restarts"))
+                        (
+                            subscriber.note,
+                            "inotify read failed (\(String(cString: strerror(code)))); every root is unknown until the watcher restarts"
+                        )
+                    )
                 }
                 readerDied = true
                 running = false
@@ -653,7 +667,8 @@ public final class FileWatcher: @unchecked Sendable {
     /// Whether the root's filter leaves `relative` out.
     private func excludes(_ subscriber: Subscriber, _ root: Int, _ relative: String, isDirectory: Bool) -> Bool {
         guard !relative.isEmpty, let filter = subscriber.filters[root] else { return false }
-        return filter.isExcluded(relative, isDirectory: isDirectory) && (!isDirectory || !filter.mayIncludeBelow(relative))
+        return filter.isExcluded(relative, isDirectory: isDirectory)
+            && (!isDirectory || !filter.mayIncludeBelow(relative))
     }
 
     /// Whether directory `relative` is left out with nothing included below it.
@@ -665,7 +680,9 @@ public final class FileWatcher: @unchecked Sendable {
     /// tried again at each drain, unless it is only blind (`.git` included by the filter),
     /// which waits for a new filter.
     private func watch(_ key: RootKey) -> Result<Void, WatchFailure> {
-        guard let subscriber = subscribers[key.subscriber] else { return .failure(WatchFailure("no such subscription")) }
+        guard let subscriber = subscribers[key.subscriber] else {
+            return .failure(WatchFailure("no such subscription"))
+        }
         let spec = subscriber.roots[key.root]
         var result: Result<Void, WatchFailure> = .success(())
         switch spec.kind {
@@ -673,7 +690,11 @@ public final class FileWatcher: @unchecked Sendable {
             let (complete, blind, visited) = watchTree(key, top: spec.path, relative: "", reporting: false)
             if !complete {
                 subscriber.needsRewatch.insert(key.root)
-                result = .failure(WatchFailure(access(spec.path, F_OK) == 0 ? "a directory could not be watched" : "it does not exist"))
+                result = .failure(
+                    WatchFailure(
+                        access(spec.path, F_OK) == 0 ? "a directory could not be watched" : "it does not exist"
+                    )
+                )
             } else if blind {
                 result = .failure(WatchFailure("a .git directory the filter includes is not watched", blind: true))
             }
@@ -690,7 +711,11 @@ public final class FileWatcher: @unchecked Sendable {
             case .failure(let error):
                 subscriber.needsRewatch.insert(key.root)
                 result = .failure(WatchFailure(String(cString: strerror(error.code))))
-                if error.code != ENOENT { notes.append((subscriber.note, "cannot watch \(spec.path): \(String(cString: strerror(error.code)))")) }
+                if error.code != ENOENT {
+                    notes.append(
+                        (subscriber.note, "cannot watch \(spec.path): \(String(cString: strerror(error.code)))")
+                    )
+                }
             }
         case .file:
             detach(key)
@@ -704,7 +729,9 @@ public final class FileWatcher: @unchecked Sendable {
             case .failure(let error):
                 subscriber.needsRewatch.insert(key.root)
                 result = .failure(WatchFailure(String(cString: strerror(error.code))))
-                if error.code != ENOENT { notes.append((subscriber.note, "cannot watch \(parent): \(String(cString: strerror(error.code)))")) }
+                if error.code != ENOENT {
+                    notes.append((subscriber.note, "cannot watch \(parent): \(String(cString: strerror(error.code)))"))
+                }
             }
         }
         switch result {
@@ -721,7 +748,12 @@ public final class FileWatcher: @unchecked Sendable {
     /// skipped directory) is included by the filter; `visited` holds the watches of the
     /// directories covered. `reporting`: every entry found is reported as created (a
     /// directory that just appeared).
-    private func watchTree(_ key: RootKey, top: String, relative: String, reporting: Bool)
+    private func watchTree(
+        _ key: RootKey,
+        top: String,
+        relative: String,
+        reporting: Bool
+    )
         -> (complete: Bool, blind: Bool, visited: Set<Int32>)
     {
         guard let subscriber = subscribers[key.subscriber] else { return (false, false, []) }
@@ -743,7 +775,11 @@ public final class FileWatcher: @unchecked Sendable {
                     continue
                 }
                 notes.append(
-                    (subscriber.note, "cannot watch \(path): \(String(cString: strerror(code)))\(code == ENOSPC ? " (fs.inotify.max_user_watches is too low)" : "")"))
+                    (
+                        subscriber.note,
+                        "cannot watch \(path): \(String(cString: strerror(code)))\(code == ENOSPC ? " (fs.inotify.max_user_watches is too low)" : "")"
+                    )
+                )
                 all = false
                 continue
             }
@@ -778,13 +814,20 @@ public final class FileWatcher: @unchecked Sendable {
                 if isDirectory && (name == ".git" || subscriber.skipped.contains(child)) {
                     if !prunes(subscriber, key.root, childRelative) {
                         notes.append(
-                            (subscriber.note, "\(child) is included but not watched; that root is always scanned (exclude it, e.g. in .dockerignore)"))
+                            (
+                                subscriber.note,
+                                "\(child) is included but not watched; that root is always scanned (exclude it, e.g. in .dockerignore)"
+                            )
+                        )
                         blind = true
                     }
                     continue
                 }
                 if reporting && !excludes(subscriber, key.root, childRelative, isDirectory: isDirectory) {
-                    report(key, PathChange(root: key.root, path: childRelative, kinds: .created, isDirectory: isDirectory))
+                    report(
+                        key,
+                        PathChange(root: key.root, path: childRelative, kinds: .created, isDirectory: isDirectory)
+                    )
                 }
                 guard isDirectory, !prunes(subscriber, key.root, childRelative) else { continue }
                 pending.append((child, childRelative))
@@ -807,7 +850,8 @@ public final class FileWatcher: @unchecked Sendable {
 
     /// Takes a root out of every directory (it is watched again from scratch).
     private func detach(_ key: RootKey) {
-        for (wd, var directory) in directories where directory.roots.contains(key)
+        for (wd, var directory) in directories
+        where directory.roots.contains(key)
             || directory.files.values.contains(where: { $0.contains(key) })
         {
             directory.roots.remove(key)

@@ -53,7 +53,8 @@ public struct PathChange: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(root):\(path.isEmpty ? "." : path)\(isDirectory ? "/" : "") [\(kinds)]" + (renamedFrom.map { " from \($0)" } ?? "")
+        "\(root):\(path.isEmpty ? "." : path)\(isDirectory ? "/" : "") [\(kinds)]"
+            + (renamedFrom.map { " from \($0)" } ?? "")
     }
 }
 

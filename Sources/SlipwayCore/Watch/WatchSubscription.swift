@@ -83,7 +83,12 @@ public final class WatchSubscription: @unchecked Sendable {
                         continue
                     }
                     let batch = WatchBatch(
-                        changes: changes, rescan: rescan, sequence: added, firstEvent: first, lastEvent: last)
+                        changes: changes,
+                        rescan: rescan,
+                        sequence: added,
+                        firstEvent: first,
+                        lastEvent: last
+                    )
                     changes = []
                     positions = [:]
                     rescan = [:]
@@ -99,7 +104,8 @@ public final class WatchSubscription: @unchecked Sendable {
                 return .timedOut
             }
             if let wake {
-                let seconds = Double((wake - now).components.attoseconds) / 1e18 + Double((wake - now).components.seconds)
+                let seconds =
+                    Double((wake - now).components.attoseconds) / 1e18 + Double((wake - now).components.seconds)
                 _ = condition.wait(until: Date(timeIntervalSinceNow: max(0, seconds)))
             } else {
                 condition.wait()

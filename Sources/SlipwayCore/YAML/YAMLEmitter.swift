@@ -28,13 +28,18 @@ public struct YAMLEmitter: Sendable {
                 let sink = Unmanaged<Sink>.fromOpaque(data).takeUnretainedValue()
                 sink.bytes.append(contentsOf: UnsafeBufferPointer(start: buffer, count: size))
                 return 1
-            }, box)
+            },
+            box
+        )
 
         var event = yaml_event_t()
         try check(&emitter, yaml_stream_start_event_initialize(&event, YAML_UTF8_ENCODING), &event)
         for (i, doc) in documents.enumerated() {
             try check(
-                &emitter, yaml_document_start_event_initialize(&event, nil, nil, nil, i == 0 ? 1 : 0), &event)
+                &emitter,
+                yaml_document_start_event_initialize(&event, nil, nil, nil, i == 0 ? 1 : 0),
+                &event
+            )
             // Iterative walk: the tree may be as deep as the parser allows.
             var work: [Step] = [.node(doc)]
             while let step = work.popLast() {
@@ -52,8 +57,14 @@ public struct YAMLEmitter: Sendable {
                         try check(
                             &emitter,
                             yaml_sequence_start_event_initialize(
-                                &event, nil, nil, 1, flow ? YAML_FLOW_SEQUENCE_STYLE : YAML_BLOCK_SEQUENCE_STYLE),
-                            &event)
+                                &event,
+                                nil,
+                                nil,
+                                1,
+                                flow ? YAML_FLOW_SEQUENCE_STYLE : YAML_BLOCK_SEQUENCE_STYLE
+                            ),
+                            &event
+                        )
                         work.append(.end(isMapping: false))
                         for item in items.reversed() { work.append(.node(item)) }
                     case .mapping(let pairs):
@@ -61,8 +72,14 @@ public struct YAMLEmitter: Sendable {
                         try check(
                             &emitter,
                             yaml_mapping_start_event_initialize(
-                                &event, nil, nil, 1, flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE),
-                            &event)
+                                &event,
+                                nil,
+                                nil,
+                                1,
+                                flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE
+                            ),
+                            &event
+                        )
                         work.append(.end(isMapping: true))
                         for pair in pairs.reversed() {
                             work.append(.node(pair.value))
@@ -94,13 +111,19 @@ public struct YAMLEmitter: Sendable {
     }
 
     private func emitScalar(
-        _ emitter: inout yaml_emitter_t, _ event: inout yaml_event_t, node: Node, value: String, style: ScalarStyle
+        _ emitter: inout yaml_emitter_t,
+        _ event: inout yaml_event_t,
+        node: Node,
+        value: String,
+        style: ScalarStyle
     ) throws(YAMLError) {
         let isString = node.resolved == .string
         var cStyle: yaml_scalar_style_t
         if isString && value.utf8.contains(10) {
             cStyle = YAML_LITERAL_SCALAR_STYLE
-        } else if isString && (ScalarResolver.resolve(value) != .string || style.isQuoted || Self.yaml11Ambiguous(value)) {
+        } else if isString
+            && (ScalarResolver.resolve(value) != .string || style.isQuoted || Self.yaml11Ambiguous(value))
+        {
             cStyle = YAML_DOUBLE_QUOTED_SCALAR_STYLE
         } else {
             cStyle = YAML_PLAIN_SCALAR_STYLE
@@ -117,8 +140,15 @@ public struct YAMLEmitter: Sendable {
         let ok = text.withCString { ptr in
             ptr.withMemoryRebound(to: yaml_char_t.self, capacity: text.utf8.count + 1) { p in
                 yaml_scalar_event_initialize(
-                    &event, nil, nil, UnsafeMutablePointer(mutating: p), Int32(text.utf8.count),
-                    1, 1, cStyle)
+                    &event,
+                    nil,
+                    nil,
+                    UnsafeMutablePointer(mutating: p),
+                    Int32(text.utf8.count),
+                    1,
+                    1,
+                    cStyle
+                )
             }
         }
         try check(&emitter, ok, &event)
@@ -151,7 +181,8 @@ public struct YAMLEmitter: Sendable {
             last = last[..<dot]
         }
         func sixty(_ p: ArraySlice<UInt8>) -> Bool {
-            (p.count == 1 && digit(p[p.startIndex])) || (p.count == 2 && p[p.startIndex] >= 48 && p[p.startIndex] <= 53 && digit(p[p.startIndex + 1]))
+            (p.count == 1 && digit(p[p.startIndex]))
+                || (p.count == 2 && p[p.startIndex] >= 48 && p[p.startIndex] <= 53 && digit(p[p.startIndex + 1]))
         }
         return parts.dropFirst().allSatisfy(sixty) && sixty(last)
     }
@@ -168,7 +199,11 @@ public struct YAMLEmitter: Sendable {
         return s.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7F }
     }
 
-    private func check(_ emitter: inout yaml_emitter_t, _ initOK: Int32, _ event: inout yaml_event_t)
+    private func check(
+        _ emitter: inout yaml_emitter_t,
+        _ initOK: Int32,
+        _ event: inout yaml_event_t
+    )
         throws(YAMLError)
     {
         guard initOK == 1 else { throw YAMLError(mark: .start, message: "libyaml could not create an event") }
@@ -186,7 +221,8 @@ extension YAMLEmitter {
         case .scalar(let s, _):
             let flowSafe = Self.plainSafe(s) && !s.contains(where: { ",[]{}".contains($0) })
             if node.resolved != .string || (flowSafe && ScalarResolver.resolve(s) == .string) { return s }
-            return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                + "\""
         case .sequence(let items):
             var parts: [String] = []
             for item in items { parts.append(try emitFlow(item)) }

@@ -128,15 +128,21 @@ private struct Builder {
                     if stack.contains(where: { $0.anchor == name }) {
                         throw YAMLError(
                             mark: mark,
-                            message: "alias *\(name) points into the node its anchor &\(name) is still defining; a config cannot contain itself")
+                            message:
+                                "alias *\(name) points into the node its anchor &\(name) is still defining; a config cannot contain itself"
+                        )
                     }
-                    throw YAMLError(mark: mark, message: "unknown alias *\(name): define the anchor &\(name) before using it")
+                    throw YAMLError(
+                        mark: mark,
+                        message: "unknown alias *\(name): define the anchor &\(name) before using it"
+                    )
                 }
                 totalNodes += node.weight
                 if totalNodes > maxNodes {
                     throw YAMLError(
                         mark: mark,
-                        message: "aliases expand to more than \(maxNodes) nodes; the document is too large to load")
+                        message: "aliases expand to more than \(maxNodes) nodes; the document is too large to load"
+                    )
                 }
                 var copy = node
                 copy.mark = mark
@@ -161,14 +167,22 @@ private struct Builder {
                 try push(mark)
                 stack.append(
                     Frame(
-                        isMapping: false, mark: mark, tag: Self.expandTag(Self.string(event.data.sequence_start.tag)),
-                        anchor: Self.string(event.data.sequence_start.anchor)))
+                        isMapping: false,
+                        mark: mark,
+                        tag: Self.expandTag(Self.string(event.data.sequence_start.tag)),
+                        anchor: Self.string(event.data.sequence_start.anchor)
+                    )
+                )
             case YAML_MAPPING_START_EVENT:
                 try push(mark)
                 stack.append(
                     Frame(
-                        isMapping: true, mark: mark, tag: Self.expandTag(Self.string(event.data.mapping_start.tag)),
-                        anchor: Self.string(event.data.mapping_start.anchor)))
+                        isMapping: true,
+                        mark: mark,
+                        tag: Self.expandTag(Self.string(event.data.mapping_start.tag)),
+                        anchor: Self.string(event.data.mapping_start.anchor)
+                    )
+                )
             case YAML_SEQUENCE_END_EVENT:
                 guard let frame = stack.popLast(), !frame.isMapping else {
                     throw YAMLError(mark: mark, message: "unbalanced sequence end")
@@ -195,7 +209,8 @@ private struct Builder {
         if stack.count >= maxDepth {
             throw YAMLError(
                 mark: mark,
-                message: "nesting deeper than \(maxDepth) levels; slipway stops there to keep loading safe")
+                message: "nesting deeper than \(maxDepth) levels; slipway stops there to keep loading safe"
+            )
         }
     }
 
@@ -211,13 +226,17 @@ private struct Builder {
         }
         guard let key = stack[top].key else {
             guard let name = node.scalar else {
-                throw YAMLError(mark: node.mark, message: "a map key must be a plain value, not \(node.typeDescription)")
+                throw YAMLError(
+                    mark: node.mark,
+                    message: "a map key must be a plain value, not \(node.typeDescription)"
+                )
             }
             if !Self.isMergeKey(node) {
                 if let first = stack[top].keyMarks[name] {
                     throw YAMLError(
                         mark: node.mark,
-                        message: "duplicate key \"\(name)\" (first defined at \(first)); remove one of them")
+                        message: "duplicate key \"\(name)\" (first defined at \(first)); remove one of them"
+                    )
                 }
                 stack[top].keyMarks[name] = node.mark
             }
@@ -249,12 +268,16 @@ private struct Builder {
             case .sequence(let items): sources = items
             case .scalar:
                 throw YAMLError(
-                    mark: pair.value.mark, message: "the merge key << needs a map or a list of maps, found \(pair.value.typeDescription)")
+                    mark: pair.value.mark,
+                    message: "the merge key << needs a map or a list of maps, found \(pair.value.typeDescription)"
+                )
             }
             for source in sources {
                 guard let sourcePairs = source.pairs else {
                     throw YAMLError(
-                        mark: source.mark, message: "the merge key << needs a map or a list of maps, found \(source.typeDescription)")
+                        mark: source.mark,
+                        message: "the merge key << needs a map or a list of maps, found \(source.typeDescription)"
+                    )
                 }
                 for p in sourcePairs {
                     guard let k = p.key.scalar, !seen.contains(k) else { continue }
@@ -297,7 +320,8 @@ private struct Builder {
             }
             return YAMLError(
                 mark: Mark(line: line, column: offset - lineStart + 1),
-                message: "the file is not valid UTF-8 text (\(problem) at byte \(offset)); is it a binary file?")
+                message: "the file is not valid UTF-8 text (\(problem) at byte \(offset)); is it a binary file?"
+            )
         }
         var message = problem
         var mark = problemMark

@@ -37,8 +37,11 @@ public enum BuildKitRenderer {
                     rootless: cluster["rootless"]?.bool ?? false,
                     image: KanikoRenderer.nonEmpty(cluster["image"]?.text),
                     nodeSelector: KanikoRenderer.nonEmpty(cluster["nodeSelector"]?.text),
-                    noCreate: cluster["noCreate"]?.bool ?? false, noRecreate: cluster["noRecreate"]?.bool ?? false,
-                    noLoad: cluster["noLoad"]?.bool ?? false, createArgs: cluster["createArgs"]?.strings ?? [])
+                    noCreate: cluster["noCreate"]?.bool ?? false,
+                    noRecreate: cluster["noRecreate"]?.bool ?? false,
+                    noLoad: cluster["noLoad"]?.bool ?? false,
+                    createArgs: cluster["createArgs"]?.strings ?? []
+                )
             }
         }
     }
@@ -64,7 +67,10 @@ public enum BuildKitRenderer {
     ///   - dockerfile: the file to build from; nil means the request's Dockerfile.
     ///   - currentNamespace: the kube context's namespace, for the default builder name.
     public static func buildCommand(
-        for request: BuildRequest, options: Options, skipPush: Bool, dockerfile: String? = nil,
+        for request: BuildRequest,
+        options: Options,
+        skipPush: Bool,
+        dockerfile: String? = nil,
         currentNamespace: String = "default"
     ) -> [String] {
         var args = options.command + ["build"]
@@ -146,14 +152,25 @@ public struct BuildKitEngine: BuildEngine {
         }
         return try await withDockerfile(request) { dockerfile, _ in
             let argv = BuildKitRenderer.buildCommand(
-                for: request, options: options, skipPush: skipPush, dockerfile: dockerfile)
+                for: request,
+                options: options,
+                skipPush: skipPush,
+                dockerfile: dockerfile
+            )
             let outcome = try await EngineProcess.stream(
-                engine: name, argv[0], Array(argv.dropFirst()),
+                engine: name,
+                argv[0],
+                Array(argv.dropFirst()),
                 environment: ["DOCKER_HOST": "unix://" + api.socketPath],
-                log: log)
+                log: log
+            )
             guard outcome.status == 0 else {
                 throw EngineError.buildFailed(
-                    engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
+                    engine: name,
+                    image: request.imageKey,
+                    status: outcome.status,
+                    lastLines: outcome.lastLines
+                )
             }
             // A pushed-only image is not in the local store: its ID is unknown here.
             return BuiltImage(references: request.references, id: try? api.imageExists(request.references[0]))
@@ -165,10 +182,16 @@ public struct BuildKitEngine: BuildEngine {
     private func probe() async -> DockerEngine.Builder {
         if options.command == ["docker", "buildx"] {
             return await BuildxProbe.shared.builder(
-                docker: "docker", environment: ["DOCKER_HOST": "unix://" + api.socketPath])
+                docker: "docker",
+                environment: ["DOCKER_HOST": "unix://" + api.socketPath]
+            )
         }
         let outcome = try? await EngineProcess.stream(
-            engine: name, options.command[0], Array(options.command.dropFirst()) + ["version"], log: { _ in })
+            engine: name,
+            options.command[0],
+            Array(options.command.dropFirst()) + ["version"],
+            log: { _ in }
+        )
         return outcome?.status == 0 ? .buildx : .classic
     }
 }

@@ -26,9 +26,16 @@ public struct BuildRequest: Sendable {
     public var extraArgs: [String]
 
     public init(
-        imageKey: String, imageName: String, tags: [String], contextDirectory: String, dockerfilePath: String,
-        dockerfileContents: String? = nil, buildArgs: [(String, String)] = [], target: String? = nil,
-        network: String? = nil, extraArgs: [String] = []
+        imageKey: String,
+        imageName: String,
+        tags: [String],
+        contextDirectory: String,
+        dockerfilePath: String,
+        dockerfileContents: String? = nil,
+        buildArgs: [(String, String)] = [],
+        target: String? = nil,
+        network: String? = nil,
+        extraArgs: [String] = []
     ) {
         self.imageKey = imageKey
         self.imageName = imageName
@@ -56,10 +63,17 @@ public struct BuildRequest: Sendable {
         var extra = image.docker?.args ?? []
         if let buildKit = image.buildKit { extra = buildKit["args"]?.strings ?? [] }
         self.init(
-            imageKey: image.key, imageName: image.image, tags: tags, contextDirectory: resolve(image.context),
-            dockerfilePath: resolve(image.dockerfile), dockerfileContents: dockerfileContents,
+            imageKey: image.key,
+            imageName: image.image,
+            tags: tags,
+            contextDirectory: resolve(image.context),
+            dockerfilePath: resolve(image.dockerfile),
+            dockerfileContents: dockerfileContents,
             buildArgs: image.buildArgs.compactMap { arg in arg.value.map { (arg.name, $0) } },
-            target: image.target, network: image.network, extraArgs: extra)
+            target: image.target,
+            network: image.network,
+            extraArgs: extra
+        )
     }
 
     /// `imageName:tag` for every tag (just `imageName`, meaning `latest`, when there are none).
@@ -125,7 +139,9 @@ public protocol BuildEngine: ImagePushing {
     /// digest when the engine reports it. Throws ``PushFailure`` for what the registry or the
     /// transfer said (one attempt; ``ImagePusher`` retries), ``EngineError`` for the engine.
     func push(
-        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        _ reference: String,
+        credential: RegistryCredential?,
+        stallTimeout: Duration,
         log: @escaping @Sendable (String) -> Void
     ) async throws -> String?
 }
@@ -146,10 +162,16 @@ extension BuildEngine {
     public var pushesAfterBuild: Bool { false }
 
     public func push(
-        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        _ reference: String,
+        credential: RegistryCredential?,
+        stallTimeout: Duration,
         log: @escaping @Sendable (String) -> Void
     ) async throws -> String? {
-        throw EngineError.unsupported(engine: name, operation: "push \(reference)", reason: "this engine pushes by itself or not at all")
+        throw EngineError.unsupported(
+            engine: name,
+            operation: "push \(reference)",
+            reason: "this engine pushes by itself or not at all"
+        )
     }
 
     public func storedImage(_ reference: String) async throws -> StoredImage? {
@@ -190,7 +212,8 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
             let tail = lastLines.isEmpty ? "" : ":\n" + lastLines.joined(separator: "\n")
             return "\(engine): building \(image) failed (exit status \(status))\(tail)"
         case .needsCluster(let engine, let image):
-            return "\(engine): \(image) builds inside a Kubernetes cluster; running it needs a cluster, and this machine has none configured; "
+            return
+                "\(engine): \(image) builds inside a Kubernetes cluster; running it needs a cluster, and this machine has none configured; "
                 + "remove the image's kaniko or buildKit.inCluster section to build it with the local docker or buildah engine"
         case .toolMissing(let engine, let tool):
             let hint =

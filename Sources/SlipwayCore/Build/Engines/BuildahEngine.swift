@@ -34,14 +34,20 @@ public struct BuildahEngine: BuildEngine {
     /// The image's ID in buildah's store (`sha256:…`, the form the Docker API gives), or nil.
     public func imageID(_ reference: String) async throws -> String? {
         let output = try await EngineProcess.capture(
-            engine: name, buildah, ["inspect", "--type", "image", "--format", "{{.FromImageID}}", reference])
+            engine: name,
+            buildah,
+            ["inspect", "--type", "image", "--format", "{{.FromImageID}}", reference]
+        )
         if output.status == 0 {
             let id = output.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
             return id.isEmpty ? nil : (id.hasPrefix("sha256:") ? id : "sha256:" + id)
         }
         if Self.isNotFound(output.standardError) { return nil }
         throw EngineError.operationFailed(
-            engine: name, operation: "looking up \(reference)", detail: Self.lastLines(output.standardError))
+            engine: name,
+            operation: "looking up \(reference)",
+            detail: Self.lastLines(output.standardError)
+        )
     }
 
     public func tag(existing: String, as references: [String]) async throws {
@@ -49,27 +55,38 @@ public struct BuildahEngine: BuildEngine {
         let output = try await EngineProcess.capture(engine: name, buildah, ["tag", existing] + references)
         guard output.status == 0 else {
             throw EngineError.operationFailed(
-                engine: name, operation: "tagging \(existing) as \(references.joined(separator: ", "))",
-                detail: Self.lastLines(output.standardError))
+                engine: name,
+                operation: "tagging \(existing) as \(references.joined(separator: ", "))",
+                detail: Self.lastLines(output.standardError)
+            )
         }
     }
 
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
         try await withDockerfile(request) { dockerfile, iidfile in
             let outcome = try await EngineProcess.stream(
-                engine: name, buildah,
-                Self.arguments(for: request, dockerfile: dockerfile, isolation: isolation, iidfile: iidfile), log: log)
+                engine: name,
+                buildah,
+                Self.arguments(for: request, dockerfile: dockerfile, isolation: isolation, iidfile: iidfile),
+                log: log
+            )
             guard outcome.status == 0 else {
                 throw EngineError.buildFailed(
-                    engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
+                    engine: name,
+                    image: request.imageKey,
+                    status: outcome.status,
+                    lastLines: outcome.lastLines
+                )
             }
             let written = builtImageID(iidfile)
             let found: String?
             if let written { found = written } else { found = try await imageID(request.references[0]) }
             guard let id = found else {
                 throw EngineError.operationFailed(
-                    engine: name, operation: "building \(request.imageKey)",
-                    detail: "the build succeeded but buildah's store has no image \(request.references[0])")
+                    engine: name,
+                    operation: "building \(request.imageKey)",
+                    detail: "the build succeeded but buildah's store has no image \(request.references[0])"
+                )
             }
             return BuiltImage(references: request.references, id: id)
         }
@@ -84,7 +101,9 @@ public struct BuildahEngine: BuildEngine {
     /// are spoken to over plain HTTP, as the Docker engine does by default for 127.0.0.0/8.
     /// The push is stopped when buildah prints nothing for `stallTimeout`.
     public func push(
-        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        _ reference: String,
+        credential: RegistryCredential?,
+        stallTimeout: Duration,
         log: @escaping @Sendable (String) -> Void
     ) async throws -> String? {
         let files = FileManager.default
@@ -112,14 +131,22 @@ public struct BuildahEngine: BuildEngine {
             let json = (try? JSONSerialization.data(withJSONObject: ["auths": [host: entry]])) ?? Data()
             guard case .success = AtomicFile.write(Array(json), to: authfile, mode: 0o600) else {
                 throw EngineError.operationFailed(
-                    engine: name, operation: "pushing \(reference)", detail: "cannot write a temporary auth file")
+                    engine: name,
+                    operation: "pushing \(reference)",
+                    detail: "cannot write a temporary auth file"
+                )
             }
             args += ["--authfile", authfile]
         }
         let digestFile = directory + "/digest"
         args += ["--digestfile", digestFile, reference, "docker://" + reference]
         let outcome = try await EngineProcess.streamWithStallLimit(
-            engine: name, buildah, args, stallTimeout: stallTimeout, log: log)
+            engine: name,
+            buildah,
+            args,
+            stallTimeout: stallTimeout,
+            log: log
+        )
         guard outcome.status == 0 else {
             let text = outcome.lastLines.suffix(5).joined(separator: "\n")
             let failure = PushFailure.classify(text)
@@ -151,7 +178,10 @@ public struct BuildahEngine: BuildEngine {
     /// `--layers` keeps intermediate layers as the Docker engine does, so an unchanged step is
     /// a cache hit on the next build.
     public static func arguments(
-        for request: BuildRequest, dockerfile: String, isolation: String? = nil, iidfile: String? = nil
+        for request: BuildRequest,
+        dockerfile: String,
+        isolation: String? = nil,
+        iidfile: String? = nil
     ) -> [String] {
         var args = ["build", "--layers"]
         if let isolation { args += ["--isolation", isolation] }

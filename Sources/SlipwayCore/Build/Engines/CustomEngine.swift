@@ -50,7 +50,9 @@ public struct CustomEngine: BuildEngine {
     public let otherImages: [String: RuntimeImage]
 
     public init(
-        custom: ImageConfig.Custom, configDirectory: String, environment: [String: String] = [:],
+        custom: ImageConfig.Custom,
+        configDirectory: String,
+        environment: [String: String] = [:],
         otherImages: [String: RuntimeImage] = [:]
     ) {
         self.custom = custom
@@ -68,21 +70,37 @@ public struct CustomEngine: BuildEngine {
 
     public func tag(existing: String, as references: [String]) async throws {
         throw EngineError.unsupported(
-            engine: name, operation: "re-tag \(existing)",
-            reason: "a custom build's command decides where the image goes; run the build again for new tags")
+            engine: name,
+            operation: "re-tag \(existing)",
+            reason: "a custom build's command decides where the image goes; run the build again for new tags"
+        )
     }
 
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
         var invocation = try Self.invocation(
-            custom, imageKey: request.imageKey, imageName: request.imageName, tags: request.tags,
-            configDirectory: configDirectory, otherImages: otherImages)
+            custom,
+            imageKey: request.imageKey,
+            imageName: request.imageName,
+            tags: request.tags,
+            configDirectory: configDirectory,
+            otherImages: otherImages
+        )
         invocation.environment.merge(environment) { ours, _ in ours }
         let outcome = try await EngineProcess.stream(
-            engine: name, invocation.argv[0], Array(invocation.argv.dropFirst()),
-            environment: invocation.environment, workingDirectory: invocation.workingDirectory, log: log)
+            engine: name,
+            invocation.argv[0],
+            Array(invocation.argv.dropFirst()),
+            environment: invocation.environment,
+            workingDirectory: invocation.workingDirectory,
+            log: log
+        )
         guard outcome.status == 0 else {
             throw EngineError.buildFailed(
-                engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
+                engine: name,
+                image: request.imageKey,
+                status: outcome.status,
+                lastLines: outcome.lastLines
+            )
         }
         return BuiltImage(references: request.references, id: nil)
     }
@@ -93,7 +111,11 @@ public struct CustomEngine: BuildEngine {
     ///
     /// `tags` empty means `latest`, as `${runtime.images.NAME.tag}` resolves without a tag.
     public static func invocation(
-        _ custom: ImageConfig.Custom, imageKey: String, imageName: String, tags: [String], configDirectory: String,
+        _ custom: ImageConfig.Custom,
+        imageKey: String,
+        imageName: String,
+        tags: [String],
+        configDirectory: String,
         otherImages: [String: RuntimeImage] = [:]
     ) throws(EngineError) -> Invocation {
         let tags = tags.isEmpty ? ["latest"] : tags
@@ -121,8 +143,11 @@ public struct CustomEngine: BuildEngine {
         if arguments.isEmpty {
             let script = try resolver.resolve(custom.command, checked: true)
             return Invocation(
-                argv: ["/bin/sh", "-c", Shell.prelude + script], script: script, environment: environment,
-                workingDirectory: configDirectory)
+                argv: ["/bin/sh", "-c", Shell.prelude + script],
+                script: script,
+                environment: environment,
+                workingDirectory: configDirectory
+            )
         }
         var command = try resolver.resolve(custom.command, checked: false)
         // Go's exec resolves a relative path with a slash against the working directory.
@@ -130,7 +155,11 @@ public struct CustomEngine: BuildEngine {
             command = FilePath(configDirectory).pushing(FilePath(command)).lexicallyNormalized().string
         }
         return Invocation(
-            argv: [command] + arguments, script: nil, environment: environment, workingDirectory: configDirectory)
+            argv: [command] + arguments,
+            script: nil,
+            environment: environment,
+            workingDirectory: configDirectory
+        )
     }
 }
 
@@ -150,15 +179,20 @@ struct RuntimeResolver {
             out += rest[..<start.lowerBound]
             guard let close = rest[start.upperBound...].firstIndex(of: "}") else {
                 throw .invalidRequest(
-                    engine: "custom", image: imageKey, message: "unterminated ${runtime.… in \"\(text)\"")
+                    engine: "custom",
+                    image: imageKey,
+                    message: "unterminated ${runtime.… in \"\(text)\""
+                )
             }
             let name = String(rest[start.upperBound..<close])
             let value = try value(of: name, in: text)
             if checked && !Self.isSafe(value) {
                 throw .invalidRequest(
-                    engine: "custom", image: imageKey,
+                    engine: "custom",
+                    image: imageKey,
                     message: "${runtime.\(name)} is \"\(value)\", which is not a valid image name or tag; "
-                        + "slipway does not splice it into the script")
+                        + "slipway does not splice it into the script"
+                )
             }
             out += value
             rest = rest[rest.index(after: close)...]
@@ -171,15 +205,19 @@ struct RuntimeResolver {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count >= 2, parts.count <= 3, parts[0] == "images" else {
             throw .invalidRequest(
-                engine: "custom", image: imageKey,
+                engine: "custom",
+                image: imageKey,
                 message: "${runtime.\(name)} is not resolved in custom builds; use ${runtime.images.NAME}, "
-                    + "${runtime.images.NAME.image} or ${runtime.images.NAME.tag}")
+                    + "${runtime.images.NAME.image} or ${runtime.images.NAME.tag}"
+            )
         }
         guard let image = images[parts[1]] else {
             throw .invalidRequest(
-                engine: "custom", image: imageKey,
+                engine: "custom",
+                image: imageKey,
                 message: "${runtime.\(name)}: no image \"\(parts[1])\" is known (images: "
-                    + images.keys.sorted().joined(separator: ", ") + ")")
+                    + images.keys.sorted().joined(separator: ", ") + ")"
+            )
         }
         if parts.count == 2 { return "\(image.image):\(image.tag)" }
         switch parts[2] {
@@ -187,8 +225,10 @@ struct RuntimeResolver {
         case "tag": return image.tag
         default:
             throw .invalidRequest(
-                engine: "custom", image: imageKey,
-                message: "${runtime.\(name)}: unknown field \"\(parts[2])\" (use .image or .tag)")
+                engine: "custom",
+                image: imageKey,
+                message: "${runtime.\(name)}: unknown field \"\(parts[2])\" (use .image or .tag)"
+            )
         }
     }
 

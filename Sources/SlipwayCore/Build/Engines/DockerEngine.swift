@@ -94,12 +94,17 @@ public struct DockerEngine: BuildEngine {
 
     public func storedImage(_ reference: String) async throws -> StoredImage? {
         if cliOnly != nil {
-            let out = try await cli(["image", "inspect", "--format", "{{.Id}}{{range .RepoTags}} {{.}}{{end}}", reference])
+            let out = try await cli([
+                "image", "inspect", "--format", "{{.Id}}{{range .RepoTags}} {{.}}{{end}}", reference,
+            ])
             guard out.status == 0 else {
                 let text = out.standardError.lowercased()
                 if text.contains("no such image") || text.contains("no such object") { return nil }
                 throw EngineError.operationFailed(
-                    engine: name, operation: "looking up \(reference)", detail: out.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
+                    engine: name,
+                    operation: "looking up \(reference)",
+                    detail: out.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+                )
             }
             let words = out.standardOutput.split(whereSeparator: \.isWhitespace).map(String.init)
             guard let id = words.first else { return nil }
@@ -118,8 +123,10 @@ public struct DockerEngine: BuildEngine {
                 let out = try await cli(["tag", existing, reference])
                 guard out.status == 0 else {
                     throw EngineError.operationFailed(
-                        engine: name, operation: "tagging \(existing) as \(reference)",
-                        detail: out.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
+                        engine: name,
+                        operation: "tagging \(existing) as \(reference)",
+                        detail: out.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+                    )
                 }
             }
             return
@@ -139,15 +146,22 @@ public struct DockerEngine: BuildEngine {
     /// `POST /images/{name}/push` with the credential in `X-Registry-Auth`, on a thread of its
     /// own (the call blocks for as long as the push takes).
     public func push(
-        _ reference: String, credential: RegistryCredential?, stallTimeout: Duration,
+        _ reference: String,
+        credential: RegistryCredential?,
+        stallTimeout: Duration,
         log: @escaping @Sendable (String) -> Void
     ) async throws -> String? {
         let (repository, tag) = try Self.split(reference, engine: name)
         if cliOnly != nil {
             // The CLI logs in with its own config (the same Docker config slipway reads).
             let outcome = try await EngineProcess.streamWithStallLimit(
-                engine: name, docker, ["push", reference], environment: cliEnvironment, stallTimeout: stallTimeout,
-                log: log)
+                engine: name,
+                docker,
+                ["push", reference],
+                environment: cliEnvironment,
+                stallTimeout: stallTimeout,
+                log: log
+            )
             guard outcome.status == 0 else {
                 let text = outcome.lastLines.suffix(5).joined(separator: "\n")
                 throw PushFailure.classify(text)
@@ -241,12 +255,20 @@ public struct DockerEngine: BuildEngine {
                 log(Self.classicBuilderNote)
             }
             let outcome = try await EngineProcess.stream(
-                engine: name, docker,
+                engine: name,
+                docker,
                 Self.arguments(for: request, dockerfile: dockerfile, buildx: chosen == .buildx, iidfile: iidfile),
-                environment: environment, skip: Self.isBannerLine, log: log)
+                environment: environment,
+                skip: Self.isBannerLine,
+                log: log
+            )
             guard outcome.status == 0 else {
                 throw EngineError.buildFailed(
-                    engine: name, image: request.imageKey, status: outcome.status, lastLines: outcome.lastLines)
+                    engine: name,
+                    image: request.imageKey,
+                    status: outcome.status,
+                    lastLines: outcome.lastLines
+                )
             }
             // The ID of the image this build made, from the engine itself: looking the tag up
             // afterwards would give another build's image when one moved the tag meanwhile.
@@ -256,8 +278,10 @@ public struct DockerEngine: BuildEngine {
             if let written { id = written } else { id = try await imageID(first) }
             guard let id else {
                 throw EngineError.operationFailed(
-                    engine: name, operation: "building \(request.imageKey)",
-                    detail: "the build succeeded but the engine has no image \(first)")
+                    engine: name,
+                    operation: "building \(request.imageKey)",
+                    detail: "the build succeeded but the engine has no image \(first)"
+                )
             }
             return BuiltImage(references: request.references, id: id)
         }
@@ -273,7 +297,12 @@ public struct DockerEngine: BuildEngine {
     /// builder puts `--push`/`--load`), so that the image lands in the engine's store; with the
     /// classic builder `--force-rm` there, so that a failed build leaves no container behind.
     /// `dockerfile` is the file to build from (the request's, or its rewritten copy).
-    public static func arguments(for request: BuildRequest, dockerfile: String, buildx: Bool, iidfile: String? = nil)
+    public static func arguments(
+        for request: BuildRequest,
+        dockerfile: String,
+        buildx: Bool,
+        iidfile: String? = nil
+    )
         -> [String]
     {
         var args = buildx ? ["buildx", "build"] : ["build"]
@@ -313,7 +342,10 @@ public struct DockerEngine: BuildEngine {
     static func split(_ reference: String, engine: String) throws(EngineError) -> (String, String) {
         guard !reference.contains("@") else {
             throw .invalidRequest(
-                engine: engine, image: reference, message: "a digest reference cannot be given as a new tag")
+                engine: engine,
+                image: reference,
+                message: "a digest reference cannot be given as a new tag"
+            )
         }
         let (name, tag) = ImageReference.split(reference)
         return (name, tag ?? "latest")
@@ -333,7 +365,8 @@ public struct DockerEngine: BuildEngine {
 /// contents written outside the context — and the path where the engine writes the built
 /// image's ID (`--iidfile`), in a private temporary directory removed afterwards.
 func withDockerfile<T>(
-    _ request: BuildRequest, _ body: (_ dockerfile: String, _ iidfile: String) async throws -> T
+    _ request: BuildRequest,
+    _ body: (_ dockerfile: String, _ iidfile: String) async throws -> T
 ) async throws -> T {
     let files = FileManager.default
     // Named for this process, so that what a killed build leaves is swept.
@@ -345,8 +378,10 @@ func withDockerfile<T>(
         }
     } catch {
         throw EngineError.operationFailed(
-            engine: "build", operation: "writing the rewritten Dockerfile of \(request.imageKey)",
-            detail: "\(error)")
+            engine: "build",
+            operation: "writing the rewritten Dockerfile of \(request.imageKey)",
+            detail: "\(error)"
+        )
     }
     defer { try? files.removeItem(atPath: directory) }
     let dockerfile = request.dockerfileContents == nil ? request.dockerfilePath : directory + "/Dockerfile"
@@ -371,7 +406,12 @@ actor BuildxProbe {
         let found: DockerEngine.Builder
         do {
             let outcome = try await EngineProcess.stream(
-                engine: "docker", docker, ["buildx", "version"], environment: environment, log: { _ in })
+                engine: "docker",
+                docker,
+                ["buildx", "version"],
+                environment: environment,
+                log: { _ in }
+            )
             found = outcome.status == 0 ? .buildx : .classic
         } catch {
             found = .classic

@@ -24,8 +24,12 @@ enum EngineProcess {
     ///   ``EngineError/operationFailed(engine:operation:detail:)`` when it cannot be started.
     ///   A non-zero exit is returned, not thrown.
     static func stream(
-        engine: String, _ executable: String, _ arguments: [String], environment: [String: String?] = [:],
-        workingDirectory: String? = nil, skip: @Sendable (String) -> Bool = { _ in false },
+        engine: String,
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String?] = [:],
+        workingDirectory: String? = nil,
+        skip: @Sendable (String) -> Bool = { _ in false },
         log: @Sendable (String) -> Void
     ) async throws -> Outcome {
         let exe: Executable = executable.contains("/") ? .path(FilePath(executable)) : .name(executable)
@@ -42,8 +46,12 @@ enum EngineProcess {
         let result: ExecutionResult<[String], SequenceOutput, CombinedErrorOutput>
         do {
             result = try await Subprocess.run(
-                exe, arguments: Arguments(arguments), environment: env,
-                workingDirectory: workingDirectory.map { FilePath($0) }, input: .none, output: .sequence,
+                exe,
+                arguments: Arguments(arguments),
+                environment: env,
+                workingDirectory: workingDirectory.map { FilePath($0) },
+                input: .none,
+                output: .sequence,
                 error: .combinedWithOutput
             ) { execution in
                 var tail: [String] = []
@@ -68,7 +76,10 @@ enum EngineProcess {
             throw error
         } catch {
             throw EngineError.operationFailed(
-                engine: engine, operation: "running \(executable)", detail: "\(error)")
+                engine: engine,
+                operation: "running \(executable)",
+                detail: "\(error)"
+            )
         }
         let status: Int32
         switch result.terminationStatus {
@@ -81,8 +92,12 @@ enum EngineProcess {
     /// ``stream(engine:_:_:environment:workingDirectory:skip:log:)``, stopped (the process is
     /// killed) when it prints nothing for `stallTimeout`: then ``PushFailure/stalled(_:)``.
     static func streamWithStallLimit(
-        engine: String, _ executable: String, _ arguments: [String], environment: [String: String?] = [:],
-        stallTimeout: Duration, log: @escaping @Sendable (String) -> Void
+        engine: String,
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String?] = [:],
+        stallTimeout: Duration,
+        log: @escaping @Sendable (String) -> Void
     ) async throws -> Outcome {
         let activity = Activity()
         return try await withThrowingTaskGroup(of: Outcome?.self) { group in
@@ -109,7 +124,10 @@ enum EngineProcess {
     /// Runs a short command and collects its output (stdout and stderr separately), mapping a
     /// missing executable to ``EngineError/toolMissing(engine:tool:)``.
     static func capture(
-        engine: String, _ executable: String, _ arguments: [String], workingDirectory: String? = nil
+        engine: String,
+        _ executable: String,
+        _ arguments: [String],
+        workingDirectory: String? = nil
     ) async throws(EngineError) -> ProcessOutput {
         do {
             let exe: Executable = executable.contains("/") ? .path(FilePath(executable)) : .name(executable)

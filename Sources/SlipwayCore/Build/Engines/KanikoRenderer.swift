@@ -31,7 +31,11 @@ public enum KanikoRenderer {
     ///   - namespace: the current namespace, used when `kaniko.namespace` is not set; nil omits
     ///     `metadata.namespace`.
     public static func pod(
-        for request: BuildRequest, options: Node?, buildID: String, runID: String, namespace: String? = nil
+        for request: BuildRequest,
+        options: Node?,
+        buildID: String,
+        runID: String,
+        namespace: String? = nil
     ) -> Node {
         let kaniko = options ?? Node.mapping([])
         let pullSecret = nonEmpty(kaniko["pullSecret"]?.text) ?? defaultPullSecret
@@ -54,7 +58,8 @@ public enum KanikoRenderer {
                             ),
                         ])
                     ),
-                ]))
+                ])
+            )
             mounts.append(.mapping([("name", .string(pullSecret)), ("mountPath", .string("/kaniko/.docker"))]))
         }
         for (i, mount) in (kaniko["additionalMounts"]?.items ?? []).enumerated() {
@@ -90,7 +95,8 @@ public enum KanikoRenderer {
             (
                 "volumeMounts",
                 .sequence([.mapping([("name", .string("context")), ("mountPath", .string(contextPath))])])
-            ))
+            )
+        )
         initContainer.append(("imagePullPolicy", .string("IfNotPresent")))
 
         var container: [(String, Node)] = [
@@ -271,6 +277,9 @@ public struct KanikoEngine: BuildEngine {
 
     public func tag(existing: String, as references: [String]) async throws {
         throw EngineError.unsupported(
-            engine: name, operation: "re-tag \(existing)", reason: "kaniko pushes to a registry from inside a cluster")
+            engine: name,
+            operation: "re-tag \(existing)",
+            reason: "kaniko pushes to a registry from inside a cluster"
+        )
     }
 }

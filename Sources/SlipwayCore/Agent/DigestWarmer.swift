@@ -169,23 +169,12 @@ public final class DigestWarmer: @unchecked Sendable {
         stopping = false
         state.unlock()
 
-        var created = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let code = pthread_create(
-            &created,
-            nil,
-            { raw in
-                // `raw` is the retained warmer passed below (never nil).
-                let warmer = Unmanaged<DigestWarmer>.fromOpaque(raw!).takeRetainedValue()
-                warmer.workLoop()
-                return nil
-            },
-            context
-        )
-        guard code == 0 else {
-            Unmanaged<DigestWarmer>.fromOpaque(context).release()
+        let created: pthread_t
+        switch startThread({ [self] in workLoop() }) {
+        case .success(let thread): created = thread
+        case .failure(let error):
             subscription.cancel()
-            throw .watch(.threadFailed(reason: String(cString: strerror(code))))
+            throw .watch(.threadFailed(reason: error.reason))
         }
         state.lock()
         thread = created

@@ -6,7 +6,7 @@ internal import Darwin
 
 /// What a file looked like at one moment: enough to tell that it was written, replaced or
 /// removed since (every write moves `ctime`, a replacement changes the inode).
-public struct FileStamp: Sendable, Equatable {
+public struct FileStamp: Codable, Sendable, Equatable {
     public var device: UInt64
     public var inode: UInt64
     public var size: Int64

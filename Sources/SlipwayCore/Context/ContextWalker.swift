@@ -120,25 +120,10 @@ public enum ContextWalker {
         )
         var workers: [pthread_t] = []
         for _ in 1..<max(1, threads) {
-            var thread = pthread_t()
-            let context = Unmanaged.passRetained(shared).toOpaque()
-            let started = pthread_create(
-                &thread,
-                nil,
-                { raw in
-                    // `raw` is the retained `SharedWalk` passed below.
-                    let shared = Unmanaged<SharedWalk>.fromOpaque(raw!).takeRetainedValue()
-                    shared.work()
-                    return nil
-                },
-                context
-            )
-            if started == 0 {
-                workers.append(thread)
-            } else {
-                Unmanaged<SharedWalk>.fromOpaque(context).release()
+            guard case .success(let thread) = startThread({ shared.work() }) else {
                 break  // fewer threads; the walk still completes
             }
+            workers.append(thread)
         }
         shared.work()
         for thread in workers { pthread_join(thread, nil) }

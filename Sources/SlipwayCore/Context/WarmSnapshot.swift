@@ -4,26 +4,9 @@ internal import Foundation
 internal import Glibc
 #endif
 
-/// The identity of a stat index file as `stat` sees it: replaced (slipway writes by rename)
-/// or rewritten, it changes.
-public struct IndexIdentity: Codable, Sendable, Equatable {
-    public var device: UInt64
-    public var inode: UInt64
-    public var size: Int64
-    public var mtimeNanoseconds: Int64
-
-    /// The identity of the file at `path`, nil when there is none.
-    public static func of(_ path: String) -> IndexIdentity? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return IndexIdentity(
-            device: UInt64(truncatingIfNeeded: info.st_dev),
-            inode: UInt64(info.st_ino),
-            size: Int64(info.st_size),
-            mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
-        )
-    }
-}
+/// The identity of a stat index file (or a config): replaced (slipway writes by rename) or
+/// rewritten, its ``FileStamp`` changes.
+public typealias IndexIdentity = FileStamp
 
 /// One context's digest, computed while nothing in it changed.
 public struct WarmEntry: Codable, Sendable, Equatable {

@@ -269,27 +269,16 @@ public final class FileWatcher: @unchecked Sendable {
         readerDied = false
         condition.unlock()
 
-        var created = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let code = pthread_create(
-            &created,
-            nil,
-            { raw in
-                // `raw` is the retained watcher passed below (never nil).
-                let watcher = Unmanaged<FileWatcher>.fromOpaque(raw!).takeRetainedValue()
-                watcher.readLoop()
-                return nil
-            },
-            context
-        )
-        guard code == 0 else {
-            Unmanaged<FileWatcher>.fromOpaque(context).release()
+        let created: pthread_t
+        switch startThread({ [self] in readLoop() }) {
+        case .success(let thread): created = thread
+        case .failure(let error):
             condition.lock()
             running = false
             condition.unlock()
             inotifytools_cleanup()
             rmdir(sentinel)
-            throw .threadFailed(reason: String(cString: strerror(code)))
+            throw .threadFailed(reason: error.reason)
         }
         condition.lock()
         thread = created

@@ -136,7 +136,7 @@ struct AgentProject {
         let images =
             (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], cwd: "/"))?.stdout ?? ""
         let ours = images.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-        if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
+        if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f", "--no-prune"] + ours, cwd: "/") }
     }
 }
 

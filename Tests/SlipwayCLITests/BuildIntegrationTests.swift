@@ -32,10 +32,14 @@ struct BuildIntegrationTests {
                         target: base
                     """
             )
+            // The label makes this project's layers its own: the classic builder shares cached
+            // intermediate images between identical Dockerfiles, and another test's clean-up could
+            // remove one while this test's build is using it.
             try write(
                 "Dockerfile",
                 """
                 FROM slipway/busybox AS base
+                LABEL slipway.test.project=\(repo)
                 ARG GREETING=default
                 RUN echo "$GREETING" > /greeting
                 FROM base AS runtime
@@ -68,7 +72,7 @@ struct BuildIntegrationTests {
             let images =
                 (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
             let ours = images.split(separator: "\n").map(String.init).filter { $0.hasPrefix(repo) }
-            if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
+            if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f", "--no-prune"] + ours, cwd: "/") }
         }
     }
 

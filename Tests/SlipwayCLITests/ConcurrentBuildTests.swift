@@ -31,7 +31,7 @@ struct ConcurrentBuildTests {
                     (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], cwd: "/"))?.stdout
                     ?? ""
                 let ours = images.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-                if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
+                if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f", "--no-prune"] + ours, cwd: "/") }
             }
             for round in 0..<10 {
                 let values = (0..<3).map { "round\(round)-\($0)-\(UUID().uuidString.prefix(8))" }

@@ -85,7 +85,7 @@ struct DeployIntegrationTests {
             let images =
                 (try? sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], cwd: "/"))?.stdout ?? ""
             let ours = images.split(separator: "\n").map(String.init).filter { $0.hasPrefix("slipway-test/\(name)-") }
-            if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f"] + ours, cwd: "/") }
+            if !ours.isEmpty { _ = try? sh(["docker", "rmi", "-f", "--no-prune"] + ours, cwd: "/") }
         }
     }
 

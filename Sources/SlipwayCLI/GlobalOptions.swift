@@ -115,7 +115,8 @@ struct GlobalOptions: ParsableArguments {
             profiles: profiles,
             disableProfileActivation: disableProfileActivation,
             namespace: namespace,
-            kubeContext: kubeContext
+            kubeContext: kubeContext,
+            ask: QuestionPrompt.asker(silent: silent)
         )
     }
 
@@ -123,7 +124,9 @@ struct GlobalOptions: ParsableArguments {
     func load() async throws -> LoadedConfig {
         let options = try loadOptions()
         do {
-            return try await ConfigLoader.load(options)
+            let loaded = try await ConfigLoader.load(options)
+            if !silent { for note in loaded.notes { Terminal.error(note) } }
+            return loaded
         } catch {
             printDiagnostics(error.diagnostics)
             throw ExitCode.failure

@@ -13,7 +13,7 @@ public struct SlipwayCommand: AsyncParsableCommand {
         version: "slipway \(ConfigLoader.version)",
         subcommands: [
             Build.self, Deploy.self, Render.self, Purge.self, RunPipeline.self, Print.self, PullSecrets.self,
-            Validate.self, Version.self, Agent.self, Hooks.self, StatusCommand.self, Cleanup.self,
+            Validate.self, Version.self, Reset.self, Agent.self, Hooks.self, StatusCommand.self, Cleanup.self,
             PipelineFunction.self,
         ]
     )

@@ -6,13 +6,24 @@ extension SlipwayCommand {
         // The name is spelled out: deriving it from the type costs a dynamic cast per run.
         static let configuration = CommandConfiguration(
             commandName: "validate",
-            abstract: "Check the config: syntax, keys, types, DevSpace's rules and variables."
+            abstract: "Check the config: syntax, keys, types, DevSpace's rules, variables and what a build reads.",
+            discussion: """
+                Besides the file itself, it checks what `slipway build` would refuse: each image's
+                context and Dockerfile exist, and its target is a stage of the Dockerfile.
+                """
         )
 
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
             let loaded = try await global.load()
+            do {
+                // The build's own checks, so that validate refuses what build would.
+                _ = try BuildPlanner.plan(loaded, options: BuildOptions())
+            } catch {
+                printDiagnostics(error.diagnostics)
+                throw ExitCode.failure
+            }
             let c = loaded.config
             if !global.silent {
                 Terminal.out(

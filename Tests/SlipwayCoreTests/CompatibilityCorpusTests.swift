@@ -24,9 +24,9 @@ import Testing
         "e2e/tests/imports/testdata/localregistry/devspace.yaml": "does not exist",
         // a git import / dependency
         "e2e/tests/dependencies/testdata/git/devspace.yaml": "not supported by slipway yet",
-        // variables that need an interactive answer
-        "pkg/devspace/config/loader/variable/testing/with_default_value/devspace.yaml": "never asks interactively",
-        "pkg/devspace/config/loader/variable/testing/without_default_value/devspace.yaml": "never asks interactively",
+        // a question without a default, and no terminal to ask on (DevSpace fails too; its
+        // `with_default_value` sibling loads: without a terminal the default "" is taken)
+        "pkg/devspace/config/loader/variable/testing/without_default_value/devspace.yaml": "no terminal to ask on",
     ]
 
     static func configs(in root: String) -> [String] {
@@ -83,7 +83,7 @@ import Testing
         for rel in Array(Self.expectedFailures.keys) + Array(Self.typeErrorFailures) where failures[rel] == nil {
             Issue.record("\(rel) loaded, but DevSpace cannot load it")
         }
-        #expect(loaded == 93, "loaded \(loaded) of \(files.count)")
+        #expect(loaded == 94, "loaded \(loaded) of \(files.count)")
     }
 
     /// The two compose test files with a field DevSpace's v2beta1 schema rejects (`componentChart`

@@ -167,7 +167,7 @@ func loadErrors(
     /// Failures are reported where the variable is used, except a definition that refers to
     /// itself, which is reported at the definition.
     @Test(arguments: [
-        ("tags: [\"${NOPE}\"]", "variable ${NOPE} has no value", "images.app.tags[0]", 15, 12),
+        ("tags: [\"${NOPE}\"]", "${NOPE} is not a variable", "images.app.tags[0]", 15, 12),
         ("tags: [\"${Q}\"]", "needs an answer to \"Which version?\"", "images.app.tags[0]", 15, 12),
         ("tags: [\"${ENVONLY}\"]", "environment variable ENVONLY, which is not set", "images.app.tags[0]", 15, 12),
         ("tags: [\"${FAILS}\"]", "exited with status 3", "images.app.tags[0]", 15, 12),

@@ -274,7 +274,10 @@ public struct BuildCache: Sendable {
         do { text = try YAMLEmitter().emit(root) } catch {
             throw Failure(path: devspacePath, message: "cannot write DevSpace's cache: \(error.message)")
         }
-        try AtomicFile.write(Array(text.utf8), to: devspacePath).mapFailure(devspacePath)
+        // Its mode is kept: the file holds DevSpace's vars cache too, 0600 once it remembers a
+        // password answer (`VariablesCache`).
+        let mode = AtomicFile.existingMode(of: devspacePath) ?? 0o644
+        try AtomicFile.write(Array(text.utf8), to: devspacePath, mode: mode).mapFailure(devspacePath)
     }
 
     /// An exclusive `flock` on `lockPath` (its directory made first).

@@ -98,15 +98,17 @@ public enum BuildPlanner {
             let context = ConfigLoader.absolute(image.context, in: loaded.directory)
             let dockerfile = ConfigLoader.absolute(image.dockerfile, in: loaded.directory)
             var isDir: ObjCBool = false
+            // Both the context and the Dockerfile are checked, so every problem is reported at once.
+            var contextOK = true
             if !FileManager.default.fileExists(atPath: context, isDirectory: &isDir) || !isDir.boolValue {
                 fail("context", "\(image.context) does not exist or is not a directory")
-                continue
-            }
-            if !(context == root || context.hasPrefix(root + "/")) {
+                contextOK = false
+            } else if !(context == root || context.hasPrefix(root + "/")) {
                 fail("context", "\(image.context) is outside the project (\(root)); keep build contexts inside it")
-                continue
+                contextOK = false
             }
             if image.custom != nil {
+                guard contextOK else { continue }
                 plans.append(
                     ImagePlan(
                         key: image.key,
@@ -132,6 +134,11 @@ public enum BuildPlanner {
                 continue
             }
             let text = String(decoding: data, as: UTF8.self)
+            if let problem = DockerfileRewriter.targetProblem(text, target: image.target, named: image.dockerfile) {
+                fail("target", problem)
+                continue
+            }
+            guard contextOK else { continue }
             var rewritten: String?
             do {
                 rewritten = try DockerfileRewriter.rewrite(

@@ -35,6 +35,18 @@ public enum DockerfileRewriter {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// Why `target` names no stage of `dockerfile` (`FROM … AS name`, compared as Docker
+    /// does, ignoring case); nil when it does, or when there is no target.
+    public static func targetProblem(_ dockerfile: String, target: String?, named display: String) -> String? {
+        guard let target, !target.isEmpty else { return nil }
+        let lines = dockerfile.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let names = stageStarts(lines).compactMap(\.name)
+        guard !names.contains(where: { $0.lowercased() == target.lowercased() }) else { return nil }
+        let known = names.isEmpty ? "it names no stages" : "its stages: \(names.joined(separator: ", "))"
+        return
+            "\(display) has no stage named \"\(target)\" (FROM … AS \(target)); \(known) — name one of them or add the stage"
+    }
+
     /// `["a","b"]` with JSON string escapes, as Docker's exec form wants.
     static func jsonArray(_ items: [String]) -> String {
         "[" + items.map(jsonString).joined(separator: ",") + "]"

@@ -12,6 +12,9 @@ public struct LoadOptions: Sendable {
     public var disableProfileActivation: Bool
     public var namespace: String?
     public var kubeContext: String?
+    /// Who answers variables' questions (the CLI: the terminal); nil when nobody can, and
+    /// defaults are taken (``VariableQuestion``).
+    public var ask: VariableAsker?
 
     public init(
         configPath: String? = nil,
@@ -21,8 +24,10 @@ public struct LoadOptions: Sendable {
         profiles: [String] = [],
         disableProfileActivation: Bool = false,
         namespace: String? = nil,
-        kubeContext: String? = nil
+        kubeContext: String? = nil,
+        ask: VariableAsker? = nil
     ) {
+        self.ask = ask
         self.configPath = configPath
         self.workingDirectory = workingDirectory
         self.environment = environment
@@ -47,11 +52,17 @@ public struct LoadedConfig: Sendable {
     public var variables: [(String, Node)]
     /// Profiles applied, in order.
     public var appliedProfiles: [String]
+    /// Values of `password: true` variables: never to be printed (``ConfigPrinter`` masks them).
+    public var secretValues: [String] = []
+    /// Things the caller should tell once (a vars cache that could not be written, answers
+    /// DevSpace encrypted); the core never prints.
+    public var notes: [String] = []
 }
 
-/// Loads `devspace.yaml`: parse (libyaml) → imports → profiles → variables → DevSpace's
-/// adjustments → schema and rule validation → typed view. Reports every problem it can find,
-/// then fails once; never prompts.
+/// Loads `devspace.yaml`: parse (libyaml) → version → imports → profiles → variables →
+/// DevSpace's adjustments → schema and rule validation → typed view. Reports every problem it
+/// can find, then fails once. Questions go to ``LoadOptions/ask``; it writes nothing but the
+/// answers given to them (DevSpace's vars cache, ``VariablesCache``).
 public enum ConfigLoader {
     /// Largest configuration file read; larger files are refused before parsing.
     public static let maxFileSize = 4 << 20
@@ -91,10 +102,12 @@ public enum ConfigLoader {
                 message: "the file must be a map of sections (version, name, images, …), found \(root.typeDescription)"
             )
         }
-        // Structure first, on the file as written: unknown keys and wrong types, all of them.
+        // The version first: an old config's keys are not v2beta1's, and its type errors would
+        // hide the one thing to do. Then structure, on the file as written: unknown keys and
+        // wrong types, all of them.
+        try checkVersion(root, file: display)
         let early = SchemaValidator.validate(root, file: display) + ConfigRules.checkVars(root, file: display)
         if !early.isEmpty { throw ConfigError(early) }
-        try checkVersion(root, file: display)
 
         var name = root["name"]?.text ?? ""
         if name.isEmpty {
@@ -111,6 +124,9 @@ public enum ConfigLoader {
             )
         }
 
+        var notes: [String] = []
+        let cache = VariablesCache(configPath: path)
+        let cacheDisplay = relativeCachePath(cache.path, directory: directory)
         let context = VariableContext(
             configPath: path,
             configDirectory: directory,
@@ -120,7 +136,10 @@ public enum ConfigLoader {
             profiles: options.profiles,
             namespace: options.namespace ?? "",
             kubeContext: options.kubeContext ?? "",
-            version: devspaceCompatVersion
+            version: devspaceCompatVersion,
+            ask: options.ask,
+            cache: cache,
+            cacheFile: cacheDisplay
         )
         let resolver = VariableResolver(context: context, definitions: definitions(root))
 
@@ -168,13 +187,24 @@ public enum ConfigLoader {
         }
         root["vars"] = nil
         root = await substituteAll(root, resolver: resolver, file: display, diagnostics: &diagnostics)
-        if !diagnostics.isEmpty { throw ConfigError(diagnostics) }
+        // Answers are remembered even when the config has other problems: the person is not
+        // asked again after fixing them.
+        notes += resolver.notes
+        notes += remember(resolver.answers, in: cache, display: cacheDisplay)
+        let asked = resolver.answers.map(\.name)
+        let unreadable = asked.isEmpty ? [] : resolver.cachedAnswers.encrypted.filter { asked.contains($0) }
+        if !unreadable.isEmpty {
+            notes.append(
+                "note: \(cacheDisplay) holds DevSpace's encrypted answers for \(unreadable.joined(separator: ", ")), which slipway cannot read, so they were asked again; DEVSPACE_DISABLE_VARS_ENCRYPTION=true makes DevSpace store answers both tools read"
+            )
+        }
+        if !diagnostics.isEmpty { throw ConfigError(hinted(diagnostics, undefined: resolver.undefined)) }
 
         root = adjust(root)
         diagnostics = SchemaValidator.validate(root, file: display) + ConfigRules.check(root, file: display)
-        if !diagnostics.isEmpty { throw ConfigError(diagnostics) }
+        if !diagnostics.isEmpty { throw ConfigError(hinted(diagnostics, undefined: resolver.undefined)) }
 
-        return LoadedConfig(
+        var loaded = LoadedConfig(
             displayPath: display,
             absolutePath: path,
             directory: directory,
@@ -183,6 +213,54 @@ public enum ConfigLoader {
             variables: resolver.resolvedVariables,
             appliedProfiles: selected.compactMap { $0["name"]?.scalar }
         )
+        loaded.secretValues = resolver.resolvedVariables.compactMap { name, value in
+            guard resolver.definitions[name]?.password == true else { return nil }
+            let text = VariableResolver.text(of: value)
+            return text.isEmpty ? nil : text
+        }
+        loaded.notes = notes
+        return loaded
+    }
+
+    /// The vars cache's path as messages show it: relative to the config's directory.
+    static func relativeCachePath(_ path: String, directory: String) -> String {
+        path.hasPrefix(directory + "/") ? String(path.dropFirst(directory.count + 1)) : path
+    }
+
+    /// Writes the answers given in this load to DevSpace's vars cache (not those of `noCache`
+    /// variables); a failure is a note, not an error: the answers still hold for this run.
+    static func remember(
+        _ answers: [(name: String, value: String, password: Bool, noCache: Bool)],
+        in cache: VariablesCache,
+        display: String
+    ) -> [String] {
+        let kept = answers.filter { !$0.noCache }
+        guard !kept.isEmpty else { return [] }
+        do {
+            let skipped = try cache.record(
+                kept.map { ($0.name, $0.value) },
+                secret: kept.contains(where: \.password)
+            )
+            guard !skipped.isEmpty else { return [] }
+            return [
+                "note: the answers for \(skipped.joined(separator: ", ")) were not remembered: \(display) holds DevSpace's encrypted answers, and they would read as encrypted"
+            ]
+        } catch {
+            return ["note: the answers were not remembered (\(error.description)); they are asked again next time"]
+        }
+    }
+
+    /// Diagnostics about a value that holds a `${NAME}` which is not a variable say so: the
+    /// reference was left as written, as DevSpace leaves it.
+    static func hinted(_ diagnostics: [ConfigDiagnostic], undefined: [String]) -> [ConfigDiagnostic] {
+        guard !undefined.isEmpty else { return diagnostics }
+        return diagnostics.map { d in
+            guard let name = undefined.first(where: { d.message.contains("${\($0)}") }) else { return d }
+            var copy = d
+            copy.message +=
+                " (${\(name)} is not a variable — not under vars, not predefined, no --var, no environment variable — so it was left as written)"
+            return copy
+        }
     }
 
     // MARK: Steps
@@ -259,17 +337,28 @@ public enum ConfigLoader {
                 message: "version is missing; add `version: v2beta1` at the top"
             )
         }
+        // A list or map is the schema's to report (it runs next).
+        guard v.scalar != nil else { return }
         let s = v.text ?? ""
         guard s == ConfigRules.supportedVersion else {
-            throw ConfigError(
-                file: file,
-                mark: v.mark,
-                path: "version",
-                message: s.hasPrefix("v1")
-                    ? "version \(s) is DevSpace 5's format; slipway reads v2beta1 — convert the file with `devspace upgrade` (DevSpace 6)"
-                    : "version \"\(s)\" is not supported; slipway reads v2beta1"
-            )
+            throw ConfigError(file: file, mark: v.mark, path: "version", message: versionMessage(s))
         }
+    }
+
+    /// The config versions before v2beta1 that DevSpace 6 still reads, converting them in
+    /// memory as it loads them (`pkg/devspace/config/versions`).
+    static let oldVersions: Set<String> = Set((1...11).map { "v1beta\($0)" })
+
+    /// What to do about a `version` that is not v2beta1. An old version is DevSpace 5's format:
+    /// DevSpace 6 converts it on every load, and `devspace print` shows the result. Any other
+    /// is DevSpace's own message for a version it does not know.
+    static func versionMessage(_ version: String) -> String {
+        if oldVersions.contains(version) {
+            return
+                "version \(version) is DevSpace 5's config format; slipway reads only v2beta1 (DevSpace 6's). DevSpace 6 converts the file in memory each time it loads it: run `devspace print --skip-info` and start the new v2beta1 devspace.yaml from its output (its variables are filled in: put the ${…} references back). `devspace upgrade` updates the DevSpace CLI itself, not the file"
+        }
+        return
+            "Unrecognized config version \(version). Please upgrade devspace with `devspace upgrade` (DevSpace's message); slipway reads v2beta1"
     }
 
     static func definitions(_ root: Node) -> [VariableDefinition] {
@@ -548,7 +637,9 @@ public enum ConfigLoader {
         }
     }
 
-    /// DevSpace's `adjust.go` for images, plus the build defaults made explicit.
+    /// DevSpace's `adjust.go` for images: a tag written in `image:` moves to the front of
+    /// `tags`. The defaults of `dockerfile` and `context` are not written into the tree (DevSpace
+    /// does not write them either; ``ImageConfig`` applies them).
     static func adjust(_ root: Node) -> Node {
         guard var images = root["images"]?.pairs else { return root }
         for i in images.indices {
@@ -564,8 +655,6 @@ public enum ConfigLoader {
                     image["tags"] = Node(.sequence(tags), mark: image["tags"]?.mark ?? imageNode.mark)
                 }
             }
-            if image["dockerfile"]?.text == nil { image["dockerfile"] = Node.string("./Dockerfile", mark: image.mark) }
-            if image["context"]?.text == nil { image["context"] = Node.string("./", mark: image.mark) }
             images[i].value = image
         }
         var out = root

@@ -15,9 +15,11 @@ public enum DockerReference {
     public static func isValidRepository(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= 255 else { return false }
         var parts = name.split(separator: "/", omittingEmptySubsequences: false).map { Array($0.utf8) }
+        // The first part is a registry host only when it has a `.` or `:` or is `localhost`
+        // (docker/distribution v2.8, which DevSpace 6 and Docker 20.10 use): `Acme/app` is a
+        // Docker Hub repository with capitals, which both refuse.
         if parts.count > 1, let first = parts.first,
             first.contains(UInt8(ascii: ".")) || first.contains(UInt8(ascii: ":")) || first == Array("localhost".utf8)
-                || first.contains(where: { $0 >= 65 && $0 <= 90 })
         {
             guard isHost(first) else { return false }
             parts.removeFirst()
@@ -29,11 +31,21 @@ public enum DockerReference {
     public static func repositoryProblem(_ name: String) -> String? {
         guard !isValidRepository(name) else { return nil }
         if name.contains(where: \.isUppercase) && isValidRepository(name.lowercased()) {
-            return "image names must be lowercase (Docker's rule): use \"\(name.lowercased())\""
+            return
+                "invalid reference format: repository name must be lowercase (Docker's rule; DevSpace refuses it too): use \"\(lowercasedPath(name))\""
         }
         if name.contains(" ") { return "an image name cannot contain spaces" }
         return
             "not a valid image name: lowercase letters, digits and '.', '_', '-' between them, '/' between parts, an optional registry host[:port] first (Docker's reference format)"
+    }
+
+    /// `name` with its repository path lowercased and a registry host kept as written.
+    static func lowercasedPath(_ name: String) -> String {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count > 1, let first = parts.first,
+            first.contains(".") || first.contains(":") || first == "localhost"
+        else { return name.lowercased() }
+        return ([String(first)] + parts.dropFirst().map { $0.lowercased() }).joined(separator: "/")
     }
 
     static func isWord(_ c: UInt8) -> Bool {

@@ -12,16 +12,30 @@ public struct VariableDefinition: Sendable, Equatable {
     public var args: [String]?
     public var commands: [(os: String?, command: String, args: [String]?)] = []
     public var alwaysResolve: Bool = false
+    /// `options`: the answer to the question is one of these (a choice on a terminal).
+    public var options: [String] = []
+    /// `password`: the answer is read without echo, never printed, and remembered only in a
+    /// 0600 file.
+    public var password: Bool = false
+    /// `validationPattern` / `validationMessage`: an answer must match the pattern (a search,
+    /// as Go's `MatchString`); otherwise the message is shown and the question asked again.
+    public var validationPattern: String?
+    public var validationMessage: String?
+    /// `noCache`: the answer is not remembered in `.devspace/cache.yaml`; asked on every run.
+    public var noCache: Bool = false
     /// Written as `NAME: $(…)`: an expression, with DevSpace's rules for its result
     /// (`true` for empty output, `false` for exit 1 with no output).
     public var isExpression: Bool = false
-    /// Declared as `NAME: {}`: nothing to ask, compute or default. DevSpace would prompt with
-    /// "Please enter a value for NAME"; slipway never prompts and takes the empty string.
+    /// Declared as `NAME: {}`: nothing to compute or default. On a terminal it is asked as
+    /// DevSpace asks it ("Please enter a value for NAME"); without one slipway takes the empty
+    /// string (DevSpace fails there).
     public var isEmpty: Bool = false
 
     public static func == (a: Self, b: Self) -> Bool {
         a.name == b.name && a.mark == b.mark && a.value == b.value && a.defaultValue == b.defaultValue
             && a.question == b.question && a.source == b.source && a.command == b.command && a.args == b.args
+            && a.options == b.options && a.password == b.password && a.validationPattern == b.validationPattern
+            && a.validationMessage == b.validationMessage && a.noCache == b.noCache
     }
 
     /// Keys of DevSpace's `Variable` struct; a map with none of them is a plain value.
@@ -54,6 +68,11 @@ public struct VariableDefinition: Sendable, Equatable {
         d.command = node["command"]?.scalar.flatMap { $0.isEmpty ? nil : $0 }
         d.args = node["args"]?.items?.compactMap(\.scalar)
         d.alwaysResolve = node["alwaysResolve"]?.scalar == "true"
+        d.options = node["options"]?.items?.compactMap(\.text) ?? []
+        d.password = node["password"]?.scalar == "true"
+        d.validationPattern = node["validationPattern"]?.text.flatMap { $0.isEmpty ? nil : $0 }
+        d.validationMessage = node["validationMessage"]?.text.flatMap { $0.isEmpty ? nil : $0 }
+        d.noCache = node["noCache"]?.scalar == "true"
         for c in node["commands"]?.items ?? [] {
             guard let cmd = c["command"]?.scalar else { continue }
             d.commands.append((os: c["os"]?.scalar, command: cmd, args: c["args"]?.items?.compactMap(\.scalar)))
@@ -74,6 +93,12 @@ public struct VariableContext: Sendable {
     public var namespace: String
     public var kubeContext: String
     public var version: String
+    /// Who answers questions; nil when nobody can (no terminal): defaults are taken.
+    public var ask: VariableAsker?
+    /// DevSpace's vars cache, read when a question first needs it (``VariablesCache``).
+    public var cache: VariablesCache?
+    /// The cache file as messages name it.
+    public var cacheFile: String
 
     public init(
         configPath: String,
@@ -84,8 +109,14 @@ public struct VariableContext: Sendable {
         profiles: [String],
         namespace: String,
         kubeContext: String,
-        version: String
+        version: String,
+        ask: VariableAsker? = nil,
+        cache: VariablesCache? = nil,
+        cacheFile: String = ".devspace/cache.yaml"
     ) {
+        self.ask = ask
+        self.cache = cache
+        self.cacheFile = cacheFile
         self.configPath = configPath
         self.configDirectory = configDirectory
         self.projectName = projectName
@@ -117,8 +148,18 @@ struct VariableFailure: Error {
 }
 
 /// Resolves `${NAME}` references and `$(…)` expressions the way DevSpace's loader does, lazily:
-/// only variables that are used get a value (a `question` is never asked; slipway runs
-/// unattended, so a variable without a value is an error naming the variable and how to set it).
+/// only variables that are used get a value.
+///
+/// **Which references are variables** (DevSpace v6, `variable/resolver.go`): a name defined
+/// under `vars`, a predefined name (`DEVSPACE_NAME`, `devspace.git.branch`, …), a `--var`, or
+/// an environment variable that is set and not empty. Any other `${NAME}` is not a variable and
+/// stays as written (`${NAME}`), so a shell `${VAR}` in a value loads as it does in DevSpace.
+///
+/// **Questions**: a variable of source `all` or `input` without a value from `--var`, the
+/// environment or DevSpace's vars cache is asked through ``VariableContext/ask`` — once per
+/// load (the answer is kept in memory and, unless `noCache`, recorded in ``answers`` for the
+/// cache). Without an asker the `default` is taken, as DevSpace does without a terminal; a
+/// variable without one is an error naming it.
 ///
 /// **Values are data; only the config's own text is code.** A `$(…)` runs only where it is
 /// written in the config (a value, a variable's definition, a variable's `command`). A value
@@ -140,6 +181,21 @@ final class VariableResolver {
     /// Variables a custom build's script reads under a name of slipway's (their own names are
     /// not environment names: `${devspace.name}`), exported with the config's variables.
     private(set) var scriptExports: [(String, Node)] = []
+    /// Answers given to questions in this load, in order, for DevSpace's vars cache.
+    private(set) var answers: [(name: String, value: String, password: Bool, noCache: Bool)] = []
+    /// `${NAME}` references that are not variables (left as written), in the order first met.
+    private(set) var undefined: [String] = []
+    /// Notes for the caller (a vars cache that cannot be read).
+    private(set) var notes: [String] = []
+    /// The remembered answers, read once, when the first variable that could be asked needs
+    /// them (most loads never read the file).
+    private(set) lazy var cachedAnswers: VariablesCache.Contents = {
+        guard let cache = context.cache else { return VariablesCache.Contents() }
+        do throws(VariablesCache.Failure) { return try cache.read() } catch {
+            notes.append("note: \(error.description); its remembered answers are ignored")
+            return VariablesCache.Contents()
+        }
+    }()
     /// All substitution in one load produces at most this much text (4 MiB, the size limit of
     /// the file itself): `L1: ${L0}${L0}…`, `L2: ${L1}${L1}…` would otherwise double memory at
     /// every level.
@@ -168,8 +224,17 @@ final class VariableResolver {
         }
     }
 
-    /// The value of a variable, resolving it (and what its definition uses) on first use.
+    /// The value of a variable, resolving it (and what its definition uses) on first use; a
+    /// name that is not a variable reads as itself, `${NAME}`, as in DevSpace.
     func value(of rawName: String) async throws(VariableFailure) -> Node {
+        let name = rawName.trimmingSpaces()
+        if let v = try await lookup(name) { return v }
+        return Node(.scalar("${\(name)}", .doubleQuoted))
+    }
+
+    /// The value of a variable, nil when `rawName` is not one (not defined, not predefined, no
+    /// `--var`, no environment variable): such a reference stays as written.
+    func lookup(_ rawName: String) async throws(VariableFailure) -> Node? {
         let name = rawName.trimmingSpaces()
         if let v = resolved[name] { return v }
         if let p = predefined(name) {
@@ -189,7 +254,10 @@ final class VariableResolver {
         }
         inProgress.insert(name)
         defer { inProgress.remove(name) }
-        let v = try await fill(name)
+        guard let v = try await fill(name) else {
+            if !undefined.contains(name) { undefined.append(name) }
+            return nil
+        }
         remember(name, v)
         return v
     }
@@ -203,14 +271,13 @@ final class VariableResolver {
     /// what custom build scripts read under slipway's names.
     var resolvedVariables: [(String, Node)] { order.compactMap { n in resolved[n].map { (n, $0) } } + scriptExports }
 
-    private func fill(_ name: String) async throws(VariableFailure) -> Node {
+    private func fill(_ name: String) async throws(VariableFailure) -> Node? {
         let env = context.environment[name] ?? ""
         guard let def = definitions[name] else {
+            // Not defined: a variable only when the environment sets it (DevSpace's
+            // `getVariableDefinition`); otherwise not a variable at all.
             if !env.isEmpty { return Self.convertString(env) }
-            throw VariableFailure(
-                message:
-                    "variable ${\(name)} has no value: define it under vars, set the environment variable \(name), or pass --var \(name)=VALUE"
-            )
+            return nil
         }
         let written = def.value ?? def.defaultValue
         // A plain `NAME: value` is the definition itself; a map has its `value` or `default`.
@@ -243,14 +310,33 @@ final class VariableResolver {
         case "command":
             return try await runCommand(def)
         case "all", "input", "default":
+            // DevSpace's `defaultVariable`: command, environment (not for `input`), the vars
+            // cache (not with `noCache`), then the question — or, with nobody to ask, the default.
             if def.command != nil || !def.commands.isEmpty { return try await runCommand(def) }
             if def.source != "input" && !env.isEmpty { return try Self.valueByType(env, await typeModel(), name: name) }
-            if let d = try await defaultValue(), !(d.scalar?.isEmpty ?? false) { return d }
+            if !def.noCache, let cached = cachedAnswers.values[name] {
+                do { return try Self.valueByType(cached, await typeModel(), name: name) } catch {
+                    throw VariableFailure(
+                        message: def.password
+                            ? "the answer \(context.cacheFile) remembers for ${\(name)} does not fit its default's type; forget it with `slipway reset vars`"
+                            : "the answer \(context.cacheFile) remembers for ${\(name)}: \(error.message); forget it with `slipway reset vars`"
+                    )
+                }
+            }
+            if let ask = context.ask {
+                return try await self.ask(
+                    def,
+                    asker: ask,
+                    defaultValue: await defaultValue(),
+                    typeModel: await typeModel()
+                )
+            }
+            if let d = try await defaultValue() { return d }
             if def.isEmpty { return Node(.scalar("", .doubleQuoted)) }
             let need = def.question.map { "needs an answer to \"\($0)\"" } ?? "has no value"
             throw VariableFailure(
                 message:
-                    "variable ${\(name)} \(need), and slipway never asks interactively: pass --var \(name)=VALUE or set the environment variable \(name)"
+                    "variable ${\(name)} \(need), has no default, and there is no terminal to ask on: pass --var \(name)=VALUE, set the environment variable \(name), or run slipway on a terminal to answer it"
             )
         default:
             throw VariableFailure(
@@ -258,6 +344,71 @@ final class VariableResolver {
             )
         }
     }
+
+    /// Asks `def`'s question (DevSpace's `askQuestion`): an empty answer takes the default; a
+    /// choice must be one of the options; otherwise the answer must match `validationPattern`
+    /// (asked again with `validationMessage` when it does not). The answer is recorded for the
+    /// vars cache unless `noCache`.
+    private func ask(
+        _ def: VariableDefinition,
+        asker: VariableAsker,
+        defaultValue: Node?,
+        typeModel: Node?
+    ) async throws(VariableFailure) -> Node {
+        let name = def.name
+        // DevSpace preselects the first option when a choice has no default.
+        let defaultText = defaultValue.map(Self.text(of:)) ?? def.options.first
+        var pattern: NSRegularExpression?
+        if def.options.isEmpty, let p = def.validationPattern {
+            do { pattern = try NSRegularExpression(pattern: p) } catch {
+                throw VariableFailure(
+                    message: "\"\(p)\" is not a valid regular expression",
+                    mark: def.mark,
+                    path: "vars.\(name).validationPattern"
+                )
+            }
+        }
+        var question = VariableQuestion(
+            variable: name,
+            text: def.question ?? "Please enter a value for \(name)",
+            defaultValue: defaultText,
+            options: def.options,
+            isPassword: def.password
+        )
+        for _ in 0..<Self.maxAttempts {
+            guard var answer = await asker(question) else {
+                throw VariableFailure(
+                    message:
+                        "the question for ${\(name)} (\"\(question.text)\") got no answer: the input ended; pass --var \(name)=VALUE or set the environment variable \(name)"
+                )
+            }
+            if answer.isEmpty, let defaultText { answer = defaultText }
+            if !def.options.isEmpty, !def.options.contains(answer) {
+                question.problem = "choose one of: " + def.options.joined(separator: ", ")
+                continue
+            }
+            if let pattern,
+                pattern.firstMatch(in: answer, range: NSRange(answer.startIndex..., in: answer)) == nil
+            {
+                question.problem = def.validationMessage ?? "Answer has to match pattern: \(pattern.pattern)"
+                continue
+            }
+            let value: Node
+            do { value = try Self.valueByType(answer, typeModel, name: name) } catch {
+                question.problem = def.password ? "the answer does not fit the default's type" : error.message
+                continue
+            }
+            answers.append((name, answer, def.password, def.noCache))
+            return value
+        }
+        throw VariableFailure(
+            message:
+                "the question for ${\(name)} got no acceptable answer in \(Self.maxAttempts) tries\(question.problem.map { " (\($0))" } ?? "")"
+        )
+    }
+
+    /// How often a question is asked again after an answer that was not taken.
+    static let maxAttempts = 5
 
     private func runCommand(_ def: VariableDefinition) async throws(VariableFailure) -> Node {
         var command = def.command
@@ -328,7 +479,8 @@ final class VariableResolver {
         let refs = VariableSyntax.references(in: s)
         var values: [Int: (name: String, value: String)] = [:]
         for (i, r) in refs.enumerated() where r.isReference && !VariableSyntax.isRuntime(r.name) {
-            let v = try await value(of: r.name)
+            // Not a variable: kept as written, for the shell to expand (as in DevSpace).
+            guard let v = try await lookup(r.name) else { continue }
             values[i] = (Self.isEnvName(r.name) ? r.name : "SLIPWAY_VAR_\(i)", Self.text(of: v))
         }
         var env = commandEnvironment()
@@ -344,7 +496,7 @@ final class VariableResolver {
         let refs = VariableSyntax.references(in: s)
         var names: [Int: String] = [:]
         for (i, r) in refs.enumerated() where r.isReference && !VariableSyntax.isRuntime(r.name) {
-            let v = try await value(of: r.name)
+            guard let v = try await lookup(r.name) else { continue }
             if Self.isEnvName(r.name) {
                 names[i] = r.name
             } else {
@@ -381,7 +533,10 @@ final class VariableResolver {
         if refs.count == 1, let r = refs.first, r.start == 0, r.end == bytes.count, r.isReference,
             !VariableSyntax.isRuntime(r.name)
         {
-            var v = try await value(of: r.name)
+            // Not a variable: the value stays `${NAME}`, a string, as DevSpace leaves it.
+            guard var v = try await lookup(r.name) else {
+                return Node(.scalar("${\(r.name)}", style), tag: node.tag, mark: node.mark)
+            }
             try count(v, name: r.name)
             if r.forceString, let text = v.scalar { v = Node(.scalar(text, .doubleQuoted)) }
             v.mark = node.mark
@@ -436,11 +591,12 @@ final class VariableResolver {
                 out.append(contentsOf: bytes[(r.start + 1)..<r.end])
             } else if VariableSyntax.isRuntime(r.name) {
                 out.append(contentsOf: bytes[r.start..<r.end])
-            } else {
-                let v = try await value(of: r.name)
+            } else if let v = try await lookup(r.name) {
                 let text = Self.text(of: v).utf8
                 try grow(by: text.count, at: r.name)
                 out.append(contentsOf: text)
+            } else {
+                out.append(contentsOf: "${\(r.name)}".utf8)
             }
             pos = r.end
         }

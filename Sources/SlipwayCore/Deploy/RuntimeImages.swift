@@ -2,18 +2,29 @@ internal import Foundation
 
 /// What `${runtime.images.NAME}`, `get_image NAME` and tag injection answer for an image: the
 /// image built in this run, else the last build the cache records, else the config's own
-/// first tag (`#` as `x`) or `latest` — DevSpace's lookup order.
+/// first tag (`#` as `x`), else no tag — DevSpace's lookup order (`runtime.GetImage`,
+/// `legacy.resolveImage`). With no tag at all the name stays as written (`app`, not
+/// `app:latest`); only a question for the tag alone answers `latest`.
 public enum RuntimeImages {
     public static func resolve(
         _ name: String,
         run: [String: RuntimeImage],
         loaded: LoadedConfig
     ) -> RuntimeImage? {
-        // NAME is an image key, or an image name.
-        guard
-            let image = loaded.config.images.first(where: { $0.key == name })
-                ?? loaded.config.images.first(where: { $0.image == name })
-        else { return nil }
+        guard let image = image(named: name, in: loaded) else { return nil }
+        if let built = built(image, run: run, loaded: loaded) { return built }
+        let tag = image.tags.first.map { $0.replacingOccurrences(of: "#", with: "x") } ?? ""
+        return .init(image: image.image, tag: tag)
+    }
+
+    /// NAME is an image key, or an image name.
+    static func image(named name: String, in loaded: LoadedConfig) -> ImageConfig? {
+        loaded.config.images.first(where: { $0.key == name })
+            ?? loaded.config.images.first(where: { $0.image == name })
+    }
+
+    /// The image built in this run, else the last build the cache records.
+    static func built(_ image: ImageConfig, run: [String: RuntimeImage], loaded: LoadedConfig) -> RuntimeImage? {
         if let built = run[image.key] { return built }
         if let cached = try? BuildCache(configPath: loaded.absolutePath).read()[image.key],
             cached.imageName == image.image,
@@ -21,9 +32,15 @@ public enum RuntimeImages {
         {
             return .init(image: image.image, tag: cached.tag)
         }
-        let tag = image.tags.first.map { $0.replacingOccurrences(of: "#", with: "x") } ?? "latest"
-        return .init(image: image.image, tag: tag)
+        return nil
     }
+}
+
+extension RuntimeImage {
+    /// `image:tag`, or the image alone when no tag is known (DevSpace's `BuildImageString`).
+    public var reference: String { tag.isEmpty ? image : "\(image):\(tag)" }
+    /// The tag, `latest` when none is known (what DevSpace answers for `.tag` and `tag(X)`).
+    public var tagOrLatest: String { tag.isEmpty ? "latest" : tag }
 }
 
 /// DevSpace's image-tag injection (`legacy.Replace`) for one string value: a value that, with
@@ -51,7 +68,7 @@ public struct TagInjector: Sendable {
             let replacement =
                 path.count > 1 && path[1] == "image"
                 ? found.image
-                : path.count > 1 && path[1] == "tag" ? found.tag : "\(found.image):\(found.tag)"
+                : path.count > 1 && path[1] == "tag" ? found.tagOrLatest : found.reference
             text.replaceSubrange(start.lowerBound...close, with: replacement)
         }
         for helper in ["image", "tag"] {
@@ -63,7 +80,7 @@ public struct TagInjector: Sendable {
                     searchFrom = start.upperBound
                     continue
                 }
-                let replacement = helper == "image" ? found.image : found.tag
+                let replacement = helper == "image" ? found.image : found.tagOrLatest
                 // Go on after the replacement: it is never scanned again.
                 let offset = text.distance(from: text.startIndex, to: start.lowerBound) + replacement.count
                 text.replaceSubrange(start.lowerBound...close, with: replacement)
@@ -71,10 +88,15 @@ public struct TagInjector: Sendable {
             }
         }
         let bare = Self.stripTag(text)
-        if let image = loaded.config.images.first(where: { $0.image == bare }),
-            let found = RuntimeImages.resolve(image.key, run: run, loaded: loaded)
-        {
-            return "\(found.image):\(found.tag)"
+        if let image = loaded.config.images.first(where: { $0.image == bare }) {
+            // The last build, else the value's own tag, else the config's first tag, else the
+            // name as written (`legacy.resolveImage`).
+            if let built = RuntimeImages.built(image, run: run, loaded: loaded) { return built.reference }
+            if !text.contains("@"), let own = ImageReference.split(text).tag, !own.isEmpty { return text }
+            return RuntimeImage(
+                image: image.image,
+                tag: image.tags.first.map { $0.replacingOccurrences(of: "#", with: "x") } ?? ""
+            ).reference
         }
         return text
     }

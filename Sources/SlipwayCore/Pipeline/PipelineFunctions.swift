@@ -201,7 +201,7 @@ public struct PipelineFunctions: Sendable {
         else {
             throw PipelineError.noSuchItem(kind: "image", name: a.names[0], known: loaded.config.images.map(\.key))
         }
-        output.line(only == "image" ? found.image : only == "tag" ? found.tag : "\(found.image):\(found.tag)")
+        output.line(only == "image" ? found.image : only == "tag" ? found.tagOrLatest : found.reference)
         return 0
     }
 

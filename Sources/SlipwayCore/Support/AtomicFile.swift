@@ -41,4 +41,12 @@ public enum AtomicFile {
         }
         return .success(())
     }
+
+    /// The permission bits of the file at `path` (following a symlink), nil when there is none:
+    /// a file rewritten with ``write(_:to:mode:)`` keeps them when they are passed back.
+    public static func existingMode(of path: String) -> UInt32? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return UInt32(st.st_mode) & 0o777
+    }
 }

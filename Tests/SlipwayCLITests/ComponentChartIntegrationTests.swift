@@ -190,4 +190,118 @@ struct ComponentChartIntegrationTests {
             #expect(try p.containers().isEmpty, "purge --local leaves none of the pod's containers")
         }
     }
+
+    /// A cluster cannot be started here: a kubectl on PATH records its calls and standard input
+    /// (the real kubectl's refusal without a cluster is covered by the deploy tests).
+    @Test("on a cluster: kubectl apply, unchanged, objects the values drop deleted, purge")
+    func appliedWithKubectl() throws {
+        try withTemporaryDirectory { dir in
+            let p = try Project(dir: dir)
+            defer { p.cleanUp() }
+            try "current-context: c1\ncontexts:\n- name: c1\n  context: {cluster: c1, namespace: team}\n".write(
+                toFile: dir + "/kubeconfig",
+                atomically: true,
+                encoding: .utf8
+            )
+            let bin = dir + "/bin"
+            try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+            try writeExecutable(
+                """
+                #!/bin/sh
+                n=$(ls "\(dir)"/call-* 2>/dev/null | wc -l)
+                printf '%s\\n' "$@" > "\(dir)/call-$n"
+                case "$*" in
+                  *" -f -"*) cat > "\(dir)/stdin-$n"; echo "deployment.apps/app configured" ;;
+                  *) echo "deleted" ;;
+                esac
+                """,
+                to: bin + "/kubectl"
+            )
+            let env = [
+                "KUBECONFIG": dir + "/kubeconfig",
+                "PATH": bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            ]
+            func slipway(_ args: [String]) throws -> SlipwayBinary.Result {
+                try SlipwayBinary.run(args, in: dir, env: env, timeout: 120)
+            }
+            func call(_ n: Int) -> [String] {
+                ((try? String(contentsOfFile: dir + "/call-\(n)", encoding: .utf8)) ?? "").split(separator: "\n")
+                    .map(String.init)
+            }
+            func stdin(_ n: Int) -> String { (try? String(contentsOfFile: dir + "/stdin-\(n)", encoding: .utf8)) ?? "" }
+            // With a service, so that dropping it later leaves an object to delete.
+            var config = try String(contentsOfFile: dir + "/devspace.yaml", encoding: .utf8)
+            config += "        service:\n          ports: [{port: 8080}]\n"
+            try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            let scope = ["--context", "c1", "--namespace", "team"]
+
+            let render = try slipway(["render", "--skip-build"])
+            #expect(render.status == 0, "\(render.stderr)")
+            let first = try slipway(["deploy", "--skip-build"])
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stdout.contains("deploy:app deployment.apps/app configured"), "\(first.stdout)")
+            #expect(call(0) == scope + ["apply", "--force", "-f", "-"])
+            let applied = try YAMLParser().parseAll(Array(stdin(0).utf8))
+            #expect(applied.map { $0["kind"]?.scalar } == ["Service", "Deployment"])
+            #expect(render.stdout.hasSuffix(stdin(0)), "what render prints is what is applied")
+
+            let again = try slipway(["deploy", "--skip-build"])
+            #expect(again.stdout.contains("deploy:app unchanged"), "\(again.stdout)")
+            #expect(call(1).isEmpty)
+
+            // The service dropped from the values: applied without it, and deleted.
+            config = config.replacingOccurrences(of: "        service:\n          ports: [{port: 8080}]\n", with: "")
+            try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            let third = try slipway(["deploy", "--skip-build"])
+            #expect(third.status == 0, "\(third.stderr)")
+            #expect(call(1) == scope + ["apply", "--force", "-f", "-"])
+            #expect(call(2) == scope + ["delete", "--ignore-not-found", "Service/app"])
+
+            let purge = try slipway(["purge"])
+            #expect(purge.status == 0, "\(purge.stderr)")
+            #expect(call(3) == scope + ["delete", "--ignore-not-found", "-f", "-"])
+            #expect(try YAMLParser().parseAll(Array(stdin(3).utf8)).map { $0["kind"]?.scalar } == ["Deployment"])
+        }
+    }
+
+    @Test("render of every kind: standard output stays a stream of manifests", .requiresKubernetesValidate)
+    func renderOfEveryKind() throws {
+        try withTemporaryDirectory { dir in
+            let p = try Project(dir: dir)
+            defer { p.cleanUp() }
+            var config = try String(contentsOfFile: dir + "/devspace.yaml", encoding: .utf8)
+            config += """
+                  plain:
+                    kubectl:
+                      manifests: [k8s.yaml]
+                  chart:
+                    helm:
+                      chart: {name: ./chart}
+                      values: {image: \(p.image("app"))}
+                  local:
+                    docker:
+                      containers: [{image: \(p.image("sidecar"))}]
+
+                """
+            try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            try "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {a: b}\n".write(
+                toFile: dir + "/k8s.yaml",
+                atomically: true,
+                encoding: .utf8
+            )
+            try FileManager.default.createDirectory(atPath: dir + "/chart", withIntermediateDirectories: true)
+            let render = try p.slipway(["render", "--skip-push", "--local"])
+            #expect(render.status == 0, "\(render.stderr)")
+            try render.stdout.write(toFile: dir + "/stdout.yaml", atomically: true, encoding: .utf8)
+            let validated = try sh(["kubernetes-validate", "--strict", dir + "/stdout.yaml"], cwd: dir)
+            #expect(validated.status == 0, "\(validated.stdout)\(validated.stderr)\n\(render.stdout)")
+            let kinds = try YAMLParser().parseAll(Array(render.stdout.utf8)).compactMap { $0["kind"]?.scalar }
+            #expect(kinds == ["Deployment", "ConfigMap"], "\(render.stdout)")
+            // What slipway does not render itself is there as comments.
+            #expect(render.stdout.contains("# --local: the pod runs on the local Docker engine as:"))
+            #expect(render.stdout.contains("# deployments.chart (helm): helm upgrade chart \(dir)/chart --install"))
+            #expect(render.stdout.contains("#   image: \(p.image("app")):"))
+            #expect(render.stdout.contains("# docker run --detach --name \(p.name)-local-main"))
+        }
+    }
 }

@@ -191,6 +191,37 @@ struct ComponentChartIntegrationTests {
         }
     }
 
+    /// Without `hostNetwork` the pod is on the engine's bridge with `service.ports` published
+    /// on 127.0.0.1; an engine without a bridge (dockerd --bridge=none, as here) would give the
+    /// pod no network at all, which is an error that says what to do.
+    @Test("--local without hostNetwork: ports published on the bridge, or a clear error without one")
+    func localPodOnTheBridge() throws {
+        try withTemporaryDirectory { dir in
+            let p = try Project(dir: dir)
+            defer { p.cleanUp() }
+            let port = try freePort()
+            var config = try String(contentsOfFile: dir + "/devspace.yaml", encoding: .utf8)
+            config += "        service:\n          ports: [{port: \(port), containerPort: 8080}]\n"
+            try config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            let deploy = try p.slipway(["deploy", "--local"])
+            let bridge = try sh(["docker", "network", "inspect", "bridge"], cwd: "/").status == 0
+            if bridge {
+                #expect(deploy.status == 0, "\(deploy.stderr)")
+                let page = try sh(["wget", "-qO-", "http://127.0.0.1:\(port)/"], cwd: "/")
+                #expect(page.stdout.contains("Hello from app"), "\(page.stdout)\(page.stderr)")
+            } else {
+                #expect(deploy.status == 1)
+                #expect(
+                    deploy.stderr.contains(
+                        "deployments.app (--local): the Docker engine has no bridge network (dockerd --bridge=none), so the pod would have no network; set hostNetwork: true in the values"
+                    ),
+                    "\(deploy.stderr)"
+                )
+                #expect(try p.containers().isEmpty, "nothing was started")
+            }
+        }
+    }
+
     /// A cluster cannot be started here: a kubectl on PATH records its calls and standard input
     /// (the real kubectl's refusal without a cluster is covered by the deploy tests).
     @Test("on a cluster: kubectl apply, unchanged, objects the values drop deleted, purge")

@@ -94,7 +94,13 @@ public struct DeploymentRunner: Sendable {
         if !selected.allSatisfy({ $0.kind == .docker }) {
             cluster = try? KubeTarget.resolve(context: kubeContext, namespace: namespace, environment: environment)
             if cluster == nil && !request.render && !needCluster.isEmpty {
-                throw DeployError.noCluster(deployments: needCluster.map { "\($0.name) (\($0.kind.rawValue))" })
+                throw DeployError.noCluster(
+                    deployments: needCluster.map {
+                        ClusterRenderer.isComponentChart($0)
+                            ? "\($0.name) (helm, the component chart: --local runs it on the local Docker engine)"
+                            : "\($0.name) (\($0.kind.rawValue))"
+                    }
+                )
             }
         }
         let deployer = DockerDeployer(loaded: loaded, environment: environment)

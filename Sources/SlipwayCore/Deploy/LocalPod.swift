@@ -184,7 +184,7 @@ public struct LocalPod: Sendable, Equatable {
             if !mounts.isEmpty { spec.hostConfig["Mounts"] = .array(mounts) }
             let probes = ["livenessProbe", "readinessProbe", "startupProbe"].filter { container[$0] != nil }
             if !probes.isEmpty {
-                notes.append("\(podName): \(probes.joined(separator: ", ")) are not run locally")
+                notes.append("\(podName): probes (\(probes.joined(separator: ", "))) are not run locally")
             }
             if container["resources"] != nil { notes.append("\(podName): resources are not applied locally") }
             let name = DockerDeployer.sanitize("\(project)-\(deployment)-\(podName)") + suffix
@@ -441,22 +441,28 @@ public struct LocalPodDeployer: Sendable {
         func create(_ member: LocalPod.Member, digest: String) throws(DeployError) {
             var spec = member.spec
             spec.labels["\(Self.label).spec"] = digest
-            do {
+            _ = try engine("cannot create the container \(member.name)") { () throws(DockerAPIError) in
                 try api.createContainer(name: member.name, spec: spec)
-            } catch {
-                if case .status(_, _, let message) = error, message.contains("network bridge not found") {
-                    throw DeployError.local(
-                        deployment: pod.deployment,
-                        message:
-                            "the engine has no bridge network (dockerd --bridge=none); set hostNetwork: true in the values to run the pod on the host's network"
-                    )
-                }
-                throw DeployError.engine("cannot create the container \(member.name): \(error)")
             }
         }
         func start(_ name: String) throws(DeployError) {
             _ = try engine("cannot start the container \(name)") { () throws(DockerAPIError) in
                 try api.startContainer(name)
+            }
+        }
+
+        // An engine started without a bridge (dockerd --bridge=none) takes a container on
+        // "bridge" and gives it no network at all: say so instead.
+        if pod.infra.spec.hostConfig["NetworkMode"]?.string == "bridge" {
+            let bridge = try engine("cannot look up the engine's networks") { () throws(DockerAPIError) in
+                try api.networkExists("bridge")
+            }
+            guard bridge else {
+                throw DeployError.local(
+                    deployment: pod.deployment,
+                    message:
+                        "the Docker engine has no bridge network (dockerd --bridge=none), so the pod would have no network; set hostNetwork: true in the values to run it on the host's network"
+                )
             }
         }
 

@@ -86,6 +86,14 @@ extension DockerAPI {
         if let failure { throw .status(request: exchange.request, code: 200, message: failure) }
     }
 
+    /// `GET /networks/{name}`: whether the engine has that network.
+    public func networkExists(_ name: String) throws(DockerAPIError) -> Bool {
+        let response = try send("GET", "/networks/\(Self.pathEscaped(name))")
+        if response.code == 404 { return false }
+        try response.requireSuccess()
+        return true
+    }
+
     /// `POST /volumes/create`: a named local volume with `labels`; one of that name that
     /// exists already is kept as it is.
     public func createVolume(_ name: String, labels: [String: String]) throws(DockerAPIError) {

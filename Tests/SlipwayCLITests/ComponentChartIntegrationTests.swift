@@ -301,6 +301,9 @@ struct ComponentChartIntegrationTests {
             let p = try Project(dir: dir)
             defer { p.cleanUp() }
             var config = try String(contentsOfFile: dir + "/devspace.yaml", encoding: .utf8)
+            // A script with a line break: its second line must stay inside the comment.
+            config += "        initContainers:\n        - image: slipway/busybox\n"
+            config += "          command: [sh, -c, \"echo one\\necho two\"]\n"
             config += """
                   plain:
                     kubectl:

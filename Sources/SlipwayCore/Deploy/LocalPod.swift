@@ -252,7 +252,8 @@ public struct LocalPod: Sendable, Equatable {
         )
     }
 
-    /// What `--render --local` prints: the engine's containers as comment lines.
+    /// What `--render --local` prints: the engine's containers as comment lines (every line a
+    /// comment, so that the output stays a stream of manifests).
     public var described: String {
         var lines = ["# --local: the pod runs on the local Docker engine as:"]
         let network = infra.spec.hostConfig["NetworkMode"]?.string ?? ""
@@ -276,7 +277,9 @@ public struct LocalPod: Sendable, Equatable {
             lines.append(line)
         }
         for note in notes { lines.append("#   note: \(note)") }
-        return lines.joined(separator: "\n")
+        // A value with a line break (a script in `command`) continues the comment.
+        return lines.joined(separator: "\n").split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("#") ? String($0) : "#     " + $0 }.joined(separator: "\n")
     }
 }
 

@@ -45,13 +45,19 @@ extension SlipwayCommand {
 /// output is only manifests (`slipway render | kubectl apply -f -`).
 struct TerminalPipelineOutput: PipelineOutput {
     let renderer: BuildRenderer
+    /// `--silent`: notes are left out (failures are not).
+    let silent: Bool
 
     init(render: Bool = false, silent: Bool = false) {
         renderer = BuildRenderer(json: false, silent: silent, colors: true, toStandardError: render)
+        self.silent = silent
     }
 
     func line(_ text: String) { Terminal.out(text + "\n") }
-    func note(_ text: String) { Terminal.error(text) }
+    func note(_ text: String) {
+        if silent && text.hasPrefix("note:") { return }
+        Terminal.error(text)
+    }
     func build(_ event: BuildEvent) { renderer.render(event) }
     func buildReport(_ report: BuildReport) { renderer.summary(report) }
 }

@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "slipway", targets: ["slipway"]),
+        /// The program of a `--local` pod's infra container, installed beside `slipway`.
+        .executable(name: "slipway-pause", targets: ["SlipwayPause"]),
         .library(name: "SlipwayCore", targets: ["SlipwayCore"]),
     ],
     dependencies: [
@@ -53,6 +55,13 @@ let package = Package(
         ),
         /// The `slipway` executable: an entry point, nothing more.
         .executableTarget(name: "slipway", dependencies: ["SlipwayCLI"], swiftSettings: strict),
+        /// `slipway-pause`: a static C program that holds a `--local` pod's namespaces (see its source).
+        .executableTarget(
+            name: "SlipwayPause",
+            linkerSettings: [
+                .unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])
+            ]
+        ),
         /// Helpers shared by the test targets: temporary directories, processes, engine checks.
         .target(name: "SlipwayTestSupport", path: "Tests/SlipwayTestSupport", swiftSettings: strict),
         .testTarget(
@@ -63,7 +72,7 @@ let package = Package(
         .testTarget(
             name: "SlipwayCLITests",
             // Depends on the executable so that `swift test` builds the binary the end-to-end tests run.
-            dependencies: ["SlipwayCLI", "SlipwayCore", "SlipwayTestSupport", "slipway"],
+            dependencies: ["SlipwayCLI", "SlipwayCore", "SlipwayTestSupport", "slipway", "SlipwayPause"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),

@@ -2,7 +2,8 @@
 # install.sh — set up a Debian machine for slipway and run the main job.
 #
 # One command, safe to rerun: Debian packages (apt-get update only when one is missing),
-# `swift build -c release --static-swift-stdlib --product slipway`, the `slipway` binary into PREFIX/bin, a Docker engine that
+# `swift build -c release --static-swift-stdlib --product slipway` (and `--product slipway-pause`, the
+# static program of `--local` pods' infra containers), both into PREFIX/bin, a Docker engine that
 # answers (started here with `dockerd --bridge=none` when nothing else runs one), the
 # offline base image `slipway/busybox:latest`, then `slipway build` in the example and
 # `slipway deploy` of examples/deploy (its containers left running on 127.0.0.1:8081).
@@ -22,18 +23,19 @@ usage() {
 Usage: ./install.sh [options]
 
 Sets up this machine for slipway and runs the main job: installs the Debian packages
-slipway needs, builds it (swift build -c release --static-swift-stdlib --product slipway), installs the binary into PREFIX/bin,
+slipway needs, builds it (swift build -c release --static-swift-stdlib --product slipway, and
+--product slipway-pause for `--local` pods), installs both binaries into PREFIX/bin,
 makes sure a Docker engine answers, creates the offline base image slipway/busybox:latest
 runs `slipway build` in the example, and deploys examples/deploy (an app and a sidecar
 as local containers; the app answers on http://127.0.0.1:8081/). Safe to rerun.
 
 Options:
-  --prefix DIR     install the binary into DIR/bin (default: /usr/local)
+  --prefix DIR     install the binaries into DIR/bin (default: /usr/local)
   --example DIR    run `slipway build` in DIR (default: examples/quickstart;
                    also settable with SLIPWAY_EXAMPLE=DIR)
   --deps-only      only the Debian packages, the engine and the base image
   --no-engine      do not start a Docker engine
-  --uninstall      remove the binary from PREFIX/bin and stop a dockerd that install.sh
+  --uninstall      remove the binaries from PREFIX/bin and stop a dockerd that install.sh
                    started; Debian packages are left installed
   --hooks          also install slipway's git hooks into the repository of the current
                    directory (slipway hooks install; with --uninstall: slipway hooks uninstall)
@@ -548,6 +550,7 @@ ensure_swift() {
 }
 
 BINARY=""
+PAUSE_BINARY=""
 build_slipway() {
     ensure_swift
     local scratch=()
@@ -561,26 +564,37 @@ build_slipway() {
     bin_path=$(swift build -c release --static-swift-stdlib ${scratch[@]+"${scratch[@]}"} --show-bin-path)
     BINARY=$bin_path/slipway
     [[ -x $BINARY ]] || die "swift build finished but $BINARY does not exist"
-    done_step "built $BINARY"
+    # The infra container of `--local` pods runs this static program (a C target).
+    say "building: swift build -c release --static-swift-stdlib --product slipway-pause ${scratch[*]}"
+    swift build -c release --static-swift-stdlib --product slipway-pause ${scratch[@]+"${scratch[@]}"}
+    PAUSE_BINARY=$bin_path/slipway-pause
+    [[ -x $PAUSE_BINARY ]] || die "swift build finished but $PAUSE_BINARY does not exist"
+    done_step "built $BINARY and $PAUSE_BINARY"
 }
 
 install_binary() {
-    local dest_dir=$PREFIX/bin dest=$PREFIX/bin/slipway
+    local dest_dir=$PREFIX/bin
     local run=()
     mkdir -p "$dest_dir" 2>/dev/null || as_root mkdir -p "$dest_dir"
     [[ -w $dest_dir ]] || run=("${SUDO[@]}")
     ((${#run[@]})) || [[ -w $dest_dir ]] || die "$dest_dir is not writable; rerun as root or choose --prefix"
-    if [[ -x $dest ]] && cmp -s "$BINARY" "$dest"; then
-        done_step "installed: $dest already up to date"
-        return
-    fi
-    local temp="$dest_dir/.slipway.install.$$"
-    ${run[@]+"${run[@]}"} install -m 0755 "$BINARY" "$temp"
-    ${run[@]+"${run[@]}"} mv -f "$temp" "$dest" || {
-        ${run[@]+"${run[@]}"} rm -f "$temp"
-        die "could not move $temp to $dest"
-    }
-    done_step "installed: $dest"
+    local source name dest temp
+    # slipway looks for slipway-pause beside itself.
+    for source in "$PAUSE_BINARY" "$BINARY"; do
+        name=${source##*/}
+        dest=$dest_dir/$name
+        if [[ -x $dest ]] && cmp -s "$source" "$dest"; then
+            done_step "installed: $dest already up to date"
+            continue
+        fi
+        temp="$dest_dir/.$name.install.$$"
+        ${run[@]+"${run[@]}"} install -m 0755 "$source" "$temp"
+        ${run[@]+"${run[@]}"} mv -f "$temp" "$dest" || {
+            ${run[@]+"${run[@]}"} rm -f "$temp"
+            die "could not move $temp to $dest"
+        }
+        done_step "installed: $dest"
+    done
 }
 
 # An explicit example is resolved against the caller's directory, then the repository.
@@ -643,13 +657,15 @@ deploy_example() {
 # Uninstall
 
 uninstall() {
-    local dest=$PREFIX/bin/slipway
-    if [[ -e $dest || -L $dest ]]; then
-        if [[ -w $PREFIX/bin ]]; then rm -f "$dest"; else as_root rm -f "$dest"; fi
-        done_step "removed $dest"
-    else
-        done_step "$dest was not installed"
-    fi
+    local dest
+    for dest in "$PREFIX/bin/slipway" "$PREFIX/bin/slipway-pause"; do
+        if [[ -e $dest || -L $dest ]]; then
+            if [[ -w $PREFIX/bin ]]; then rm -f "$dest"; else as_root rm -f "$dest"; fi
+            done_step "removed $dest"
+        else
+            done_step "$dest was not installed"
+        fi
+    done
     local pid
     pid=$(own_dockerd_pid)
     if [[ -n $pid ]]; then

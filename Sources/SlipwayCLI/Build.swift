@@ -111,6 +111,8 @@ final class BuildRenderer: @unchecked Sendable {
     let silent: Bool
     let colors: Bool
     let tty: Bool
+    /// Everything on stderr (a render's standard output is for manifests only).
+    let toStandardError: Bool
     private let lock = NSLock()
     private var notesShown: Set<String> = []
 
@@ -121,15 +123,16 @@ final class BuildRenderer: @unchecked Sendable {
         return notesShown.insert(note).inserted
     }
 
-    init(json: Bool, silent: Bool, colors: Bool) {
+    init(json: Bool, silent: Bool, colors: Bool, toStandardError: Bool = false) {
         self.json = json
         self.silent = silent
-        self.tty = isatty(json ? 2 : 1) == 1
+        self.toStandardError = toStandardError
+        self.tty = isatty(json || toStandardError ? 2 : 1) == 1
         self.colors = colors && tty
     }
 
     private func write(_ s: String) {
-        if json { Terminal.error(s) } else { Terminal.out(s.hasSuffix("\n") ? s : s + "\n") }
+        if json || toStandardError { Terminal.error(s) } else { Terminal.out(s.hasSuffix("\n") ? s : s + "\n") }
     }
 
     private func paint(_ s: String, _ code: String) -> String { colors ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }

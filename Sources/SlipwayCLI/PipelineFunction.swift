@@ -22,11 +22,13 @@ extension SlipwayCommand {
                 throw ExitCode.failure
             }
             do {
-                let functions = try PipelineFunctions.inRun(
+                let state = try PipelineState.read(from: directory)
+                let functions = PipelineFunctions(
+                    state: state,
                     directory: directory,
                     environment: environment,
                     executable: selfExecutable(),
-                    output: TerminalPipelineOutput()
+                    output: TerminalPipelineOutput(render: state.defaults.render, silent: state.defaults.silent)
                 )
                 let status = try await functions.call(name, arguments)
                 if status != 0 { throw ExitCode(status) }
@@ -39,12 +41,23 @@ extension SlipwayCommand {
 }
 
 /// A pipeline function's output on the terminal: lines on stdout, notes on stderr, builds
-/// rendered as `slipway build` renders them.
+/// rendered as `slipway build` renders them — on stderr when rendering, so that standard
+/// output is only manifests (`slipway render | kubectl apply -f -`).
 struct TerminalPipelineOutput: PipelineOutput {
-    let renderer = BuildRenderer(json: false, silent: false, colors: true)
+    let renderer: BuildRenderer
+    /// `--silent`: notes are left out (failures are not).
+    let silent: Bool
+
+    init(render: Bool = false, silent: Bool = false) {
+        renderer = BuildRenderer(json: false, silent: silent, colors: true, toStandardError: render)
+        self.silent = silent
+    }
 
     func line(_ text: String) { Terminal.out(text + "\n") }
-    func note(_ text: String) { Terminal.error(text) }
+    func note(_ text: String) {
+        if silent && text.hasPrefix("note:") { return }
+        Terminal.error(text)
+    }
     func build(_ event: BuildEvent) { renderer.render(event) }
     func buildReport(_ report: BuildReport) { renderer.summary(report) }
 }

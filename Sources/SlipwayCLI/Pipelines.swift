@@ -57,6 +57,12 @@ struct PipelineFlags: ParsableArguments {
     @Flag(name: .customLong("branch-env"), help: "Deploy under the current git branch's name (its own environment).")
     var branchEnv = false
 
+    @Flag(
+        name: .customLong("local"),
+        help: "Run component-chart deployments (helm without a chart) as pods on the local Docker engine."
+    )
+    var local = false
+
     func validate() throws {
         if maxConcurrent < 0 { throw ValidationError("--max-concurrent-builds must be 0 or more") }
     }
@@ -75,6 +81,7 @@ struct PipelineFlags: ParsableArguments {
         skipDeploy = skipDeploy || other.skipDeploy
         render = render || other.render
         branchEnv = branchEnv || other.branchEnv
+        local = local || other.local
     }
 
     var defaults: PipelineState.FunctionDefaults {
@@ -83,7 +90,8 @@ struct PipelineFlags: ParsableArguments {
             .filter { !$0.isEmpty }
         d.skipBuild = skipBuild
         d.forceRebuild = forceBuild
-        d.skipPush = push.skipPush
+        // --local runs the images on this engine: nothing needs pushing.
+        d.skipPush = push.skipPush || local
         d.skipPushLocalKube = push.skipPushLocalKube
         d.sequential = sequential
         d.maxConcurrent = maxConcurrent
@@ -92,6 +100,7 @@ struct PipelineFlags: ParsableArguments {
         d.skipDeploy = skipDeploy
         d.render = render
         d.branchEnv = branchEnv
+        d.local = local
         return d
     }
 }
@@ -139,6 +148,7 @@ enum PipelineCommand {
         }
         var defaults = flags.defaults
         if render { defaults.render = true }
+        defaults.silent = global.silent
         let options = try global.loadOptions()
         let status: Int32
         do {

@@ -8,6 +8,8 @@ internal import Foundation
 /// - helm: the local chart's `values.yaml`, then each `valuesFiles` entry, then the inline
 ///   `values`, merged in that order; every string value is rewritten, except one whose mapping
 ///   also has a `tag` key (DevSpace turned `repository: app` + `tag: x` into `app:tag:tag`).
+/// - the component chart (helm without a chart): the same values, injected the same way, then
+///   rendered to manifests by ``ComponentChart``.
 /// `updateImageTags: false` leaves values and manifests as written.
 public struct ClusterRenderer: Sendable {
     public let loaded: LoadedConfig
@@ -162,35 +164,31 @@ public struct ClusterRenderer: Sendable {
 
     // MARK: helm
 
-    /// The merged, injected values of a helm deployment, its release (`releaseName`, else the
-    /// deployment's name, plus `releaseSuffix`) and the command line that installs it
-    /// (`VALUES_FILE` stands for the file the values are written to). `scope` is where it goes
-    /// (`--kube-context C --namespace N`); nil: the deployment's namespace, else the renderer's.
-    public func helm(
-        _ deployment: DeploymentConfig,
-        releaseSuffix: String = "",
-        scope: [String]? = nil
-    ) throws(DeployError) -> (values: Node, release: String, command: [String]) {
+    /// Whether `deployment` is DevSpace's component chart: a helm deployment without a chart,
+    /// or with `component-chart` from charts.devspace.sh named explicitly. slipway renders it
+    /// itself (``ComponentChart``).
+    public static func isComponentChart(_ deployment: DeploymentConfig) -> Bool {
+        guard deployment.kind == .helm else { return false }
+        let chart = deployment.spec["chart"]
+        if chart?["path"]?.text?.isEmpty == false { return false }
+        guard let name = chart?["name"]?.text, !name.isEmpty else { return true }
+        let repo = chart?["repo"]?.text ?? ""
+        let trimmed = repo.hasSuffix("/") ? String(repo.dropLast()) : repo
+        return name == ComponentChart.name && trimmed == ComponentChart.repository
+    }
+
+    /// A helm deployment's values: the local chart's `values.yaml` (`chartPath`), then each
+    /// `valuesFiles` entry, then the inline `values`, merged as helm merges them, tags
+    /// injected; and which file each layer came from.
+    func helmValues(_ deployment: DeploymentConfig, chartPath: String?) throws(DeployError) -> (Node, ValueOrigin) {
         let spec = deployment.spec
         let place = "\(loaded.displayPath): deployments.\(deployment.name).helm"
-        let chart = spec["chart"]
-        let chartName = chart?["name"]?.text ?? chart?["path"]?.text
-        guard let chartName, !chartName.isEmpty else {
-            throw DeployError.invalid(
-                place: "\(place).chart",
-                message:
-                    "slipway needs a chart (name or path); DevSpace's component chart (the default without one) comes from the internet, which this machine cannot reach"
-            )
-        }
-        var layers: [Node] = []
-        let isLocal =
-            chart?["path"] != nil || chartName.hasPrefix("./") || chartName.hasPrefix("../") || chartName.hasPrefix("/")
-        let chartPath = ConfigLoader.absolute(chartName, in: loaded.directory)
-        if isLocal, let data = FileManager.default.contents(atPath: chartPath + "/values.yaml") {
+        var layers: [(file: String, node: Node)] = []
+        if let chartPath, let data = FileManager.default.contents(atPath: chartPath + "/values.yaml") {
             if let node = try parse(text: String(decoding: data, as: UTF8.self), source: chartPath + "/values.yaml")
                 .first
             {
-                layers.append(node)
+                layers.append((chartPath + "/values.yaml", node))
             }
         }
         for file in spec["valuesFiles"]?.strings ?? [] {
@@ -203,14 +201,68 @@ public struct ClusterRenderer: Sendable {
                 )
             }
             if let node = try parse(text: String(decoding: data, as: UTF8.self), source: path).first {
-                layers.append(node)
+                layers.append((file, node))
             }
         }
-        if let inline = spec["values"] { layers.append(inline) }
+        if let inline = spec["values"] { layers.append((loaded.displayPath, inline)) }
         var values = Node.mapping([])
-        for layer in layers where layer.isMapping { values = Self.merge(values, layer) }
+        for layer in layers where layer.node.isMapping { values = Self.merge(values, layer.node) }
         if deployment.updateImageTags { values = rewrite(values, onlyKey: nil, siblingsOK: false) }
-        let release = (spec["releaseName"]?.text ?? deployment.name) + releaseSuffix
+        return (values, ValueOrigin(layers: layers))
+    }
+
+    /// The release of a helm deployment: `releaseName`, else the deployment's name, plus
+    /// `releaseSuffix` (a branch environment's).
+    func release(_ deployment: DeploymentConfig, releaseSuffix: String) -> String {
+        (deployment.spec["releaseName"]?.text ?? deployment.name) + releaseSuffix
+    }
+
+    /// The manifests of a component-chart deployment (``isComponentChart(_:)``), tags
+    /// injected, and its release.
+    public func componentChart(
+        _ deployment: DeploymentConfig,
+        releaseSuffix: String = ""
+    ) throws(DeployError) -> (manifests: [Node], release: String) {
+        let (values, origin) = try helmValues(deployment, chartPath: nil)
+        let release = release(deployment, releaseSuffix: releaseSuffix)
+        do {
+            let manifests = try ComponentChart.render(
+                values: values,
+                release: release,
+                deployment: deployment.name,
+                origin: origin
+            )
+            return (manifests, release)
+        } catch {
+            throw DeployError.componentChart(error)
+        }
+    }
+
+    /// The merged, injected values of a helm deployment with a chart of its own, its release
+    /// (`releaseName`, else the deployment's name, plus `releaseSuffix`) and the command line
+    /// that installs it (`VALUES_FILE` stands for the file the values are written to). `scope`
+    /// is where it goes (`--kube-context C --namespace N`); nil: the deployment's namespace,
+    /// else the renderer's. A component-chart deployment is rendered by ``componentChart(_:releaseSuffix:)``.
+    public func helm(
+        _ deployment: DeploymentConfig,
+        releaseSuffix: String = "",
+        scope: [String]? = nil
+    ) throws(DeployError) -> (values: Node, release: String, command: [String]) {
+        let spec = deployment.spec
+        let place = "\(loaded.displayPath): deployments.\(deployment.name).helm"
+        let chart = spec["chart"]
+        let chartName = chart?["name"]?.text ?? chart?["path"]?.text
+        guard let chartName, !chartName.isEmpty, !Self.isComponentChart(deployment) else {
+            throw DeployError.invalid(
+                place: "\(place).chart",
+                message: "this is DevSpace's component chart, which slipway renders to manifests itself"
+            )
+        }
+        let isLocal =
+            chart?["path"] != nil || chartName.hasPrefix("./") || chartName.hasPrefix("../") || chartName.hasPrefix("/")
+        let chartPath = ConfigLoader.absolute(chartName, in: loaded.directory)
+        let (values, _) = try helmValues(deployment, chartPath: isLocal ? chartPath : nil)
+        let release = release(deployment, releaseSuffix: releaseSuffix)
         var command = ["helm", "upgrade", release, isLocal ? chartPath : chartName, "--install"]
         if let scope {
             command += scope

@@ -25,6 +25,10 @@ public enum DeployError: Error, Sendable, Equatable, CustomStringConvertible {
     case engine(String)
     /// The output could not be written as YAML.
     case cannotEmit(String)
+    /// A component-chart value the chart cannot render.
+    case componentChart(ComponentChartError)
+    /// `--local`: a pod cannot run on the local engine as configured.
+    case local(deployment: String, message: String)
 
     public var description: String {
         switch self {
@@ -49,6 +53,8 @@ public enum DeployError: Error, Sendable, Equatable, CustomStringConvertible {
         case .stateFile(let path, let detail): return "\(path): \(detail)"
         case .engine(let message): return message
         case .cannotEmit(let message): return "cannot write YAML: \(message)"
+        case .componentChart(let error): return error.description
+        case .local(let deployment, let message): return "deployments.\(deployment) (--local): \(message)"
         }
     }
 

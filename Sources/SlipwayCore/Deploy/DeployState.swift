@@ -14,6 +14,9 @@ public struct DeployState: Sendable {
         public var digest: String
         /// Containers (docker), or the kube context and namespace (kubectl, helm).
         public var objects: [String]
+        /// The component chart's objects on the cluster (`Kind/name`), to delete those a later
+        /// deploy no longer makes.
+        public var resources: [String]?
         public var deployedAt: String
 
         public init(kind: String, digest: String, objects: [String]) {

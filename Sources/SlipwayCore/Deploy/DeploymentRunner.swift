@@ -10,12 +10,21 @@ public struct DeploymentRequest: Sendable {
     public var force = false
     /// The branch environment (`--branch-env`): the branch as a tag, or nil for the plain one.
     public var branch: String?
+    /// `--local`: component-chart deployments run as pods on the local Docker engine.
+    public var local = false
 
-    public init(purge: Bool = false, render: Bool = false, force: Bool = false, branch: String? = nil) {
+    public init(
+        purge: Bool = false,
+        render: Bool = false,
+        force: Bool = false,
+        branch: String? = nil,
+        local: Bool = false
+    ) {
         self.purge = purge
         self.render = render
         self.force = force
         self.branch = branch
+        self.local = local
     }
 }
 
@@ -32,6 +41,8 @@ public struct DeploymentRunner: Sendable {
     public let namespace: String?
     /// A private directory for files handed to tools (helm's values file).
     public let scratchDirectory: String
+    /// The program of the `--local` pods' infra container (``PauseImage/program(besides:environment:)``).
+    public var pauseProgram: String?
 
     public init(
         loaded: LoadedConfig,
@@ -61,23 +72,34 @@ public struct DeploymentRunner: Sendable {
     }
 
     /// Runs `request` for the deployments named `keys` (config order). `line` gets the lines
-    /// for standard output, `failure` each deployment's failure. Throws when nothing may be
-    /// deployed at all (a kubectl or helm deployment without a cluster).
+    /// for standard output (with `render`, only what would be applied: YAML documents, and
+    /// comments), `note` the notes for standard error, `failure` each deployment's failure.
+    /// Throws when nothing may be deployed at all (a kubectl or helm deployment without a
+    /// cluster).
     public func run(
         _ keys: [String],
         _ request: DeploymentRequest,
         line: @Sendable (String) -> Void,
+        note: @Sendable (String) -> Void = { _ in },
         failure: @Sendable (String, DeployError) -> Void
     ) async throws(DeployError) -> Bool {
         let selected = loaded.config.deployments.filter { keys.contains($0.name) }
         let injector = TagInjector(loaded: loaded, run: runImages)
-        // A cluster deployment without a cluster fails before anything is deployed.
+        // A cluster deployment without a cluster fails before anything is deployed; with
+        // --local, component-chart deployments need none.
+        let needCluster = selected.filter {
+            $0.kind != .docker && !(request.local && ClusterRenderer.isComponentChart($0))
+        }
         var cluster: KubeTarget?
-        if selected.contains(where: { $0.kind != .docker }) {
+        if !selected.allSatisfy({ $0.kind == .docker }) {
             cluster = try? KubeTarget.resolve(context: kubeContext, namespace: namespace, environment: environment)
-            if cluster == nil && !request.render {
+            if cluster == nil && !request.render && !needCluster.isEmpty {
                 throw DeployError.noCluster(
-                    deployments: selected.filter { $0.kind != .docker }.map { "\($0.name) (\($0.kind.rawValue))" }
+                    deployments: needCluster.map {
+                        ClusterRenderer.isComponentChart($0)
+                            ? "\($0.name) (helm, the component chart: --local runs it on the local Docker engine)"
+                            : "\($0.name) (\($0.kind.rawValue))"
+                    }
                 )
             }
         }
@@ -93,7 +115,17 @@ public struct DeploymentRunner: Sendable {
         for deployment in selected {
             let prefix = "deploy:\(deployment.name)"
             do {
-                if deployment.kind == .docker {
+                if request.local && ClusterRenderer.isComponentChart(deployment) {
+                    try await local(
+                        deployment,
+                        request,
+                        renderer: renderer,
+                        state: state,
+                        prefix: prefix,
+                        line: line,
+                        note: note
+                    )
+                } else if deployment.kind == .docker {
                     try await docker(
                         deployment,
                         request,
@@ -140,7 +172,12 @@ public struct DeploymentRunner: Sendable {
         }
         let containers = try deployer.containers(deployment, injector: injector, branch: request.branch)
         if request.render {
-            line("# deployments.\(deployment.name) (docker)\n" + DockerDeployer.render(containers).dropLast())
+            // Comment lines: standard output stays a stream of manifests.
+            let commands = DockerDeployer.render(containers).split(separator: "\n").map { "# " + $0 }
+            line(
+                "---\n# deployments.\(deployment.name) (docker): slipway runs these containers:\n"
+                    + commands.joined(separator: "\n")
+            )
             return
         }
         let outcomes = try await deployer.deploy(
@@ -160,6 +197,66 @@ public struct DeploymentRunner: Sendable {
                 kind: "docker",
                 digest: sha256Hex(containers.map(\.spec).joined(separator: "\n")),
                 objects: containers.map(\.name)
+            )
+        )
+    }
+}
+
+extension DeploymentRunner {
+    /// `--local`: a component-chart deployment's pod on the local engine (``LocalPod``).
+    func local(
+        _ deployment: DeploymentConfig,
+        _ request: DeploymentRequest,
+        renderer: ClusterRenderer,
+        state: DeployState,
+        prefix: String,
+        line: @Sendable (String) -> Void,
+        note: @Sendable (String) -> Void
+    ) async throws(DeployError) {
+        let environmentKey = "local:" + (request.branch ?? "")
+        if request.purge {
+            let deployer = try LocalPodDeployer(loaded: loaded, environment: environment)
+            let (removed, kept) = try await deployer.purge(deployment: deployment.name, branch: request.branch)
+            try state.update(deployment.name, environment: environmentKey, to: nil)
+            line("\(prefix) purged: " + (removed.isEmpty ? "nothing was running" : removed.joined(separator: ", ")))
+            for volume in kept {
+                note(
+                    "note: \(prefix): the persistent volume \(volume) is kept, as Kubernetes keeps a claim; `docker volume rm \(volume)` removes it"
+                )
+            }
+            return
+        }
+        let suffix = request.branch.map { "-" + $0.lowercased() } ?? ""
+        let (manifests, _) = try renderer.componentChart(deployment, releaseSuffix: suffix)
+        let pod = try LocalPod.plan(
+            manifests: manifests,
+            loaded: loaded,
+            deployment: deployment.name,
+            branch: request.branch
+        )
+        if request.render {
+            let text: String
+            do { text = try YAMLEmitter().emit(manifests) } catch { throw DeployError.cannotEmit(error.message) }
+            line(
+                "---\n# deployments.\(deployment.name) (component-chart \(ComponentChart.version))\n\(pod.described)\n"
+                    + text.dropLast()
+            )
+            return
+        }
+        for text in pod.notes { note("note: \(prefix) (--local): \(text)") }
+        let deployer = try LocalPodDeployer(loaded: loaded, environment: environment)
+        let outcomes = try await deployer.deploy(pod, pauseProgram: pauseProgram, force: request.force)
+        for (name, outcome) in outcomes {
+            let image = pod.members.first { $0.name == name && $0.role != .infra }?.image
+            line("\(prefix) \(name): \(outcome.rawValue)" + (image.map { " (\($0))" } ?? ""))
+        }
+        try state.update(
+            deployment.name,
+            environment: environmentKey,
+            to: .init(
+                kind: "component-chart (local)",
+                digest: sha256Hex(pod.members.map { "\($0.name) \($0.image)" }.joined(separator: "\n")),
+                objects: pod.members.map(\.name)
             )
         )
     }
@@ -221,6 +318,45 @@ struct ClusterDeployer {
         for output in out.standardOutput.split(separator: "\n") { line("\(prefix) \(output)") }
     }
 
+    /// The component chart on a cluster: its manifests applied with `kubectl apply`, as a
+    /// kubectl deployment's are, into the deployment's namespace (a branch environment gets its
+    /// own release name, as helm's does); objects an earlier deploy applied that the values no
+    /// longer make are deleted, as helm deletes them; purge deletes what was applied.
+    func componentChart(suffix: String, line: @Sendable (String) -> Void) async throws(DeployError) {
+        let (manifests, release) = try renderer.componentChart(deployment, releaseSuffix: suffix)
+        let text = try emit(manifests)
+        if request.render {
+            line(
+                "---\n# deployments.\(deployment.name) (component-chart \(ComponentChart.version), release \(release))\n"
+                    + text.dropLast()
+            )
+            return
+        }
+        let scope =
+            cluster.map { ["--context", $0.context, "--namespace", deployment.namespace ?? $0.namespace] } ?? []
+        let objects = manifests.compactMap { doc -> String? in
+            guard let kind = doc["kind"]?.text, let name = doc["metadata"]?["name"]?.text else { return nil }
+            return "\(kind)/\(name)"
+        }
+        let last = state.entry(deployment.name, environment: environmentKey)
+        let gone = (last?.resources ?? []).filter { !objects.contains($0) }
+        if request.purge {
+            try await tool("kubectl", scope + ["delete", "--ignore-not-found", "-f", "-"], input: text, line: line)
+            if !gone.isEmpty { try await tool("kubectl", scope + ["delete", "--ignore-not-found"] + gone, line: line) }
+            try state.update(deployment.name, environment: environmentKey, to: nil)
+            return
+        }
+        var (apply, entry) = changed(text, scope)
+        entry.resources = objects
+        guard apply || !gone.isEmpty else {
+            line("\(prefix) unchanged (the same manifests were applied to \(scope.joined(separator: " ")))")
+            return
+        }
+        try await tool("kubectl", scope + ["apply", "--force", "-f", "-"], input: text, line: line)
+        if !gone.isEmpty { try await tool("kubectl", scope + ["delete", "--ignore-not-found"] + gone, line: line) }
+        try state.update(deployment.name, environment: environmentKey, to: entry)
+    }
+
     func run(line: @Sendable (String) -> Void) async throws(DeployError) {
         // A branch environment gets its own namespace (kubectl) or release (helm).
         let suffix = request.branch.map { "-" + $0.lowercased() } ?? ""
@@ -230,7 +366,7 @@ struct ClusterDeployer {
             let scope = cluster.map { ["--context", $0.context, "--namespace", namespace ?? $0.namespace] } ?? []
             let text = try emit(try await renderer.kubectlManifests(deployment))
             if request.render {
-                line("# deployments.\(deployment.name) (kubectl)\n" + text.dropLast())
+                line("---\n# deployments.\(deployment.name) (kubectl)\n" + text.dropLast())
                 return
             }
             if request.purge {
@@ -250,6 +386,8 @@ struct ClusterDeployer {
                 line: line
             )
             try state.update(deployment.name, environment: environmentKey, to: entry)
+        case .helm where ClusterRenderer.isComponentChart(deployment):
+            try await componentChart(suffix: suffix, line: line)
         case .helm:
             let helmScope = cluster.map {
                 ["--kube-context", $0.context, "--namespace", deployment.namespace ?? $0.namespace]
@@ -261,10 +399,14 @@ struct ClusterDeployer {
             )
             let valuesText = try emit([values])
             if request.render {
+                // slipway does not render other charts: their command line and values, as
+                // comments, so standard output stays a stream of manifests.
+                let commented = valuesText.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+                    .map { "#   " + $0 }
                 line(
-                    "# deployments.\(deployment.name) (helm): "
-                        + command.map { $0 == "VALUES_FILE" ? "values.yaml" : $0 }.joined(separator: " ") + "\n"
-                        + valuesText.dropLast()
+                    "---\n# deployments.\(deployment.name) (helm): "
+                        + command.map { $0 == "VALUES_FILE" ? "values.yaml" : $0 }.joined(separator: " ")
+                        + "\n# values.yaml:\n" + commented.joined(separator: "\n")
                 )
                 return
             }

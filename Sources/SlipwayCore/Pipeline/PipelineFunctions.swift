@@ -241,7 +241,8 @@ public struct PipelineFunctions: Sendable {
                 environment: environment
             )
             .apply(rendered)
-            for line in lines { output.line(line) }
+            // With render, standard output is for manifests only.
+            for line in lines { state.defaults.render ? output.note(line) : output.line(line) }
             return 0
         } catch let error as PipelineError {
             throw error
@@ -256,7 +257,9 @@ public struct PipelineFunctions: Sendable {
             args,
             function: function,
             valued: ["except"],
-            bools: ["all", "skip-deploy", "force-redeploy", "sequential", "render", "force-purge", "branch-env"]
+            bools: [
+                "all", "skip-deploy", "force-redeploy", "sequential", "render", "force-purge", "branch-env", "local",
+            ]
         )
         let loaded = try await load()
         let keys = try a.select(from: loaded.config.deployments.map(\.name), kind: "deployment", function: function)
@@ -265,7 +268,8 @@ public struct PipelineFunctions: Sendable {
         var request = DeploymentRequest(
             purge: purge,
             render: !purge && a.bool("render", default: d.render),
-            force: a.bool("force-redeploy", default: d.forceRedeploy)
+            force: a.bool("force-redeploy", default: d.forceRedeploy),
+            local: a.bool("local", default: d.local)
         )
         do {
             if a.bool("branch-env", default: d.branchEnv) {
@@ -274,7 +278,7 @@ public struct PipelineFunctions: Sendable {
                     environment: environment
                 )
             }
-            let runner = DeploymentRunner(
+            var runner = DeploymentRunner(
                 loaded: loaded,
                 environment: environment,
                 runImages: PipelineState.images(in: directory),
@@ -282,11 +286,13 @@ public struct PipelineFunctions: Sendable {
                 namespace: state.namespace,
                 scratchDirectory: directory
             )
+            runner.pauseProgram = PauseImage.program(besides: executable, environment: environment)
             let output = self.output
             let failed = try await runner.run(
                 keys,
                 request,
                 line: { output.line($0) },
+                note: { output.note($0) },
                 failure: { prefix, error in output.note("\(prefix) failed: \(error)") }
             )
             return failed ? 1 : 0

@@ -39,6 +39,10 @@ public struct PipelineState: Codable, Sendable, Equatable {
         public var skipDeploy = false
         public var render = false
         public var branchEnv = false
+        /// `--local`: component-chart deployments run on the local Docker engine.
+        public var local = false
+        /// `--silent`: the functions print only errors and their answers.
+        public var silent = false
         public init() {}
     }
 

@@ -23,6 +23,11 @@ func hexValue(_ digit: UInt8) -> UInt8? {
     }
 }
 
+/// SHA-256 of bytes, as lowercase hex.
+func sha256Hex(bytes: [UInt8]) -> String {
+    SHA256.hash(data: bytes).withUnsafeBytes { hexString($0) }
+}
+
 /// SHA-256 of a text, as lowercase hex.
 public func sha256Hex(_ text: String) -> String {
     SHA256.hash(data: Array(text.utf8)).withUnsafeBytes { hexString($0) }

@@ -113,8 +113,22 @@ final class BuildRenderer: @unchecked Sendable {
     let tty: Bool
     private let lock = NSLock()
     private var notesShown: Set<String> = []
+    /// Images whose build output was shown: their failure is not followed by it again.
+    private var logsShown: Set<String> = []
 
-    /// True the first time `note` is seen: engine notes (the classic builder) print once per run.
+    private func showedLog(of image: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        logsShown.insert(image)
+    }
+
+    private func logWasShown(_ image: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return logsShown.contains(image)
+    }
+
+    /// True the first time `note` is seen: notes print once per run.
     private func firstTime(_ note: String) -> Bool {
         lock.lock()
         defer { lock.unlock() }
@@ -153,6 +167,7 @@ final class BuildRenderer: @unchecked Sendable {
                 return
             }
             write("\(paint("build:\(image)", "36")) \(line)")
+            showedLog(of: image)
         case .pushLog(let image, let line):
             guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { return }
             if !silent { write("\(paint("push:\(image)", "35")) \(line)") }
@@ -164,7 +179,13 @@ final class BuildRenderer: @unchecked Sendable {
             )
         case .finished(let r):
             if r.outcome == .failed {
-                Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(r.error ?? "unknown error")")
+                // The engine's last lines close its error; when its output was shown above, the
+                // error's first line is enough.
+                var error = r.error ?? "unknown error"
+                if logWasShown(r.key), let firstLine = error.split(separator: "\n").first, firstLine.count < error.count {
+                    error = String(firstLine.hasSuffix(":") ? firstLine.dropLast() : firstLine) + " (its output is above)"
+                }
+                Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(error)")
             } else if !silent && tty && r.outcome != .skipped {
                 write(
                     "\(paint("build:\(r.key)", "32")) \(r.outcome.rawValue) in \(String(format: "%.1f", r.seconds)) s"
@@ -191,7 +212,10 @@ final class BuildRenderer: @unchecked Sendable {
                 return d
             }
             let object: [String: Any] = ["images": items, "failed": report.failed]
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) {
+            if let data = try? JSONSerialization.data(
+                withJSONObject: object,
+                options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            ) {
                 Terminal.out(String(decoding: data, as: UTF8.self) + "\n")
             }
             return

@@ -47,6 +47,9 @@ public struct LoadedConfig: Sendable {
     public var variables: [(String, Node)]
     /// Profiles applied, in order.
     public var appliedProfiles: [String]
+    /// The environment variables the variables read (set or not), sorted: the agent's jobs
+    /// get them as the hook that submitted the job saw them.
+    public var environmentNames: [String] = []
 }
 
 /// Loads `devspace.yaml`: parse (libyaml) → imports → profiles → variables → DevSpace's
@@ -181,7 +184,8 @@ public enum ConfigLoader {
             tree: root,
             config: DevSpaceConfig(decoding: root),
             variables: resolver.resolvedVariables,
-            appliedProfiles: selected.compactMap { $0["name"]?.scalar }
+            appliedProfiles: selected.compactMap { $0["name"]?.scalar },
+            environmentNames: resolver.environmentReads.sorted()
         )
     }
 

@@ -140,6 +140,9 @@ final class VariableResolver {
     /// Variables a custom build's script reads under a name of slipway's (their own names are
     /// not environment names: `${devspace.name}`), exported with the config's variables.
     private(set) var scriptExports: [(String, Node)] = []
+    /// The names whose value was looked for in the environment (set or not): what a job of the
+    /// agent must see as the shell that submitted it saw it (``LoadedConfig/environmentNames``).
+    private(set) var environmentReads: Set<String> = []
     /// All substitution in one load produces at most this much text (4 MiB, the size limit of
     /// the file itself): `L1: ${L0}${L0}…`, `L2: ${L1}${L1}…` would otherwise double memory at
     /// every level.
@@ -205,7 +208,13 @@ final class VariableResolver {
 
     private func fill(_ name: String) async throws(VariableFailure) -> Node {
         let env = context.environment[name] ?? ""
-        guard let def = definitions[name] else {
+        let def = definitions[name]
+        if def.map({ ["env", "all", "default"].contains($0.source) && $0.command == nil && $0.commands.isEmpty })
+            ?? true
+        {
+            environmentReads.insert(name)
+        }
+        guard let def else {
             if !env.isEmpty { return Self.convertString(env) }
             throw VariableFailure(
                 message:

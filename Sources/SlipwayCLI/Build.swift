@@ -177,13 +177,18 @@ final class BuildRenderer: @unchecked Sendable {
                 "\(paint("push:\(image)", "32")) pushed \(reference) to \(destination)"
                     + (digest.map { " (\($0))" } ?? "")
             )
+        case .loaded(let image, let reference, let cluster):
+            guard !silent else { return }
+            write("\(paint("push:\(image)", "32")) loaded \(reference) into kind cluster \(cluster)")
         case .finished(let r):
             if r.outcome == .failed {
                 // The engine's last lines close its error; when its output was shown above, the
                 // error's first line is enough.
                 var error = r.error ?? "unknown error"
-                if logWasShown(r.key), let firstLine = error.split(separator: "\n").first, firstLine.count < error.count {
-                    error = String(firstLine.hasSuffix(":") ? firstLine.dropLast() : firstLine) + " (its output is above)"
+                if logWasShown(r.key), let firstLine = error.split(separator: "\n").first, firstLine.count < error.count
+                {
+                    error =
+                        String(firstLine.hasSuffix(":") ? firstLine.dropLast() : firstLine) + " (its output is above)"
                 }
                 Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(error)")
             } else if !silent && tty && r.outcome != .skipped {
@@ -208,6 +213,7 @@ final class BuildRenderer: @unchecked Sendable {
                 if let id = r.imageID { d["imageID"] = id }
                 if let e = r.error { d["error"] = e }
                 if !r.pushed.isEmpty { d["pushed"] = r.pushed }
+                if !r.loaded.isEmpty { d["loaded"] = r.loaded }
                 if let e = r.pushError { d["pushError"] = e }
                 return d
             }
@@ -233,6 +239,8 @@ final class BuildRenderer: @unchecked Sendable {
                     result += ", push failed"
                 } else if !r.pushed.isEmpty {
                     result += ", pushed"
+                } else if !r.loaded.isEmpty {
+                    result += ", loaded into kind"
                 }
                 return [r.key, r.tags.joined(separator: ","), result, r.reason, String(format: "%.2f", r.seconds)]
             }

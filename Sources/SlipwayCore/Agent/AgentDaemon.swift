@@ -636,7 +636,9 @@ public final class AgentDaemon: @unchecked Sendable {
         ) {
             log.write("cannot record the environment names the config reads: \(failure.message)")
         } else {
-            log.write("the config reads the environment variables \(added.joined(separator: ", ")): the hooks pass them on")
+            log.write(
+                "the config reads the environment variables \(added.joined(separator: ", ")): the hooks pass them on"
+            )
         }
     }
 

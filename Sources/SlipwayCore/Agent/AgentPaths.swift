@@ -27,7 +27,10 @@ public enum AgentError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notARepository(let path, let detail):
-            return "\(path): not in a git repository (\(detail)); run slipway's agent inside the project's repository"
+            // git's own sentence says it already when no repository holds the path.
+            if detail.contains("not inside a git repository") { return detail }
+            return
+                "\(path): cannot open its git repository (\(detail)); run slipway's agent inside the project's repository"
         case .stateFile(let path, let action, let reason):
             return "cannot \(action) \(path)" + (reason.map { ": \($0)" } ?? "")
         case .alreadyRunning(let repository, let pid):

@@ -81,14 +81,18 @@ extension AgentDaemon {
         if let names = job.environment {
             if let captured = readEnvironment(job.id) {
                 env = captured.applied(to: env)
-                passedOn = names.isEmpty ? ", none of the variables passed on was set" : ", with \(names.joined(separator: ", ")) as submitted"
+                passedOn =
+                    names.isEmpty
+                    ? ", none of the variables passed on was set"
+                    : ", with \(names.joined(separator: ", ")) as submitted"
             } else {
-                log.write("job \(job.id): the environment it was submitted with is missing (\(paths.jobEnvironment(job.id))); it runs with the agent's")
+                log.write(
+                    "job \(job.id): the environment it was submitted with is missing (\(paths.jobEnvironment(job.id))); it runs with the agent's"
+                )
             }
         }
         // A repository with hooks but no config (yet): nothing to do, and nothing to report.
-        if env["DEVSPACE_CONFIG"] == nil, !FileManager.default.fileExists(atPath: directory + "/devspace.yaml")
-        {
+        if env["DEVSPACE_CONFIG"] == nil, !FileManager.default.fileExists(atPath: directory + "/devspace.yaml") {
             let now = Date().timeIntervalSince1970
             return (
                 JobResult(

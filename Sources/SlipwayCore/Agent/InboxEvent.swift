@@ -99,7 +99,7 @@ public enum InboxEvent: Sendable, Equatable {
 
     /// The environment the file's `env` lines carry, or nil when it has none (a hook from
     /// before they existed: the job gets the agent's environment).
-    static func capturedEnvironment(_ events: [InboxEvent]) -> CapturedEnvironment? {
+    public static func capturedEnvironment(_ events: [InboxEvent]) -> CapturedEnvironment? {
         var captured: CapturedEnvironment?
         for case .environment(let name, let value) in events {
             var c = captured ?? CapturedEnvironment()

@@ -493,12 +493,13 @@ final class VariableResolver {
     static func expressionFailure(_ expression: String, status: Int32, errors: String, output: String) -> String {
         var message = "$(\(expression)) failed with exit status \(status)"
         let tail = lastLines(errors.isEmpty ? output : errors)
-        if !tail.isEmpty { message += ": \(tail)" }
+        // git's "fatal: not a git repository (or any …)" is said once, below, with what to do.
+        if !tail.isEmpty && !errors.contains("not a git repository") { message += ": \(tail)" }
         if status == 127 {
             message += " — the command was not found; install it or change the expression"
         } else if errors.contains("not a git repository") {
             message +=
-                " — this directory is not a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
+                ": this directory is not in a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
         } else if errors.contains("unknown revision") || errors.contains("bad revision")
             || errors.contains("Needed a single revision") || errors.contains("does not have any commits")
         {

@@ -77,7 +77,8 @@ public struct DeploymentRunner: Sendable {
             cluster = try? KubeTarget.resolve(context: kubeContext, namespace: namespace, environment: environment)
             if cluster == nil && !request.render {
                 throw DeployError.noCluster(
-                    deployments: selected.filter { $0.kind != .docker }.map { "\($0.name) (\($0.kind.rawValue))" }
+                    deployments: selected.filter { $0.kind != .docker }.map { "\($0.name) (\($0.kind.rawValue))" },
+                    purge: request.purge
                 )
             }
         }

@@ -34,7 +34,8 @@ public enum HookError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(path): no such executable; pass --bin with the path of the slipway binary the hooks should run"
         case .trackedHooksPath(let hooksPath, let directory, let setIn, let tracked):
             let setting = "core.hooksPath is \(hooksPath)\(setIn.map { " (set in \($0))" } ?? "")"
-            let own = "give this clone a hooks directory of its own (`git config core.hooksPath .git/hooks`, with copies of "
+            let own =
+                "give this clone a hooks directory of its own (`git config core.hooksPath .git/hooks`, with copies of "
                 + "the hooks it needs: slipway runs each one first) and install again"
             if tracked.isEmpty {
                 return

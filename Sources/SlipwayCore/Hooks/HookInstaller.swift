@@ -223,8 +223,12 @@ public enum HookInstaller {
         }
         let ignored = Set(result.standardOutput.split(separator: "\n").map(String.init))
         guard files.allSatisfy(ignored.contains) else {
-            let tracked = try await git(["ls-files", "--", relative.isEmpty ? "." : String(relative)], in: top, environment: environment)
-                .split(separator: "\n").map { ($0 as Substring).split(separator: "/").last.map(String.init) ?? "" }
+            let tracked = try await git(
+                ["ls-files", "--", relative.isEmpty ? "." : String(relative)],
+                in: top,
+                environment: environment
+            )
+            .split(separator: "\n").map { ($0 as Substring).split(separator: "/").last.map(String.init) ?? "" }
             throw .trackedHooksPath(hooksPath: hooksPath, directory: dir, setIn: origin, tracked: tracked)
         }
     }

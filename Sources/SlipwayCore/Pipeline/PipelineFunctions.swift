@@ -92,11 +92,8 @@ public struct PipelineFunctions: Sendable {
                 "dev mode is not available yet in slipway; remove start_dev from the pipeline, or use `slipway deploy`"
             )
         case "stop_dev":
-            // No dev session can be running yet, so there is nothing to stop; DevSpace's default
-            // purge pipeline starts with this call and must still purge.
-            output.note(
-                "note: stop_dev: dev mode is not available yet in slipway, so no dev session is running; nothing to stop"
-            )
+            // No dev session can be running yet, so there is nothing to stop, and nothing to say;
+            // DevSpace's default purge pipeline starts with this call and must still purge.
             return 0
         case "run_dependencies", "run_dependency_pipelines":
             let loaded = try await load()
@@ -189,7 +186,10 @@ public struct PipelineFunctions: Sendable {
         output.buildReport(report)
         for r in report.results {
             if r.outcome == .failed {
-                JobFailureFile.append(JobFailure("build:\(r.key) failed", r.error ?? "unknown error"), environment: environment)
+                JobFailureFile.append(
+                    JobFailure("build:\(r.key) failed", r.error ?? "unknown error"),
+                    environment: environment
+                )
             }
             if let error = r.pushError {
                 JobFailureFile.append(JobFailure("push:\(r.key) failed", error), environment: environment)

@@ -208,11 +208,20 @@ struct Agent: AsyncParsableCommand {
                 pipeline: pipeline,
                 ref: ref,
                 commit: target,
-                worktree: repo.workdir?.trimmingSlash ?? directory
+                worktree: repo.workdir?.trimmingSlash ?? directory,
+                environment: Agent.capturedEnvironment(paths)
             )
             let ok = try Agent.submit(job, paths: paths, wait: wait, label: "")
             if !ok { throw ExitCode.failure }
         }
+    }
+
+    /// This command's environment as a job must see it (the names the agent recorded).
+    static func capturedEnvironment(_ paths: AgentPaths) -> CapturedEnvironment {
+        JobEnvironment.capture(
+            from: ProcessInfo.processInfo.environment,
+            names: JobEnvironment.readNames(paths.environmentNames)
+        )
     }
 
     /// Submits `job`; with `wait`, prints how it ended and returns whether it succeeded.
@@ -243,6 +252,7 @@ struct Agent: AsyncParsableCommand {
             Terminal.error(
                 "\(label)job \(id) failed: \(result?.message ?? "unknown error"); `slipway agent logs` has its output"
             )
+            for line in result?.lastLines ?? [] { Terminal.error("\(label)  \(line)") }
             return false
         case .ended(let id, let event, let message):
             Terminal.error("\(label)job \(id) \(event): \(message)")
@@ -279,7 +289,13 @@ struct Agent: AsyncParsableCommand {
                 guard f.count == 4, f[2].hasPrefix("refs/heads/"), f[1].count == 40, !f[1].allSatisfy({ $0 == "0" })
                 else { continue }
                 let branch = String(f[2].dropFirst(11))
-                let job = AgentRequest.SubmittedJob(pipeline: "gate", ref: f[2], commit: f[1], worktree: worktree)
+                let job = AgentRequest.SubmittedJob(
+                    pipeline: "gate",
+                    ref: f[2],
+                    commit: f[1],
+                    worktree: worktree,
+                    environment: Agent.capturedEnvironment(paths)
+                )
                 Terminal.error("slipway gate: building \(branch) at \(f[1].prefix(7)) before the push to \(remote)")
                 if try !Agent.submit(job, paths: paths, wait: true, label: "slipway gate: ") {
                     failed = true
@@ -347,6 +363,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         for v in status.queued { out += "queued:   \(describe(v))" + (v.note.map { "  (\($0))" } ?? "") + "\n" }
         for v in status.awaitingPush { out += "waiting:  \(describe(v))  \(v.note ?? "")\n" }
+        for v in status.dropped ?? [] { out += "dropped:  \(describe(v))  \(v.note ?? "")\n" }
         if status.running.isEmpty && status.queued.isEmpty && status.awaitingPush.isEmpty { out += "queue: empty\n" }
         if status.last.isEmpty {
             out += "last results: none yet\n"
@@ -358,6 +375,7 @@ struct StatusCommand: AsyncParsableCommand {
                     ?? ""
                 out +=
                     "  \(v.pipeline): \(v.state) (job \(v.id), \(v.branch ?? "detached")@\(v.commit.prefix(7)), \(when)): \(v.result?.message ?? "")\n"
+                for line in v.result?.lastLines ?? [] { out += "      \(line)\n" }
             }
         }
         Terminal.out(out)

@@ -115,8 +115,22 @@ final class BuildRenderer: @unchecked Sendable {
     let toStandardError: Bool
     private let lock = NSLock()
     private var notesShown: Set<String> = []
+    /// Images whose build output was shown: their failure is not followed by it again.
+    private var logsShown: Set<String> = []
 
-    /// True the first time `note` is seen: engine notes (the classic builder) print once per run.
+    private func showedLog(of image: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        logsShown.insert(image)
+    }
+
+    private func logWasShown(_ image: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return logsShown.contains(image)
+    }
+
+    /// True the first time `note` is seen: notes print once per run.
     private func firstTime(_ note: String) -> Bool {
         lock.lock()
         defer { lock.unlock() }
@@ -156,6 +170,7 @@ final class BuildRenderer: @unchecked Sendable {
                 return
             }
             write("\(paint("build:\(image)", "36")) \(line)")
+            showedLog(of: image)
         case .pushLog(let image, let line):
             guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { return }
             if !silent { write("\(paint("push:\(image)", "35")) \(line)") }
@@ -165,9 +180,20 @@ final class BuildRenderer: @unchecked Sendable {
                 "\(paint("push:\(image)", "32")) pushed \(reference) to \(destination)"
                     + (digest.map { " (\($0))" } ?? "")
             )
+        case .loaded(let image, let reference, let cluster):
+            guard !silent else { return }
+            write("\(paint("push:\(image)", "32")) loaded \(reference) into kind cluster \(cluster)")
         case .finished(let r):
             if r.outcome == .failed {
-                Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(r.error ?? "unknown error")")
+                // The engine's last lines close its error; when its output was shown above, the
+                // error's first line is enough.
+                var error = r.error ?? "unknown error"
+                if logWasShown(r.key), let firstLine = error.split(separator: "\n").first, firstLine.count < error.count
+                {
+                    error =
+                        String(firstLine.hasSuffix(":") ? firstLine.dropLast() : firstLine) + " (its output is above)"
+                }
+                Terminal.error("\(paint("build:\(r.key)", "31")) failed: \(error)")
             } else if !silent && tty && r.outcome != .skipped {
                 write(
                     "\(paint("build:\(r.key)", "32")) \(r.outcome.rawValue) in \(String(format: "%.1f", r.seconds)) s"
@@ -190,11 +216,15 @@ final class BuildRenderer: @unchecked Sendable {
                 if let id = r.imageID { d["imageID"] = id }
                 if let e = r.error { d["error"] = e }
                 if !r.pushed.isEmpty { d["pushed"] = r.pushed }
+                if !r.loaded.isEmpty { d["loaded"] = r.loaded }
                 if let e = r.pushError { d["pushError"] = e }
                 return d
             }
             let object: [String: Any] = ["images": items, "failed": report.failed]
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) {
+            if let data = try? JSONSerialization.data(
+                withJSONObject: object,
+                options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            ) {
                 Terminal.out(String(decoding: data, as: UTF8.self) + "\n")
             }
             return
@@ -212,6 +242,8 @@ final class BuildRenderer: @unchecked Sendable {
                     result += ", push failed"
                 } else if !r.pushed.isEmpty {
                     result += ", pushed"
+                } else if !r.loaded.isEmpty {
+                    result += ", loaded into kind"
                 }
                 return [r.key, r.tags.joined(separator: ","), result, r.reason, String(format: "%.2f", r.seconds)]
             }

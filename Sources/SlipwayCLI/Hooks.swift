@@ -27,7 +27,9 @@ extension SlipwayCommand.Hooks {
             discussion: """
                 Writes the hooks into the directory git runs hooks from (core.hooksPath when set,
                 else the common .git/hooks, shared by linked worktrees). The path of this slipway
-                binary (or --bin) is written into them.
+                binary (or --bin) is written into them. A core.hooksPath directory that git tracks
+                (or does not ignore), or one outside the repository, is refused without --force:
+                slipway's hooks would be committed, or run by other repositories.
                 """
         )
 
@@ -35,6 +37,12 @@ extension SlipwayCommand.Hooks {
 
         @Option(name: .customLong("bin"), help: "The slipway binary the hooks run (default: this one).")
         var bin: String?
+
+        @Flag(
+            name: .customLong("force"),
+            help: "Install into a core.hooksPath directory that git tracks or that is outside the repository."
+        )
+        var force = false
 
         func run() async throws {
             let directory = try options.directory()
@@ -45,7 +53,7 @@ extension SlipwayCommand.Hooks {
                 }
                 ?? selfExecutable()
             let changes = try await hooksCall("install") { () async throws(HookError) in
-                try await HookInstaller.install(from: directory, binary: binary)
+                try await HookInstaller.install(from: directory, binary: binary, force: force)
             }
             let dir = changes.first.map { ($0.path as NSString).deletingLastPathComponent } ?? ""
             Terminal.out("slipway hooks installed in \(dir)\n")

@@ -115,9 +115,14 @@ struct AgentHookIntegrationTests {
             try p.write("app/Dockerfile", "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n")
             let next = try p.git(["commit", "-qam", "fixed"])
             #expect(
-                next.stderr.contains("slipway: job 1 (commit pipeline at \(broken.prefix(7)) on main) failed: "),
+                next.stderr.contains(
+                    "slipway: job 1 (commit pipeline at \(broken.prefix(7)) on main) failed: build:app failed: docker: building app failed (exit status 1) — see `slipway agent logs`\n"
+                ),
                 "\(next.stderr)"
             )
+            // Then the build's last lines, its own output among them.
+            #expect(next.stderr.contains("\nslipway:   breaks\n"), "\(next.stderr)")
+            #expect(next.stderr.contains("returned a non-zero code: 1\n"), "\(next.stderr)")
             #expect(next.stderr.contains("slipway agent logs"))
             _ = try p.waitIdle()
             let quiet = try p.git(["commit", "-q", "--allow-empty", "-m", "quiet"])
@@ -170,6 +175,19 @@ struct AgentHookIntegrationTests {
             #expect(Self.eventually { p.journal().filter { $0.kind == .dropped }.count == 2 }, "log:\n\(p.log())")
             var s = try #require(try p.waitIdle())
             #expect(s.last.first { $0.pipeline == "push" } == nil)
+            // `slipway status` shows the dropped pushes, and why.
+            #expect(s.dropped?.count == 2, "\(String(describing: s.dropped))")
+            #expect(
+                s.dropped?.allSatisfy { $0.state == "dropped" && $0.note?.contains("nothing deployed") == true } == true
+            )
+            let shown = try p.slipway(["status"]).stdout
+            #expect(
+                shown.contains(
+                    "dropped:  job 2  push  main@\(try p.git(["rev-parse", "--short=7", "HEAD"]).stdout.prefix(7))"
+                ),
+                "\(shown)"
+            )
+            #expect(shown.components(separatedBy: "dropped:  ").count == 3, "\(shown)")
             #expect(try Self.registryTags(registry, p.repo).isEmpty)
             #expect(try Self.containers(p).isEmpty)
             #expect(p.log().contains("nothing deployed"))

@@ -66,9 +66,9 @@ struct AgentProject {
         )
     }
 
-    func commit(_ text: String, in directory: String? = nil) throws -> String {
+    func commit(_ text: String, in directory: String? = nil, env extra: [String: String] = [:]) throws -> String {
         try (text + "\n").write(toFile: (directory ?? dir) + "/app/hello.txt", atomically: true, encoding: .utf8)
-        #expect(try git(["commit", "-qam", text], in: directory).status == 0)
+        #expect(try git(["commit", "-qam", text], in: directory, env: extra).status == 0)
         return try git(["rev-parse", "HEAD"], in: directory).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -351,6 +351,102 @@ struct AgentIntegrationTests {
         }
     }
 
+    /// A job sees KUBECONFIG, DEVSPACE_* and the variables the config reads as the shell of
+    /// the commit (or of `agent submit`) had them, not as the agent was started; the journal
+    /// and the log keep names only.
+    @Test func aJobSeesTheEnvironmentOfTheShellThatSubmittedIt() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(
+                dir: dir,
+                extraConfig: """
+                    vars:
+                      REGISTRY:
+                        source: env
+                        default: none
+                      CTX: ${DEVSPACE_CONTEXT}
+                    pipelines:
+                      commit:
+                        run: |-
+                          printf '%s|%s|%s|%s\\n' "$KUBECONFIG" "${CTX}" "${REGISTRY}" "${DEVSPACE_FOO-unset}" > "$SLIPWAY_JOB_WORKTREE/.git/seen-$SLIPWAY_JOB_ID"
+                    """
+            )
+            defer { p.cleanUp() }
+            let unique = UUID().uuidString.lowercased().prefix(8)
+            func kubeconfig(_ name: String) throws -> String {
+                let path = "\(dir)/kubeconfig-\(name)-\(unique)"
+                try """
+                apiVersion: v1
+                kind: Config
+                current-context: \(name)-ctx-\(unique)
+                contexts:
+                - name: \(name)-ctx-\(unique)
+                  context: {cluster: c, user: u}
+                clusters:
+                - name: c
+                  cluster: {server: "https://127.0.0.1:1"}
+                users:
+                - name: u
+                  user: {}
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+                return path
+            }
+            func seen(_ id: Int) -> String? {
+                (try? String(contentsOfFile: "\(dir)/.git/seen-\(id)", encoding: .utf8))?
+                    .trimmingCharacters(in: .newlines)
+            }
+            #expect(try p.slipway(["hooks", "install"]).status == 0)
+            // The agent starts from a shell with a kubeconfig and a DEVSPACE_ variable of its own.
+            let agentsOwn = try kubeconfig("agent")
+            let start = try p.slipway(["agent", "start"], env: ["KUBECONFIG": agentsOwn, "DEVSPACE_FOO": "agent-foo"])
+            #expect(start.status == 0, "\(start.stderr)")
+
+            // A commit from a shell with another kubeconfig: the job sees the commit's.
+            let first = try kubeconfig("first")
+            _ = try p.commit("first change", env: ["KUBECONFIG": first])
+            #expect(AgentHookIntegrationTests.eventually { seen(1) != nil }, "log:\n\(p.log())")
+            #expect(seen(1) == "\(first)|first-ctx-\(unique)|none|unset")
+            _ = try p.waitIdle()
+            // The job told the agent the config reads REGISTRY: the hooks pass it on from now.
+            #expect(
+                (try? String(contentsOfFile: p.state + "/environment-names", encoding: .utf8)) == "REGISTRY\n"
+            )
+
+            let second = try kubeconfig("second")
+            let registry = "reg-\(unique).example"
+            _ = try p.commit(
+                "second change",
+                env: ["KUBECONFIG": second, "REGISTRY": registry, "DEVSPACE_FOO": "foo-\(unique)"]
+            )
+            #expect(AgentHookIntegrationTests.eventually { seen(2) != nil }, "log:\n\(p.log())")
+            #expect(seen(2) == "\(second)|second-ctx-\(unique)|\(registry)|foo-\(unique)")
+            _ = try p.waitIdle()
+
+            // `slipway agent submit` passes its own environment on too.
+            let third = try kubeconfig("third")
+            let submit = try p.slipway(["agent", "submit", "commit", "--wait"], env: ["KUBECONFIG": third])
+            #expect(submit.status == 0, "\(submit.stderr)")
+            #expect(seen(3) == "\(third)|third-ctx-\(unique)|none|unset")
+
+            // The journal keeps the names; no value reaches the journal or the log, and the
+            // per-job environment files are gone with their jobs.
+            let accepted = p.journal().filter { $0.kind == .accepted }.compactMap(\.job)
+            #expect(
+                accepted.map(\.environment) == [
+                    ["KUBECONFIG"], ["DEVSPACE_FOO", "KUBECONFIG", "REGISTRY"], ["KUBECONFIG"],
+                ]
+            )
+            let journal = try String(contentsOfFile: p.state + "/journal.jsonl", encoding: .utf8)
+            for text in [journal, p.log()] {
+                for value in [agentsOwn, first, second, third, registry, "foo-\(unique)", "agent-foo"] {
+                    #expect(!text.contains(value), "\(value) was written: \(text)")
+                }
+            }
+            #expect(p.log().contains("with DEVSPACE_FOO, KUBECONFIG, REGISTRY as submitted"), "\(p.log())")
+            let jobFiles = try FileManager.default.contentsOfDirectory(atPath: p.state + "/jobs")
+            #expect(jobFiles.isEmpty, "\(jobFiles)")
+        }
+    }
+
     @Test func aFailingJobIsReportedOnceAndTheAgentCarriesOn() throws {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)
@@ -364,7 +460,27 @@ struct AgentIntegrationTests {
             #expect(notices == ["1"])
             let notice = try String(contentsOfFile: p.state + "/failed/1", encoding: .utf8)
             #expect(notice.hasPrefix("job 1 (commit pipeline at "))
-            #expect(notice.contains("failed: "))
+            // The build's error and its last lines, not a row of the summary table.
+            #expect(
+                notice.contains(") failed: build:app failed: docker: building app failed (exit status 1)\n"),
+                "\(notice)"
+            )
+            #expect(notice.contains("\n  this-step-breaks\n"), "\(notice)")
+            #expect(notice.contains("returned a non-zero code: 1\n"), "\(notice)")
+            #expect(!notice.contains("RESULT") && !notice.contains("no previous build recorded"), "\(notice)")
+            #expect(
+                r.stderr.contains("job 1 failed: build:app failed: docker: building app failed (exit status 1)"),
+                "\(r.stderr)"
+            )
+            #expect(r.stderr.contains("  this-step-breaks\n"), "\(r.stderr)")
+            let s = try #require(try p.status())
+            #expect(s.last.first?.result?.lastLines?.contains("this-step-breaks") == true)
+            let text = try p.slipway(["status"]).stdout
+            #expect(text.contains("commit: failed (job 1, "), "\(text)")
+            #expect(text.contains("): build:app failed: docker: building app failed (exit status 1)\n"), "\(text)")
+            #expect(text.contains("\n      this-step-breaks\n"), "\(text)")
+            #expect(p.log().contains("job 1 failed after "), "\(p.log())")
+            #expect(p.log().contains("job 1 failed:   this-step-breaks"), "\(p.log())")
             // The agent is alive and runs the next job.
             try p.write("app/Dockerfile", "FROM slipway/busybox\nCOPY hello.txt /hello.txt\n")
             _ = try p.commit("fixed")

@@ -113,4 +113,49 @@ struct DevSpaceCacheTests {
             #expect(text.contains("tag: v1") && text.contains("tag: w1"))
         }
     }
+
+    /// A build skipped as up to date records the tags it was asked for: a later pipeline
+    /// without build_images (DevSpace's dev pipeline, `get_image`) uses the deploy's tag, and
+    /// DevSpace's `tag` names the same content (the record's image).
+    @Test func aSkippedBuildRecordsItsTags() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(
+                dir: dir,
+                extraConfig: """
+                    pipelines:
+                      show:
+                        run: |-
+                          get_image app
+                    """
+            )
+            defer { p.cleanUp() }
+            for (tag, expected) in [("t1", "build"), ("t2", "re-tag"), ("t1", "skip")] {
+                let build = try p.slipway(["build", "--skip-push", "-t", tag])
+                #expect(build.status == 0, "\(build.stderr)")
+                #expect(build.stdout.contains("build:app \(expected) → \(tag)"), "\(build.stdout)")
+                let record = try #require(try BuildCache(configPath: dir + "/devspace.yaml").read()["app"])
+                #expect(record.tag == tag, "after \(expected): the record names \(record.tag)")
+                #expect(record.tags == [tag])
+                let text = try String(contentsOfFile: dir + "/.devspace/cache.yaml", encoding: .utf8)
+                let app = try #require(try YAMLParser().parse(text)?["images"]?["app"])
+                #expect(app["tag"]?.scalar == tag, "\(text)")
+                // The pipeline that builds nothing injects what the last build used.
+                let shown = try p.slipway(["run-pipeline", "show"])
+                #expect(shown.status == 0, "\(shown.stderr)")
+                #expect(
+                    shown.stdout.split(separator: "\n").last.map(String.init) == "\(p.repo):\(tag)",
+                    "\(shown.stdout)"
+                )
+            }
+            // t1 and t2 are one image; the record's is the one t1 names.
+            let id = try sh(["docker", "image", "inspect", "--format", "{{.Id}}", "\(p.repo):t1"], cwd: "/").stdout
+            let record = try #require(try BuildCache(configPath: dir + "/devspace.yaml").read()["app"])
+            #expect(record.imageID == id.trimmingCharacters(in: .whitespacesAndNewlines))
+            // A no-op run with the same tags writes nothing.
+            let before = try FileManager.default.attributesOfItem(atPath: dir + "/.devspace/slipway/builds.json")
+            #expect(try p.slipway(["build", "--skip-push", "-t", "t1"]).status == 0)
+            let after = try FileManager.default.attributesOfItem(atPath: dir + "/.devspace/slipway/builds.json")
+            #expect(before[.modificationDate] as? Date == after[.modificationDate] as? Date)
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SlipwayCore
 import SlipwayTestSupport
 import Testing
 
@@ -79,14 +80,25 @@ struct HookRepo {
     }
 
     /// The inbox files (name → content), waiting for none.
-    func inboxFiles() -> [String: String] {
+    /// The inbox's files by name; without `environment`, their `v1 env …` lines are left out
+    /// (the event lines are what most tests look at).
+    func inboxFiles(environment: Bool = false) -> [String: String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: inbox)) ?? []
         var files: [String: String] = [:]
-        for name in names { files[name] = (try? String(contentsOfFile: inbox + "/" + name, encoding: .utf8)) ?? "" }
+        for name in names {
+            let text = (try? String(contentsOfFile: inbox + "/" + name, encoding: .utf8)) ?? ""
+            files[name] =
+                environment
+                ? text
+                : text.split(separator: "\n", omittingEmptySubsequences: false)
+                    .filter { !$0.hasPrefix("v1\tenv\t") }.joined(separator: "\n")
+        }
         return files
     }
 
-    func inboxFiles(prefix: String) -> [String: String] { inboxFiles().filter { $0.key.hasPrefix(prefix + ".") } }
+    func inboxFiles(prefix: String, environment: Bool = false) -> [String: String] {
+        inboxFiles(environment: environment).filter { $0.key.hasPrefix(prefix + ".") }
+    }
 
     func clearInbox() {
         for name in inboxFiles().keys { try? FileManager.default.removeItem(atPath: inbox + "/" + name) }
@@ -484,20 +496,71 @@ let zeros = String(repeating: "0", count: 40)
         try withTemporaryDirectory { root in
             let repo = try HookRepo(root)
             try repo.git(["config", "core.hooksPath", "tools/hooks"])
+            // In the work tree and not ignored: slipway's hooks would be committed.
+            let refused = try repo.slipway(["hooks", "install"])
+            #expect(refused.status == 1)
+            #expect(
+                refused.stderr.contains(
+                    "core.hooksPath is tools/hooks (set in .git/config): \(repo.dir)/tools/hooks is in the work tree and git does not ignore it"
+                ),
+                "\(refused.stderr)"
+            )
+            #expect(refused.stderr.contains("Nothing was installed") && refused.stderr.contains("--force"))
+            #expect(fileMode(repo.dir + "/tools/hooks/post-commit") == -1)
+            // Ignored there (as husky's .husky/_ is): installed.
+            try write("*\n", to: repo.dir + "/tools/hooks/.gitignore")
             #expect(try repo.slipway(["hooks", "install"]).status == 0)
             #expect(fileMode(repo.dir + "/tools/hooks/post-commit") == 0o755)
+            #expect(try repo.out(["status", "--porcelain"]).isEmpty, "nothing of slipway's shows in git status")
             #expect(fileMode(repo.gitDir + "/hooks/post-commit") == -1)
             #expect(try repo.slipway(["hooks", "status"]).stdout.contains("(from core.hooksPath = tools/hooks)"))
             try repo.git(["commit", "-q", "--allow-empty", "-m", "second"])
             #expect(repo.inboxFiles(prefix: "commit").count == 1)
 
+            // Outside the repository: other repositories may run hooks from there.
             let absolute = root + "/shared-hooks"
             try repo.git(["config", "core.hooksPath", absolute])
-            #expect(try repo.slipway(["hooks", "install"]).status == 0)
+            let shared = try repo.slipway(["hooks", "install"])
+            #expect(shared.status == 1)
+            #expect(
+                shared.stderr.contains("\(absolute) is outside this repository, so other repositories may run"),
+                "\(shared.stderr)"
+            )
+            #expect(fileMode(absolute + "/reference-transaction") == -1)
+            #expect(try repo.slipway(["hooks", "install", "--force"]).status == 0)
             #expect(fileMode(absolute + "/reference-transaction") == 0o755)
             repo.clearInbox()
             try repo.git(["commit", "-q", "--allow-empty", "-m", "third"])
             #expect(repo.inboxFiles(prefix: "commit").count == 1)
+        }
+    }
+
+    /// A hooks directory the repository commits: install refuses (slipway's hooks would be
+    /// committed by `git commit -a`, its tracked hook replaced) and changes nothing; --force
+    /// installs there anyway.
+    @Test func aTrackedHooksPathIsRefused() throws {
+        try withTemporaryDirectory { root in
+            let repo = try HookRepo(root)
+            try write("#!/bin/sh\necho team hook\n", to: repo.dir + "/.githooks/post-checkout", mode: 0o755)
+            try repo.git(["add", ".githooks"])
+            try repo.git(["commit", "-q", "-m", "team hooks"])
+            try repo.git(["config", "core.hooksPath", ".githooks"])
+            let refused = try repo.slipway(["hooks", "install"])
+            #expect(refused.status == 1)
+            #expect(
+                refused.stderr.contains(
+                    "\(repo.dir)/.githooks is a directory this repository tracks (post-checkout), so slipway's hooks written there would be committed by `git add` or `git commit -a`"
+                ),
+                "\(refused.stderr)"
+            )
+            #expect(refused.stderr.contains("`slipway hooks install --force`"))
+            #expect(refused.stderr.contains("git config core.hooksPath .git/hooks"))
+            #expect(try repo.out(["status", "--porcelain"]).isEmpty, "nothing changed")
+            let forced = try repo.slipway(["hooks", "install", "--force"])
+            #expect(forced.status == 0, "\(forced.stderr)")
+            #expect(try repo.out(["status", "--porcelain"]).contains(" M .githooks/post-checkout"))
+            #expect(try repo.slipway(["hooks", "uninstall"]).status == 0)
+            #expect(try repo.out(["status", "--porcelain"]).isEmpty, "uninstall puts the tracked hook back")
         }
     }
 
@@ -548,6 +611,67 @@ let zeros = String(repeating: "0", count: 40)
                 ]
             )
             #expect(!FileManager.default.fileExists(atPath: marker))
+        }
+    }
+
+    /// The variables a job must see as the committing shell saw them travel in the hook's
+    /// inbox entry (mode 0600): KUBECONFIG, DOCKER_HOST, DOCKER_CONFIG (set or not), every
+    /// DEVSPACE_*, and the names the agent recorded; values with tabs, newlines, backslashes
+    /// and shell syntax arrive as they were, names that are not plain never reach eval.
+    @Test func theJobsEnvironmentTravelsInAPrivateInboxEntry() throws {
+        try withTemporaryDirectory { root in
+            let repo = try HookRepo(root)
+            let bare = root + "/remote.git"
+            try repo.git(["init", "-q", "--bare", bare], in: root)
+            try repo.git(["remote", "add", "origin", bare])
+            try #require(try repo.slipway(["hooks", "install"]).status == 0)
+            let marker = root + "/marker"
+            try FileManager.default.createDirectory(atPath: repo.gitDir + "/slipway", withIntermediateDirectories: true)
+            try write(
+                "REGISTRY\nlowercase\nBAD-NAME\n$(touch${IFS}\(marker))\nX;touch${IFS}\(marker)\n",
+                to: repo.gitDir + "/slipway/environment-names"
+            )
+            let kubeconfig = "/k c/$(touch \(marker))/`x`'q'"
+            let devspace = "a\tb\\c\nd\\n"
+            let env = [
+                "KUBECONFIG": kubeconfig, "DEVSPACE_FOO": devspace, "DEVSPACE_EMPTY": "", "REGISTRY": "reg.example",
+                "lowercase": "not passed",
+            ]
+            try repo.git(["commit", "-q", "--allow-empty", "-m", "second"], env: env)
+            let oid = try repo.out(["rev-parse", "HEAD"])
+            let (name, text) = try #require(repo.inboxFiles(prefix: "commit", environment: true).first)
+            #expect(fileMode(repo.inbox + "/" + name) == 0o600)
+            let lines = text.split(separator: "\n").map(String.init)
+            #expect(lines.first == "v1\tcommit\t\(oid)\trefs/heads/main\t\(repo.dir)")
+            #expect(
+                Set(lines.dropFirst()) == [
+                    "v1\tenv\tKUBECONFIG\t\(kubeconfig)", "v1\tenv\tDOCKER_HOST", "v1\tenv\tDOCKER_CONFIG",
+                    "v1\tenv\tREGISTRY\treg.example", "v1\tenv\tDEVSPACE_FOO\ta\\tb\\\\c\\nd\\\\n",
+                    "v1\tenv\tDEVSPACE_EMPTY\t",
+                ],
+                "\(text)"
+            )
+            let (events, errors) = InboxEvent.parse(text)
+            #expect(errors.isEmpty)
+            let captured = try #require(InboxEvent.capturedEnvironment(events))
+            #expect(
+                captured.values == [
+                    "KUBECONFIG": kubeconfig, "DEVSPACE_FOO": devspace, "DEVSPACE_EMPTY": "", "REGISTRY": "reg.example",
+                ]
+            )
+            #expect(captured.unset == ["DOCKER_CONFIG", "DOCKER_HOST"])
+            #expect(!FileManager.default.fileExists(atPath: marker))
+
+            // pre-push carries the environment of the `git push`.
+            repo.clearInbox()
+            try repo.git(["push", "-q", "origin", "main"], env: ["DOCKER_HOST": "unix:///run/other.sock"])
+            let push = try #require(repo.inboxFiles(prefix: "prepush", environment: true).first)
+            #expect(push.value.contains("\nv1\tenv\tDOCKER_HOST\tunix:///run/other.sock\n"), "\(push.value)")
+            #expect(fileMode(repo.inbox + "/" + push.key) == 0o600)
+            // Remote-tracking updates carry no environment.
+            #expect(
+                repo.inboxFiles(prefix: "tracking", environment: true).values.allSatisfy { !$0.contains("\tenv\t") }
+            )
         }
     }
 

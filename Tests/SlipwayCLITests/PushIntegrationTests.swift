@@ -74,6 +74,7 @@ struct PushIntegrationTests {
     struct Summary {
         var result: String
         var pushed: [String]
+        var loaded: [String] = []
         var pushError: String?
         var imageID: String?
     }
@@ -87,6 +88,7 @@ struct PushIntegrationTests {
         return Summary(
             result: app["result"] as? String ?? "",
             pushed: app["pushed"] as? [String] ?? [],
+            loaded: app["loaded"] as? [String] ?? [],
             pushError: app["pushError"] as? String,
             imageID: app["imageID"] as? String
         )
@@ -317,19 +319,29 @@ struct PushIntegrationTests {
             let kind = try p.build(["-t", "k1,k2"])
             #expect(kind.status == 0, "\(kind.stderr)")
             #expect(!kind.stderr.contains("pushing"))
-            let calls = (try? String(contentsOfFile: dir + "/kind-calls", encoding: .utf8)) ?? ""
+            var calls = (try? String(contentsOfFile: dir + "/kind-calls", encoding: .utf8)) ?? ""
             #expect(
                 calls
                     == "load docker-image --name dev \(p.repository):k1\nload docker-image --name dev \(p.repository):k2\n"
             )
+            // Loaded, not pushed: the JSON and the terminal say so.
+            #expect(try Self.summary(kind).pushed.isEmpty)
             #expect(
-                try Self.summary(kind).pushed == [
-                    "\(p.repository):k1 (kind load into dev)", "\(p.repository):k2 (kind load into dev)",
+                try Self.summary(kind).loaded == [
+                    "\(p.repository):k1 (kind cluster dev)", "\(p.repository):k2 (kind cluster dev)",
                 ]
             )
+            #expect(kind.stdout.contains(p.repository), "--json escapes no slash: \(kind.stdout)")
+            #expect(!kind.stdout.contains("\\/"), "--json escapes no slash: \(kind.stdout)")
+            let shown = try SlipwayBinary.run(["build", "-t", "k3"], in: dir, env: p.env, timeout: 120)
+            #expect(shown.status == 0, "\(shown.stderr)")
+            #expect(shown.stdout.contains("loaded \(p.repository):k3 into kind cluster dev"), "\(shown.stdout)")
+            #expect(shown.stdout.contains(", loaded into kind"), "\(shown.stdout)")
+            #expect(!shown.stdout.contains("pushed"), "\(shown.stdout)")
             // Loaded once: the next run does not load again.
             let again = try p.build(["-t", "k1,k2"])
-            #expect(try Self.summary(again).pushed.isEmpty)
+            #expect(try Self.summary(again).loaded.isEmpty)
+            calls += "load docker-image --name dev \(p.repository):k3\n"
             #expect((try? String(contentsOfFile: dir + "/kind-calls", encoding: .utf8)) == calls)
 
             // --kube-context names a remote cluster: pushed to the registry after all.

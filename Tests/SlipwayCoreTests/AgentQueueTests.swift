@@ -215,6 +215,52 @@ struct AgentQueueTests {
         #expect(events.count == 5)
         #expect(events.first == .commit(commit: oid, ref: "refs/heads/$(touch x)", worktree: "/work/a b"))
         #expect(errors.count == 2)
+        // No error quotes the line: it may hold an environment variable's value.
+        #expect(!errors.joined().contains("something"))
+    }
+
+    /// The hook's `env` lines: a value (escaped), or a name that was not set; names that are
+    /// not plain upper-case environment names are refused.
+    @Test func environmentLinesCarryTheHooksVariables() {
+        let text =
+            [
+                "v1\tenv\tKUBECONFIG\t/k c/$(x)", "v1\tenv\tDOCKER_HOST", "v1\tenv\tDEVSPACE_X\ta\\tb\\\\c\\nd",
+                "v1\tenv\tDEVSPACE_EMPTY\t", "v1\tenv\tlower\tv", "v1\tenv\tPATH\t/evil", "v1\tenv\tGIT_DIR\t/x",
+                "v1\tenv\tA-B\tv",
+            ].joined(separator: "\n") + "\n"
+        let (events, errors) = InboxEvent.parse(text)
+        #expect(errors.count == 4)
+        let captured = InboxEvent.capturedEnvironment(events)
+        #expect(
+            captured
+                == CapturedEnvironment(
+                    values: ["KUBECONFIG": "/k c/$(x)", "DEVSPACE_X": "a\tb\\c\nd", "DEVSPACE_EMPTY": ""],
+                    unset: ["DOCKER_HOST"]
+                )
+        )
+        #expect(InboxEvent.capturedEnvironment(InboxEvent.parse("v1\trefresh\tpost-merge\t/w\n").events) == nil)
+        // Applied to the agent's environment: the hook's view wins, DEVSPACE_* included.
+        let applied = captured?.applied(to: [
+            "KUBECONFIG": "/agent", "DOCKER_HOST": "tcp://agent", "DEVSPACE_OLD": "x", "PATH": "/bin", "REGISTRY": "r",
+        ])
+        #expect(
+            applied == [
+                "KUBECONFIG": "/k c/$(x)", "DEVSPACE_X": "a\tb\\c\nd", "DEVSPACE_EMPTY": "", "PATH": "/bin",
+                "REGISTRY": "r",
+            ]
+        )
+        // What `slipway agent submit` passes on from its own environment.
+        let submitted = JobEnvironment.capture(
+            from: ["KUBECONFIG": "/k", "DEVSPACE_A": "1", "HOME": "/root", "REGISTRY": "reg", "lower": "x"],
+            names: ["REGISTRY", "TOKEN", "lower", "PATH"]
+        )
+        #expect(
+            submitted
+                == CapturedEnvironment(
+                    values: ["KUBECONFIG": "/k", "DEVSPACE_A": "1", "REGISTRY": "reg"],
+                    unset: ["DOCKER_CONFIG", "DOCKER_HOST", "TOKEN"]
+                )
+        )
     }
 
     @Test func failureLinesAreFoundAndEscapesDropped() {
@@ -227,6 +273,22 @@ struct AgentQueueTests {
                 == "devspace.yaml:3:5: images.app: does not exist"
         )
         #expect(AgentDaemon.errorLine(["just output"]) == "just output")
+        // A build's summary table repeats a failure without its cause: its rows are not the error.
+        #expect(
+            AgentDaemon.errorLine([
+                "build_images: cannot reach the engine: refused", "IMAGE  TAGS  RESULT  WHY  SECONDS",
+                "app    v1    failed  no previous build recorded; failed  0.2",
+                "pipeline commit failed (exit status 1)",
+            ]) == "build_images: cannot reach the engine: refused"
+        )
+        // A function's failure: its first line is the message, the tool's last lines follow.
+        let failure = JobFailure(
+            "build:app failed",
+            "docker: building app failed (exit status 1):\nStep 1/2 : FROM x\n\nbreaks\n"
+                + String(repeating: "y", count: 400)
+        )
+        #expect(failure.message == "build:app failed: docker: building app failed (exit status 1)")
+        #expect(failure.lines == ["Step 1/2 : FROM x", "breaks", String(repeating: "y", count: 300) + "…"])
         #expect(ImageReference.split("127.0.0.1:5000/team/app:v1-2-gabc").name == "127.0.0.1:5000/team/app")
         #expect(ImageReference.split("127.0.0.1:5000/app").tag == nil)
     }

@@ -47,6 +47,36 @@ struct PipelineTests {
         #expect(PipelineScript.script("deploy", in: own)?.continueOnError == true)
     }
 
+    /// The names an agent's job reports so that the hooks pass them on: what the variables
+    /// looked up in the environment, set or not — not `--var`s, predefined values, commands
+    /// or `source: input`.
+    @Test func theLoaderNamesTheEnvironmentVariablesTheConfigReads() async throws {
+        let loaded = try await loadConfig(
+            """
+            version: v2beta1
+            name: names
+            vars:
+              FROM_ENV: {source: env, default: x}
+              ASKED: {source: input, default: y}
+              COMPUTED: {command: echo, args: [z]}
+              PLAIN: value
+              GIVEN: {source: env, default: g}
+              UNUSED: {source: env, default: u}
+            images:
+              app:
+                image: reg/app
+                buildArgs:
+                  ALL: "${FROM_ENV}-${ASKED}-${COMPUTED}-${PLAIN}-${GIVEN}-${SET_IN_ENV}-${DEVSPACE_NAMESPACE}"
+            pipelines:
+              deploy:
+                run: echo "${ALSO_FROM_ENV:-}"
+            """,
+            vars: [("GIVEN", "g2")],
+            env: ["SET_IN_ENV": "s", "ALSO_FROM_ENV": "a"]
+        )
+        #expect(loaded.environmentNames == ["FROM_ENV", "SET_IN_ENV"])
+    }
+
     @Test func stripsTagsForInjection() {
         #expect(TagInjector.stripTag("ghcr.io/acme/app:v1") == "ghcr.io/acme/app")
         #expect(TagInjector.stripTag("localhost:5000/app") == "localhost:5000/app")

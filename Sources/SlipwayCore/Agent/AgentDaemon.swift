@@ -216,6 +216,10 @@ public final class AgentDaemon: @unchecked Sendable {
             case .dropped: log.write("job \(record.id ?? 0) dropped: \(record.reason ?? "")")
             case .started, .finished, .requeued, .agentStarted: break
             }
+            // A job that will not run (again) no longer needs the environment it came with.
+            if [.superseded, .dropped, .finished].contains(record.kind), let id = record.id {
+                unlink(paths.jobEnvironment(id))
+            }
         }
         cond.broadcast()
         server?.wake()  // waiters learn of their job's end
@@ -328,11 +332,17 @@ public final class AgentDaemon: @unchecked Sendable {
             commit: s.commit.lowercased(),
             worktree: s.worktree,
             acceptedAt: Date().timeIntervalSince1970,
-            source: "socket"
+            source: "socket",
+            environment: s.environment?.names
         )
         cond.lock()
         defer { cond.unlock() }
         let records = queue.accept(job, at: job.acceptedAt)
+        if let captured = s.environment, let id = records.first?.id {
+            if case .failure(let failure) = writeEnvironment(captured, id: id) {
+                throw AgentError.stateFile(path: paths.jobEnvironment(id), action: "write", reason: failure.message)
+            }
+        }
         try commit(records)
         return records[0].id ?? 0
     }
@@ -495,6 +505,8 @@ public final class AgentDaemon: @unchecked Sendable {
         var preview = queue
         let now = Date().timeIntervalSince1970
         var repository: GitRepository?
+        // The hook's environment for the file's jobs (names in the journal, values in jobs/<id>.env).
+        let captured = InboxEvent.capturedEnvironment(events)
         for (index, event) in events.enumerated() {
             var new: [JournalRecord] = []
             switch event {
@@ -505,7 +517,8 @@ public final class AgentDaemon: @unchecked Sendable {
                     commit: commit.lowercased(),
                     worktree: worktree,
                     acceptedAt: now,
-                    source: events.count == 1 ? name : "\(name)#\(index)"
+                    source: events.count == 1 ? name : "\(name)#\(index)",
+                    environment: captured?.names
                 )
                 // A late event (read after a newer commit of the branch was accepted: a file
                 // that could not be read at first, a restart) must not overtake that commit.
@@ -534,7 +547,8 @@ public final class AgentDaemon: @unchecked Sendable {
                     worktree: worktree,
                     acceptedAt: now,
                     source: "\(name)#\(index)",
-                    push: target
+                    push: target,
+                    environment: captured?.names
                 )
                 new = preview.accept(job, at: now)
             case .tracking(_, let newOID, let ref, _):
@@ -547,12 +561,26 @@ public final class AgentDaemon: @unchecked Sendable {
                 }
             case .checkout(_, _, let worktree), .refresh(_, let worktree):
                 hints.append(worktree)
+            case .environment:
+                break
             }
             for record in new { preview.apply(record) }
             records += new
         }
         var taken = true
-        do {
+        do throws(AgentError) {
+            if let captured {
+                for record in records where record.kind == .accepted {
+                    guard let id = record.id else { continue }
+                    if case .failure(let failure) = writeEnvironment(captured, id: id) {
+                        throw AgentError.stateFile(
+                            path: paths.jobEnvironment(id),
+                            action: "write",
+                            reason: failure.message
+                        )
+                    }
+                }
+            }
             try commit(records)
             unlink(path)
             inboxFailuresLock.withLock { inboxFailures.removeAll() }
@@ -568,6 +596,50 @@ public final class AgentDaemon: @unchecked Sendable {
         // A checkout or merge there: keep that worktree warm.
         for worktree in Set(hints) { warmth.watch(worktree) }
         return taken
+    }
+
+    // MARK: Job environments
+
+    /// Writes the environment job `id` was submitted with (mode 0600, temp file + rename).
+    func writeEnvironment(_ captured: CapturedEnvironment, id: Int) -> Result<Void, AtomicFile.Failure> {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(captured) else {
+            return .failure(AtomicFile.Failure(message: "cannot encode the job's environment"))
+        }
+        return AtomicFile.write(Array(data), to: paths.jobEnvironment(id), mode: 0o600)
+    }
+
+    /// The environment job `id` was submitted with, when it was and its file is readable.
+    func readEnvironment(_ id: Int) -> CapturedEnvironment? {
+        guard let data = FileManager.default.contents(atPath: paths.jobEnvironment(id)) else { return nil }
+        return try? JSONDecoder().decode(CapturedEnvironment.self, from: data)
+    }
+
+    /// Adds the names a job's config read (`file`, written by its pipeline) to the names the
+    /// hooks pass on (``AgentPaths/environmentNames``), at most ``JobEnvironment/maxNames``.
+    func recordEnvironmentNames(from file: String) {
+        let new = JobEnvironment.readNames(file)
+        unlink(file)
+        guard !new.isEmpty else { return }
+        let known = JobEnvironment.readNames(paths.environmentNames)
+        let added = new.filter {
+            !known.contains($0) && !JobEnvironment.alwaysCaptured.contains($0)
+                && !$0.hasPrefix(JobEnvironment.capturedPrefix)
+        }
+        guard !added.isEmpty else { return }
+        let all = Array((known + added).prefix(JobEnvironment.maxNames))
+        if case .failure(let failure) = AtomicFile.write(
+            Array(all.map { $0 + "\n" }.joined().utf8),
+            to: paths.environmentNames,
+            mode: 0o600
+        ) {
+            log.write("cannot record the environment names the config reads: \(failure.message)")
+        } else {
+            log.write(
+                "the config reads the environment variables \(added.joined(separator: ", ")): the hooks pass them on"
+            )
+        }
     }
 
     /// The whole content of `path`, or `errno`.

@@ -16,6 +16,10 @@ public struct AgentJob: Codable, Sendable, Equatable {
     public var source: String
     /// For push jobs: where the push went (the job waits for the push to be confirmed).
     public var push: PushTarget?
+    /// The names of the environment variables the submitting hook or command passed on
+    /// (``CapturedEnvironment``; values only in `jobs/<id>.env`, mode 0600); nil: none were
+    /// passed, the job gets the agent's environment.
+    public var environment: [String]?
 
     public struct PushTarget: Codable, Sendable, Equatable {
         /// The remote's name, or its URL when the push named a URL.
@@ -45,7 +49,8 @@ public struct AgentJob: Codable, Sendable, Equatable {
         worktree: String,
         acceptedAt: Double,
         source: String,
-        push: PushTarget? = nil
+        push: PushTarget? = nil,
+        environment: [String]? = nil
     ) {
         self.id = id
         self.pipeline = pipeline
@@ -55,6 +60,7 @@ public struct AgentJob: Codable, Sendable, Equatable {
         self.acceptedAt = acceptedAt
         self.source = source
         self.push = push
+        self.environment = environment
     }
 
     /// The branch name, or nil for a detached HEAD.
@@ -86,6 +92,8 @@ public struct JobResult: Codable, Sendable, Equatable {
     public var finishedAt: Double
     /// The commit's description the job tagged with (`git describe --always`, made a valid tag).
     public var describe: String?
+    /// For a failure: the last lines of the failing tool's output (a build's log), when known.
+    public var lastLines: [String]?
 
     public init(
         ok: Bool,
@@ -94,9 +102,11 @@ public struct JobResult: Codable, Sendable, Equatable {
         tags: [String],
         startedAt: Double,
         finishedAt: Double,
-        describe: String? = nil
+        describe: String? = nil,
+        lastLines: [String]? = nil
     ) {
         self.describe = describe
+        self.lastLines = lastLines
         self.ok = ok
         self.status = status
         self.message = message

@@ -27,7 +27,10 @@ public enum AgentError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notARepository(let path, let detail):
-            return "\(path): not in a git repository (\(detail)); run slipway's agent inside the project's repository"
+            // git's own sentence says it already when no repository holds the path.
+            if detail.contains("not inside a git repository") { return detail }
+            return
+                "\(path): cannot open its git repository (\(detail)); run slipway's agent inside the project's repository"
         case .stateFile(let path, let action, let reason):
             return "cannot \(action) \(path)" + (reason.map { ": \($0)" } ?? "")
         case .alreadyRunning(let repository, let pid):
@@ -75,8 +78,13 @@ public struct AgentPaths: Sendable, Equatable {
     public var inbox: String { directory + "/inbox" }
     /// One file per failed job that no hook has reported yet.
     public var failed: String { directory + "/failed" }
-    /// Per-job files (the images a job built).
+    /// Per-job files (the images a job built, the environment it was submitted with).
     public var jobs: String { directory + "/jobs" }
+    /// The environment a job was submitted with (``CapturedEnvironment`` as JSON, mode 0600).
+    public func jobEnvironment(_ id: Int) -> String { "\(jobs)/\(id).env" }
+    /// The environment variables the config's variables read, one name per line, as the
+    /// agent's jobs found them: the hooks pass these on with each job (docs/hooks.md).
+    public var environmentNames: String { directory + "/environment-names" }
     /// Linked worktrees for jobs whose commit is not checked out anywhere.
     public var checkouts: String { directory + "/checkouts" }
     /// The commit-tagged images the agent built, for retention.

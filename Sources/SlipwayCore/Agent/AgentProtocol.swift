@@ -25,11 +25,21 @@ public struct AgentRequest: Codable, Sendable, Equatable {
         public var ref: String
         public var commit: String
         public var worktree: String
-        public init(pipeline: String, ref: String, commit: String, worktree: String) {
+        /// The submitting command's environment that matters for the job (sent over the
+        /// private socket; the agent keeps it in a 0600 file, the journal keeps its names).
+        public var environment: CapturedEnvironment?
+        public init(
+            pipeline: String,
+            ref: String,
+            commit: String,
+            worktree: String,
+            environment: CapturedEnvironment? = nil
+        ) {
             self.pipeline = pipeline
             self.ref = ref
             self.commit = commit
             self.worktree = worktree
+            self.environment = environment
         }
     }
 
@@ -99,6 +109,10 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var awaitingPush: [JobView]
     /// The newest finished job per pipeline.
     public var last: [JobView]
+    /// Jobs dropped since their pipeline's newest finished job (a push that did not happen or
+    /// could not be confirmed: nothing was built or deployed for it). Optional for agents
+    /// from before it existed.
+    public var dropped: [JobView]?
 
     public init(queue: JobQueue, repository: String, pid: Int32?, startedAt: Double?) {
         self.pid = pid
@@ -110,6 +124,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         last = queue.lastResults.keys.sorted().compactMap { queue.entries[queue.lastResults[$0]!.job.id] }.map(
             Self.view
         )
+        dropped = queue.recentlyDropped().map(Self.view)
     }
 
     static func view(_ e: JobQueue.Entry) -> JobView {

@@ -34,13 +34,17 @@ extension AgentDaemon {
                 if job.pipeline == "commit" { retain(job, result) }
             } else {
                 log.write("job \(job.id) failed after \(took) s: \(result.message)")
+                for line in result.lastLines ?? [] { log.write("job \(job.id) failed:   \(line)") }
             }
         }
     }
 
-    /// Leaves one line for the next hook to print (`failed/<id>`).
+    /// Leaves the failure for the next hook to print (`failed/<id>`): one line, then the
+    /// failing tool's last lines.
     func noteFailure(_ job: AgentJob, _ result: JobResult) {
-        let line = "job \(job.id) (\(job.summary)) failed: \(result.message)\n"
+        let line =
+            "job \(job.id) (\(job.summary)) failed: \(result.message)\n"
+            + (result.lastLines ?? []).map { "  \($0)\n" }.joined()
         // Written under a hidden name and renamed: the hooks' `failed/*` never sees half a file.
         let hidden = "\(paths.failed)/.\(job.id).tmp"
         if case .success = AtomicFile.write(Array(line.utf8), to: hidden, mode: 0o600) {
@@ -71,9 +75,24 @@ extension AgentDaemon {
         } catch {
             return failure(error.message)
         }
+        // The variables that matter for the job as the hook (or command) that submitted it saw them.
+        var env = environment
+        var passedOn = ""
+        if let names = job.environment {
+            if let captured = readEnvironment(job.id) {
+                env = captured.applied(to: env)
+                passedOn =
+                    names.isEmpty
+                    ? ", none of the variables passed on was set"
+                    : ", with \(names.joined(separator: ", ")) as submitted"
+            } else {
+                log.write(
+                    "job \(job.id): the environment it was submitted with is missing (\(paths.jobEnvironment(job.id))); it runs with the agent's"
+                )
+            }
+        }
         // A repository with hooks but no config (yet): nothing to do, and nothing to report.
-        if environment["DEVSPACE_CONFIG"] == nil, !FileManager.default.fileExists(atPath: directory + "/devspace.yaml")
-        {
+        if env["DEVSPACE_CONFIG"] == nil, !FileManager.default.fileExists(atPath: directory + "/devspace.yaml") {
             let now = Date().timeIntervalSince1970
             return (
                 JobResult(
@@ -86,7 +105,6 @@ extension AgentDaemon {
                 ), false
             )
         }
-        var env = environment
         env["SLIPWAY"] = "0"  // git commands inside pipelines must not trigger the hooks again
         env["NO_COLOR"] = "1"
         env.merge(
@@ -103,6 +121,12 @@ extension AgentDaemon {
         let resultFile = "\(paths.jobs)/\(job.id).images"
         unlink(resultFile)
         env[JobResultFile.environmentKey] = resultFile
+        let failureFile = "\(paths.jobs)/\(job.id).failure"
+        unlink(failureFile)
+        env[JobFailureFile.environmentKey] = failureFile
+        let namesFile = "\(paths.jobs)/\(job.id).names"
+        unlink(namesFile)
+        env[JobEnvironment.namesFileKey] = namesFile
         let warmFile = "\(paths.jobs)/\(job.id).warm"
         env.merge(warmth.prepare(directory: directory, snapshotPath: warmFile)) { $1 }
         defer {
@@ -135,7 +159,7 @@ extension AgentDaemon {
         log.write(
             "job \(job.id) started: \(job.summary) in \(directory)"
                 + (env["SLIPWAY_JOB_DESCRIBE"].map { " (describe: \($0))" } ?? "")
-                + (env[WarmSnapshot.environmentVariable] != nil ? ", with warm digests" : "")
+                + (env[WarmSnapshot.environmentVariable] != nil ? ", with warm digests" : "") + passedOn
         )
 
         var tail: [String] = []
@@ -169,6 +193,9 @@ extension AgentDaemon {
         cond.unlock()
         let tags = JobResultFile.read(resultFile)
         unlink(resultFile)
+        recordEnvironmentNames(from: namesFile)
+        let failures = JobFailureFile.read(failureFile)
+        unlink(failureFile)
         let finished = Date().timeIntervalSince1970
         if status == 0 {
             let message = tags.isEmpty ? "ok (no images built)" : "ok: " + tags.joined(separator: ", ")
@@ -184,7 +211,11 @@ extension AgentDaemon {
                 ), interrupted
             )
         }
-        let reason = Self.errorLine(tail) ?? "the \(job.pipeline) pipeline exited with status \(status)"
+        // The first function that failed says why (a build's error and its last lines); else
+        // the output's last line that reads like an error.
+        let reason =
+            failures.first?.message ?? Self.errorLine(tail)
+            ?? "the \(job.pipeline) pipeline exited with status \(status)"
         return (
             JobResult(
                 ok: false,
@@ -193,7 +224,8 @@ extension AgentDaemon {
                 tags: tags,
                 startedAt: started,
                 finishedAt: finished,
-                describe: describe
+                describe: describe,
+                lastLines: failures.first.flatMap { $0.lines.isEmpty ? nil : $0.lines }
             ), interrupted
         )
     }
@@ -201,9 +233,25 @@ extension AgentDaemon {
     /// The line of a failed pipeline's output that says why: the last one that reads like an
     /// error, else the last one.
     static func errorLine(_ tail: [String]) -> String? {
-        // `pipeline NAME failed (exit status N)` closes every failed run and says nothing new.
-        let trimmed = tail.map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty && !($0.hasPrefix("pipeline ") && $0.contains(" failed (exit status ")) }
+        // `pipeline NAME failed (exit status N)` closes every failed run and says nothing new;
+        // a build's summary table (`IMAGE  TAGS  RESULT …` and its rows) repeats a failure
+        // without its cause.
+        var trimmed: [String] = []
+        var inTable = false
+        for line in tail.map({ $0.trimmingCharacters(in: .whitespaces) }) where !line.isEmpty {
+            if line.hasPrefix("IMAGE ") && line.contains(" RESULT ") {
+                inTable = true
+                continue
+            }
+            if inTable {
+                // A row starts with an image key and two spaces; what follows the table does not.
+                let head = line.prefix { $0 != " " }
+                if !head.hasSuffix(":"), line.dropFirst(head.count).hasPrefix("  ") { continue }
+                inTable = false
+            }
+            if line.hasPrefix("pipeline ") && line.contains(" failed (exit status ") { continue }
+            trimmed.append(line)
+        }
         let markers = ["error", "failed", "cannot", "not found", "does not exist", "no such", "refused", "denied"]
         return trimmed.last { line in markers.contains { line.lowercased().contains($0) } } ?? trimmed.last
     }

@@ -160,6 +160,14 @@ public struct JobQueue: Sendable {
         return out
     }
 
+    /// Dropped jobs (a push that did not happen or could not be confirmed) that came after the
+    /// newest finished job of their pipeline, newest last, at most `limit`.
+    public func recentlyDropped(limit: Int = 5) -> [Entry] {
+        let last = lastResults
+        return entries.values.filter { $0.isDropped && $0.job.id > (last[$0.job.pipeline]?.job.id ?? 0) }
+            .sorted { $0.job.id < $1.job.id }.suffix(limit)
+    }
+
     /// The records that reproduce this state with only the open jobs and the newest `keep`
     /// closed ones (for rewriting the journal).
     public func compacted(keep: Int = 200) -> [JournalRecord] {

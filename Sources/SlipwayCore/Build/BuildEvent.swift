@@ -28,8 +28,10 @@ public struct ImageResult: Sendable, Equatable {
     public var error: String?
     /// True for `--dry-run`: `outcome` is what would happen; nothing was built.
     public var dryRun: Bool
-    /// What was delivered in this run: `name:tag` pushed, or `name:tag (kind load into CLUSTER)`.
+    /// The references pushed to their registry in this run (`name:tag`).
     public var pushed: [String] = []
+    /// The references loaded into a kind cluster in this run (`name:tag (kind cluster NAME)`).
+    public var loaded: [String] = []
     /// Why a delivery failed; the build itself succeeded and is recorded.
     public var pushError: String? = nil
     /// Files that changed while the image was built (recorded as unknown: built again next run).
@@ -48,7 +50,9 @@ public enum BuildEvent: Sendable {
     case finished(ImageResult)
     /// One line of a push's (or `kind load`'s) output.
     case pushLog(image: String, line: String)
-    /// `reference` reached `destination` (a registry, or `kind cluster NAME`); `digest` is
-    /// the manifest digest the registry gave, when known.
+    /// `reference` reached the registry `destination`; `digest` is the manifest digest the
+    /// registry gave, when known.
     case pushed(image: String, reference: String, destination: String, digest: String?)
+    /// `reference` was loaded into kind cluster `cluster` (`kind load docker-image`).
+    case loaded(image: String, reference: String, cluster: String)
 }

@@ -235,6 +235,19 @@ public struct BuildRunner: Sendable {
             }
             updates[p.plan.key] = entry
         }
+        // Skipped as up to date with other tags than the record's (every tag asked for already
+        // names the recorded image, so its content is the record's): the tags are recorded, so
+        // that a later pipeline without build_images (`get_image`, injection) uses the ones
+        // this run used. DevSpace's `tag` then names the same content, as issue 12 requires.
+        for (p, r) in zip(prepared, results) where r.outcome == .skipped && p.plan.config.custom == nil {
+            guard var entry = cached[p.plan.key], let id = r.imageID, entry.imageID == nil || entry.imageID == id,
+                let first = r.tags.first, entry.tag != first || entry.tags != r.tags
+            else { continue }
+            entry.tag = first
+            entry.tags = r.tags
+            entry.imageID = id
+            updates[p.plan.key] = entry
+        }
         // The builds are recorded before anything is pushed: a push that fails (or is
         // interrupted) does not cost a rebuild, and only pushes that happened are recorded.
         // A record is kept only while its first tag still names its image: when a build
@@ -347,10 +360,24 @@ public struct BuildRunner: Sendable {
         if cached.imageName != plan.image { return decide(.build, "image name changed (was \(cached.imageName))") }
         if previous != buildDigest {
             var what: [String] = []
+            var strategy: String?
             if cached.dockerfileDigest != dockerfileDigest { what.append("Dockerfile") }
-            if cached.contextDigest != contextDigest { what.append(image.custom == nil ? "context" : "onChange files") }
+            if cached.contextDigest != contextDigest {
+                // "ignored" stands for the context under rebuildStrategy: ignoreContextChanges.
+                if contextDigest == "ignored" {
+                    strategy = "rebuildStrategy is now ignoreContextChanges (the last build was decided on its context)"
+                } else if cached.contextDigest == "ignored" {
+                    strategy = "rebuildStrategy is no longer ignoreContextChanges (the context counts again)"
+                } else {
+                    what.append(image.custom == nil ? "context" : "onChange files")
+                }
+            }
             if cached.optionsDigest != optionsDigest { what.append("build options") }
-            return decide(.build, (what.isEmpty ? "build inputs" : what.joined(separator: ", ")) + " changed")
+            let changed = what.isEmpty ? nil : what.joined(separator: ", ") + " changed"
+            return decide(
+                .build,
+                [changed, strategy].compactMap { $0 }.joined(separator: "; ").nonEmpty ?? "build inputs changed"
+            )
         }
         if image.custom != nil {
             // Custom builds push or load where they like; there is no store to check.
@@ -514,4 +541,8 @@ public struct BuildRunner: Sendable {
             }
         }
     }
+}
+
+extension String {
+    fileprivate var nonEmpty: String? { isEmpty ? nil : self }
 }

@@ -64,10 +64,10 @@ struct ContextCache {
         } catch {
             throw BuildRunError("\(displayPath): images.\(plan.key).context: \(error)")
         }
-        if access(plan.contextPath + "/.git", F_OK) == 0, !matcher.isExcluded(".git", isDirectory: true) {
-            notes.append(
-                "images.\(plan.key): the context holds .git and .dockerignore does not exclude it, so every commit changes the context and rebuilds the image; add .git to .dockerignore"
-            )
+        if access(plan.contextPath + "/.git", F_OK) == 0, !matcher.isExcluded(".git", isDirectory: true),
+            !gitInContext.contains(plan.key)
+        {
+            gitInContext.append(plan.key)
         }
         sources[plan.key] = Source(
             key: Self.key(plan.contextPath, matcher),
@@ -121,6 +121,8 @@ struct ContextCache {
 
     /// Advice found while digesting, for the caller to show.
     var notes: [String] = []
+    /// Images whose context holds a `.git` its ignore file does not exclude (one note for all).
+    var gitInContext: [String] = []
 
     /// The digest of the files a custom build's `onChange` globs match (relative to the config).
     mutating func onChangeDigest(_ globs: [String], image: String) throws(BuildRunError) -> String {
@@ -210,6 +212,18 @@ struct ContextCache {
 
     /// Saves the indexes that learnt something; a failure costs only speed next time.
     func saveIndexes(emit: @Sendable (BuildEvent) -> Void) {
+        if !gitInContext.isEmpty {
+            let which =
+                gitInContext.count == 1
+                ? "images.\(gitInContext[0]): the context holds"
+                : "images \(gitInContext.joined(separator: ", ")): their contexts hold"
+            emit(
+                .note(
+                    "\(which) .git and .dockerignore does not exclude it, so every commit changes the context and rebuilds "
+                        + (gitInContext.count == 1 ? "the image" : "them") + "; add .git to .dockerignore"
+                )
+            )
+        }
         for note in notes { emit(.note(note)) }
         for (path, state) in indexes where state.dirty || state.index.count != state.loadedCount {
             do {

@@ -139,7 +139,12 @@ extension BuildRunner {
         var updates: [String: (imageID: String, keys: [String])] = [:]
         for (index, done, shown, error) in outcomes {
             let p = prepared[index]
-            results[index].pushed = shown
+            // What reached a kind cluster was loaded, not pushed.
+            if case .kind = work.first(where: { $0.index == index })?.plan.target {
+                results[index].loaded = shown
+            } else {
+                results[index].pushed = shown
+            }
             results[index].pushError = error
             guard !done.isEmpty, let id = results[index].imageID else { continue }
             updates[p.plan.key] = (id, done)
@@ -184,9 +189,9 @@ extension BuildRunner {
                     try await KindLoader.load(reference, cluster: cluster) { line in
                         emit(.pushLog(image: key, line: line))
                     }
-                    emit(.pushed(image: key, reference: reference, destination: "kind cluster \(cluster)", digest: nil))
+                    emit(.loaded(image: key, reference: reference, cluster: cluster))
                     done.append(delivery.recordKey(reference))
-                    shown.append("\(reference) (kind load into \(cluster))")
+                    shown.append("\(reference) (kind cluster \(cluster))")
                 } catch {
                     return (done, shown, "\(error)")
                 }

@@ -57,6 +57,9 @@ public struct LoadedConfig: Sendable {
     /// Things the caller should tell once (a vars cache that could not be written, answers
     /// DevSpace encrypted); the core never prints.
     public var notes: [String] = []
+    /// The environment variables the variables read (set or not), sorted: the agent's jobs
+    /// get them as the hook that submitted the job saw them.
+    public var environmentNames: [String] = []
 }
 
 /// Loads `devspace.yaml`: parse (libyaml) → version → imports → profiles → variables →
@@ -211,7 +214,8 @@ public enum ConfigLoader {
             tree: root,
             config: DevSpaceConfig(decoding: root),
             variables: resolver.resolvedVariables,
-            appliedProfiles: selected.compactMap { $0["name"]?.scalar }
+            appliedProfiles: selected.compactMap { $0["name"]?.scalar },
+            environmentNames: resolver.environmentReads.sorted()
         )
         loaded.secretValues = resolver.resolvedVariables.compactMap { name, value in
             guard resolver.definitions[name]?.password == true else { return nil }

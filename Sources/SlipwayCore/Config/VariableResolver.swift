@@ -196,6 +196,9 @@ final class VariableResolver {
             return VariablesCache.Contents()
         }
     }()
+    /// The names whose value was looked for in the environment (set or not): what a job of the
+    /// agent must see as the shell that submitted it saw it (``LoadedConfig/environmentNames``).
+    private(set) var environmentReads: Set<String> = []
     /// All substitution in one load produces at most this much text (4 MiB, the size limit of
     /// the file itself): `L1: ${L0}${L0}…`, `L2: ${L1}${L1}…` would otherwise double memory at
     /// every level.
@@ -273,7 +276,13 @@ final class VariableResolver {
 
     private func fill(_ name: String) async throws(VariableFailure) -> Node? {
         let env = context.environment[name] ?? ""
-        guard let def = definitions[name] else {
+        let def = definitions[name]
+        if def.map({ ["env", "all", "default"].contains($0.source) && $0.command == nil && $0.commands.isEmpty })
+            ?? true
+        {
+            environmentReads.insert(name)
+        }
+        guard let def else {
             // Not defined: a variable only when the environment sets it (DevSpace's
             // `getVariableDefinition`); otherwise not a variable at all.
             if !env.isEmpty { return Self.convertString(env) }
@@ -640,12 +649,13 @@ final class VariableResolver {
     static func expressionFailure(_ expression: String, status: Int32, errors: String, output: String) -> String {
         var message = "$(\(expression)) failed with exit status \(status)"
         let tail = lastLines(errors.isEmpty ? output : errors)
-        if !tail.isEmpty { message += ": \(tail)" }
+        // git's "fatal: not a git repository (or any …)" is said once, below, with what to do.
+        if !tail.isEmpty && !errors.contains("not a git repository") { message += ": \(tail)" }
         if status == 127 {
             message += " — the command was not found; install it or change the expression"
         } else if errors.contains("not a git repository") {
             message +=
-                " — this directory is not a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
+                ": this directory is not in a git repository (a source archive, or a checkout without .git?); pass the value with --var or an environment variable"
         } else if errors.contains("unknown revision") || errors.contains("bad revision")
             || errors.contains("Needed a single revision") || errors.contains("does not have any commits")
         {

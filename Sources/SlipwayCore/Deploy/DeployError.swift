@@ -13,8 +13,8 @@ public enum DeployError: Error, Sendable, Equatable, CustomStringConvertible {
     case toolMissing(tool: String, place: String, hint: String)
     /// A tool ran and failed (or could not start).
     case toolFailed(ToolFailure, place: String)
-    /// kubectl or helm deployments, and no cluster to deploy them to.
-    case noCluster(deployments: [String])
+    /// kubectl or helm deployments, and no cluster to deploy them to (or purge them from).
+    case noCluster(deployments: [String], purge: Bool)
     /// `--branch-env` outside a branch.
     case notOnBranch(directory: String)
     /// The image a container runs is not in the engine.
@@ -39,12 +39,18 @@ public enum DeployError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(place.isEmpty ? "" : "\(place): ")\(tool) is not on PATH; \(hint)"
         case .toolFailed(let failure, let place):
             let tail = failure.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
-            let command = ([failure.tool] + failure.arguments.prefix(4)).joined(separator: " ")
+            let command = ([failure.tool] + failure.arguments).map(shellQuoted).joined(separator: " ")
             return
                 "\(place)\(place.isEmpty ? "" : ": ")\(command) failed (exit status \(failure.status))\(tail.isEmpty ? "" : ": \(tail)")"
-        case .noCluster(let deployments):
+        case .noCluster(let deployments, let purge):
+            let names = deployments.joined(separator: ", ")
+            let why = "no kubeconfig (KUBECONFIG, ~/.kube/config) or no current context"
+            if purge {
+                return
+                    "there is no cluster to purge \(names) from: \(why); nothing was purged. Point KUBECONFIG (or --kube-context) at the cluster they were deployed to"
+            }
             return
-                "there is no cluster to deploy \(deployments.joined(separator: ", ")) to: no kubeconfig (KUBECONFIG, ~/.kube/config) or no current context; nothing was deployed. `slipway render` (or --render) prints what would be applied"
+                "there is no cluster to deploy \(names) to: \(why); nothing was deployed. `slipway render` (or --render) prints what would be applied"
         case .notOnBranch(let directory):
             return "--branch-env: \(directory) is not on a git branch (detached HEAD, or not a repository)"
         case .imageMissing(let deployment, let image):

@@ -99,7 +99,8 @@ public struct DeploymentRunner: Sendable {
                         ClusterRenderer.isComponentChart($0)
                             ? "\($0.name) (helm, the component chart: --local runs it on the local Docker engine)"
                             : "\($0.name) (\($0.kind.rawValue))"
-                    }
+                    },
+                    purge: request.purge
                 )
             }
         }

@@ -129,11 +129,22 @@ public enum HookInstaller {
 
     /// Installs slipway's hooks into the repository containing `directory`, baking `binary`
     /// (made absolute, symbolic links resolved) into them. Idempotent.
-    public static func install(from directory: String, binary: String) async throws(HookError) -> [HookChange] {
+    ///
+    /// A `core.hooksPath` that is not the repository's own private place is refused unless
+    /// `force` (as lefthook and pre-commit refuse it): a directory of the work tree that git
+    /// does not ignore (slipway's hooks would be committed, and a tracked hook replaced), or a
+    /// directory outside the repository (other repositories run hooks from there too). One
+    /// inside the git directory, or ignored in the work tree (husky's `.husky/_`), is used.
+    public static func install(
+        from directory: String,
+        binary: String,
+        force: Bool = false
+    ) async throws(HookError) -> [HookChange] {
         guard let resolved = resolvePath(binary), access(resolved, X_OK) == 0 else {
             throw .binaryNotFound(path: binary)
         }
         let location = try await locate(from: directory)
+        if !force { try await checkHooksPath(location, from: directory) }
         let dir = location.directory
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -172,6 +183,54 @@ public enum HookInstaller {
             }
         }
         return changes
+    }
+
+    /// Refuses a `core.hooksPath` directory that is tracked (or at least not ignored) in the
+    /// work tree, or outside the repository (see ``install(from:binary:force:)``).
+    static func checkHooksPath(_ location: HooksLocation, from directory: String) async throws(HookError) {
+        guard let hooksPath = location.hooksPath else { return }
+        let dir = location.directory
+        if dir == location.commonDir || dir.hasPrefix(location.commonDir + "/") { return }
+        let environment = try await cleanEnvironment()
+        // Where the setting comes from, for the message (`file:/home/u/.gitconfig`).
+        let origin = try await gitConfig(
+            ["--show-origin", "--get", "core.hooksPath"],
+            in: directory,
+            environment: environment
+        )
+        .flatMap { $0.split(separator: "\t", maxSplits: 1).first.map(String.init) }
+        .map { $0.hasPrefix("file:") ? String($0.dropFirst(5)) : $0 }
+        let top = try? await git(["rev-parse", "--show-toplevel"], in: directory, environment: environment)
+        guard let top, top.hasPrefix("/"), dir == standardize(top) || dir.hasPrefix(standardize(top) + "/") else {
+            throw .sharedHooksPath(hooksPath: hooksPath, directory: dir, setIn: origin)
+        }
+        // The files slipway would write there, as paths of the work tree; git names those it ignores.
+        let relative = String(dir.dropFirst(standardize(top).count)).drop { $0 == "/" }
+        let files = names.flatMap { [$0, $0 + chainedSuffix] }.map { relative.isEmpty ? $0 : "\(relative)/\($0)" }
+        let result: ProcessOutput
+        do {
+            result = try await ProcessRunner.run(
+                "git",
+                ["check-ignore", "--"] + files,
+                environment: environment,
+                workingDirectory: top
+            )
+        } catch {
+            throw .gitFailed(arguments: ["check-ignore"], status: error.status, message: error.standardError)
+        }
+        guard result.status == 0 || result.status == 1 else {
+            throw .gitFailed(arguments: ["check-ignore"], status: result.status, message: result.standardError)
+        }
+        let ignored = Set(result.standardOutput.split(separator: "\n").map(String.init))
+        guard files.allSatisfy(ignored.contains) else {
+            let tracked = try await git(
+                ["ls-files", "--", relative.isEmpty ? "." : String(relative)],
+                in: top,
+                environment: environment
+            )
+            .split(separator: "\n").map { ($0 as Substring).split(separator: "/").last.map(String.init) ?? "" }
+            throw .trackedHooksPath(hooksPath: hooksPath, directory: dir, setIn: origin, tracked: tracked)
+        }
     }
 
     // MARK: - Uninstall

@@ -62,7 +62,17 @@ public struct PipelineFunctions: Sendable {
     }
 
     /// Runs function `name` (with or without DevSpace's `__` prefix); returns its exit status.
+    /// An agent's job learns why it failed (``JobFailureFile``).
     public func call(_ name: String, _ args: [String]) async throws(PipelineError) -> Int32 {
+        do {
+            return try await dispatch(name, args)
+        } catch {
+            JobFailureFile.append(JobFailure(name, error.message), environment: environment)
+            throw error
+        }
+    }
+
+    func dispatch(_ name: String, _ args: [String]) async throws(PipelineError) -> Int32 {
         let function = name.hasPrefix("__") ? String(name.dropFirst(2)) : name
         switch function {
         case "build_images": return try await buildImages(args)
@@ -82,11 +92,8 @@ public struct PipelineFunctions: Sendable {
                 "dev mode is not available yet in slipway; remove start_dev from the pipeline, or use `slipway deploy`"
             )
         case "stop_dev":
-            // No dev session can be running yet, so there is nothing to stop; DevSpace's default
-            // purge pipeline starts with this call and must still purge.
-            output.note(
-                "note: stop_dev: dev mode is not available yet in slipway, so no dev session is running; nothing to stop"
-            )
+            // No dev session can be running yet, so there is nothing to stop, and nothing to say;
+            // DevSpace's default purge pipeline starts with this call and must still purge.
             return 0
         case "run_dependencies", "run_dependency_pipelines":
             let loaded = try await load()
@@ -177,6 +184,17 @@ public struct PipelineFunctions: Sendable {
             throw PipelineError.build(error.lines)
         }
         output.buildReport(report)
+        for r in report.results {
+            if r.outcome == .failed {
+                JobFailureFile.append(
+                    JobFailure("build:\(r.key) failed", r.error ?? "unknown error"),
+                    environment: environment
+                )
+            }
+            if let error = r.pushError {
+                JobFailureFile.append(JobFailure("push:\(r.key) failed", error), environment: environment)
+            }
+        }
         var built: [String: RuntimeImage] = [:]
         for r in report.results where r.outcome != .failed {
             built[r.key] = RuntimeImage(image: r.imageName, tag: r.tags.first ?? "latest")
@@ -286,6 +304,7 @@ public struct PipelineFunctions: Sendable {
                 namespace: state.namespace,
                 scratchDirectory: directory
             )
+            let environment = self.environment
             runner.pauseProgram = PauseImage.program(besides: executable, environment: environment)
             let output = self.output
             let failed = try await runner.run(
@@ -293,7 +312,10 @@ public struct PipelineFunctions: Sendable {
                 request,
                 line: { output.line($0) },
                 note: { output.note($0) },
-                failure: { prefix, error in output.note("\(prefix) failed: \(error)") }
+                failure: { prefix, error in
+                    output.note("\(prefix) failed: \(error)")
+                    JobFailureFile.append(JobFailure("\(prefix) failed", "\(error)"), environment: environment)
+                }
             )
             return failed ? 1 : 0
         } catch {
@@ -320,5 +342,56 @@ public enum JobResultFile {
     public static func read(_ path: String) -> [String] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+}
+
+/// Why a pipeline function failed, for an agent's job report: the error's first line and the
+/// tool's last lines (an engine's build output, a tool's standard error) that followed it.
+public struct JobFailure: Codable, Sendable, Equatable {
+    public var message: String
+    public var lines: [String]
+
+    public init(message: String, lines: [String]) {
+        self.message = message
+        self.lines = lines
+    }
+
+    /// `prefix: ` and `text`'s first line (without a closing `:`) as the message, its other
+    /// lines (the last 10 that are not blank, each at most 300 characters) as the lines.
+    public init(_ prefix: String, _ text: String) {
+        let all = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var first = all.first ?? ""
+        if first.hasSuffix(":") { first.removeLast() }
+        message = prefix + ": " + first
+        lines = all.dropFirst().filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.suffix(10).map {
+            $0.count > 300 ? String($0.prefix(300)) + "…" : $0
+        }
+    }
+}
+
+/// The agent's job contract for failures: each failing pipeline function appends a
+/// ``JobFailure`` (one JSON line) to the file `SLIPWAY_JOB_FAILURE` names; the first one is the
+/// cause the agent reports.
+public enum JobFailureFile {
+    public static let environmentKey = "SLIPWAY_JOB_FAILURE"
+
+    static func append(_ failure: JobFailure, environment: [String: String]) {
+        guard let path = environment[environmentKey], !path.isEmpty else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        guard let data = try? encoder.encode(failure) else { return }
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array(data) + [UInt8(ascii: "\n")]
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// The failures a job's pipeline recorded, in order.
+    public static func read(_ path: String) -> [JobFailure] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap {
+            try? JSONDecoder().decode(JobFailure.self, from: Data($0))
+        }
     }
 }

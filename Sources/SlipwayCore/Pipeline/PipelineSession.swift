@@ -15,6 +15,8 @@ public enum PipelineSession {
         executable: String,
         environment: [String: String]
     ) async throws(PipelineError) -> Int32 {
+        // An agent's job tells the agent which environment variables the config reads.
+        JobEnvironment.recordNames(of: loaded, environment: environment)
         let directory = try PipelineRunner.makeStateDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // The functions' loads see exactly the values this load resolved.

@@ -113,8 +113,8 @@ public enum BuildKitRenderer {
 
 /// The engine for images with a `buildKit:` section.
 ///
-/// In-cluster (`buildKit.inCluster`) builds need a Kubernetes cluster, which this machine
-/// has none of: ``build(_:log:)`` throws ``EngineError/needsCluster(engine:image:)``, and
+/// In-cluster (`buildKit.inCluster`) builds run in a Kubernetes cluster, which slipway does not
+/// do yet: ``build(_:log:)`` throws ``EngineError/inClusterBuild(engine:image:)``, and
 /// ``BuildKitRenderer`` renders the commands. A local build runs the rendered `buildx build`
 /// when `docker buildx` works, and otherwise throws ``EngineError/toolMissing(engine:tool:)``.
 /// Images built locally land in the Docker engine, so presence and re-tagging go through its
@@ -146,7 +146,7 @@ public struct BuildKitEngine: BuildEngine {
     }
 
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
-        guard options.inCluster == nil else { throw EngineError.needsCluster(engine: name, image: request.imageKey) }
+        guard options.inCluster == nil else { throw EngineError.inClusterBuild(engine: name, image: request.imageKey) }
         guard await probe() == .buildx else {
             throw EngineError.toolMissing(engine: name, tool: options.command.joined(separator: " "))
         }

@@ -188,8 +188,9 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
     case unreachable(engine: String, detail: String)
     /// The build ran and failed; `lastLines` are the last (up to 20) lines it printed.
     case buildFailed(engine: String, image: String, status: Int32, lastLines: [String])
-    /// The engine builds inside a Kubernetes cluster, and none is configured here.
-    case needsCluster(engine: String, image: String)
+    /// The engine builds inside a Kubernetes cluster (kaniko, in-cluster BuildKit), which
+    /// slipway does not do yet, whether or not a cluster is configured.
+    case inClusterBuild(engine: String, image: String)
     /// A program the engine needs is not installed (not on PATH).
     case toolMissing(engine: String, tool: String)
     /// An engine operation other than the build (inspect, tag) failed.
@@ -211,10 +212,13 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
         case .buildFailed(let engine, let image, let status, let lastLines):
             let tail = lastLines.isEmpty ? "" : ":\n" + lastLines.joined(separator: "\n")
             return "\(engine): building \(image) failed (exit status \(status))\(tail)"
-        case .needsCluster(let engine, let image):
+        case .inClusterBuild(let engine, let image):
+            let section = engine == "kaniko" ? "kaniko" : "buildKit.inCluster"
             return
-                "\(engine): \(image) builds inside a Kubernetes cluster; running it needs a cluster, and this machine has none configured; "
-                + "remove the image's kaniko or buildKit.inCluster section to build it with the local docker or buildah engine"
+                "\(engine): images.\(image).\(section) builds inside a Kubernetes cluster, which slipway does not do yet "
+                + "(with a cluster or without: it renders the \(engine == "kaniko" ? "build pod" : "buildx commands") DevSpace "
+                + "would run, but does not start \(engine == "kaniko" ? "it" : "them")); remove the image's \(section) section "
+                + "to build it with the local docker or buildah engine, or build it with `devspace build`"
         case .toolMissing(let engine, let tool):
             let hint =
                 ["docker", "buildah", "buildkit"].contains(engine) ? "; ./install.sh installs slipway's tools" : ""

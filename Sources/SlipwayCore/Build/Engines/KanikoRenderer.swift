@@ -255,8 +255,8 @@ public enum KanikoRenderer {
 }
 
 /// The engine for images with a `kaniko` section. Kaniko builds in a pod of a Kubernetes
-/// cluster and pushes to a registry; this machine has no cluster, so ``build(_:log:)`` throws
-/// ``EngineError/needsCluster(engine:image:)`` and the pod is available through
+/// cluster and pushes to a registry; slipway does not run it yet, so ``build(_:log:)`` throws
+/// ``EngineError/inClusterBuild(engine:image:)`` and the pod is available through
 /// ``KanikoRenderer/pod(for:options:buildID:runID:namespace:)``.
 public struct KanikoEngine: BuildEngine {
     public var name: String { "kaniko" }
@@ -272,7 +272,7 @@ public struct KanikoEngine: BuildEngine {
     public func imageID(_ reference: String) async throws -> String? { nil }
 
     public func build(_ request: BuildRequest, log: @Sendable (String) -> Void) async throws -> BuiltImage {
-        throw EngineError.needsCluster(engine: name, image: request.imageKey)
+        throw EngineError.inClusterBuild(engine: name, image: request.imageKey)
     }
 
     public func tag(existing: String, as references: [String]) async throws {

@@ -12,6 +12,9 @@ public struct LoadOptions: Sendable {
     public var disableProfileActivation: Bool
     public var namespace: String?
     public var kubeContext: String?
+    /// `--override-name`: the project's name instead of the config's `name` (DevSpace sets it
+    /// before profiles and variables, so `${DEVSPACE_NAME}` and everything else see it).
+    public var overrideName: String?
 
     public init(
         configPath: String? = nil,
@@ -21,7 +24,8 @@ public struct LoadOptions: Sendable {
         profiles: [String] = [],
         disableProfileActivation: Bool = false,
         namespace: String? = nil,
-        kubeContext: String? = nil
+        kubeContext: String? = nil,
+        overrideName: String? = nil
     ) {
         self.configPath = configPath
         self.workingDirectory = workingDirectory
@@ -31,6 +35,7 @@ public struct LoadOptions: Sendable {
         self.disableProfileActivation = disableProfileActivation
         self.namespace = namespace
         self.kubeContext = kubeContext
+        self.overrideName = overrideName
     }
 }
 
@@ -97,7 +102,19 @@ public enum ConfigLoader {
         try checkVersion(root, file: display)
 
         var name = root["name"]?.text ?? ""
-        if name.isEmpty {
+        if let override = options.overrideName, !override.isEmpty {
+            guard ConfigRules.isSafeName(override) else {
+                throw ConfigError(
+                    file: display,
+                    mark: root["name"]?.mark ?? .start,
+                    path: "name",
+                    message:
+                        "--override-name \(override): not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)"
+                )
+            }
+            name = override
+            root["name"] = Node.string(name)
+        } else if name.isEmpty {
             let dirName = (directory as NSString).lastPathComponent
             name = dirName.count > 2 ? ConfigRules.convertName(dirName) : "devspace"
             root["name"] = Node.string(name)

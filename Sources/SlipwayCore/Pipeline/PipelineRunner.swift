@@ -16,6 +16,8 @@ public struct PipelineState: Codable, Sendable, Equatable {
     public var disableProfileActivation: Bool
     public var namespace: String?
     public var kubeContext: String?
+    /// `--override-name`.
+    public var overrideName: String?
     /// `--var` and every variable the parent resolved, as `K=V` (they win over predefined
     /// values, so the child sees the same ones).
     public var vars: [[String]]
@@ -39,6 +41,9 @@ public struct PipelineState: Codable, Sendable, Equatable {
         public var skipDeploy = false
         public var render = false
         public var branchEnv = false
+        /// `--dependency` / `--skip-dependency`: which dependencies `run_dependencies` runs.
+        public var dependencies: [String] = []
+        public var skipDependencies: [String] = []
         public init() {}
     }
 
@@ -52,7 +57,8 @@ public struct PipelineState: Codable, Sendable, Equatable {
         vars: [(String, String)],
         defaults: FunctionDefaults,
         flags: [String: String],
-        stack: [String]
+        stack: [String],
+        overrideName: String? = nil
     ) {
         self.configPath = configPath
         self.workingDirectory = workingDirectory
@@ -64,6 +70,7 @@ public struct PipelineState: Codable, Sendable, Equatable {
         self.defaults = defaults
         self.flags = flags
         self.stack = stack
+        self.overrideName = overrideName
     }
 
     /// One image built (or found up to date) in this run: what `get_image` answers.

@@ -279,6 +279,12 @@ enum PipelineCommand {
         let environment = try global.environment()
         let choice = try chooseKubeContext(&global)
         let loaded = try await global.load()
+        if let missing = PipelineScript.missing(name, in: loaded) {
+            Terminal.error(
+                (flags.pipeline != nil ? "slipway \(commandName) --pipeline \(name): " : "") + missing.message
+            )
+            throw ExitCode.failure
+        }
         let declared = loaded.config.pipeline(name)?.flags ?? []
         let pipelineFlags: [String: String]
         do {

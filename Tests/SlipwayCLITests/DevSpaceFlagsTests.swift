@@ -325,12 +325,19 @@ import Testing
                 #expect(Self.ran(dir).hasPrefix(expected), "\(args): \(Self.ran(dir))")
             }
             // Bad values say what is wrong with them.
-            let missing = try SlipwayBinary.run(["deploy", "--pipeline", "nosuch"], in: dir)
+            try? FileManager.default.removeItem(atPath: dir + "/.devspace")
+            let missing = try SlipwayBinary.run(
+                ["deploy", "--pipeline", "nosuch", "--kubeconfig", "ctx-a.kubeconfig"],
+                in: dir
+            )
             #expect(missing.status == 1)
             #expect(
-                missing.stderr.contains(#"devspace.yaml: no pipeline named "nosuch" (pipelines: "#),
+                missing.stderr.hasPrefix(
+                    #"slipway deploy --pipeline nosuch: devspace.yaml: no pipeline named "nosuch" (pipelines: build, "#
+                ),
                 "\(missing.stderr)"
             )
+            #expect(!FileManager.default.fileExists(atPath: dir + "/.devspace/cache.yaml"), "nothing recorded")
             let twice = try SlipwayBinary.run(["run-pipeline", "marker", "--pipeline", "deploy"], in: dir)
             #expect(twice.status == 64 && twice.stderr.contains("the pipeline is named twice"), "\(twice.stderr)")
             let empty = try SlipwayBinary.run(["deploy", "--pipeline="], in: dir)

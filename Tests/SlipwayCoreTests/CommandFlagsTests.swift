@@ -219,4 +219,59 @@ struct CommandFlagsTests {
             }
         }
     }
+
+    struct NoOutput: PipelineOutput {
+        func line(_ text: String) {}
+        func note(_ text: String) {}
+        func build(_ event: BuildEvent) {}
+        func buildReport(_ report: BuildReport) {}
+    }
+
+    /// `--dependency` / `--skip-dependency` (the command line's defaults) select what
+    /// run_dependencies runs, with its own --except/--only/names; slipway runs none yet, so a
+    /// selected dependency is the error and an empty selection goes on.
+    @Test func dependencySelectionOfRunDependencies() async throws {
+        try await withTemporaryDirectory { dir in
+            try "version: v2beta1\nname: deps\ndependencies:\n  a:\n    path: ./a\n  b:\n    path: ./b\n"
+                .write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            func status(_ args: [String], only: [String] = [], skip: [String] = []) async throws -> String {
+                var defaults = PipelineState.FunctionDefaults()
+                defaults.dependencies = only
+                defaults.skipDependencies = skip
+                let state = PipelineState(
+                    configPath: dir + "/devspace.yaml",
+                    workingDirectory: dir,
+                    profiles: [],
+                    disableProfileActivation: false,
+                    namespace: nil,
+                    kubeContext: nil,
+                    vars: [],
+                    defaults: defaults,
+                    flags: [:],
+                    stack: ["deploy"]
+                )
+                let functions = PipelineFunctions(
+                    state: state,
+                    directory: dir,
+                    environment: ["HOME": dir],
+                    executable: "/bin/false",
+                    output: NoOutput()
+                )
+                do {
+                    _ = try await functions.call("run_dependencies", args)
+                    return "ran"
+                } catch {
+                    guard case .notSupported(let message) = error else { return "\(error)" }
+                    return String(message.split(separator: "(").last ?? "")
+                }
+            }
+            #expect(try await status(["--all"]) == "a, b; --skip-dependency NAME leaves one out)")
+            #expect(try await status(["--all"], skip: ["a"]) == "b; --skip-dependency NAME leaves one out)")
+            #expect(try await status(["--all"], skip: ["a", "b"]) == "ran")
+            #expect(try await status(["--all"], only: ["b"]) == "b; --skip-dependency NAME leaves one out)")
+            #expect(try await status(["--all"], only: ["c"]) == "ran")
+            #expect(try await status(["--all", "--except", "a", "--exclude", "b"]) == "ran")
+            #expect(try await status(["a"], skip: ["a"]) == "ran")
+        }
+    }
 }

@@ -161,10 +161,8 @@ public enum PipelineRunner {
         }
         let stackName = defaultScript ? "default:\(name)" : name
         guard let (script, continueOnError) = found else {
-            let known = Set(PipelineScript.defaults.keys).union(PipelineScript.slipwayDefaults.keys).union(
-                loaded.config.pipelines.map(\.name)
-            ).sorted()
-            throw PipelineError.noPipeline(config: loaded.displayPath, name: name, known: known)
+            throw PipelineScript.missing(name, in: loaded)
+                ?? PipelineError.noPipeline(config: loaded.displayPath, name: name, known: [])
         }
         if state.stack.contains(stackName) {
             throw PipelineError.recursion(pipeline: name, stack: state.stack + [stackName])

@@ -100,7 +100,6 @@ extension SlipwayCommand {
             let choice = try PipelineCommand.chooseKubeContext(&global)
             let loaded = try await global.load()
             if !global.silent { for note in CommandFlags.notes(ignored) { Terminal.error(note) } }
-            if !dryRun { PipelineCommand.record(choice, loaded: loaded, global: global) }
             let renderer = BuildRenderer(json: json, silent: global.silent, colors: !global.noColors)
             if flags.skipBuild {
                 // DevSpace's build pipeline with --skip-build: build_images does nothing.
@@ -130,6 +129,8 @@ extension SlipwayCommand {
             }
             renderer.summary(report)
             if report.failed { throw ExitCode.failure }
+            // Where the project ran, as DevSpace records it (here once the build is done).
+            if !dryRun { PipelineCommand.record(choice, loaded: loaded, global: global) }
         }
     }
 }

@@ -29,8 +29,8 @@ struct Agent: AsyncParsableCommand {
         commandName: "agent",
         abstract: "The background agent that runs the jobs the git hooks submit (one per repository).",
         discussion: """
-            The agent keeps its state in <git common dir>/slipway/: a socket private to your user,
-            agent.pid and agent.lock, agent.log (rotated at 1 MiB) and journal.jsonl, the jobs it
+            The agent keeps its state in <git common dir>/slipway/: a socket private to your user, \
+            agent.pid and agent.lock, agent.log (rotated at 1 MiB) and journal.jsonl, the jobs it \
             accepted. See docs/agent.md.
             """,
         subcommands: [Start.self, Stop.self, Status.self, Run.self, Logs.self, Submit.self, Gate.self]
@@ -177,7 +177,8 @@ struct Agent: AsyncParsableCommand {
 
     struct Submit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Submit a job by hand: a pipeline (commit, push, gate) at HEAD or a given commit."
+            abstract: "Submit a job by hand: a pipeline (commit, push, gate) at HEAD or a given commit.",
+            usage: "slipway agent submit [<options>] <pipeline>"
         )
         @OptionGroup var repository: RepositoryOption
         @Argument(help: "commit, push or gate.")
@@ -393,10 +394,11 @@ struct Cleanup: AsyncParsableCommand {
     struct Images: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remove the commit-tagged images the agent built beyond the newest N per image.",
+            usage: "slipway cleanup images [<options>]",
             discussion: """
-                The agent tags an image per commit and keeps the newest N per image (N: --keep, else
-                SLIPWAY_KEEP_IMAGES, else `git config slipway.keepImages`, else 10). Tags that a
-                container (running or stopped) uses are kept. --all removes every such tag that
+                The agent tags an image per commit and keeps the newest N per image (N: --keep, else \
+                SLIPWAY_KEEP_IMAGES, else `git config slipway.keepImages`, else 10). Tags that a \
+                container (running or stopped) uses are kept. --all removes every such tag that \
                 nothing uses.
                 """
         )

@@ -8,21 +8,26 @@ extension SlipwayCommand {
         static let configuration = CommandConfiguration(
             commandName: "build",
             abstract: "Build the images of devspace.yaml that changed (all, or the ones named).",
+            usage: "slipway build [<options>] [<images> ...]",
             discussion: """
-                An image is built when its build digest (Dockerfile content, context, build args,
-                target, network, entrypoint/cmd, appended instructions, engine options — not the
-                tags) differs from its last successful build, when the image is missing from the
-                engine, with rebuildStrategy: always, or with --force-build. New tags for unchanged
-                content re-tag the existing image. Unlike `devspace build`, nothing is rebuilt
-                unless something changed.
+                An image is built when its build digest (Dockerfile content, context, build args, \
+                target, network, entrypoint/cmd, appended instructions, engine options — not the \
+                tags) differs from its last successful build, when the image is missing from the \
+                engine, with rebuildStrategy: always, or with --force-build. New tags for unchanged \
+                content re-tag the existing image. Unlike `devspace build`, nothing is rebuilt \
+                unless something changed (-b=false, DevSpace's way to turn its forced rebuild off, \
+                is what slipway does anyway).
 
-                After the build every tag is pushed to its registry (credentials from the Docker
-                config: auths, credsStore, credHelpers), unless --skip-push, the image's skipPush,
-                or a local kube context (minikube, kind-*, docker-desktop, orbstack) says
-                otherwise; on a kind-* context the tags are loaded with `kind load docker-image`.
-                A push the build cache records for the same image is not repeated. A failed push
-                is tried 3 times (1 s, then 2 s apart); one with no progress for --push-timeout
+                After the build every tag is pushed to its registry (credentials from the Docker \
+                config: auths, credsStore, credHelpers), unless --skip-push, the image's skipPush, \
+                or a local kube context (minikube, kind-*, docker-desktop, orbstack) says \
+                otherwise; on a kind-* context the tags are loaded with `kind load docker-image`. \
+                A push the build cache records for the same image is not repeated. A failed push \
+                is tried 3 times (1 s, then 2 s apart); one with no progress for --push-timeout \
                 seconds is stopped. An authentication failure is not retried.
+
+                With --pipeline NAME, build runs that pipeline (as `slipway run-pipeline NAME`) \
+                with the flags below as its functions' defaults, as DevSpace's build does.
                 """
         )
 
@@ -31,23 +36,7 @@ extension SlipwayCommand {
         @Argument(help: "Images to build (keys under images:); all when none are named.")
         var images: [String] = []
 
-        @Option(
-            name: [.short, .customLong("tag")],
-            help: "Use these tags for every image (repeatable or comma-separated)."
-        )
-        var tags: [String] = []
-
-        @Flag(name: [.customShort("b"), .customLong("force-build")], help: "Rebuild every selected image.")
-        var forceBuild = false
-
-        @Flag(name: .customLong("build-sequential"), help: "Build one image at a time.")
-        var sequential = false
-
-        @Option(
-            name: .customLong("max-concurrent-builds"),
-            help: "At most N builds at once (0: no limit, the default)."
-        )
-        var maxConcurrent = 0
+        @OptionGroup var flags: PipelineFlags
 
         @Option(name: .customLong("engine"), help: "docker (default) or buildah.")
         var engine: String?
@@ -61,34 +50,76 @@ extension SlipwayCommand {
         )
         var dryRun = false
 
-        @OptionGroup var push: PushFlags
-
         func validate() throws {
-            if maxConcurrent < 0 { throw ValidationError("--max-concurrent-builds must be 0 or more") }
             if let engine, engine != "docker" && engine != "buildah" {
                 throw ValidationError("--engine must be docker or buildah")
             }
+            if let pipeline = flags.pipeline {
+                if !images.isEmpty {
+                    throw ValidationError(
+                        "build --pipeline \(pipeline) runs that pipeline: name the images in it (build_images NAME), not after build"
+                    )
+                }
+                if engine != nil || json || dryRun {
+                    throw ValidationError(
+                        "--engine, --json and --dry-run are for slipway's own build, not with --pipeline"
+                    )
+                }
+            }
+        }
+
+        /// The boolean flags of build's own, for pflag's `--flag=false`.
+        static let booleans: [CommandFlags.Boolean] = [.init("json"), .init("dry-run")]
+
+        /// DevSpace's flags that `slipway build` (without --pipeline) accepts and ignores.
+        var ignored: Set<CommandFlags.Ignored> {
+            var ignored = flags.ignored
+            if flags.render { ignored.insert(.render) }
+            if flags.skipDeploy { ignored.insert(.skipDeploy) }
+            if flags.forceDeploy { ignored.insert(.forceDeploy) }
+            if flags.branchEnv { ignored.insert(.branchEnv) }
+            if !flags.dependencies.isEmpty { ignored.insert(.dependency) }
+            if !flags.skipDependencies.isEmpty { ignored.insert(.skipDependency) }
+            return ignored
         }
 
         func run() async throws {
+            // DevSpace's build is its build pipeline; --pipeline runs another one instead.
+            if let pipeline = flags.pipeline {
+                try await PipelineCommand.run(
+                    "build",
+                    pipeline: pipeline,
+                    command: Self.self,
+                    global: global,
+                    flags: flags,
+                    extra: []
+                )
+                return
+            }
+            var global = global
+            let choice = try PipelineCommand.chooseKubeContext(&global)
             let loaded = try await global.load()
+            if !global.silent { for note in CommandFlags.notes(ignored) { Terminal.error(note) } }
+            let renderer = BuildRenderer(json: json, silent: global.silent, colors: !global.noColors)
+            if flags.skipBuild {
+                // DevSpace's build pipeline with --skip-build: build_images does nothing.
+                if !global.silent && !json { Terminal.error("note: --skip-build: no image is built or pushed") }
+                if json { renderer.summary(BuildReport()) }
+                return
+            }
             var options = BuildOptions()
             options.images = images
-            options.tags = tags.flatMap {
-                $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-            }
-            .filter { !$0.isEmpty }
-            options.forceRebuild = forceBuild
-            options.sequential = sequential
-            options.maxConcurrent = maxConcurrent
+            options.tags = CommandFlags.tags(flags.tags)
+            options.forceRebuild = flags.forceBuild
+            options.sequential = flags.sequential
+            options.maxConcurrent = flags.maxConcurrent
             options.engine = engine
             options.dryRun = dryRun
-            options.skipPush = push.skipPush
-            options.skipPushOnLocalCluster = push.skipPushLocalKube
+            options.skipPush = flags.push.skipPush
+            options.skipPushOnLocalCluster = flags.push.skipPushLocalKube
             options.kubeContext = global.kubeContext
-            options.pushPolicy = push.policy
-            options.environment = ProcessInfo.processInfo.environment
-            let renderer = BuildRenderer(json: json, silent: global.silent, colors: !global.noColors)
+            options.pushPolicy = flags.push.policy
+            options.environment = try global.environment()
             let report: BuildReport
             do {
                 report = try await BuildRunner(loaded: loaded, options: options, emit: renderer.render).run()
@@ -98,6 +129,8 @@ extension SlipwayCommand {
             }
             renderer.summary(report)
             if report.failed { throw ExitCode.failure }
+            // Where the project ran, as DevSpace records it (here once the build is done).
+            if !dryRun { PipelineCommand.record(choice, loaded: loaded, global: global) }
         }
     }
 }

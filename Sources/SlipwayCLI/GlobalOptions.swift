@@ -28,7 +28,43 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("kube-context"), help: "The kubeconfig context (DEVSPACE_CONTEXT).")
     var kubeContext: String?
 
-    @Option(name: .customLong("chdir"), help: "Run as if started in this directory.")
+    @Option(
+        name: .customLong("kubeconfig"),
+        help: ArgumentHelp("The kubeconfig to use instead of $KUBECONFIG (also for kubectl, helm).", valueName: "path")
+    )
+    var kubeconfig: String?
+
+    @Option(
+        name: .customLong("override-name"),
+        help: ArgumentHelp("Use this project name instead of the config's name.", valueName: "name")
+    )
+    var overrideName: String?
+
+    @Flag(
+        name: [.customShort("s"), .customLong("switch-context")],
+        help: "Pipeline commands: use the kube context and namespace this project last used."
+    )
+    var switchContext = false
+
+    @Flag(
+        name: .customLong("no-warn"),
+        help: "Pipeline commands: do not warn when the kube context or namespace changed."
+    )
+    var noWarn = false
+
+    @Option(
+        name: .customLong("inactivity-timeout"),
+        help: ArgumentHelp(
+            "Accepted for DevSpace; ignored (DevSpace too uses it only on Windows and macOS).",
+            valueName: "minutes"
+        )
+    )
+    var inactivityTimeout = 0
+
+    @Option(
+        name: [.customShort("C"), .customLong("chdir")],
+        help: ArgumentHelp("Run as if started in this directory (as git -C).", valueName: "dir")
+    )
     var chdir: String?
 
     @Flag(name: .customLong("debug"), help: "Print debug output.")
@@ -45,15 +81,26 @@ struct GlobalOptions: ParsableArguments {
             throw ValidationError("--var \(v): expected KEY=VALUE")
         }
         if debug && silent { throw ValidationError("--debug and --silent cannot be used together") }
+        if inactivityTimeout < 0 { throw ValidationError("--inactivity-timeout must be 0 or more minutes") }
+        if let kubeconfig, kubeconfig.isEmpty { throw ValidationError("--kubeconfig needs the path of a kubeconfig") }
     }
+
+    /// The boolean flags, for pflag's `--flag=false` (`CommandFlags.normalizeBooleans`).
+    static let booleans: [CommandFlags.Boolean] = [
+        .init("disable-profile-activation"), .init("switch-context", short: "s"), .init("no-warn"),
+        .init("debug"), .init("silent"), .init("no-colors"),
+    ]
 
     /// The global flags among `args` (given after a pipeline's name, where DevSpace accepts
     /// them too: `slipway run-pipeline build --debug`), with their values, and the rest.
     static func extract(_ args: [String]) -> (globals: [String], rest: [String]) {
         let valued: Set<String> = [
-            "--config", "--var", "-p", "--profile", "-n", "--namespace", "--kube-context", "--chdir",
+            "--config", "--var", "-p", "--profile", "-n", "--namespace", "--kube-context", "--kubeconfig",
+            "--override-name", "--inactivity-timeout", "-C", "--chdir",
         ]
-        let flags: Set<String> = ["--disable-profile-activation", "--debug", "--silent", "--no-colors"]
+        let flags: Set<String> = [
+            "--disable-profile-activation", "-s", "--switch-context", "--no-warn", "--debug", "--silent", "--no-colors",
+        ]
         var globals: [String] = []
         var rest: [String] = []
         var i = 0
@@ -87,6 +134,11 @@ struct GlobalOptions: ParsableArguments {
         disableProfileActivation = disableProfileActivation || other.disableProfileActivation
         namespace = other.namespace ?? namespace
         kubeContext = other.kubeContext ?? kubeContext
+        kubeconfig = other.kubeconfig ?? kubeconfig
+        overrideName = other.overrideName ?? overrideName
+        switchContext = switchContext || other.switchContext
+        noWarn = noWarn || other.noWarn
+        if other.inactivityTimeout != 0 { inactivityTimeout = other.inactivityTimeout }
         chdir = other.chdir ?? chdir
         debug = debug || other.debug
         silent = silent || other.silent
@@ -106,23 +158,50 @@ struct GlobalOptions: ParsableArguments {
     /// The directory slipway works in, after `--chdir`; a missing directory is a clear error.
     func workingDirectory() throws -> String { try directory(afterChdir: chdir) }
 
+    /// The environment slipway and the tools it starts see: the process's, with `--kubeconfig`
+    /// as `KUBECONFIG` (made absolute, so a pipeline in the config's directory finds it), as
+    /// DevSpace sets it. A kubeconfig that does not exist is a clear error (exit 1).
+    func environment() throws -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        guard let kubeconfig else { return environment }
+        let base = try workingDirectory()
+        var paths: [String] = []
+        for path in kubeconfig.split(separator: ":").map(String.init) where !path.isEmpty {
+            let absolute = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
+            guard FileManager.default.fileExists(atPath: absolute) else {
+                Terminal.error("--kubeconfig \(path): no such file")
+                throw ExitCode.failure
+            }
+            paths.append((absolute as NSString).standardizingPath)
+        }
+        environment["KUBECONFIG"] = paths.joined(separator: ":")
+        return environment
+    }
+
     func loadOptions() throws -> LoadOptions {
         LoadOptions(
             configPath: config,
             workingDirectory: try workingDirectory(),
-            environment: ProcessInfo.processInfo.environment,
+            environment: try environment(),
             vars: parsedVars,
             profiles: profiles,
             disableProfileActivation: disableProfileActivation,
             namespace: namespace,
             kubeContext: kubeContext,
-            ask: QuestionPrompt.asker(silent: silent)
+            ask: QuestionPrompt.asker(silent: silent),
+            overrideName: overrideName
         )
+    }
+
+    /// The one-line notes for the global flags slipway accepts and ignores.
+    var notes: [String] {
+        inactivityTimeout > 0 ? CommandFlags.notes([.inactivityTimeout]) : []
     }
 
     /// Loads the config or prints every diagnostic and fails with exit 1.
     func load() async throws -> LoadedConfig {
         let options = try loadOptions()
+        if !silent { for note in notes { Terminal.error(note) } }
         do {
             let loaded = try await ConfigLoader.load(options)
             if !silent { for note in loaded.notes { Terminal.error(note) } }

@@ -9,9 +9,9 @@ extension SlipwayCommand {
             commandName: "hooks",
             abstract: "Install, remove or inspect slipway's git hooks (see docs/hooks.md).",
             discussion: """
-                The hooks (post-commit, pre-push, reference-transaction, post-checkout, post-merge,
-                post-rewrite) hand each event to slipway's background agent and return at once.
-                A hook that was there before is kept as <name>.slipway-chained and run first.
+                The hooks (post-commit, pre-push, reference-transaction, post-checkout, post-merge, \
+                post-rewrite) hand each event to slipway's background agent and return at once. \
+                A hook that was there before is kept as <name>.slipway-chained and run first. \
                 SLIPWAY=0 turns them off for one command; CI=true turns them off unless SLIPWAY=1.
                 """,
             subcommands: [Install.self, Uninstall.self, Status.self]
@@ -25,10 +25,10 @@ extension SlipwayCommand.Hooks {
             commandName: "install",
             abstract: "Install slipway's hooks into this repository (idempotent).",
             discussion: """
-                Writes the hooks into the directory git runs hooks from (core.hooksPath when set,
-                else the common .git/hooks, shared by linked worktrees). The path of this slipway
-                binary (or --bin) is written into them. A core.hooksPath directory that git tracks
-                (or does not ignore), or one outside the repository, is refused without --force:
+                Writes the hooks into the directory git runs hooks from (core.hooksPath when set, \
+                else the common .git/hooks, shared by linked worktrees). The path of this slipway \
+                binary (or --bin) is written into them. A core.hooksPath directory that git tracks \
+                (or does not ignore), or one outside the repository, is refused without --force: \
                 slipway's hooks would be committed, or run by other repositories.
                 """
         )

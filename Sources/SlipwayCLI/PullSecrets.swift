@@ -8,17 +8,17 @@ extension SlipwayCommand {
             commandName: "pull-secrets",
             abstract: "Apply (or render) the image pull secrets of devspace.yaml's pullSecrets (ensure_pull_secrets).",
             discussion: """
-                Makes one kubernetes.io/dockerconfigjson Secret per secret name (default
-                devspace-pull-secrets; entries merged per registry, Docker Hub under
-                https://index.docker.io/v1/) and the service accounts (default: default) that pull
-                with it. Credentials come from the config, else from ~/.docker/config.json
-                (DOCKER_CONFIG): auths, credsStore, credHelpers. Passwords and tokens are shown
-                as <redacted> unless --show-secrets is given. The namespace is -n, else the
+                Makes one kubernetes.io/dockerconfigjson Secret per secret name (default \
+                devspace-pull-secrets; entries merged per registry, Docker Hub under \
+                https://index.docker.io/v1/) and the service accounts (default: default) that pull \
+                with it. Credentials come from the config, else from ~/.docker/config.json \
+                (DOCKER_CONFIG): auths, credsStore, credHelpers. Passwords and tokens are shown \
+                as <redacted> unless --show-secrets is given. The namespace is -n, else the \
                 kubeconfig context's (the context: --kube-context, else the current one).
 
-                Without --render they are applied with kubectl: the Secrets with
-                `kubectl apply -f -` (on stdin), then each service account gets the missing
-                secret names added to its imagePullSecrets (`kubectl get` + `kubectl patch`; a
+                Without --render they are applied with kubectl: the Secrets with \
+                `kubectl apply -f -` (on stdin), then each service account gets the missing \
+                secret names added to its imagePullSecrets (`kubectl get` + `kubectl patch`; a \
                 missing account is created). Without a kubeconfig nothing is run.
                 """
         )
@@ -46,7 +46,7 @@ extension SlipwayCommand {
                 throw ExitCode.failure
             }
             let selected = names.isEmpty ? all : all.filter { names.contains($0.name) }
-            let environment = ProcessInfo.processInfo.environment
+            let environment = try global.environment()
             do {
                 // -n, else the kube context's namespace (as kubectl would use).
                 let target = try KubeTarget.resolve(

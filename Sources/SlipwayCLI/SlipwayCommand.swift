@@ -8,7 +8,10 @@ public struct SlipwayCommand: AsyncParsableCommand {
         abstract: "Git-driven container builds, tags and deploys for devspace.yaml projects.",
         discussion: """
             slipway reads the devspace.yaml (version v2beta1) that DevSpace projects already have.
-            Global flags (--config, --var, -p, --chdir, …) go after the subcommand, as in DevSpace.
+
+            Global flags (--config, --var, -p, -C/--chdir, …) go after the subcommand, as in \
+            DevSpace. Boolean flags also take a value, as DevSpace's do: -b=false, \
+            --skip-push-local-kube=false.
             """,
         version: "slipway \(ConfigLoader.version)",
         subcommands: [
@@ -22,10 +25,39 @@ public struct SlipwayCommand: AsyncParsableCommand {
 }
 
 extension SlipwayCommand {
+    /// The boolean flags of every command, for pflag's `--flag=false` / `-b=false`, which
+    /// DevSpace users type (`CommandFlags.normalizeBooleans`).
+    static let booleans: [CommandFlags.Boolean] =
+        GlobalOptions.booleans + PipelineFlags.booleans + Build.booleans + [
+            .init("quiet"), .init("json"), .init("follow", short: "f"), .init("wait"), .init("all"),
+            .init("show-secrets"),
+        ]
+
+    /// `args` (without the program's name) with pflag's booleans rewritten for the parser.
+    static func normalized(_ args: [String]) throws(PipelineError) -> [String] {
+        try CommandFlags.normalizeBooleans(args, booleans)
+    }
+
+    /// Parses `args` as the binary does (pflag's booleans first), in-process.
+    static func parseCommandLine(_ args: [String]) throws -> any ParsableCommand {
+        do {
+            return try parseAsRoot(try normalized(args))
+        } catch let error as PipelineError {
+            throw ValidationError(error.message)
+        }
+    }
+
     /// Parses the process's arguments and runs the command (the async entry point; a plain
     /// `main()` call from top-level code would pick ParsableCommand's synchronous one).
     public static func run() async {
+        let arguments: [String]
+        do {
+            arguments = try normalized(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            // A usage error: exit 64, as swift-argument-parser's own.
+            SlipwayCommand.exit(withError: ValidationError(error.message))
+        }
         let command: any AsyncParsableCommand.Type = SlipwayCommand.self
-        await command.main(nil)
+        await command.main(arguments)
     }
 }

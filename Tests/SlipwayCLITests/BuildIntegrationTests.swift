@@ -262,15 +262,31 @@ struct BuildIntegrationTests {
             #expect(outside.status == 1)
             #expect(outside.stderr.contains("images.app.context: ../ is outside the project"), "\(outside.stderr)")
 
-            // A branch name as a tag is refused, naming the image, the value and the way out.
+            // A branch name as a tag on the command line is a usage error that names the flag,
+            // docker's grammar and the way out (nothing slipway-only, nothing about the config).
             try p.write("devspace.yaml", "version: v2beta1\nname: errors\nimages:\n  app:\n    image: \(repo)-x\n")
             let branch = try SlipwayBinary.run(["build", "-t", "feature/x"], in: dir)
-            #expect(branch.status == 1)
-            #expect(
-                branch.stderr.contains(#"images.app.tags: "feature/x" is not a valid image tag"#),
-                "\(branch.stderr)"
-            )
-            #expect(branch.stderr.contains("${SLIPWAY_BRANCH_TAG}"), "\(branch.stderr)")
+            #expect(branch.status == 64)
+            #expect(branch.stderr.contains("-t feature/x: not a valid image tag"), "\(branch.stderr)")
+            #expect(branch.stderr.contains("docker's tag grammar") && branch.stderr.contains("-t feature-x"))
+            #expect(!branch.stderr.contains("SLIPWAY_BRANCH_TAG") && !branch.stderr.contains("images.app"))
+        }
+    }
+
+    /// DevSpace users switch its forced rebuild off with `-b=false` (pflag's booleans take a
+    /// value); `--force-build=true` forces. slipway's own default is not to force.
+    @Test func forceBuildTakesPflagsValues() throws {
+        try withTemporaryDirectory { dir in
+            let p = try Project(dir: dir)
+            defer { p.cleanUp() }
+            let first = try p.build(["base"])
+            #expect(first.status == 0, "\(first.stderr)")
+            let off = try p.build(["base", "-b=false"])
+            #expect(try Self.summary(off)["base"]?.result == "skipped", "\(off.stdout)")
+            let on = try p.build(["base", "--force-build=true"])
+            #expect(try Self.summary(on)["base"]?.result == "built", "\(on.stdout)")
+            let last = try p.build(["base", "-b", "--force-build=false"])
+            #expect(try Self.summary(last)["base"]?.result == "skipped", "the last one wins: \(last.stdout)")
         }
     }
 

@@ -240,7 +240,7 @@ struct DeployIntegrationTests {
             let unknownFlag = try p.slipway(["run-pipeline", "greet", "--nope"])
             #expect(unknownFlag.status == 64)
             #expect(unknownFlag.stderr.contains("Unknown option '--nope'"), "\(unknownFlag.stderr)")
-            #expect(unknownFlag.stderr.contains("pipeline greet takes --who, --loud"))
+            #expect(unknownFlag.stderr.contains("pipeline greet declares the flags --who, --loud"))
             let unknown = try p.slipway(["run-pipeline", "nope"])
             #expect(unknown.status == 1)
             #expect(unknown.stderr.contains(#"no pipeline named "nope""#), "\(unknown.stderr)")

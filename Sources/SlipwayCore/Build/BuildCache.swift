@@ -280,6 +280,20 @@ public struct BuildCache: Sendable {
         try AtomicFile.write(Array(text.utf8), to: devspacePath, mode: mode).mapFailure(devspacePath)
     }
 
+    /// Changes DevSpace's `cache.yaml` (a map) under its lock, every key `body` leaves alone
+    /// kept as it was; for keys other than the images' (`lastContext`).
+    func updateDevSpaceTree(_ body: (inout Node) -> Void) throws(Failure) {
+        let lock = try lock(devspacePath + ".lock")
+        defer { Self.unlock(lock) }
+        var root = try readDevSpaceTree()
+        body(&root)
+        let text: String
+        do { text = try YAMLEmitter().emit(root) } catch {
+            throw Failure(path: devspacePath, message: "cannot write DevSpace's cache: \(error.message)")
+        }
+        try AtomicFile.write(Array(text.utf8), to: devspacePath).mapFailure(devspacePath)
+    }
+
     /// An exclusive `flock` on `lockPath` (its directory made first).
     private func lock(_ lockPath: String) throws(Failure) -> Int32 {
         let dir = (lockPath as NSString).deletingLastPathComponent

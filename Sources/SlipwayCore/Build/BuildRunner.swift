@@ -13,6 +13,7 @@ public struct BuildRunError: Error, Sendable, Equatable, CustomStringConvertible
 /// The summary of a build run.
 public struct BuildReport: Sendable, Equatable {
     public var results: [ImageResult]
+    public init(results: [ImageResult] = []) { self.results = results }
     public var failed: Bool { results.contains { $0.outcome == .failed || $0.pushError != nil } }
 }
 

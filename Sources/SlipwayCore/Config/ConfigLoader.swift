@@ -15,6 +15,9 @@ public struct LoadOptions: Sendable {
     /// Who answers variables' questions (the CLI: the terminal); nil when nobody can, and
     /// defaults are taken (``VariableQuestion``).
     public var ask: VariableAsker?
+    /// `--override-name`: the project's name instead of the config's `name` (DevSpace sets it
+    /// before profiles and variables, so `${DEVSPACE_NAME}` and everything else see it).
+    public var overrideName: String?
 
     public init(
         configPath: String? = nil,
@@ -25,7 +28,8 @@ public struct LoadOptions: Sendable {
         disableProfileActivation: Bool = false,
         namespace: String? = nil,
         kubeContext: String? = nil,
-        ask: VariableAsker? = nil
+        ask: VariableAsker? = nil,
+        overrideName: String? = nil
     ) {
         self.ask = ask
         self.configPath = configPath
@@ -36,6 +40,7 @@ public struct LoadOptions: Sendable {
         self.disableProfileActivation = disableProfileActivation
         self.namespace = namespace
         self.kubeContext = kubeContext
+        self.overrideName = overrideName
     }
 }
 
@@ -113,7 +118,19 @@ public enum ConfigLoader {
         if !early.isEmpty { throw ConfigError(early) }
 
         var name = root["name"]?.text ?? ""
-        if name.isEmpty {
+        if let override = options.overrideName, !override.isEmpty {
+            guard ConfigRules.isSafeName(override) else {
+                throw ConfigError(
+                    file: display,
+                    mark: root["name"]?.mark ?? .start,
+                    path: "name",
+                    message:
+                        "--override-name \(override): not a valid project name: use lowercase letters, digits and '-' (at least 3 characters)"
+                )
+            }
+            name = override
+            root["name"] = Node.string(name)
+        } else if name.isEmpty {
             let dirName = (directory as NSString).lastPathComponent
             name = dirName.count > 2 ? ConfigRules.convertName(dirName) : "devspace"
             root["name"] = Node.string(name)

@@ -29,6 +29,41 @@ public enum PipelineFlagParser {
         return (own, others)
     }
 
+    /// `--pipeline NAME` / `--pipeline=NAME` among the arguments after a pipeline's name (before
+    /// `--`): the last one's value, and the other arguments.
+    public static func extractPipelineOption(
+        _ args: [String]
+    ) throws(PipelineError) -> (pipeline: String?, rest: [String]) {
+        var pipeline: String?
+        var rest: [String] = []
+        var i = 0
+        while i < args.count {
+            let arg = args[i]
+            if arg == "--" {
+                rest += args[i...]
+                break
+            }
+            if arg == "--pipeline" {
+                guard i + 1 < args.count else {
+                    throw PipelineError.usage(CommandFlags.pipelineNameProblem("") ?? "--pipeline needs a value")
+                }
+                pipeline = args[i + 1]
+                i += 2
+            } else if arg.hasPrefix("--pipeline=") {
+                pipeline = String(arg.dropFirst("--pipeline=".count))
+                i += 1
+            } else {
+                rest.append(arg)
+                i += 1
+                continue
+            }
+            if let pipeline, let problem = CommandFlags.pipelineNameProblem(pipeline) {
+                throw PipelineError.usage(problem)
+            }
+        }
+        return (pipeline, rest)
+    }
+
     /// The values of the declared flags (defaults filled in); anything else is a usage error.
     public static func parse(
         _ args: [String],
@@ -73,7 +108,17 @@ public enum PipelineFlagParser {
                 )
             }
             if flag.type == "bool" {
-                values[name] = inline ?? "true"
+                guard let inline else {
+                    values[name] = "true"
+                    i += 1
+                    continue
+                }
+                guard let value = CommandFlags.booleanValue(inline) else {
+                    throw PipelineError.usage(
+                        "option --\(name)=\(inline) of pipeline \(pipeline): a bool flag takes true or false (or nothing, for true)"
+                    )
+                }
+                values[name] = value ? "true" : "false"
             } else {
                 guard let value = inline ?? (i + 1 < args.count ? args[i + 1] : nil) else {
                     throw PipelineError.usage("option --\(name) of pipeline \(pipeline) needs a value")
@@ -88,5 +133,19 @@ public enum PipelineFlagParser {
             i += 1
         }
         return values
+    }
+
+    /// The declared flags as help rows: `-w, --who <string>` and its description, with the
+    /// default (as `slipway run-pipeline NAME --help` lists them, like DevSpace's).
+    public static func helpRows(_ declared: [PipelineConfig.Flag]) -> [(label: String, help: String)] {
+        declared.filter { !$0.name.isEmpty }.map { flag in
+            let short = flag.short.flatMap { $0.isEmpty ? nil : "-\($0), " } ?? ""
+            let value = flag.type == "bool" ? "" : " <\(flag.type)>"
+            var help = flag.description.flatMap { $0.isEmpty ? nil : $0 } ?? "Flag \(flag.name)"
+            if let d = flag.defaultValue, !d.isNull {
+                help += " (default: \(d.environmentText))"
+            }
+            return (short + "--" + flag.name + value, help)
+        }
     }
 }

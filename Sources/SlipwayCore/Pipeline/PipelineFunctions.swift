@@ -52,7 +52,8 @@ public struct PipelineFunctions: Sendable {
             profiles: state.profiles,
             disableProfileActivation: state.disableProfileActivation,
             namespace: state.namespace,
-            kubeContext: state.kubeContext
+            kubeContext: state.kubeContext,
+            overrideName: state.overrideName
         )
         do {
             return try await ConfigLoader.load(options)
@@ -96,10 +97,26 @@ public struct PipelineFunctions: Sendable {
             // DevSpace's default purge pipeline starts with this call and must still purge.
             return 0
         case "run_dependencies", "run_dependency_pipelines":
+            let a = try FunctionArguments(
+                args,
+                function: function,
+                valued: [
+                    "except", "pipeline", "exclude", "only", "set-flag", "set", "set-string", "from", "from-file",
+                ],
+                bools: ["all", "sequential"]
+            )
             let loaded = try await load()
-            if loaded.tree["dependencies"]?.pairs?.isEmpty == false {
+            let declared = (loaded.tree["dependencies"]?.pairs ?? []).compactMap { $0.key.scalar }
+            // DevSpace's selection: names or --all, minus --except / --exclude and the command
+            // line's --skip-dependency; --only and the command line's --dependency narrow it.
+            var selected = a.names.isEmpty ? declared : declared.filter { a.names.contains($0) }
+            let excluded = Set(a.values("except") + a.values("exclude") + state.defaults.skipDependencies)
+            let only = a.values("only") + state.defaults.dependencies
+            selected = selected.filter { !excluded.contains($0) && (only.isEmpty || only.contains($0)) }
+            if !selected.isEmpty {
                 throw PipelineError.notSupported(
                     "\(loaded.displayPath): dependencies are not supported yet: slipway does not run other projects' pipelines"
+                        + " (\(selected.joined(separator: ", ")); --skip-dependency NAME leaves one out)"
                 )
             }
             return 0
@@ -165,7 +182,12 @@ public struct PipelineFunctions: Sendable {
         if a.bool("skip", default: d.skipBuild) { return 0 }
         var options = BuildOptions()
         options.images = keys
-        let tags = a.values("tag").flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
+        let tags = CommandFlags.tags(a.values("tag"))
+        for tag in tags {
+            if let problem = CommandFlags.tagProblem(tag, flag: "build_images -t") {
+                throw PipelineError.usage(problem)
+            }
+        }
         options.tags = tags.isEmpty ? d.tags : tags
         options.forceRebuild = a.bool("force-rebuild", default: d.forceRebuild)
         options.sequential = a.bool("sequential", default: d.sequential)

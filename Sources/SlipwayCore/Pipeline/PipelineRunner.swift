@@ -16,6 +16,8 @@ public struct PipelineState: Codable, Sendable, Equatable {
     public var disableProfileActivation: Bool
     public var namespace: String?
     public var kubeContext: String?
+    /// `--override-name`.
+    public var overrideName: String?
     /// `--var` and every variable the parent resolved, as `K=V` (they win over predefined
     /// values, so the child sees the same ones).
     public var vars: [[String]]
@@ -43,6 +45,9 @@ public struct PipelineState: Codable, Sendable, Equatable {
         public var local = false
         /// `--silent`: the functions print only errors and their answers.
         public var silent = false
+        /// `--dependency` / `--skip-dependency`: which dependencies `run_dependencies` runs.
+        public var dependencies: [String] = []
+        public var skipDependencies: [String] = []
         public init() {}
     }
 
@@ -56,7 +61,8 @@ public struct PipelineState: Codable, Sendable, Equatable {
         vars: [(String, String)],
         defaults: FunctionDefaults,
         flags: [String: String],
-        stack: [String]
+        stack: [String],
+        overrideName: String? = nil
     ) {
         self.configPath = configPath
         self.workingDirectory = workingDirectory
@@ -68,6 +74,7 @@ public struct PipelineState: Codable, Sendable, Equatable {
         self.defaults = defaults
         self.flags = flags
         self.stack = stack
+        self.overrideName = overrideName
     }
 
     /// One image built (or found up to date) in this run: what `get_image` answers.
@@ -158,10 +165,8 @@ public enum PipelineRunner {
         }
         let stackName = defaultScript ? "default:\(name)" : name
         guard let (script, continueOnError) = found else {
-            let known = Set(PipelineScript.defaults.keys).union(PipelineScript.slipwayDefaults.keys).union(
-                loaded.config.pipelines.map(\.name)
-            ).sorted()
-            throw PipelineError.noPipeline(config: loaded.displayPath, name: name, known: known)
+            throw PipelineScript.missing(name, in: loaded)
+                ?? PipelineError.noPipeline(config: loaded.displayPath, name: name, known: [])
         }
         if state.stack.contains(stackName) {
             throw PipelineError.recursion(pipeline: name, stack: state.stack + [stackName])

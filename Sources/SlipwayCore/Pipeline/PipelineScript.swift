@@ -36,6 +36,14 @@ public enum PipelineScript {
 
     /// The script of pipeline `name`: the config's (when its `run` is not empty), else
     /// DevSpace's default; nil when neither exists.
+    /// The error for running pipeline `name` of `loaded` when there is no such pipeline (in the
+    /// config, or a default of DevSpace's or slipway's); nil when there is one.
+    public static func missing(_ name: String, in loaded: LoadedConfig) -> PipelineError? {
+        guard script(name, in: loaded.config) == nil else { return nil }
+        let known = Set(defaults.keys).union(slipwayDefaults.keys).union(loaded.config.pipelines.map(\.name)).sorted()
+        return PipelineError.noPipeline(config: loaded.displayPath, name: name, known: known)
+    }
+
     public static func script(_ name: String, in config: DevSpaceConfig) -> (run: String, continueOnError: Bool)? {
         if let own = config.pipeline(name), !own.run.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return (own.run, own.continueOnError)

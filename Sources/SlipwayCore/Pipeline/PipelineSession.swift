@@ -32,7 +32,8 @@ public enum PipelineSession {
             vars: vars,
             defaults: defaults,
             flags: flags,
-            stack: []
+            stack: [],
+            overrideName: options.overrideName
         )
         let environment =
             PipelineScript.slipwayDefaults[name] != nil

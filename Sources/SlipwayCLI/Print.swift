@@ -8,8 +8,8 @@ extension SlipwayCommand {
             commandName: "print",
             abstract: "Print the config as devspace print does: profiles applied, variables resolved.",
             discussion: """
-                As DevSpace, it prints the variables and the loaded path first, then the config
-                in DevSpace's form (its Go structs: names filled in, values in their fields' types,
+                As DevSpace, it prints the variables and the loaded path first, then the config \
+                in DevSpace's form (its Go structs: names filled in, values in their fields' types, \
                 empty fields left out). Values of password variables are masked.
                 """
         )

@@ -8,7 +8,7 @@ extension SlipwayCommand {
             commandName: "validate",
             abstract: "Check the config: syntax, keys, types, DevSpace's rules, variables and what a build reads.",
             discussion: """
-                Besides the file itself, it checks what `slipway build` would refuse: each image's
+                Besides the file itself, it checks what `slipway build` would refuse: each image's \
                 context and Dockerfile exist, and its target is a stage of the Dockerfile.
                 """
         )

@@ -30,20 +30,19 @@ public enum AgentControl {
         } catch {
             throw AgentError.start("cannot start the agent: \(error)")
         }
-        for _ in 0..<1000 {
+        // Our agent exits at once when another one won the race to start (a hook and `gate`
+        // starting together); the winner answers once its socket is bound, so the socket is
+        // asked for up to 2 s more before the exit counts as a failure.
+        var exitedAt: Int?
+        for step in 0..<1000 {
             if let client = try? AgentClient(paths: paths),
                 let status = try? client.call(AgentRequest(op: "status")).status
             {
-                return .started(pid: status.pid ?? pid)
+                return exitedAt == nil ? .started(pid: status.pid ?? pid) : .alreadyRunning(pid: status.pid)
             }
             var code: Int32 = 0
-            if waitpid(pid, &code, WNOHANG) == pid {
-                // Another agent may have won the race to start.
-                if let client = try? AgentClient(paths: paths),
-                    let status = try? client.call(AgentRequest(op: "status")).status
-                {
-                    return .alreadyRunning(pid: status.pid)
-                }
+            if exitedAt == nil, waitpid(pid, &code, WNOHANG) == pid { exitedAt = step }
+            if let exitedAt, step - exitedAt >= 200 {
                 let last =
                     (try? String(contentsOfFile: paths.log, encoding: .utf8))?.split(separator: "\n").last.map(
                         String.init

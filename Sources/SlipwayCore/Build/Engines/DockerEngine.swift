@@ -254,7 +254,7 @@ public struct DockerEngine: BuildEngine {
                 environment["DOCKER_BUILDKIT"] = "0"
                 log(Self.classicBuilderNote)
             }
-            let outcome = try await EngineProcess.stream(
+            var outcome = try await EngineProcess.stream(
                 engine: name,
                 docker,
                 Self.arguments(for: request, dockerfile: dockerfile, buildx: chosen == .buildx, iidfile: iidfile),
@@ -262,6 +262,23 @@ public struct DockerEngine: BuildEngine {
                 skip: Self.isBannerLine,
                 log: log
             )
+            // The classic builder's cache is the engine's intermediate images: an image removed
+            // while this build reuses it (`docker rmi`, or the agent's retention removing an old
+            // image and its unused parents) fails the step with "unable to find image". Nothing
+            // was wrong with the build: it runs once more, on what the engine still has.
+            if outcome.status != 0, chosen == .classic, Self.lostCachedLayer(outcome.lastLines) {
+                log(
+                    "note: a cached layer this build was using was removed meanwhile; building \(request.imageKey) again"
+                )
+                outcome = try await EngineProcess.stream(
+                    engine: name,
+                    docker,
+                    Self.arguments(for: request, dockerfile: dockerfile, buildx: false, iidfile: iidfile),
+                    environment: environment,
+                    skip: Self.isBannerLine,
+                    log: log
+                )
+            }
             guard outcome.status == 0 else {
                 throw EngineError.buildFailed(
                     engine: name,
@@ -284,6 +301,13 @@ public struct DockerEngine: BuildEngine {
                 )
             }
             return BuiltImage(references: request.references, id: id)
+        }
+    }
+
+    /// Whether a classic build failed because an image it was reusing as cache disappeared.
+    static func lostCachedLayer(_ lastLines: [String]) -> Bool {
+        lastLines.suffix(3).contains {
+            $0.contains("unable to find image \"sha256:") || $0.contains("No such image: sha256:")
         }
     }
 

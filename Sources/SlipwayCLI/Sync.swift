@@ -10,15 +10,11 @@ extension SlipwayCommand {
             commandName: "sync",
             abstract: "Sync local paths with paths in running containers, both ways (as devspace sync).",
             discussion: """
-                slipway sync --path .:/app -c api      # . with /app of the api container
-                slipway sync --path src:src -l tier=web -e node_modules
-                slipway sync --config devspace.yaml    # the config's dev.*.sync[] entries
-                slipway sync app                       # dev.app's sync[] entries
-
                 Containers are found on the local Docker engine among those slipway deployed for the \
                 config (--branch-env for a branch's environment); a selector that matches several \
-                syncs into each. A remote path is relative to the container's working directory. \
-                See docs/sync.md.
+                syncs into each. A remote path is relative to the container's working directory. With \
+                --config (or DEVSPACE_CONFIG), or a dev entry's name, the config's dev.*.sync[] entries \
+                are synced, as devspace sync does. Examples and every sync[] field: docs/sync.md.
                 """
         )
 

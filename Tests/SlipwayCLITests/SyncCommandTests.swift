@@ -252,7 +252,7 @@ struct SyncCommandTests {
         try withProject { dir, c in
             try c.make("late", container: "late", start: false)
             let script = """
-                "$1" sync -c late --wait --wait-timeout 30 --json > out.json 2> err.txt &
+                "$1" sync -c late --wait --wait-timeout 120 --json > out.json 2> err.txt &
                 pid=$!
                 sleep 1
                 docker start "$2" > /dev/null

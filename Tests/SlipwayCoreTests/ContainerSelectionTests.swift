@@ -166,19 +166,23 @@ struct LabelledContainers {
         try c.make("late", container: "late", start: false)
         let selector = ContainerSelector(containerName: "late", configPath: c.config)
         let resolver = self.resolver
-        let start = ContinuousClock.now
         async let found = onOwnThread {
-            Result { () throws(ContainerSelectionError) in
-                try resolver.running(selector, wait: true, timeout: .seconds(20))
-            }
+            (
+                Result { () throws(ContainerSelectionError) in
+                    try resolver.running(selector, wait: true, timeout: .seconds(60))
+                }, ContinuousClock.now
+            )
         }
         try await Task.sleep(for: .milliseconds(700))
         let started = try sh(["docker", "start", c.name("late")], cwd: "/")
+        let startReturned = ContinuousClock.now
         #expect(started.status == 0, "\(started.stderr)")
-        let result = try await found.get()
-        let waited = ContinuousClock.now - start
-        #expect(result.map(\.name) == [c.name("late")] && result.first?.running == true)
-        #expect(waited < .seconds(10), "\(waited)")
+        let (result, returned) = await found
+        let containers = try result.get()
+        #expect(containers.map(\.name) == [c.name("late")] && containers.first?.running == true)
+        // Seen at the start's event (or the next look, 2 s later), whatever the machine's load
+        // made `docker start` itself take.
+        #expect(returned - startReturned < .seconds(5), "\(returned - startReturned) after docker start returned")
 
         // Nothing comes: the wait ends at its limit and says so.
         let none = ContainerSelector(containerName: "never", configPath: c.config)
@@ -192,7 +196,7 @@ struct LabelledContainers {
         ) {
             try resolver.running(none, wait: true, timeout: .seconds(2))
         }
-        #expect(ContinuousClock.now - t0 < .seconds(8))
+        #expect(ContinuousClock.now - t0 < .seconds(15))
     }
 
     @Test(arguments: [

@@ -17,7 +17,7 @@ public struct SlipwayCommand: AsyncParsableCommand {
         subcommands: [
             Build.self, Deploy.self, Render.self, Purge.self, RunPipeline.self, Print.self, PullSecrets.self,
             Validate.self, Version.self, Reset.self, Agent.self, Hooks.self, StatusCommand.self, Cleanup.self,
-            PipelineFunction.self,
+            Sync.self, PipelineFunction.self,
         ]
     )
 
@@ -28,14 +28,21 @@ extension SlipwayCommand {
     /// The boolean flags of every command, for pflag's `--flag=false` / `-b=false`, which
     /// DevSpace users type (`CommandFlags.normalizeBooleans`).
     static let booleans: [CommandFlags.Boolean] =
-        GlobalOptions.booleans + PipelineFlags.booleans + Build.booleans + [
+        GlobalOptions.booleans + PipelineFlags.booleans + Build.booleans + Sync.booleans + [
             .init("quiet"), .init("json"), .init("follow", short: "f"), .init("wait"), .init("all"),
             .init("show-secrets"),
         ]
 
     /// `args` (without the program's name) with pflag's booleans rewritten for the parser.
     static func normalized(_ args: [String]) throws(PipelineError) -> [String] {
-        try CommandFlags.normalizeBooleans(args, booleans)
+        // `sync --branch-env=BRANCH` takes a value where `deploy --branch-env` is a switch.
+        if args.first == "sync" {
+            return try CommandFlags.normalizeBooleans(
+                args,
+                booleans.filter { !ContainerSelectionOptions.valued.contains($0.long) }
+            )
+        }
+        return try CommandFlags.normalizeBooleans(args, booleans)
     }
 
     /// Parses `args` as the binary does (pflag's booleans first), in-process.

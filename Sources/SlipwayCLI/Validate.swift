@@ -32,6 +32,8 @@ extension SlipwayCommand {
                 for key in c.notYetSupported {
                     Terminal.out("note: \(key) is loaded but slipway does not run it yet\n")
                 }
+                // dev.*.sync[] fields slipway loads and checks but does not act on, at their places.
+                for note in c.syncNotes(file: loaded.displayPath) { Terminal.out("note: \(note)\n") }
             }
         }
     }

@@ -167,6 +167,16 @@ enum ConfigRules {
                             : "a dev entry needs an imageSelector or a labelSelector to find its container"
                     )
                 }
+                let containers = pair.value["containers"]?.pairs ?? []
+                var places: [(String, Node)] = [("dev.\(name)", pair.value)]
+                for c in containers {
+                    if let key = c.key.scalar { places.append(("dev.\(name).containers.\(key)", c.value)) }
+                }
+                for (place, container) in places {
+                    for (i, sync) in (container["sync"]?.items ?? []).enumerated() {
+                        checkSync(sync, path: "\(place).sync[\(i)]", fail: fail)
+                    }
+                }
             }
         }
 
@@ -186,6 +196,39 @@ enum ConfigRules {
         }
 
         return out
+    }
+
+    /// DevSpace's rules on one `sync[]` entry (`validateDevContainer`), and slipway's on the
+    /// values it acts on: the strategies, the compare mode, `onUpload.exec[].command`, no empty
+    /// exclude pattern.
+    static func checkSync(_ sync: Node, path: String, fail: (Node?, String, String) -> Void) {
+        if let node = sync["initialSync"], let value = node.text, !value.isEmpty,
+            SyncConfig.InitialSync(rawValue: value) == nil
+        {
+            let valid = SyncConfig.InitialSync.allCases.map(\.rawValue).joined(separator: ", ")
+            fail(node, path + ".initialSync", "\"\(value)\" is not an initial sync strategy; use one of \(valid)")
+        }
+        if let node = sync["initialSyncCompareBy"], let value = node.text, !value.isEmpty,
+            SyncConfig.CompareBy(rawValue: value) == nil
+        {
+            fail(node, path + ".initialSyncCompareBy", "\"\(value)\" is not a compare mode; use mtime or size")
+        }
+        for (j, exec) in (sync["onUpload"]?["exec"]?.items ?? []).enumerated()
+        where (exec["command"]?.text ?? "").isEmpty {
+            fail(exec, path + ".onUpload.exec[\(j)].command", "command is required")
+        }
+        for key in ["excludePaths", "uploadExcludePaths", "downloadExcludePaths"] {
+            for (j, item) in (sync[key]?.items ?? []).enumerated() where (item.text ?? "").isEmpty {
+                fail(
+                    item,
+                    "\(path).\(key)[\(j)]",
+                    "the pattern is empty; this happens when !path is written without quotes: write '!path'"
+                )
+            }
+        }
+        if let node = sync["path"], let value = node.text, value.contains("\u{0}") {
+            fail(node, path + ".path", "a path cannot hold a NUL character")
+        }
     }
 
     /// The rules on `vars` definitions; they run on the file as written, before `vars` is used up.

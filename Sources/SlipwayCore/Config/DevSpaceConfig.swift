@@ -10,11 +10,14 @@ public struct DevSpaceConfig: Sendable, Equatable {
     public var pullSecrets: [PullSecretConfig]
     public var localRegistry: Node?
     public var dev: Node?
+    /// `dev`, typed where slipway acts on it: each entry's selector and `sync[]` paths.
+    public var devPods: [DevPodConfig]
     /// Top-level keys present in the file that slipway parses but does not act on yet.
     public var notYetSupported: [String]
 
     public func image(_ key: String) -> ImageConfig? { images.first { $0.key == key } }
     public func pipeline(_ name: String) -> PipelineConfig? { pipelines.first { $0.name == name } }
+    public func devPod(_ name: String) -> DevPodConfig? { devPods.first { $0.name == name } }
 
     /// Sections slipway loads and type-checks but does not run; using them says so.
     public static let notYetSupportedKeys = ["dependencies", "hooks", "commands", "functions", "require"]
@@ -136,6 +139,10 @@ extension DevSpaceConfig {
         }
         localRegistry = root["localRegistry"]
         dev = root["dev"]
+        devPods = (root["dev"]?.pairs ?? []).compactMap { p in
+            guard let name = p.key.scalar, p.value.isMapping else { return nil }
+            return DevPodConfig(name: name, node: p.value)
+        }
         notYetSupported = Self.notYetSupportedKeys.filter { k in
             guard let n = root[k] else { return false }
             return !n.isNull && !(n.pairs?.isEmpty ?? false) && !(n.items?.isEmpty ?? false)

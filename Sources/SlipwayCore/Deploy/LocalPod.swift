@@ -17,7 +17,9 @@ internal import Foundation
 /// (a `.` no container name of a pod can hold), each labelled `dev.slipway.config`, `.project`,
 /// `.deployment`, `.container`, `.branch`, `.pod` (the infra container's name), `.role`
 /// (`infra`, `init`, `app`) and `.spec` (a digest of what it was created with, its image's ID
-/// included).
+/// included); the pod's own labels (`app.kubernetes.io/component: <release>`, the values'
+/// `labels`) are kept on its containers as `dev.slipway.user.<key>`, so that a dev entry's
+/// `labelSelector` (`-l`) finds them.
 ///
 /// What the rest of the pod means here:
 /// - `command` is the entrypoint and `args` the command, as in Kubernetes; `env` (`value`s),
@@ -95,12 +97,20 @@ public struct LocalPod: Sendable, Equatable {
         let infraName = base + ".pod" + suffix
         var notes: [String] = []
 
+        // The pod's own labels (the component chart's and the values' `labels`), as the
+        // docker kind keeps a container's: `dev.slipway.user.KEY`, what `-l` selects on.
+        var podLabels: [String: String] = [:]
+        for pair in workload["spec"]?["template"]?["metadata"]?["labels"]?.pairs ?? [] {
+            if let key = pair.key.scalar { podLabels["\(label).user.\(key)"] = pair.value.text ?? "" }
+        }
         func labels(_ role: Role, _ podName: String) -> [String: String] {
-            [
+            var labels = [
                 "\(label).config": loaded.absolutePath, "\(label).project": project,
                 "\(label).deployment": deployment, "\(label).container": podName,
                 "\(label).branch": branch ?? "", "\(label).pod": infraName, "\(label).role": role.rawValue,
             ]
+            if role != .infra { labels.merge(podLabels) { own, _ in own } }
+            return labels
         }
 
         // Volumes: claims and emptyDirs become Docker volumes; secrets and config maps do not.

@@ -415,3 +415,497 @@ extension WatcherTests.SyncEngineTests {
         }
     }
 }
+
+extension WatcherTests.SyncEngineTests {
+    // MARK: Excludes
+
+    @Test func excludesWorkEachWayAndExcludedDirectoriesAreNotWatched() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try putFile(dir + "/sync.ignore", "# both ways\n*.log\n")
+            let filter = try SyncFilter.load(
+                SyncExcludes(
+                    excludePaths: ["node_modules/"],
+                    excludeFile: "sync.ignore",
+                    uploadExcludePaths: ["build/"],
+                    downloadExcludePaths: ["cache/"]
+                ),
+                baseDirectory: dir
+            )
+            for index in 0..<20 { try putFile(local + "/node_modules/p\(index)/index.js", "x") }
+            try putFile(local + "/build/out.bin", "local build")
+            try putFile(local + "/src/a.swift", "a")
+            try putFile(local + "/src/debug.log", "local log")
+            try putFile(remote + "/node_modules/remote-only/index.js", "container's")
+            try putFile(remote + "/build/made-there.bin", "container build")
+            try putFile(remote + "/cache/c1", "container cache")
+            try putFile(remote + "/server.log", "container log")
+            var configuration = testConfiguration(local, dir: dir, filter: filter)
+            configuration.disableDownload = false
+            let sync = RunningSync(configuration, remote: try LocalDirectoryRemote(root: remote))
+            await sync.started()
+            // mirrorLocal: excluded paths are left alone there; what uploads exclude is fetched
+            // rather than deleted (DevSpace's mirrorLocal); downloads exclude cache/.
+            #expect(readText(remote + "/src/a.swift") == "a")
+            #expect(!FileManager.default.fileExists(atPath: remote + "/node_modules/p0"))
+            #expect(!FileManager.default.fileExists(atPath: remote + "/src/debug.log"))
+            #expect(!FileManager.default.fileExists(atPath: remote + "/build/out.bin"))
+            #expect(readText(remote + "/node_modules/remote-only/index.js") == "container's")
+            #expect(readText(remote + "/build/made-there.bin") == "container build")
+            #expect(readText(local + "/build/made-there.bin") == "container build")
+            #expect(readText(remote + "/cache/c1") == "container cache")
+            #expect(!FileManager.default.fileExists(atPath: local + "/cache"))
+            #expect(readText(remote + "/server.log") == "container log")
+            #expect(!FileManager.default.fileExists(atPath: local + "/server.log"))
+            let ignored = sync.log.decisions.filter { if case .ignored = $0.action { true } else { false } }
+            #expect(ignored.contains { $0.path == "build/out.bin" && $0.direction == .upload })
+            #expect(ignored.contains { $0.path == "cache" && $0.direction == .download })
+
+            // Watched: locally the root and src only (not node_modules' 21 directories, not
+            // build); plus the remote directory's own watch and the watcher's private directory.
+            let remoteDirectories = treeSnapshot(remote).values.filter { $0 == "d" }.count + 1
+            #expect(FileWatcher.shared.watchedDirectoryCount == 2 + remoteDirectories + 1)
+
+            // Later changes follow the same rules.
+            let mark = sync.log.count
+            try putFile(local + "/build/new.bin", "not sent")
+            try putFile(local + "/node_modules/p0/new.js", "not sent")
+            unlink(local + "/build/made-there.bin")  // excluded from upload: never deleted there
+            try putFile(local + "/src/b.swift", "b")
+            try putFile(remote + "/cache/c2", "not fetched")
+            try putFile(remote + "/src/c.swift", "c")
+            await waitUntil("both directions") {
+                readText(remote + "/src/b.swift") == "b" && readText(local + "/src/c.swift") == "c"
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(!FileManager.default.fileExists(atPath: remote + "/build/new.bin"))
+            #expect(!FileManager.default.fileExists(atPath: remote + "/node_modules/p0"))
+            #expect(readText(remote + "/build/made-there.bin") == "container build")
+            #expect(!FileManager.default.fileExists(atPath: local + "/cache/c2"))
+            let sent = sync.log.changes(since: mark).filter { $0.direction == .upload }.map(\.path)
+            #expect(sent == ["src/b.swift"], "\(sent)")
+            #expect(await sync.stop() == nil)
+        }
+    }
+
+    // MARK: Safety
+
+    @Test func anEmptiedLocalRootPausesInsteadOfEmptyingTheContainer() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            for index in 0..<10 { try putFile(local + "/d/f\(index)", "\(index)") }
+            try putFile(local + "/top", "top")
+            let sync = RunningSync(testConfiguration(local, dir: dir), remote: try LocalDirectoryRemote(root: remote))
+            await sync.started()
+            try FileManager.default.removeItem(atPath: local + "/d")
+            unlink(local + "/top")
+            await waitUntil("the pause") {
+                sync.log.all.contains { if case .paused(.rootEmpty(_, 11)) = $0 { true } else { false } }
+            }
+            #expect(FileManager.default.fileExists(atPath: remote + "/d/f9"))
+            #expect(readText(remote + "/top") == "top")
+            if case .paused = sync.engine.status.phase {} else { Issue.record("status: \(sync.engine.status.phase)") }
+
+            // Files come back: the sync resumes, and what was synced and is still missing here is
+            // fetched back rather than deleted there.
+            try putFile(local + "/new", "new")
+            await waitUntil("the resume") { sync.log.all.contains(.resumed) }
+            await waitUntil("convergence") { readText(remote + "/new") == "new" && readText(local + "/d/f3") == "3" }
+            #expect(treeSnapshot(remote) == treeSnapshot(local))
+
+            // The root itself goes away and comes back.
+            try FileManager.default.removeItem(atPath: local)
+            await waitUntil("the pause") {
+                sync.log.all.contains { if case .paused(.rootMissing) = $0 { true } else { false } }
+            }
+            #expect(readText(remote + "/top") == "top")
+            try makeDirs(local)
+            try putFile(local + "/back", "back")
+            await waitUntil("the resume after the root came back") { readText(remote + "/back") == "back" }
+            await waitUntil("the restore") { readText(local + "/top") == "top" }
+            #expect(await sync.stop() == nil)
+        }
+    }
+
+    @Test func anOverflowIsSaidAndEndsConverged() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try putFile(local + "/a", "a")
+            try putFile(local + "/b", "b")
+            let sync = RunningSync(testConfiguration(local, dir: dir), remote: try LocalDirectoryRemote(root: remote))
+            await sync.started()
+            let limit =
+                Int(
+                    (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+                        .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                ) ?? 16384
+            let mark = sync.log.count
+            FileWatcher.shared.holdingReader {
+                // Changes made while the queue overflows: only a rescan can find them.
+                try? putFile(local + "/lost-in-the-flood.txt", "found")
+                unlink(local + "/b")
+                for index in 0..<(2 * limit + 8192) {
+                    chmod(local + (index % 2 == 0 ? "/a" : "/lost-in-the-flood.txt"), index % 4 < 2 ? 0o644 : 0o600)
+                }
+                chmod(local + "/a", 0o644)
+                chmod(local + "/lost-in-the-flood.txt", 0o644)
+            }
+            await waitUntil("the rescan to converge") {
+                readText(remote + "/lost-in-the-flood.txt") == "found"
+                    && !FileManager.default.fileExists(atPath: remote + "/b")
+            }
+            let said = sync.log.since(mark).contains {
+                if case .rescan(let reason) = $0 { reason.contains("overflowed") } else { false }
+            }
+            #expect(said)
+            let noted = sync.log.since(mark).contains {
+                if case .note(let text) = $0 { text.contains("overflowed") } else { false }
+            }
+            #expect(noted)
+            #expect(treeSnapshot(remote) == treeSnapshot(local))
+            #expect(await sync.stop() == nil)
+        }
+    }
+
+    @Test func aPathFromTheContainerNeverWritesOutsideTheRoot() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try makeDirs(dir + "/outside")
+            // The container points links out of the tree, and holds a directory where the local
+            // side has a symlink to elsewhere.
+            symlink("/etc", remote + "/etc-link")
+            symlink("../../outside", remote + "/up")
+            try putFile(remote + "/through/x", "must not land outside")
+            symlink(dir + "/outside", local + "/through")
+            let hostile = HostileRemote(try LocalDirectoryRemote(root: remote))
+            let sync = RunningSync(testConfiguration(local, dir: dir, strategy: .preferLocal), remote: hostile)
+            await sync.started()
+            let refused = Set(
+                sync.log.decisions.compactMap { if case .refused = $0.action { $0.path } else { nil } }
+            )
+            #expect(refused.isSuperset(of: ["etc-link", "up", "../escape", "/etc/passwd", "through"]), "\(refused)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/outside").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: local + "/etc-link"))
+            #expect(!FileManager.default.fileExists(atPath: local + "/up"))
+            #expect(!FileManager.default.fileExists(atPath: dir + "/escape"))
+
+            // Later changes too: a file below the local symlink, a hostile name in a batch.
+            try putFile(remote + "/through/y", "still not")
+            hostile.injectChange(["../escape", "a/../../b"])
+            try putFile(remote + "/fine.txt", "fine")
+            await waitUntil("the ordinary file") { readText(local + "/fine.txt") == "fine" }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/outside").isEmpty)
+            #expect(await sync.stop() == nil)
+        }
+    }
+}
+
+/// A remote that lies: its manifest and its changes name paths that leave the root, as a
+/// compromised helper could. Everything else is the real directory remote.
+final class HostileRemote: SyncRemote, @unchecked Sendable {
+    let inner: LocalDirectoryRemote
+    private let lock = NSLock()
+    private var extra: AsyncThrowingStream<[String], any Error>.Continuation?
+
+    init(_ inner: LocalDirectoryRemote) { self.inner = inner }
+
+    func manifest(hashing paths: Set<String>, hashAll: Bool) async throws(SyncRemoteError) -> [SyncEntry] {
+        try await inner.manifest(hashing: paths, hashAll: hashAll) + [
+            SyncEntry(path: "../escape", kind: .file, size: 3),
+            SyncEntry(path: "/etc/passwd", kind: .file, size: 3),
+            SyncEntry(path: "a//b", kind: .file, size: 3),
+        ]
+    }
+
+    func apply(_ operations: [SyncOperation]) async throws(SyncRemoteError) -> [SyncOutcome] {
+        try await inner.apply(operations)
+    }
+
+    func download(_ path: String, to destination: String) async throws(SyncRemoteError) -> SyncEntry {
+        try await inner.download(path, to: destination)
+    }
+
+    func changes() async throws(SyncRemoteError) -> AsyncThrowingStream<[String], any Error> {
+        let real = try await inner.changes()
+        let (merged, continuation) = AsyncThrowingStream<[String], any Error>.makeStream()
+        lock.withLock { extra = continuation }
+        Task {
+            do {
+                for try await paths in real { continuation.yield(paths) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        return merged
+    }
+
+    func injectChange(_ paths: [String]) {
+        _ = lock.withLock { extra }?.yield(paths)
+    }
+
+    func close() { inner.close() }
+}
+
+extension WatcherTests.SyncEngineTests {
+    // MARK: Download, links, modes
+
+    @Test func containerChangesComeBackWithModesTimesAndLinks() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try putFile(local + "/kept/mine.txt", "local only, never synced")
+            try putFile(local + "/synced/a.txt", "a")
+            let sync = RunningSync(testConfiguration(local, dir: dir), remote: try LocalDirectoryRemote(root: remote))
+            await sync.started()
+
+            try putFile(remote + "/tool.sh", "#!/bin/sh\n", mode: 0o750)
+            setMtime(remote + "/tool.sh", seconds: 1_600_000_000)
+            try putFile(remote + "/gen/deep/out.json", "{}")
+            symlink("gen/deep/out.json", remote + "/latest")
+            await waitUntil("the downloads") {
+                readText(local + "/gen/deep/out.json") == "{}"
+                    && LocalTree.readLink(local + "/latest") == "gen/deep/out.json"
+                    && readText(local + "/tool.sh") != nil
+            }
+            var info = stat()
+            lstat(local + "/tool.sh", &info)
+            #expect(info.st_mode & 0o7777 == 0o750)
+            #expect(info.st_mtim.tv_sec == 1_600_000_000)
+            // No temporary file left behind.
+            #expect(treeSnapshot(local).keys.allSatisfy { !$0.contains(".tmp-") })
+
+            // Removed in the container: removed here, but only what was synced and unchanged.
+            try FileManager.default.removeItem(atPath: remote + "/gen")
+            await waitUntil("the local removal") { !FileManager.default.fileExists(atPath: local + "/gen") }
+            try FileManager.default.removeItem(atPath: remote + "/synced")
+            try putFile(local + "/synced/b.txt", "made here meanwhile")
+            await waitUntil("a.txt's removal") { !FileManager.default.fileExists(atPath: local + "/synced/a.txt") }
+            await waitUntil("b.txt to go back") { readText(remote + "/synced/b.txt") == "made here meanwhile" }
+            #expect(readText(local + "/kept/mine.txt") == "local only, never synced")
+
+            // A local symlink out of the root is not sent; one inside is.
+            let mark = sync.log.count
+            symlink("/etc/passwd", local + "/outward")
+            symlink("synced/b.txt", local + "/inward")
+            await waitUntil("the inward link") { LocalTree.readLink(remote + "/inward") == "synced/b.txt" }
+            await waitUntil("the refusal") {
+                sync.log.decisions(since: mark).contains {
+                    if case .refused = $0.action { $0.path == "outward" } else { false }
+                }
+            }
+            #expect(!FileManager.default.fileExists(atPath: remote + "/outward"))
+            #expect(await sync.stop() == nil)
+        }
+    }
+
+    @Test func aDirectoryRemovedLocallyKeepsWhatTheContainerMadeInIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try putFile(local + "/app/a.txt", "a")
+            try putFile(local + "/app/sub/b.txt", "b")
+            try putFile(local + "/gone/c.txt", "c")
+            try putFile(local + "/keep.txt", "the root is not emptied")
+            // The container's changes reach the engine after 1 s: its new file is not synced yet
+            // when the local directory goes.
+            let remoteTree = try LocalDirectoryRemote(
+                root: remote,
+                changeBatching: WatchBatching(quiet: .seconds(1), maximumDelay: .seconds(1))
+            )
+            let sync = RunningSync(testConfiguration(local, dir: dir), remote: remoteTree)
+            await sync.started()
+            // Synced, unchanged, nothing foreign: removed whole.
+            try FileManager.default.removeItem(atPath: local + "/gone")
+            await waitUntil("gone/ removed") { !FileManager.default.fileExists(atPath: remote + "/gone") }
+
+            try putFile(remote + "/app/sub/made-there.log", "the container's")
+            let mark = sync.log.count
+            try FileManager.default.removeItem(atPath: local + "/app")
+            await waitUntil("the synced files to go") { !FileManager.default.fileExists(atPath: remote + "/app/a.txt") }
+            #expect(!FileManager.default.fileExists(atPath: remote + "/app/sub/b.txt"))
+            #expect(readText(remote + "/app/sub/made-there.log") == "the container's")
+            let kept = sync.log.decisions(since: mark).contains {
+                if case .kept = $0.action { $0.path == "app" } else { false }
+            }
+            #expect(kept)
+            // Then the container's change arrives and its file comes here.
+            await waitUntil("the container's file") { readText(local + "/app/sub/made-there.log") == "the container's" }
+            #expect(await sync.stop() == nil)
+        }
+    }
+
+    @Test func oneWaySyncsLeaveTheOtherDirectionAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try putFile(local + "/up.txt", "up")
+            try putFile(remote + "/down.txt", "down")
+            var uploadOnly = testConfiguration(local, dir: dir, strategy: .preferLocal)
+            uploadOnly.disableDownload = true
+            let watchesBefore = FileWatcher.shared.watchedDirectoryCount
+            let sync = RunningSync(uploadOnly, remote: try LocalDirectoryRemote(root: remote))
+            await sync.started()
+            #expect(readText(remote + "/up.txt") == "up")
+            #expect(!FileManager.default.fileExists(atPath: local + "/down.txt"))
+            // No watch in the remote tree when downloads are off (only the local root's).
+            #expect(FileWatcher.shared.watchedDirectoryCount == max(watchesBefore, 1) + 1)
+            try putFile(remote + "/down2.txt", "down")
+            try putFile(local + "/up2.txt", "up")
+            await waitUntil("the upload") { readText(remote + "/up2.txt") == "up" }
+            #expect(!FileManager.default.fileExists(atPath: local + "/down2.txt"))
+            #expect(await sync.stop() == nil)
+
+            var downloadOnly = testConfiguration(local, dir: dir, strategy: .preferLocal)
+            downloadOnly.disableUpload = true
+            downloadOnly.statePath = dir + "/state/down.json"
+            try putFile(local + "/up3.txt", "up")
+            let down = RunningSync(downloadOnly, remote: try LocalDirectoryRemote(root: remote))
+            await down.started()
+            #expect(readText(local + "/down2.txt") == "down")
+            #expect(!FileManager.default.fileExists(atPath: remote + "/up3.txt"))
+            try putFile(remote + "/down3.txt", "down")
+            try putFile(local + "/up4.txt", "up")
+            await waitUntil("the download") { readText(local + "/down3.txt") == "down" }
+            #expect(!FileManager.default.fileExists(atPath: remote + "/up4.txt"))
+            #expect(await down.stop() == nil)
+        }
+    }
+
+    // MARK: Reconnecting
+
+    @Test func aDisconnectIsAnsweredByANewRemoteAndAnInitialSync() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try putFile(local + "/a", "a")
+            let first = try LocalDirectoryRemote(root: remote)
+            let asked = SyncEventLog()
+            // preferLocal (slipway sync's default): what the container made while away comes back.
+            let sync = RunningSync(testConfiguration(local, dir: dir, strategy: .preferLocal), remote: first) {
+                reason in
+                asked.append(.disconnected(reason: "\(reason)"))
+                return try? LocalDirectoryRemote(root: remote)
+            }
+            await sync.started()
+            // The container restarts: its channel closes; meanwhile a file changes in it.
+            first.close()
+            try putFile(remote + "/made-while-away", "x")
+            await waitUntil("the reconnect") { sync.log.all.contains(.reconnected) }
+            await waitUntil("the re-run initial sync") { readText(local + "/made-while-away") == "x" }
+            #expect(asked.count == 1)
+            try putFile(local + "/b", "b")
+            await waitUntil("uploads again") { readText(remote + "/b") == "b" }
+            #expect(await sync.stop() == nil)
+        }
+    }
+
+    @Test func noNewRemoteEndsTheSyncWithAClearError() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            let first = try LocalDirectoryRemote(root: remote)
+            let sync = RunningSync(testConfiguration(local, dir: dir), remote: first) { _ in nil }
+            await sync.started()
+            first.close()
+            let error = await sync.finished()
+            let failure = try #require(error)
+            guard case .remoteGone(let name, _) = failure else {
+                Issue.record("\(failure)")
+                return
+            }
+            #expect(name == "test")
+            #expect(failure.description.contains("no new one answered"))
+            #expect(sync.engine.status.phase == .stopped)
+        }
+    }
+
+    // MARK: Limits, latency
+
+    @Test func tooFewInotifyWatchesAreSaidWithTheCommandToRun() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            for index in 0..<6 { try makeDirs(local + "/d\(index)/sub") }
+            try putFile(dir + "/limit", "4\n")
+            let sync = RunningSync(
+                testConfiguration(local, dir: dir),
+                remote: try LocalDirectoryRemote(root: remote),
+                watchLimitPath: dir + "/limit"
+            )
+            await sync.started()
+            let event = sync.log.all.first { if case .watchLimitTooLow = $0 { true } else { false } }
+            #expect(
+                event
+                    == .watchLimitTooLow(
+                        needed: 13,
+                        limit: 4,
+                        command: "sudo sysctl -w fs.inotify.max_user_watches=524288"
+                    )
+            )
+            #expect(await sync.stop() == nil)
+            #expect(
+                SyncEngine.watchLimitCommand(needed: 400_000) == "sudo sysctl -w fs.inotify.max_user_watches=800000"
+            )
+        }
+    }
+
+    @Test func aSingleSaveArrivesInMilliseconds() async throws {
+        try await withTemporaryDirectory { dir in
+            let (local, remote) = try syncTrees(dir)
+            try putFile(local + "/edit.txt", "0")
+            let sync = RunningSync(testConfiguration(local, dir: dir), remote: try LocalDirectoryRemote(root: remote))
+            await sync.started()
+            var samples: [Duration] = []
+            for round in 1...30 {
+                let text = "edit \(round)"
+                let start = ContinuousClock.now
+                try putFile(local + "/edit.txt", text)
+                await waitUntil("save \(round)") { readText(remote + "/edit.txt") == text }
+                samples.append(ContinuousClock.now - start)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            samples.sort()
+            let p50 = samples[samples.count / 2]
+            let p95 = samples[samples.count * 95 / 100]
+            print(
+                "save → visible in the remote directory (30 saves, 5 ms quiet, debug build): p50 \(p50), p95 \(p95), max \(samples.last ?? .zero)"
+            )
+            #expect(p50 < .milliseconds(100))
+            let uploads = sync.log.batches().filter { $0.kind == .upload }
+            #expect(uploads.count >= 30 && uploads.allSatisfy { $0.files == 1 })
+            #expect(await sync.stop() == nil)
+        }
+    }
+}
+
+extension WatcherTests {
+    @Test func aBurstWaitsForItsLongerQuietPeriod() throws {
+        try withTemporaryDirectory { dir in
+            let batching = WatchBatching(
+                quiet: .milliseconds(5),
+                maximumDelay: .seconds(5),
+                burstQuiet: .milliseconds(400),
+                burstEvents: 50
+            )
+            let watcher = try FileWatcher.shared.subscribe([.tree(dir)], batching: batching)
+            defer { watcher.cancel() }
+            // One save: due 5 ms after it.
+            let written = ContinuousClock.now
+            try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/one"))
+            guard case .batch(let single) = watcher.next(until: .now + .seconds(10)) else {
+                Issue.record("no batch")
+                return
+            }
+            #expect(single.changes.map(\.path) == ["one"])
+            #expect(ContinuousClock.now - written < .milliseconds(300))
+
+            // A burst (more than 50 events), then a pause shorter than the burst's quiet period,
+            // then one more file: all one batch.
+            for index in 0..<40 { try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/b\(index)")) }
+            Thread.sleep(forTimeInterval: 0.1)
+            try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/late"))
+            let lastWrite = ContinuousClock.now
+            guard case .batch(let burst) = watcher.next(until: .now + .seconds(10)) else {
+                Issue.record("no batch")
+                return
+            }
+            #expect(burst.changes.count == 41)
+            #expect(ContinuousClock.now - lastWrite >= .milliseconds(350))
+        }
+    }
+}

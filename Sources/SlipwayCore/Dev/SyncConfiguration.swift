@@ -197,6 +197,19 @@ public struct SyncConfiguration: Sendable {
     }
 }
 
+extension SyncConfiguration {
+    /// Where a sync keeps its state: `<config dir>/.devspace/slipway/sync-<id>.json`, `<id>`
+    /// 16 hex digits naming the local root and the remote (`remote`: what identifies the
+    /// container side, e.g. its selector and path), so that a restart into the same place finds
+    /// what was synced.
+    public static func statePath(configDirectory: String, localRoot: String, remote: String) -> String {
+        SyncState.path(
+            configDirectory: configDirectory,
+            identifier: SyncState.identifier(localRoot: localRoot, remote: remote)
+        )
+    }
+}
+
 /// A sync that cannot start as configured; every case says where the value came from.
 public enum SyncConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A timing value that is not a number or contradicts another.

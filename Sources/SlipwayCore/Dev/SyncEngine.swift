@@ -144,13 +144,16 @@ public final class SyncEngine: @unchecked Sendable {
 
         let result: Result<Void, SyncError> = await withTaskGroup(of: Void.self) { group in
             var generation = 0
-            func follow(_ remote: any SyncRemote) {
+            /// Subscribes to the remote's changes before its manifest is read (so nothing made
+            /// in between is missed) and forwards them to the loop.
+            func follow(_ remote: any SyncRemote) async throws(SyncRemoteError) {
                 guard watching && !configuration.disableDownload else { return }
+                let stream = try await remote.changes()
                 generation += 1
                 let current = generation
                 group.addTask {
                     do {
-                        for try await paths in try await remote.changes() {
+                        for try await paths in stream {
                             continuation.yield(.remote(generation: current, paths: paths))
                         }
                         continuation.yield(.remoteEnded(generation: current, reason: "the change stream ended"))
@@ -182,8 +185,8 @@ public final class SyncEngine: @unchecked Sendable {
                         return .remoteGone(name: name, reason: reason)
                     }
                     session.remote = next
-                    follow(next)
                     do {
+                        try await follow(next)
                         events(.reconnected)
                         try await session.initialSync()
                         return nil
@@ -195,8 +198,11 @@ public final class SyncEngine: @unchecked Sendable {
                 }
             }
 
-            follow(session.remote)
-            if let failure = await perform({ () async throws(SyncRemoteError) in try await session.initialSync() }) {
+            let first = await perform { () async throws(SyncRemoteError) in
+                try await follow(session.remote)
+                try await session.initialSync()
+            }
+            if let failure = first {
                 group.cancelAll()
                 return .failure(failure)
             }
@@ -222,7 +228,6 @@ public final class SyncEngine: @unchecked Sendable {
                     failure = await perform { () async throws(SyncRemoteError) in
                         try await session.handleLocal(batch)
                     }
-                    localPump?.setPolling(session.paused != nil)
                 case .remote(let from, let paths):
                     guard from == generation else { continue }
                     failure = await perform { () async throws(SyncRemoteError) in
@@ -274,22 +279,24 @@ public final class SyncEngine: @unchecked Sendable {
 /// holds its index lock, and hands them to the engine.
 final class LocalPump: @unchecked Sendable {
     private let subscription: WatchSubscription
+    private let root: String
     private let gitLock: String?
     private let timing: SyncTiming
     private let continuation: AsyncStream<SyncEngine.Input>.Continuation
     private let events: @Sendable (SyncEvent) -> Void
     private var thread: pthread_t?
     private let lock = NSLock()
-    private var polling = false
 
     private init(
         subscription: WatchSubscription,
+        root: String,
         gitLock: String?,
         timing: SyncTiming,
         continuation: AsyncStream<SyncEngine.Input>.Continuation,
         events: @escaping @Sendable (SyncEvent) -> Void
     ) {
         self.subscription = subscription
+        self.root = root
         self.gitLock = gitLock
         self.timing = timing
         self.continuation = continuation
@@ -316,6 +323,7 @@ final class LocalPump: @unchecked Sendable {
         )
         let pump = LocalPump(
             subscription: subscription,
+            root: root,
             gitLock: gitDirectory.map { $0 + "/index.lock" },
             timing: configuration.timing,
             continuation: continuation,
@@ -350,19 +358,6 @@ final class LocalPump: @unchecked Sendable {
         if let thread { pthread_join(thread, nil) }
     }
 
-    /// While the root is gone, the watcher is asked every second to watch it again.
-    func setPolling(_ on: Bool) {
-        lock.lock()
-        polling = on
-        lock.unlock()
-    }
-
-    private var isPolling: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return polling
-    }
-
     private var lockHeld: Bool {
         guard let gitLock else { return false }
         return access(gitLock, F_OK) == 0
@@ -377,6 +372,7 @@ final class LocalPump: @unchecked Sendable {
     }
 
     private func loop() {
+        var rootGone = false
         var pending = Pending()
         var hold = Hold.none
         var heldSince: ContinuousClock.Instant?
@@ -394,7 +390,9 @@ final class LocalPump: @unchecked Sendable {
             case .released(let at, let last):
                 deadline = min(at + window, last + quiet)
             case .none:
-                deadline = isPolling ? now + .seconds(1) : nil
+                // While the root is gone nothing can be watched: every second the watcher is
+                // asked to watch it again (it then reports the root for a rescan).
+                deadline = rootGone ? now + .seconds(1) : nil
             }
             var flush = false
             switch subscription.next(until: deadline) {
@@ -402,6 +400,7 @@ final class LocalPump: @unchecked Sendable {
                 return
             case .batch(let batch):
                 pending.merge(batch)
+                rootGone = access(root, F_OK) != 0
                 let held = lockHeld
                 if !held { staleLock = false }
                 if held && !staleLock {
@@ -443,7 +442,10 @@ final class LocalPump: @unchecked Sendable {
                 case .released:
                     flush = true
                 case .none:
-                    if isPolling { subscription.drain() }
+                    if rootGone {
+                        rootGone = access(root, F_OK) != 0
+                        if !rootGone { subscription.drain() }
+                    }
                 }
             }
             guard flush else { continue }

@@ -246,7 +246,7 @@ public struct SyncFilter: Sendable {
         ("4913", "editor's temporary file (vim)"), ("*.sw[a-px]", "editor's temporary file (vim)"),
         ("*~", "editor's backup file"), ("*___jb_tmp___", "editor's temporary file (JetBrains)"),
         ("*___jb_old___", "editor's temporary file (JetBrains)"), (".#*", "editor's lock file (Emacs)"),
-        ("#*#", "editor's auto-save file (Emacs)"),
+        ("\\#*#", "editor's auto-save file (Emacs)"),
     ]
     static let conflictRules: [(text: String, origin: String)] = [
         ("*" + conflictMarker + "*", "conflict copy (kept locally, never uploaded)")

@@ -196,42 +196,40 @@ extension SyncSession {
         }
         let scan = tree.scan(filter: filter, below: directory)
         var kept = 0
+        var parentsMade = Set<String>()
+        // The container's directory is gone with everything in it: the records below are read
+        // once, then dropped.
+        let prefix = directory + "/"
+        let records = state.records.filter { $0.key.hasPrefix(prefix) }
+        forget(directory)
         for (path, local) in scan.entries.sorted(by: { $0.key.count > $1.key.count }) {
-            let record = state.records[path]
+            let record = records[path]
             if local.kind == .directory {
-                if tree.removeDirectory(path) {
-                    forget(path)
-                } else {
-                    kept += 1
-                }
+                if !tree.removeDirectory(path) { kept += 1 }
                 continue
             }
             if let record, record.matchesLocal(local) {
                 do {
                     if try tree.remove(path, expected: local) {
-                        forget(path)
                         decide(path, .download, .deletedLocally, into: &report)
                         continue
                     }
                 } catch {
                     decide(path, .download, .failed(message: error.message), into: &report)
                 }
-            } else if record != nil {
-                forget(path)
+            } else {
+                // Changed here since it was synced, or never synced: it stays, and goes back
+                // (a change wins over a removal).
                 if let item = uploadItem(path, expect: .absent, report: &report) {
-                    var made = Set<String>()
-                    uploads += missingParents(of: path, made: &made, report: &report)
+                    uploads += missingParents(of: path, made: &parentsMade, report: &report)
                     uploads.append(item)
                 }
             }
             kept += 1
         }
         if tree.removeDirectory(directory) {
-            forget(directory)
             decide(directory, .download, .deletedLocally, into: &report)
         } else {
-            state.records[directory] = nil
-            markDirty()
             decide(
                 directory,
                 .download,

@@ -206,6 +206,11 @@ extension SyncSession {
             plan.downloads.append(path)
         case .removeRemote:
             guard let remote else { return }
+            if let rule = filter.downloadExclusion(path, isDirectory: remote.kind == .directory) {
+                // What downloads exclude is the container's own: never deleted there.
+                _ = blocked(.some(rule), .download)
+                return
+            }
             let upload = canUpload(path, isDirectory: remote.kind == .directory)
             if case .some(.some) = upload, case .none = canDownload(path, isDirectory: remote.kind == .directory) {
                 // Excluded from upload, so never deleted there: it comes here instead (DevSpace's
@@ -217,6 +222,11 @@ extension SyncSession {
             plan.remoteRemovals.append(path)
         case .removeLocal:
             guard let local else { return }
+            if let rule = filter.uploadExclusion(path, isDirectory: local.kind == .directory) {
+                // What uploads exclude is the local side's own: never deleted here.
+                _ = blocked(.some(rule), .upload)
+                return
+            }
             let download = canDownload(path, isDirectory: local.kind == .directory)
             if case .some(.some) = download, case .none = canUpload(path, isDirectory: local.kind == .directory) {
                 if let item = createItem(path, local, over: nil, report: &report) { plan.remoteCreates.append(item) }

@@ -368,6 +368,17 @@ final class SyncSession {
         return nil
     }
 
+    /// `a`, `a/b` for `a/b/c`.
+    static func ancestors(of path: String) -> [String] {
+        var result: [String] = []
+        var current = ""
+        for component in path.split(separator: "/").dropLast() {
+            current = current.isEmpty ? String(component) : current + "/" + component
+            result.append(current)
+        }
+        return result
+    }
+
     private func pathOf(_ purpose: Purpose) -> String {
         switch purpose {
         case .write(let path, _, _, _), .mkdir(let path, _), .symlink(let path, _), .chmod(let path, _),

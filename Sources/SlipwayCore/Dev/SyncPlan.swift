@@ -4,21 +4,10 @@ internal import Foundation
 internal import Glibc
 #endif
 
-/// When the sync sends a batch of local changes: `quiet` after the last change for a single
-/// save, `burst` of quiet while many changes arrive, never later than `maximumDelay` after the
-/// first (`--quiet-ms`, `--burst-ms`, `--max-delay-ms`, or `SLIPWAY_SYNC_QUIET_MS`,
-/// `_BURST_MS`, `_MAX_DELAY_MS`).
-public struct SyncTiming: Sendable, Equatable, Codable {
-    public var quietMilliseconds: Int
-    public var burstMilliseconds: Int
-    public var maximumDelayMilliseconds: Int
-
-    public init(quietMilliseconds: Int = 5, burstMilliseconds: Int = 150, maximumDelayMilliseconds: Int = 1000) {
-        self.quietMilliseconds = quietMilliseconds
-        self.burstMilliseconds = burstMilliseconds
-        self.maximumDelayMilliseconds = maximumDelayMilliseconds
-    }
-
+/// The batch timing as `slipway sync` is given it: `--quiet-ms`, `--burst-ms`,
+/// `--max-delay-ms`, else `SLIPWAY_SYNC_QUIET_MS`, `_BURST_MS`, `_MAX_DELAY_MS`, else the
+/// defaults (the type itself is the engine's, in `SyncConfiguration.swift`).
+extension SyncTiming {
     public static let defaults = SyncTiming()
     /// The longest any of them may be: ten minutes.
     public static let limit = 600_000

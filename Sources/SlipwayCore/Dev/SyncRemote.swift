@@ -116,8 +116,20 @@ public protocol SyncRemote: AnyObject, Sendable {
     func manifest(hashing paths: Set<String>, hashAll: Bool) async throws(SyncRemoteError) -> [SyncEntry]
     /// Applies `operations` in order, one outcome each.
     func apply(_ operations: [SyncOperation]) async throws(SyncRemoteError) -> [SyncOutcome]
+    /// The entries at `paths` that exist (a path with nothing there is left out); with
+    /// `recursive`, a directory among them comes with everything below it. Content hashes for
+    /// the files in `hashing`. The engine asks this for the paths ``changes()`` names and for
+    /// the hashes of the few files the initial sync cannot tell apart by size and mtime.
+    ///
+    /// A default implementation filters ``manifest(hashing:hashAll:)``; a remote that can
+    /// answer for a few paths without listing the whole tree should implement it.
+    func entries(_ paths: [String], recursive: Bool, hashing: Set<String>) async throws(SyncRemoteError) -> [SyncEntry]
     /// Copies the remote file `path` into the new local file `destination` (absolute; created,
     /// never replaced — the engine renames it into place) and returns the remote entry it read.
+    /// When `path` is no longer a regular file (removed or replaced meanwhile), the remote
+    /// creates nothing and either returns the entry it found there (a directory, a symlink)
+    /// or throws ``SyncRemoteError/unusable(_:)`` naming the path: the engine treats both as
+    /// "that path changed again" and looks at it once more, it does not stop.
     func download(_ path: String, to destination: String) async throws(SyncRemoteError) -> SyncEntry
     /// Paths (relative) under the root that changed on the remote side since the call,
     /// delivered in batches; an empty batch means "unknown: compare the manifest again"
@@ -125,6 +137,28 @@ public protocol SyncRemote: AnyObject, Sendable {
     func changes() async throws(SyncRemoteError) -> AsyncThrowingStream<[String], any Error>
     /// Closes the channel; the helper exits.
     func close()
+}
+
+extension SyncRemote {
+    /// The entries at `paths` (and below them, with `recursive`), from the whole manifest.
+    public func entries(
+        _ paths: [String],
+        recursive: Bool,
+        hashing: Set<String>
+    ) async throws(SyncRemoteError) -> [SyncEntry] {
+        let wanted = Set(paths)
+        let all = try await manifest(hashing: hashing, hashAll: false)
+        return all.filter { entry in
+            if wanted.contains(entry.path) { return true }
+            guard recursive else { return false }
+            var parent = entry.path
+            while let slash = parent.lastIndex(of: "/") {
+                parent = String(parent[..<slash])
+                if wanted.contains(parent) { return true }
+            }
+            return false
+        }
+    }
 }
 
 /// Rules for paths that cross the channel.

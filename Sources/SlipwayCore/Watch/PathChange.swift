@@ -104,6 +104,12 @@ public struct WatchBatch: Sendable {
 }
 
 /// How a subscription's changes are gathered into batches.
+///
+/// With ``burstQuiet`` the quiet period adapts: a batch of a few events (one save, even an
+/// editor's temp-file-and-rename save) is due ``quiet`` after its last event, while a batch
+/// that already holds more than ``burstEvents`` events (a checkout, a build writing its
+/// output) waits for ``burstQuiet`` of silence, so that a burst is one batch rather than many.
+/// ``maximumDelay`` caps both.
 public struct WatchBatching: Sendable, Equatable {
     /// A batch is delivered once no event came for this long…
     public var quiet: Duration
@@ -111,10 +117,29 @@ public struct WatchBatching: Sendable, Equatable {
     public var maximumDelay: Duration
     /// Distinct paths in one batch; past that the root is reported for a rescan instead.
     public var maximumPaths: Int
+    /// The quiet period of a batch that holds more than ``burstEvents`` events (nil: always
+    /// ``quiet``).
+    public var burstQuiet: Duration?
+    /// How many events (counted before coalescing) make a batch a burst.
+    public var burstEvents: Int
 
-    public init(quiet: Duration = .milliseconds(50), maximumDelay: Duration = .seconds(1), maximumPaths: Int = 50_000) {
+    public init(
+        quiet: Duration = .milliseconds(50),
+        maximumDelay: Duration = .seconds(1),
+        maximumPaths: Int = 50_000,
+        burstQuiet: Duration? = nil,
+        burstEvents: Int = 50
+    ) {
         self.quiet = quiet
         self.maximumDelay = max(maximumDelay, quiet)
         self.maximumPaths = max(1, maximumPaths)
+        self.burstQuiet = burstQuiet
+        self.burstEvents = max(1, burstEvents)
+    }
+
+    /// The quiet period of a batch that holds `events` events.
+    func quiet(afterEvents events: Int) -> Duration {
+        guard let burstQuiet, events > burstEvents else { return quiet }
+        return burstQuiet
     }
 }

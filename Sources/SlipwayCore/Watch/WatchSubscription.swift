@@ -14,7 +14,8 @@ public enum WatchDelivery: Sendable {
 ///
 /// **Batching.** The watcher's reader adds each change as it handles the event; repeated
 /// changes of one path are coalesced. A batch is due ``WatchBatching/quiet`` after its last
-/// event, or ``WatchBatching/maximumDelay`` after its first, whichever comes first. No timer
+/// event (``WatchBatching/burstQuiet`` once it holds more than ``WatchBatching/burstEvents``
+/// events), or ``WatchBatching/maximumDelay`` after its first, whichever comes first. No timer
 /// runs: the consumer's own thread waits in ``next(until:)`` until the batch is due, so an idle
 /// subscription costs no wake-ups, and a slow consumer (a digest of seconds) delays nobody
 /// else's batches.
@@ -43,6 +44,8 @@ public final class WatchSubscription: @unchecked Sendable {
     private var firstEvent: ContinuousClock.Instant?
     private var lastEvent: ContinuousClock.Instant?
     private var added: UInt64 = 0
+    /// Events added since the last batch was handed out (before coalescing).
+    private var eventsInBatch = 0
     private var cancelled = false
 
     private struct Key: Hashable {
@@ -72,7 +75,7 @@ public final class WatchSubscription: @unchecked Sendable {
             let now = ContinuousClock.now
             var wake = deadline
             if let first = firstEvent, let last = lastEvent {
-                let due = min(last + batching.quiet, first + batching.maximumDelay)
+                let due = min(last + batching.quiet(afterEvents: eventsInBatch), first + batching.maximumDelay)
                 if now >= due {
                     if !rescan.isEmpty && !drained {
                         // Watches first, then the consumer's scan: re-watch what can be.
@@ -94,6 +97,7 @@ public final class WatchSubscription: @unchecked Sendable {
                     rescan = [:]
                     firstEvent = nil
                     lastEvent = nil
+                    eventsInBatch = 0
                     condition.unlock()
                     return .batch(batch)
                 }
@@ -163,7 +167,11 @@ public final class WatchSubscription: @unchecked Sendable {
         defer { condition.unlock() }
         guard !cancelled else { return }
         added &+= 1
+        // The consumer sleeps until the batch is due and then looks again: only a new batch
+        // changes when it must wake (a later event only moves the quiet period's end later).
+        let first = firstEvent == nil
         stamp()
+        defer { if first { condition.signal() } }
         let key = Key(root: change.root, path: change.path)
         if let at = positions[key] {
             changes[at].kinds.formUnion(change.kinds)
@@ -177,7 +185,6 @@ public final class WatchSubscription: @unchecked Sendable {
             positions[key] = changes.count
             changes.append(change)
         }
-        condition.signal()
     }
 
     func addRescan(_ root: Int, _ reason: RescanReason) {
@@ -192,6 +199,7 @@ public final class WatchSubscription: @unchecked Sendable {
     }
 
     private func stamp() {
+        eventsInBatch += 1
         let now = ContinuousClock.now
         if firstEvent == nil { firstEvent = now }
         lastEvent = now

@@ -1,0 +1,503 @@
+internal import Foundation
+
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// Keeps a local directory and a remote tree in step: the initial sync, then local changes
+/// uploaded as they happen and the container's changes downloaded, until ``stop()``.
+///
+/// **Upload.** A ``WatchSubscription`` on the local root (excluded directories are not watched)
+/// batches events: 5 ms of quiet for a single save, 150 ms once a batch holds more than 50
+/// events, never more than 1 s (``SyncTiming``). While git holds its index lock (the
+/// repository's git directory is watched non-recursively, so linked worktrees work), the batch
+/// waits for the release, and up to 2 s after it for git to take the lock again, so that a
+/// checkout, a merge or a rebase is one batch.
+///
+/// **Download.** The remote's ``SyncRemote/changes()`` name paths; each is looked up, compared
+/// with its record and fetched into a temporary file beside the target, then renamed.
+///
+/// **Reconnect.** When the remote disconnects, `reconnect` is asked for a new one; the initial
+/// sync runs again against it (nothing unchanged is sent). When none comes back, ``run()``
+/// throws ``SyncError/remoteGone(name:reason:)``.
+///
+/// Events go to `events` (from the engine's task and, for `waitingForGit`, from the watcher
+/// thread); nothing is printed. The engine owns the remotes it is given and closes them.
+///
+/// `@unchecked Sendable`: the mutable state (status, the input continuation, the stop flag)
+/// is guarded by `lock`; everything else lives in the task that runs ``run()``.
+public final class SyncEngine: @unchecked Sendable {
+    public let configuration: SyncConfiguration
+    private let initialRemote: any SyncRemote
+    private let reconnect: @Sendable (SyncRemoteError) async -> (any SyncRemote)?
+    private let events: @Sendable (SyncEvent) -> Void
+
+    private let lock = NSLock()
+    private var statusValue = SyncStatus()
+    private var continuation: AsyncStream<Input>.Continuation?
+    private var stopped = false
+    private var pump: LocalPump?
+
+    /// Where the inotify watch limit is read (tests point it at a file of their own).
+    var watchLimitPath = "/proc/sys/fs/inotify/max_user_watches"
+
+    enum Input: Sendable {
+        case local(LocalBatch)
+        case remote(generation: Int, paths: [String])
+        case remoteEnded(generation: Int, reason: String)
+        case saveTick
+        case stop
+    }
+
+    public init(
+        configuration: SyncConfiguration,
+        remote: any SyncRemote,
+        reconnect: @escaping @Sendable (SyncRemoteError) async -> (any SyncRemote)? = { _ in nil },
+        events: @escaping @Sendable (SyncEvent) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.initialRemote = remote
+        self.reconnect = reconnect
+        self.events = events
+    }
+
+    /// The sync's state now (phase, open conflicts, the last batch, totals).
+    public var status: SyncStatus {
+        lock.withLock { statusValue }
+    }
+
+    /// Ends ``run()`` after the batch in progress (safe from any thread, at any time).
+    public func stop() {
+        lock.lock()
+        stopped = true
+        let continuation = self.continuation
+        let pump = self.pump
+        lock.unlock()
+        continuation?.yield(.stop)
+        pump?.cancel()
+    }
+
+    private func publish(_ change: @Sendable (inout SyncStatus) -> Void) {
+        lock.withLock { change(&statusValue) }
+    }
+
+    /// Runs the sync: the initial sync, then (unless `noWatch`) both directions until
+    /// ``stop()``. Throws when the remote is gone for good or cannot be used, or when the local
+    /// root cannot be read at start.
+    public func run() async throws(SyncError) {
+        let name = configuration.name
+        guard let root = LocalTree.realRoot(configuration.localRoot) else {
+            throw .localRoot(path: configuration.localRoot, reason: String(cString: strerror(errno)))
+        }
+        var info = stat()
+        guard stat(root, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw .localRoot(path: configuration.localRoot, reason: "not a directory")
+        }
+        var state = SyncState()
+        if let path = configuration.statePath {
+            let loaded = SyncState.load(from: path)
+            state = loaded.state
+            if let problem = loaded.problem { events(.note(problem)) }
+        }
+        let (inputs, continuation) = AsyncStream<Input>.makeStream()
+        let alreadyStopped = lock.withLock {
+            self.continuation = continuation
+            return stopped
+        }
+        defer {
+            continuation.finish()
+            publish { $0.phase = .stopped }
+        }
+        if alreadyStopped { return }
+
+        let events = self.events
+        let session = SyncSession(
+            configuration: configuration,
+            remote: initialRemote,
+            root: root,
+            state: state,
+            emit: events,
+            publish: { [weak self] change in self?.publish(change) }
+        )
+        session.publishConflicts()
+
+        // Watch before the first scan, so that nothing changed during it is missed.
+        let watching = !configuration.noWatch
+        var localPump: LocalPump?
+        if watching && !configuration.disableUpload {
+            do {
+                localPump = try LocalPump.start(
+                    root: root,
+                    configuration: configuration,
+                    continuation: continuation,
+                    events: events
+                )
+            } catch {
+                throw .watchFailed(name: name, reason: error.description)
+            }
+        }
+        lock.withLock { pump = localPump }
+        defer {
+            localPump?.cancel()
+            localPump?.join()
+        }
+
+        let result: Result<Void, SyncError> = await withTaskGroup(of: Void.self) { group in
+            var generation = 0
+            /// Subscribes to the remote's changes before its manifest is read (so nothing made
+            /// in between is missed) and forwards them to the loop.
+            func follow(_ remote: any SyncRemote) async throws(SyncRemoteError) {
+                guard watching && !configuration.disableDownload else { return }
+                let stream = try await remote.changes()
+                generation += 1
+                let current = generation
+                group.addTask {
+                    do {
+                        for try await paths in stream {
+                            continuation.yield(.remote(generation: current, paths: paths))
+                        }
+                        continuation.yield(.remoteEnded(generation: current, reason: "the change stream ended"))
+                    } catch {
+                        continuation.yield(.remoteEnded(generation: current, reason: "\(error)"))
+                    }
+                }
+            }
+
+            /// Runs one step; a disconnect is answered by a new remote and a new initial sync.
+            func perform(_ step: () async throws(SyncRemoteError) -> Void) async -> SyncError? {
+                do {
+                    try await step()
+                    return nil
+                } catch .disconnected(let reason) {
+                    return await reconnectAfter(reason)
+                } catch {
+                    return .remoteFailed(name: name, reason: error.description)
+                }
+            }
+
+            func reconnectAfter(_ first: String) async -> SyncError? {
+                var reason = first
+                while true {
+                    events(.disconnected(reason: reason))
+                    publish { $0.phase = .reconnecting }
+                    session.remote.close()
+                    guard let next = await reconnect(.disconnected(reason)) else {
+                        return .remoteGone(name: name, reason: reason)
+                    }
+                    session.remote = next
+                    do {
+                        try await follow(next)
+                        events(.reconnected)
+                        try await session.initialSync()
+                        return nil
+                    } catch .disconnected(let again) {
+                        reason = again
+                    } catch {
+                        return .remoteFailed(name: name, reason: error.description)
+                    }
+                }
+            }
+
+            let first = await perform { () async throws(SyncRemoteError) in
+                try await follow(session.remote)
+                try await session.initialSync()
+            }
+            if let failure = first {
+                group.cancelAll()
+                return .failure(failure)
+            }
+            if !watching {
+                session.saveState(force: true)
+                session.remote.close()
+                group.cancelAll()
+                return .success(())
+            }
+            let needed = session.watchedDirectories
+            if let limit = Self.watchLimit(at: watchLimitPath), needed > limit {
+                events(.watchLimitTooLow(needed: needed, limit: limit, command: Self.watchLimitCommand(needed: needed)))
+            }
+            events(.watching)
+            var saveScheduled = false
+            var outcome: Result<Void, SyncError> = .success(())
+            loop: for await input in inputs {
+                var failure: SyncError?
+                switch input {
+                case .stop:
+                    break loop
+                case .local(let batch):
+                    failure = await perform { () async throws(SyncRemoteError) in
+                        try await session.handleLocal(batch)
+                    }
+                case .remote(let from, let paths):
+                    guard from == generation else { continue }
+                    failure = await perform { () async throws(SyncRemoteError) in
+                        try await session.handleRemote(paths)
+                    }
+                case .remoteEnded(let from, let reason):
+                    guard from == generation, !isStopped else { continue }
+                    failure = await reconnectAfter(reason)
+                case .saveTick:
+                    saveScheduled = false
+                }
+                if let failure {
+                    outcome = .failure(failure)
+                    break loop
+                }
+                if session.saveState(), !saveScheduled {
+                    saveScheduled = true
+                    group.addTask {
+                        try? await Task.sleep(for: .seconds(1))
+                        continuation.yield(.saveTick)
+                    }
+                }
+            }
+            session.saveState(force: true)
+            session.remote.close()
+            group.cancelAll()
+            return outcome
+        }
+        try result.get()
+    }
+
+    private var isStopped: Bool {
+        lock.withLock { stopped }
+    }
+
+    /// `fs.inotify.max_user_watches`, read from `path`.
+    static func watchLimit(at path: String) -> Int? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return Int(trimSpace(text))
+    }
+
+    /// The command that raises the limit for `needed` directories (twice that, at least 524288).
+    static func watchLimitCommand(needed: Int) -> String {
+        "sudo sysctl -w fs.inotify.max_user_watches=\(max(524_288, needed * 2))"
+    }
+}
+
+/// The local side's watcher thread: takes batches from the subscription, holds them while git
+/// holds its index lock, and hands them to the engine.
+final class LocalPump: @unchecked Sendable {
+    private let subscription: WatchSubscription
+    private let root: String
+    private let gitLock: String?
+    private let timing: SyncTiming
+    private let continuation: AsyncStream<SyncEngine.Input>.Continuation
+    private let events: @Sendable (SyncEvent) -> Void
+    private var thread: pthread_t?
+    private let lock = NSLock()
+
+    private init(
+        subscription: WatchSubscription,
+        root: String,
+        gitLock: String?,
+        timing: SyncTiming,
+        continuation: AsyncStream<SyncEngine.Input>.Continuation,
+        events: @escaping @Sendable (SyncEvent) -> Void
+    ) {
+        self.subscription = subscription
+        self.root = root
+        self.gitLock = gitLock
+        self.timing = timing
+        self.continuation = continuation
+        self.events = events
+    }
+
+    /// Subscribes to the local root (and the git directory, for its index lock) and starts the
+    /// thread.
+    static func start(
+        root: String,
+        configuration: SyncConfiguration,
+        continuation: AsyncStream<SyncEngine.Input>.Continuation,
+        events: @escaping @Sendable (SyncEvent) -> Void
+    ) throws(WatchError) -> LocalPump {
+        var roots: [WatchRoot] = [.tree(root, filter: configuration.filter.uploadWatchFilter)]
+        let gitDirectory = Self.gitDirectory(of: root)
+        if let gitDirectory { roots.append(.directory(gitDirectory, filter: IndexLockFilter())) }
+        let subscription = try FileWatcher.shared.subscribe(
+            roots,
+            skipping: configuration.skipping,
+            batching: configuration.timing.batching,
+            requireRoots: true,
+            notes: { events(.note($0)) }
+        )
+        let pump = LocalPump(
+            subscription: subscription,
+            root: root,
+            gitLock: gitDirectory.map { $0 + "/index.lock" },
+            timing: configuration.timing,
+            continuation: continuation,
+            events: events
+        )
+        switch startThread({ pump.loop() }) {
+        case .success(let thread):
+            pump.lock.lock()
+            pump.thread = thread
+            pump.lock.unlock()
+        case .failure(let error):
+            subscription.cancel()
+            throw .threadFailed(reason: error.reason)
+        }
+        return pump
+    }
+
+    /// The git directory of the work tree holding `root` (for a linked worktree,
+    /// `.git/worktrees/NAME`): where git puts `index.lock`.
+    static func gitDirectory(of root: String) -> String? {
+        guard let repository = try? GitRepository.discover(from: root), repository.workdir != nil else { return nil }
+        return repository.gitDir
+    }
+
+    func cancel() { subscription.cancel() }
+
+    func join() {
+        lock.lock()
+        let thread = self.thread
+        self.thread = nil
+        lock.unlock()
+        if let thread { pthread_join(thread, nil) }
+    }
+
+    private var lockHeld: Bool {
+        guard let gitLock else { return false }
+        return access(gitLock, F_OK) == 0
+    }
+
+    private enum Hold {
+        case none
+        /// git holds its lock (since when the batch waits).
+        case locked(since: ContinuousClock.Instant)
+        /// git released it; the batch waits for quiet, or for git to take it again.
+        case released(at: ContinuousClock.Instant, lastActivity: ContinuousClock.Instant)
+    }
+
+    private func loop() {
+        var rootGone = false
+        var pending = Pending()
+        var hold = Hold.none
+        var heldSince: ContinuousClock.Instant?
+        var staleLock = false
+        let window = Duration.milliseconds(timing.gitReleaseMilliseconds)
+        let limit = Duration.milliseconds(timing.gitLockLimitMilliseconds)
+        let quiet = Duration.milliseconds(timing.burstMilliseconds)
+        while true {
+            let now = ContinuousClock.now
+            let deadline: ContinuousClock.Instant?
+            switch hold {
+            case .locked(let since):
+                // The release is an event of the git directory; the poll covers a missed one.
+                deadline = min(since + limit, now + .milliseconds(250))
+            case .released(let at, let last):
+                deadline = min(at + window, last + quiet)
+            case .none:
+                // While the root is gone nothing can be watched: every second the watcher is
+                // asked to watch it again (it then reports the root for a rescan).
+                deadline = rootGone ? now + .seconds(1) : nil
+            }
+            var flush = false
+            switch subscription.next(until: deadline) {
+            case .cancelled:
+                return
+            case .batch(let batch):
+                pending.merge(batch)
+                rootGone = access(root, F_OK) != 0
+                let held = lockHeld
+                if !held { staleLock = false }
+                if held && !staleLock {
+                    if case .locked = hold {
+                    } else {
+                        hold = .locked(since: .now)
+                        if heldSince == nil {
+                            heldSince = .now
+                            events(.waitingForGit)
+                        }
+                    }
+                    continue
+                }
+                // After a release the batch waits for a burst's quiet since the last event (the
+                // subscription's own quiet counts), so that a rebase's next step joins it.
+                switch hold {
+                case .locked:
+                    hold = .released(at: .now, lastActivity: batch.lastEvent)
+                case .released(let at, _):
+                    if ContinuousClock.now >= at + window {
+                        flush = true
+                    } else {
+                        hold = .released(at: at, lastActivity: batch.lastEvent)
+                    }
+                case .none:
+                    flush = true
+                }
+            case .timedOut:
+                switch hold {
+                case .locked(let since):
+                    if lockHeld {
+                        guard ContinuousClock.now >= since + limit else { continue }
+                        staleLock = true
+                        events(.gitLockStale(path: gitLock ?? "index.lock", heldFor: ContinuousClock.now - since))
+                        flush = true
+                    } else {
+                        hold = .released(at: .now, lastActivity: .now)
+                    }
+                case .released:
+                    flush = true
+                case .none:
+                    if rootGone {
+                        rootGone = access(root, F_OK) != 0
+                        if !rootGone { subscription.drain() }
+                    }
+                }
+            }
+            guard flush else { continue }
+            if let first = pending.firstEvent, !pending.isEmpty {
+                continuation.yield(
+                    .local(
+                        LocalBatch(
+                            changes: pending.changes,
+                            rescan: pending.rescan,
+                            firstEvent: first,
+                            waitedForGit: heldSince.map { ContinuousClock.now - $0 }
+                        )
+                    )
+                )
+            }
+            pending = Pending()
+            hold = .none
+            heldSince = nil
+        }
+    }
+
+    /// Watcher batches gathered while git works.
+    private struct Pending {
+        var order: [String] = []
+        var byPath: [String: PathChange] = [:]
+        var rescan: RescanReason?
+        var firstEvent: ContinuousClock.Instant?
+
+        var changes: [PathChange] { order.compactMap { byPath[$0] } }
+        var isEmpty: Bool { order.isEmpty && rescan == nil }
+
+        mutating func merge(_ batch: WatchBatch) {
+            if firstEvent == nil { firstEvent = batch.firstEvent }
+            for change in batch.changes {
+                if change.root != 0 { continue }  // git's index.lock: only a wake-up
+                if var existing = byPath[change.path] {
+                    existing.kinds.formUnion(change.kinds)
+                    existing.isDirectory = change.isDirectory
+                    if change.renamedFrom != nil { existing.renamedFrom = change.renamedFrom }
+                    byPath[change.path] = existing
+                } else {
+                    order.append(change.path)
+                    byPath[change.path] = change
+                }
+            }
+            if let reason = batch.rescan[0], rescan == nil || rescan == .watchedAgain { rescan = reason }
+        }
+    }
+}
+
+/// The git directory's filter: only `index.lock` is reported.
+struct IndexLockFilter: WatchFilter {
+    func isExcluded(_ relativePath: String, isDirectory: Bool) -> Bool { relativePath != "index.lock" }
+    func mayIncludeBelow(_ relativePath: String) -> Bool { false }
+}

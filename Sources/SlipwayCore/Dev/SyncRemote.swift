@@ -99,12 +99,18 @@ public enum SyncRemoteError: Error, Sendable, Equatable, CustomStringConvertible
     case unusable(String)
     /// The helper answered something that does not follow the protocol.
     case protocolViolation(String)
+    /// One path could not be handled, the remote as a whole still works: a download of a file
+    /// removed meanwhile (`ENOENT`), of something that is not a regular file, of a file that
+    /// changed while it was read (`EAGAIN`: read it again), a destination that cannot be
+    /// written; a watch that cannot start. `message` names the path.
+    case failed(path: String, errno: Int32, message: String)
 
     public var description: String {
         switch self {
         case .disconnected(let detail): return "the sync channel closed: \(detail)"
         case .unusable(let detail): return detail
         case .protocolViolation(let detail): return "the sync helper answered out of protocol: \(detail)"
+        case .failed(_, _, let message): return message
         }
     }
 }

@@ -13,6 +13,8 @@ let package = Package(
         .executable(name: "slipway", targets: ["slipway"]),
         /// The program of a `--local` pod's infra container, installed beside `slipway`.
         .executable(name: "slipway-pause", targets: ["SlipwayPause"]),
+        /// The sync helper slipway copies into containers, installed beside `slipway`.
+        .executable(name: "slipway-helper", targets: ["SlipwayHelper"]),
         .library(name: "SlipwayCore", targets: ["SlipwayCore"]),
     ],
     dependencies: [
@@ -31,7 +33,9 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         /// The git hook script (`hooks/slipway-hook`), embedded in the binary as `HookScript.text`.
         .target(
-            name: "SlipwayHookScript", path: "hooks", resources: [.embedInCode("slipway-hook")],
+            name: "SlipwayHookScript",
+            path: "hooks",
+            resources: [.embedInCode("slipway-hook")],
             swiftSettings: strict
         ),
         /// The engine: config, git, build, deploy. Never prints, never exits.
@@ -62,11 +66,21 @@ let package = Package(
                 .unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])
             ]
         ),
+        /// `slipway-helper`: the static C program slipway runs inside a container to sync a tree
+        /// there (docs/sync-protocol.md).
+        .executableTarget(
+            name: "SlipwayHelper",
+            cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra"])],
+            linkerSettings: [
+                .unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])
+            ]
+        ),
         /// Helpers shared by the test targets: temporary directories, processes, engine checks.
         .target(name: "SlipwayTestSupport", path: "Tests/SlipwayTestSupport", swiftSettings: strict),
         .testTarget(
             name: "SlipwayCoreTests",
-            dependencies: ["SlipwayCore", "SlipwayTestSupport"],
+            // The sync tests copy the helper into containers and run the pause program as PID 1.
+            dependencies: ["SlipwayCore", "SlipwayTestSupport", "SlipwayHelper", "SlipwayPause"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -3,7 +3,8 @@
 #
 # One command, safe to rerun: Debian packages (apt-get update only when one is missing),
 # `swift build -c release --static-swift-stdlib --product slipway` (and `--product slipway-pause`, the
-# static program of `--local` pods' infra containers), both into PREFIX/bin, a Docker engine that
+# static program of `--local` pods' infra containers, and `--product slipway-helper`, the static
+# program sync runs inside containers), all three into PREFIX/bin, a Docker engine that
 # answers (started here with `dockerd --bridge=none` when nothing else runs one), the
 # offline base image `slipway/busybox:latest`, then `slipway build` in the example and
 # `slipway deploy` of examples/deploy (its containers left running on 127.0.0.1:8081).
@@ -24,7 +25,8 @@ Usage: ./install.sh [options]
 
 Sets up this machine for slipway and runs the main job: installs the Debian packages
 slipway needs, builds it (swift build -c release --static-swift-stdlib --product slipway, and
---product slipway-pause for `--local` pods), installs both binaries into PREFIX/bin,
+--product slipway-pause for `--local` pods and --product slipway-helper for sync), installs
+the three binaries into PREFIX/bin,
 makes sure a Docker engine answers, creates the offline base image slipway/busybox:latest
 runs `slipway build` in the example, and deploys examples/deploy (an app and a sidecar
 as local containers; the app answers on http://127.0.0.1:8081/). Safe to rerun.
@@ -551,6 +553,7 @@ ensure_swift() {
 
 BINARY=""
 PAUSE_BINARY=""
+HELPER_BINARY=""
 build_slipway() {
     ensure_swift
     local scratch=()
@@ -569,7 +572,12 @@ build_slipway() {
     swift build -c release --static-swift-stdlib --product slipway-pause ${scratch[@]+"${scratch[@]}"}
     PAUSE_BINARY=$bin_path/slipway-pause
     [[ -x $PAUSE_BINARY ]] || die "swift build finished but $PAUSE_BINARY does not exist"
-    done_step "built $BINARY and $PAUSE_BINARY"
+    # Sync copies this static program into containers (/.slipway/helper) and talks to it.
+    say "building: swift build -c release --static-swift-stdlib --product slipway-helper ${scratch[*]}"
+    swift build -c release --static-swift-stdlib --product slipway-helper ${scratch[@]+"${scratch[@]}"}
+    HELPER_BINARY=$bin_path/slipway-helper
+    [[ -x $HELPER_BINARY ]] || die "swift build finished but $HELPER_BINARY does not exist"
+    done_step "built $BINARY, $PAUSE_BINARY and $HELPER_BINARY"
 }
 
 install_binary() {
@@ -579,8 +587,8 @@ install_binary() {
     [[ -w $dest_dir ]] || run=("${SUDO[@]}")
     ((${#run[@]})) || [[ -w $dest_dir ]] || die "$dest_dir is not writable; rerun as root or choose --prefix"
     local source name dest temp
-    # slipway looks for slipway-pause beside itself.
-    for source in "$PAUSE_BINARY" "$BINARY"; do
+    # slipway looks for slipway-pause and slipway-helper beside itself.
+    for source in "$PAUSE_BINARY" "$HELPER_BINARY" "$BINARY"; do
         name=${source##*/}
         dest=$dest_dir/$name
         if [[ -x $dest ]] && cmp -s "$source" "$dest"; then
@@ -658,7 +666,7 @@ deploy_example() {
 
 uninstall() {
     local dest
-    for dest in "$PREFIX/bin/slipway" "$PREFIX/bin/slipway-pause"; do
+    for dest in "$PREFIX/bin/slipway" "$PREFIX/bin/slipway-pause" "$PREFIX/bin/slipway-helper"; do
         if [[ -e $dest || -L $dest ]]; then
             if [[ -w $PREFIX/bin ]]; then rm -f "$dest"; else as_root rm -f "$dest"; fi
             done_step "removed $dest"

@@ -224,12 +224,24 @@ extension SlipwayCommand {
             } else if !global.silent {
                 Terminal.out(Self.describe(plan))
             }
-            // The engine (ContainerSyncRemote + SyncEngine) runs `plan` here, holding `lock`;
-            // until it is wired in, sync prints what it would sync and stops.
-            if !global.silent {
-                Terminal.error("slipway: the sync engine is not in this build yet; the plan above was not run")
+            guard let program = SyncHelperProgram.program(besides: selfExecutable(), environment: environment) else {
+                Terminal.error(
+                    "slipway: \(SyncHelperProgram.programName), the program sync runs inside the container, is not installed beside slipway nor on PATH; reinstall slipway (./install.sh installs it)"
+                )
+                throw ExitCode.failure
             }
+            let stateDirectory = loaded?.directory ?? directory
+            let render = SyncEventRenderer(plan: plan, json: json, silent: global.silent, debug: global.debug)
+            let failures = await SyncRunner.run(
+                plan,
+                program: program,
+                stateDirectory: stateDirectory,
+                environment: environment,
+                events: { target, event in render.show(target, event) }
+            )
             withExtendedLifetime(lock) {}
+            for failure in failures { Terminal.error("slipway: \(failure.message)") }
+            if !failures.isEmpty { throw ExitCode.failure }
         }
 
         /// Asks on the terminal when standard input is one (and not `--silent`).

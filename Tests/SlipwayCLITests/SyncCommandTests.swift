@@ -156,21 +156,38 @@ struct SyncCommandTests {
         try withProject { dir, c in
             let id = try c.make("web", container: "main", user: ["tier": "web"], workdir: "/srv")
             try c.make("feature", container: "main", branch: "feature-login")
-            let plain = try SlipwayBinary.run(["sync", "-c", "main", "--path", "src:code", "--json"], in: dir)
+            let plain = try SlipwayBinary.run(
+                ["sync", "-c", "main", "--path", "src:code", "--json", "--no-watch"],
+                in: dir
+            )
             #expect(plain.status == 0, "\(plain.stderr)")
-            let json = try #require(try JSONSerialization.jsonObject(with: Data(plain.stdout.utf8)) as? [String: Any])
+            let first = String(plain.stdout.split(separator: "\n").first ?? "")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
             let targets = try #require(json["targets"] as? [[String: Any]])
             #expect(targets.count == 1)
             #expect(targets.first?["remoteRoot"] as? String == "/srv/code")
             #expect(targets.first?["localRoot"] as? String == dir + "/src")
             #expect((targets.first?["container"] as? [String: Any])?["id"] as? String == id)
-            #expect(plain.stderr.contains("the sync engine is not in this build yet"))
+            // The initial sync ran: its batch is the next line, as JSON.
+            #expect(plain.stdout.contains("\"event\":\"batch\""), "\(plain.stdout)")
             // The human form; a branch environment by its branch's name.
-            let branch = try SlipwayBinary.run(["sync", "--branch-env=feature/login", "-c", "main"], in: dir)
+            let branch = try SlipwayBinary.run(
+                ["sync", "--branch-env=feature/login", "-c", "main", "--path", "src:/code", "--no-watch"],
+                in: dir
+            )
             #expect(branch.status == 0, "\(branch.stderr)")
             #expect(
-                branch.stdout.contains(" ⇄ \(c.name("feature")):/ (preferLocal, both ways, watching)"),
+                branch.stdout.contains(" ⇄ \(c.name("feature")):/code (preferLocal, both ways, once)"),
                 "\(branch.stdout)"
+            )
+            // The container's / is never a sync root (its working directory is /).
+            let slash = try SlipwayBinary.run(
+                ["sync", "--branch-env=feature/login", "-c", "main", "--no-watch"],
+                in: dir
+            )
+            #expect(
+                slash.status == 1 && slash.stderr.contains("sync a directory of the application instead"),
+                "\(slash.stderr)"
             )
             // Labels, and the config's entry for a named dev entry (its ignored fields noted).
             let named = try SlipwayBinary.run(["sync", "app", "--no-watch"], in: dir)
@@ -229,7 +246,7 @@ struct SyncCommandTests {
             defer { _ = try? sh(["kill", "-9", pid], cwd: dir) }
             var refused: SlipwayBinary.Result?
             for _ in 0..<50 {
-                let r = try SlipwayBinary.run(["sync", "-c", "main", "--path", ".:/app"], in: dir)
+                let r = try SlipwayBinary.run(["sync", "-c", "main", "--path", ".:/app", "--no-watch"], in: dir)
                 if r.status == 1 {
                     refused = r
                     break
@@ -244,7 +261,9 @@ struct SyncCommandTests {
                 "\(r.stderr)"
             )
             // Another path of the same container is free.
-            #expect(try SlipwayBinary.run(["sync", "-c", "main", "--path", ".:/other"], in: dir).status == 0)
+            #expect(
+                try SlipwayBinary.run(["sync", "-c", "main", "--path", ".:/other", "--no-watch"], in: dir).status == 0
+            )
         }
     }
 
@@ -252,7 +271,7 @@ struct SyncCommandTests {
         try withProject { dir, c in
             try c.make("late", container: "late", start: false)
             let script = """
-                "$1" sync -c late --wait --wait-timeout 120 --json > out.json 2> err.txt &
+                "$1" sync -c late --path src:/code --wait --wait-timeout 120 --json --no-watch > out.json 2> err.txt &
                 pid=$!
                 sleep 1
                 docker start "$2" > /dev/null
@@ -265,7 +284,7 @@ struct SyncCommandTests {
                 "\(r.stdout) \(r.stderr) \((try? String(contentsOfFile: dir + "/err.txt", encoding: .utf8)) ?? "")"
             )
             let out = try String(contentsOfFile: dir + "/out.json", encoding: .utf8)
-            #expect(out.contains("\"name\" : \"\(c.name("late"))\""), "\(out)")
+            #expect(out.contains("\"name\":\"\(c.name("late"))\""), "\(out)")
         }
     }
 

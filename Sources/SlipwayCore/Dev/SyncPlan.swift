@@ -118,7 +118,8 @@ public struct SyncPlan: Sendable, Equatable, Codable {
     /// The plan as JSON (`--json`).
     public func json() -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // One line: the events of the sync follow it, one JSON object per line.
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let data = try? encoder.encode(self) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
     }

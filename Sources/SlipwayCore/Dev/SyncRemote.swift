@@ -99,12 +99,18 @@ public enum SyncRemoteError: Error, Sendable, Equatable, CustomStringConvertible
     case unusable(String)
     /// The helper answered something that does not follow the protocol.
     case protocolViolation(String)
+    /// One path could not be handled, the remote as a whole still works: a download of a file
+    /// removed meanwhile (`ENOENT`), of something that is not a regular file, of a file that
+    /// changed while it was read (`EAGAIN`: read it again), a destination that cannot be
+    /// written; a watch that cannot start. `message` names the path.
+    case failed(path: String, errno: Int32, message: String)
 
     public var description: String {
         switch self {
         case .disconnected(let detail): return "the sync channel closed: \(detail)"
         case .unusable(let detail): return detail
         case .protocolViolation(let detail): return "the sync helper answered out of protocol: \(detail)"
+        case .failed(_, _, let message): return message
         }
     }
 }
@@ -128,7 +134,7 @@ public protocol SyncRemote: AnyObject, Sendable {
     /// never replaced — the engine renames it into place) and returns the remote entry it read.
     /// When `path` is no longer a regular file (removed or replaced meanwhile), the remote
     /// creates nothing and either returns the entry it found there (a directory, a symlink)
-    /// or throws ``SyncRemoteError/unusable(_:)`` naming the path: the engine treats both as
+    /// or throws ``SyncRemoteError/failed(path:errno:message:)`` naming the path: the engine treats both as
     /// "that path changed again" and looks at it once more, it does not stop.
     func download(_ path: String, to destination: String) async throws(SyncRemoteError) -> SyncEntry
     /// Paths (relative) under the root that changed on the remote side since the call,

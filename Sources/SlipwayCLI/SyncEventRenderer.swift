@@ -1,0 +1,122 @@
+import Foundation
+import SlipwayCore
+
+/// Renders a running sync's events: one line per batch (files, bytes, latency) on stdout, the
+/// decisions that need a look (conflicts, refusals, failures; every decision with `--debug`),
+/// pauses, reconnects and notes on stderr; with `--json`, one JSON object per line on stdout.
+struct SyncEventRenderer: Sendable {
+    let names: [String]
+    let json: Bool
+    let silent: Bool
+    let debug: Bool
+
+    init(plan: SyncPlan, json: Bool, silent: Bool, debug: Bool = false) {
+        names = plan.targets.map { "\($0.container.name):\($0.remoteRoot)" }
+        self.json = json
+        self.silent = silent
+        self.debug = debug
+    }
+
+    func show(_ target: Int, _ event: SyncEvent) {
+        let name = target < names.count ? names[target] : "sync"
+        if json {
+            if let line = Self.json(name, event) { Terminal.out(line + "\n") }
+            return
+        }
+        switch event {
+        case .batch(let report):
+            guard !silent else { return }
+            var line =
+                "\(name): \(report.kind.rawValue) \(report.files) file\(report.files == 1 ? "" : "s"), "
+                + "\(Self.bytes(report.bytes)), \(report.changes) change\(report.changes == 1 ? "" : "s") in "
+                + Self.milliseconds(report.latency)
+            if let git = report.waitedForGit { line += " (waited \(Self.milliseconds(git)) for git)" }
+            if report.conflicts > 0 { line += ", \(report.conflicts) conflict\(report.conflicts == 1 ? "" : "s")" }
+            if report.failures > 0 { line += ", \(report.failures) failed" }
+            Terminal.out(line + "\n")
+        case .decision(let decision):
+            switch decision.action {
+            case .conflict, .refused, .failed: Terminal.error("\(name): \(decision)")
+            default: if debug { Terminal.error("\(name): \(decision)") }
+            }
+        case .initialSyncStarted(let strategy, let local, let remote):
+            if !silent {
+                Terminal.error(
+                    "\(name): initial sync (\(strategy.rawValue)): \(local) local, \(remote) in the container"
+                )
+            }
+        case .watching:
+            if !silent { Terminal.error("\(name): watching both sides") }
+        case .waitingForGit:
+            if debug { Terminal.error("\(name): git holds its index lock; the batch waits") }
+        case .gitLockStale(let path, let held):
+            Terminal.error("\(name): \(path) held for \(Self.milliseconds(held)); sending the batch anyway")
+        case .rescan(let reason): Terminal.error("\(name): rescan: \(reason)")
+        case .watchLimitTooLow(let needed, let limit, let command):
+            Terminal.error(
+                "\(name): \(needed) directories to watch but fs.inotify.max_user_watches is \(limit); run: \(command)"
+            )
+        case .paused(let reason): Terminal.error("\(name): \(reason)")
+        case .resumed: Terminal.error("\(name): resumed")
+        case .disconnected(let reason): Terminal.error("\(name): disconnected (\(reason)); reconnecting")
+        case .reconnected: Terminal.error("\(name): reconnected; comparing both sides again")
+        case .note(let text): if !silent { Terminal.error("\(name): note: \(text)") }
+        }
+    }
+
+    static func milliseconds(_ d: Duration) -> String {
+        let (s, atto) = d.components
+        let ms = Double(s) * 1000 + Double(atto) / 1e15
+        return ms < 10 ? String(format: "%.1f ms", ms) : String(format: "%.0f ms", ms)
+    }
+
+    static func bytes(_ n: UInt64) -> String {
+        if n < 1024 { return "\(n) B" }
+        if n < 1 << 20 { return String(format: "%.1f KiB", Double(n) / 1024) }
+        return String(format: "%.1f MiB", Double(n) / 1_048_576)
+    }
+
+    /// One JSON object for machines, or nil for events they do not need.
+    static func json(_ name: String, _ event: SyncEvent) -> String? {
+        var object: [String: Any] = ["sync": name]
+        switch event {
+        case .batch(let r):
+            object["event"] = "batch"
+            object["kind"] = r.kind.rawValue
+            object["files"] = r.files
+            object["bytes"] = r.bytes
+            object["changes"] = r.changes
+            object["conflicts"] = r.conflicts
+            object["failures"] = r.failures
+            let (s, atto) = r.latency.components
+            object["latencyMs"] = Double(s) * 1000 + Double(atto) / 1e15
+        case .decision(let d):
+            object["event"] = "decision"
+            object["path"] = d.path
+            object["direction"] = d.direction.rawValue
+            object["decision"] = d.description
+        case .paused(let reason):
+            object["event"] = "paused"
+            object["reason"] = reason.description
+        case .disconnected(let reason):
+            object["event"] = "disconnected"
+            object["reason"] = reason
+        case .reconnected: object["event"] = "reconnected"
+        case .rescan(let reason):
+            object["event"] = "rescan"
+            object["reason"] = reason
+        case .watching: object["event"] = "watching"
+        case .note(let text):
+            object["event"] = "note"
+            object["text"] = text
+        default: return nil
+        }
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: object,
+                options: [.sortedKeys, .withoutEscapingSlashes]
+            )
+        else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -409,7 +409,9 @@ struct SyncHelperTests {
             let manyOutcomes = try await remote.apply(many)
             let took = started.duration(to: .now)
             #expect(manyOutcomes.allSatisfy { appliedEntry($0) != nil })
-            #expect(took < .seconds(10), "1,000 writes took \(took)")
+            // A bound, not a speed target (bench/sync-channel measures speed): generous for a
+            // loaded machine.
+            #expect(took < .seconds(60), "1,000 writes took \(took)")
             let counted = try await remote.manifest(hashing: [], hashAll: false).filter { $0.path.hasPrefix("many/") }
             #expect(counted.count == 1000)
             #expect(remote.takeNotes().isEmpty)

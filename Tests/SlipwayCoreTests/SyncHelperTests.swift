@@ -648,6 +648,52 @@ struct SyncHelperTests {
         }
     }
 
+    @Test(.requiresDockerEngine)
+    func anOverflowedQueueIsReportedAsUnknown() async throws {
+        let containers = Containers()
+        defer { containers.removeAll() }
+        let id = try await containers.start(SyncVariant(scratch: false, user: nil))
+        let remote = try await ContainerSyncRemote.connect(
+            api: containers.api,
+            container: id,
+            program: try builtProgram("slipway-helper"),
+            options: .init(root: "/app")
+        )
+        defer { remote.close() }
+        _ = try await remote.apply([.mkdir(path: "flood", mode: 0o755)])
+        let changes = try await remote.changes()
+        let limit =
+            Int(
+                (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            ) ?? 16384
+        // The helper frozen, the engine unpacks more files into a watched directory than the
+        // kernel queues events for (each file: created, written, closed, attributes).
+        #expect(try docker("pause", id).status == 0)
+        let files = limit / 3 + 1000
+        do {
+            defer { _ = try? docker("unpause", id) }
+            try containers.api.putArchive(container: id, path: "/app") { tar in
+                for index in 0..<files {
+                    try tar.appendFile("flood/\(index)", TarAttributes(mode: 0o644, uid: 7), contents: [1])
+                }
+            }
+        }
+        let unknown = Task {
+            for try await batch in changes where batch.isEmpty { return true }
+            return false
+        }
+        let timer = Task {
+            try await Task.sleep(for: .seconds(10))
+            unknown.cancel()
+        }
+        defer { timer.cancel() }
+        #expect(try await unknown.value, "an overflow must reach the engine as an unknown batch")
+        // The tree is all there; removing it in the container is quicker than the engine's.
+        #expect(try await remote.manifest(hashing: [], hashAll: false).count == files + 1)
+        #expect(try await remote.apply([.remove(path: "flood", expect: .anything)]) == [.applied(nil)])
+    }
+
     // MARK: Restarts, stale helpers, read-only roots, engines without the socket
 
     @Test(.requiresDockerEngine)

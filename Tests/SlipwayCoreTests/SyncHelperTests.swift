@@ -586,6 +586,116 @@ struct SyncHelperTests {
         }
     }
 
+    @Test(.requiresDockerEngine)
+    func aFileInADirectoryItCannotWriteIsWrittenInPlace() async throws {
+        try await withTemporaryDirectory { dir in
+            let variant = SyncVariant(scratch: false, user: "1234:1234")
+            let containers = Containers()
+            defer { containers.removeAll() }
+            let id = try await containers.start(variant)
+            let remote = try await ContainerSyncRemote.connect(
+                api: containers.api,
+                container: id,
+                program: try builtProgram("slipway-helper"),
+                options: .init(root: variant.root, user: variant.user)
+            )
+            defer { remote.close() }
+            _ = try await remote.apply([.mkdir(path: "x", mode: 0o755)])
+            // A directory of root's with one file the user may write and one it may not.
+            let setup = try docker(
+                "exec",
+                "--user",
+                "0",
+                id,
+                "sh",
+                "-c",
+                "mkdir \(variant.root)/locked && echo old-content-longer > \(variant.root)/locked/mine && "
+                    + "chown 1234:1234 \(variant.root)/locked/mine && echo root > \(variant.root)/locked/theirs"
+            )
+            #expect(setup.status == 0, "\(setup.stderr)")
+            try writeFile(dir + "/new", Array("new\n".utf8))
+            let outcomes = try await remote.apply([
+                .write(
+                    path: "locked/mine",
+                    source: dir + "/new",
+                    mode: 0o600,
+                    mtimeNanoseconds: 1_650_000_000_000_000_000,
+                    expect: .anything
+                ),
+                .write(
+                    path: "locked/theirs",
+                    source: dir + "/new",
+                    mode: 0o644,
+                    mtimeNanoseconds: 0,
+                    expect: .anything
+                ),
+                .write(path: "locked/fresh", source: dir + "/new", mode: 0o644, mtimeNanoseconds: 0, expect: .absent),
+            ])
+            let written = try #require(appliedEntry(outcomes[0]), "\(outcomes[0])")
+            #expect(written.size == 4 && written.mode == 0o600 && written.mtimeNanoseconds == 1_650_000_000_000_000_000)
+            #expect(outcomes[1] == .failed(errno: EACCES, message: "cannot write locked/theirs: Permission denied"))
+            if case .failed(let code, _) = outcomes[2] {
+                #expect(code == EACCES)
+            } else {
+                Issue.record("\(outcomes[2])")
+            }
+            let seen = try docker(
+                "exec",
+                id,
+                "sh",
+                "-c",
+                "cat \(variant.root)/locked/mine; stat -c '%a %u %Y' \(variant.root)/locked/mine; ls -a \(variant.root)/locked"
+            )
+            #expect(seen.stdout == "new\n600 1234 1650000000\n.\n..\nmine\ntheirs\n", "\(seen)")
+        }
+    }
+
+    @Test(.requiresDockerEngine)
+    func anOverflowedQueueIsReportedAsUnknown() async throws {
+        let containers = Containers()
+        defer { containers.removeAll() }
+        let id = try await containers.start(SyncVariant(scratch: false, user: nil))
+        let remote = try await ContainerSyncRemote.connect(
+            api: containers.api,
+            container: id,
+            program: try builtProgram("slipway-helper"),
+            options: .init(root: "/app")
+        )
+        defer { remote.close() }
+        _ = try await remote.apply([.mkdir(path: "flood", mode: 0o755)])
+        let changes = try await remote.changes()
+        let limit =
+            Int(
+                (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            ) ?? 16384
+        // The helper frozen, the engine unpacks more files into a watched directory than the
+        // kernel queues events for (each file: created, written, closed, attributes).
+        #expect(try docker("pause", id).status == 0)
+        let files = limit / 3 + 1000
+        do {
+            defer { _ = try? docker("unpause", id) }
+            try containers.api.putArchive(container: id, path: "/app") { tar in
+                for index in 0..<files {
+                    try tar.appendFile("flood/\(index)", TarAttributes(mode: 0o644, uid: 7), contents: [1])
+                }
+            }
+        }
+        let unknown = Task {
+            for try await batch in changes where batch.isEmpty { return true }
+            return false
+        }
+        let timer = Task {
+            try await Task.sleep(for: .seconds(10))
+            unknown.cancel()
+        }
+        defer { timer.cancel() }
+        #expect(try await unknown.value, "an overflow must reach the engine as an unknown batch")
+        // The tree is all there; removing it in the container is quicker than the engine's.
+        #expect(try await remote.manifest(hashing: [], hashAll: false).count == files + 1)
+        #expect(try await remote.apply([.remove(path: "flood", expect: .anything)]) == [.applied(nil)])
+    }
+
     // MARK: Restarts, stale helpers, read-only roots, engines without the socket
 
     @Test(.requiresDockerEngine)
@@ -680,6 +790,40 @@ struct SyncHelperTests {
                 }
                 #expect(detail.contains("no container"))
             }
+        }
+    }
+
+    @Test(.requiresDockerEngine)
+    func aFrozenContainerCountsAsDisconnected() async throws {
+        try await withTemporaryDirectory { dir in
+            let containers = Containers()
+            defer { containers.removeAll() }
+            let id = try await containers.start(SyncVariant(scratch: false, user: nil))
+            let remote = try await ContainerSyncRemote.connect(
+                api: containers.api,
+                container: id,
+                program: try builtProgram("slipway-helper"),
+                options: .init(root: "/app", answerTimeout: .seconds(1))
+            )
+            defer { remote.close() }
+            try writeFile(dir + "/f", [1])
+            #expect(try docker("pause", id).status == 0)
+            defer { _ = try? docker("unpause", id) }
+            let started = ContinuousClock.now
+            do throws(SyncRemoteError) {
+                _ = try await remote.apply([
+                    .write(path: "f", source: dir + "/f", mode: 0o644, mtimeNanoseconds: 0, expect: .anything)
+                ])
+                Issue.record("a paused container cannot answer")
+            } catch {
+                guard case .disconnected(let detail) = error else {
+                    Issue.record("a frozen helper is .disconnected: \(error)")
+                    return
+                }
+                #expect(detail.contains("no progress") && detail.contains("paused"), "\(detail)")
+            }
+            let waited = started.duration(to: .now)
+            #expect(waited >= .milliseconds(900) && waited < .seconds(5), "\(waited)")
         }
     }
 

@@ -193,31 +193,23 @@ public final class ContainerSyncRemote: SyncRemote, @unchecked Sendable {
     // MARK: SyncRemote
 
     public func manifest(hashing paths: Set<String>, hashAll: Bool) async throws(SyncRemoteError) -> [SyncEntry] {
-        let channel = self.channel
-        return try await Self.blocking { () throws(SyncRemoteError) in
-            try channel.manifest(hashing: paths, hashAll: hashAll)
-        }
+        try await channel.manifest(hashing: paths, hashAll: hashAll)
     }
 
     public func apply(_ operations: [SyncOperation]) async throws(SyncRemoteError) -> [SyncOutcome] {
-        let channel = self.channel
-        return try await Self.blocking { () throws(SyncRemoteError) in try channel.apply(operations) }
+        try await channel.apply(operations)
     }
 
     /// Also gives the new file the remote's permission bits (setuid, setgid and sticky left out)
     /// and modification time.
     public func download(_ path: String, to destination: String) async throws(SyncRemoteError) -> SyncEntry {
-        let channel = self.channel
-        return try await Self.blocking { () throws(SyncRemoteError) in
-            try channel.download(path, to: destination)
-        }
+        try await channel.download(path, to: destination)
     }
 
     /// One watch at a time: a second call ends the first stream. Paths the helper's own
     /// operations changed are not reported back.
     public func changes() async throws(SyncRemoteError) -> AsyncThrowingStream<[String], any Error> {
-        let channel = self.channel
-        return try await Self.blocking { () throws(SyncRemoteError) in try channel.watch() }
+        try await channel.watch()
     }
 
     public func close() { channel.close(reason: "the sync channel to \(container) was closed") }
@@ -238,8 +230,10 @@ public final class ContainerSyncRemote: SyncRemote, @unchecked Sendable {
 // MARK: - The channel
 
 /// One exec of the helper and its framed conversation. A reader thread takes every frame off the
-/// stream and hands it to the request waiting for it (by id) or to the watch; callers write their
-/// requests under `writeLock` and wait on `state`.
+/// stream and hands it to the request waiting for it (by id) or to the watch. Callers send their
+/// requests under `writeLock` — from their own task when the batch is light, from a thread of
+/// their own when it carries a megabyte or more — and await a continuation the reader thread
+/// resumes: no thread is made or blocked per round trip.
 final class HelperChannel: @unchecked Sendable {
     let api: DockerAPI
     let container: String
@@ -251,9 +245,9 @@ final class HelperChannel: @unchecked Sendable {
     /// The container's start time when the channel opened (a restart changes it).
     let startedAt: String
 
-    /// Guards everything below; waiting callers sleep on it.
-    private let state = NSCondition()
-    private var handlers: [UInt32: (HelperFrame) -> Bool] = [:]
+    /// Guards everything below.
+    private let state = NSLock()
+    private var handlers: [UInt32: Handler] = [:]
     private var nextID: UInt32 = 1
     private var failure: SyncRemoteError?
     private var lastProgress = ContinuousClock.now
@@ -392,6 +386,11 @@ final class HelperChannel: @unchecked Sendable {
             gid: gid,
             startedAt: info.state.startedAt
         )
+        if let owner = options.owner, uid != 0, owner != SyncOwner(uid: uid, gid: gid) {
+            channel.noteLocked(
+                "the helper runs as \(uid):\(gid), not root, so what it makes is \(uid):\(gid)'s, not \(owner.uid):\(owner.gid)'s"
+            )
+        }
         channel.startReading(parser)
         return .ready(channel)
     }
@@ -413,11 +412,22 @@ final class HelperChannel: @unchecked Sendable {
         thread.start()
     }
 
+    /// Takes frames off the stream until it ends. Each wait for the helper lasts at most the
+    /// answer timeout: when it passes with a request waiting and no progress meanwhile, the
+    /// helper counts as frozen (a paused container). Idle, that is one wake-up a minute.
     private func readLoop(_ initial: HelperFrameParser) {
         var parser = initial
         var ending: SyncRemoteError?
         do {
-            while let piece = try stream.next() {
+            while true {
+                let next: DockerOutput?
+                do {
+                    next = try stream.next(timeout: options.answerTimeout)
+                } catch .timedOut {
+                    if stalled() { return }
+                    continue
+                }
+                guard let piece = next else { break }
                 switch piece.stream {
                 case .stdout:
                     parser.append(piece.bytes)
@@ -428,7 +438,6 @@ final class HelperChannel: @unchecked Sendable {
                     } catch {
                         failLocked(error)
                     }
-                    state.broadcast()
                     state.unlock()
                 case .stderr, .system:
                     state.lock()
@@ -488,7 +497,7 @@ final class HelperChannel: @unchecked Sendable {
             return
         }
         if let handler = handlers[frame.id] {
-            if handler(frame) { handlers[frame.id] = nil }
+            if handler.handle(frame) { handlers[frame.id] = nil }
             return
         }
         guard frame.id == watchID, watchID != 0, let continuation = watchContinuation else { return }
@@ -513,7 +522,8 @@ final class HelperChannel: @unchecked Sendable {
         }
     }
 
-    private func noteLocked(_ text: String) {
+    /// Keeps a note for ``takeNotes()`` (with `state` locked, or before the reader starts).
+    func noteLocked(_ text: String) {
         notes.append(text)
         if notes.count > 200 { notes.removeFirst(notes.count - 200) }
     }
@@ -531,10 +541,11 @@ final class HelperChannel: @unchecked Sendable {
     private func failLocked(_ error: SyncRemoteError) {
         guard failure == nil else { return }
         failure = error
+        let abandoned = handlers.values
         handlers = [:]
+        for handler in abandoned { handler.abandon(error) }
         watchContinuation?.finish(throwing: error)
         watchContinuation = nil
-        state.broadcast()
         stream.cancel()
     }
 
@@ -546,50 +557,88 @@ final class HelperChannel: @unchecked Sendable {
 
     // MARK: Requests
 
-    /// Registers `count` consecutive ids with `handler` (index within the batch, frame → done).
+    /// What a request waiting for answers does with each of its frames (true: it is complete),
+    /// and with a broken channel. Both run on the reader thread (or the failing one) with
+    /// `state` locked.
+    private struct Handler {
+        let handle: (HelperFrame) -> Bool
+        let abandon: (SyncRemoteError) -> Void
+    }
+
+    /// A request's result, handed from the reader thread to the awaiting task. Used with
+    /// `state` locked.
+    private final class Completion<T: Sendable>: @unchecked Sendable {
+        private var result: Result<T, SyncRemoteError>?
+        private var continuation: CheckedContinuation<Result<T, SyncRemoteError>, Never>?
+
+        var isFinished: Bool { result != nil }
+
+        func finish(_ value: Result<T, SyncRemoteError>) {
+            guard result == nil else { return }
+            result = value
+            continuation?.resume(returning: value)
+            continuation = nil
+        }
+
+        func attach(_ waiting: CheckedContinuation<Result<T, SyncRemoteError>, Never>) {
+            if let result { waiting.resume(returning: result) } else { continuation = waiting }
+        }
+    }
+
+    /// Registers `count` consecutive ids (`handle` gets the index within the batch).
     private func register(
         _ count: Int = 1,
-        _ handler: @escaping (Int, HelperFrame) -> Bool
+        handle: @escaping (Int, HelperFrame) -> Bool,
+        abandon: @escaping (SyncRemoteError) -> Void
     ) throws(SyncRemoteError) -> UInt32 {
         state.lock()
         defer { state.unlock() }
         if let failure { throw failure }
+        // A request's wait for progress starts now, however long the channel was idle.
+        if handlers.isEmpty { lastProgress = .now }
         if nextID > UInt32.max - UInt32(count) - 1 { nextID = 1 }
         let first = nextID
         nextID += UInt32(count)
         for index in 0..<count {
-            let id = first + UInt32(index)
-            handlers[id] = { frame in handler(index, frame) }
+            handlers[first + UInt32(index)] = Handler(handle: { frame in handle(index, frame) }, abandon: abandon)
         }
         return first
     }
 
-    private func unregister(_ id: UInt32) {
-        state.lock()
-        handlers[id] = nil
-        state.unlock()
+    /// Waits for `completion` (the reader thread finishes it, or fails it with the channel).
+    private func wait<T: Sendable>(_ completion: Completion<T>) async throws(SyncRemoteError) -> T {
+        let result = await withCheckedContinuation { continuation in
+            state.lock()
+            completion.attach(continuation)
+            state.unlock()
+        }
+        return try result.get()
     }
 
-    /// Waits until `done` (read with `state` locked) holds, the channel fails, or the helper
-    /// made no progress for the answer timeout.
-    private func wait(_ done: () -> Bool) throws(SyncRemoteError) {
+    /// Whether a request waits and the helper made no progress for the answer timeout; the
+    /// channel is failed then.
+    private func stalled() -> Bool {
         state.lock()
         defer { state.unlock() }
-        while !done() {
-            if let failure { throw failure }
-            let idle = lastProgress.duration(to: .now)
-            if idle >= options.answerTimeout {
-                failLocked(
-                    .disconnected(
-                        "the helper in \(container) made no progress for \(options.answerTimeout) (is the container paused?)"
-                    )
-                )
-                continue
-            }
-            let left = options.answerTimeout - idle
-            let (seconds, attoseconds) = left.components
-            _ = state.wait(until: Date(timeIntervalSinceNow: Double(seconds) + Double(attoseconds) / 1e18 + 0.001))
-        }
+        guard failure == nil else { return true }
+        guard !handlers.isEmpty, lastProgress.duration(to: .now) >= options.answerTimeout else { return false }
+        failLocked(
+            .disconnected(
+                "the helper in \(container) made no progress for \(options.answerTimeout) (is the container paused?)"
+            )
+        )
+        return true
+    }
+
+    /// Runs `body` here when it is light, else on a thread of its own (a batch with megabytes
+    /// of content must not hold a thread of Swift's cooperative pool while it is sent).
+    private static func sending(
+        heavy: Bool,
+        _ body: @escaping @Sendable () throws(SyncRemoteError) -> Void
+    ) async throws(SyncRemoteError) {
+        if !heavy { return try body() }
+        let result = await onOwnThread { Result { () throws(SyncRemoteError) in try body() } }
+        try result.get()
     }
 
     /// Frames collected and written in pieces of about 256 KiB.
@@ -635,6 +684,15 @@ final class HelperChannel: @unchecked Sendable {
         state.unlock()
     }
 
+    /// Sends the frames `produce` makes, under `writeLock` (so that they stay together).
+    private func sendLocked(_ produce: (inout Outgoing) throws(SyncRemoteError) -> Void) throws(SyncRemoteError) {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        var out = Outgoing()
+        try produce(&out)
+        try send(&out, force: true)
+    }
+
     // MARK: Apply
 
     private final class Outcomes: @unchecked Sendable {
@@ -646,52 +704,79 @@ final class HelperChannel: @unchecked Sendable {
         }
     }
 
-    func apply(_ operations: [SyncOperation]) throws(SyncRemoteError) -> [SyncOutcome] {
+    func apply(_ operations: [SyncOperation]) async throws(SyncRemoteError) -> [SyncOutcome] {
         guard !operations.isEmpty else { return [] }
         let outcomes = Outcomes(operations.count)
+        let completion = Completion<[SyncOutcome]>()
         let container = self.container
-        let first = try register(operations.count) { [self] index, frame in
-            var reader = HelperReader(frame.payload)
-            let outcome: SyncOutcome
-            switch frame.type {
-            case HelperFrameType.applied, HelperFrameType.conflict:
-                var entry: SyncEntry?
-                if reader.u8() == 1 {
-                    var invalid: String?
-                    entry = reader.entry(invalidPath: &invalid)
-                    if let invalid {
-                        noteLocked("refused an entry from the container: \(invalid) is not a valid sync path")
-                    }
-                    if reader.bad { noteLocked("a malformed entry from the helper in \(container)") }
-                }
-                outcome = frame.type == HelperFrameType.applied ? .applied(entry) : .conflict(current: entry)
-            case HelperFrameType.failed:
-                let (code, message) = reader.failure()
-                outcome = .failed(errno: code, message: message)
-            default:
-                outcome = .failed(
-                    errno: EPROTO,
-                    message: "the helper answered 0x\(String(frame.type, radix: 16)) to operation \(index + 1)"
+        /// Records an outcome (with `state` locked); the last one completes the batch.
+        let settleLocked: @Sendable (Int, SyncOutcome) -> Void = { index, outcome in
+            if outcomes.values[index] == nil { outcomes.remaining -= 1 }
+            outcomes.values[index] = outcome
+            if outcomes.remaining == 0 {
+                completion.finish(
+                    .success(outcomes.values.map { $0 ?? .failed(errno: EPROTO, message: "no answer from the helper") })
                 )
             }
-            if outcomes.values[index] == nil { outcomes.remaining -= 1 }
-            outcomes.values[index] = outcome
-            return true
         }
+        let first = try register(
+            operations.count,
+            handle: { [self] index, frame in
+                var reader = HelperReader(frame.payload)
+                let outcome: SyncOutcome
+                switch frame.type {
+                case HelperFrameType.applied, HelperFrameType.conflict:
+                    var entry: SyncEntry?
+                    if reader.u8() == 1 {
+                        var invalid: String?
+                        entry = reader.entry(invalidPath: &invalid)
+                        if let invalid {
+                            noteLocked("refused an entry from the container: \(invalid) is not a valid sync path")
+                        }
+                        if reader.bad { noteLocked("a malformed entry from the helper in \(container)") }
+                    }
+                    outcome = frame.type == HelperFrameType.applied ? .applied(entry) : .conflict(current: entry)
+                case HelperFrameType.failed:
+                    let (code, message) = reader.failure()
+                    outcome = .failed(errno: code, message: message)
+                default:
+                    outcome = .failed(
+                        errno: EPROTO,
+                        message: "the helper answered 0x\(String(frame.type, radix: 16)) to operation \(index + 1)"
+                    )
+                }
+                settleLocked(index, outcome)
+                return true
+            },
+            abandon: { completion.finish(.failure($0)) }
+        )
+        // Light batches are sent from here; content of a megabyte or more from a thread of its own.
+        var content: Int64 = 0
+        for case .write(_, let source, _, _, _) in operations {
+            var info = stat()
+            if stat(source, &info) == 0 { content += Int64(info.st_size) }
+        }
+        let heavy = content >= 1 << 20 || operations.count > 2000
+        try await Self.sending(heavy: heavy) { [self] () throws(SyncRemoteError) in
+            try sendOperations(operations, first: first, settleLocked: settleLocked)
+        }
+        return try await wait(completion)
+    }
 
+    private func sendOperations(
+        _ operations: [SyncOperation],
+        first: UInt32,
+        settleLocked: (Int, SyncOutcome) -> Void
+    ) throws(SyncRemoteError) {
         /// An outcome settled here, without the helper (nothing was sent for it).
         func settle(_ index: Int, _ outcome: SyncOutcome) {
-            unregister(first + UInt32(index))
             state.lock()
-            if outcomes.values[index] == nil { outcomes.remaining -= 1 }
-            outcomes.values[index] = outcome
+            handlers[first + UInt32(index)] = nil
+            settleLocked(index, outcome)
             state.unlock()
         }
-
-        writeLock.lock()
-        do throws(SyncRemoteError) {
-            var out = Outgoing()
-            var chunk = [UInt8](repeating: 0, count: HelperFrame.chunkSize)
+        try sendLocked { (out: inout Outgoing) throws(SyncRemoteError) in
+            var chunk: [UInt8] = []
             for (index, operation) in operations.enumerated() {
                 let id = first + UInt32(index)
                 if checksPathsLocally, let bad = operation.paths.first(where: { !SyncPath.isValid($0) }) {
@@ -713,6 +798,7 @@ final class HelperChannel: @unchecked Sendable {
                     payload.expectation(expect)
                     payload.text(path)
                     out.add(HelperFrameType.write, id, payload.bytes)
+                    if chunk.isEmpty { chunk = [UInt8](repeating: 0, count: HelperFrame.chunkSize) }
                     var total: UInt64 = 0
                     var readError: Int32 = 0
                     while true {
@@ -761,104 +847,90 @@ final class HelperChannel: @unchecked Sendable {
                 }
                 try send(&out)
             }
-            try send(&out, force: true)
-        } catch {
-            writeLock.unlock()
-            throw error
         }
-        writeLock.unlock()
-        try wait { outcomes.remaining == 0 }
-        return outcomes.values.map { $0 ?? .failed(errno: EPROTO, message: "no answer from the helper") }
     }
 
     // MARK: Manifest
 
-    private final class Collected<T>: @unchecked Sendable {
-        var value: T
-        var done = false
-        var error: SyncRemoteError?
-        init(_ value: T) { self.value = value }
+    private final class Entries: @unchecked Sendable {
+        var values: [SyncEntry] = []
     }
 
-    func manifest(hashing paths: Set<String>, hashAll: Bool) throws(SyncRemoteError) -> [SyncEntry] {
-        let collected = Collected<[SyncEntry]>([])
+    func manifest(hashing paths: Set<String>, hashAll: Bool) async throws(SyncRemoteError) -> [SyncEntry] {
+        let entries = Entries()
+        let completion = Completion<[SyncEntry]>()
         let root = options.root
         let container = self.container
-        let id = try register { [self] _, frame in
-            var reader = HelperReader(frame.payload)
-            switch frame.type {
-            case HelperFrameType.entry:
-                var invalid: String?
-                if let entry = reader.entry(invalidPath: &invalid) {
-                    collected.value.append(entry)
-                } else if let invalid {
-                    noteLocked("refused an entry of the container's tree: \(invalid) is not a valid sync path")
-                } else {
-                    collected.error = .protocolViolation("a malformed manifest entry from the helper in \(container)")
-                }
-                return false
-            case HelperFrameType.note:
-                noteLocked(reader.failure().message)
-                return false
-            case HelperFrameType.endAnswer:
-                collected.done = true
-                return true
-            case HelperFrameType.failed:
-                let (_, message) = reader.failure()
-                collected.error = .unusable("cannot list \(root) in the container \(container): \(message)")
-                collected.done = true
-                return true
-            default:
-                collected.error = .protocolViolation(
-                    "the helper answered 0x\(String(frame.type, radix: 16)) to a manifest"
-                )
-                collected.done = true
-                return true
-            }
-        }
-        writeLock.lock()
-        do throws(SyncRemoteError) {
-            var out = Outgoing()
-            if !hashAll {
-                var piece: [UInt8] = []
-                for path in paths {
-                    if piece.count + path.utf8.count + 1 > HelperFrame.maximumPayload {
-                        out.add(HelperFrameType.hashPaths, id, piece)
-                        try send(&out)
-                        piece = []
+        let id = try register(
+            handle: { [self] _, frame in
+                var reader = HelperReader(frame.payload)
+                switch frame.type {
+                case HelperFrameType.entry:
+                    var invalid: String?
+                    if let entry = reader.entry(invalidPath: &invalid) {
+                        entries.values.append(entry)
+                    } else if let invalid {
+                        noteLocked("refused an entry of the container's tree: \(invalid) is not a valid sync path")
+                    } else {
+                        completion.finish(
+                            .failure(.protocolViolation("a malformed manifest entry from the helper in \(container)"))
+                        )
                     }
-                    piece += path.utf8
-                    piece.append(0)
+                    return false
+                case HelperFrameType.note:
+                    noteLocked(reader.failure().message)
+                    return false
+                case HelperFrameType.endAnswer:
+                    completion.finish(.success(entries.values))
+                    return true
+                case HelperFrameType.failed:
+                    let (_, message) = reader.failure()
+                    completion.finish(
+                        .failure(.unusable("cannot list \(root) in the container \(container): \(message)"))
+                    )
+                    return true
+                default:
+                    completion.finish(
+                        .failure(
+                            .protocolViolation("the helper answered 0x\(String(frame.type, radix: 16)) to a manifest")
+                        )
+                    )
+                    return true
                 }
-                if !piece.isEmpty { out.add(HelperFrameType.hashPaths, id, piece) }
+            },
+            abandon: { completion.finish(.failure($0)) }
+        )
+        try await Self.sending(heavy: paths.count > 20_000) { [self] () throws(SyncRemoteError) in
+            try sendLocked { (out: inout Outgoing) throws(SyncRemoteError) in
+                if !hashAll {
+                    var piece: [UInt8] = []
+                    for path in paths {
+                        if piece.count + path.utf8.count + 1 > HelperFrame.maximumPayload {
+                            out.add(HelperFrameType.hashPaths, id, piece)
+                            try send(&out)
+                            piece = []
+                        }
+                        piece += path.utf8
+                        piece.append(0)
+                    }
+                    if !piece.isEmpty { out.add(HelperFrameType.hashPaths, id, piece) }
+                }
+                var flags = HelperBytes()
+                flags.u32(hashAll ? 1 : 0)
+                out.add(HelperFrameType.manifest, id, flags.bytes)
             }
-            var flags = HelperBytes()
-            flags.u32(hashAll ? 1 : 0)
-            out.add(HelperFrameType.manifest, id, flags.bytes)
-            try send(&out, force: true)
-        } catch {
-            writeLock.unlock()
-            throw error
         }
-        writeLock.unlock()
-        try wait { collected.done || collected.error != nil }
-        if let error = collected.error {
-            if !collected.done { unregister(id) }
-            throw error
-        }
-        return collected.value
+        return try await wait(completion)
     }
 
     // MARK: Download
 
     private final class Download: @unchecked Sendable {
         var entry: SyncEntry?
-        var done = false
-        var error: SyncRemoteError?
         var localError: Int32 = 0
     }
 
-    func download(_ path: String, to destination: String) throws(SyncRemoteError) -> SyncEntry {
+    func download(_ path: String, to destination: String) async throws(SyncRemoteError) -> SyncEntry {
         guard SyncPath.isValid(path) || !checksPathsLocally else {
             throw .failed(
                 path: path,
@@ -877,57 +949,54 @@ final class HelperChannel: @unchecked Sendable {
             if !keep { unlink(destination) }
         }
         let download = Download()
+        let completion = Completion<Bool>()
         let container = self.container
-        let id = try register { _, frame in
-            var reader = HelperReader(frame.payload)
-            switch frame.type {
-            case HelperFrameType.entry:
-                var invalid: String?
-                download.entry = reader.entry(invalidPath: &invalid)
-                return false
-            case HelperFrameType.dataAnswer:
-                guard download.localError == 0 else { return false }
-                frame.payload.withUnsafeBytes { raw in
-                    var done = 0
-                    while done < raw.count {
-                        let n = posixWrite(fd, raw.baseAddress! + done, raw.count - done)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            download.localError = errno
-                            return
+        let id = try register(
+            handle: { _, frame in
+                var reader = HelperReader(frame.payload)
+                switch frame.type {
+                case HelperFrameType.entry:
+                    var invalid: String?
+                    download.entry = reader.entry(invalidPath: &invalid)
+                    return false
+                case HelperFrameType.dataAnswer:
+                    guard download.localError == 0 else { return false }
+                    frame.payload.withUnsafeBytes { raw in
+                        guard let base = raw.baseAddress else { return }
+                        var done = 0
+                        while done < raw.count {
+                            let n = posixWrite(fd, base + done, raw.count - done)
+                            if n < 0 {
+                                if errno == EINTR { continue }
+                                download.localError = errno
+                                return
+                            }
+                            done += n
                         }
-                        done += n
                     }
+                    return false
+                case HelperFrameType.endAnswer:
+                    completion.finish(.success(true))
+                    return true
+                case HelperFrameType.failed:
+                    let (code, message) = reader.failure()
+                    completion.finish(.failure(.failed(path: path, errno: code, message: message)))
+                    return true
+                default:
+                    completion.finish(
+                        .failure(
+                            .protocolViolation(
+                                "the helper in \(container) answered 0x\(String(frame.type, radix: 16)) to a download"
+                            )
+                        )
+                    )
+                    return true
                 }
-                return false
-            case HelperFrameType.endAnswer:
-                download.done = true
-                return true
-            case HelperFrameType.failed:
-                let (code, message) = reader.failure()
-                download.error = .failed(path: path, errno: code, message: message)
-                download.done = true
-                return true
-            default:
-                download.error = .protocolViolation(
-                    "the helper in \(container) answered 0x\(String(frame.type, radix: 16)) to a download"
-                )
-                download.done = true
-                return true
-            }
-        }
-        writeLock.lock()
-        do throws(SyncRemoteError) {
-            var out = Outgoing()
-            out.add(HelperFrameType.download, id, Array(path.utf8))
-            try send(&out, force: true)
-        } catch {
-            writeLock.unlock()
-            throw error
-        }
-        writeLock.unlock()
-        try wait { download.done }
-        if let error = download.error { throw error }
+            },
+            abandon: { completion.finish(.failure($0)) }
+        )
+        try sendLocked { (out: inout Outgoing) in out.add(HelperFrameType.download, id, Array(path.utf8)) }
+        _ = try await wait(completion)
         if download.localError != 0 {
             throw .failed(
                 path: path,
@@ -953,58 +1022,50 @@ final class HelperChannel: @unchecked Sendable {
 
     // MARK: Watch
 
-    private final class Started: @unchecked Sendable {
-        var done = false
-        var error: SyncRemoteError?
-    }
-
-    func watch() throws(SyncRemoteError) -> AsyncThrowingStream<[String], any Error> {
+    func watch() async throws(SyncRemoteError) -> AsyncThrowingStream<[String], any Error> {
         let (stream, continuation) = AsyncThrowingStream<[String], any Error>.makeStream()
-        let started = Started()
+        let completion = Completion<Bool>()
         let root = options.root
-        let id = try register { [self] _, frame in
-            var reader = HelperReader(frame.payload)
-            switch frame.type {
-            case HelperFrameType.watching:
-                started.done = true
-                return true
-            case HelperFrameType.note:
-                noteLocked(reader.failure().message)
-                return false
-            case HelperFrameType.failed:
-                let (code, message) = reader.failure()
-                started.error = .failed(path: root, errno: code, message: message)
-                started.done = true
-                return true
-            default:
-                started.error = .protocolViolation("the helper answered 0x\(String(frame.type, radix: 16)) to WATCH")
-                started.done = true
-                return true
-            }
+        let id = try register(
+            handle: { [self] _, frame in
+                var reader = HelperReader(frame.payload)
+                switch frame.type {
+                case HelperFrameType.watching:
+                    completion.finish(.success(true))
+                    return true
+                case HelperFrameType.note:
+                    noteLocked(reader.failure().message)
+                    return false
+                case HelperFrameType.failed:
+                    let (code, message) = reader.failure()
+                    completion.finish(.failure(.failed(path: root, errno: code, message: message)))
+                    return true
+                default:
+                    completion.finish(
+                        .failure(.protocolViolation("the helper answered 0x\(String(frame.type, radix: 16)) to WATCH"))
+                    )
+                    return true
+                }
+            },
+            abandon: { completion.finish(.failure($0)) }
+        )
+        let previous = state.withLock {
+            let previous = watchContinuation
+            watchID = id
+            watchContinuation = continuation
+            return previous
         }
-        state.lock()
-        watchContinuation?.finish()
-        watchID = id
-        watchContinuation = continuation
-        state.unlock()
-        writeLock.lock()
-        do throws(SyncRemoteError) {
-            var out = Outgoing()
-            out.add(HelperFrameType.watch, id, [])
-            try send(&out, force: true)
+        previous?.finish()
+        do {
+            try sendLocked { (out: inout Outgoing) in out.add(HelperFrameType.watch, id, []) }
+            _ = try await wait(completion)
         } catch {
-            writeLock.unlock()
-            throw error
-        }
-        writeLock.unlock()
-        try wait { started.done }
-        if let error = started.error {
-            state.lock()
-            if watchID == id {
-                watchID = 0
-                watchContinuation = nil
+            state.withLock {
+                if watchID == id {
+                    watchID = 0
+                    watchContinuation = nil
+                }
             }
-            state.unlock()
             continuation.finish(throwing: error)
             throw error
         }
@@ -1025,11 +1086,7 @@ final class HelperChannel: @unchecked Sendable {
             watchID = 0
             watchContinuation = nil
             state.unlock()
-            writeLock.lock()
-            defer { writeLock.unlock() }
-            var out = Outgoing()
-            out.add(HelperFrameType.unwatch, id, [])
-            try? send(&out, force: true)
+            try? sendLocked { (out: inout Outgoing) in out.add(HelperFrameType.unwatch, id, []) }
         }
         thread.stackSize = 256 << 10
         thread.start()

@@ -83,8 +83,23 @@ public final class SyncEngine: @unchecked Sendable {
 
     /// Runs the sync: the initial sync, then (unless `noWatch`) both directions until
     /// ``stop()``. Throws when the remote is gone for good or cannot be used, or when the local
-    /// root cannot be read at start.
+    /// root cannot be read at start. The work runs on a thread of its own (``SyncExecutor``),
+    /// not on Swift's cooperative pool.
     public func run() async throws(SyncError) {
+        guard let executor = SyncExecutor.start() else { return try await runHere() }
+        defer { executor.shutdown() }
+        let result: Result<Void, SyncError> = await withTaskExecutorPreference(executor) {
+            do throws(SyncError) {
+                try await runHere()
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+    }
+
+    private func runHere() async throws(SyncError) {
         let name = configuration.name
         guard let root = LocalTree.realRoot(configuration.localRoot) else {
             throw .localRoot(path: configuration.localRoot, reason: String(cString: strerror(errno)))
@@ -369,6 +384,10 @@ final class LocalPump: @unchecked Sendable {
         case locked(since: ContinuousClock.Instant)
         /// git released it; the batch waits for quiet, or for git to take it again.
         case released(at: ContinuousClock.Instant, lastActivity: ContinuousClock.Instant)
+        /// A file was written but not closed yet (a large file being copied): the batch waits
+        /// for its close, a burst's quiet, or the maximum delay, so that it is not sent half
+        /// written and then again.
+        case writing(lastActivity: ContinuousClock.Instant)
     }
 
     private func loop() {
@@ -380,6 +399,7 @@ final class LocalPump: @unchecked Sendable {
         let window = Duration.milliseconds(timing.gitReleaseMilliseconds)
         let limit = Duration.milliseconds(timing.gitLockLimitMilliseconds)
         let quiet = Duration.milliseconds(timing.burstMilliseconds)
+        let maximum = Duration.milliseconds(timing.maximumDelayMilliseconds)
         while true {
             let now = ContinuousClock.now
             let deadline: ContinuousClock.Instant?
@@ -389,6 +409,8 @@ final class LocalPump: @unchecked Sendable {
                 deadline = min(since + limit, now + .milliseconds(250))
             case .released(let at, let last):
                 deadline = min(at + window, last + quiet)
+            case .writing(let last):
+                deadline = min(last + quiet, (pending.firstEvent ?? last) + maximum)
             case .none:
                 // While the root is gone nothing can be watched: every second the watcher is
                 // asked to watch it again (it then reports the root for a rescan).
@@ -425,8 +447,12 @@ final class LocalPump: @unchecked Sendable {
                     } else {
                         hold = .released(at: at, lastActivity: batch.lastEvent)
                     }
-                case .none:
-                    flush = true
+                case .none, .writing:
+                    if pending.hasOpenWrite, let first = pending.firstEvent, ContinuousClock.now < first + maximum {
+                        hold = .writing(lastActivity: batch.lastEvent)
+                    } else {
+                        flush = true
+                    }
                 }
             case .timedOut:
                 switch hold {
@@ -439,7 +465,7 @@ final class LocalPump: @unchecked Sendable {
                     } else {
                         hold = .released(at: .now, lastActivity: .now)
                     }
-                case .released:
+                case .released, .writing:
                     flush = true
                 case .none:
                     if rootGone {
@@ -476,6 +502,13 @@ final class LocalPump: @unchecked Sendable {
 
         var changes: [PathChange] { order.compactMap { byPath[$0] } }
         var isEmpty: Bool { order.isEmpty && rescan == nil }
+        /// Whether a file was written and not closed since.
+        var hasOpenWrite: Bool {
+            byPath.values.contains {
+                !$0.isDirectory && $0.kinds.contains(.modified) && !$0.kinds.contains(.closedAfterWrite)
+                    && $0.kinds.isDisjoint(with: [.deleted, .movedFrom])
+            }
+        }
 
         mutating func merge(_ batch: WatchBatch) {
             if firstEvent == nil { firstEvent = batch.firstEvent }

@@ -46,13 +46,8 @@ extension WatcherTests {
                 mark = sync.log.count
                 var block = [UInt8](repeating: 0, count: 1 << 20)
                 for index in block.indices { block[index] = UInt8(truncatingIfNeeded: index &* 31 &+ index >> 8) }
-                let handle = try #require(
-                    FileHandle(forWritingAtPath: local + "/big.bin")
-                        ?? {
-                            FileManager.default.createFile(atPath: local + "/big.bin", contents: nil)
-                            return FileHandle(forWritingAtPath: local + "/big.bin")
-                        }()
-                )
+                #expect(FileManager.default.createFile(atPath: local + "/big.bin", contents: nil))
+                let handle = try #require(FileHandle(forWritingAtPath: local + "/big.bin"))
                 for chunk in 0..<50 {
                     block[0] = UInt8(chunk)
                     try handle.write(contentsOf: block)

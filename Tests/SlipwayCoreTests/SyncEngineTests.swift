@@ -46,13 +46,19 @@ extension WatcherTests {
                 mark = sync.log.count
                 var block = [UInt8](repeating: 0, count: 1 << 20)
                 for index in block.indices { block[index] = UInt8(truncatingIfNeeded: index &* 31 &+ index >> 8) }
-                #expect(FileManager.default.createFile(atPath: local + "/big.bin", contents: nil))
-                let handle = try #require(FileHandle(forWritingAtPath: local + "/big.bin"))
+                // Written as a copy writes: one open, 50 writes of 1 MiB, one close.
+                let fd = open(local + "/big.bin", O_WRONLY | O_CREAT | O_EXCL, 0o644)
+                try #require(fd >= 0)
                 for chunk in 0..<50 {
                     block[0] = UInt8(chunk)
-                    try handle.write(contentsOf: block)
+                    #expect(block.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == 1 << 20)
+                    if chunk == 25 {
+                        // A save of another file meanwhile is not held back by the open one.
+                        try putFile(local + "/meanwhile.txt", "saved while big.bin is written")
+                        await waitUntil("the other save") { readText(remote + "/meanwhile.txt") != nil }
+                    }
                 }
-                try handle.close()
+                close(fd)
                 let sent = LocalTree(root: local).hash("big.bin")
                 await waitUntil("the 50 MB file") {
                     var info = stat()

@@ -449,6 +449,8 @@ final class LocalPump: @unchecked Sendable {
                     }
                 case .none, .writing:
                     if pending.hasOpenWrite, let first = pending.firstEvent, ContinuousClock.now < first + maximum {
+                        // What is complete goes now; files still being written wait.
+                        send(pending.takeReady(), waitedForGit: nil)
                         hold = .writing(lastActivity: batch.lastEvent)
                     } else {
                         flush = true
@@ -475,22 +477,25 @@ final class LocalPump: @unchecked Sendable {
                 }
             }
             guard flush else { continue }
-            if let first = pending.firstEvent, !pending.isEmpty {
-                continuation.yield(
-                    .local(
-                        LocalBatch(
-                            changes: pending.changes,
-                            rescan: pending.rescan,
-                            firstEvent: first,
-                            waitedForGit: heldSince.map { ContinuousClock.now - $0 }
-                        )
-                    )
-                )
-            }
+            send(pending, waitedForGit: heldSince.map { ContinuousClock.now - $0 })
             pending = Pending()
             hold = .none
             heldSince = nil
         }
+    }
+
+    private func send(_ pending: Pending, waitedForGit: Duration?) {
+        guard let first = pending.firstEvent, !pending.isEmpty else { return }
+        continuation.yield(
+            .local(
+                LocalBatch(
+                    changes: pending.changes,
+                    rescan: pending.rescan,
+                    firstEvent: first,
+                    waitedForGit: waitedForGit
+                )
+            )
+        )
     }
 
     /// Watcher batches gathered while git works.
@@ -503,11 +508,33 @@ final class LocalPump: @unchecked Sendable {
         var changes: [PathChange] { order.compactMap { byPath[$0] } }
         var isEmpty: Bool { order.isEmpty && rescan == nil }
         /// Whether a file was written and not closed since.
-        var hasOpenWrite: Bool {
-            byPath.values.contains {
-                !$0.isDirectory && $0.kinds.contains(.modified) && !$0.kinds.contains(.closedAfterWrite)
-                    && $0.kinds.isDisjoint(with: [.deleted, .movedFrom])
+        var hasOpenWrite: Bool { byPath.values.contains(where: Self.isOpenWrite) }
+
+        static func isOpenWrite(_ change: PathChange) -> Bool {
+            !change.isDirectory && change.kinds.contains(.modified) && !change.kinds.contains(.closedAfterWrite)
+                && change.kinds.isDisjoint(with: [.deleted, .movedFrom])
+        }
+
+        /// Takes out everything but the files still being written (and the rescan), as a batch
+        /// of its own; what stays keeps its first event's time.
+        mutating func takeReady() -> Pending {
+            var ready = Pending()
+            ready.firstEvent = firstEvent
+            ready.rescan = rescan
+            rescan = nil
+            var open: [String] = []
+            for path in order {
+                guard let change = byPath[path] else { continue }
+                if Self.isOpenWrite(change) {
+                    open.append(path)
+                } else {
+                    ready.order.append(path)
+                    ready.byPath[path] = change
+                    byPath[path] = nil
+                }
             }
+            order = open
+            return ready
         }
 
         mutating func merge(_ batch: WatchBatch) {

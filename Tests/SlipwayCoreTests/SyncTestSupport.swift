@@ -74,9 +74,8 @@ func treeSnapshot(_ root: String, skipping: (String) -> Bool = { _ in false }) -
             case S_IFLNK:
                 result[path] = "l:" + (LocalTree.readLink(directory + "/" + name) ?? "?")
             default:
-                let data = FileManager.default.contents(atPath: directory + "/" + name) ?? Data()
-                result[path] =
-                    "f:\(sha256Hex(String(decoding: data, as: UTF8.self))):\(String(info.st_mode & 0o777, radix: 8))"
+                let digest = LocalTree(root: directory).hash(name) ?? "unreadable"
+                result[path] = "f:\(digest):\(String(info.st_mode & 0o777, radix: 8))"
             }
         }
     }

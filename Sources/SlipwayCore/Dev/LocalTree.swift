@@ -212,6 +212,19 @@ final class LocalTree {
         return inside
     }
 
+    /// The first directory above `path` that exists but is not a real directory (a symlink,
+    /// a file), relative; nil when every existing one is a directory.
+    func blockedAbove(_ path: String) -> String? {
+        var current = ""
+        for component in path.split(separator: "/").dropLast() {
+            current = current.isEmpty ? String(component) : current + "/" + component
+            var info = stat()
+            guard lstat(absolute(current), &info) == 0 else { return nil }
+            if info.st_mode & S_IFMT != S_IFDIR { return current }
+        }
+        return nil
+    }
+
     /// Whether a symlink at `path` with `target` points inside the root (lexically: an
     /// absolute target, or one that climbs above the root, does not).
     static func symlinkStaysInside(path: String, target: String) -> Bool {

@@ -83,8 +83,23 @@ public final class SyncEngine: @unchecked Sendable {
 
     /// Runs the sync: the initial sync, then (unless `noWatch`) both directions until
     /// ``stop()``. Throws when the remote is gone for good or cannot be used, or when the local
-    /// root cannot be read at start.
+    /// root cannot be read at start. The work runs on a thread of its own (``SyncExecutor``),
+    /// not on Swift's cooperative pool.
     public func run() async throws(SyncError) {
+        guard let executor = SyncExecutor.start() else { return try await runHere() }
+        defer { executor.shutdown() }
+        let result: Result<Void, SyncError> = await withTaskExecutorPreference(executor) {
+            do throws(SyncError) {
+                try await runHere()
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+    }
+
+    private func runHere() async throws(SyncError) {
         let name = configuration.name
         guard let root = LocalTree.realRoot(configuration.localRoot) else {
             throw .localRoot(path: configuration.localRoot, reason: String(cString: strerror(errno)))
@@ -369,6 +384,10 @@ final class LocalPump: @unchecked Sendable {
         case locked(since: ContinuousClock.Instant)
         /// git released it; the batch waits for quiet, or for git to take it again.
         case released(at: ContinuousClock.Instant, lastActivity: ContinuousClock.Instant)
+        /// A file was written but not closed yet (a large file being copied): the batch waits
+        /// for its close, a burst's quiet, or the maximum delay, so that it is not sent half
+        /// written and then again.
+        case writing(lastActivity: ContinuousClock.Instant)
     }
 
     private func loop() {
@@ -380,6 +399,7 @@ final class LocalPump: @unchecked Sendable {
         let window = Duration.milliseconds(timing.gitReleaseMilliseconds)
         let limit = Duration.milliseconds(timing.gitLockLimitMilliseconds)
         let quiet = Duration.milliseconds(timing.burstMilliseconds)
+        let maximum = Duration.milliseconds(timing.maximumDelayMilliseconds)
         while true {
             let now = ContinuousClock.now
             let deadline: ContinuousClock.Instant?
@@ -389,6 +409,8 @@ final class LocalPump: @unchecked Sendable {
                 deadline = min(since + limit, now + .milliseconds(250))
             case .released(let at, let last):
                 deadline = min(at + window, last + quiet)
+            case .writing(let last):
+                deadline = min(last + quiet, (pending.firstEvent ?? last) + maximum)
             case .none:
                 // While the root is gone nothing can be watched: every second the watcher is
                 // asked to watch it again (it then reports the root for a rescan).
@@ -425,8 +447,14 @@ final class LocalPump: @unchecked Sendable {
                     } else {
                         hold = .released(at: at, lastActivity: batch.lastEvent)
                     }
-                case .none:
-                    flush = true
+                case .none, .writing:
+                    if pending.hasOpenWrite, let first = pending.firstEvent, ContinuousClock.now < first + maximum {
+                        // What is complete goes now; files still being written wait.
+                        send(pending.takeReady(), waitedForGit: nil)
+                        hold = .writing(lastActivity: batch.lastEvent)
+                    } else {
+                        flush = true
+                    }
                 }
             case .timedOut:
                 switch hold {
@@ -439,7 +467,7 @@ final class LocalPump: @unchecked Sendable {
                     } else {
                         hold = .released(at: .now, lastActivity: .now)
                     }
-                case .released:
+                case .released, .writing:
                     flush = true
                 case .none:
                     if rootGone {
@@ -449,22 +477,25 @@ final class LocalPump: @unchecked Sendable {
                 }
             }
             guard flush else { continue }
-            if let first = pending.firstEvent, !pending.isEmpty {
-                continuation.yield(
-                    .local(
-                        LocalBatch(
-                            changes: pending.changes,
-                            rescan: pending.rescan,
-                            firstEvent: first,
-                            waitedForGit: heldSince.map { ContinuousClock.now - $0 }
-                        )
-                    )
-                )
-            }
+            send(pending, waitedForGit: heldSince.map { ContinuousClock.now - $0 })
             pending = Pending()
             hold = .none
             heldSince = nil
         }
+    }
+
+    private func send(_ pending: Pending, waitedForGit: Duration?) {
+        guard let first = pending.firstEvent, !pending.isEmpty else { return }
+        continuation.yield(
+            .local(
+                LocalBatch(
+                    changes: pending.changes,
+                    rescan: pending.rescan,
+                    firstEvent: first,
+                    waitedForGit: waitedForGit
+                )
+            )
+        )
     }
 
     /// Watcher batches gathered while git works.
@@ -476,6 +507,35 @@ final class LocalPump: @unchecked Sendable {
 
         var changes: [PathChange] { order.compactMap { byPath[$0] } }
         var isEmpty: Bool { order.isEmpty && rescan == nil }
+        /// Whether a file was written and not closed since.
+        var hasOpenWrite: Bool { byPath.values.contains(where: Self.isOpenWrite) }
+
+        static func isOpenWrite(_ change: PathChange) -> Bool {
+            !change.isDirectory && change.kinds.contains(.modified) && !change.kinds.contains(.closedAfterWrite)
+                && change.kinds.isDisjoint(with: [.deleted, .movedFrom])
+        }
+
+        /// Takes out everything but the files still being written (and the rescan), as a batch
+        /// of its own; what stays keeps its first event's time.
+        mutating func takeReady() -> Pending {
+            var ready = Pending()
+            ready.firstEvent = firstEvent
+            ready.rescan = rescan
+            rescan = nil
+            var open: [String] = []
+            for path in order {
+                guard let change = byPath[path] else { continue }
+                if Self.isOpenWrite(change) {
+                    open.append(path)
+                } else {
+                    ready.order.append(path)
+                    ready.byPath[path] = change
+                    byPath[path] = nil
+                }
+            }
+            order = open
+            return ready
+        }
 
         mutating func merge(_ batch: WatchBatch) {
             if firstEvent == nil { firstEvent = batch.firstEvent }

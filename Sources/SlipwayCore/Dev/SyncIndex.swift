@@ -6,7 +6,11 @@ internal import Foundation
 /// deleted because the other side deleted them.
 struct SyncRecord: Sendable, Equatable {
     var kind: SyncEntry.Kind
+    /// The local file's size.
     var size: UInt64
+    /// The remote file's size: the same, unless the file changed while it was being copied
+    /// (the next change of the side that was still writing then goes through).
+    var remoteSize: UInt64
     /// The local file's mtime, inode and ctime after it was synced.
     var localMtime: Int64
     var localInode: UInt64
@@ -20,6 +24,30 @@ struct SyncRecord: Sendable, Equatable {
     var sha256: String?
     /// A symlink's target.
     var target: String?
+
+    init(
+        kind: SyncEntry.Kind,
+        size: UInt64,
+        remoteSize: UInt64? = nil,
+        localMtime: Int64,
+        localInode: UInt64,
+        localCtime: Int64,
+        remoteMtime: Int64,
+        mode: UInt32,
+        sha256: String? = nil,
+        target: String? = nil
+    ) {
+        self.kind = kind
+        self.size = size
+        self.remoteSize = remoteSize ?? size
+        self.localMtime = localMtime
+        self.localInode = localInode
+        self.localCtime = localCtime
+        self.remoteMtime = remoteMtime
+        self.mode = mode
+        self.sha256 = sha256
+        self.target = target
+    }
 
     /// Whether the local entry is still what was synced (a file: size, mtime, inode, ctime
     /// and mode; a symlink: its target; a directory: being one).
@@ -49,7 +77,8 @@ struct SyncRecord: Sendable, Equatable {
     func matchesRemote(_ remote: SyncEntry) -> Bool {
         guard remote.kind == kind else { return false }
         switch kind {
-        case .file: return remote.size == size && remote.mtimeNanoseconds == remoteMtime && remote.mode == mode
+        case .file:
+            return remote.size == remoteSize && remote.mtimeNanoseconds == remoteMtime && remote.mode == mode
         case .symlink: return remote.linkTarget == target
         case .directory: return true
         }
@@ -57,7 +86,7 @@ struct SyncRecord: Sendable, Equatable {
 
     /// What the remote must still hold to be overwritten or removed as this record's.
     var remoteExpectation: SyncExpectation {
-        kind == .file ? .file(size: size, mtimeNanoseconds: remoteMtime) : .anything
+        kind == .file ? .file(size: remoteSize, mtimeNanoseconds: remoteMtime) : .anything
     }
 }
 
@@ -157,7 +186,8 @@ private struct StateFile: Codable {
             self.record = record
         }
 
-        // [path, kind, size, localMtime, localInode, localCtime, remoteMtime, mode, sha256|null, target|null]
+        // [path, kind, size, remoteSize, localMtime, localInode, localCtime, remoteMtime, mode, sha256|null,
+        //  target|null]
         init(from decoder: any Decoder) throws {
             var values = try decoder.unkeyedContainer()
             path = try values.decode(String.self)
@@ -168,6 +198,7 @@ private struct StateFile: Codable {
             record = SyncRecord(
                 kind: kind,
                 size: try values.decode(UInt64.self),
+                remoteSize: try values.decode(UInt64.self),
                 localMtime: try values.decode(Int64.self),
                 localInode: try values.decode(UInt64.self),
                 localCtime: try values.decode(Int64.self),
@@ -183,6 +214,7 @@ private struct StateFile: Codable {
             try values.encode(path)
             try values.encode(record.kind.rawValue)
             try values.encode(record.size)
+            try values.encode(record.remoteSize)
             try values.encode(record.localMtime)
             try values.encode(record.localInode)
             try values.encode(record.localCtime)

@@ -101,7 +101,13 @@ extension SyncSession {
             if let local, record.map({ !$0.matchesLocal(local) }) ?? true {
                 // Changed on both sides (or made on both sides).
                 if try await sameContent(path, local, remote) {
-                    recordSynced(path, local: local, remoteMtime: remote.mtimeNanoseconds, sha256: record?.sha256)
+                    recordSynced(
+                        path,
+                        local: local,
+                        remoteMtime: remote.mtimeNanoseconds,
+                        remoteSize: remote.size,
+                        sha256: record?.sha256
+                    )
                     decide(path, .download, .unchanged, into: &report)
                     continue
                 }

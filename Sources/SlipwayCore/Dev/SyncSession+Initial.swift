@@ -61,7 +61,7 @@ extension SyncSession {
             for (path, local) in scan.entries {
                 guard let remote = remoteEntries[path], remote.kind == local.kind else { continue }
                 if state.records[path] == nil {
-                    recordSynced(path, local: local, remoteMtime: remote.mtimeNanoseconds)
+                    recordSynced(path, local: local, remoteMtime: remote.mtimeNanoseconds, remoteSize: remote.size)
                 }
             }
             report.latency = .now - started
@@ -194,7 +194,13 @@ extension SyncSession {
             guard let local, let remote else { return }
             let record = state.records[path]
             if record == nil || record?.matchesLocal(local) != true || record?.matchesRemote(remote) != true {
-                recordSynced(path, local: local, remoteMtime: remote.mtimeNanoseconds, sha256: sha ?? record?.sha256)
+                recordSynced(
+                    path,
+                    local: local,
+                    remoteMtime: remote.mtimeNanoseconds,
+                    remoteSize: remote.size,
+                    sha256: sha ?? record?.sha256
+                )
             }
         case .upload:
             guard let local, !blocked(canUpload(path, isDirectory: local.kind == .directory), .upload) else { return }
@@ -438,6 +444,16 @@ extension SyncSession {
         modes: [String: UInt32],
         report: inout SyncBatchReport
     ) async throws(SyncRemoteError) {
+        if let blocked = tree.blockedAbove(path) {
+            let kind = tree.entry(blocked)?.kind == .symlink ? "a symlink" : "not a directory"
+            decide(
+                path,
+                .download,
+                .refused(reason: "\(blocked) is \(kind) here; nothing is written through it"),
+                into: &report
+            )
+            return
+        }
         switch remote.kind {
         case .directory:
             switch makeLocalDirectory(path, remote, remoteModes: modes) {
@@ -484,7 +500,13 @@ extension SyncSession {
             }
             switch try await download(path, expected: expected, remoteModes: modes) {
             case .installed(let local, let got):
-                recordSynced(path, local: local, remoteMtime: got.mtimeNanoseconds, sha256: got.sha256)
+                recordSynced(
+                    path,
+                    local: local,
+                    remoteMtime: got.mtimeNanoseconds,
+                    remoteSize: got.size,
+                    sha256: local.size == got.size ? got.sha256 : nil
+                )
                 report.files += 1
                 report.bytes += got.size
                 decide(path, .download, .downloaded, into: &report)

@@ -164,14 +164,26 @@ extension SyncSession {
                                 )
                             )
                         } else {
-                            recordSynced(path, local: local, remoteMtime: record.remoteMtime, sha256: record.sha256)
+                            recordSynced(
+                                path,
+                                local: local,
+                                remoteMtime: record.remoteMtime,
+                                remoteSize: record.remoteSize,
+                                sha256: record.sha256
+                            )
                             decide(path, .upload, .unchanged, into: &report)
                         }
                         continue
                     }
                     if let sha = record.sha256, tree.hash(path) == sha, record.mode == local.mode {
                         // Touched, same content: nothing to send.
-                        recordSynced(path, local: local, remoteMtime: record.remoteMtime, sha256: sha)
+                        recordSynced(
+                            path,
+                            local: local,
+                            remoteMtime: record.remoteMtime,
+                            remoteSize: record.remoteSize,
+                            sha256: sha
+                        )
                         decide(path, .upload, .unchanged, into: &report)
                         continue
                     }

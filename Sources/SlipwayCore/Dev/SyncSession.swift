@@ -98,18 +98,21 @@ final class SyncSession {
         stateDirty = true
     }
 
-    /// Records `local` (just synced) with the remote's mtime.
+    /// Records `local` (just synced) with the remote's size and mtime.
     func recordSynced(
         _ path: String,
         local: LocalEntry,
         remoteMtime: Int64? = nil,
+        remoteSize: UInt64? = nil,
         sha256: String? = nil
     ) {
+        let size = local.kind == .directory ? 0 : local.size
         record(
             path,
             SyncRecord(
                 kind: local.kind,
-                size: local.kind == .directory ? 0 : local.size,
+                size: size,
+                remoteSize: remoteSize ?? size,
                 localMtime: local.mtime,
                 localInode: local.inode,
                 localCtime: local.ctime,
@@ -260,7 +263,16 @@ final class SyncSession {
     ) async throws(SyncRemoteError) -> Item? {
         switch (item.purpose, outcome) {
         case (.write(let path, let local, let expected, let sha), .applied(let entry)):
-            recordSynced(path, local: local, remoteMtime: entry?.mtimeNanoseconds, sha256: sha)
+            // A file that changed while it was read: the remote holds something else than the
+            // local stat says (recorded as such; the local side's next change goes through).
+            let sameSize = entry.map { $0.size == local.size } ?? true
+            recordSynced(
+                path,
+                local: local,
+                remoteMtime: entry?.mtimeNanoseconds,
+                remoteSize: entry?.size,
+                sha256: sameSize ? sha : nil
+            )
             _ = expected
             report.files += 1
             report.bytes += local.size
@@ -318,10 +330,13 @@ final class SyncSession {
                 existing.mode = local.mode
                 existing.localCtime = local.ctime
                 existing.localInode = local.inode
-                if let entry, entry.kind == .file { existing.remoteMtime = entry.mtimeNanoseconds }
+                if let entry, entry.kind == .file {
+                    existing.remoteMtime = entry.mtimeNanoseconds
+                    existing.remoteSize = entry.size
+                }
                 record(path, existing)
             } else {
-                recordSynced(path, local: local, remoteMtime: entry?.mtimeNanoseconds)
+                recordSynced(path, local: local, remoteMtime: entry?.mtimeNanoseconds, remoteSize: entry?.size)
             }
             decide(path, .upload, .modeChanged, into: &report)
         case (.remove(let path, let shouldDecide), .applied):

@@ -38,6 +38,9 @@ final class SyncEventLog: @unchecked Sendable {
 }
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes; records an issue then.
+/// It sleeps on its own thread rather than suspending: the engine under test runs on threads
+/// of its own, and a test that gave its thread back could wait long for one of the few threads
+/// of the cooperative pool while other suites keep them busy.
 @discardableResult
 func waitUntil(
     _ what: String,
@@ -48,7 +51,7 @@ func waitUntil(
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
+        usleep(5000)
     }
     if try condition() { return true }
     Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
@@ -191,4 +194,9 @@ func testConfiguration(
         timing: timing,
         statePath: dir + "/state/sync.json"
     )
+}
+
+/// Sleeps on this thread (see ``waitUntil(_:timeout:sourceLocation:_:)``).
+func pause(milliseconds: Int) {
+    usleep(useconds_t(milliseconds * 1000))
 }

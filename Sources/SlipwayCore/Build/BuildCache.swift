@@ -296,30 +296,13 @@ public struct BuildCache: Sendable {
 
     /// An exclusive `flock` on `lockPath` (its directory made first).
     private func lock(_ lockPath: String) throws(Failure) -> Int32 {
-        let dir = (lockPath as NSString).deletingLastPathComponent
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        } catch {
-            throw Failure(path: lockPath, message: "cannot create \(dir): \(error.localizedDescription)")
+        switch AtomicFile.lock(lockPath) {
+        case .success(let fd): return fd
+        case .failure(let failure): throw Failure(path: lockPath, message: failure.message)
         }
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw Failure(path: lockPath, message: "cannot open the lock file: \(String(cString: strerror(errno)))")
-        }
-        while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else {
-                let message = String(cString: strerror(errno))
-                close(fd)
-                throw Failure(path: lockPath, message: "cannot lock: \(message)")
-            }
-        }
-        return fd
     }
 
-    private static func unlock(_ fd: Int32) {
-        flock(fd, LOCK_UN)
-        close(fd)
-    }
+    private static func unlock(_ fd: Int32) { AtomicFile.unlock(fd) }
 }
 
 extension Result where Failure == AtomicFile.Failure {

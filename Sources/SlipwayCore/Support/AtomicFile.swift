@@ -50,3 +50,33 @@ public enum AtomicFile {
         return UInt32(st.st_mode) & 0o777
     }
 }
+
+extension AtomicFile {
+    /// An exclusive `flock` on `lockPath` (its directory made first), for the read-modify-write
+    /// of a state file; give the descriptor to ``unlock(_:)``.
+    public static func lock(_ lockPath: String) -> Result<Int32, Failure> {
+        let dir = (lockPath as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            return .failure(Failure(message: "cannot create \(dir): \(error.localizedDescription)"))
+        }
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            return .failure(Failure(message: "cannot open the lock file: \(String(cString: strerror(errno)))"))
+        }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                let message = String(cString: strerror(errno))
+                close(fd)
+                return .failure(Failure(message: "cannot lock: \(message)"))
+            }
+        }
+        return .success(fd)
+    }
+
+    public static func unlock(_ fd: Int32) {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

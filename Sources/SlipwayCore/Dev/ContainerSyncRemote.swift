@@ -232,7 +232,7 @@ public final class ContainerSyncRemote: SyncRemote, @unchecked Sendable {
 /// One exec of the helper and its framed conversation. A reader thread takes every frame off the
 /// stream and hands it to the request waiting for it (by id) or to the watch. Callers send their
 /// requests under `writeLock` — from their own task when the batch is light, from a thread of
-/// their own when it carries a megabyte or more — and await a continuation the reader thread
+/// their own when it carries 64 KiB or more — and await a continuation the reader thread
 /// resumes: no thread is made or blocked per round trip.
 final class HelperChannel: @unchecked Sendable {
     let api: DockerAPI
@@ -630,8 +630,8 @@ final class HelperChannel: @unchecked Sendable {
         return true
     }
 
-    /// Runs `body` here when it is light, else on a thread of its own (a batch with megabytes
-    /// of content must not hold a thread of Swift's cooperative pool while it is sent).
+    /// Runs `body` here when it is light, else on a thread of its own (a batch that may wait
+    /// for the socket must not hold a thread of Swift's cooperative pool while it is sent).
     private static func sending(
         heavy: Bool,
         _ body: @escaping @Sendable () throws(SyncRemoteError) -> Void
@@ -750,13 +750,14 @@ final class HelperChannel: @unchecked Sendable {
             },
             abandon: { completion.finish(.failure($0)) }
         )
-        // Light batches are sent from here; content of a megabyte or more from a thread of its own.
+        // A light batch (its frames fit in the socket's buffer, so writing them does not wait)
+        // is sent from here; a heavier one from a thread of its own.
         var content: Int64 = 0
         for case .write(_, let source, _, _, _) in operations {
             var info = stat()
             if stat(source, &info) == 0 { content += Int64(info.st_size) }
         }
-        let heavy = content >= 1 << 20 || operations.count > 2000
+        let heavy = content >= 64 << 10 || operations.count > 256
         try await Self.sending(heavy: heavy) { [self] () throws(SyncRemoteError) in
             try sendOperations(operations, first: first, settleLocked: settleLocked)
         }

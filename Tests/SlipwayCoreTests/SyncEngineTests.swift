@@ -72,7 +72,7 @@ extension WatcherTests {
                         && LocalTree(root: remote).hash("big.bin") == sent
                 }
                 // Sent once, when it was closed, not half-written first.
-                pause(milliseconds: 50)
+                await pause(milliseconds: 50)
                 let bigSends = sync.log.changes(since: mark).filter { $0.path == "big.bin" }
                 #expect(bigSends.map(\.action) == [.uploaded])
 
@@ -227,7 +227,7 @@ extension WatcherTests.SyncEngineTests {
             try putFile(local + "/notes.txt", "two")
             unlink(local + "/notes.txt~")
             await waitUntil("vim's save") { readText(remote + "/notes.txt") == "two" }
-            pause(milliseconds: 50)
+            await pause(milliseconds: 50)
             #expect(sync.log.changes(since: mark).map(\.path) == ["notes.txt"], "\(sync.log.changes(since: mark))")
             #expect(sync.log.changes(since: mark).first?.action == .uploaded)
 
@@ -238,7 +238,7 @@ extension WatcherTests.SyncEngineTests {
             rename(local + "/App.kt___jb_tmp___", local + "/App.kt")
             unlink(local + "/App.kt___jb_old___")
             await waitUntil("JetBrains' save") { readText(remote + "/App.kt") == "class B" }
-            pause(milliseconds: 50)
+            await pause(milliseconds: 50)
             #expect(sync.log.changes(since: mark).map(\.action) == [.uploaded], "\(sync.log.changes(since: mark))")
 
             // Any editor: a temporary name renamed over the file.
@@ -246,7 +246,7 @@ extension WatcherTests.SyncEngineTests {
             try putFile(local + "/.plain.md.new", "plain 2")
             rename(local + "/.plain.md.new", local + "/plain.md")
             await waitUntil("a temp-and-rename save") { readText(remote + "/plain.md") == "plain 2" }
-            pause(milliseconds: 50)
+            await pause(milliseconds: 50)
             #expect(sync.log.changes(since: mark).map(\.path) == ["plain.md"], "\(sync.log.changes(since: mark))")
 
             #expect(treeSnapshot(remote) == treeSnapshot(local).filter { !$0.key.hasSuffix(".swp") })
@@ -276,7 +276,7 @@ extension WatcherTests.SyncEngineTests {
             mark = sync.log.count
             rename(local + "/dir", local + "/moved")
             await waitUntil("the directory's rename") { readText(remote + "/moved/inner/x.txt") == "x" }
-            pause(milliseconds: 50)
+            await pause(milliseconds: 50)
             #expect(
                 sync.log.changes(since: mark).map(\.action) == [.renamed(from: "dir")],
                 "\(sync.log.changes(since: mark))"
@@ -327,7 +327,7 @@ extension WatcherTests.SyncEngineTests {
                 sync.log.batches(since: mark).contains { $0.kind != .download }
             }
             let converged = ContinuousClock.now - gitDone
-            pause(milliseconds: 300)
+            await pause(milliseconds: 300)
             let batches = sync.log.batches(since: mark).filter { $0.kind != .download }
             #expect(batches.count == 1, "\(batches)")
             let batch = try #require(batches.first)
@@ -522,7 +522,7 @@ extension WatcherTests.SyncEngineTests {
             await waitUntil("both directions") {
                 readText(remote + "/src/b.swift") == "b" && readText(local + "/src/c.swift") == "c"
             }
-            pause(milliseconds: 100)
+            await pause(milliseconds: 100)
             #expect(!FileManager.default.fileExists(atPath: remote + "/build/new.bin"))
             #expect(!FileManager.default.fileExists(atPath: remote + "/node_modules/p0"))
             #expect(readText(remote + "/build/made-there.bin") == "container build")
@@ -905,7 +905,7 @@ extension WatcherTests.SyncEngineTests {
                 try putFile(local + "/edit.txt", text)
                 await waitUntil("save \(round)") { readText(remote + "/edit.txt") == text }
                 samples.append(ContinuousClock.now - start)
-                pause(milliseconds: 20)
+                await pause(milliseconds: 20)
             }
             samples.sort()
             let p50 = samples[samples.count / 2]

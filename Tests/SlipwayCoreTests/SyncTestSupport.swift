@@ -38,9 +38,11 @@ final class SyncEventLog: @unchecked Sendable {
 }
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes; records an issue then.
-/// It sleeps on its own thread rather than suspending: the engine under test runs on threads
-/// of its own, and a test that gave its thread back could wait long for one of the few threads
-/// of the cooperative pool while other suites keep them busy.
+/// It suspends between polls and never blocks its thread: the engine under test starts as a
+/// task on Swift's cooperative pool (two threads on a machine of two cores), so two tests that
+/// each held a pool thread while waiting for their own engine would each wait for the other
+/// (seen in CI: both sync tests timed out after 60 s with their engines never started, and every
+/// other test stalled behind them).
 @discardableResult
 func waitUntil(
     _ what: String,
@@ -51,7 +53,7 @@ func waitUntil(
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try condition() { return true }
-        usleep(5000)
+        try? await Task.sleep(for: .milliseconds(5))
     }
     if try condition() { return true }
     Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
@@ -196,7 +198,7 @@ func testConfiguration(
     )
 }
 
-/// Sleeps on this thread (see ``waitUntil(_:timeout:sourceLocation:_:)``).
-func pause(milliseconds: Int) {
-    usleep(useconds_t(milliseconds * 1000))
+/// Suspends for `milliseconds` without holding a thread (see ``waitUntil(_:timeout:sourceLocation:_:)``).
+func pause(milliseconds: Int) async {
+    try? await Task.sleep(for: .milliseconds(milliseconds))
 }

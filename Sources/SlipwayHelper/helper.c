@@ -33,7 +33,7 @@
 
 #include "sha256.h"
 
-#define PROTOCOL_VERSION 1u
+#define PROTOCOL_VERSION 2u
 #define HEADER_SIZE 9
 #define MAX_PAYLOAD (1u << 20)
 #define CHUNK_SIZE (256u << 10)
@@ -61,6 +61,7 @@ enum {
     REQ_DOWNLOAD = 0x0D,
     REQ_WATCH = 0x0E,
     REQ_UNWATCH = 0x0F,
+    REQ_ENTRIES = 0x10,
 };
 
 // Answers (helper → slipway).
@@ -1083,6 +1084,64 @@ static void do_manifest(uint32_t id, reader *r) {
     map_clear(&hash_paths);
 }
 
+/// ENTRIES: the entries at the given paths that exist (a path with nothing there, or under a
+/// parent that is not a directory, is left out), each directory with everything below it when
+/// flag 1 is set. Paths are resolved as every other request resolves them (no symlink followed);
+/// an invalid one gets a NOTE. Answers as MANIFEST does: ENTRY…, NOTE…, END (count).
+static void do_entries(uint32_t id, reader *r) {
+    uint32_t flags = get_u32(r);
+    if (r->bad) fatal("an ENTRIES frame is too short");
+    if (hash_paths.count && hash_paths_id != id) map_clear(&hash_paths);
+    walker self = {.visit = manifest_visit, .problem = manifest_problem, .id = id};
+    const uint8_t *p = r->p;
+    size_t left = r->left;
+    while (left > 0) {
+        const uint8_t *end = memchr(p, 0, left);
+        size_t length = end ? (size_t)(end - p) : left;
+        const uint8_t *path = p;
+        p += length + (end ? 1 : 0);
+        left -= length + (end ? 1 : 0);
+        if (length == 0) continue;
+        char scratch[MAX_PATH + 1];
+        const char *name;
+        int dir = resolve_parent(path, length, scratch, &name);
+        if (dir < 0) {
+            if (errno != ENOENT && errno != ENOTDIR)
+                send_note(id, errno, "cannot look at %.*s: %s", (int)length, (const char *)path,
+                          describe_resolve_error(errno));
+            continue;
+        }
+        struct stat st;
+        if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno != ENOENT && errno != ENOTDIR)
+                send_note(id, errno, "cannot look at %.*s: %s", (int)length, (const char *)path, strerror(errno));
+            close(dir);
+            continue;
+        }
+        char full[MAX_PATH + 2];
+        memcpy(full, path, length);
+        full[length] = 0;
+        if (self.visit(&self, dir, name, full, length, &st) && S_ISDIR(st.st_mode) && (flags & 1)) {
+            int depth = 1;
+            for (size_t i = 0; i < length; i++) depth += full[i] == '/';
+            int sub = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                if (errno != ENOENT) manifest_problem(&self, full, length, errno);
+            } else if (depth >= MAX_DEPTH) {
+                manifest_problem(&self, full, length, ELOOP);
+                close(sub);
+            } else {
+                walk(&self, sub, full, length, depth);
+            }
+        }
+        close(dir);
+    }
+    begin_frame(ANS_END, id);
+    put_u64(self.count);
+    end_frame();
+    map_clear(&hash_paths);
+}
+
 static void add_hash_paths(uint32_t id, reader *r) {
     if (hash_paths.count && hash_paths_id != id) map_clear(&hash_paths);
     hash_paths_id = id;
@@ -1551,6 +1610,7 @@ static void dispatch(uint8_t type, uint32_t id, const uint8_t *payload, uint32_t
     case REQ_CHMOD: do_chmod(id, &r); break;
     case REQ_HASH_PATHS: add_hash_paths(id, &r); break;
     case REQ_MANIFEST: do_manifest(id, &r); break;
+    case REQ_ENTRIES: do_entries(id, &r); break;
     case REQ_DOWNLOAD: do_download(id, &r); break;
     case REQ_WATCH: do_watch(id); break;
     case REQ_UNWATCH:

@@ -338,6 +338,27 @@ struct SyncHelperTests {
             let some = try await remote.manifest(hashing: ["run.sh"], hashAll: false)
             #expect(some.filter { $0.sha256 != nil }.map(\.path) == ["run.sh"])
 
+            // Entries at a few paths (ENTRIES), without listing the tree: what exists, the
+            // same as the manifest says; missing paths, paths under a file or a symlink and an
+            // invalid one left out; a directory with everything below it when recursive.
+            let asked = try await remote.entries(
+                ["run.sh", "d/sub", "missing", "d/f1/under-a-file", "d/link/x", "d/../run.sh", "d/f55"],
+                recursive: false,
+                hashing: ["d/f55"]
+            )
+            #expect(asked.map(\.path).sorted() == ["d/f55", "d/sub", "run.sh"])
+            #expect(remote.takeNotes().contains { $0.contains("d/../run.sh") }, "the invalid path is reported")
+            #expect(asked.first { $0.path == "d/f55" }?.sha256 == sha256Hex(bytes: sources["f55"] ?? []))
+            #expect(asked.first { $0.path == "run.sh" }.map(withoutHash) == byPath["run.sh"].map(withoutHash))
+            #expect(asked.first { $0.path == "run.sh" }?.sha256 == nil, "only what was asked is hashed")
+            let below = try await remote.entries(
+                ["d/sub", "d/sub/deeper"],
+                recursive: true,
+                hashing: ["d/sub/deeper/deep"]
+            )
+            #expect(below.map(\.path).sorted() == ["d/sub", "d/sub/deeper", "d/sub/deeper/deep"], "each entry once")
+            #expect(below.first { $0.path == "d/sub/deeper/deep" }?.sha256 == sha256Hex(bytes: sources["deep"] ?? []))
+
             // Expectations: what was last synced must still be there.
             let f1 = try #require(byPath["d/f1"])
             try writeFile(dir + "/f1b", Array("changed".utf8))

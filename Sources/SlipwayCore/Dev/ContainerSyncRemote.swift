@@ -196,6 +196,16 @@ public final class ContainerSyncRemote: SyncRemote, @unchecked Sendable {
         try await channel.manifest(hashing: paths, hashAll: hashAll)
     }
 
+    /// Asks the helper for these paths alone (ENTRIES), not the whole tree: a change the
+    /// container makes costs a look at what changed, whatever the size of the tree.
+    public func entries(
+        _ paths: [String],
+        recursive: Bool,
+        hashing: Set<String>
+    ) async throws(SyncRemoteError) -> [SyncEntry] {
+        try await channel.entries(paths, recursive: recursive, hashing: hashing)
+    }
+
     public func apply(_ operations: [SyncOperation]) async throws(SyncRemoteError) -> [SyncOutcome] {
         try await channel.apply(operations)
     }
@@ -858,6 +868,57 @@ final class HelperChannel: @unchecked Sendable {
     }
 
     func manifest(hashing paths: Set<String>, hashAll: Bool) async throws(SyncRemoteError) -> [SyncEntry] {
+        var flags = HelperBytes()
+        flags.u32(hashAll ? 1 : 0)
+        return try await list(HelperFrameType.manifest, flags.bytes, hashing: hashAll ? [] : paths, what: "a manifest")
+    }
+
+    /// The entries at `paths` (ENTRIES), in requests of at most a frame of paths each; a path
+    /// named twice, or below another with `recursive`, is listed once.
+    func entries(_ paths: [String], recursive: Bool, hashing: Set<String>) async throws(SyncRemoteError) -> [SyncEntry]
+    {
+        var result: [SyncEntry] = []
+        var seen = Set<String>()
+        var start = paths.startIndex
+        while start < paths.endIndex {
+            var payload = HelperBytes()
+            payload.u32(recursive ? 1 : 0)
+            var bytes = payload.bytes
+            var end = start
+            while end < paths.endIndex, bytes.count + paths[end].utf8.count + 1 <= HelperFrame.maximumPayload {
+                bytes += paths[end].utf8
+                bytes.append(0)
+                end += 1
+            }
+            if end == start { end += 1 }  // a path longer than a frame: the helper refuses it alone
+            let chunk = Set(paths[start..<end])
+            let hashed = hashing.filter { path in
+                if chunk.contains(path) { return true }
+                guard recursive else { return false }
+                var parent = Substring(path)
+                while let slash = parent.lastIndex(of: "/") {
+                    parent = parent[..<slash]
+                    if chunk.contains(String(parent)) { return true }
+                }
+                return false
+            }
+            for entry in try await list(HelperFrameType.entries, bytes, hashing: hashed, what: "entries")
+            where seen.insert(entry.path).inserted {
+                result.append(entry)
+            }
+            start = end
+        }
+        return result
+    }
+
+    /// One MANIFEST or ENTRIES request and its answers (ENTRY…, NOTE…, END), with the files in
+    /// `hashing` hashed.
+    private func list(
+        _ type: UInt8,
+        _ request: [UInt8],
+        hashing paths: Set<String>,
+        what: String
+    ) async throws(SyncRemoteError) -> [SyncEntry] {
         let entries = Entries()
         let completion = Completion<[SyncEntry]>()
         let root = options.root
@@ -874,7 +935,7 @@ final class HelperChannel: @unchecked Sendable {
                         noteLocked("refused an entry of the container's tree: \(invalid) is not a valid sync path")
                     } else {
                         completion.finish(
-                            .failure(.protocolViolation("a malformed manifest entry from the helper in \(container)"))
+                            .failure(.protocolViolation("a malformed entry from the helper in \(container)"))
                         )
                     }
                     return false
@@ -893,7 +954,7 @@ final class HelperChannel: @unchecked Sendable {
                 default:
                     completion.finish(
                         .failure(
-                            .protocolViolation("the helper answered 0x\(String(frame.type, radix: 16)) to a manifest")
+                            .protocolViolation("the helper answered 0x\(String(frame.type, radix: 16)) to \(what)")
                         )
                     )
                     return true
@@ -903,22 +964,18 @@ final class HelperChannel: @unchecked Sendable {
         )
         try await Self.sending(heavy: paths.count > 20_000) { [self] () throws(SyncRemoteError) in
             try sendLocked { (out: inout Outgoing) throws(SyncRemoteError) in
-                if !hashAll {
-                    var piece: [UInt8] = []
-                    for path in paths {
-                        if piece.count + path.utf8.count + 1 > HelperFrame.maximumPayload {
-                            out.add(HelperFrameType.hashPaths, id, piece)
-                            try send(&out)
-                            piece = []
-                        }
-                        piece += path.utf8
-                        piece.append(0)
+                var piece: [UInt8] = []
+                for path in paths {
+                    if piece.count + path.utf8.count + 1 > HelperFrame.maximumPayload {
+                        out.add(HelperFrameType.hashPaths, id, piece)
+                        try send(&out)
+                        piece = []
                     }
-                    if !piece.isEmpty { out.add(HelperFrameType.hashPaths, id, piece) }
+                    piece += path.utf8
+                    piece.append(0)
                 }
-                var flags = HelperBytes()
-                flags.u32(hashAll ? 1 : 0)
-                out.add(HelperFrameType.manifest, id, flags.bytes)
+                if !piece.isEmpty { out.add(HelperFrameType.hashPaths, id, piece) }
+                out.add(type, id, request)
             }
         }
         return try await wait(completion)

@@ -3,7 +3,7 @@
 // Sources/SlipwayHelper/helper.c; the numbers here must stay equal to its enums.
 
 /// The protocol version both sides speak; the HELLO exchange checks it.
-let syncHelperProtocolVersion: UInt32 = 1
+let syncHelperProtocolVersion: UInt32 = 2
 
 /// Frame types.
 enum HelperFrameType {
@@ -23,6 +23,7 @@ enum HelperFrameType {
     static let download: UInt8 = 0x0D
     static let watch: UInt8 = 0x0E
     static let unwatch: UInt8 = 0x0F
+    static let entries: UInt8 = 0x10
 
     // Answers (helper → slipway).
     static let helloAnswer: UInt8 = 0x81

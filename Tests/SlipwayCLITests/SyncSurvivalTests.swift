@@ -214,15 +214,41 @@ struct SyncSurvivalTests {
                 out: out
             )
             defer { sync.kill9() }
-            // The initial sync has begun (files arrive): kill it in the middle.
-            try await until("a file") {
-                try await docker(
-                    "exec",
-                    name,
-                    "sh",
-                    "-c",
-                    "find /app -type f ! -name '.slipway-tmp-*' | head -n 1 | grep -q ."
-                ).status == 0
+            // The initial sync has begun (a first file is there under its real name): kill it in
+            // the middle. Watched from the host through the container's merged overlay directory
+            // (a stat loop; a `docker exec` per poll is too slow on a loaded machine), else with
+            // `docker exec`.
+            let merged = try await docker("inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", name).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            if !merged.isEmpty && FileManager.default.fileExists(atPath: merged) {
+                let seen = try await offPool {
+                    let deadline = ContinuousClock.now + .seconds(60)
+                    while ContinuousClock.now < deadline {
+                        for index in 0..<20 {
+                            let names =
+                                (try? FileManager.default.contentsOfDirectory(atPath: "\(merged)/app/many/d\(index)"))
+                                ?? []
+                            if names.contains(where: { !isTemporary($0) }) {
+                                sync.kill9()
+                                return true
+                            }
+                        }
+                        usleep(1000)
+                    }
+                    return false
+                }
+                #expect(seen, "no file arrived in \(merged)/app")
+            } else {
+                try await until("a file") {
+                    try await docker(
+                        "exec",
+                        name,
+                        "sh",
+                        "-c",
+                        "find /app -type f ! -name '.slipway-tmp-*' | head -n 1 | grep -q ."
+                    )
+                    .status == 0
+                }
             }
             sync.kill9()
             #expect(try await sync.finished(timeout: .seconds(10)) == 137, "\(sync.stderr)")

@@ -396,6 +396,7 @@ final class LocalPump: @unchecked Sendable {
         var hold = Hold.none
         var heldSince: ContinuousClock.Instant?
         var staleLock = false
+        var drainedAfterGit = false
         let window = Duration.milliseconds(timing.gitReleaseMilliseconds)
         let limit = Duration.milliseconds(timing.gitLockLimitMilliseconds)
         let quiet = Duration.milliseconds(timing.burstMilliseconds)
@@ -477,10 +478,22 @@ final class LocalPump: @unchecked Sendable {
                 }
             }
             guard flush else { continue }
+            if heldSince != nil && !drainedAfterGit {
+                // On a busy machine the watcher's reader can be seconds behind the kernel's
+                // queue: what git wrote before it let go of its lock may not have been read yet.
+                // Everything queued is taken in first, so that a checkout stays one batch.
+                drainedAfterGit = true
+                subscription.drain()
+                if subscription.hasPending {
+                    hold = .released(at: .now, lastActivity: .now)
+                    continue
+                }
+            }
             send(pending, waitedForGit: heldSince.map { ContinuousClock.now - $0 })
             pending = Pending()
             hold = .none
             heldSince = nil
+            drainedAfterGit = false
         }
     }
 

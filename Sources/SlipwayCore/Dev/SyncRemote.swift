@@ -143,9 +143,15 @@ public protocol SyncRemote: AnyObject, Sendable {
     func changes() async throws(SyncRemoteError) -> AsyncThrowingStream<[String], any Error>
     /// Closes the channel; the helper exits.
     func close()
+    /// What the remote noticed on the side since the last call (a path from the container
+    /// that is not a valid sync path, a directory it cannot list…), oldest first: the engine
+    /// reports each as a note after every batch.
+    func takeNotes() -> [String]
 }
 
 extension SyncRemote {
+    public func takeNotes() -> [String] { [] }
+
     /// The entries at `paths` (and below them, with `recursive`), from the whole manifest.
     public func entries(
         _ paths: [String],

@@ -180,6 +180,9 @@ final class SyncSession {
                 status.downloadedFiles += report.counts["downloaded", default: 0]
             }
         }
+        // What the remote refused or could not read meanwhile (a container's file whose name is not
+        // UTF-8, say) is said, never dropped.
+        for note in remote.takeNotes() { emit(.note(note)) }
         emit(.batch(report))
         saveState()
     }

@@ -17,13 +17,14 @@ extension WatcherTests {
                 try putFile(local + "/src/main.swift", "print(1)\n", mode: 0o755)
                 symlink("src/main.swift", local + "/link")
                 try putFile(remote + "/stale.txt", "only in the container")
-                // A burst's quiet of 2 s and a cap of 10 s: the 50 MB file below is held until it
-                // is closed even on a busy machine (single saves still go after 5 ms).
+                // A burst's quiet of 10 s and a cap of 30 s: the 50 MB file below is held until it
+                // is closed even on a busy machine, where the wait for the other save in the middle
+                // of its writes took over 2 s (single saves still go after 5 ms).
                 let sync = RunningSync(
                     testConfiguration(
                         local,
                         dir: dir,
-                        timing: SyncTiming(burstMilliseconds: 2000, maximumDelayMilliseconds: 10_000)
+                        timing: SyncTiming(burstMilliseconds: 10_000, maximumDelayMilliseconds: 30_000)
                     ),
                     remote: try LocalDirectoryRemote(root: remote)
                 )

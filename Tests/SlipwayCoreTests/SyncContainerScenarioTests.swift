@@ -311,7 +311,7 @@ struct SyncContainerScenarioTests {
             try await waitConverged("the 50 MB file's deletion", container, expected: expected)
 
             // A 5,000-file checkout of another branch: one batch.
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             let checkout = try await scenarioOffPool { try sh(["git", "checkout", "-q", "two"], cwd: local) }
             try #require(checkout.status == 0, "\(checkout.stderr)")
             there = try await waitConverged(
@@ -406,7 +406,7 @@ extension WatcherTests {
                     (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
                         .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
                 ) ?? 16384
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             try await scenarioOffPool {
                 FileWatcher.shared.holdingReader {
                     // Changes made while the queue overflows: only a rescan can find them.
@@ -504,7 +504,7 @@ extension SyncContainerScenarioTests {
             }
 
             // A directory replaced by a link out of the tree, and files written "into" it.
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             try await inContainer(
                 """
                 set -e; cd "$1"

@@ -43,14 +43,14 @@ extension WatcherTests {
                 await waitUntil("the container to follow") { treeSnapshot(remote) == treeSnapshot(local) }
 
                 // A mode change alone is sent as one; a 50 MB file arrives whole, with its hash.
-                var mark = sync.log.count
+                var mark = await sync.settledCount()
                 chmod(local + "/a.txt", 0o755)
                 await waitUntil("the mode") {
                     var info = stat()
                     return lstat(remote + "/a.txt", &info) == 0 && info.st_mode & 0o777 == 0o755
                 }
                 #expect(sync.log.changes(since: mark).map(\.action) == [.modeChanged])
-                mark = sync.log.count
+                mark = await sync.settledCount()
                 var block = [UInt8](repeating: 0, count: 1 << 20)
                 for index in block.indices { block[index] = UInt8(truncatingIfNeeded: index &* 31 &+ index >> 8) }
                 // Written as a copy writes: one open, 50 writes of 1 MiB, one close.
@@ -220,7 +220,7 @@ extension WatcherTests.SyncEngineTests {
             await sync.started()
 
             // vim: probe 4913, backup by rename, write the file anew, drop the backup; its swap file.
-            var mark = sync.log.count
+            var mark = await sync.settledCount()
             try putFile(local + "/.notes.txt.swp", "swap")
             try putFile(local + "/4913", "")
             unlink(local + "/4913")
@@ -233,7 +233,7 @@ extension WatcherTests.SyncEngineTests {
             #expect(sync.log.changes(since: mark).first?.action == .uploaded)
 
             // JetBrains: write a temp, move the file to ___jb_old___, the temp into place, drop the old.
-            mark = sync.log.count
+            mark = await sync.settledCount()
             try putFile(local + "/App.kt___jb_tmp___", "class B")
             rename(local + "/App.kt", local + "/App.kt___jb_old___")
             rename(local + "/App.kt___jb_tmp___", local + "/App.kt")
@@ -243,7 +243,7 @@ extension WatcherTests.SyncEngineTests {
             #expect(sync.log.changes(since: mark).map(\.action) == [.uploaded], "\(sync.log.changes(since: mark))")
 
             // Any editor: a temporary name renamed over the file.
-            mark = sync.log.count
+            mark = await sync.settledCount()
             try putFile(local + "/.plain.md.new", "plain 2")
             rename(local + "/.plain.md.new", local + "/plain.md")
             await waitUntil("a temp-and-rename save") { readText(remote + "/plain.md") == "plain 2" }
@@ -265,7 +265,7 @@ extension WatcherTests.SyncEngineTests {
             var before = stat()
             lstat(remote + "/old.txt", &before)
 
-            var mark = sync.log.count
+            var mark = await sync.settledCount()
             rename(local + "/old.txt", local + "/new.txt")
             await waitUntil("the rename") { FileManager.default.fileExists(atPath: remote + "/new.txt") }
             var after = stat()
@@ -274,7 +274,7 @@ extension WatcherTests.SyncEngineTests {
             #expect(!FileManager.default.fileExists(atPath: remote + "/old.txt"))
             #expect(sync.log.changes(since: mark).map(\.action) == [.renamed(from: "old.txt")])
 
-            mark = sync.log.count
+            mark = await sync.settledCount()
             rename(local + "/dir", local + "/moved")
             await waitUntil("the directory's rename") { readText(remote + "/moved/inner/x.txt") == "x" }
             await pause(milliseconds: 50)
@@ -320,7 +320,7 @@ extension WatcherTests.SyncEngineTests {
             #expect(readText(remote + "/src/m7/f7.txt") == "one 7\n")
             #expect(!FileManager.default.fileExists(atPath: remote + "/.git"))
 
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             let gitStarted = ContinuousClock.now
             try git("checkout", "-q", "two")
             let gitDone = ContinuousClock.now
@@ -513,7 +513,7 @@ extension WatcherTests.SyncEngineTests {
             #expect(FileWatcher.shared.watchedDirectoryCount == 2 + remoteDirectories + 1)
 
             // Later changes follow the same rules.
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             try putFile(local + "/build/new.bin", "not sent")
             try putFile(local + "/node_modules/p0/new.js", "not sent")
             unlink(local + "/build/made-there.bin")  // excluded from upload: never deleted there
@@ -586,7 +586,7 @@ extension WatcherTests.SyncEngineTests {
                     (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
                         .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
                 ) ?? 16384
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             FileWatcher.shared.holdingReader {
                 // Changes made while the queue overflows: only a rescan can find them.
                 try? putFile(local + "/lost-in-the-flood.txt", "found")
@@ -733,7 +733,7 @@ extension WatcherTests.SyncEngineTests {
             #expect(readText(local + "/kept/mine.txt") == "local only, never synced")
 
             // A local symlink out of the root is not sent; one inside is.
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             symlink("/etc/passwd", local + "/outward")
             symlink("synced/b.txt", local + "/inward")
             await waitUntil("the inward link") { LocalTree.readLink(remote + "/inward") == "synced/b.txt" }
@@ -767,7 +767,7 @@ extension WatcherTests.SyncEngineTests {
             await waitUntil("gone/ removed") { !FileManager.default.fileExists(atPath: remote + "/gone") }
 
             try putFile(remote + "/app/sub/made-there.log", "the container's")
-            let mark = sync.log.count
+            let mark = await sync.settledCount()
             try FileManager.default.removeItem(atPath: local + "/app")
             await waitUntil("the synced files to go") { !FileManager.default.fileExists(atPath: remote + "/app/a.txt") }
             #expect(!FileManager.default.fileExists(atPath: remote + "/app/sub/b.txt"))

@@ -147,6 +147,28 @@ final class RunningSync: @unchecked Sendable {
         }
     }
 
+    /// The log's length once the engine is between batches: no event for 100 ms and the last one
+    /// not a decision (a batch's decisions are followed by its report). A mark taken as soon as
+    /// the trees agree could fall before the decisions of the batch that made them agree: the
+    /// files are applied before the batch reports them.
+    func settledCount() async -> Int {
+        var count = log.count
+        var stableSince = ContinuousClock.now
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+            let now = log.count
+            if now != count {
+                count = now
+                stableSince = ContinuousClock.now
+                continue
+            }
+            let lastIsDecision = log.all.last.map { if case .decision = $0 { true } else { false } } ?? false
+            if !lastIsDecision && ContinuousClock.now - stableSince >= .milliseconds(100) { return count }
+        }
+        return log.count
+    }
+
     private var finishedEarly: Bool {
         if case .stopped = engine.status.phase { return true }
         return false

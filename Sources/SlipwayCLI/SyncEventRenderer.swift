@@ -64,9 +64,13 @@ struct SyncEventRenderer: Sendable {
         }
     }
 
-    static func milliseconds(_ d: Duration) -> String {
+    static func millisecondCount(_ d: Duration) -> Double {
         let (s, atto) = d.components
-        let ms = Double(s) * 1000 + Double(atto) / 1e15
+        return Double(s) * 1000 + Double(atto) / 1e15
+    }
+
+    static func milliseconds(_ d: Duration) -> String {
+        let ms = millisecondCount(d)
         return ms < 10 ? String(format: "%.1f ms", ms) : String(format: "%.0f ms", ms)
     }
 
@@ -88,8 +92,9 @@ struct SyncEventRenderer: Sendable {
             object["changes"] = r.changes
             object["conflicts"] = r.conflicts
             object["failures"] = r.failures
-            let (s, atto) = r.latency.components
-            object["latencyMs"] = Double(s) * 1000 + Double(atto) / 1e15
+            object["latencyMs"] = millisecondCount(r.latency)
+            object["applyingMs"] = millisecondCount(r.applying)
+            if let git = r.waitedForGit { object["waitedForGitMs"] = millisecondCount(git) }
         case .decision(let d):
             object["event"] = "decision"
             object["path"] = d.path

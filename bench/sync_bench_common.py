@@ -18,21 +18,54 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "slipway/busybox:latest"
 TICKS = os.sysconf("SC_CLK_TCK")
 
-# Watches one directory with inotify (IN_CLOSE_WRITE | IN_MOVED_TO); for each event on a name
-# starting with PREFIX it reads the file and prints `<CLOCK_MONOTONIC ns> <name> <first line>`.
-# The container shares the host's kernel and CLOCK_MONOTONIC (Docker gives no time namespace),
-# so these times compare with the bench's time.monotonic_ns().
+# `probe DIR PREFIX` watches one directory with inotify (IN_CLOSE_WRITE | IN_MOVED_TO); for each
+# event on a name starting with PREFIX it reads the file and prints `<CLOCK_MONOTONIC ns> <name>
+# <first line>`. The container shares the host's kernel and CLOCK_MONOTONIC (Docker gives no time
+# namespace), so these times compare with the bench's time.monotonic_ns().
+# `probe --floor DIR N SIZE` is the filesystem's floor for what the helper does per file: N files
+# of SIZE bytes, each written to a new temporary file, its mode and mtime set, renamed over an
+# existing file; it prints the milliseconds the N replacements took.
 PROBE_C = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+static int floor_run(const char *dir, int n, int size) {
+    static char data[1 << 20], name[64], temp[64];
+    if (size > (int)sizeof data || chdir(dir) != 0) { perror("floor"); return 1; }
+    memset(data, 'f', size);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "floor%05d", i);
+        int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || write(fd, data, size) != size || close(fd) != 0) { perror("floor: prepare"); return 1; }
+    }
+    sync();
+    long long start = now_ns();
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "floor%05d", i);
+        snprintf(temp, sizeof temp, ".floor-tmp-%05d", i);
+        int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        struct timespec times[2] = {{0, UTIME_OMIT}, {1700000000, 0}};
+        if (fd < 0 || write(fd, data, size) != size || fchmod(fd, 0644) != 0 || futimens(fd, times) != 0 ||
+            close(fd) != 0 || rename(temp, name) != 0) { perror("floor: replace"); return 1; }
+    }
+    printf("%.3f\n", (now_ns() - start) / 1e6);
+    return 0;
+}
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: probe DIR PREFIX\n"); return 2; }
+    if (argc == 5 && strcmp(argv[1], "--floor") == 0) return floor_run(argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (argc < 3) { fprintf(stderr, "usage: probe DIR PREFIX | probe --floor DIR N SIZE\n"); return 2; }
     int fd = inotify_init1(IN_CLOEXEC);
     if (fd < 0 || inotify_add_watch(fd, argv[1], IN_CLOSE_WRITE | IN_MOVED_TO) < 0) { perror("inotify"); return 1; }
     size_t plen = strlen(argv[2]);
@@ -51,14 +84,13 @@ int main(int argc, char **argv) {
             int f = open(path, O_RDONLY | O_CLOEXEC);
             if (f < 0) continue;
             ssize_t r = read(f, data, sizeof data - 1);
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
+            long long at = now_ns();
             close(f);
             if (r < 0) r = 0;
             data[r] = 0;
             char *nl = strchr(data, '\n');
             if (nl) *nl = 0;
-            printf("%lld %s %s\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, e->name, data);
+            printf("%lld %s %s\n", at, e->name, data);
             fflush(stdout);
         }
     }
@@ -97,9 +129,16 @@ def docker(*args, check=True, **kwargs):
     return out
 
 
-def start_container(label):
-    return docker("run", "-d", "--network", "none", "--label", f"dev.slipway.bench={label}", IMAGE, "sleep",
+def start_container(label, *options):
+    return docker("run", "-d", "--network", "none", "--label", f"dev.slipway.bench={label}", *options, IMAGE, "sleep",
                   "3600").stdout.strip()
+
+
+def floor_ms(container, probe, directory, files, size):
+    """The filesystem's own cost of `files` temp + rename replacements in `directory` (the probe's
+    --floor mode, run inside the container)."""
+    docker("exec", container, "mkdir", "-p", directory)
+    return float(docker("exec", container, probe, "--floor", directory, str(files), str(size)).stdout.strip())
 
 
 def percentiles(samples):

@@ -24,7 +24,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # namespace), so these times compare with the bench's time.monotonic_ns().
 # `probe --floor DIR N SIZE` is the filesystem's floor for what the helper does per file: N files
 # of SIZE bytes, each written to a new temporary file, its mode and mtime set, renamed over an
-# existing file; it prints the milliseconds the N replacements took.
+# existing file written just before (as a sync replaces files it wrote a moment ago); it prints
+# the milliseconds the N replacements took.
 PROBE_C = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -50,7 +51,6 @@ static int floor_run(const char *dir, int n, int size) {
         int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0 || write(fd, data, size) != size || close(fd) != 0) { perror("floor: prepare"); return 1; }
     }
-    sync();
     long long start = now_ns();
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "floor%05d", i);

@@ -160,17 +160,24 @@ def cpu_ms(pid):
     return (int(fields[11]) + int(fields[12])) * 1000 / TICKS
 
 
-def run_ns(pid):
-    """CPU time of every thread of `pid` in nanoseconds, from /proc/PID/task/*/schedstat (the
-    scheduler's own count, not /proc/PID/stat's 10 ms ticks)."""
-    total = 0
+def thread_ns(pid):
+    """CPU time of each thread of `pid` in nanoseconds, by thread id, from
+    /proc/PID/task/*/schedstat (the scheduler's own count, not /proc/PID/stat's 10 ms ticks)."""
+    times = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
+                times[task] = int(f.read().split()[0])
         except OSError:
             pass
-    return total
+    return times
+
+
+def idle_ms(before, after):
+    """CPU milliseconds between two thread_ns() readings: threads alive at both ends, and the
+    whole of threads that started meanwhile (a thread that ended meanwhile is not counted here:
+    /proc/PID/stat, printed beside, counts it)."""
+    return sum(ns - before.get(task, 0) for task, ns in after.items()) / 1e6
 
 
 def status_kb(pid, key):

@@ -14,8 +14,8 @@ extension SyncSession {
             pause(.rootMissing(tree.root))
             return nil
         }
-        // The remote's manifest is asked for first and walked in the container while the local
-        // tree is walked here (20,000 files: about 0.1 s saved of a restart's 0.4 s).
+        // The remote's manifest is asked for first, so that the container's walk (the helper's)
+        // runs while the local tree is walked here, rather than after it.
         let remote = self.remote
         async let fetched: Result<[SyncEntry], SyncRemoteError> = {
             do throws(SyncRemoteError) {

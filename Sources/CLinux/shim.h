@@ -23,4 +23,8 @@ struct slipway_ucred {
     unsigned int uid;
     unsigned int gid;
 };
+
+// malloc.h's malloc_trim (the Glibc module does not include malloc.h): gives the memory free()d
+// in glibc's arenas back to the system. size_t is unsigned long on Linux's 64-bit ABIs.
+extern int malloc_trim(unsigned long pad);
 #endif

@@ -64,9 +64,13 @@ struct SyncEventRenderer: Sendable {
         }
     }
 
-    static func milliseconds(_ d: Duration) -> String {
+    static func millisecondCount(_ d: Duration) -> Double {
         let (s, atto) = d.components
-        let ms = Double(s) * 1000 + Double(atto) / 1e15
+        return Double(s) * 1000 + Double(atto) / 1e15
+    }
+
+    static func milliseconds(_ d: Duration) -> String {
+        let ms = millisecondCount(d)
         return ms < 10 ? String(format: "%.1f ms", ms) : String(format: "%.0f ms", ms)
     }
 
@@ -78,45 +82,99 @@ struct SyncEventRenderer: Sendable {
 
     /// One JSON object for machines, or nil for events they do not need.
     static func json(_ name: String, _ event: SyncEvent) -> String? {
-        var object: [String: Any] = ["sync": name]
+        var object = JSONLine()
+        object["sync"] = .string(name)
         switch event {
         case .batch(let r):
-            object["event"] = "batch"
-            object["kind"] = r.kind.rawValue
-            object["files"] = r.files
-            object["bytes"] = r.bytes
-            object["changes"] = r.changes
-            object["conflicts"] = r.conflicts
-            object["failures"] = r.failures
-            let (s, atto) = r.latency.components
-            object["latencyMs"] = Double(s) * 1000 + Double(atto) / 1e15
+            object["event"] = .string("batch")
+            object["kind"] = .string(r.kind.rawValue)
+            object["files"] = .integer(Int64(r.files))
+            object["bytes"] = .unsigned(r.bytes)
+            object["changes"] = .integer(Int64(r.changes))
+            object["conflicts"] = .integer(Int64(r.conflicts))
+            object["failures"] = .integer(Int64(r.failures))
+            object["latencyMs"] = .number(millisecondCount(r.latency))
+            object["applyingMs"] = .number(millisecondCount(r.applying))
+            if let git = r.waitedForGit { object["waitedForGitMs"] = .number(millisecondCount(git)) }
         case .decision(let d):
-            object["event"] = "decision"
-            object["path"] = d.path
-            object["direction"] = d.direction.rawValue
-            object["decision"] = d.description
+            object["event"] = .string("decision")
+            object["path"] = .string(d.path)
+            object["direction"] = .string(d.direction.rawValue)
+            object["decision"] = .string(d.description)
         case .paused(let reason):
-            object["event"] = "paused"
-            object["reason"] = reason.description
+            object["event"] = .string("paused")
+            object["reason"] = .string(reason.description)
         case .disconnected(let reason):
-            object["event"] = "disconnected"
-            object["reason"] = reason
-        case .reconnected: object["event"] = "reconnected"
+            object["event"] = .string("disconnected")
+            object["reason"] = .string(reason)
+        case .reconnected: object["event"] = .string("reconnected")
         case .rescan(let reason):
-            object["event"] = "rescan"
-            object["reason"] = reason
-        case .watching: object["event"] = "watching"
+            object["event"] = .string("rescan")
+            object["reason"] = .string(reason)
+        case .watching: object["event"] = .string("watching")
         case .note(let text):
-            object["event"] = "note"
-            object["text"] = text
+            object["event"] = .string("note")
+            object["text"] = .string(text)
         default: return nil
         }
-        guard
-            let data = try? JSONSerialization.data(
-                withJSONObject: object,
-                options: [.sortedKeys, .withoutEscapingSlashes]
-            )
-        else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        return object.text
+    }
+}
+
+/// One flat JSON object on one line, keys sorted, `/` left unescaped — what JSONSerialization
+/// writes with `.sortedKeys` and `.withoutEscapingSlashes`, built directly: a batch of 1,000
+/// files prints 1,000 decisions, and JSONSerialization (bridging, locale-aware key sorting)
+/// took a fifth of the sync's CPU for them (bench/sync-scale).
+struct JSONLine {
+    enum Value {
+        case string(String)
+        case integer(Int64)
+        case unsigned(UInt64)
+        case number(Double)
+    }
+
+    private var fields: [String: Value] = [:]
+
+    subscript(key: String) -> Value? {
+        get { fields[key] }
+        set { fields[key] = newValue }
+    }
+
+    var text: String {
+        var out = "{"
+        for (index, key) in fields.keys.sorted().enumerated() {
+            if index > 0 { out += "," }
+            Self.quote(key, into: &out)
+            out += ":"
+            switch fields[key] {
+            case .string(let value): Self.quote(value, into: &out)
+            case .integer(let value): out += String(value)
+            case .unsigned(let value): out += String(value)
+            case .number(let value): out += value.isFinite ? "\(value)" : "null"
+            case nil: out += "null"
+            }
+        }
+        return out + "}"
+    }
+
+    /// A JSON string: `"` and `\` escaped, control characters as `\n`, `\t`… or `\u00XX`.
+    static func quote(_ value: String, into out: inout String) {
+        out += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
     }
 }

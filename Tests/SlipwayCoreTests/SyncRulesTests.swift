@@ -244,4 +244,38 @@ import Testing
             #expect(broken.problem?.contains("starting afresh") == true)
         }
     }
+
+    @Test func aLargeStateIsWrittenInLinesAndAnOlderFormStartsAfresh() throws {
+        try withTemporaryDirectory { dir in
+            var state = SyncState()
+            for i in 0..<1_234 {
+                state.records["d\(i / 100)/f\(i).txt"] = SyncRecord(
+                    kind: .file,
+                    size: UInt64(i),
+                    localMtime: Int64(i),
+                    localInode: UInt64(i + 1),
+                    localCtime: Int64(i + 2),
+                    remoteMtime: Int64(i + 3),
+                    mode: 0o644,
+                    sha256: i % 2 == 0 ? String(repeating: "b", count: 64) : nil
+                )
+            }
+            let path = dir + "/state.json"
+            #expect(state.save(to: path) == nil)
+            // A header line, then the entries 500 a line: never one document to decode whole.
+            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 1 + 3)
+            #expect(lines.first?.contains("\"entries\":1234") == true)
+            let loaded = SyncState.load(from: path)
+            #expect(loaded.problem == nil)
+            #expect(loaded.state == state)
+
+            // Version 1 was one JSON document with the entries inside: read as an older form.
+            try Data(#"{"version":1,"conflicts":[],"entries":[["a",1,1,1,1,1,1,1,420,null,null]]}"#.utf8)
+                .write(to: URL(fileURLWithPath: path))
+            let old = SyncState.load(from: path)
+            #expect(old.state == SyncState())
+            #expect(old.problem == "\(path) has version 1, not 2; starting afresh")
+        }
+    }
 }

@@ -1,3 +1,4 @@
+internal import CLinux
 internal import Foundation
 
 #if canImport(Glibc)
@@ -204,6 +205,7 @@ public final class SyncEngine: @unchecked Sendable {
                         try await follow(next)
                         events(.reconnected)
                         try await session.initialSync()
+                        returnFreedMemory()
                         return nil
                     } catch .disconnected(let again) {
                         reason = again
@@ -217,6 +219,7 @@ public final class SyncEngine: @unchecked Sendable {
                 try await follow(session.remote)
                 try await session.initialSync()
             }
+            returnFreedMemory()
             if let failure = first {
                 group.cancelAll()
                 return .failure(failure)
@@ -573,4 +576,13 @@ final class LocalPump: @unchecked Sendable {
 struct IndexLockFilter: WatchFilter {
     func isExcluded(_ relativePath: String, isDirectory: Bool) -> Bool { relativePath != "index.lock" }
     func mayIncludeBelow(_ relativePath: String) -> Bool { false }
+}
+
+/// Gives the heap the initial sync freed back to the system. Its comparison holds the local
+/// walk, the remote's manifest and the set of every path at once (about 10 MB for 20,000 files)
+/// and frees them when it ends, but glibc keeps freed memory in its arenas: without this a sync
+/// watching 20,000 files stays at the comparison's peak (52 MB resident instead of 42,
+/// bench/sync-scale).
+private func returnFreedMemory() {
+    _ = malloc_trim(0)
 }

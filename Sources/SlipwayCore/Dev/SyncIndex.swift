@@ -111,7 +111,8 @@ public struct SyncConflict: Sendable, Equatable, Codable {
 /// conflicts. Written as JSON, atomically (temp file + rename), after the initial sync,
 /// after batches (at most once a second) and when the sync stops.
 struct SyncState: Sendable, Equatable {
-    static let version = 1
+    /// 2: JSON lines (1 was one JSON document).
+    static let version = 2
 
     var records: [String: SyncRecord] = [:]
     var conflicts: [SyncConflict] = []
@@ -132,14 +133,23 @@ struct SyncState: Sendable, Equatable {
     static func load(from path: String) -> (state: SyncState, problem: String?) {
         guard let data = FileManager.default.contents(atPath: path) else { return (SyncState(), nil) }
         do {
-            let file = try JSONDecoder().decode(StateFile.self, from: data)
-            guard file.version == version else {
-                return (SyncState(), "\(path) has version \(file.version), not \(version); starting afresh")
+            // Line by line: decoding the whole file at once holds a map of every value of
+            // every entry (16 MB for 20,000 files, the largest part of a restart's memory).
+            var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)[...]
+            guard let first = lines.popFirst() else { throw StateFileError.empty }
+            let decoder = JSONDecoder()
+            let header = try decoder.decode(StateFile.Header.self, from: first)
+            guard header.version == version else {
+                return (SyncState(), "\(path) has version \(header.version), not \(version); starting afresh")
             }
             var state = SyncState()
-            state.conflicts = file.conflicts
-            state.records.reserveCapacity(file.entries.count)
-            for entry in file.entries { state.records[entry.path] = entry.record }
+            state.conflicts = header.conflicts
+            state.records.reserveCapacity(header.entries)
+            for line in lines {
+                for entry in try decoder.decode([StateFile.Entry].self, from: line) {
+                    state.records[entry.path] = entry.record
+                }
+            }
             return (state, nil)
         } catch {
             return (SyncState(), "\(path) cannot be read (\(error)); starting afresh")
@@ -154,28 +164,63 @@ struct SyncState: Sendable, Equatable {
         } catch {
             return "cannot create \(directory): \(error.localizedDescription)"
         }
-        let entries = records.keys.sorted().compactMap { key in
-            records[key].map { StateFile.Entry(path: key, record: $0) }
-        }
-        let file = StateFile(version: Self.version, conflicts: conflicts, entries: entries)
-        let data: Data
+        let keys = records.keys.sorted()
+        var bytes: [UInt8] = []
         do {
-            data = try JSONEncoder().encode(file)
+            let encoder = JSONEncoder()
+            let header = StateFile.Header(version: Self.version, conflicts: conflicts, entries: keys.count)
+            bytes.append(contentsOf: try encoder.encode(header))
+            for start in stride(from: 0, to: keys.count, by: StateFile.entriesPerLine) {
+                let line = keys[start..<min(start + StateFile.entriesPerLine, keys.count)].compactMap { key in
+                    records[key].map { StateFile.Entry(path: key, record: $0) }
+                }
+                bytes.append(UInt8(ascii: "\n"))
+                bytes.append(contentsOf: try encoder.encode(line))
+            }
+            bytes.append(UInt8(ascii: "\n"))
         } catch {
             return "cannot encode the sync state: \(error)"
         }
-        switch AtomicFile.write(Array(data), to: path, mode: 0o644) {
+        switch AtomicFile.write(bytes, to: path, mode: 0o644) {
         case .success: return nil
         case .failure(let failure): return failure.message
         }
     }
 }
 
-/// The JSON form: one array per entry, in path order, to keep a 20,000-file state small.
-private struct StateFile: Codable {
-    var version: Int
-    var conflicts: [SyncConflict]
-    var entries: [Entry]
+private enum StateFileError: Error, CustomStringConvertible {
+    case empty
+    var description: String { "the file is empty" }
+}
+
+/// The file's form: JSON lines. The first is the header (`{"conflicts":[…],"entries":20000,
+/// "version":2}`); each next one a JSON array of up to ``entriesPerLine`` entries, each entry an
+/// array (not an object, to keep a 20,000-file state small), in path order. Lines are decoded
+/// one at a time, so that reading a large state never holds all of it decoded at once.
+private enum StateFile {
+    static let entriesPerLine = 500
+
+    struct Header: Codable {
+        var version: Int
+        var conflicts: [SyncConflict]
+        /// How many entries the lines below hold (to size the records).
+        var entries: Int
+
+        init(version: Int, conflicts: [SyncConflict], entries: Int) {
+            self.version = version
+            self.conflicts = conflicts
+            self.entries = entries
+        }
+
+        /// Reads the version of any earlier form too (version 1 kept its entries here, as an
+        /// array), so that an old file is said to be one.
+        init(from decoder: any Decoder) throws {
+            let values = try decoder.container(keyedBy: CodingKeys.self)
+            version = try values.decode(Int.self, forKey: .version)
+            conflicts = (try? values.decode([SyncConflict].self, forKey: .conflicts)) ?? []
+            entries = (try? values.decode(Int.self, forKey: .entries)) ?? 0
+        }
+    }
 
     struct Entry: Codable {
         var path: String

@@ -14,6 +14,16 @@ extension SyncSession {
             pause(.rootMissing(tree.root))
             return nil
         }
+        // The remote's manifest is asked for first, so that the container's walk (the helper's)
+        // runs while the local tree is walked here, rather than after it.
+        let remote = self.remote
+        async let fetched: Result<[SyncEntry], SyncRemoteError> = {
+            do throws(SyncRemoteError) {
+                return .success(try await remote.manifest(hashing: [], hashAll: false))
+            } catch {
+                return .failure(error)
+            }
+        }()
         let scan = tree.scan(filter: filter)
         watchedDirectories = scan.watchedDirectories
         for (directory, reason) in scan.unreadable.sorted(by: { $0.key < $1.key }) {
@@ -27,7 +37,7 @@ extension SyncSession {
         }
 
         var report = SyncBatchReport(kind: .initial)
-        let manifest = try await remote.manifest(hashing: [], hashAll: false)
+        let manifest = try await fetched.get()
         var remoteEntries: [String: SyncEntry] = [:]
         remoteEntries.reserveCapacity(manifest.count)
         for entry in manifest {

@@ -144,7 +144,8 @@ struct SyncState: Sendable, Equatable {
             }
             var state = SyncState()
             state.conflicts = header.conflicts
-            state.records.reserveCapacity(header.entries)
+            // A hint only: a damaged header must not make it allocate without bound.
+            state.records.reserveCapacity(min(max(header.entries, 0), data.count / 8))
             for line in lines {
                 for entry in try decoder.decode([StateFile.Entry].self, from: line) {
                     state.records[entry.path] = entry.record

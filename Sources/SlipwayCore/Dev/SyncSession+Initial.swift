@@ -15,15 +15,17 @@ extension SyncSession {
             return nil
         }
         // The remote's manifest is asked for first, so that the container's walk (the helper's)
-        // runs while the local tree is walked here, rather than after it.
+        // runs while the local tree is walked here, rather than after it. A detached task: a
+        // child task would inherit this sync's one-thread executor, which the local walk below
+        // holds, and would not even send its request before the walk ended.
         let remote = self.remote
-        async let fetched: Result<[SyncEntry], SyncRemoteError> = {
+        let fetching = Task.detached { () -> Result<[SyncEntry], SyncRemoteError> in
             do throws(SyncRemoteError) {
                 return .success(try await remote.manifest(hashing: [], hashAll: false))
             } catch {
                 return .failure(error)
             }
-        }()
+        }
         let scan = tree.scan(filter: filter)
         watchedDirectories = scan.watchedDirectories
         for (directory, reason) in scan.unreadable.sorted(by: { $0.key < $1.key }) {
@@ -32,12 +34,13 @@ extension SyncSession {
         pruneConflicts()
         let synced = recordedFiles
         if scan.entries.isEmpty && synced > 0 {
+            fetching.cancel()
             pause(.rootEmpty(tree.root, syncedFiles: synced))
             return nil
         }
 
         var report = SyncBatchReport(kind: .initial)
-        let manifest = try await fetched.get()
+        let manifest = try await fetching.value.get()
         var remoteEntries: [String: SyncEntry] = [:]
         remoteEntries.reserveCapacity(manifest.count)
         for entry in manifest {

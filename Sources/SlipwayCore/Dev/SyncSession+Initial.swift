@@ -15,17 +15,20 @@ extension SyncSession {
             return nil
         }
         // The remote's manifest is asked for first, so that the container's walk (the helper's)
-        // runs while the local tree is walked here, rather than after it. A detached task: a
-        // child task would inherit this sync's one-thread executor, which the local walk below
-        // holds, and would not even send its request before the walk ended.
+        // runs while the local tree is walked here, rather than after it. The child task runs
+        // on this sync's own thread (its executor preference is inherited; a detached task would
+        // need a thread of Swift's cooperative pool, which may all be busy), so this task yields
+        // once: the child sends its request and suspends for the answer, which the channel's
+        // reader thread collects while the walk below runs.
         let remote = self.remote
-        let fetching = Task.detached { () -> Result<[SyncEntry], SyncRemoteError> in
+        async let fetched: Result<[SyncEntry], SyncRemoteError> = {
             do throws(SyncRemoteError) {
                 return .success(try await remote.manifest(hashing: [], hashAll: false))
             } catch {
                 return .failure(error)
             }
-        }
+        }()
+        await Task.yield()
         let scan = tree.scan(filter: filter)
         watchedDirectories = scan.watchedDirectories
         for (directory, reason) in scan.unreadable.sorted(by: { $0.key < $1.key }) {
@@ -34,13 +37,12 @@ extension SyncSession {
         pruneConflicts()
         let synced = recordedFiles
         if scan.entries.isEmpty && synced > 0 {
-            fetching.cancel()
             pause(.rootEmpty(tree.root, syncedFiles: synced))
             return nil
         }
 
         var report = SyncBatchReport(kind: .initial)
-        let manifest = try await fetching.value.get()
+        let manifest = try await fetched.get()
         var remoteEntries: [String: SyncEntry] = [:]
         remoteEntries.reserveCapacity(manifest.count)
         for entry in manifest {

@@ -208,7 +208,7 @@ struct WatcherTests {
             FileWatcher.shared.holdingReader {
                 // Alternating names: inotify merges an event identical to the last queued one.
                 // The reader buffers a few thousand before it blocks; the rest overflow.
-                for index in 0..<(2 * limit + 8192) {
+                for index in 0..<(4 * limit + 65536) {  // more than the queue and the reader's buffer hold
                     chmod(dir + (index % 2 == 0 ? "/a/x" : "/a/y"), index % 4 < 2 ? 0o644 : 0o600)
                 }
             }

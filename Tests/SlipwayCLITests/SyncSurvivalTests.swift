@@ -10,10 +10,6 @@ import Testing
 // each file, read as tar streams (`docker cp` for the container, never the helper). Every
 // blocking call runs on a thread of its own, off Swift's cooperative pool.
 
-private func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await onOwnThread { Result { try body() } }.get()
-}
-
 /// A tar stream on stdin as path → "f:<sha256>:<mode>", "d" or "l:<target>" (the first path
 /// component, the root itself, dropped).
 private let treeScript = """

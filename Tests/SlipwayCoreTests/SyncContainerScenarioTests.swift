@@ -13,25 +13,8 @@ import Glibc
 // busybox one, each as root and as 1234:1234. After every step the container's tree — read
 // with `docker cp` (the engine's archive API), never through the helper — equals the local tree
 // minus the excludes, compared by content hashes; nothing excluded is there; owners are the
-// container user's. Every docker call runs on a thread of its own (`scenarioOffPool`), never on
+// container user's. Every docker call runs on a thread of its own (`offPool`), never on
 // Swift's cooperative pool, which the engines under test need.
-
-/// A blocking call on a thread of its own.
-func scenarioOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await onOwnThread { Result { try body() } }.get()
-}
-
-/// A program `swift build` made beside the test bundle (slipway-helper, slipway-pause).
-func scenarioProgram(_ name: String) throws -> String {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [
-        bundle.appendingPathComponent(name), bundle.deletingLastPathComponent().appendingPathComponent(name),
-    ]
-    where FileManager.default.isExecutableFile(atPath: candidate.path) {
-        return candidate.path
-    }
-    throw TestSupportError("\(name) is not built beside \(bundle.path) (swift build builds it)")
-}
 
 /// Which image and which user.
 struct ScenarioVariant: CustomTestStringConvertible, Sendable {
@@ -58,8 +41,8 @@ struct ScenarioContainer: Sendable {
     /// `/data`, then started; a busybox one runs `sleep`.
     static func start(_ variant: ScenarioVariant, name: String? = nil) async throws -> ScenarioContainer {
         let api = DockerAPI()
-        let pause = variant.scratch ? try scenarioProgram("slipway-pause") : ""
-        let id = try await scenarioOffPool {
+        let pause = variant.scratch ? try builtProgram("slipway-pause") : ""
+        let id = try await offPool {
             let spec = DockerContainerSpec(
                 image: variant.scratch ? try PauseImage.ensure(api, program: pause) : "slipway/busybox:latest",
                 command: variant.scratch ? nil : ["sleep", "3600"],
@@ -70,9 +53,9 @@ struct ScenarioContainer: Sendable {
             return try api.createContainer(name: name, spec: spec).id
         }
         if variant.scratch {
-            try await SyncHelperProgram.install(api: api, container: id, program: try scenarioProgram("slipway-helper"))
+            try await SyncHelperProgram.install(api: api, container: id, program: try builtProgram("slipway-helper"))
         }
-        try await scenarioOffPool {
+        try await offPool {
             if variant.scratch {
                 try api.putArchive(container: id, path: "/") { tar in
                     try tar.appendDirectory("data", TarAttributes(mode: 0o1777))
@@ -91,14 +74,14 @@ struct ScenarioContainer: Sendable {
     /// "l:<target>" (as ``treeSnapshot(_:skipping:)``), and path → "uid:gid".
     func tree() async throws -> (entries: [String: String], owners: [String: String]) {
         let (id, root) = (id, variant.root)
-        return try await scenarioOffPool { try containerTree(id, root) }
+        return try await offPool { try containerTree(id, root) }
     }
 
     /// Writes `text` to `path` (relative to the root) as the container's user would: with a
     /// shell in busybox, with the archive API (owned by that user) in scratch, which has none.
     func write(_ path: String, _ text: String) async throws {
         let (id, variant) = (id, variant)
-        try await scenarioOffPool {
+        try await offPool {
             if variant.scratch {
                 let ids = variant.owner.split(separator: ":").compactMap { Int($0) }
                 let attributes = TarAttributes(
@@ -193,7 +176,7 @@ func waitConverged(
     var here: [String: String] = [:]
     repeat {
         there = try await container.tree().entries
-        here = try await scenarioOffPool { expected() }
+        here = try await offPool { expected() }
         if there == here { return there }
         try await Task.sleep(for: .milliseconds(150))
     } while ContinuousClock.now < deadline
@@ -216,7 +199,7 @@ func waitUntilOffPool(
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if try await scenarioOffPool(condition) { return }
+        if try await offPool(condition) { return }
         try await Task.sleep(for: .milliseconds(100))
     }
     Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
@@ -234,7 +217,7 @@ struct SyncContainerScenarioTests {
             let local = dir + "/local"
             try makeDirs(local)
             // A real repository: branch one holds one file under gen/, branch two 5,000 more.
-            try await scenarioOffPool { try makeTwoBranches(local) }
+            try await offPool { try makeTwoBranches(local) }
             try putFile(local + "/a.txt", "alpha\n")
             try putFile(local + "/dir/b.txt", "beta\n")
             try putFile(local + "/run.sh", "#!/bin/sh\necho hi\n", mode: 0o755)
@@ -251,7 +234,7 @@ struct SyncContainerScenarioTests {
             let connect: @Sendable () async throws -> ContainerSyncRemote = {
                 try await ContainerSyncRemote.connect(
                     container: container.id,
-                    program: try scenarioProgram("slipway-helper"),
+                    program: try builtProgram("slipway-helper"),
                     options: ContainerSyncRemote.Options(root: variant.root)
                 )
             }
@@ -312,7 +295,7 @@ struct SyncContainerScenarioTests {
 
             // A 5,000-file checkout of another branch: one batch.
             let mark = await sync.settledCount()
-            let checkout = try await scenarioOffPool { try sh(["git", "checkout", "-q", "two"], cwd: local) }
+            let checkout = try await offPool { try sh(["git", "checkout", "-q", "two"], cwd: local) }
             try #require(checkout.status == 0, "\(checkout.stderr)")
             there = try await waitConverged(
                 "the 5,000-file checkout",
@@ -394,7 +377,7 @@ extension WatcherTests {
             try putFile(local + "/b", "b")
             let remote = try await ContainerSyncRemote.connect(
                 container: container.id,
-                program: try scenarioProgram("slipway-helper"),
+                program: try builtProgram("slipway-helper"),
                 options: ContainerSyncRemote.Options(root: variant.root)
             )
             let sync = RunningSync(testConfiguration(local, dir: dir), remote: remote)
@@ -407,7 +390,7 @@ extension WatcherTests {
                         .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
                 ) ?? 16384
             let mark = await sync.settledCount()
-            try await scenarioOffPool {
+            try await offPool {
                 FileWatcher.shared.holdingReader {
                     // Changes made while the queue overflows: only a rescan can find them.
                     try? putFile(local + "/lost-in-the-flood.txt", "found")
@@ -458,7 +441,7 @@ extension SyncContainerScenarioTests {
             let etcBefore = try FileManager.default.contentsOfDirectory(atPath: "/etc").sorted()
             func inContainer(_ script: String) async throws {
                 let id = container.id
-                let r = try await scenarioOffPool {
+                let r = try await offPool {
                     try sh(["docker", "exec", id, "sh", "-c", script, "sh", variant.root, outside], cwd: "/")
                 }
                 try #require(r.status == 0, "\(script): \(r.stderr)")
@@ -481,7 +464,7 @@ extension SyncContainerScenarioTests {
             let connect: @Sendable () async throws -> ContainerSyncRemote = {
                 try await ContainerSyncRemote.connect(
                     container: container.id,
-                    program: try scenarioProgram("slipway-helper"),
+                    program: try builtProgram("slipway-helper"),
                     options: ContainerSyncRemote.Options(root: variant.root)
                 )
             }

@@ -16,16 +16,6 @@ import Darwin
 // `docker cp … -` (the engine's archive, not the helper) wherever it can be.
 
 /// A program `swift build` made beside the test bundle (slipway-helper, slipway-pause).
-private func builtProgram(_ name: String) throws -> String {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [
-        bundle.appendingPathComponent(name), bundle.deletingLastPathComponent().appendingPathComponent(name),
-    ]
-    where FileManager.default.isExecutableFile(atPath: candidate.path) {
-        return candidate.path
-    }
-    throw TestSupportError("\(name) is not built beside \(bundle.path) (swift build builds it)")
-}
 
 private let busybox = "slipway/busybox:latest"
 
@@ -168,9 +158,6 @@ private func writeFile(_ path: String, _ bytes: [UInt8]) throws {
 
 /// Runs a blocking call on a thread of its own: the tests' engine and CLI calls must not hold
 /// the few threads of Swift's cooperative pool, which every other test needs too.
-private func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await onOwnThread { Result { try body() } }.get()
-}
 
 private func docker(_ args: String...) async throws -> (status: Int32, stdout: String, stderr: String) {
     try await offPool { try sh(["docker"] + args, cwd: "/") }

@@ -22,18 +22,6 @@ private func containerSnapshot(_ container: String, _ root: String) throws -> [S
     }
 }
 
-private func helperProgram() throws -> String {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [
-        bundle.appendingPathComponent("slipway-helper"),
-        bundle.deletingLastPathComponent().appendingPathComponent("slipway-helper"),
-    ]
-    where FileManager.default.isExecutableFile(atPath: candidate.path) {
-        return candidate.path
-    }
-    throw TestSupportError("slipway-helper is not built beside \(bundle.path) (swift build builds it)")
-}
-
 @Suite(.requiresDockerEngine, .timeLimit(.minutes(3)))
 struct SyncIntoContainerTests {
     /// (user, remote root): root writes anywhere; a non-root user in a directory it may write.
@@ -79,7 +67,7 @@ struct SyncIntoContainerTests {
             )
             let remote = try await ContainerSyncRemote.connect(
                 container: container,
-                program: try helperProgram(),
+                program: try builtProgram("slipway-helper"),
                 options: ContainerSyncRemote.Options(root: remoteRoot)
             )
             let log = SyncEventLog()

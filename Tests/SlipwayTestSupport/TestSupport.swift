@@ -236,3 +236,26 @@ public let hostileValues = [
     "$HOME$(touch${IFS}MARKER)",
     ")$(touch${IFS}MARKER)(",
 ]
+
+/// A program `swift build` made beside the test bundle (`slipway-helper`, `slipway-pause`).
+public func builtProgram(_ name: String) throws -> String {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [
+        bundle.appendingPathComponent(name), bundle.deletingLastPathComponent().appendingPathComponent(name),
+    ]
+    where FileManager.default.isExecutableFile(atPath: candidate.path) {
+        return candidate.path
+    }
+    throw TestSupportError("\(name) is not built beside \(bundle.path) (swift build builds it)")
+}
+
+/// Runs a blocking call (docker, git, a child process) on a thread of its own: a test must not
+/// hold one of the few threads of Swift's cooperative pool, which every other test needs too.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: Result { try body() }) }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+    return try result.get()
+}

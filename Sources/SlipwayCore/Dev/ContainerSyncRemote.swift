@@ -892,16 +892,7 @@ final class HelperChannel: @unchecked Sendable {
             }
             if end == start { end += 1 }  // a path longer than a frame: the helper refuses it alone
             let chunk = Set(paths[start..<end])
-            let hashed = hashing.filter { path in
-                if chunk.contains(path) { return true }
-                guard recursive else { return false }
-                var parent = Substring(path)
-                while let slash = parent.lastIndex(of: "/") {
-                    parent = parent[..<slash]
-                    if chunk.contains(String(parent)) { return true }
-                }
-                return false
-            }
+            let hashed = hashing.filter { SyncPath.isCovered($0, by: chunk, recursive: recursive) }
             for entry in try await list(HelperFrameType.entries, bytes, hashing: hashed, what: "entries")
             where seen.insert(entry.path).inserted {
                 result.append(entry)

@@ -160,21 +160,24 @@ extension SyncRemote {
     ) async throws(SyncRemoteError) -> [SyncEntry] {
         let wanted = Set(paths)
         let all = try await manifest(hashing: hashing, hashAll: false)
-        return all.filter { entry in
-            if wanted.contains(entry.path) { return true }
-            guard recursive else { return false }
-            var parent = entry.path
-            while let slash = parent.lastIndex(of: "/") {
-                parent = String(parent[..<slash])
-                if wanted.contains(parent) { return true }
-            }
-            return false
-        }
+        return all.filter { SyncPath.isCovered($0.path, by: wanted, recursive: recursive) }
     }
 }
 
 /// Rules for paths that cross the channel.
 public enum SyncPath {
+    /// Whether `path` is one of `paths` or, with `recursive`, below one of them.
+    static func isCovered(_ path: String, by paths: Set<String>, recursive: Bool) -> Bool {
+        if paths.contains(path) { return true }
+        guard recursive else { return false }
+        var parent = Substring(path)
+        while let slash = parent.lastIndex(of: "/") {
+            parent = parent[..<slash]
+            if paths.contains(String(parent)) { return true }
+        }
+        return false
+    }
+
     /// Whether `path` is a valid relative sync path: not empty, not absolute, no empty, `.` or
     /// `..` component, no NUL. Anything else coming from a remote is refused and reported.
     public static func isValid(_ path: String) -> Bool {

@@ -254,7 +254,8 @@ enum PipelineCommand {
         global: GlobalOptions,
         flags: PipelineFlags,
         render: Bool = false,
-        extra: [String]
+        extra: [String],
+        finished: (_ loaded: LoadedConfig, _ stateDirectory: String) -> Void = { _, _ in }
     ) async throws {
         // Global flags may follow the pipeline's name, as DevSpace (cobra) accepts them.
         var global = global
@@ -330,7 +331,8 @@ enum PipelineCommand {
                 defaults: defaults,
                 flags: pipelineFlags,
                 executable: selfExecutable(),
-                environment: environment
+                environment: environment,
+                finished: { finished(loaded, $0) }
             )
         } catch {
             Terminal.error(error.message)

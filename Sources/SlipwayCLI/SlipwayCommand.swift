@@ -17,7 +17,7 @@ public struct SlipwayCommand: AsyncParsableCommand {
         subcommands: [
             Build.self, Deploy.self, Render.self, Purge.self, RunPipeline.self, Print.self, PullSecrets.self,
             Validate.self, Version.self, Reset.self, Agent.self, Hooks.self, StatusCommand.self, Cleanup.self,
-            Sync.self, PipelineFunction.self, SyncChannel.self,
+            Sync.self, Dev.self, PipelineFunction.self, SyncChannel.self,
         ]
     )
 

@@ -67,12 +67,12 @@ private func isTemporary(_ path: String) -> Bool {
     (path as NSString).lastPathComponent.hasPrefix(".slipway-tmp-")
 }
 
-private func docker(_ args: String...) async throws -> (status: Int32, stdout: String, stderr: String) {
+func docker(_ args: String...) async throws -> (status: Int32, stdout: String, stderr: String) {
     try await offPool { try sh(["docker"] + args, cwd: "/") }
 }
 
 /// `slipway ARGS` running in the background, its output and exit status in files of `out`.
-private struct BackgroundSlipway {
+struct BackgroundSlipway {
     let out: String
     let pid: String
 
@@ -114,6 +114,9 @@ private struct BackgroundSlipway {
 
     func kill9() { kill(pid_t(pid) ?? 0, SIGKILL) }
 
+    /// Sends `signal` (SIGINT: Ctrl-C).
+    func send(_ signal: Int32) { kill(pid_t(pid) ?? 0, signal) }
+
     /// Waits up to `timeout` for the process to end; its exit status.
     func finished(timeout: Duration) async throws -> Int32? {
         let deadline = ContinuousClock.now + timeout
@@ -125,7 +128,7 @@ private struct BackgroundSlipway {
     }
 }
 
-private func readFile(_ path: String) -> String? {
+func readFile(_ path: String) -> String? {
     FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
 }
 

@@ -11,7 +11,19 @@ public struct DevPodConfig: Sendable, Equatable {
     /// The containers whose paths are synced: the entries of `containers` when there are any
     /// (DevSpace's `EachDevContainer` then ignores the entry's own `sync`), else the entry itself.
     public var containers: [DevContainerConfig]
+    /// `ports[]`: `LOCAL:REMOTE` (or one port for both) with an optional `bindAddress`.
+    public var ports: [PortMapping]
+    /// Pod-wide fields that cannot apply to a container of the local engine, with their places
+    /// (`persistenceOptions`, `patches`, `open`, `namespace`).
+    public var ignored: [IgnoredField]
     public var mark: Mark
+
+    /// One `ports[]` entry.
+    public struct PortMapping: Sendable, Equatable {
+        public var port: String
+        public var bindAddress: String?
+        public var mark: Mark
+    }
 
     public struct LabelPair: Sendable, Equatable, Hashable {
         public var key: String
@@ -24,14 +36,90 @@ public struct DevPodConfig: Sendable, Equatable {
     }
 }
 
-/// The part of a `DevContainer` sync uses.
+/// A field of `dev` that loads and is checked but cannot apply to a container of the local
+/// engine: `slipway validate` names it with its place.
+public struct IgnoredField: Sendable, Equatable {
+    /// Its key path: `dev.app.resources`.
+    public var key: String
+    public var mark: Mark
+    public var reason: String
+}
+
+/// One `DevContainer`: what the dev container is made of and its `sync[]` paths.
 public struct DevContainerConfig: Sendable, Equatable {
+    /// `terminal`.
+    public struct Terminal: Sendable, Equatable {
+        public var enabled: Bool
+        public var command: String?
+        public var workDir: String?
+        public var disableReplace: Bool
+        public var disableTTY: Bool
+        public var mark: Mark
+    }
+
+    /// `attach`.
+    public struct Attach: Sendable, Equatable {
+        public var enabled: Bool
+        public var disableReplace: Bool
+        public var disableTTY: Bool
+        public var mark: Mark
+    }
+
+    /// `logs`.
+    public struct Logs: Sendable, Equatable {
+        public var enabled: Bool
+        public var lastLines: Int?
+    }
+
     /// `container` (filled from the key under `containers`, as DevSpace's adjustment does); nil
     /// when the entry names none.
     public var container: String?
     /// Its key path, for messages: `dev.app` or `dev.app.containers.web`.
     public var path: String
     public var sync: [SyncConfig]
+    /// `devImage` as written (runtime variables and legacy image names resolved when used).
+    public var devImage: String?
+    /// `command`: replaces the image's entrypoint (and, without `args`, its cmd), as a pod's
+    /// `command` does.
+    public var command: [String]?
+    /// `args`: replaces the image's cmd.
+    public var args: [String]?
+    public var workingDir: String?
+    /// `env[]`, in the file's order.
+    public var env: [(name: String, value: String)]
+    /// `restartHelper.inject`: nil when not written (injected when a sync needs it).
+    public var restartHelperInject: Bool?
+    public var terminal: Terminal?
+    public var attach: Attach?
+    public var logs: Logs?
+    /// Fields that cannot apply to a local container, with their places.
+    public var ignored: [IgnoredField]
+    /// Where each field written in the file starts, for messages.
+    public var marks: [String: Mark]
+    public var mark: Mark
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.container == b.container && a.path == b.path && a.sync == b.sync && a.devImage == b.devImage
+            && a.command == b.command && a.args == b.args && a.workingDir == b.workingDir
+            && a.env.map { [$0.name, $0.value] } == b.env.map { [$0.name, $0.value] }
+            && a.restartHelperInject == b.restartHelperInject && a.terminal == b.terminal && a.attach == b.attach
+            && a.logs == b.logs && a.ignored == b.ignored && a.mark == b.mark
+    }
+
+    /// Whether a sync restarts the process after an upload or holds it until the first sync:
+    /// both need the restart helper as the container's first process.
+    public var needsRestartHelper: Bool {
+        guard restartHelperInject != false else { return false }
+        return sync.contains { $0.restartContainer || $0.startContainer }
+    }
+
+    /// Whether the running container is replaced by a dev container (DevSpace's
+    /// `needPodReplaceContainer`, less what cannot apply locally).
+    public var needsReplacement: Bool {
+        devImage != nil || command != nil || args != nil || workingDir != nil || !env.isEmpty
+            || needsRestartHelper || (terminal.map { $0.enabled && !$0.disableReplace } ?? false)
+            || (attach.map { $0.enabled && !$0.disableReplace } ?? false)
+    }
 }
 
 /// One entry of `dev.<name>.sync[]` (or `dev.<name>.containers.<c>.sync[]`), every field DevSpace
@@ -141,22 +229,25 @@ extension SyncConfig {
         ("uploadExcludeFile", .supported("a file of patterns not uploaded")),
         (
             "startContainer",
-            .ignored(
-                because:
-                    "holding the container's process until the first sync needs slipway dev's restart helper, which is not built yet; the process starts as the image says"
+            .supported(
+                "slipway dev: the process is held by the restart helper until the initial sync is done (slipway sync ignores it)"
             )
         ),
         (
             "onUpload.restartContainer",
-            .ignored(
-                because:
-                    "restarting the process after an upload needs slipway dev's restart helper, which is not built yet"
+            .supported(
+                "slipway dev: the restart helper restarts the process after each upload batch, in milliseconds (slipway sync ignores it)"
             )
         ),
-        ("onUpload.exec", .ignored(because: "commands after an upload are run by slipway dev, which is not built yet")),
+        (
+            "onUpload.exec",
+            .supported(
+                "slipway dev: commands after each upload batch (onChange globs, once, local, failOnError; slipway sync ignores them)"
+            )
+        ),
         (
             "onUpload.execRemote",
-            .ignored(because: "it is DevSpace's deprecated form of onUpload.exec, which slipway does not run yet")
+            .ignored(because: "it is DevSpace's deprecated form of onUpload.exec; write onUpload.exec instead")
         ),
         (
             "initialSync",
@@ -232,9 +323,17 @@ extension SyncConfig {
 }
 
 extension DevSpaceConfig {
-    /// The notes for every ignored `sync[]` field the config sets, in the file's order.
+    /// The notes for every ignored `dev` field the config sets (the entries' fields that cannot
+    /// apply locally, then their `sync[]` fields), in the file's order.
     public func syncNotes(file: String) -> [ConfigDiagnostic] {
-        devPods.flatMap { $0.containers.flatMap { $0.sync.flatMap { $0.notes(file: file) } } }
+        devPods.flatMap { pod in
+            let own = (pod.ignored + pod.containers.flatMap(\.ignored)).sorted {
+                ($0.mark.line, $0.mark.column) < ($1.mark.line, $1.mark.column)
+            }.map {
+                ConfigDiagnostic(file: file, mark: $0.mark, path: $0.key, message: "ignored because \($0.reason)")
+            }
+            return own + pod.containers.flatMap { $0.sync.flatMap { $0.notes(file: file) } }
+        }
     }
 }
 
@@ -250,13 +349,40 @@ extension DevPodConfig {
         }
         namespace = node["namespace"]?.text.flatMap { $0.isEmpty ? nil : $0 }
         let path = "dev.\(name)"
+        ports = (node["ports"]?.items ?? []).compactMap { item in
+            guard let port = item["port"]?.text, !port.isEmpty else { return nil }
+            return PortMapping(
+                port: port,
+                bindAddress: item["bindAddress"]?.text.flatMap { $0.isEmpty ? nil : $0 },
+                mark: item.mark
+            )
+        }
+        var ignored: [IgnoredField] = []
+        let podReasons: [(String, String)] = [
+            ("namespace", "a container of the local engine has no Kubernetes namespace"),
+            (
+                "persistenceOptions",
+                "it configures the volume of persistPaths, which a local container does not need: its files outlive a restart"
+            ),
+            (
+                "patches",
+                "they patch a Kubernetes pod spec; a local dev container is made from the container it replaces"
+            ),
+            ("open", "slipway does not open browsers"),
+        ]
+        for pair in node.pairs ?? [] {
+            guard let key = pair.key.scalar, let reason = podReasons.first(where: { $0.0 == key })?.1 else { continue }
+            guard !pair.value.isNull else { continue }
+            ignored.append(IgnoredField(key: "\(path).\(key)", mark: pair.key.mark, reason: reason))
+        }
+        self.ignored = ignored
         let entries = node["containers"]?.pairs ?? []
         if entries.isEmpty {
             containers = [
                 DevContainerConfig(
+                    node: node,
                     container: node["container"]?.text.flatMap { $0.isEmpty ? nil : $0 },
-                    path: path,
-                    sync: SyncConfig.list(node["sync"], path: path)
+                    path: path
                 )
             ]
         } else {
@@ -264,12 +390,75 @@ extension DevPodConfig {
                 guard let key = p.key.scalar else { return nil }
                 let sub = "\(path).containers.\(key)"
                 let named = p.value["container"]?.text.flatMap { $0.isEmpty ? nil : $0 }
-                return DevContainerConfig(
-                    container: named ?? key,
-                    path: sub,
-                    sync: SyncConfig.list(p.value["sync"], path: sub)
-                )
+                return DevContainerConfig(node: p.value, container: named ?? key, path: sub)
             }
+        }
+    }
+}
+
+extension DevContainerConfig {
+    /// Container fields that cannot apply locally, and why.
+    static let ignoredReasons: [(String, String)] = [
+        ("resources", "a local container keeps the limits it was deployed with"),
+        ("persistPaths", "a local container's files outlive a restart of its process; nothing needs persisting"),
+        ("reversePorts", "a local container reaches the host directly (host network, or the engine's gateway)"),
+        ("ssh", "slipway enter opens a shell in the container; no SSH server is injected"),
+        ("proxyCommands", "commands run in a local container reach the host's tools directly"),
+        ("arch", "slipway's helper is built for this machine's architecture, which the local engine runs"),
+    ]
+
+    init(node: Node, container: String?, path: String) {
+        self.container = container
+        self.path = path
+        mark = node.mark
+        sync = SyncConfig.list(node["sync"], path: path)
+        var marks: [String: Mark] = [:]
+        var ignored: [IgnoredField] = []
+        for pair in node.pairs ?? [] {
+            guard let key = pair.key.scalar else { continue }
+            marks[key] = pair.key.mark
+            if let reason = Self.ignoredReasons.first(where: { $0.0 == key })?.1, !pair.value.isNull {
+                ignored.append(IgnoredField(key: "\(path).\(key)", mark: pair.key.mark, reason: reason))
+            }
+        }
+        self.marks = marks
+        self.ignored = ignored
+        func text(_ name: String) -> String? { node[name]?.text.flatMap { $0.isEmpty ? nil : $0 } }
+        devImage = text("devImage")
+        command = node["command"].flatMap { $0.isNull ? nil : $0.strings }
+        args = node["args"].flatMap { $0.isNull ? nil : $0.strings }
+        workingDir = text("workingDir")
+        env = (node["env"]?.items ?? []).compactMap { item in
+            guard let name = item["name"]?.text, !name.isEmpty else { return nil }
+            return (name, item["value"]?.text ?? "")
+        }
+        restartHelperInject = node["restartHelper"]?["inject"]?.bool
+        if let t = node["terminal"], t.isMapping {
+            terminal = Terminal(
+                enabled: t["enabled"]?.bool ?? true,
+                command: t["command"]?.text.flatMap { $0.isEmpty ? nil : $0 },
+                workDir: t["workDir"]?.text.flatMap { $0.isEmpty ? nil : $0 },
+                disableReplace: t["disableReplace"]?.bool ?? false,
+                disableTTY: t["disableTTY"]?.bool ?? false,
+                mark: t.mark
+            )
+        } else {
+            terminal = nil
+        }
+        if let a = node["attach"], a.isMapping {
+            attach = Attach(
+                enabled: a["enabled"]?.bool ?? true,
+                disableReplace: a["disableReplace"]?.bool ?? false,
+                disableTTY: a["disableTTY"]?.bool ?? false,
+                mark: a.mark
+            )
+        } else {
+            attach = nil
+        }
+        if let l = node["logs"], l.isMapping {
+            logs = Logs(enabled: l["enabled"]?.bool ?? true, lastLines: l["lastLines"]?.text.flatMap { Int($0) })
+        } else {
+            logs = nil
         }
     }
 }

@@ -41,7 +41,12 @@ public struct DockerDeployer: Sendable {
         public var spec: String { arguments.joined(separator: "\u{1F}") }
     }
 
-    public enum Outcome: String, Sendable, Equatable { case created, replaced, unchanged, removed }
+    public enum Outcome: String, Sendable, Equatable {
+        case created, replaced, unchanged, removed
+        /// A dev container stands in for it: the new original was created (not started) in
+        /// the old one's place, and the dev container is to be made again from it.
+        case replacedInDev = "replaced (in dev mode)"
+    }
 
     /// The containers of deployment `deployment` (with `injector`'s tags), or an error naming
     /// the field.
@@ -129,8 +134,22 @@ public struct DockerDeployer: Sendable {
             }
             let digest = sha256Hex(container.spec + "\u{1F}" + imageID)
             let current = existing.first { $0.name == container.name }
-            if let current, current.spec == digest, current.running, !force {
+            if let current, current.spec == digest, current.running || current.swapped, !force {
                 outcomes.append((container.name, .unchanged))
+                continue
+            }
+            if let current, current.swapped {
+                // A dev container stands in for it: the new original takes the old one's place,
+                // created and stopped; `start_dev` makes the dev container again from it.
+                try await remove([DevSwap.swappedName(container.name)])
+                var args = container.arguments
+                args.removeAll { $0 == "--detach" }
+                if let at = args.firstIndex(of: "--name"), at + 1 < args.count {
+                    args[at + 1] = DevSwap.swappedName(container.name)
+                }
+                args.insert(contentsOf: ["--label", "\(Self.label).spec=\(digest)"], at: 0)
+                try await docker(["create"] + args)
+                outcomes.append((container.name, .replacedInDev))
                 continue
             }
             // A container of that name that slipway does not own is in the way: replaced too,
@@ -145,7 +164,8 @@ public struct DockerDeployer: Sendable {
             outcomes.append((container.name, current == nil ? .created : .replaced))
         }
         for old in existing where !containers.contains(where: { $0.name == old.name }) {
-            try await remove([old.name])
+            // A dev container standing in for it goes with it.
+            try await remove(old.swapped ? [old.name, DevSwap.swappedName(old.name)] : [old.name])
             outcomes.append((old.name, .removed))
         }
         return outcomes
@@ -161,8 +181,11 @@ public struct DockerDeployer: Sendable {
         var labels = ["\(Self.label).config=\(loaded.absolutePath)"]
         if let deployment { labels.append("\(Self.label).deployment=\(deployment)") }
         if !allBranches { labels.append("\(Self.label).branch=\(branch ?? "")") }
-        let names = try await list(labels).map(\.name)
-        if !names.isEmpty { try await remove(names) }
+        let owned = try await list(labels)
+        let names = owned.map(\.name)
+        // A swapped-out original goes with the dev container standing in for it.
+        let all = owned.flatMap { $0.swapped ? [$0.name, DevSwap.swappedName($0.name)] : [$0.name] }
+        if !all.isEmpty { try await remove(all) }
         return names
     }
 
@@ -175,9 +198,12 @@ public struct DockerDeployer: Sendable {
     // MARK: Engine calls
 
     struct Owned {
+        /// The deployed name (a swapped-out original's without its suffix).
         var name: String
         var spec: String
         var running: Bool
+        /// A dev container stands in for it (``DevSwap``).
+        var swapped = false
     }
 
     func owned(deployment: String, branch: String?) async throws(DeployError) -> [Owned] {
@@ -193,21 +219,43 @@ public struct DockerDeployer: Sendable {
             let found = await onOwnThread { Result { () throws(DockerAPIError) in try api.containers(labels: labels) } }
             switch found {
             case .success(let containers):
-                return containers.map {
-                    Owned(name: $0.name, spec: $0.labels["\(Self.label).spec"] ?? "", running: $0.state == "running")
-                }
+                return Self.owned(
+                    containers.map {
+                        (
+                            $0.name, $0.labels["\(Self.label).spec"] ?? "", $0.state == "running",
+                            $0.labels[DevSwap.devLabel] != nil
+                        )
+                    }
+                )
             case .failure(let error):
                 throw DeployError.engine("cannot list the containers of this config: \(error)")
             }
         }
         let text = try await run(
-            ["ps", "--all", "--format", "{{.Names}}\t{{.Label \"\(Self.label).spec\"}}\t{{.State}}"]
+            [
+                "ps", "--all", "--format",
+                "{{.Names}}\t{{.Label \"\(Self.label).spec\"}}\t{{.State}}\t{{.Label \"\(DevSwap.devLabel)\"}}",
+            ]
                 + labels.flatMap { ["--filter", "label=\($0)"] }
         )
-        return text.split(separator: "\n").compactMap { line in
-            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 3 else { return nil }
-            return Owned(name: f[0], spec: f[1], running: f[2] == "running")
+        return Self.owned(
+            text.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                guard f.count == 4 else { return nil }
+                return (f[0], f[1], f[2] == "running", !f[3].isEmpty)
+            }
+        )
+    }
+
+    /// The deployed containers among `listed` (name, spec, running, is a dev container): a dev
+    /// container is not one of them; a swapped-out original stands under its deployed name.
+    static func owned(_ listed: [(String, String, Bool, Bool)]) -> [Owned] {
+        listed.compactMap { name, spec, running, isDev in
+            if isDev { return nil }
+            if let deployed = DevSwap.deployedName(name) {
+                return Owned(name: deployed, spec: spec, running: false, swapped: true)
+            }
+            return Owned(name: name, spec: spec, running: running)
         }
     }
 

@@ -87,7 +87,9 @@ public struct ContainerSelector: Sendable, Equatable, Codable {
         if let role = container.labels["\(Self.label).role"], role != LocalPod.Role.app.rawValue { return false }
         if let containerName, container.labels["\(Self.label).container"] != containerName { return false }
         for requirement in labels where !requirement.matches(container.labels) { return false }
-        if let image, !Self.imageMatches(selector: image, image: container.image) { return false }
+        // A dev container is matched by the image of the container it stands in for.
+        let containerImage = container.labels[DevSwap.imageLabel] ?? container.image
+        if let image, !Self.imageMatches(selector: image, image: containerImage) { return false }
         return true
     }
 

@@ -93,6 +93,8 @@ public struct SyncPlan: Sendable, Equatable, Codable {
         public var singleFile: String?
         /// False when the local root does not exist yet (a download creates it).
         public var localRootExists: Bool
+        /// The `sync[]` entry's key path (`dev.app.sync[0]`); nil for a `--path`.
+        public var syncKey: String? = nil
 
         /// One line: `./src → proj-api-main:/app (preferLocal, both ways, watching)`.
         public var summary: String {
@@ -195,6 +197,9 @@ public struct SyncRequest: Sendable {
     public var configNamed: Bool
     /// Where relative local paths of `--path` start.
     public var workingDirectory: String
+    /// `slipway dev`: an entry's `initialSync` decides (default `mirrorLocal`), as `devspace
+    /// dev` does.
+    public var forDev = false
 
     public init(
         selector: ContainerSelector = ContainerSelector(),
@@ -574,8 +579,8 @@ public enum SyncPlanner {
             throw .invalid("\(place("path")): \(localRoot): no such directory (and nothing is downloaded to make it)")
         }
 
-        let strategy = request.strategy
-        if let sync, let written = sync.initialSync, written != strategy, let loaded {
+        let strategy = request.forDev ? (sync?.initialSync ?? .mirrorLocal) : request.strategy
+        if !request.forDev, let sync, let written = sync.initialSync, written != strategy, let loaded {
             notes.append(
                 "\(loaded.displayPath):\(sync.marks["initialSync"] ?? sync.mark): \(sync.key).initialSync: \(written.rawValue) is what slipway dev uses; slipway sync uses \(strategy.rawValue), as devspace sync does (--initial-sync chooses)"
             )
@@ -599,7 +604,8 @@ public enum SyncPlanner {
             watch: !(request.noWatch || (sync?.noWatch ?? false)),
             waitInitialSync: sync?.waitInitialSync ?? true,
             singleFile: singleFile,
-            localRootExists: exists
+            localRootExists: exists,
+            syncKey: sync?.key
         )
     }
 

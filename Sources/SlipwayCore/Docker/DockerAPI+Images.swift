@@ -117,3 +117,14 @@ extension DockerAPI {
         return (body["Volumes"]?.array ?? []).compactMap { $0["Name"]?.string }
     }
 }
+
+extension DockerAPI {
+    /// `GET /images/{reference}/json`'s `Config` (`Entrypoint`, `Cmd`, `Env`, `WorkingDir`…),
+    /// or nil when there is no such image.
+    public func imageConfig(_ reference: String) throws(DockerAPIError) -> JSONValue? {
+        let response = try send("GET", "/images/\(Self.pathEscaped(reference))/json")
+        if response.code == 404 { return nil }
+        try response.requireSuccess()
+        return try response.json()["Config"] ?? .object([:])
+    }
+}

@@ -35,6 +35,8 @@ public enum PipelineError: Error, Sendable, Equatable, CustomStringConvertible {
     case deploy(DeployError)
     /// Applying pull secrets failed (credentials, kubeconfig, kubectl).
     case pullSecrets(String)
+    /// `start_dev` / `stop_dev` could not do their work.
+    case dev(String)
 
     public var description: String {
         switch self {
@@ -65,6 +67,7 @@ public enum PipelineError: Error, Sendable, Equatable, CustomStringConvertible {
         case .build(let lines): return lines.joined(separator: "\n")
         case .deploy(let error): return error.description
         case .pullSecrets(let text): return text
+        case .dev(let text): return text
         }
     }
 

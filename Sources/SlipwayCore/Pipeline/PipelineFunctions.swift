@@ -88,14 +88,8 @@ public struct PipelineFunctions: Sendable {
             }
             output.line(value)
             return 0
-        case "start_dev":
-            throw PipelineError.notSupported(
-                "dev mode is not available yet in slipway; remove start_dev from the pipeline, or use `slipway deploy`"
-            )
-        case "stop_dev":
-            // No dev session can be running yet, so there is nothing to stop, and nothing to say;
-            // DevSpace's default purge pipeline starts with this call and must still purge.
-            return 0
+        case "start_dev": return try await dev(args, stop: false)
+        case "stop_dev": return try await dev(args, stop: true)
         case "run_dependencies", "run_dependency_pipelines":
             let a = try FunctionArguments(
                 args,
@@ -415,5 +409,150 @@ public enum JobFailureFile {
         return data.split(separator: UInt8(ascii: "\n")).compactMap {
             try? JSONDecoder().decode(JobFailure.self, from: Data($0))
         }
+    }
+}
+
+// MARK: - start_dev / stop_dev
+
+extension PipelineFunctions {
+    /// `start_dev NAME…|--all`: a dev container in place of each container a selected dev entry
+    /// selects (when the entry asks for one), recorded for `slipway dev`'s sessions.
+    /// `stop_dev NAME…|--all`: the originals back. Both on the local engine, in the branch
+    /// environment with `--branch-env`.
+    func dev(_ args: [String], stop: Bool) async throws(PipelineError) -> Int32 {
+        let function = stop ? "stop_dev" : "start_dev"
+        let a = try FunctionArguments(
+            args,
+            function: function,
+            valued: ["except"],
+            bools: [
+                "all", "disable-sync", "disable-port-forwarding", "disable-pod-replace", "disable-open",
+                "continue-on-terminal-exit", "branch-env",
+            ]
+        )
+        let loaded = try await load()
+        let pods = loaded.config.devPods
+        // DevSpace's default purge pipeline starts with `stop_dev --all`: nothing to do without
+        // a dev section, and no engine needed.
+        if pods.isEmpty && (stop || a.names.isEmpty) { return 0 }
+        let names = try a.select(from: pods.map(\.name), kind: "dev configuration", function: function)
+        let selected = pods.filter { names.contains($0.name) }
+        guard !selected.isEmpty else { return 0 }
+        var branch: String?
+        if a.bool("branch-env", default: state.defaults.branchEnv) {
+            do {
+                branch = try DeploymentRunner.branchEnvironment(directory: loaded.directory, environment: environment)
+            } catch {
+                throw PipelineError.deploy(error)
+            }
+        }
+        let api: DockerAPI
+        do {
+            api = try DockerAPI.fromEnvironment(environment, timeout: .seconds(30))
+        } catch {
+            throw PipelineError.dev("\(function): dev mode works with a local Docker engine on a unix socket: \(error)")
+        }
+        let containers = DevContainers(
+            api: api,
+            helperProgram: SyncHelperProgram.program(besides: executable, environment: environment)
+        )
+        let injector = TagInjector(loaded: loaded, run: PipelineState.images(in: directory))
+        let replace = !a.bool("disable-pod-replace", default: false)
+        var started: [PipelineState.DevStarted] = []
+        for pod in selected {
+            for container in pod.containers {
+                var selector = SyncPlanner.merged(
+                    ContainerSelector(branch: branch, configPath: loaded.absolutePath),
+                    pod: pod,
+                    container: container
+                )
+                selector.image = selector.imageAsWritten.map { injector.inject($0) }
+                let devImage = container.devImage.map { injector.inject($0) }
+                var config = container
+                if !replace {
+                    config.devImage = nil
+                    config.command = nil
+                    config.args = nil
+                    config.workingDir = nil
+                    config.env = []
+                    config.restartHelperInject = false
+                    config.terminal?.disableReplace = true
+                    config.attach?.disableReplace = true
+                }
+                let place = "\(loaded.displayPath):\(container.mark): \(container.path)"
+                let (chosen, devConfig) = (selector, config)
+                let result = await onOwnThread {
+                    Result { () throws(DevError) -> [DevSwapResult] in
+                        if stop {
+                            return try containers.stop(selector: chosen).map {
+                                DevSwapResult(dev: pod.name, name: $0, outcome: .kept, containerID: "")
+                            }
+                        }
+                        return try containers.start(
+                            dev: pod.name,
+                            config: devConfig,
+                            selector: chosen,
+                            devImage: replace ? devImage : nil
+                        )
+                    }
+                }
+                let results: [DevSwapResult]
+                do {
+                    results = try result.get()
+                } catch {
+                    throw PipelineError.dev("\(place): \(error)")
+                }
+                if stop {
+                    for r in results { output.note("dev \(pod.name): \(r.name) restored") }
+                    continue
+                }
+                if results.isEmpty {
+                    throw PipelineError.dev(
+                        noContainer(pod: pod, container: container, place: place, loaded: loaded, selector: selector)
+                    )
+                }
+                for r in results {
+                    let what: String
+                    switch r.outcome {
+                    case .replaced:
+                        what =
+                            "dev container \(r.name) replaces the deployed one (stopped, kept as \(DevSwap.swappedName(r.name)))"
+                    case .recreated: what = "dev container \(r.name) made again (its deployment or dev entry changed)"
+                    case .unchanged: what = "dev container \(r.name) already in place"
+                    case .kept:
+                        what = "\(r.name) is used as deployed (nothing in \(container.path) asks for a dev container)"
+                    }
+                    output.note("dev \(pod.name): \(what)")
+                    started.append(
+                        PipelineState.DevStarted(
+                            dev: pod.name,
+                            name: r.name,
+                            containerID: r.containerID,
+                            branch: branch
+                        )
+                    )
+                }
+            }
+        }
+        if !stop { try PipelineState.record(devStarted: started, in: directory) }
+        return 0
+    }
+
+    /// Why a dev entry found no container: Kubernetes deployments are not run locally; else
+    /// what the selector looked for.
+    func noContainer(
+        pod: DevPodConfig,
+        container: DevContainerConfig,
+        place: String,
+        loaded: LoadedConfig,
+        selector: ContainerSelector
+    ) -> String {
+        let cluster = loaded.config.deployments.filter { $0.kind != .docker }.map(\.name)
+        if !cluster.isEmpty && !state.defaults.local {
+            return
+                "\(place): no container on the local Docker engine matches \(selector.description); dev mode on Kubernetes clusters is not supported yet (the deployments \(cluster.joined(separator: ", ")) go to a cluster), and nothing was changed. Run the component chart deployments on the local engine with --local, or use docker deployments"
+        }
+        return
+            "\(place): no running container matches \(selector.description) in \(selector.scopeDescription); deploy first (create_deployments before start_dev in the pipeline, or slipway deploy)"
     }
 }

@@ -119,6 +119,51 @@ public struct PipelineState: Codable, Sendable, Equatable {
         try writeJSON(all, to: directory + "/images.json")
     }
 
+    /// One container `start_dev` prepared in this run: what `slipway dev` then keeps in sync.
+    public struct DevStarted: Codable, Sendable, Equatable {
+        /// The dev entry.
+        public var dev: String
+        /// The deployed container's name (the dev container's too).
+        public var name: String
+        public var containerID: String
+        /// The branch environment's tag; nil for the plain one.
+        public var branch: String?
+
+        public init(dev: String, name: String, containerID: String, branch: String?) {
+            self.dev = dev
+            self.name = name
+            self.containerID = containerID
+            self.branch = branch
+        }
+    }
+
+    /// The containers `start_dev` prepared in this run, in order.
+    public static func devStarted(in directory: String) -> [DevStarted] {
+        guard let data = FileManager.default.contents(atPath: directory + "/dev.json") else { return [] }
+        return (try? JSONDecoder().decode([DevStarted].self, from: data)) ?? []
+    }
+
+    /// Adds `started` to the run's record (a later entry for the same container replaces the
+    /// earlier), under the images' lock.
+    public static func record(devStarted started: [DevStarted], in directory: String) throws(PipelineError) {
+        let lock = open(directory + "/images.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else {
+            throw PipelineError.stateFile(
+                path: directory + "/dev.json",
+                detail: "cannot lock it: \(String(cString: strerror(errno)))"
+            )
+        }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
+        defer { flock(lock, LOCK_UN) }
+        var all = Self.devStarted(in: directory)
+        for entry in started {
+            all.removeAll { $0.dev == entry.dev && $0.name == entry.name }
+            all.append(entry)
+        }
+        try writeJSON(all, to: directory + "/dev.json")
+    }
+
     static func writeJSON<T: Encodable>(_ value: T, to path: String) throws(PipelineError) {
         let data: Data
         do { data = try JSONEncoder().encode(value) } catch {

@@ -13,12 +13,16 @@ public enum PipelineSession {
         defaults: PipelineState.FunctionDefaults,
         flags: [String: String],
         executable: String,
-        environment: [String: String]
+        environment: [String: String],
+        finished: (_ stateDirectory: String) -> Void = { _ in }
     ) async throws(PipelineError) -> Int32 {
         // An agent's job tells the agent which environment variables the config reads.
         JobEnvironment.recordNames(of: loaded, environment: environment)
         let directory = try PipelineRunner.makeStateDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        defer {
+            finished(directory)
+            try? FileManager.default.removeItem(atPath: directory)
+        }
         // The functions' loads see exactly the values this load resolved.
         var vars = options.vars
         for (key, value) in loaded.variables { vars.append((key, value.environmentText)) }

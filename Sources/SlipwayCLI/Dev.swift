@@ -104,7 +104,32 @@ extension SlipwayCommand {
                 Terminal.out(SlipwayCommand.Sync.describe(plan))
                 Terminal.out("dev: watching; Ctrl-C ends the session and restores the deployed containers\n")
             }
-            let failures = await session.run(plan, logs: !noLogs)
+            // A change that needs a new image runs the dev pipeline again: the build decision
+            // rebuilds what changed, create_deployments puts the new original in place of the
+            // swapped-out one, start_dev makes the dev container again from it, and the syncs
+            // reconnect to it by name and sync it whole.
+            let (global, flags, pipelineFlags) = (self.global, self.flags, self.pipelineFlags)
+            let failures = await session.run(plan, logs: !noLogs) { request in
+                if !silent {
+                    Terminal.out(
+                        "dev: rebuilding \(request.images.joined(separator: ", ")): \(request.reasons.joined(separator: "; "))\n"
+                    )
+                }
+                do {
+                    try await PipelineCommand.run(
+                        "dev",
+                        pipeline: "dev",
+                        command: Self.self,
+                        global: global,
+                        flags: flags,
+                        extra: pipelineFlags
+                    )
+                } catch {
+                    Terminal.error(
+                        "slipway dev: the dev pipeline failed after the change; fix it and save again (the session goes on)"
+                    )
+                }
+            }
             withExtendedLifetime(watch) {}
             for failure in failures { Terminal.error("slipway dev: \(failure)") }
             if let name = interrupted.withLock({ $0 }), !silent {

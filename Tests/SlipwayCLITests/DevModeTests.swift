@@ -27,7 +27,7 @@ private struct DevProject {
         COPY site/ /www/
         CMD ["sh", "-c", "echo started; exec sleep 100000"]
         """.write(toFile: directory + "/Dockerfile", atomically: true, encoding: .utf8)
-        try ".devspace\n".write(toFile: directory + "/.dockerignore", atomically: true, encoding: .utf8)
+        try ".devspace\nnotes.txt\n".write(toFile: directory + "/.dockerignore", atomically: true, encoding: .utf8)
         try """
         version: v2beta1
         name: \(name)
@@ -170,6 +170,79 @@ struct DevModeTests {
             #expect(try await project.inspect(swapped, "{{.Id}}") == "", "the swapped name is gone")
             let devGone = try await docker("inspect", devID)
             #expect(devGone.status != 0, "the dev container is removed")
+        }
+    }
+
+    @Test func aDockerfileEditRebuildsAndReplacesTheDevContainerAnExcludedFileDoesNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let project = try DevProject.make(
+                in: dir,
+                dev: """
+                      app:
+                        imageSelector: slipway-test/PROJECT
+                        env:
+                          - name: DEV_MODE
+                            value: "on"
+                        sync:
+                          - path: ./site:/www
+                    """
+            )
+            defer { Task { await project.purge() } }
+            let config = dir + "/devspace.yaml"
+            try String(contentsOfFile: config, encoding: .utf8)
+                .replacingOccurrences(of: "PROJECT", with: project.name)
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+            let watching = try await eventually(.seconds(90)) {
+                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+            }
+            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+            let imageID = try await project.inspect(project.container, "{{.Image}}")
+            try "data\n".write(toFile: dir + "/site/data.txt", atomically: false, encoding: .utf8)
+            #expect(try await eventually { try await project.read("/www/data.txt") == "data\n" })
+
+            // A file .dockerignore excludes: neither synced nor rebuilt.
+            try "n\n".write(toFile: dir + "/notes.txt", atomically: false, encoding: .utf8)
+            // The Dockerfile: rebuilt, and the new dev container runs the new image with the
+            // synced files in it.
+            let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
+            try (dockerfile + "\nLABEL edited=1\n").write(
+                toFile: dir + "/Dockerfile",
+                atomically: false,
+                encoding: .utf8
+            )
+            let rebuilt = try await eventually(.seconds(60)) {
+                let image = try await project.inspect(project.container, "{{.Image}}")
+                let label = try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}")
+                let data = try await project.read("/www/data.txt")
+                return !image.isEmpty && image != imageID && label == "app" && data == "data\n"
+            }
+            #expect(rebuilt, "\(dev.stdout)\n\(dev.stderr)")
+            #expect(dev.stdout.contains("rebuild app? Dockerfile changed"), "\(dev.stdout)")
+            #expect(!dev.stdout.contains("notes.txt"), "an excluded file triggers nothing")
+            let newImage = try await project.inspect(project.container, "{{.Image}}")
+            #expect(try await project.inspect(newImage, "{{index .Config.Labels \"edited\"}}") == "1")
+            // A context file no sync path covers: the build decision runs (the image's layers do
+            // not hold the file, so the engine may well give the same image).
+            try "x\n".write(toFile: dir + "/unsynced.txt", atomically: false, encoding: .utf8)
+            let rebuiltAgain = try await eventually(.seconds(60)) {
+                dev.stdout.contains(
+                    "rebuilding app: app: unsynced.txt changed in its context and no sync path covers it"
+                )
+                    && dev.stdout.components(separatedBy: "context changed").count >= 2
+            }
+            #expect(rebuiltAgain, "\(dev.stdout)")
+
+            dev.send(SIGINT)
+            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stdout)\n\(dev.stderr)")
+            // The rebuilds made a new deployed container (a new image): it runs again now.
+            #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
+            #expect(
+                try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == ""
+            )
         }
     }
 }

@@ -78,6 +78,13 @@ public struct DevContainers: Sendable {
             if isDev { pair.dev = container } else { pair.original = container }
             byName[name] = pair
         }
+        // A dev container made from an earlier original (an older tag, which an image selector
+        // with the new tag does not match) still holds the name.
+        for (name, pair) in byName where pair.dev == nil && pair.original != nil {
+            if let holder = try? api.inspectContainer(name), holder.labels[DevSwap.devLabel] != nil {
+                byName[name]?.dev = SelectedContainer(holder)
+            }
+        }
         return byName.values.sorted { $0.name < $1.name }
     }
 

@@ -51,6 +51,7 @@ public final class DevSession: Sendable {
         var stopped = false
         var engines: [SyncEngine] = []
         var logStreams: [DockerOutputStream] = []
+        var rebuildWatch: DevRebuildWatch?
         /// Per sync target: the paths uploaded since its last batch report.
         var uploaded: [Int: [String]] = [:]
         /// `once` commands already run, per container ID.
@@ -73,10 +74,11 @@ public final class DevSession: Sendable {
 
     /// Ends the syncs and the log streams; ``run()`` returns.
     public func stop() {
-        let (engines, streams) = state.withLock { s in
+        let (engines, streams, watch) = state.withLock { s in
             s.stopped = true
-            return (s.engines, s.logStreams)
+            return (s.engines, s.logStreams, s.rebuildWatch)
         }
+        watch?.cancel()
         for engine in engines { engine.stop() }
         for stream in streams { stream.cancel() }
     }
@@ -158,9 +160,15 @@ public final class DevSession: Sendable {
         return SyncPlan(targets: targetsOut, timing: .defaults, notes: notes)
     }
 
-    /// Runs the session until ``stop()``: the syncs of `plan` (from ``plan()``) and the logs.
+    /// Runs the session until ``stop()``: the syncs of `plan` (from ``plan()``), the logs, and
+    /// — with `rebuild` — the rebuild triggers (``DevRebuildWatch``): `rebuild` is awaited for
+    /// each batch that asks (requests that arrive meanwhile are merged into the next call).
     /// Returns the failures that ended a sync.
-    public func run(_ plan: SyncPlan, logs: Bool) async -> [String] {
+    public func run(
+        _ plan: SyncPlan,
+        logs: Bool,
+        rebuild: (@Sendable (DevRebuildRequest) async -> Void)? = nil
+    ) async -> [String] {
         let api: DockerAPI
         do {
             api = try DockerAPI.fromEnvironment(environment, timeout: .seconds(30))
@@ -178,6 +186,42 @@ public final class DevSession: Sendable {
                         await onOwnThread { self.followLogs(api: api, target: target) }
                         return []
                     }
+                }
+            }
+            if let rebuild {
+                do {
+                    let watch = try DevRebuildWatch(
+                        loaded: loaded,
+                        syncRoots: plan.targets.map(\.localRoot),
+                        notes: { self.events(.decision("watch: \($0)")) }
+                    )
+                    let stopNow = state.withLock { s in
+                        s.rebuildWatch = watch
+                        return s.stopped
+                    }
+                    if stopNow { watch.cancel() }
+                    let requests = AsyncStream<DevRebuildRequest>.makeStream()
+                    group.addTask {
+                        await onOwnThread {
+                            while true {
+                                let (request, finished) = watch.next { self.events(.decision($0)) }
+                                if finished { break }
+                                if let request { requests.continuation.yield(request) }
+                            }
+                            requests.continuation.finish()
+                        }
+                        return []
+                    }
+                    group.addTask {
+                        var iterator = requests.stream.makeAsyncIterator()
+                        while let first = await iterator.next() {
+                            if self.isStopped { continue }
+                            await rebuild(first)
+                        }
+                        return []
+                    }
+                } catch {
+                    events(.failure("images will not be rebuilt on changes in this session: \(error)"))
                 }
             }
             group.addTask {

@@ -22,6 +22,8 @@ final class DevRebuildWatch: @unchecked Sendable {
         case context
         case dockerfile
         case ignoreFile
+        /// git's directory, for its `index.lock`.
+        case git
     }
 
     struct Root {
@@ -35,6 +37,9 @@ final class DevRebuildWatch: @unchecked Sendable {
     let subscription: WatchSubscription
     /// Absolute local roots of the session's syncs.
     let syncRoots: [String]
+    /// git's `index.lock` of the config's repository: while it exists (a checkout, a rebase)
+    /// requests are held and merged, so that a branch switch asks for each image once.
+    let gitLock: String?
 
     /// Subscribes to the contexts of `loaded`'s images (custom builds aside: their `onChange`
     /// decides).
@@ -63,6 +68,12 @@ final class DevRebuildWatch: @unchecked Sendable {
                 roots.append(Root(image: plan.key, kind: .ignoreFile, path: file, ignoresContext: ignores))
             }
         }
+        let gitDirectory = LocalPump.gitDirectory(of: loaded.directory)
+        if let gitDirectory {
+            watchRoots.append(.directory(gitDirectory, filter: IndexLockFilter()))
+            roots.append(Root(image: "", kind: .git, path: gitDirectory, ignoresContext: true))
+        }
+        gitLock = gitDirectory.map { $0 + "/index.lock" }
         self.roots = roots
         self.syncRoots = syncRoots
         subscription = try FileWatcher.shared.subscribe(
@@ -79,7 +90,51 @@ final class DevRebuildWatch: @unchecked Sendable {
     /// (`finished` is set).
     func next(decisions: (String) -> Void) -> (request: DevRebuildRequest?, finished: Bool) {
         guard case .batch(let batch) = subscription.next() else { return (nil, true) }
-        return (decide(batch, decisions: decisions), false)
+        var request = decide(batch, decisions: decisions)
+        guard let gitLock, access(gitLock, F_OK) == 0 || Self.touchesLock(batch, roots) else {
+            return (request, false)
+        }
+        // git is at work: everything until it lets go of its lock (then 300 ms of quiet, so
+        // that a rebase's next step joins) is one request. A lock held for over 30 s is stale.
+        decisions("git holds \(gitLock): rebuild decisions wait until it is done")
+        let start = ContinuousClock.now
+        var quietSince: ContinuousClock.Instant?
+        while true {
+            switch subscription.next(until: .now + .milliseconds(100)) {
+            case .cancelled:
+                return (nil, true)
+            case .batch(let more):
+                request = Self.merged(request, decide(more, decisions: decisions))
+                quietSince = nil
+            case .timedOut:
+                break
+            }
+            if access(gitLock, F_OK) == 0 && ContinuousClock.now - start < .seconds(30) {
+                quietSince = nil
+                continue
+            }
+            let now = ContinuousClock.now
+            guard let since = quietSince else {
+                quietSince = now
+                continue
+            }
+            if now - since >= .milliseconds(300) { break }
+        }
+        return (request, false)
+    }
+
+    static func touchesLock(_ batch: WatchBatch, _ roots: [Root]) -> Bool {
+        batch.changes.contains { roots.indices.contains($0.root) && roots[$0.root].kind == .git }
+    }
+
+    static func merged(_ a: DevRebuildRequest?, _ b: DevRebuildRequest?) -> DevRebuildRequest? {
+        guard var out = a else { return b }
+        guard let b else { return out }
+        for (image, reason) in zip(b.images, b.reasons) where !out.images.contains(image) {
+            out.images.append(image)
+            out.reasons.append(reason)
+        }
+        return out
     }
 
     func decide(_ batch: WatchBatch, decisions: (String) -> Void) -> DevRebuildRequest? {
@@ -94,12 +149,14 @@ final class DevRebuildWatch: @unchecked Sendable {
         }
         for (index, reason) in batch.rescan.sorted(by: { $0.key < $1.key }) where roots.indices.contains(index) {
             let root = roots[index]
-            if root.kind == .context && root.ignoresContext { continue }
+            if root.kind == .git || (root.kind == .context && root.ignoresContext) { continue }
             ask(root.image, "\(root.path) must be scanned again (\(reason))")
         }
         for change in batch.changes where roots.indices.contains(change.root) {
             let root = roots[change.root]
             switch root.kind {
+            case .git:
+                continue
             case .dockerfile:
                 ask(root.image, "\(Self.display(root.path)) changed")
             case .ignoreFile:

@@ -1,0 +1,321 @@
+import Foundation
+import SlipwayTestSupport
+import Testing
+
+@testable import SlipwayCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// The restart helper (`slipway-helper run`, Sources/SlipwayHelper/run.c) as PID 1 of real
+// busybox containers, `--network none`: restarts through the open sync channel and through the
+// CLI form, the grace before SIGKILL, signals forwarded on `docker stop`, the command's status as
+// the container's, `--wait-start`, orphans reaped, a command that exits by itself, and a
+// container whose PID 1 is something else.
+
+private let busybox = "slipway/busybox:latest"
+
+/// The containers of one test (labelled with the test's own value), removed at the end.
+private struct DevContainers {
+    let api = DockerAPI()
+    static let labelKey = "dev.slipway.restart-helper-test"
+    let value = UUID().uuidString.lowercased()
+
+    /// A busybox container whose entrypoint is `/.slipway/helper run OPTIONS --` and whose
+    /// command is `command`; the helper is copied in while it is created and not started yet,
+    /// as dev mode does.
+    func start(helper options: [String] = [], _ command: [String]) async throws -> String {
+        let spec = DockerContainerSpec(
+            image: busybox,
+            command: command,
+            entrypoint: [SyncHelperProgram.containerPath, "run"] + options + ["--"],
+            labels: [Self.labelKey: value],
+            networkMode: "none"
+        )
+        let id = try await offPool { try api.createContainer(name: nil, spec: spec).id }
+        try await SyncHelperProgram.install(api: api, container: id, program: try builtProgram("slipway-helper"))
+        try await offPool { _ = try api.startContainer(id) }
+        return id
+    }
+
+    /// A busybox container running `sleep 3600` as PID 1 (no restart helper).
+    func startPlain() async throws -> String {
+        let spec = DockerContainerSpec(
+            image: busybox,
+            command: ["sleep", "3600"],
+            labels: [Self.labelKey: value],
+            networkMode: "none"
+        )
+        return try await offPool {
+            let id = try api.createContainer(name: nil, spec: spec).id
+            _ = try api.startContainer(id)
+            return id
+        }
+    }
+
+    func connect(_ id: String) async throws -> ContainerSyncRemote {
+        try await ContainerSyncRemote.connect(
+            api: api,
+            container: id,
+            program: try builtProgram("slipway-helper"),
+            options: .init(root: "/tmp/sync")
+        )
+    }
+
+    func exitCode(_ id: String) async throws -> Int? {
+        try await offPool {
+            guard let info = try api.inspectContainer(id), !info.state.running else { return nil }
+            return info.state.exitCode
+        }
+    }
+
+    func removeAll() {
+        _ = try? sh(
+            [
+                "sh", "-c", "docker ps -aq --filter \"label=$1\" | xargs -r docker rm -f -v", "sh",
+                "\(Self.labelKey)=\(value)",
+            ],
+            cwd: "/"
+        )
+    }
+}
+
+private func docker(_ args: String...) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await offPool { try sh(["docker"] + args, cwd: "/") }
+}
+
+/// The container's log: what the command printed (stdout) and the helper's lines (stderr).
+private func logs(_ id: String) async throws -> (stdout: String, stderr: String) {
+    let result = try await docker("logs", id)
+    return (result.stdout, result.stderr)
+}
+
+private func startedCount(_ id: String) async throws -> Int {
+    try await logs(id).stdout.split(separator: "\n").filter { $0 == "started" }.count
+}
+
+/// Waits (up to 10 s) until `condition` holds; false when it never did.
+private func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+/// The command lines of the container's processes (`ps -o args`, one per process).
+private func processes(_ id: String) async throws -> [String] {
+    try await docker("exec", id, "ps", "-o", "args").stdout.split(separator: "\n").map {
+        $0.trimmingCharacters(in: .whitespaces)
+    }
+}
+
+private func milliseconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct RestartHelperTests {
+    @Test(.requiresDockerEngine)
+    func restartsThroughTheOpenSyncChannelInMilliseconds() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        let id = try await containers.start(["sh", "-c", "echo started; exec sleep 1000"])
+        #expect(try await eventually { try await startedCount(id) == 1 })
+        let remote = try await containers.connect(id)
+        defer { remote.close() }
+
+        let first = try await remote.restartProcess()
+        #expect(first.restarts == 1)
+        #expect(first.pid > 1)
+        #expect(first.duration < .seconds(1), "a restart of a command that honours SIGTERM took \(first.duration)")
+        #expect(try await eventually { try await startedCount(id) == 2 })
+
+        var durations = [first.duration]
+        var pids = Set([first.pid])
+        for round in 2...6 {
+            let report = try await remote.restartProcess()
+            #expect(report.restarts == round)
+            durations.append(report.duration)
+            pids.insert(report.pid)
+        }
+        #expect(pids.count == 6, "every restart runs a new process")
+        #expect(durations.allSatisfy { $0 < .seconds(1) }, "\(durations)")
+        let sorted = durations.map(milliseconds).sorted()
+        print(
+            "restart through the sync channel, n=\(sorted.count): min \(sorted[0]) ms, median "
+                + "\(sorted[sorted.count / 2]) ms, max \(sorted[sorted.count - 1]) ms"
+        )
+        #expect(try await eventually { try await startedCount(id) == 7 })
+        // Starting a command that runs leaves it alone.
+        let started = try await remote.startProcess()
+        #expect(started.restarts == 6)
+        #expect(try await startedCount(id) == 7)
+
+        // The CLI form, for use through an exec.
+        let cli = try await docker("exec", id, SyncHelperProgram.containerPath, "restart")
+        #expect(cli.status == 0, "\(cli.stderr)")
+        #expect(cli.stdout.hasPrefix("restarted: pid "), "\(cli.stdout)")
+        let status = try await docker("exec", id, SyncHelperProgram.containerPath, "status")
+        #expect(status.stdout.contains("7 restarts, running"), "\(status.stdout)")
+        #expect(try await eventually { try await startedCount(id) == 8 })
+        #expect(try await logs(id).stderr.contains("on request"))
+
+        // `docker stop` reaches the command (SIGTERM forwarded to its group) well before the
+        // 10 s timeout, and the command's status (killed by SIGTERM) is the container's.
+        let clock = ContinuousClock.now
+        #expect(try await docker("stop", "-t", "10", id).status == 0)
+        let stopped = clock.duration(to: .now)
+        print("docker stop -t 10 of a dev container: \(milliseconds(stopped)) ms")
+        #expect(stopped < .seconds(3))
+        #expect(try await containers.exitCode(id) == 143)
+    }
+
+    @Test(.requiresDockerEngine)
+    func aCommandThatIgnoresSIGTERMIsKilledAfterTheGrace() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        let id = try await containers.start(
+            helper: ["--grace-ms", "500"],
+            ["sh", "-c", "trap '' TERM; echo started; while :; do sleep 0.1; done"]
+        )
+        #expect(try await eventually { try await startedCount(id) == 1 })
+        let remote = try await containers.connect(id)
+        defer { remote.close() }
+        let report = try await remote.restartProcess()
+        print("restart of a command that ignores SIGTERM, grace 500 ms: \(milliseconds(report.duration)) ms")
+        #expect(report.duration >= .milliseconds(500))
+        #expect(report.duration < .seconds(3))
+        #expect(try await eventually { try await startedCount(id) == 2 })
+        #expect(try await logs(id).stderr.contains("did not stop within 500 ms of SIGTERM; sending SIGKILL"))
+    }
+
+    @Test(.requiresDockerEngine)
+    func signalsReachTheCommandAndItsStatusIsTheContainers() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        let id = try await containers.start([
+            "sh", "-c",
+            "trap 'echo usr1' USR1; trap 'echo stopping; exit 3' TERM; echo started; while :; do sleep 0.1; done",
+        ])
+        #expect(try await eventually { try await startedCount(id) == 1 })
+        #expect(try await docker("kill", "-s", "USR1", id).status == 0)
+        #expect(try await eventually { try await logs(id).stdout.contains("usr1\n") })
+        // Still running: a forwarded SIGUSR1 is no stop.
+        #expect(try await containers.exitCode(id) == nil)
+        let clock = ContinuousClock.now
+        #expect(try await docker("stop", "-t", "10", id).status == 0)
+        #expect(clock.duration(to: .now) < .seconds(3))
+        #expect(try await containers.exitCode(id) == 3)
+        #expect(try await logs(id).stdout.contains("stopping\n"))
+    }
+
+    @Test(.requiresDockerEngine)
+    func waitStartRunsNothingUntilStart() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        let id = try await containers.start(
+            helper: ["--wait-start"],
+            ["sh", "-c", "echo started; exec sleep 1000"]
+        )
+        #expect(try await eventually { try await logs(id).stderr.contains("waiting for a start request") })
+        let remote = try await containers.connect(id)
+        defer { remote.close() }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await startedCount(id) == 0)
+        #expect(try await !processes(id).contains("sleep 1000"))
+        // A restart before the start does not start it.
+        do throws(SyncRemoteError) {
+            _ = try await remote.restartProcess()
+            Issue.record("a restart before the start must fail")
+        } catch {
+            guard case .processFailed(let code, let message) = error else {
+                Issue.record("not started yet is .processFailed: \(error)")
+                return
+            }
+            #expect(code == EAGAIN)
+            #expect(message.contains("has not been started yet"), "\(message)")
+        }
+        #expect(try await startedCount(id) == 0)
+
+        let started = try await remote.startProcess()
+        #expect(started.restarts == 0)
+        #expect(try await eventually { try await startedCount(id) == 1 })
+        #expect(try await processes(id).contains("sleep 1000"))
+        let again = try await remote.startProcess()
+        #expect(again.pid == started.pid)
+        #expect(try await startedCount(id) == 1)
+    }
+
+    @Test(.requiresDockerEngine)
+    func orphansAreReaped() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        // Each subshell starts a `sleep 2` and exits: the sleeps are orphans the helper inherits.
+        let id = try await containers.start([
+            "sh", "-c", "for i in 1 2 3; do (sleep 2 &); done; echo started; exec sleep 1000",
+        ])
+        #expect(try await eventually { try await startedCount(id) == 1 })
+        let before = try await docker("exec", id, "ps", "-o", "ppid,stat,args").stdout
+        let orphans = before.split(separator: "\n").filter { $0.hasSuffix("sleep 2") }
+        #expect(orphans.count == 3, "\(before)")
+        #expect(orphans.allSatisfy { $0.trimmingCharacters(in: .whitespaces).hasPrefix("1 ") }, "\(before)")
+        // Once they end, nothing of them is left: no zombie.
+        #expect(
+            try await eventually { try await !processes(id).contains("sleep 2") }
+        )
+        let after = try await docker("exec", id, "ps", "-o", "stat,args").stdout
+        #expect(!after.split(separator: "\n").contains { $0.hasPrefix("Z") }, "\(after)")
+    }
+
+    @Test(.requiresDockerEngine)
+    func aCommandThatExitsRunsAgainAndOneThatIsNotFoundEndsTheContainer() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        let id = try await containers.start(
+            helper: ["--restart-delay-ms", "200"],
+            ["sh", "-c", "echo started; exit 5"]
+        )
+        #expect(try await eventually { try await startedCount(id) >= 3 })
+        #expect(
+            try await logs(id).stderr.contains(
+                "`sh -c echo started; exit 5` exited with status 5; running it again in 200 ms"
+            )
+        )
+        #expect(try await containers.exitCode(id) == nil, "the container stays, as with DevSpace's helper")
+
+        let missing = try await containers.start(["no-such-command", "--flag"])
+        #expect(try await eventually { try await containers.exitCode(missing) != nil })
+        #expect(try await containers.exitCode(missing) == 127)
+        #expect(try await logs(missing).stderr.contains("cannot run `no-such-command --flag`: command not found"))
+    }
+
+    @Test(.requiresDockerEngine)
+    func aContainerWithoutTheHelperAsPID1IsRefusedClearly() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        let id = try await containers.startPlain()
+        let remote = try await containers.connect(id)
+        defer { remote.close() }
+        do throws(SyncRemoteError) {
+            _ = try await remote.restartProcess()
+            Issue.record("a container without the restart helper cannot restart its process")
+        } catch {
+            guard case .unusable(let message) = error else {
+                Issue.record("no restart helper is .unusable: \(error)")
+                return
+            }
+            #expect(message.contains("was not started by slipway's restart helper"), "\(message)")
+            #expect(message.contains("PID 1 is `sleep 3600`"), "\(message)")
+        }
+        // The channel still works for sync.
+        #expect(try await remote.manifest(hashing: [], hashAll: false) == [])
+        let cli = try await docker("exec", id, SyncHelperProgram.containerPath, "restart")
+        #expect(cli.status == 1)
+        #expect(cli.stderr.contains("not started by slipway's restart helper"), "\(cli.stderr)")
+    }
+}

@@ -27,12 +27,13 @@ private struct DevContainers {
     /// A busybox container whose entrypoint is `/.slipway/helper run OPTIONS --` and whose
     /// command is `command`; the helper is copied in while it is created and not started yet,
     /// as dev mode does.
-    func start(helper options: [String] = [], _ command: [String]) async throws -> String {
+    func start(helper options: [String] = [], user: String? = nil, _ command: [String]) async throws -> String {
         let spec = DockerContainerSpec(
             image: busybox,
             command: command,
             entrypoint: [SyncHelperProgram.containerPath, "run"] + options + ["--"],
             labels: [Self.labelKey: value],
+            user: user,
             networkMode: "none"
         )
         let id = try await offPool { try api.createContainer(name: nil, spec: spec).id }
@@ -292,6 +293,27 @@ struct RestartHelperTests {
         #expect(try await eventually { try await containers.exitCode(missing) != nil })
         #expect(try await containers.exitCode(missing) == 127)
         #expect(try await logs(missing).stderr.contains("cannot run `no-such-command --flag`: command not found"))
+    }
+
+    @Test(.requiresDockerEngine)
+    func aHelperRunningAsAnotherUserListensInTmpForItsUserAndRootOnly() async throws {
+        let containers = DevContainers()
+        defer { containers.removeAll() }
+        let id = try await containers.start(user: "1234:1234", ["sh", "-c", "echo started; exec sleep 1000"])
+        #expect(try await eventually { try await startedCount(id) == 1 })
+        // /.slipway is root's: the socket is in /tmp, 0600, the helper's user's.
+        let socket = try await docker("exec", id, "stat", "-c", "%a %u %F", "/tmp/.slipway-control.sock")
+        #expect(socket.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "600 1234 socket", "\(socket)")
+        let remote = try await containers.connect(id)  // the sync runs as the container's user
+        defer { remote.close() }
+        #expect(try await remote.restartProcess().restarts == 1)
+        #expect(try await eventually { try await startedCount(id) == 2 })
+        let root = try await docker("exec", "--user", "0", id, SyncHelperProgram.containerPath, "status")
+        #expect(root.stdout.contains("1 restarts, running"), "\(root)")
+        let stranger = try await docker("exec", "--user", "4321", id, SyncHelperProgram.containerPath, "restart")
+        #expect(stranger.status == 1)
+        #expect(stranger.stderr.contains("Permission denied"), "\(stranger.stderr)")
+        #expect(try await startedCount(id) == 2)
     }
 
     @Test(.requiresDockerEngine)

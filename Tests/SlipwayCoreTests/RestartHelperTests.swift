@@ -98,9 +98,9 @@ private func startedCount(_ id: String) async throws -> Int {
     try await logs(id).stdout.split(separator: "\n").filter { $0 == "started" }.count
 }
 
-/// Waits (up to 10 s) until `condition` holds; false when it never did.
+/// Waits (up to 30 s: a loaded CI machine) until `condition` holds; false when it never did.
 private func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + .seconds(10)
+    let deadline = ContinuousClock.now + .seconds(30)
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
         try await Task.sleep(for: .milliseconds(50))
@@ -115,11 +115,20 @@ private func processes(_ id: String) async throws -> [String] {
     }
 }
 
+/// The restart times the helper logged itself (`… runs again (pid N, restart M, X ms)`): from
+/// its decision to restart to the new process's exec, free of the test process's scheduling.
+private func loggedRestartTimes(_ id: String) async throws -> [Int] {
+    try await logs(id).stderr.split(separator: "\n").compactMap { line in
+        guard line.contains(" runs again (pid "), line.hasSuffix(" ms)") else { return nil }
+        return Int(line.dropLast(4).split(separator: " ").last ?? "")
+    }
+}
+
 private func milliseconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct RestartHelperTests {
     @Test(.requiresDockerEngine)
     func restartsThroughTheOpenSyncChannelInMilliseconds() async throws {
@@ -133,7 +142,6 @@ struct RestartHelperTests {
         let first = try await remote.restartProcess()
         #expect(first.restarts == 1)
         #expect(first.pid > 1)
-        #expect(first.duration < .seconds(1), "a restart of a command that honours SIGTERM took \(first.duration)")
         #expect(try await eventually { try await startedCount(id) == 2 })
 
         var durations = [first.duration]
@@ -143,13 +151,24 @@ struct RestartHelperTests {
             #expect(report.restarts == round)
             durations.append(report.duration)
             pids.insert(report.pid)
+            // The answer comes once the new process runs, not once it printed: a restart
+            // sent before that would stop it before its `echo`.
+            #expect(try await eventually { try await startedCount(id) == round + 1 })
         }
         #expect(pids.count == 6, "every restart runs a new process")
-        #expect(durations.allSatisfy { $0 < .seconds(1) }, "\(durations)")
+        // A restart of a command that honours SIGTERM takes milliseconds. The cap is generous
+        // for the helper's own figure; the round trip measured here also holds the test
+        // process's scheduling, which a loaded CI machine stretches: one of six under 1 s, and
+        // every one under 10 s.
+        let logged = try await loggedRestartTimes(id)
+        #expect(logged.count == 6, "\(logged)")
+        #expect(logged.allSatisfy { $0 < 1000 }, "\(logged)")
         let sorted = durations.map(milliseconds).sorted()
+        #expect(sorted[0] < 1000, "\(sorted)")
+        #expect(sorted.allSatisfy { $0 < 10_000 }, "\(sorted)")
         print(
             "restart through the sync channel, n=\(sorted.count): min \(sorted[0]) ms, median "
-                + "\(sorted[sorted.count / 2]) ms, max \(sorted[sorted.count - 1]) ms"
+                + "\(sorted[sorted.count / 2]) ms, max \(sorted[sorted.count - 1]) ms; the helper logged \(logged) ms"
         )
         #expect(try await eventually { try await startedCount(id) == 7 })
         // Starting a command that runs leaves it alone.
@@ -167,12 +186,13 @@ struct RestartHelperTests {
         #expect(try await logs(id).stderr.contains("on request"))
 
         // `docker stop` reaches the command (SIGTERM forwarded to its group) well before the
-        // 10 s timeout, and the command's status (killed by SIGTERM) is the container's.
+        // 10 s timeout, and the command's status is the container's: 143, killed by SIGTERM
+        // (the engine's SIGKILL at the timeout would give 137).
         let clock = ContinuousClock.now
         #expect(try await docker("stop", "-t", "10", id).status == 0)
         let stopped = clock.duration(to: .now)
         print("docker stop -t 10 of a dev container: \(milliseconds(stopped)) ms")
-        #expect(stopped < .seconds(3))
+        #expect(stopped < .seconds(8))
         #expect(try await containers.exitCode(id) == 143)
     }
 
@@ -188,9 +208,14 @@ struct RestartHelperTests {
         let remote = try await containers.connect(id)
         defer { remote.close() }
         let report = try await remote.restartProcess()
-        print("restart of a command that ignores SIGTERM, grace 500 ms: \(milliseconds(report.duration)) ms")
+        let logged = try await loggedRestartTimes(id)
+        print(
+            "restart of a command that ignores SIGTERM, grace 500 ms: \(milliseconds(report.duration)) ms; "
+                + "the helper logged \(logged) ms"
+        )
         #expect(report.duration >= .milliseconds(500))
-        #expect(report.duration < .seconds(3))
+        #expect(report.duration < .seconds(10))
+        #expect(logged.count == 1 && logged.allSatisfy { $0 >= 500 && $0 < 3000 }, "\(logged)")
         #expect(try await eventually { try await startedCount(id) == 2 })
         #expect(try await logs(id).stderr.contains("did not stop within 500 ms of SIGTERM; sending SIGKILL"))
     }
@@ -210,7 +235,7 @@ struct RestartHelperTests {
         #expect(try await containers.exitCode(id) == nil)
         let clock = ContinuousClock.now
         #expect(try await docker("stop", "-t", "10", id).status == 0)
-        #expect(clock.duration(to: .now) < .seconds(3))
+        #expect(clock.duration(to: .now) < .seconds(8))
         #expect(try await containers.exitCode(id) == 3)
         #expect(try await logs(id).stdout.contains("stopping\n"))
     }
@@ -256,19 +281,24 @@ struct RestartHelperTests {
     func orphansAreReaped() async throws {
         let containers = DevContainers()
         defer { containers.removeAll() }
-        // Each subshell starts a `sleep 2` and exits: the sleeps are orphans the helper inherits.
+        // Each subshell starts a waiter and exits: the waiters are orphans the helper inherits.
+        // They end when /tmp/go appears.
+        let waiter = "until [ -e /tmp/go ]; do sleep 0.05; done"
         let id = try await containers.start([
-            "sh", "-c", "for i in 1 2 3; do (sleep 2 &); done; echo started; exec sleep 1000",
+            "sh", "-c", "for i in 1 2 3; do (sh -c '\(waiter)' &); done; echo started; exec sleep 1000",
         ])
         #expect(try await eventually { try await startedCount(id) == 1 })
-        let before = try await docker("exec", id, "ps", "-o", "ppid,stat,args").stdout
-        let orphans = before.split(separator: "\n").filter { $0.hasSuffix("sleep 2") }
-        #expect(orphans.count == 3, "\(before)")
-        #expect(orphans.allSatisfy { $0.trimmingCharacters(in: .whitespaces).hasPrefix("1 ") }, "\(before)")
+        // Reparented to PID 1, the helper, once their subshells are gone.
+        var before = ""
+        let reparented = try await eventually {
+            before = try await docker("exec", id, "ps", "-o", "ppid,args").stdout
+            let waiters = before.split(separator: "\n").filter { $0.hasSuffix("sh -c \(waiter)") }
+            return waiters.count == 3 && waiters.allSatisfy { $0.trimmingCharacters(in: .whitespaces).hasPrefix("1 ") }
+        }
+        #expect(reparented, "\(before)")
+        #expect(try await docker("exec", id, "touch", "/tmp/go").status == 0)
         // Once they end, nothing of them is left: no zombie.
-        #expect(
-            try await eventually { try await !processes(id).contains("sleep 2") }
-        )
+        #expect(try await eventually { try await !processes(id).contains("sh -c \(waiter)") })
         let after = try await docker("exec", id, "ps", "-o", "stat,args").stdout
         #expect(!after.split(separator: "\n").contains { $0.hasPrefix("Z") }, "\(after)")
     }

@@ -33,9 +33,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "sha256.h"
 
-#define PROTOCOL_VERSION 2u
+#define PROTOCOL_VERSION 3u
 #define HEADER_SIZE 9
 #define MAX_PAYLOAD (1u << 20)
 #define CHUNK_SIZE (256u << 10)
@@ -64,6 +65,8 @@ enum {
     REQ_WATCH = 0x0E,
     REQ_UNWATCH = 0x0F,
     REQ_ENTRIES = 0x10,
+    REQ_RESTART = 0x11,
+    REQ_START = 0x12,
 };
 
 // Answers (helper → slipway).
@@ -79,6 +82,7 @@ enum {
     ANS_UNKNOWN = 0x89,
     ANS_NOTE = 0x8A,
     ANS_WATCHING = 0x8B,
+    ANS_PROCESS = 0x8C,
     ANS_FATAL = 0xFF,
 };
 
@@ -1599,6 +1603,75 @@ static void do_hello(reader *r) {
     }
 }
 
+// MARK: - Restart and start (through PID 1's control socket)
+
+// RESTART and START are carried out by the restart helper (`slipway-helper run`, PID 1 of a dev
+// container; run.c): this process connects to its control socket, sends the request and answers
+// when PID 1 does — after the command runs again, which takes the grace period for a command
+// that ignores SIGTERM. Meanwhile the other requests go on: the answer comes out of order.
+#define MAX_CONTROL_CALLS 8
+
+typedef struct {
+    int fd;  // -1: a free slot
+    uint32_t id;
+    size_t used;
+    char line[640];
+} control_call;
+
+static control_call control_calls[MAX_CONTROL_CALLS];
+
+static void do_control(uint32_t id, const char *verb) {
+    control_call *slot = NULL;
+    for (int i = 0; i < MAX_CONTROL_CALLS && !slot; i++)
+        if (control_calls[i].fd < 0) slot = &control_calls[i];
+    if (!slot) {
+        send_failed(id, EBUSY, "%d restart or start requests wait already", MAX_CONTROL_CALLS);
+        return;
+    }
+    int error = 0;
+    char message[512];
+    int fd = control_connect(&error, message, sizeof message);
+    if (fd < 0) {
+        send_failed(id, error, "%s", message);
+        return;
+    }
+    error = control_send(fd, verb);
+    if (error) {
+        close(fd);
+        send_failed(id, error, "cannot send the %s request to the restart helper: %s", verb, strerror(error));
+        return;
+    }
+    slot->fd = fd;
+    slot->id = id;
+    slot->used = 0;
+}
+
+static void control_done(control_call *call) {
+    close(call->fd);
+    call->fd = -1;
+}
+
+static void read_control(control_call *call) {
+    ssize_t n = read(call->fd, call->line + call->used, sizeof call->line - call->used);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n > 0) {
+        call->used += (size_t)n;
+        if (!memchr(call->line, '\n', call->used) && call->used < sizeof call->line) return;
+    }
+    control_answer answer;
+    if (call->used == 0 || control_parse(call->line, call->used, &answer) != 0) {
+        send_failed(call->id, EPIPE, "the restart helper closed its control connection without an answer");
+    } else if (!answer.ok) {
+        send_failed(call->id, answer.error, "%s", answer.message);
+    } else {
+        begin_frame(ANS_PROCESS, call->id);
+        put_u32((uint32_t)answer.pid);
+        put_u32(answer.restarts);
+        end_frame();
+    }
+    control_done(call);
+}
+
 // MARK: - Main loop
 
 static void fatal(const char *format, ...) {
@@ -1644,6 +1717,8 @@ static void dispatch(uint8_t type, uint32_t id, const uint8_t *payload, uint32_t
     case REQ_UNWATCH:
         if (watching && id == watch_id) stop_watch();
         break;
+    case REQ_RESTART: do_control(id, "restart"); break;
+    case REQ_START: do_control(id, "start"); break;
     default: fatal("unknown request type 0x%02x", type);
     }
     maybe_flush();
@@ -1656,13 +1731,23 @@ static int serve(void) {
     uint8_t *input = malloc(capacity);
     if (!input) return 3;
     size_t used = 0;
+    for (int i = 0; i < MAX_CONTROL_CALLS; i++) control_calls[i].fd = -1;
     for (;;) {
         flush_output();
-        struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = inotify_fd, .events = POLLIN}};
-        int count = inotify_fd >= 0 ? 2 : 1;
+        struct pollfd fds[2 + MAX_CONTROL_CALLS] = {{.fd = 0, .events = POLLIN}, {.fd = inotify_fd, .events = POLLIN}};
+        int calls[2 + MAX_CONTROL_CALLS];
+        int count = 2;
+        for (int i = 0; i < MAX_CONTROL_CALLS; i++) {
+            if (control_calls[i].fd < 0) continue;
+            calls[count] = i;
+            fds[count++] = (struct pollfd){.fd = control_calls[i].fd, .events = POLLIN};
+        }
         if (poll(fds, (nfds_t)count, -1) < 0) {
             if (errno == EINTR) continue;
             return 3;
+        }
+        for (int f = 2; f < count; f++) {
+            if (fds[f].revents) read_control(&control_calls[calls[f]]);
         }
         if (fds[0].revents) {
             ssize_t n = read(0, input + used, capacity - used);
@@ -1685,7 +1770,7 @@ static int serve(void) {
             memmove(input, input + offset, used - offset);
             used -= offset;
         }
-        if (count == 2 && inotify_fd >= 0 && fds[1].revents) drain_watch();
+        if (inotify_fd >= 0 && fds[1].revents) drain_watch();
     }
     if (w.active) write_discard();
     flush_output();
@@ -1694,14 +1779,24 @@ static int serve(void) {
 
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "serve") == 0) return serve();
+    if (argc >= 2 && strcmp(argv[1], "run") == 0) return run_main(argc - 1, argv + 1);
+    if (argc == 2 && (strcmp(argv[1], "restart") == 0 || strcmp(argv[1], "start") == 0 ||
+                      strcmp(argv[1], "status") == 0)) {
+        return control_main(argv[1]);
+    }
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
         printf("slipway-helper protocol %u\n", PROTOCOL_VERSION);
         return 0;
     }
     fprintf(stderr,
             "usage: %s serve\n"
+            "       %s run [--wait-start] [--grace-ms N] [--restart-delay-ms N] -- COMMAND [ARG...]\n"
+            "       %s restart | start | status\n"
             "slipway's sync helper: slipway runs it in a container and speaks a framed protocol on\n"
-            "its stdin and stdout (docs/sync-protocol.md); it is not meant to be run by hand.\n",
+            "its stdin and stdout (docs/sync-protocol.md); it is not meant to be run by hand.\n"
+            "`run` is the restart helper of slipway's dev mode, the dev container's PID 1; `restart`,\n"
+            "`start` and `status` ask it through its control socket (docs/dev.md).\n",
+            argc > 0 ? argv[0] : "slipway-helper", argc > 0 ? argv[0] : "slipway-helper",
             argc > 0 ? argv[0] : "slipway-helper");
     return 64;
 }

@@ -224,6 +224,26 @@ public final class ContainerSyncRemote: SyncRemote, @unchecked Sendable {
 
     public func close() { channel.close(reason: "the sync channel to \(container) was closed") }
 
+    // MARK: The process (dev containers)
+
+    /// Restarts the container's command through the restart helper, its PID 1 (`/.slipway/helper
+    /// run -- COMMAND`, docs/dev.md): SIGTERM to the command's process group, SIGKILL after the
+    /// helper's grace (2 s unless `--grace-ms`), then the command runs again. Returns when the new
+    /// process runs, over this open channel — no `docker exec`. A container whose PID 1 is
+    /// something else is ``SyncRemoteError/unusable(_:)`` ("… was not started by slipway's restart
+    /// helper; …"); a helper that cannot do it (not started yet, command not found, stopping)
+    /// throws ``SyncRemoteError/processFailed(errno:message:)``.
+    public func restartProcess() async throws(SyncRemoteError) -> RestartReport {
+        try await channel.process(HelperFrameType.restart, what: "restart")
+    }
+
+    /// Starts the command of a helper run with `--wait-start` (slipway sends it after the initial
+    /// sync, as DevSpace touches `/.devspace/start`). A command already running is left alone
+    /// and reported; one that exited is started now. Errors as ``restartProcess()``.
+    public func startProcess() async throws(SyncRemoteError) -> RestartReport {
+        try await channel.process(HelperFrameType.start, what: "start")
+    }
+
     /// What the helper reported on the side since the last call (a directory it cannot list, a
     /// special file left out of the manifest, a watch it cannot add, a path from the container
     /// that is not a valid sync path), oldest first; at most the last 200 are kept.
@@ -234,6 +254,23 @@ public final class ContainerSyncRemote: SyncRemote, @unchecked Sendable {
     ) async throws(SyncRemoteError) -> T {
         let result = await onOwnThread { Result { () throws(SyncRemoteError) in try body() } }
         return try result.get()
+    }
+}
+
+/// What a restart or start through the restart helper did.
+public struct RestartReport: Sendable, Equatable {
+    /// The command's process, in the container's pid namespace.
+    public var pid: Int32
+    /// How often the helper ran the command again since the container started (on request, or
+    /// after it exited by itself).
+    public var restarts: Int
+    /// From sending the request to the helper's answer (the new process spawned).
+    public var duration: Duration
+
+    public init(pid: Int32, restarts: Int, duration: Duration) {
+        self.pid = pid
+        self.restarts = restarts
+        self.duration = duration
     }
 }
 
@@ -970,6 +1007,66 @@ final class HelperChannel: @unchecked Sendable {
             }
         }
         return try await wait(completion)
+    }
+
+    // MARK: Restart and start
+
+    /// RESTART or START: the serving helper asks PID 1's control socket and answers PROCESS
+    /// (pid, restarts) or FAILED — ESRCH when PID 1 is not the restart helper.
+    func process(_ type: UInt8, what: String) async throws(SyncRemoteError) -> RestartReport {
+        let began = ContinuousClock.now
+        let completion = Completion<(pid: Int32, restarts: Int)>()
+        let container = self.container
+        let id = try register(
+            handle: { _, frame in
+                var reader = HelperReader(frame.payload)
+                switch frame.type {
+                case HelperFrameType.process:
+                    let pid = reader.u32()
+                    let restarts = reader.u32()
+                    if reader.bad {
+                        completion.finish(
+                            .failure(
+                                .protocolViolation("a malformed answer to a \(what) from the helper in \(container)")
+                            )
+                        )
+                    } else {
+                        completion.finish(.success((Int32(bitPattern: pid), Int(restarts))))
+                    }
+                case HelperFrameType.failed:
+                    let (code, message) = reader.failure()
+                    if code == ESRCH {
+                        completion.finish(
+                            .failure(
+                                .unusable(
+                                    "the container \(container) was not started by slipway's restart helper; \(message)"
+                                )
+                            )
+                        )
+                    } else {
+                        completion.finish(
+                            .failure(
+                                .processFailed(
+                                    errno: code,
+                                    message: "cannot \(what) in the container \(container): \(message)"
+                                )
+                            )
+                        )
+                    }
+                default:
+                    completion.finish(
+                        .failure(
+                            .protocolViolation("the helper answered 0x\(String(frame.type, radix: 16)) to a \(what)")
+                        )
+                    )
+                }
+                return true
+            },
+            abandon: { completion.finish(.failure($0)) }
+        )
+        try sendLocked { (out: inout Outgoing) in out.add(type, id, []) }
+        let answer = try await wait(completion)
+        return RestartReport(pid: answer.pid, restarts: answer.restarts, duration: began.duration(to: .now))
     }
 
     // MARK: Download

@@ -3,7 +3,7 @@
 // Sources/SlipwayHelper/helper.c; the numbers here must stay equal to its enums.
 
 /// The protocol version both sides speak; the HELLO exchange checks it.
-let syncHelperProtocolVersion: UInt32 = 2
+let syncHelperProtocolVersion: UInt32 = 3
 
 /// Frame types.
 enum HelperFrameType {
@@ -24,6 +24,8 @@ enum HelperFrameType {
     static let watch: UInt8 = 0x0E
     static let unwatch: UInt8 = 0x0F
     static let entries: UInt8 = 0x10
+    static let restart: UInt8 = 0x11
+    static let start: UInt8 = 0x12
 
     // Answers (helper → slipway).
     static let helloAnswer: UInt8 = 0x81
@@ -37,6 +39,7 @@ enum HelperFrameType {
     static let unknown: UInt8 = 0x89
     static let note: UInt8 = 0x8A
     static let watching: UInt8 = 0x8B
+    static let process: UInt8 = 0x8C
     static let fatal: UInt8 = 0xFF
 }
 

@@ -104,6 +104,10 @@ public enum SyncRemoteError: Error, Sendable, Equatable, CustomStringConvertible
     /// changed while it was read (`EAGAIN`: read it again), a destination that cannot be
     /// written; a watch that cannot start. `message` names the path.
     case failed(path: String, errno: Int32, message: String)
+    /// The restart helper (the dev container's PID 1) could not restart or start the command:
+    /// not started yet (`EAGAIN`), the command cannot be run (`ENOENT`: not found), the
+    /// container is stopping (`ESHUTDOWN`). `message` says which, and names the command.
+    case processFailed(errno: Int32, message: String)
 
     public var description: String {
         switch self {
@@ -111,6 +115,7 @@ public enum SyncRemoteError: Error, Sendable, Equatable, CustomStringConvertible
         case .unusable(let detail): return detail
         case .protocolViolation(let detail): return "the sync helper answered out of protocol: \(detail)"
         case .failed(_, _, let message): return message
+        case .processFailed(_, let message): return message
         }
     }
 }

@@ -61,6 +61,13 @@ private struct DevProject {
         return r.status == 0 ? r.stdout : ""
     }
 
+    /// How often the restart helper ran the command again (its `status`: `ok PID RESTARTS STATE`).
+    func restarts() async throws -> Int {
+        let r = try await docker("exec", container, "/.slipway/helper", "status")
+        let fields = r.stdout.split(separator: " ")
+        return fields.count >= 3 ? Int(fields[2]) ?? -1 : -1
+    }
+
     func purge() async {
         _ = try? await offPool {
             let ids = try sh(["docker", "ps", "-aq", "--filter", "label=dev.slipway.project=\(name)"], cwd: "/")
@@ -100,6 +107,7 @@ struct DevModeTests {
                         sync:
                           - path: ./site:/www
                             onUpload:
+                              restartContainer: true
                               exec:
                                 - command: "cat /www/index.html >> /tmp/html-runs"
                                   onChange: ["*.html"]
@@ -146,17 +154,26 @@ struct DevModeTests {
             #expect(try await project.inspect(swapped, "{{.Id}}") == originalID)
             #expect(try await project.inspect(swapped, "{{.State.Running}}") == "false")
 
-            // An edit arrives; the html command runs for it, the once command once.
+            // The restart helper is the dev container's first process.
+            #expect(
+                try await project.inspect(project.container, "{{json .Config.Entrypoint}}").contains("/.slipway/helper")
+            )
+            let restartsBefore = try await project.restarts()
+
+            // An edit arrives; the html command runs for it, the once command once; the process
+            // is restarted once for the batch.
             try "<h1>v2</h1>\n".write(toFile: dir + "/site/index.html", atomically: false, encoding: .utf8)
             #expect(try await eventually { try await project.read("/www/index.html") == "<h1>v2</h1>\n" })
             #expect(try await eventually { try await project.read("/tmp/html-runs").contains("<h1>v2</h1>") })
             let htmlRuns = try await project.read("/tmp/html-runs")
+            #expect(try await eventually { try await project.restarts() == restartsBefore + 1 })
             // A file no onChange glob matches: no html run, and once stays once.
             try "data\n".write(toFile: dir + "/site/data.txt", atomically: false, encoding: .utf8)
             #expect(try await eventually { try await project.read("/www/data.txt") == "data\n" })
             #expect(try await eventually { dev.stdout.contains("skipped, no uploaded path matches") })
             #expect(try await project.read("/tmp/html-runs") == htmlRuns, "no html command for data.txt")
             #expect(try await project.read("/tmp/once-runs") == "once\n")
+            #expect(try await eventually { try await project.restarts() == restartsBefore + 2 })
             #expect(try await project.inspect(project.container, "{{.Image}}") == imageID, "no rebuild for a sync")
 
             // Ctrl-C: the session ends, the original is back exactly as it was deployed.

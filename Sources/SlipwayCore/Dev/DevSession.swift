@@ -56,6 +56,9 @@ public final class DevSession: Sendable {
         var uploaded: [Int: [String]] = [:]
         /// `once` commands already run, per container ID.
         var ranOnce: Set<String> = []
+        /// One helper channel per container for restart and start requests (the syncs' own
+        /// channels are the sync runner's).
+        var controls: [String: ContainerSyncRemote] = [:]
     }
 
     public init(
@@ -79,6 +82,7 @@ public final class DevSession: Sendable {
             return (s.engines, s.logStreams, s.rebuildWatch)
         }
         watch?.cancel()
+        for control in state.withLock({ s in s.controls.values }) { control.close() }
         for engine in engines { engine.stop() }
         for stream in streams { stream.cancel() }
     }
@@ -307,7 +311,12 @@ public final class DevSession: Sendable {
         guard let key = target.syncKey, let sync = syncConfigs[key] else { return }
         let container = target.container.name
         if report.kind == .initial && sync.startContainer {
-            await helperRequest(api: api, container: container, "start", reason: "after the initial sync of \(key)")
+            await helperRequest(
+                container: container,
+                root: target.remoteRoot,
+                "start",
+                reason: "after the initial sync of \(key)"
+            )
         }
         guard !paths.isEmpty else { return }
         let shown = Self.listed(paths)
@@ -340,7 +349,7 @@ public final class DevSession: Sendable {
             }
         }
         if sync.restartContainer {
-            await helperRequest(api: api, container: container, "restart", reason: "after \(shown)")
+            await helperRequest(container: container, root: target.remoteRoot, "restart", reason: "after \(shown)")
         }
     }
 
@@ -351,28 +360,45 @@ public final class DevSession: Sendable {
         return "\(unique.count) changed path\(unique.count == 1 ? "" : "s") (\(head)\(unique.count > 3 ? ", …" : ""))"
     }
 
-    /// `restart` or `start` through the restart helper in `container`.
-    func helperRequest(api: DockerAPI, container: String, _ request: String, reason: String) async {
+    /// `restart` or `start` through the restart helper in `container`, over a helper channel of
+    /// the session's own (one exec per container, then a round trip of a few ms per request);
+    /// a channel that broke (the container was made again) is opened once more.
+    func helperRequest(container: String, root: String, _ request: String, reason: String) async {
         let start = ContinuousClock.now
-        let result = await onOwnThread {
-            Result { () throws(DockerAPIError) in
-                try api.exec(container: container, [DevContainers.helperPath, request], timeout: .seconds(60))
+        var lastError: SyncRemoteError?
+        for attempt in 0..<2 {
+            do {
+                let control = try await control(container, root: root, fresh: attempt > 0)
+                let report = try await request == "start" ? control.startProcess() : control.restartProcess()
+                events(
+                    .decision(
+                        "\(request) \(container) \(reason): done in \(Self.milliseconds(ContinuousClock.now - start)) ms (pid \(report.pid), \(report.restarts) restart\(report.restarts == 1 ? "" : "s") so far)"
+                    )
+                )
+                return
+            } catch {
+                lastError = error
+                if case .processFailed = error { break }
             }
         }
-        let took = ContinuousClock.now - start
-        switch result {
-        case .success(let r) where r.exitCode == 0:
-            events(.decision("\(request) \(container) \(reason): done in \(Self.milliseconds(took)) ms"))
-        case .success(let r):
-            let detail = (r.stderr + r.stdout).trimmingCharacters(in: .whitespacesAndNewlines)
-            events(
-                .failure(
-                    "\(request) \(container) \(reason) failed: \(detail.isEmpty ? "exit status \(r.exitCode)" : detail)"
-                )
-            )
-        case .failure(let error):
-            events(.failure("\(request) \(container) \(reason) failed: \(error)"))
+        events(.failure("\(request) \(container) \(reason) failed: \(lastError.map { "\($0)" } ?? "unknown")"))
+    }
+
+    func control(_ container: String, root: String, fresh: Bool) async throws(SyncRemoteError) -> ContainerSyncRemote {
+        if !fresh, let known = state.withLock({ $0.controls[container] }) { return known }
+        if let old = state.withLock({ $0.controls.removeValue(forKey: container) }) { old.close() }
+        let remote = try await ContainerSyncRemote.connect(
+            environment: environment,
+            container: container,
+            program: program,
+            options: ContainerSyncRemote.Options(root: root)
+        )
+        let stopNow = state.withLock { s in
+            s.controls[container] = remote
+            return s.stopped
         }
+        if stopNow { remote.close() }
+        return remote
     }
 
     static func milliseconds(_ d: Duration) -> String {

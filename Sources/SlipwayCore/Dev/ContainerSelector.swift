@@ -475,11 +475,12 @@ public struct ContainerResolver: Sendable {
 // MARK: - One selection for every command
 
 extension ContainerSelector {
-    /// The flags' selector limited to the containers slipway deployed for `loaded` (none given:
-    /// any slipway-made container); `--container` names one engine container, whoever made it.
+    /// The flags' selector limited to the containers slipway deployed for `loaded` (none: the
+    /// scope stays as it is — any slipway-made container from the command line);
+    /// `--container` names one engine container, whoever made it.
     public func scoped(to loaded: LoadedConfig?) -> ContainerSelector {
         var selector = self
-        if container == nil { selector.configPath = loaded?.absolutePath }
+        if container == nil, let loaded { selector.configPath = loaded.absolutePath }
         return selector
     }
 

@@ -84,6 +84,8 @@ extension SlipwayCommand {
                 throw ExitCode.failure
             }
 
+            // A closed stdout is a failed write (the session ends), not the end of the process.
+            signal(SIGPIPE, SIG_IGN)
             // Signals end the session; the terminal is put back below, whichever way it ends.
             let ended = SignalRecord()
             let signals = SignalWatch([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) { number in

@@ -44,6 +44,8 @@ extension SlipwayCommand {
                 Terminal.error("slipway: \(error)")
                 throw ExitCode.failure
             }
+            // A closed stdout is a failed write (the session ends), not the end of the process.
+            signal(SIGPIPE, SIG_IGN)
             let ended = SignalRecord()
             let signals = SignalWatch([SIGINT, SIGTERM, SIGHUP]) { number in
                 ended.record(number)

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import SlipwayCore
 
-/// Which running containers a command means: `sync` now, `dev`, `enter` and `logs` later
-/// (``ContainerSelector`` in the core does the matching).
+/// Which running containers a command means: `sync`, `enter` and `logs` (`dev` later;
+/// ``ContainerSelector`` in the core does the matching).
 struct ContainerSelectionOptions: ParsableArguments {
     @Option(
         name: .customLong("container"),

@@ -1,7 +1,7 @@
 internal import Foundation
 
-/// Which containers of the local engine a command means: `slipway sync` now, `dev`, `enter` and
-/// `logs` later. Every field narrows the choice; none given means every container the scope
+/// Which containers of the local engine a command means: `slipway sync`, `enter` and `logs`
+/// (`dev` later). Every field narrows the choice; none given means every container the scope
 /// holds.
 ///
 /// slipway's deployers label what they start (``DockerDeployer``, ``LocalPod``):

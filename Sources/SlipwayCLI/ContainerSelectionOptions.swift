@@ -1,8 +1,9 @@
 import ArgumentParser
+import Foundation
 import SlipwayCore
 
-/// Which running containers a command means: `sync` now, `dev`, `enter` and `logs` later
-/// (``ContainerSelector`` in the core does the matching).
+/// Which running containers a command means: `sync`, `enter` and `logs` (`dev` later;
+/// ``ContainerSelector`` in the core does the matching).
 struct ContainerSelectionOptions: ParsableArguments {
     @Option(
         name: .customLong("container"),
@@ -121,4 +122,46 @@ struct ContainerSelectionOptions: ParsableArguments {
 
     /// The flags that take a value here but are switches elsewhere (`deploy --branch-env`).
     static let valued: Set<String> = ["branch-env"]
+}
+
+extension ContainerSelectionOptions {
+    /// The one running container the flags mean, for `enter` and `logs`: the config found here
+    /// or above (or named) scopes the search, and `ContainerResolver.one` applies the defaults
+    /// `sync` shares. Every failure is printed here and ends the command with exit 1.
+    func one(_ global: GlobalOptions) async throws -> (ContainerResolver, SelectedContainer) {
+        if let given = kubernetesRequest(global) {
+            Terminal.error("slipway: \(ContainerSelectionError.kubernetesNotSupported(given: given))")
+            throw ExitCode.failure
+        }
+        let environment = try global.environment()
+        let options = try global.loadOptions()
+        let configNamed = global.config != nil || !(environment["DEVSPACE_CONFIG"] ?? "").isEmpty
+        let found = FileManager.default.fileExists(atPath: ConfigLoader.locate(options).absolute)
+        var loaded: LoadedConfig?
+        if configNamed || (found && container == nil) {
+            loaded = try await global.load()
+        }
+        let resolver: ContainerResolver
+        do {
+            resolver = try ContainerResolver(environment: environment)
+        } catch {
+            Terminal.error("slipway: \(error)")
+            throw ExitCode.failure
+        }
+        do {
+            let chosen = try await resolver.one(
+                selector(),
+                loaded: loaded,
+                wait: wait,
+                timeout: waitTimeout.map { .seconds($0) },
+                choose: SlipwayCommand.Sync.chooser(silent: global.silent)
+            )
+            return (resolver, chosen)
+        } catch {
+            let lines = error.description.split(separator: "\n", omittingEmptySubsequences: false)
+            Terminal.error("slipway: " + (lines.first.map(String.init) ?? ""))
+            for line in lines.dropFirst() { Terminal.error(String(line)) }
+            throw ExitCode.failure
+        }
+    }
 }

@@ -17,7 +17,7 @@ public struct SlipwayCommand: AsyncParsableCommand {
         subcommands: [
             Build.self, Deploy.self, Render.self, Purge.self, RunPipeline.self, Print.self, PullSecrets.self,
             Validate.self, Version.self, Reset.self, Agent.self, Hooks.self, StatusCommand.self, Cleanup.self,
-            Sync.self, Dev.self, PipelineFunction.self, SyncChannel.self,
+            Sync.self, Dev.self, Enter.self, Logs.self, PipelineFunction.self, SyncChannel.self,
         ]
     )
 
@@ -28,15 +28,16 @@ extension SlipwayCommand {
     /// The boolean flags of every command, for pflag's `--flag=false` / `-b=false`, which
     /// DevSpace users type (`CommandFlags.normalizeBooleans`).
     static let booleans: [CommandFlags.Boolean] =
-        GlobalOptions.booleans + PipelineFlags.booleans + Build.booleans + Sync.booleans + [
+        GlobalOptions.booleans + PipelineFlags.booleans + Build.booleans + Sync.booleans + Enter.booleans + [
             .init("quiet"), .init("json"), .init("follow", short: "f"), .init("wait"), .init("all"),
             .init("show-secrets"),
         ]
 
     /// `args` (without the program's name) with pflag's booleans rewritten for the parser.
     static func normalized(_ args: [String]) throws(PipelineError) -> [String] {
-        // `sync --branch-env=BRANCH` takes a value where `deploy --branch-env` is a switch.
-        if args.first == "sync" {
+        // `sync --branch-env=BRANCH` (and enter's, logs') takes a value where `deploy
+        // --branch-env` is a switch.
+        if let first = args.first, ["sync", "enter", "logs"].contains(first) {
             return try CommandFlags.normalizeBooleans(
                 args,
                 booleans.filter { !ContainerSelectionOptions.valued.contains($0.long) }

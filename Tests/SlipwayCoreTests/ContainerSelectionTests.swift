@@ -199,6 +199,26 @@ struct LabelledContainers {
         #expect(ContinuousClock.now - t0 < .seconds(15))
     }
 
+    /// Dev mode stops the original and runs a dev container with the same labels: a command
+    /// that acts on one container (`enter`, `logs`) finds the running one, not an ambiguity.
+    @Test func oneContainerIsTheRunningOneAmongStoppedTwins() throws {
+        let c = LabelledContainers()
+        defer { c.removeAll() }
+        let original = try c.make("a-original", user: ["tier": "web"])
+        #expect(try sh(["docker", "kill", original], cwd: "/").status == 0)
+        let dev = try c.make("b-dev", user: ["tier": "web"])
+        let chosen = try resolver.one(ContainerSelector(configPath: c.config), loaded: nil)
+        #expect(chosen.id == dev && chosen.running)
+        try c.make("c-other", deployment: "worker")
+        #expect(throws: ContainerSelectionError.self) {
+            try resolver.one(ContainerSelector(configPath: c.config), loaded: nil)
+        }
+        let asked = try resolver.one(ContainerSelector(configPath: c.config), loaded: nil) { _, options in
+            options.firstIndex { $0.hasPrefix(c.name("c-other")) }
+        }
+        #expect(asked.name == c.name("c-other"))
+    }
+
     @Test(arguments: [
         ("nginx", "nginx", true), ("nginx", "nginx:1.27", true), ("nginx", "docker.io/library/nginx:1", true),
         ("nginx:latest", "nginx", true), ("nginx:latest", "nginx:latest", true), ("nginx:1.27", "nginx:1.26", false),

@@ -1,7 +1,7 @@
 internal import Foundation
 
-/// Which containers of the local engine a command means: `slipway sync` now, `dev`, `enter` and
-/// `logs` later. Every field narrows the choice; none given means every container the scope
+/// Which containers of the local engine a command means: `slipway sync`, `enter` and `logs`
+/// (`dev` later). Every field narrows the choice; none given means every container the scope
 /// holds.
 ///
 /// slipway's deployers label what they start (``DockerDeployer``, ``LocalPod``):
@@ -302,6 +302,8 @@ public enum ContainerSelectionError: Error, Sendable, Equatable, CustomStringCon
     case timedOut(selector: String, scope: String, seconds: Int)
     /// Several match where one is needed, and there is no terminal to choose on.
     case ambiguous(selector: String, candidates: [String], hint: String)
+    /// An `--image-selector` (or a dev entry's `imageSelector`) that cannot be resolved.
+    case invalidImageSelector(String)
 
     public var description: String {
         switch self {
@@ -321,6 +323,8 @@ public enum ContainerSelectionError: Error, Sendable, Equatable, CustomStringCon
         case .ambiguous(let selector, let candidates, let hint):
             return "\(candidates.count) containers match \(selector):\n"
                 + candidates.map { "  \($0)" }.joined(separator: "\n") + "\n" + hint
+        case .invalidImageSelector(let text):
+            return text
         }
     }
 }
@@ -467,5 +471,140 @@ public struct ContainerResolver: Sendable {
         } catch {
             throw .engine("cannot list the engine's containers: \(error)")
         }
+    }
+}
+
+// MARK: - One selection for every command
+
+extension ContainerSelector {
+    /// The flags' selector limited to the containers slipway deployed for `loaded` (none: the
+    /// scope stays as it is — any slipway-made container from the command line);
+    /// `--container` names one engine container, whoever made it.
+    public func scoped(to loaded: LoadedConfig?) -> ContainerSelector {
+        var selector = self
+        if container == nil, let loaded { selector.configPath = loaded.absolutePath }
+        return selector
+    }
+
+    /// This selector with a dev entry's filling what the flags leave empty (DevSpace's
+    /// `ApplyConfigParameter`, then the flags): a label or image selector given on the command
+    /// line replaces the entry's.
+    public func merged(pod: DevPodConfig, container: DevContainerConfig?) -> ContainerSelector {
+        var selector = self
+        if self.container != nil { return selector }
+        if selector.containerName == nil { selector.containerName = container?.container }
+        if labels.isEmpty && imageAsWritten == nil {
+            selector.labels = pod.labelSelector.map {
+                LabelRequirement(key: $0.key, operation: .equals, value: $0.value)
+            }
+            selector.imageAsWritten = pod.imageSelector
+        }
+        return selector
+    }
+
+    /// An image selector with its runtime variables and the built tag filled in (DevSpace's
+    /// `FillRuntimeVariablesAsImageSelector` and the legacy image-name replacement).
+    public static func resolvedImage(
+        _ written: String?,
+        loaded: LoadedConfig?
+    ) throws(ContainerSelectionError) -> String? {
+        guard let written else { return nil }
+        guard let loaded else {
+            if written.contains("${runtime.") {
+                throw .invalidImageSelector(
+                    "--image-selector \(written): runtime variables need a config (devspace.yaml) that defines the images"
+                )
+            }
+            return written
+        }
+        let resolved = TagInjector(loaded: loaded, run: [:]).inject(written)
+        if resolved.contains("${runtime.images.") {
+            let names = loaded.config.images.map(\.key)
+            throw .invalidImageSelector(
+                "--image-selector \(written): the runtime variable names no image of \(loaded.displayPath)"
+                    + (names.isEmpty ? "" : " (it has: \(names.joined(separator: ", ")))")
+            )
+        }
+        return resolved
+    }
+
+    /// The selector of a command that acts on one container (`enter`, `logs`): the flags',
+    /// scoped to `loaded`; when the flags narrow nothing and the config has exactly one dev
+    /// entry, that entry's selector (its first container's name), as `devspace enter` uses the
+    /// one dev configuration there is. The image selector is resolved.
+    public static func forOneContainer(
+        _ flags: ContainerSelector,
+        loaded: LoadedConfig?
+    ) throws(ContainerSelectionError) -> ContainerSelector {
+        var selector = flags.scoped(to: loaded)
+        if flags.isEmpty, flags.imageAsWritten == nil, let pods = loaded?.config.devPods, pods.count == 1 {
+            selector = selector.merged(pod: pods[0], container: pods[0].containers.first)
+        }
+        selector.image = try resolvedImage(selector.imageAsWritten, loaded: loaded)
+        return selector
+    }
+}
+
+extension ContainerResolver {
+    /// Asks the user to choose one of `options` (`question` says what for); nil when there is
+    /// no terminal. Returns the index chosen.
+    public typealias Chooser = @Sendable (_ question: String, _ options: [String]) -> Int?
+
+    /// One of `containers` (several matched `selector`): the one the user chooses, else
+    /// ``ContainerSelectionError/ambiguous(selector:candidates:hint:)`` with `hint`.
+    public static func chooseOne(
+        _ containers: [SelectedContainer],
+        selector: ContainerSelector,
+        choose: Chooser?,
+        hint: String
+    ) throws(ContainerSelectionError) -> SelectedContainer {
+        if containers.count == 1 { return containers[0] }
+        let options = containers.map(\.summary)
+        guard
+            let index = choose?("Several containers match \(selector.description). Which one?", options),
+            options.indices.contains(index)
+        else {
+            throw .ambiguous(selector: selector.description, candidates: options, hint: hint)
+        }
+        return containers[index]
+    }
+
+    /// The one running container `flags` mean for a command that acts on one (`enter`,
+    /// `logs`), with ``ContainerSelector/forOneContainer(_:loaded:)``'s defaults. A stopped
+    /// container never counts, so in dev mode the dev container (running under the original's
+    /// name and labels) is the one found, not the stopped original. Several: `choose` asks,
+    /// else an error lists them.
+    public func one(
+        _ flags: ContainerSelector,
+        loaded: LoadedConfig?,
+        wait: Bool = false,
+        timeout: Duration? = nil,
+        choose: Chooser? = nil
+    ) throws(ContainerSelectionError) -> SelectedContainer {
+        let selector = try ContainerSelector.forOneContainer(flags, loaded: loaded)
+        let found = try running(selector, wait: wait, timeout: timeout)
+        return try Self.chooseOne(
+            found,
+            selector: selector,
+            choose: choose,
+            hint:
+                "name one with --container NAME, or narrow with -c, -l or --image-selector (--pick chooses on a terminal)"
+        )
+    }
+
+    /// ``one(_:loaded:wait:timeout:choose:)`` on a thread of its own (it blocks on the engine).
+    public func one(
+        _ flags: ContainerSelector,
+        loaded: LoadedConfig?,
+        wait: Bool = false,
+        timeout: Duration? = nil,
+        choose: Chooser? = nil
+    ) async throws(ContainerSelectionError) -> SelectedContainer {
+        let result = await onOwnThread {
+            Result { () throws(ContainerSelectionError) in
+                try self.one(flags, loaded: loaded, wait: wait, timeout: timeout, choose: choose)
+            }
+        }
+        return try result.get()
     }
 }

@@ -247,7 +247,7 @@ public struct SyncRequest: Sendable {
 public enum SyncPlanner {
     /// Asks the user to choose one of `options` (`question` says what for); nil when there is
     /// no terminal. Returns the index chosen.
-    public typealias Chooser = @Sendable (_ question: String, _ options: [String]) -> Int?
+    public typealias Chooser = ContainerResolver.Chooser
 
     /// One `sync[]` entry of the config, with its dev entry and container.
     public struct Entry: Sendable, Equatable {
@@ -331,20 +331,22 @@ public enum SyncPlanner {
                 throw .selection(error)
             }
             if containers.count > 1 && (request.pick || source.selector.isEmpty) {
-                let options = containers.map(\.summary)
-                guard
-                    let index = choose?("Several containers match \(source.selector.description). Which one?", options),
-                    options.indices.contains(index)
-                else {
-                    let hint =
-                        request.pick
-                        ? "--pick chooses on a terminal; without one, name the container with --container NAME"
-                        : "name one with --container NAME (or narrow with -c, -l, --image-selector: a selector that matches several syncs into each)"
-                    throw .selection(
-                        .ambiguous(selector: source.selector.description, candidates: options, hint: hint)
-                    )
+                let hint =
+                    request.pick
+                    ? "--pick chooses on a terminal; without one, name the container with --container NAME"
+                    : "name one with --container NAME (or narrow with -c, -l, --image-selector: a selector that matches several syncs into each)"
+                do {
+                    containers = [
+                        try ContainerResolver.chooseOne(
+                            containers,
+                            selector: source.selector,
+                            choose: choose,
+                            hint: hint
+                        )
+                    ]
+                } catch {
+                    throw .selection(error)
                 }
-                containers = [containers[index]]
             }
             for container in containers {
                 targets.append(
@@ -371,10 +373,7 @@ public enum SyncPlanner {
         choose: Chooser?,
         notes: inout [String]
     ) throws(SyncPlanError) -> [Source] {
-        var flags = request.selector
-        if flags.container == nil {
-            flags.configPath = loaded?.absolutePath
-        }
+        let flags = request.selector.scoped(to: loaded)
         let useEntries = loaded != nil && request.paths.isEmpty && (request.configNamed || request.devName != nil)
         if let loaded, !useEntries, request.paths.isEmpty, !entries(loaded.config).isEmpty {
             notes.append(
@@ -448,47 +447,20 @@ public enum SyncPlanner {
         )
     }
 
-    /// The flags' selector with a dev entry's filling what the flags leave empty (DevSpace's
-    /// `ApplyConfigParameter`, then the flags).
     static func merged(
         _ flags: ContainerSelector,
         pod: DevPodConfig,
         container: DevContainerConfig?
     ) -> ContainerSelector {
-        var selector = flags
-        if flags.container != nil { return selector }
-        if selector.containerName == nil { selector.containerName = container?.container }
-        // A label or image selector on the command line replaces the entry's.
-        if flags.labels.isEmpty && flags.imageAsWritten == nil {
-            selector.labels = pod.labelSelector.map {
-                LabelRequirement(key: $0.key, operation: .equals, value: $0.value)
-            }
-            selector.imageAsWritten = pod.imageSelector
-        }
-        return selector
+        flags.merged(pod: pod, container: container)
     }
 
-    /// An image selector with its runtime variables and the built tag filled in (DevSpace's
-    /// `FillRuntimeVariablesAsImageSelector` and the legacy image-name replacement).
     static func resolvedImage(_ written: String?, loaded: LoadedConfig?) throws(SyncPlanError) -> String? {
-        guard let written else { return nil }
-        guard let loaded else {
-            if written.contains("${runtime.") {
-                throw .invalid(
-                    "--image-selector \(written): runtime variables need a config (devspace.yaml) that defines the images"
-                )
-            }
-            return written
+        do {
+            return try ContainerSelector.resolvedImage(written, loaded: loaded)
+        } catch {
+            throw .selection(error)
         }
-        let resolved = TagInjector(loaded: loaded, run: [:]).inject(written)
-        if resolved.contains("${runtime.images.") {
-            let names = loaded.config.images.map(\.key)
-            throw .invalid(
-                "--image-selector \(written): the runtime variable names no image of \(loaded.displayPath)"
-                    + (names.isEmpty ? "" : " (it has: \(names.joined(separator: ", ")))")
-            )
-        }
-        return resolved
     }
 
     /// One target: the roots resolved, the excludes read, the strategy and directions decided.

@@ -2,6 +2,10 @@ import ArgumentParser
 import SlipwayCore
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension SlipwayCommand {
     struct Dev: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -89,7 +93,11 @@ extension SlipwayCommand {
                 }
             )
             let interrupted = Mutex<String?>(nil)
-            let watch = session.stopOnSignals { name in interrupted.withLock { $0 = name } }
+            let open = OpenTerminal()
+            let watch = session.stopOnSignals { name in
+                interrupted.withLock { $0 = name }
+                open.cancel()
+            }
             let plan: SyncPlan
             do {
                 plan = try await session.plan()
@@ -109,7 +117,15 @@ extension SlipwayCommand {
             // swapped-out one, start_dev makes the dev container again from it, and the syncs
             // reconnect to it by name and sync it whole.
             let (global, flags, pipelineFlags) = (self.global, self.flags, self.pipelineFlags)
-            let failures = await session.run(plan, logs: !noLogs) { request in
+            // `terminal` (or `attach`) of an entry opens in place of the logs; when it ends by
+            // itself the session ends.
+            let interactive = Self.interactive(loaded: loaded, targets: targets)
+            async let ended: Void = {
+                guard let interactive else { return }
+                await Self.openInteractive(interactive, environment: environment, open: open)
+                session.stop()
+            }()
+            let failures = await session.run(plan, logs: !noLogs && interactive == nil) { request in
                 if !silent {
                     Terminal.out(
                         "dev: rebuilding \(request.images.joined(separator: ", ")): \(request.reasons.joined(separator: "; "))\n"
@@ -130,8 +146,9 @@ extension SlipwayCommand {
                     )
                 }
             }
+            open.cancel()
+            await ended
             withExtendedLifetime(watch) {}
-            for failure in failures { Terminal.error("slipway dev: \(failure)") }
             if let name = interrupted.withLock({ $0 }), !silent {
                 Terminal.error("slipway dev: \(name): ending the session")
             }
@@ -150,6 +167,133 @@ extension SlipwayCommand {
                     "slipway dev: \(error); `slipway run-pipeline purge` or `docker ps -a` shows what is left"
                 )
                 throw ExitCode.failure
+            }
+        }
+
+        /// What opens on the terminal instead of the logs: the first entry with `terminal` (a
+        /// shell, or its `command`, in the dev container), else the first with `attach`.
+        struct Interactive: Sendable {
+            var container: String
+            var attach: Bool
+            var command: [String]
+            var workDir: String?
+            var tty: Bool
+        }
+
+        static func interactive(loaded: LoadedConfig, targets: [DevTarget]) -> Interactive? {
+            for target in targets {
+                for c in loaded.config.devPod(target.dev)?.containers ?? [] {
+                    if let t = c.terminal, t.enabled {
+                        return Interactive(
+                            container: target.name,
+                            attach: false,
+                            command: t.command.map { ["sh", "-c", $0] } ?? [],
+                            workDir: t.workDir,
+                            tty: !t.disableTTY
+                        )
+                    }
+                }
+            }
+            for target in targets {
+                for c in loaded.config.devPod(target.dev)?.containers ?? [] {
+                    if let a = c.attach, a.enabled {
+                        return Interactive(
+                            container: target.name,
+                            attach: true,
+                            command: [],
+                            workDir: nil,
+                            tty: !a.disableTTY
+                        )
+                    }
+                }
+            }
+            return nil
+        }
+
+        /// Runs the terminal or the attachment until it ends by itself. A dev container made
+        /// again meanwhile (a rebuild) ends the connection, not the session: it is opened again.
+        /// The terminal or attachment open now, so that a signal can end it.
+        final class OpenTerminal: Sendable {
+            let state = Mutex<(ContainerTerminal?, Bool)>((nil, false))
+
+            func cancel() {
+                let current = state.withLock { s in
+                    s.1 = true
+                    return s.0
+                }
+                current?.cancel()
+            }
+
+            /// Records `terminal` as open; false when the session already ended.
+            func set(_ terminal: ContainerTerminal?) -> Bool {
+                state.withLock { s in
+                    s.0 = terminal
+                    return !s.1
+                }
+            }
+
+            var cancelled: Bool { state.withLock { $0.1 } }
+        }
+
+        static func openInteractive(_ what: Interactive, environment: [String: String], open: OpenTerminal) async {
+            let resolver: ContainerResolver
+            do {
+                resolver = try ContainerResolver(environment: environment)
+            } catch {
+                Terminal.error("slipway dev: \(error)")
+                return
+            }
+            signal(SIGPIPE, SIG_IGN)
+            let stdinIsTerminal = isatty(STDIN_FILENO) == 1
+            let tty = what.tty && stdinIsTerminal
+            while !open.cancelled {
+                let found = try? resolver.matches(ContainerSelector(container: what.container)).first { $0.running }
+                guard let container = found else {
+                    try? await Task.sleep(for: .milliseconds(500))
+                    continue
+                }
+                let size = RawTerminal.size(STDIN_FILENO) ?? RawTerminal.size(STDOUT_FILENO)
+                let session: ContainerTerminal
+                do {
+                    session =
+                        what.attach
+                        ? try ContainerTerminal.attach(resolver: resolver, container: container, tty: tty, size: size)
+                        : try ContainerTerminal.start(
+                            resolver: resolver,
+                            container: container,
+                            command: what.command,
+                            workingDirectory: what.workDir,
+                            tty: tty,
+                            size: size ?? (tty ? TerminalSize(rows: 24, columns: 80) : nil),
+                            environment: tty ? ["TERM=\(environment["TERM"] ?? "xterm")"] : []
+                        )
+                } catch {
+                    Terminal.error("slipway dev: \(error)")
+                    try? await Task.sleep(for: .milliseconds(500))
+                    continue
+                }
+                guard open.set(session) else {
+                    session.cancel()
+                    return
+                }
+                let resizes =
+                    tty
+                    ? SignalWatch([SIGWINCH]) { _ in
+                        if let size = RawTerminal.size(STDIN_FILENO) { session.resize(size) }
+                    } : nil
+                let saved = tty ? RawTerminal.enable(STDIN_FILENO) : nil
+                let result: Int?? = try? await session.run(
+                    input: { RawTerminal.readInput() },
+                    output: { stream, bytes in RawTerminal.show(stream, bytes) }
+                )
+                if let saved { RawTerminal.restore(STDIN_FILENO, saved) }
+                resizes?.stop()
+                _ = open.set(nil)
+                // Ended by itself (an exit code): the session ends with it. Cut off (the
+                // container went away): open it again in the new one.
+                if case .some(.some) = result { return }
+                if case .some(.none) = result { return }
+                try? await Task.sleep(for: .milliseconds(500))
             }
         }
     }

@@ -50,6 +50,14 @@ private struct DevProject {
         return DevProject(directory: directory, name: name)
     }
 
+    /// Puts the project's name where the dev entry says PROJECT.
+    func fill() throws {
+        let config = directory + "/devspace.yaml"
+        try String(contentsOfFile: config, encoding: .utf8)
+            .replacingOccurrences(of: "PROJECT", with: name)
+            .write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
     func inspect(_ container: String, _ format: String) async throws -> String {
         let r = try await docker("inspect", "--format", format, container)
         return r.status == 0 ? r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) : ""
@@ -77,6 +85,8 @@ private struct DevProject {
         }
     }
 }
+
+private func shellQuote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
 /// Waits until `condition` holds (checked every 50 ms), at most `timeout`.
 private func eventually(
@@ -260,6 +270,71 @@ struct DevModeTests {
             #expect(
                 try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == ""
             )
+        }
+    }
+
+    /// `terminal` opens in place of the logs (here its `command`, under a pseudo-terminal from
+    /// `script`): it runs in the dev container, whose own process became `sleep`; when it ends,
+    /// the session ends and the original is back.
+    @Test func terminalRunsInTheDevContainerAndEndsTheSession() async throws {
+        try await withTemporaryDirectory { dir in
+            let project = try DevProject.make(
+                in: dir,
+                dev: """
+                      app:
+                        imageSelector: slipway-test/PROJECT
+                        terminal:
+                          command: "echo term-$((2+3)) in $(pwd) on $(tty); ps -o args | grep -c '^sleep 1000000000' > /tmp/sleeping; cat /tmp/sleeping"
+                          workDir: /www
+                    """
+            )
+            defer { Task { await project.purge() } }
+            try project.fill()
+            let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
+            #expect(deploy.status == 0, "\(deploy.stderr)")
+            let originalID = try await project.inspect(project.container, "{{.Id}}")
+            let command = "\(shellQuote(SlipwayBinary.path)) dev --no-logs"
+            let r = try await offPool {
+                try sh(["sh", "-c", "timeout 120 script -qec \(shellQuote(command)) /dev/null < /dev/null"], cwd: dir)
+            }
+            #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+            #expect(r.stdout.contains("term-5 in /www on /dev/pts/"), "\(r.stdout)")
+            #expect(
+                r.stdout.contains("\n1\r\n") || r.stdout.contains("\n1\n"),
+                "the dev container runs sleep: \(r.stdout)"
+            )
+            #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
+            #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
+        }
+    }
+
+    /// `attach` opens the dev container's own process in place of the logs: its input is ours.
+    @Test func attachConnectsToTheDevContainersProcess() async throws {
+        try await withTemporaryDirectory { dir in
+            let project = try DevProject.make(
+                in: dir,
+                dev: """
+                      app:
+                        imageSelector: slipway-test/PROJECT
+                        command: ["sh", "-c", "read line; echo got-$line; sleep 1"]
+                        attach:
+                          disableTTY: true
+                    """
+            )
+            defer { Task { await project.purge() } }
+            try project.fill()
+            let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
+            #expect(deploy.status == 0, "\(deploy.stderr)")
+            let originalID = try await project.inspect(project.container, "{{.Id}}")
+            let r = try await offPool {
+                try sh(
+                    ["sh", "-c", "echo hello-attach | timeout 120 \(shellQuote(SlipwayBinary.path)) dev --no-logs"],
+                    cwd: dir
+                )
+            }
+            #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+            #expect(r.stdout.contains("got-hello-attach"), "\(r.stdout)\n\(r.stderr)")
+            #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
         }
     }
 }

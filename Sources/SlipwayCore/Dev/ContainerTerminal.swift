@@ -43,6 +43,7 @@ public final class ContainerTerminal: @unchecked Sendable {
     public let command: [String]
     public let tty: Bool
     let api: DockerAPI
+    /// The exec's ID; empty when attached to the container's own process (``attach(resolver:container:tty:size:)``).
     let execID: String
     let stream: DockerHijackedStream
     private let lock = NSLock()
@@ -106,6 +107,34 @@ public final class ContainerTerminal: @unchecked Sendable {
         return terminal
     }
 
+    /// Attaches to `container`'s own process (its stdin, stdout and stderr, as `docker attach`):
+    /// what `dev.*.attach` opens in place of the logs. The session ends when the process does
+    /// (``run(input:output:)`` then returns 0) or on ``cancel()``.
+    public static func attach(
+        resolver: ContainerResolver,
+        container: SelectedContainer,
+        tty: Bool,
+        size: TerminalSize?
+    ) throws(ContainerSessionError) -> ContainerTerminal {
+        let api = resolver.api
+        let stream: DockerHijackedStream
+        do {
+            stream = try api.attach(container: container.id, stdin: true, tty: tty)
+        } catch {
+            throw .engine(action: "attach to \(container.name)", reason: error.description)
+        }
+        let terminal = ContainerTerminal(
+            api: api,
+            container: container,
+            command: [],
+            tty: tty,
+            execID: "",
+            stream: stream
+        )
+        if tty, let size { terminal.resize(size, attempts: 10) }
+        return terminal
+    }
+
     /// Sets the terminal's size (a window resized: SIGWINCH). A failure is left alone: the
     /// process may have ended, and its output ends too.
     public func resize(_ size: TerminalSize) {
@@ -118,7 +147,11 @@ public final class ContainerTerminal: @unchecked Sendable {
         guard tty, size.rows > 0, size.columns > 0 else { return }
         for attempt in 1...max(1, attempts) {
             do {
-                try api.resizeExec(execID, height: size.rows, width: size.columns)
+                if execID.isEmpty {
+                    try api.resizeContainer(container.id, height: size.rows, width: size.columns)
+                } else {
+                    try api.resizeExec(execID, height: size.rows, width: size.columns)
+                }
                 return
             } catch {
                 if attempt < attempts { usleep(10_000) }
@@ -161,6 +194,8 @@ public final class ContainerTerminal: @unchecked Sendable {
         }
         stream.cancel()
         if isCancelled { return nil }
+        // Attached: the output ends as the container's process does (or detaches).
+        if execID.isEmpty { return 0 }
         // The output ends as the process does; its status follows within moments.
         let start = ContinuousClock.now
         while true {

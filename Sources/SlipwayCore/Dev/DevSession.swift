@@ -91,7 +91,7 @@ public final class DevSession: Sendable {
 
     /// Ends the session on SIGINT, SIGTERM or SIGHUP (once; `signalled` learns which). Keep the
     /// returned value while the session runs.
-    public func stopOnSignals(_ signalled: @escaping @Sendable (String) -> Void) -> SignalWatch {
+    public func stopOnSignals(_ signalled: @escaping @Sendable (String) -> Void) -> DevSignalWatch {
         var sources: [any DispatchSourceSignal] = []
         for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
             signal(number, SIG_IGN)
@@ -103,7 +103,7 @@ public final class DevSession: Sendable {
             source.resume()
             sources.append(source)
         }
-        return SignalWatch(sources: sources)
+        return DevSignalWatch(sources: sources)
     }
 
     /// Puts back the originals of the session's dev containers (``DevContainers/stop(names:scope:)``).
@@ -269,8 +269,10 @@ public final class DevSession: Sendable {
                     }
                 )
                 actions.continuation.finish()
-                // The syncs ended: the logs end with them.
-                self.stop()
+                // The syncs ended (each failed, or synced once with noWatch): said now; the
+                // session — logs, rebuilds, a terminal — goes on until it is stopped.
+                for failure in failures { self.events(.failure(failure.message)) }
+                while !self.isStopped { try? await Task.sleep(for: .milliseconds(100)) }
                 return failures.map(\.message)
             }
             var all: [String] = []
@@ -488,7 +490,7 @@ public final class DevSession: Sendable {
 }
 
 /// Signal handlers that last as long as this value (``DevSession/stopOnSignals(_:)``).
-public final class SignalWatch: @unchecked Sendable {
+public final class DevSignalWatch: @unchecked Sendable {
     let sources: [any DispatchSourceSignal]
 
     init(sources: [any DispatchSourceSignal]) {

@@ -18,14 +18,19 @@ private struct DevProject {
     var container: String { "\(name)-app-main" }
     var image: String { "slipway-test/\(name)" }
 
-    static func make(in directory: String, dev: String) throws -> DevProject {
+    static func make(
+        in directory: String,
+        dev: String,
+        network: String = "none",
+        command: String = "echo started; exec sleep 100000"
+    ) throws -> DevProject {
         let name = "devtest-" + UUID().uuidString.prefix(8).lowercased()
         try FileManager.default.createDirectory(atPath: directory + "/site", withIntermediateDirectories: true)
         try "<h1>v1</h1>\n".write(toFile: directory + "/site/index.html", atomically: true, encoding: .utf8)
         try """
         FROM slipway/busybox
         COPY site/ /www/
-        CMD ["sh", "-c", "echo started; exec sleep 100000"]
+        CMD ["sh", "-c", "\(command)"]
         """.write(toFile: directory + "/Dockerfile", atomically: true, encoding: .utf8)
         try ".devspace\nnotes.txt\n".write(toFile: directory + "/.dockerignore", atomically: true, encoding: .utf8)
         try """
@@ -38,7 +43,7 @@ private struct DevProject {
         deployments:
           app:
             docker:
-              network: none
+              network: \(network)
               containers:
                 - name: main
                   image: slipway-test/\(name)
@@ -335,6 +340,64 @@ struct DevModeTests {
             #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
             #expect(r.stdout.contains("got-hello-attach"), "\(r.stdout)\n\(r.stderr)")
             #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
+        }
+    }
+
+    /// `ports` on the host network: `LOCAL:REMOTE` is forwarded by slipway, a port that is the
+    /// same on both sides needs nothing and is said so.
+    @Test func portsForwardOnTheHostNetworkAndSayWhatNeedsNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let (remote, local) = (try freePort(), try freePort())
+            let project = try DevProject.make(
+                in: dir,
+                dev: """
+                      app:
+                        imageSelector: slipway-test/PROJECT
+                        ports:
+                          - port: "\(local):\(remote)"
+                          - port: "\(remote)"
+                        sync:
+                          - path: ./site:/www
+                    """,
+                network: "host",
+                command: "exec httpd -f -p 127.0.0.1:\(remote) -h /www"
+            )
+            defer { Task { await project.purge() } }
+            try project.fill()
+            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+            let watching = try await eventually(.seconds(90)) {
+                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+            }
+            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+            #expect(
+                dev.stdout.contains("127.0.0.1:\(local) → \(project.container):\(remote) (host network)"),
+                "\(dev.stdout)"
+            )
+            #expect(dev.stdout.contains("so port \(remote) is this machine's already"), "\(dev.stdout)")
+            func get(_ port: Int) async throws -> String {
+                try await docker(
+                    "run",
+                    "--rm",
+                    "--network",
+                    "host",
+                    "slipway/busybox",
+                    "wget",
+                    "-qO-",
+                    "http://127.0.0.1:\(port)/"
+                ).stdout
+            }
+            #expect(try await eventually { try await get(local) == "<h1>v1</h1>\n" }, "served through the forward")
+            try "<h1>v2</h1>\n".write(toFile: dir + "/site/index.html", atomically: false, encoding: .utf8)
+            #expect(
+                try await eventually { try await get(local) == "<h1>v2</h1>\n" },
+                "the synced page through the forward"
+            )
+            dev.send(SIGINT)
+            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+            #expect(try await get(local) == "", "the forward ends with the session")
         }
     }
 }

@@ -52,6 +52,7 @@ public final class DevSession: Sendable {
         var engines: [SyncEngine] = []
         var logStreams: [DockerOutputStream] = []
         var rebuildWatch: DevRebuildWatch?
+        var forwarders: [PortForwarder] = []
         /// Per sync target: the paths uploaded since its last batch report.
         var uploaded: [Int: [String]] = [:]
         /// `once` commands already run, per container ID.
@@ -77,11 +78,12 @@ public final class DevSession: Sendable {
 
     /// Ends the syncs and the log streams; ``run()`` returns.
     public func stop() {
-        let (engines, streams, watch) = state.withLock { s in
+        let (engines, streams, watch, forwarders) = state.withLock { s in
             s.stopped = true
-            return (s.engines, s.logStreams, s.rebuildWatch)
+            return (s.engines, s.logStreams, s.rebuildWatch, s.forwarders)
         }
         watch?.cancel()
+        for forwarder in forwarders { forwarder.stop() }
         for control in state.withLock({ s in s.controls.values }) { control.close() }
         for engine in engines { engine.stop() }
         for stream in streams { stream.cancel() }
@@ -181,6 +183,7 @@ public final class DevSession: Sendable {
             return ["\(error)"]
         }
         let syncConfigs = Self.syncConfigs(loaded.config)
+        await startPorts(api: api)
         let actions = AsyncStream<(Int, SyncBatchReport)>.makeStream()
         return await withTaskGroup(of: [String].self) { group in
             if logs {
@@ -279,6 +282,73 @@ public final class DevSession: Sendable {
             for await failures in group { all += failures }
             return all
         }
+    }
+
+    /// The entries' `ports` for their containers (``PortPlan``): what needs a forward gets one
+    /// for the session's life; the rest is said.
+    func startPorts(api: DockerAPI) async {
+        for target in targets {
+            guard let pod = loaded.config.devPod(target.dev), !pod.ports.isEmpty else { continue }
+            let name = target.name
+            let mode = await onOwnThread { Self.networkMode(api: api, container: name) }
+            for decision in PortPlan.decide(pod, container: name, networkMode: mode ?? "") {
+                switch decision {
+                case .note(let text):
+                    events(.decision("ports: \(text)"))
+                case .forward(let forward):
+                    do {
+                        let forwarder = try PortForwarder(forward) {
+                            Self.address(api: api, container: name, port: forward.remotePort)
+                        }
+                        let stopNow = state.withLock { s in
+                            s.forwarders.append(forwarder)
+                            return s.stopped
+                        }
+                        if stopNow { forwarder.stop() }
+                        events(
+                            .decision(
+                                "ports: \(forward.bindAddress):\(forward.localPort) → \(name):\(forward.remotePort) (\(mode == "host" ? "host network" : "network \(mode ?? "?")"))"
+                            )
+                        )
+                    } catch {
+                        events(.failure("ports: \(error)"))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The network mode of `container`, a `container:` mode followed to the container whose
+    /// network it shares (a `--local` pod's infra container).
+    static func networkMode(api: DockerAPI, container: String) -> String? {
+        var name = container
+        for _ in 0..<3 {
+            guard let info = try? api.inspectContainer(name) else { return nil }
+            let mode = info.hostConfig["NetworkMode"]?.string ?? ""
+            guard mode.hasPrefix("container:") else { return mode }
+            name = String(mode.dropFirst("container:".count))
+        }
+        return nil
+    }
+
+    /// Where `container`'s `port` is reached now: this machine on the host network, else its
+    /// address on its first network.
+    static func address(api: DockerAPI, container: String, port: Int) -> (host: String, port: Int)? {
+        var name = container
+        for _ in 0..<3 {
+            guard let info = try? api.inspectContainer(name) else { return nil }
+            let mode = info.hostConfig["NetworkMode"]?.string ?? ""
+            if mode == "host" { return ("127.0.0.1", port) }
+            if mode.hasPrefix("container:") {
+                name = String(mode.dropFirst("container:".count))
+                continue
+            }
+            for (_, endpoint) in info.networks.sorted(by: { $0.key < $1.key }) {
+                if let ip = endpoint["IPAddress"]?.string, !ip.isEmpty { return (ip, port) }
+            }
+            return nil
+        }
+        return nil
     }
 
     /// `logs.lastLines` of the target's entry, else 100.

@@ -138,7 +138,8 @@ extension SlipwayCommand {
                         command: Self.self,
                         global: global,
                         flags: flags,
-                        extra: pipelineFlags
+                        extra: pipelineFlags,
+                        devRebuild: request.images
                     )
                 } catch {
                     Terminal.error(

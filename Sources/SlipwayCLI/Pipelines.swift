@@ -255,6 +255,7 @@ enum PipelineCommand {
         flags: PipelineFlags,
         render: Bool = false,
         extra: [String],
+        devRebuild: [String] = [],
         finished: (_ loaded: LoadedConfig, _ stateDirectory: String) -> Void = { _, _ in }
     ) async throws {
         // Global flags may follow the pipeline's name, as DevSpace (cobra) accepts them.
@@ -319,6 +320,7 @@ enum PipelineCommand {
         if !global.silent { for note in CommandFlags.notes(flags.ignored) { Terminal.error(note) } }
         var defaults = flags.defaults
         if render { defaults.render = true }
+        defaults.devRebuild = devRebuild
         defaults.silent = global.silent
         if !defaults.render { record(choice, loaded: loaded, global: global) }
         let options = try global.loadOptions()

@@ -400,4 +400,81 @@ struct DevModeTests {
             #expect(try await get(local) == "", "the forward ends with the session")
         }
     }
+
+    /// `devImage` (`${runtime.images.tools}`), `command` and `env` make the dev container; the
+    /// image the devImage stands in for is not built again while it is present (the default dev
+    /// pipeline's `build_images --skip-dev-replaced`); a change of its context rebuilds it and
+    /// leaves the dev container, which does not run it, alone.
+    @Test func devImageCommandAndEnvMakeTheDevContainer() async throws {
+        try await withTemporaryDirectory { dir in
+            let project = try DevProject.make(
+                in: dir,
+                dev: """
+                      app:
+                        imageSelector: slipway-test/PROJECT
+                        devImage: ${runtime.images.tools}
+                        command: ["sh", "-c", "echo dev-command; exec sleep 100000"]
+                        env:
+                          - name: DEV_MODE
+                            value: "on"
+                    """
+            )
+            defer {
+                Task {
+                    await project.purge()
+                    _ = try? await docker("image", "rm", "-f", project.image + "-tools")
+                }
+            }
+            try project.fill()
+            let config = dir + "/devspace.yaml"
+            try String(contentsOfFile: config, encoding: .utf8)
+                .replacingOccurrences(
+                    of: "images:\n",
+                    with:
+                        "images:\n  tools:\n    image: \(project.image)-tools\n    dockerfile: ./Dockerfile.tools\n    context: ./tools\n    skipPush: true\n"
+                )
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: dir + "/tools", withIntermediateDirectories: true)
+            try "FROM slipway/busybox\nLABEL tools=1\nCMD [\"sh\", \"-c\", \"echo tools; exec sleep 100000\"]\n"
+                .write(toFile: dir + "/Dockerfile.tools", atomically: true, encoding: .utf8)
+            try "tools\n".write(toFile: dir + "/.dockerignore", atomically: true, encoding: .utf8)
+            let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
+            #expect(deploy.status == 0, "\(deploy.stderr)")
+            let appImage = try await project.inspect(project.container, "{{.Image}}")
+
+            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+            let ready = try await eventually(.seconds(90)) {
+                dev.stdout.contains("dev: watching") || dev.exitStatus != nil
+            }
+            #expect(ready && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+            #expect(
+                dev.stderr.contains("build:app not built: the devImage of dev.app stands in for it"),
+                "\(dev.stderr)"
+            )
+            let devContainerID = try await project.inspect(project.container, "{{.Id}}")
+            #expect(try await project.inspect(project.container, "{{index .Config.Labels \"tools\"}}") == "1")
+            #expect(
+                try await project.inspect(project.container, "{{json .Config.Entrypoint}}")
+                    == #"["sh","-c","echo dev-command; exec sleep 100000"]"#
+            )
+            #expect(try await project.inspect(project.container, "{{json .Config.Env}}").contains("DEV_MODE=on"))
+            #expect(try await eventually { try await docker("logs", project.container).stdout.contains("dev-command") })
+
+            // A change in app's context: app is rebuilt, the dev container (tools) stays.
+            try "x\n".write(toFile: dir + "/site/extra.txt", atomically: false, encoding: .utf8)
+            let rebuilt = try await eventually(.seconds(60)) {
+                let original = try await project.inspect(project.container + ".slipway-dev-original", "{{.Image}}")
+                return dev.stdout.contains("rebuilding app") && !original.isEmpty && original != appImage
+            }
+            #expect(rebuilt, "\(dev.stdout)\n\(dev.stderr)")
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await project.inspect(project.container, "{{.Id}}") == devContainerID, "\(dev.stderr)")
+            dev.send(SIGINT)
+            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+            #expect(try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == "")
+        }
+    }
 }

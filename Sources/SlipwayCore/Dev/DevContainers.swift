@@ -127,9 +127,22 @@ public struct DevContainers: Sendable {
             }
             let originalImageConfig = devImage == nil ? devImageConfig : (try imageConfig(inspected.image))
             let devImageID = (try? api.imageExists(imageReference)) ?? nil
-            let digest = Self.digest(original: inspected.id, devImageID: devImageID ?? imageReference, config: config)
+            // With a devImage the dev container does not run the original's image: a new
+            // original that differs only in its image (a rebuild of it) leaves it alone.
+            var spec = Self.devSpec(
+                original: inspected,
+                originalImageConfig: originalImageConfig,
+                devImage: devImage,
+                devImageConfig: devImageConfig,
+                config: config,
+                dev: dev,
+                digest: ""
+            )
+            let identity = devImage == nil ? inspected.id : Self.settingsDigest(spec)
+            let digest = Self.digest(original: identity, devImageID: devImageID ?? imageReference, config: config)
+            spec.labels[DevSwap.specLabel] = digest
             if let existing = pair.dev, existing.labels[DevSwap.specLabel] == digest,
-                existing.labels[DevSwap.originalLabel] == original.id
+                devImage != nil || existing.labels[DevSwap.originalLabel] == original.id
             {
                 if !existing.running { try startContainer(existing.id) }
                 if !swapped { try swapOut(original) }
@@ -140,15 +153,6 @@ public struct DevContainers: Sendable {
             }
             if let existing = pair.dev { try remove(existing.id) }
             if !swapped { try swapOut(original) }
-            let spec = Self.devSpec(
-                original: inspected,
-                originalImageConfig: originalImageConfig,
-                devImage: devImage,
-                devImageConfig: devImageConfig,
-                config: config,
-                dev: dev,
-                digest: digest
-            )
             let created: DockerCreatedContainer
             do {
                 created = try api.createContainer(name: pair.name, spec: spec)
@@ -275,6 +279,27 @@ public struct DevContainers: Sendable {
 
     /// Where slipway's helper is in a dev container.
     public static let helperPath = "/.slipway/helper"
+
+    /// The dev container's settings but what names its original (ID, hostname, image, the
+    /// deployer's digest): with a `devImage` that is all it depends on.
+    static func settingsDigest(_ spec: DockerContainerSpec) -> String {
+        var config = spec.config
+        // `docker create` attaches stdout and stderr where `docker run --detach` does not: the
+        // deployer creates a new original in dev mode, and runs it otherwise.
+        for key in ["Hostname", "AttachStdout", "AttachStderr"] { config[key] = nil }
+        var labels = spec.labels
+        for key in ["\(DockerDeployer.label).spec", DevSwap.originalLabel, DevSwap.specLabel, DevSwap.imageLabel] {
+            labels[key] = nil
+        }
+        config["Labels"] = .stringMap(labels)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let value = JSONValue.object([
+            "Config": .object(config), "HostConfig": .object(spec.hostConfig), "Networks": .object(spec.networks),
+        ])
+        let bytes = (try? encoder.encode(value)).map { Array($0) } ?? []
+        return sha256Hex(bytes: bytes)
+    }
 
     /// What the dev container is made from, as one digest: equal digests mean nothing changed.
     static func digest(original: String, devImageID: String, config: DevContainerConfig) -> String {

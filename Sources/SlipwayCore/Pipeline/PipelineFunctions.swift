@@ -167,11 +167,23 @@ public struct PipelineFunctions: Sendable {
             args,
             function: "build_images",
             valued: ["except", "tag", "max-concurrent"],
-            bools: ["all", "skip", "skip-push", "skip-push-on-local-kubernetes", "force-rebuild", "sequential"],
+            bools: [
+                "all", "skip", "skip-push", "skip-push-on-local-kubernetes", "force-rebuild", "sequential",
+                "skip-dev-replaced",
+            ],
             short: ["t": "tag"]
         )
         let loaded = try await load()
-        let keys = try a.select(from: loaded.config.images.map(\.key), kind: "image", function: "build_images")
+        var keys = try a.select(from: loaded.config.images.map(\.key), kind: "image", function: "build_images")
+        if a.bool("skip-dev-replaced", default: false) {
+            let skipped = await devReplacedAndPresent(loaded, among: keys.filter { !state.defaults.devRebuild.contains($0) })
+            for (key, reference, dev) in skipped {
+                output.note(
+                    "build:\(key) not built: the devImage of dev.\(dev) stands in for it and \(reference) is present (slipway dev builds it when its files change)"
+                )
+            }
+            keys.removeAll { key in skipped.contains { $0.key == key } }
+        }
         let d = state.defaults
         if a.bool("skip", default: d.skipBuild) { return 0 }
         var options = BuildOptions()
@@ -415,6 +427,42 @@ public enum JobFailureFile {
 // MARK: - start_dev / stop_dev
 
 extension PipelineFunctions {
+    /// The images among `keys` that only dev containers with a `devImage` would run (every dev
+    /// entry selecting the image gives one) and whose last build is on the engine: what the
+    /// default dev pipeline's `build_images --skip-dev-replaced` leaves out.
+    func devReplacedAndPresent(_ loaded: LoadedConfig, among keys: [String]) async -> [(
+        key: String, reference: String, dev: String
+    )] {
+        let injector = TagInjector(loaded: loaded, run: PipelineState.images(in: directory))
+        var out: [(key: String, reference: String, dev: String)] = []
+        for image in loaded.config.images where keys.contains(image.key) {
+            var replacedBy: String?
+            var runsIt = false
+            for pod in loaded.config.devPods {
+                guard let selector = pod.imageSelector else { continue }
+                let named = selector.contains("${runtime.images.\(image.key)")
+                let resolved = injector.inject(selector)
+                guard named || ContainerSelector.imageMatches(selector: resolved, image: image.image)
+                        || TagInjector.stripTag(resolved) == image.image
+                else { continue }
+                for container in pod.containers {
+                    if container.devImage != nil { replacedBy = replacedBy ?? pod.name } else { runsIt = true }
+                }
+            }
+            guard let dev = replacedBy, !runsIt,
+                let last = RuntimeImages.resolve(image.key, run: [:], loaded: loaded), !last.tag.isEmpty
+            else { continue }
+            let reference = last.reference
+            let environment = self.environment
+            let present = await onOwnThread { () -> Bool in
+                guard let api = try? DockerAPI.fromEnvironment(environment) else { return false }
+                return ((try? api.imageExists(reference)) ?? nil) != nil
+            }
+            if present { out.append((image.key, reference, dev)) }
+        }
+        return out
+    }
+
     /// `start_dev NAME…|--all`: a dev container in place of each container a selected dev entry
     /// selects (when the entry asks for one), recorded for `slipway dev`'s sessions.
     /// `stop_dev NAME…|--all`: the originals back. Both on the local engine, in the branch

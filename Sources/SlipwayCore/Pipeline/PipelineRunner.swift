@@ -48,6 +48,9 @@ public struct PipelineState: Codable, Sendable, Equatable {
         /// `--dependency` / `--skip-dependency`: which dependencies `run_dependencies` runs.
         public var dependencies: [String] = []
         public var skipDependencies: [String] = []
+        /// The images a dev session's change asked to rebuild: `build_images
+        /// --skip-dev-replaced` builds them even when a devImage stands in for them.
+        public var devRebuild: [String] = []
         public init() {}
     }
 

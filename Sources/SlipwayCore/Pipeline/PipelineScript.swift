@@ -3,11 +3,13 @@ internal import Foundation
 /// DevSpace's pipelines as bash scripts: the default ones, the user's `pipelines:`, and the
 /// text slipway runs (a prelude that defines the built-in functions, then the script).
 public enum PipelineScript {
-    /// DevSpace's default pipelines (`pkg/devspace/pipeline/types/default.go`), verbatim.
+    /// DevSpace's default pipelines (`pkg/devspace/pipeline/types/default.go`), verbatim but for
+    /// `dev`'s `build_images --skip-dev-replaced`: an image a `devImage` stands in for is not
+    /// built when it is already present (docs/dev.md).
     public static let defaults: [String: String] = [
         "deploy": "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all\ncreate_deployments --all",
         "dev":
-            "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all\ncreate_deployments --all\nstart_dev --all",
+            "run_dependencies --all\nensure_pull_secrets --all\nbuild_images --all --skip-dev-replaced\ncreate_deployments --all\nstart_dev --all",
         "purge": "stop_dev --all\npurge_deployments --all\nrun_dependencies --all --pipeline purge",
         "build": "run_dependencies --all --pipeline build\nbuild_images --all",
     ]

@@ -176,7 +176,10 @@ public struct PipelineFunctions: Sendable {
         let loaded = try await load()
         var keys = try a.select(from: loaded.config.images.map(\.key), kind: "image", function: "build_images")
         if a.bool("skip-dev-replaced", default: false) {
-            let skipped = await devReplacedAndPresent(loaded, among: keys.filter { !state.defaults.devRebuild.contains($0) })
+            let skipped = await devReplacedAndPresent(
+                loaded,
+                among: keys.filter { !state.defaults.devRebuild.contains($0) }
+            )
             for (key, reference, dev) in skipped {
                 output.note(
                     "build:\(key) not built: the devImage of dev.\(dev) stands in for it and \(reference) is present (slipway dev builds it when its files change)"
@@ -430,7 +433,10 @@ extension PipelineFunctions {
     /// The images among `keys` that only dev containers with a `devImage` would run (every dev
     /// entry selecting the image gives one) and whose last build is on the engine: what the
     /// default dev pipeline's `build_images --skip-dev-replaced` leaves out.
-    func devReplacedAndPresent(_ loaded: LoadedConfig, among keys: [String]) async -> [(
+    func devReplacedAndPresent(
+        _ loaded: LoadedConfig,
+        among keys: [String]
+    ) async -> [(
         key: String, reference: String, dev: String
     )] {
         let injector = TagInjector(loaded: loaded, run: PipelineState.images(in: directory))
@@ -442,7 +448,8 @@ extension PipelineFunctions {
                 guard let selector = pod.imageSelector else { continue }
                 let named = selector.contains("${runtime.images.\(image.key)")
                 let resolved = injector.inject(selector)
-                guard named || ContainerSelector.imageMatches(selector: resolved, image: image.image)
+                guard
+                    named || ContainerSelector.imageMatches(selector: resolved, image: image.image)
                         || TagInjector.stripTag(resolved) == image.image
                 else { continue }
                 for container in pod.containers {

@@ -477,4 +477,94 @@ struct DevModeTests {
             #expect(try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == "")
         }
     }
+
+    /// A `git checkout` that changes 2,000 synced files and the Dockerfile: one rebuild, one
+    /// restart, and then the dev container's tree is the branch's.
+    @Test func aCheckoutOfTwoThousandFilesAndTheDockerfileRebuildsOnceAndRestartsOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let project = try DevProject.make(
+                in: dir,
+                dev: """
+                      app:
+                        imageSelector: slipway-test/PROJECT
+                        sync:
+                          - path: ./site:/www
+                            onUpload:
+                              restartContainer: true
+                    """
+            )
+            defer { Task { await project.purge() } }
+            try project.fill()
+            try ".devspace\n.git\n".write(toFile: dir + "/.dockerignore", atomically: true, encoding: .utf8)
+            func writeTree(_ version: String) throws {
+                for i in 0..<2000 {
+                    let sub = dir + "/site/d\(i % 20)"
+                    try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+                    try "\(version) file \(i)\n".write(toFile: sub + "/f\(i).txt", atomically: false, encoding: .utf8)
+                }
+            }
+            try writeTree("main")
+            func git(_ args: String...) async throws {
+                let r = try await offPool {
+                    try sh(
+                        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"] + args,
+                        cwd: dir
+                    )
+                }
+                #expect(r.status == 0, "git \(args): \(r.stderr)")
+            }
+            try await git("init", "-q", "-b", "main")
+            try await git("add", "-A")
+            try await git("commit", "-qm", "main")
+            try await git("checkout", "-qb", "feature")
+            try writeTree("feature")
+            let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
+            try (dockerfile + "\nLABEL branch=feature\n").write(
+                toFile: dir + "/Dockerfile",
+                atomically: true,
+                encoding: .utf8
+            )
+            try await git("commit", "-qam", "feature")
+            try await git("checkout", "-q", "main")
+
+            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+            let watching = try await eventually(.seconds(120)) {
+                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+            }
+            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+            let restartsBefore = dev.stdout.components(separatedBy: "dev: restart ").count - 1
+
+            try await git("checkout", "-q", "feature")
+            func tree(_ path: String) async throws -> String {
+                try await docker(
+                    "exec",
+                    project.container,
+                    "sh",
+                    "-c",
+                    "cd \(path) && find . -type f | sort | xargs md5sum | md5sum"
+                ).stdout
+            }
+            let local = try await offPool {
+                try sh(["sh", "-c", "cd site && find . -type f | sort | xargs md5sum | md5sum"], cwd: dir).stdout
+            }
+            let converged = try await eventually(.seconds(120)) {
+                let label = try await project.inspect(project.container, "{{index .Config.Labels \"branch\"}}")
+                guard label == "feature" else { return false }
+                return try await tree("/www") == local
+            }
+            #expect(converged, "\(dev.stdout)\n\(dev.stderr)")
+            // Whatever was still in flight settles.
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await tree("/www") == local)
+            let rebuilds = dev.stdout.components(separatedBy: "dev: rebuilding app").count - 1
+            let restarts = dev.stdout.components(separatedBy: "dev: restart ").count - 1 - restartsBefore
+            #expect(rebuilds == 1, "\(dev.stdout)")
+            #expect(restarts == 1, "\(dev.stdout)")
+            dev.send(SIGINT)
+            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+        }
+    }
 }

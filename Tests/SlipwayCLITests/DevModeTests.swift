@@ -567,4 +567,35 @@ struct DevModeTests {
             #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
         }
     }
+
+    /// A dev entry whose deployments go to a cluster: start_dev says dev mode on clusters is not
+    /// supported yet, exits 1 and changes nothing.
+    @Test func startDevOnAKubernetesDeploymentSaysSoAndChangesNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let name = "devk8s-" + UUID().uuidString.prefix(8).lowercased()
+            try """
+            version: v2beta1
+            name: \(name)
+            deployments:
+              api:
+                kubectl:
+                  manifests: [k8s.yaml]
+            dev:
+              api:
+                imageSelector: ghcr.io/org/\(name)
+                env:
+                  - name: X
+                    value: "1"
+            pipelines:
+              only-dev:
+                run: start_dev --all
+            """.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+            let before = try await docker("ps", "-aq").stdout
+            let r = try await offPool { try SlipwayBinary.run(["run-pipeline", "only-dev"], in: dir) }
+            #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
+            #expect(r.stderr.contains("dev mode on Kubernetes clusters is not supported yet"), "\(r.stderr)")
+            #expect(r.stderr.contains("devspace.yaml:9:5: dev.api"), "located: \(r.stderr)")
+            #expect(try await docker("ps", "-aq").stdout == before, "no container was touched")
+        }
+    }
 }

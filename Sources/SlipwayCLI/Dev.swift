@@ -79,6 +79,7 @@ extension SlipwayCommand {
                 targets: targets,
                 environment: environment,
                 program: program,
+                hookInbox: await AgentControl.hookInbox(for: loaded.directory),
                 events: { event in
                     switch event {
                     case .sync(let target, let event):

@@ -129,3 +129,19 @@ public enum AgentControl {
         return .ended(id: id, event: end.event ?? "ended", message: end.message ?? "")
     }
 }
+
+extension AgentControl {
+    /// The inbox slipway's git hooks write to, when they are installed in the repository holding
+    /// `directory` (its `post-checkout` is slipway's): what a dev session's syncs wait on after a
+    /// checkout (``SyncConfiguration/hookInbox``). Nil without a repository or without the hooks.
+    public static func hookInbox(for directory: String) async -> String? {
+        guard let status = try? await HookInstaller.status(from: directory),
+            status.hooks.contains(where: { hook in
+                guard hook.name == "post-checkout", case .slipway = hook.kind else { return false }
+                return true
+            }),
+            let paths = try? AgentPaths.forRepository(containing: directory)
+        else { return nil }
+        return paths.inbox
+    }
+}

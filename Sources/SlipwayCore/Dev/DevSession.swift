@@ -44,6 +44,9 @@ public final class DevSession: Sendable {
     public let environment: [String: String]
     /// `slipway-helper`, for the syncs.
     public let program: String
+    /// The agent's inbox when slipway's git hooks are installed: a sync batch then also waits
+    /// for their checkout or refresh event (``SyncConfiguration/hookInbox``).
+    public let hookInbox: String?
     let events: @Sendable (DevEvent) -> Void
     let state = Mutex(State())
 
@@ -67,12 +70,14 @@ public final class DevSession: Sendable {
         targets: [DevTarget],
         environment: [String: String],
         program: String,
+        hookInbox: String? = nil,
         events: @escaping @Sendable (DevEvent) -> Void
     ) {
         self.loaded = loaded
         self.targets = targets
         self.environment = environment
         self.program = program
+        self.hookInbox = hookInbox
         self.events = events
     }
 
@@ -249,6 +254,7 @@ public final class DevSession: Sendable {
                     program: self.program,
                     stateDirectory: self.loaded.directory,
                     environment: self.environment,
+                    hookInbox: self.hookInbox,
                     events: { index, event in
                         self.events(.sync(target: index, event))
                         switch event {

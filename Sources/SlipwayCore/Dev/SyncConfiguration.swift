@@ -99,6 +99,10 @@ public struct SyncConfiguration: Sendable {
     public var statePath: String?
     /// Directories the local watch never enters, absolute (the config's `.devspace`).
     public var skipping: [String]
+    /// The agent's inbox, when slipway's git hooks are installed (`slipway dev`): after git
+    /// lets go of its index lock, a batch also waits for the hooks' `checkout` or `refresh`
+    /// event (at most 2 s), so that a branch switch or a rebase is one batch.
+    public var hookInbox: String? = nil
 
     public init(
         localRoot: String,

@@ -299,6 +299,8 @@ final class LocalPump: @unchecked Sendable {
     private let subscription: WatchSubscription
     private let root: String
     private let gitLock: String?
+    /// Whether the subscription's third root is the hooks' inbox (``SyncConfiguration/hookInbox``).
+    private let waitsForHooks: Bool
     private let timing: SyncTiming
     private let continuation: AsyncStream<SyncEngine.Input>.Continuation
     private let events: @Sendable (SyncEvent) -> Void
@@ -309,6 +311,7 @@ final class LocalPump: @unchecked Sendable {
         subscription: WatchSubscription,
         root: String,
         gitLock: String?,
+        waitsForHooks: Bool,
         timing: SyncTiming,
         continuation: AsyncStream<SyncEngine.Input>.Continuation,
         events: @escaping @Sendable (SyncEvent) -> Void
@@ -316,6 +319,7 @@ final class LocalPump: @unchecked Sendable {
         self.subscription = subscription
         self.root = root
         self.gitLock = gitLock
+        self.waitsForHooks = waitsForHooks
         self.timing = timing
         self.continuation = continuation
         self.events = events
@@ -332,6 +336,11 @@ final class LocalPump: @unchecked Sendable {
         var roots: [WatchRoot] = [.tree(root, filter: configuration.filter.uploadWatchFilter)]
         let gitDirectory = Self.gitDirectory(of: root)
         if let gitDirectory { roots.append(.directory(gitDirectory, filter: IndexLockFilter())) }
+        // Root 2: the hooks' inbox, for their checkout and refresh events.
+        let waitsForHooks = gitDirectory != nil && configuration.hookInbox != nil
+        if waitsForHooks, let inbox = configuration.hookInbox {
+            roots.append(.directory(inbox, filter: HookEventFilter()))
+        }
         let subscription = try FileWatcher.shared.subscribe(
             roots,
             skipping: configuration.skipping,
@@ -343,6 +352,7 @@ final class LocalPump: @unchecked Sendable {
             subscription: subscription,
             root: root,
             gitLock: gitDirectory.map { $0 + "/index.lock" },
+            waitsForHooks: waitsForHooks,
             timing: configuration.timing,
             continuation: continuation,
             events: events
@@ -400,6 +410,9 @@ final class LocalPump: @unchecked Sendable {
         var heldSince: ContinuousClock.Instant?
         var staleLock = false
         var drainedAfterGit = false
+        // Since git let go of its lock: whether the hooks' event came (or is not waited for).
+        var hookEventSeen = !waitsForHooks
+        let hookWait = Duration.seconds(2)
         let window = Duration.milliseconds(timing.gitReleaseMilliseconds)
         let limit = Duration.milliseconds(timing.gitLockLimitMilliseconds)
         let quiet = Duration.milliseconds(timing.burstMilliseconds)
@@ -412,7 +425,7 @@ final class LocalPump: @unchecked Sendable {
                 // The release is an event of the git directory; the poll covers a missed one.
                 deadline = min(since + limit, now + .milliseconds(250))
             case .released(let at, let last):
-                deadline = min(at + window, last + quiet)
+                deadline = hookEventSeen ? min(at + window, last + quiet) : at + hookWait
             case .writing(let last):
                 deadline = min(last + quiet, (pending.firstEvent ?? last) + maximum)
             case .none:
@@ -426,6 +439,7 @@ final class LocalPump: @unchecked Sendable {
                 return
             case .batch(let batch):
                 pending.merge(batch)
+                if waitsForHooks && batch.changes.contains(where: { $0.root == 2 }) { hookEventSeen = true }
                 rootGone = access(root, F_OK) != 0
                 let held = lockHeld
                 if !held { staleLock = false }
@@ -445,6 +459,12 @@ final class LocalPump: @unchecked Sendable {
                 switch hold {
                 case .locked:
                     hold = .released(at: .now, lastActivity: batch.lastEvent)
+                case .released(let at, _) where !hookEventSeen:
+                    if ContinuousClock.now >= at + hookWait {
+                        flush = true
+                    } else {
+                        hold = .released(at: at, lastActivity: batch.lastEvent)
+                    }
                 case .released(let at, _):
                     if ContinuousClock.now >= at + window {
                         flush = true
@@ -471,6 +491,8 @@ final class LocalPump: @unchecked Sendable {
                     } else {
                         hold = .released(at: .now, lastActivity: .now)
                     }
+                case .released(let at, _) where !hookEventSeen:
+                    if ContinuousClock.now >= at + hookWait { flush = true }
                 case .released, .writing:
                     flush = true
                 case .none:
@@ -497,6 +519,7 @@ final class LocalPump: @unchecked Sendable {
             hold = .none
             heldSince = nil
             drainedAfterGit = false
+            hookEventSeen = !waitsForHooks
         }
     }
 
@@ -556,7 +579,7 @@ final class LocalPump: @unchecked Sendable {
         mutating func merge(_ batch: WatchBatch) {
             if firstEvent == nil { firstEvent = batch.firstEvent }
             for change in batch.changes {
-                if change.root != 0 { continue }  // git's index.lock: only a wake-up
+                if change.root != 0 { continue }  // git's index.lock, the hooks' inbox: only wake-ups
                 if var existing = byPath[change.path] {
                     existing.kinds.formUnion(change.kinds)
                     existing.isDirectory = change.isDirectory
@@ -570,6 +593,14 @@ final class LocalPump: @unchecked Sendable {
             if let reason = batch.rescan[0], rescan == nil || rescan == .watchedAgain { rescan = reason }
         }
     }
+}
+
+/// The hooks' inbox filter: only their `checkout.*` and `refresh.*` event files.
+struct HookEventFilter: WatchFilter {
+    func isExcluded(_ relativePath: String, isDirectory: Bool) -> Bool {
+        isDirectory || !(relativePath.hasPrefix("checkout.") || relativePath.hasPrefix("refresh."))
+    }
+    func mayIncludeBelow(_ relativePath: String) -> Bool { false }
 }
 
 /// The git directory's filter: only `index.lock` is reported.

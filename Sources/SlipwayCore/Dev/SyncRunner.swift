@@ -17,7 +17,8 @@ public enum SyncRunner {
     public static func configuration(
         for target: SyncPlan.Target,
         timing: SyncTiming,
-        stateDirectory: String
+        stateDirectory: String,
+        hookInbox: String? = nil
     ) throws(SyncConfigurationError) -> SyncConfiguration {
         let filter = try SyncFilter.load(
             SyncExcludes(
@@ -28,7 +29,7 @@ public enum SyncRunner {
             baseDirectory: target.localRoot
         )
         let remote = "\(target.container.name):\(target.remoteRoot)"
-        return SyncConfiguration(
+        var configuration = SyncConfiguration(
             localRoot: target.localRoot,
             name: "\(target.localRoot) → \(remote)",
             initialSync: InitialSyncStrategy(rawValue: target.initialSync.rawValue) ?? .preferLocal,
@@ -44,6 +45,8 @@ public enum SyncRunner {
             ),
             skipping: [stateDirectory + "/.devspace"]
         )
+        configuration.hookInbox = hookInbox
+        return configuration
     }
 
     /// Connects to `target`'s container (by name, so that a re-created container is found
@@ -70,6 +73,7 @@ public enum SyncRunner {
         program: String,
         stateDirectory: String,
         environment: [String: String],
+        hookInbox: String? = nil,
         events: @escaping @Sendable (_ target: Int, SyncEvent) -> Void,
         started: @escaping @Sendable ([SyncEngine]) -> Void = { _ in }
     ) async -> [(target: Int, message: String)] {
@@ -89,7 +93,12 @@ public enum SyncRunner {
             }
             let configuration: SyncConfiguration
             do {
-                configuration = try Self.configuration(for: target, timing: plan.timing, stateDirectory: stateDirectory)
+                configuration = try Self.configuration(
+                    for: target,
+                    timing: plan.timing,
+                    stateDirectory: stateDirectory,
+                    hookInbox: hookInbox
+                )
             } catch {
                 failures.append((index, "\(target.origin): \(error)"))
                 continue

@@ -88,7 +88,7 @@ extension SlipwayCommand.Dev {
                     "slipway dev: attaching to the dev session the agent runs for \(config) (session \(session.id), \(session.state))"
                 )
             }
-            try follow(paths, config: config, lines: 50)
+            try follow(paths, session: session.id, config: config, lines: 50)
             return
         }
         let started = Started()
@@ -120,8 +120,10 @@ extension SlipwayCommand.Dev {
             environment: try global.environment(),
             logs: !noLogs
         )
+        let session: Int
         do {
             let (id, attached) = try AgentDevControl.start(paths, start)
+            session = id
             if !global.silent {
                 Terminal.error(
                     "slipway dev: the agent "
@@ -134,12 +136,12 @@ extension SlipwayCommand.Dev {
             Terminal.error("slipway dev: \(error)")
             throw ExitCode.failure
         }
-        try follow(paths, config: loaded.absolutePath, lines: 0)
+        try follow(paths, session: session, config: loaded.absolutePath, lines: 0)
     }
 
     /// Prints the session's output and its status line until it ends (Ctrl-C ends it), or
     /// with `--detach` until its syncs watch.
-    func follow(_ paths: AgentPaths, config: String, lines: Int) throws {
+    func follow(_ paths: AgentPaths, session: Int, config: String, lines: Int) throws {
         let silent = global.silent
         let detach = self.detach
         let status = StatusLine(enabled: !silent && !detach && isatty(STDOUT_FILENO) == 1)
@@ -167,18 +169,17 @@ extension SlipwayCommand.Dev {
         do {
             end = try AgentDevControl.follow(paths, lines: lines, keepGoing: { !noSession.withLock { $0 } }) {
                 item in
-                if let about = item.config, about != config { return true }
+                // Another session's (or an earlier one's) items.
+                if item.event != "dev-status", item.id != session { return true }
                 switch item.event {
                 case "dev-out":
                     if !silent || (item.line ?? "").hasPrefix("[") { status.print(item.line ?? "", error: false) }
                 case "dev-err":
                     status.print(item.line ?? "", error: true)
                 case "dev-status":
-                    guard let view = item.dev?.first(where: { $0.config == config }) else {
-                        // Not (or no longer) running: nothing to follow.
-                        if stopping.withLock({ $0 }) == nil { failure = "no dev session runs for \(config)" }
-                        return false
-                    }
+                    // Items from before the session began (replayed) do not list it; its end
+                    // comes as `dev-ended`.
+                    guard let view = item.dev?.first(where: { $0.id == session }) else { return true }
                     status.show(view)
                     if detach && view.state == "watching" { return false }
                     if detach && view.state == "failed" {

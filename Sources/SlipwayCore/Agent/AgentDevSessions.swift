@@ -232,12 +232,12 @@ final class AgentDevSessions: @unchecked Sendable {
     // MARK: Reporting
 
     func out(_ running: Running, _ line: String) {
-        feed.append(AgentResponse(ok: true, event: "dev-out", line: line, config: running.start.config))
+        feed.append(AgentResponse(ok: true, id: running.id, event: "dev-out", line: line, config: running.start.config))
     }
 
     func err(_ running: Running, _ line: String, log: Bool = true) {
         if log { daemon.log.write("dev \(running.id): \(line)") }
-        feed.append(AgentResponse(ok: true, event: "dev-err", line: line, config: running.start.config))
+        feed.append(AgentResponse(ok: true, id: running.id, event: "dev-err", line: line, config: running.start.config))
     }
 
     func publishStatus() {
@@ -438,6 +438,7 @@ final class AgentDevSessions: @unchecked Sendable {
                 error: failure.map {
                     "\($0); `slipway run-pipeline purge` or `docker ps -a` shows what is left"
                 },
+                id: running.id,
                 event: "dev-ended",
                 message: "the dev session for \(running.start.config) ended",
                 config: running.start.config

@@ -82,7 +82,9 @@ extension AgentDaemon {
             if let captured = readEnvironment(job.id) {
                 env = captured.applied(to: env)
                 passedOn =
-                    names.isEmpty
+                    job.pipeline == "dev"
+                    ? ", with the environment of the `slipway dev` that started its session (\(names.count) variables)"
+                    : names.isEmpty
                     ? ", none of the variables passed on was set"
                     : ", with \(names.joined(separator: ", ")) as submitted"
             } else {

@@ -147,13 +147,15 @@ extension SlipwayCommand.Dev {
         let status = StatusLine(enabled: !silent && !detach && isatty(STDOUT_FILENO) == 1)
         let stopping = Mutex<String?>(nil)
         let noSession = Mutex(false)
-        let watch = detach
+        let watch =
+            detach
             ? nil
             : AgentDevControl.onSignals { name in
-                guard stopping.withLock({ s in
-                    defer { s = s ?? name }
-                    return s == nil
-                })
+                guard
+                    stopping.withLock({ s in
+                        defer { s = s ?? name }
+                        return s == nil
+                    })
                 else { return }
                 Terminal.error("slipway dev: \(name): ending the dev session")
                 do {
@@ -230,7 +232,8 @@ extension SlipwayCommand.Dev {
     struct DevStatus: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "status",
-            abstract: "The dev sessions the repository's agent runs: containers, files synced, latency, conflicts, rebuilds."
+            abstract:
+                "The dev sessions the repository's agent runs: containers, files synced, latency, conflicts, rebuilds."
         )
         @OptionGroup var repository: RepositoryOption
         @Flag(name: .customLong("json"), help: "Print the sessions as JSON.")
@@ -253,7 +256,9 @@ extension SlipwayCommand.Dev {
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-                if let data = try? encoder.encode(sessions) { Terminal.out(String(decoding: data, as: UTF8.self) + "\n") }
+                if let data = try? encoder.encode(sessions) {
+                    Terminal.out(String(decoding: data, as: UTF8.self) + "\n")
+                }
                 return
             }
             if sessions.isEmpty {
@@ -271,7 +276,8 @@ extension SlipwayCommand.Dev {
             for s in sessions {
                 out +=
                     "dev session \(s.id): \(s.config) (\(s.options.summary)): \(s.state)"
-                    + (s.note.map { " (\($0))" } ?? "") + ", for \(Int(now - s.startedAt)) s; queue \(s.queue); last rebuild: "
+                    + (s.note.map { " (\($0))" } ?? "")
+                    + ", for \(Int(now - s.startedAt)) s; queue \(s.queue); last rebuild: "
                     + (s.lastRebuild ?? "none") + "\n"
                 for c in s.containers {
                     out +=

@@ -31,7 +31,10 @@ public enum AgentDevControl {
 
     /// Hands `start` to the agent (which must run): the session's id, and whether one with
     /// the same options ran already (`attached`). Other options are refused with the reason.
-    public static func start(_ paths: AgentPaths, _ start: AgentDevStart) throws(AgentError) -> (
+    public static func start(
+        _ paths: AgentPaths,
+        _ start: AgentDevStart
+    ) throws(AgentError) -> (
         id: Int, attached: Bool
     ) {
         guard let client = try AgentClient(paths: paths) else {

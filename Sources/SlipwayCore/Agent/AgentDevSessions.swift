@@ -100,7 +100,9 @@ final class AgentDevSessions: @unchecked Sendable {
             let options = existing.start.options
             lock.unlock()
             guard options == start.options else {
-                throw AgentError.refused(Self.otherOptions(config: start.config, running: options, asked: start.options))
+                throw AgentError.refused(
+                    Self.otherOptions(config: start.config, running: options, asked: start.options)
+                )
             }
             return (existing.id, true)
         }
@@ -585,8 +587,8 @@ final class AgentDevSessions: @unchecked Sendable {
             }
             let containers = DevContainers(api: api, helperProgram: nil)
             var restored: [String] = []
-            for (branch, group) in Dictionary(grouping: targets, by: { $0.branch ?? "" }).sorted(by: { $0.key < $1.key })
-            {
+            for (branch, group) in Dictionary(grouping: targets, by: { $0.branch ?? "" }).sorted(by: { $0.key < $1.key }
+            ) {
                 let scope = ContainerSelector(branch: branch.isEmpty ? nil : branch, configPath: start.config)
                 do throws(DevError) {
                     restored += try containers.stop(names: Set(group.map(\.name)), scope: scope)

@@ -85,8 +85,8 @@ extension AgentDaemon {
                     job.pipeline == "dev"
                     ? ", with the environment of the `slipway dev` that started its session (\(names.count) variables)"
                     : names.isEmpty
-                    ? ", none of the variables passed on was set"
-                    : ", with \(names.joined(separator: ", ")) as submitted"
+                        ? ", none of the variables passed on was set"
+                        : ", with \(names.joined(separator: ", ")) as submitted"
             } else {
                 log.write(
                     "job \(job.id): the environment it was submitted with is missing (\(paths.jobEnvironment(job.id))); it runs with the agent's"

@@ -169,8 +169,8 @@ extension SlipwayCommand.Dev {
         var ended = false
         let end: AgentDevControl.FollowEnd
         do {
-            end = try AgentDevControl.follow(paths, lines: lines, keepGoing: { !noSession.withLock { $0 } }) {
-                item in
+            let keepGoing = { !noSession.withLock { $0 } }
+            end = try AgentDevControl.follow(paths, lines: lines, keepGoing: keepGoing) { item in
                 // Another session's (or an earlier one's) items.
                 if item.event != "dev-status", item.id != session { return true }
                 switch item.event {

@@ -379,6 +379,10 @@ struct StatusCommand: AsyncParsableCommand {
                 for line in v.result?.lastLines ?? [] { out += "      \(line)\n" }
             }
         }
+        if let sessions = status.dev, !sessions.isEmpty {
+            out += "dev sessions:\n"
+            out += SlipwayCommand.Dev.DevStatus.describe(sessions).split(separator: "\n").map { "  \($0)\n" }.joined()
+        }
         Terminal.out(out)
     }
 }

@@ -22,8 +22,12 @@ extension SlipwayCommand {
                 commands of onUpload.exec and the restart of onUpload.restartContainer run after \
                 each upload batch, and the containers' logs are printed with their names. \
                 Ctrl-C (or SIGTERM) ends the syncs and puts the deployed containers back, as \
-                stop_dev does. docs/dev.md has the details.
-                """
+                stop_dev does. In a git repository the session runs in the repository's agent \
+                (started when needed) and this command follows it; --detach leaves it there, \
+                `slipway dev status` shows it and `slipway dev stop` ends it. docs/dev.md has the \
+                details.
+                """,
+            subcommands: [DevStatus.self, DevStop.self]
         )
 
         @OptionGroup var global: GlobalOptions
@@ -31,6 +35,12 @@ extension SlipwayCommand {
 
         @Flag(name: .customLong("no-logs"), help: "Do not print the containers' logs.")
         var noLogs = false
+
+        @Flag(
+            name: .customLong("detach"),
+            help: "Leave the session running in the repository's agent and return once its syncs watch."
+        )
+        var detach = false
 
         @Argument(parsing: .captureForPassthrough, help: "The pipeline's own flags (--name value).")
         var pipelineFlags: [String] = []
@@ -41,6 +51,19 @@ extension SlipwayCommand {
         }
 
         func run() async throws {
+            // `slipway dev status|stop` (the pipeline's flags are captured before subcommands).
+            if try await runSubcommand() { return }
+            // In a git repository the session runs in the repository's agent.
+            if let paths = try agentPaths() {
+                try await runWithAgent(paths)
+                return
+            }
+            if detach {
+                Terminal.error(
+                    "slipway dev: --detach needs a git repository (the session runs in its agent); outside one it runs in this process"
+                )
+                throw ExitCode(64)
+            }
             let started = Started()
             try await PipelineCommand.run(
                 "dev",

@@ -11,7 +11,7 @@ import Glibc
 // original container's inspection can be compared with what Ctrl-C restores.
 
 /// A project whose `app` image runs `sleep`, deployed as a docker container, with a dev entry.
-private struct DevProject {
+struct DevProject {
     let directory: String
     let name: String
 

@@ -73,7 +73,10 @@ public enum AgentControl {
     public static func status(_ paths: AgentPaths) throws(AgentError) -> (status: AgentStatus, running: Bool) {
         guard let client = try AgentClient(paths: paths) else {
             let queue = JobQueue(replaying: Journal(path: paths.journal).read())
-            return (AgentStatus(queue: queue, repository: paths.commonDir, pid: nil, startedAt: nil), false)
+            var status = AgentStatus(queue: queue, repository: paths.commonDir, pid: nil, startedAt: nil)
+            let recorded = AgentDevControl.recorded(paths)
+            if !recorded.isEmpty { status.dev = recorded }
+            return (status, false)
         }
         guard let answer = try client.call(AgentRequest(op: "status")).status else {
             throw AgentError.connection("the agent sent no status")

@@ -39,6 +39,8 @@ public final class AgentDaemon: @unchecked Sendable {
     let startedAt = Date().timeIntervalSince1970
     /// Keeps the build contexts of one worktree warm for the jobs (inotify).
     let warmth: AgentWarmth
+    /// The dev sessions of `slipway dev` (set once in `init`).
+    private(set) var dev: AgentDevSessions?
 
     public init(paths: AgentPaths, executable: String, environment: [String: String], echo: Bool) {
         self.paths = paths
@@ -48,6 +50,7 @@ public final class AgentDaemon: @unchecked Sendable {
         let log = AgentLog(path: paths.log, echo: echo)
         self.log = log
         self.warmth = AgentWarmth(environment: Self.sanitized(environment), note: { log.write($0) })
+        self.dev = AgentDevSessions(daemon: self)
     }
 
     /// `environment` without git's per-repository variables, which git exports into hooks and
@@ -105,6 +108,9 @@ public final class AgentDaemon: @unchecked Sendable {
             unlink(paths.socket)
         }
         try watchInbox()
+        // Before the socket answers: a `slipway dev` that started this agent finds the
+        // sessions it resumes.
+        dev?.resume()
 
         let threads: [@Sendable () -> Void] = [
             { [self] in server?.run() }, { [self] in inboxLoop() }, { [self] in workerLoop() },
@@ -266,6 +272,8 @@ public final class AgentDaemon: @unchecked Sendable {
             for _ in 0..<50 where ChildProcess.isAlive(running.pid, start: nil) { usleep(100_000) }
             if ChildProcess.isAlive(running.pid, start: nil) { kill(-running.pid, SIGKILL) }
         }
+        // Dev sessions end their syncs; their containers and records stay for the next agent.
+        dev?.shutdown(5)
         // Waiters hear that their job did not finish; every connection is closed.
         server?.waitUntilDone(2)
         warmth.stop()
@@ -310,8 +318,10 @@ public final class AgentDaemon: @unchecked Sendable {
 
     func status() -> AgentStatus {
         cond.lock()
-        defer { cond.unlock() }
-        return AgentStatus(queue: queue, repository: paths.commonDir, pid: getpid(), startedAt: startedAt)
+        var status = AgentStatus(queue: queue, repository: paths.commonDir, pid: getpid(), startedAt: startedAt)
+        cond.unlock()
+        status.dev = dev?.views(queue: status.running.count + status.queued.count)
+        return status
     }
 
     /// Accepts a job submitted over the socket (queued at once, also a push: the caller says

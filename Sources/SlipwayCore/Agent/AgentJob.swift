@@ -20,6 +20,10 @@ public struct AgentJob: Codable, Sendable, Equatable {
     /// (``CapturedEnvironment``; values only in `jobs/<id>.env`, mode 0600); nil: none were
     /// passed, the job gets the agent's environment.
     public var environment: [String]?
+    /// For `dev` jobs (a dev session's rebuild, restart or resume): the options of the
+    /// `slipway dev` that started the session, given to `slipway run-pipeline` after the
+    /// pipeline's name (`--config`, `-p`, `--var`, the pipeline's flags).
+    public var arguments: [String]?
 
     public struct PushTarget: Codable, Sendable, Equatable {
         /// The remote's name, or its URL when the push named a URL.
@@ -50,8 +54,10 @@ public struct AgentJob: Codable, Sendable, Equatable {
         acceptedAt: Double,
         source: String,
         push: PushTarget? = nil,
-        environment: [String]? = nil
+        environment: [String]? = nil,
+        arguments: [String]? = nil
     ) {
+        self.arguments = arguments
         self.id = id
         self.pipeline = pipeline
         self.ref = ref
@@ -70,6 +76,8 @@ public struct AgentJob: Codable, Sendable, Equatable {
     /// never do (a `git push` waits for each).
     public var coalescingKey: String {
         if pipeline == "gate" { return "gate\u{0}\(id)" }
+        // A dev session's jobs run in its worktree, whatever its branch.
+        if pipeline == "dev" { return "dev\u{0}" + worktree }
         return pipeline + "\u{0}" + (branch.map { "refs/heads/" + $0 } ?? "HEAD\u{0}" + worktree)
     }
 

@@ -82,6 +82,12 @@ public struct AgentPaths: Sendable, Equatable {
     public var jobs: String { directory + "/jobs" }
     /// The environment a job was submitted with (``CapturedEnvironment`` as JSON, mode 0600).
     public func jobEnvironment(_ id: Int) -> String { "\(jobs)/\(id).env" }
+    /// What a dev job's `start_dev` prepared (``JobDevFile``).
+    public func jobDev(_ id: Int) -> String { "\(jobs)/\(id).dev" }
+    /// The dev sessions the agent runs (``AgentDevRecord``s as JSON, mode 0600: they hold the
+    /// environment of the `slipway dev` that started them), so that an agent started after a
+    /// crash resumes them.
+    public var devSessions: String { directory + "/dev-sessions.json" }
     /// The environment variables the config's variables read, one name per line, as the
     /// agent's jobs found them: the hooks pass these on with each job (docs/hooks.md).
     public var environmentNames: String { directory + "/environment-names" }

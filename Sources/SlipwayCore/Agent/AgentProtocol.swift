@@ -11,6 +11,11 @@ internal import Foundation
 ///   `{"ok":true,"event":"log","line":…}`, until the client hangs up
 /// - `{"op":"stop"}` → `{"ok":true}`; the agent stops (a running job is interrupted and
 ///   resumed by the next agent)
+/// - `{"op":"devStart","dev":{…}}` → `{"ok":true,"id":N,"message":"started"|"attached"}`;
+///   `{"op":"devStatus","config":…}` → `{"ok":true,"dev":[…]}`; `{"op":"devStop","config":…}`
+///   → `{"ok":true,"message":…}` (the end follows as a `dev-ended` item to followers);
+///   `{"op":"devFollow","lines":N}` → `dev-status`, then `dev-out`, `dev-err`, `dev-status`
+///   and `dev-ended` items as they come, until the client hangs up (docs/agent.md)
 ///
 /// Failures: `{"ok":false,"error":"…"}`; `"busy":true` when the agent turned the connection away
 /// for its connection limits (docs/agent.md), which `AgentClient` retries for a while.
@@ -19,6 +24,10 @@ public struct AgentRequest: Codable, Sendable, Equatable {
     public var job: SubmittedJob?
     public var wait: Bool?
     public var lines: Int?
+    /// `devStart`: the session to start (or attach to).
+    public var dev: AgentDevStart?
+    /// `devStatus`, `devStop`: the config whose session is meant (nil: every session).
+    public var config: String?
 
     public struct SubmittedJob: Codable, Sendable, Equatable {
         public var pipeline: String
@@ -43,7 +52,16 @@ public struct AgentRequest: Codable, Sendable, Equatable {
         }
     }
 
-    public init(op: String, job: SubmittedJob? = nil, wait: Bool? = nil, lines: Int? = nil) {
+    public init(
+        op: String,
+        job: SubmittedJob? = nil,
+        wait: Bool? = nil,
+        lines: Int? = nil,
+        dev: AgentDevStart? = nil,
+        config: String? = nil
+    ) {
+        self.dev = dev
+        self.config = config
         self.op = op
         self.job = job
         self.wait = wait
@@ -63,6 +81,10 @@ public struct AgentResponse: Codable, Sendable, Equatable {
     /// With `ok: false`: the agent is at a connection limit; the request was not acted on and
     /// may be sent again on a new connection.
     public var busy: Bool?
+    /// Dev sessions (`devStatus`, `dev-status` items).
+    public var dev: [AgentDevView]?
+    /// The config a `dev-out`, `dev-err` or `dev-ended` item is about.
+    public var config: String?
 
     public init(
         ok: Bool,
@@ -73,8 +95,12 @@ public struct AgentResponse: Codable, Sendable, Equatable {
         result: JobResult? = nil,
         message: String? = nil,
         status: AgentStatus? = nil,
-        busy: Bool? = nil
+        busy: Bool? = nil,
+        dev: [AgentDevView]? = nil,
+        config: String? = nil
     ) {
+        self.dev = dev
+        self.config = config
         self.busy = busy
         self.ok = ok
         self.error = error
@@ -113,6 +139,9 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     /// could not be confirmed: nothing was built or deployed for it). Optional for agents
     /// from before it existed.
     public var dropped: [JobView]?
+    /// The dev sessions the agent runs (or, without an agent, those recorded for the next
+    /// one to resume). Optional for agents from before it existed.
+    public var dev: [AgentDevView]?
 
     public init(queue: JobQueue, repository: String, pid: Int32?, startedAt: Double?) {
         self.pid = pid
@@ -264,6 +293,14 @@ public final class AgentClient {
     private var pushedBack: AgentResponse?
 
     private func pushBack(_ response: AgentResponse) { pushedBack = response }
+
+    /// Whether a response can be read within `seconds` (one is buffered, or the socket has
+    /// data or was closed).
+    public func waitReadable(_ seconds: Double) -> Bool {
+        if pushedBack != nil || buffer.contains(UInt8(ascii: "\n")) { return true }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, Int32(seconds * 1000)) > 0
+    }
 
     /// The next response; nil when the agent hung up.
     public func receive() throws(AgentError) -> AgentResponse? {

@@ -45,6 +45,8 @@ final class AgentServer: @unchecked Sendable {
         case pending
         case follower(next: UInt64)
         case waiter(job: Int)
+        /// Follows the dev sessions' items (`devFollow`).
+        case devFollower(next: UInt64)
     }
 
     final class Connection {
@@ -69,7 +71,12 @@ final class AgentServer: @unchecked Sendable {
         }
 
         var isPending: Bool { if case .pending = role { true } else { false } }
-        var isFollower: Bool { if case .follower = role { true } else { false } }
+        var isFollower: Bool {
+            switch role {
+            case .follower, .devFollower: true
+            default: false
+            }
+        }
         var isWaiter: Bool { if case .waiter = role { true } else { false } }
     }
 
@@ -101,6 +108,11 @@ final class AgentServer: @unchecked Sendable {
         self.wakeFD = wakeFD
         self.limits = limits
         _ = fcntl(listenFD, F_SETFL, fcntl(listenFD, F_GETFL) | O_NONBLOCK)
+        let wakeFD = wakeFD
+        daemon.dev?.feed.onAppend = {
+            var one: UInt64 = 1
+            _ = write(wakeFD, &one, 8)
+        }
     }
 
     /// Wakes the loop (any thread; never blocks).
@@ -384,8 +396,57 @@ final class AgentServer: @unchecked Sendable {
                 c.role = .waiter(job: id)
                 answerWaiters()
             }
+        case "devStart":
+            guard let start = request.dev, let dev = daemon.dev else {
+                respond(c, AgentResponse(ok: false, error: "devStart needs a dev session"))
+                return
+            }
+            do {
+                let (id, attached) = try dev.begin(start)
+                respond(c, AgentResponse(ok: true, id: id, message: attached ? "attached" : "started"))
+            } catch {
+                respond(c, AgentResponse(ok: false, error: error.message))
+            }
+        case "devStatus":
+            respond(
+                c,
+                AgentResponse(ok: true, dev: daemon.dev?.views(config: request.config, queue: daemon.openJobs()) ?? [])
+            )
+        case "devStop":
+            let count = daemon.dev?.end(config: request.config) ?? 0
+            guard count > 0 else {
+                respond(
+                    c,
+                    AgentResponse(
+                        ok: false,
+                        error: "no dev session runs" + (request.config.map { " for \($0)" } ?? "")
+                    )
+                )
+                return
+            }
+            respond(c, AgentResponse(ok: true, message: "stopping \(count) dev session\(count == 1 ? "" : "s")"))
+        case "devFollow":
+            guard followerCount < limits.followers, let dev = daemon.dev else {
+                refuseBusy(
+                    c,
+                    "busy: \(limits.followers) clients already follow the agent (the limit); end one and try again"
+                )
+                return
+            }
+            c.input.removeAll()
+            let next = dev.feed.number(last: request.lines ?? 0)
+            respond(c, AgentResponse(ok: true, event: "dev-status", dev: dev.views(queue: daemon.openJobs())))
+            c.role = .devFollower(next: next)
+            feed(c)
         default:
-            respond(c, AgentResponse(ok: false, error: "unknown op \"\(request.op)\" (status, submit, follow, stop)"))
+            respond(
+                c,
+                AgentResponse(
+                    ok: false,
+                    error:
+                        "unknown op \"\(request.op)\" (status, submit, follow, stop, devStart, devStatus, devStop, devFollow)"
+                )
+            )
         }
     }
 
@@ -437,6 +498,27 @@ final class AgentServer: @unchecked Sendable {
     }
 
     private func feed(_ c: Connection) {
+        if case .devFollower(var next) = c.role, let dev = daemon.dev {
+            if dev.feed.items(from: next, limit: 0).missed > 0 {
+                c.role = .pending
+                c.since = Self.now()
+                c.closing = true
+                respond(
+                    c,
+                    AgentResponse(ok: false, error: "you read the dev sessions' output too slowly; follow them again")
+                )
+                return
+            }
+            while c.output.count < limits.followerBacklog {
+                let (items, after, _) = dev.feed.items(from: next, limit: 200)
+                if items.isEmpty { break }
+                for item in items { c.output += Self.encode(item) }
+                next = after
+            }
+            c.role = .devFollower(next: next)
+            flush(c)
+            return
+        }
         guard case .follower(var next) = c.role else { return }
         if !following {
             following = true

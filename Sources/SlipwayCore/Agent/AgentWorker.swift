@@ -82,9 +82,11 @@ extension AgentDaemon {
             if let captured = readEnvironment(job.id) {
                 env = captured.applied(to: env)
                 passedOn =
-                    names.isEmpty
-                    ? ", none of the variables passed on was set"
-                    : ", with \(names.joined(separator: ", ")) as submitted"
+                    job.pipeline == "dev"
+                    ? ", with the environment of the `slipway dev` that started its session (\(names.count) variables)"
+                    : names.isEmpty
+                        ? ", none of the variables passed on was set"
+                        : ", with \(names.joined(separator: ", ")) as submitted"
             } else {
                 log.write(
                     "job \(job.id): the environment it was submitted with is missing (\(paths.jobEnvironment(job.id))); it runs with the agent's"
@@ -127,6 +129,7 @@ extension AgentDaemon {
         let namesFile = "\(paths.jobs)/\(job.id).names"
         unlink(namesFile)
         env[JobEnvironment.namesFileKey] = namesFile
+        if job.pipeline == "dev" { env[JobDevFile.environmentKey] = paths.jobDev(job.id) }
         let warmFile = "\(paths.jobs)/\(job.id).warm"
         env.merge(warmth.prepare(directory: directory, snapshotPath: warmFile)) { $1 }
         defer {
@@ -139,7 +142,7 @@ extension AgentDaemon {
         do {
             child = try ChildProcess.start(
                 executable,
-                ["run-pipeline", "--chdir", directory, job.pipeline],
+                ["run-pipeline", "--chdir", directory, job.pipeline] + (job.arguments ?? []),
                 environment: env,
                 ownProcessGroup: true
             )
@@ -287,6 +290,13 @@ extension AgentDaemon {
             (try? repository?.describe(tags: false)).flatMap { $0.map(BranchTag.tag(for:)) }
         }
         var isDirectory: ObjCBool = false
+        // A dev session's job works on the worktree as it is, edits included (as the
+        // foreground `slipway dev` does).
+        if job.pipeline == "dev" {
+            guard FileManager.default.fileExists(atPath: job.worktree, isDirectory: &isDirectory), isDirectory.boolValue
+            else { throw AgentError.invalidJob("\(job.worktree) no longer exists; the dev session cannot run there") }
+            return (job.worktree, nil)
+        }
         if FileManager.default.fileExists(atPath: job.worktree, isDirectory: &isDirectory), isDirectory.boolValue,
             let repository = try? GitRepository.discover(from: job.worktree),
             (try? repository.head().commit) == job.commit

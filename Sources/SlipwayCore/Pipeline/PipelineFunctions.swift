@@ -376,6 +376,43 @@ public enum JobResultFile {
     }
 }
 
+/// The agent's job contract for dev jobs: `start_dev` appends the containers it prepared
+/// (``PipelineState/DevStarted``, one JSON line each) to the file `SLIPWAY_JOB_DEV` names, so
+/// that the agent's dev session knows them after a job that ran the dev pipeline.
+public enum JobDevFile {
+    public static let environmentKey = "SLIPWAY_JOB_DEV"
+
+    static func append(_ started: [PipelineState.DevStarted], environment: [String: String]) {
+        guard let path = environment[environmentKey], !path.isEmpty else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        var bytes: [UInt8] = []
+        for entry in started {
+            guard let data = try? encoder.encode(entry) else { continue }
+            bytes += Array(data) + [UInt8(ascii: "\n")]
+        }
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// What the job's `start_dev` calls prepared, a later entry for the same container
+    /// replacing an earlier one.
+    public static func read(_ path: String) -> [PipelineState.DevStarted] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        var all: [PipelineState.DevStarted] = []
+        for line in data.split(separator: UInt8(ascii: "\n")) {
+            guard let entry = try? JSONDecoder().decode(PipelineState.DevStarted.self, from: Data(line)) else {
+                continue
+            }
+            all.removeAll { $0.dev == entry.dev && $0.name == entry.name }
+            all.append(entry)
+        }
+        return all
+    }
+}
+
 /// Why a pipeline function failed, for an agent's job report: the error's first line and the
 /// tool's last lines (an engine's build output, a tool's standard error) that followed it.
 public struct JobFailure: Codable, Sendable, Equatable {
@@ -589,7 +626,10 @@ extension PipelineFunctions {
                 }
             }
         }
-        if !stop { try PipelineState.record(devStarted: started, in: directory) }
+        if !stop {
+            try PipelineState.record(devStarted: started, in: directory)
+            JobDevFile.append(started, environment: environment)
+        }
         return 0
     }
 

@@ -118,7 +118,7 @@ extension SlipwayCommand.Dev {
             options: agentOptions(config: loaded.absolutePath),
             targets: targets,
             environment: try global.environment(),
-            logs: !noLogs
+            logs: !noLogs && (detach || Self.interactive(loaded: loaded, targets: targets) == nil)
         )
         let session: Int
         do {
@@ -135,6 +135,46 @@ extension SlipwayCommand.Dev {
         } catch {
             Terminal.error("slipway dev: \(error)")
             throw ExitCode.failure
+        }
+        // `terminal` (or `attach`) opens here, in place of the logs; when it ends by itself the
+        // session ends, as with Ctrl-C.
+        if !detach, let interactive = Self.interactive(loaded: loaded, targets: targets) {
+            let open = OpenTerminal()
+            let watch = AgentDevControl.onSignals { _ in open.cancel() }
+            await Self.openInteractive(interactive, environment: try global.environment(), open: open)
+            withExtendedLifetime(watch) {}
+            // Following first (its first item is the status), then asking: the end is not missed.
+            var asked = false
+            var failure: String?
+            do {
+                _ = try AgentDevControl.follow(paths, lines: 0) { item in
+                    if !asked {
+                        asked = true
+                        do {
+                            _ = try AgentDevControl.stop(paths, config: loaded.absolutePath)
+                        } catch {
+                            failure = "\(error)"
+                            return false
+                        }
+                    }
+                    switch item.event {
+                    case "dev-out": if !global.silent { Terminal.out((item.line ?? "") + "\n") }
+                    case "dev-err": Terminal.error(item.line ?? "")
+                    case "dev-ended" where item.id == session:
+                        failure = item.error
+                        return false
+                    default: break
+                    }
+                    return true
+                }
+            } catch {
+                failure = "\(error)"
+            }
+            if let failure {
+                Terminal.error("slipway dev: \(failure)")
+                throw ExitCode.failure
+            }
+            return
         }
         try follow(paths, session: session, config: loaded.absolutePath, lines: 0)
     }

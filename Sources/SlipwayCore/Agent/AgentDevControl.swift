@@ -91,7 +91,7 @@ public enum AgentDevControl {
 
     /// Calls `handler` (once per signal, on a dispatch queue) on SIGINT, SIGTERM or SIGHUP
     /// while the returned value lives.
-    public static func onSignals(_ handler: @escaping @Sendable (String) -> Void) -> SignalWatch {
+    public static func onSignals(_ handler: @escaping @Sendable (String) -> Void) -> DevSignalWatch {
         var sources: [any DispatchSourceSignal] = []
         for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
             signal(number, SIG_IGN)
@@ -100,6 +100,6 @@ public enum AgentDevControl {
             source.resume()
             sources.append(source)
         }
-        return SignalWatch(sources: sources)
+        return DevSignalWatch(sources: sources)
     }
 }

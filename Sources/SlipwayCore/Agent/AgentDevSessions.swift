@@ -485,6 +485,7 @@ final class AgentDevSessions: @unchecked Sendable {
             targets: start.targets,
             environment: start.environment,
             program: program,
+            hookInbox: await AgentControl.hookInbox(for: loaded.directory),
             events: { [self] in report(running, $0) }
         )
         let stopNow = lock.withLock {

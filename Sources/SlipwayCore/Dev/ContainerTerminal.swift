@@ -173,8 +173,10 @@ public final class ContainerTerminal: @unchecked Sendable {
                 guard !bytes.isEmpty else { continue }
                 do { try stream.write(bytes, timeout: .seconds(60)) } catch { return }
             }
-            // A terminal has no end of input: a ^D is a byte the shell reads.
-            if !tty { stream.closeInput() }
+            // A terminal has no end of input: a ^D is a byte the shell reads. Attached to the
+            // container's own process, a closed input would end the attachment (and its output)
+            // before the process answered: the output's end decides instead.
+            if !tty && !execID.isEmpty { stream.closeInput() }
         }
         pump.stackSize = 1 << 18
         pump.start()

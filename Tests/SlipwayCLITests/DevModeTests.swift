@@ -599,4 +599,66 @@ struct DevModeTests {
             #expect(try await docker("ps", "-aq", "--filter", "name=\(name)").stdout == "")
         }
     }
+
+    /// Under `rebuildStrategy: ignoreContextChanges` a context file outside the sync paths
+    /// rebuilds nothing (and the session says why); the Dockerfile still does.
+    @Test func ignoreContextChangesLeavesContextFilesAloneButNotTheDockerfile() async throws {
+        try await withTemporaryDirectory { dir in
+            let project = try DevProject.make(
+                in: dir,
+                dev: """
+                      app:
+                        imageSelector: slipway-test/PROJECT
+                        env:
+                          - name: DEV_MODE
+                            value: "on"
+                        sync:
+                          - path: ./site:/www
+                    """
+            )
+            defer { Task { await project.purge() } }
+            try project.fill()
+            let config = dir + "/devspace.yaml"
+            try String(contentsOfFile: config, encoding: .utf8)
+                .replacingOccurrences(
+                    of: "    skipPush: true\n",
+                    with: "    skipPush: true\n    rebuildStrategy: ignoreContextChanges\n"
+                )
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+            let watching = try await eventually(.seconds(90)) {
+                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+            }
+            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+            let imageID = try await project.inspect(project.container, "{{.Image}}")
+            try "x\n".write(toFile: dir + "/unsynced.txt", atomically: false, encoding: .utf8)
+            #expect(
+                try await eventually {
+                    dev.stdout.contains("ignored unsynced.txt for app: rebuildStrategy ignoreContextChanges")
+                },
+                "\(dev.stdout)"
+            )
+            try await Task.sleep(for: .seconds(1))
+            #expect(!dev.stdout.contains("rebuilding app"), "\(dev.stdout)")
+            #expect(try await project.inspect(project.container, "{{.Image}}") == imageID)
+            let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
+            try (dockerfile + "\nLABEL edited=1\n").write(
+                toFile: dir + "/Dockerfile",
+                atomically: false,
+                encoding: .utf8
+            )
+            #expect(
+                try await eventually(.seconds(60)) {
+                    let image = try await project.inspect(project.container, "{{.Image}}")
+                    return !image.isEmpty && image != imageID
+                },
+                "\(dev.stdout)\n\(dev.stderr)"
+            )
+            dev.send(SIGINT)
+            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+        }
+    }
 }

@@ -334,6 +334,7 @@ enum PipelineCommand {
                 flags: pipelineFlags,
                 executable: selfExecutable(),
                 environment: environment,
+                output: TerminalPipelineOutput(render: defaults.render, silent: defaults.silent),
                 finished: { finished(loaded, $0) }
             )
         } catch {

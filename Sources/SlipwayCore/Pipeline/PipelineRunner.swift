@@ -203,7 +203,8 @@ public enum PipelineRunner {
         stateDirectory: String,
         executable: String,
         environment: [String: String],
-        defaultScript: Bool = false
+        defaultScript: Bool = false,
+        output: (any PipelineOutput)? = nil
     ) async throws(PipelineError) -> Int32 {
         let found: (run: String, continueOnError: Bool)?
         if defaultScript {
@@ -235,6 +236,31 @@ public enum PipelineRunner {
         env[PipelineState.environmentKey] = stateDirectory
         env["SLIPWAY_EXECUTABLE"] = executable
         env["SLIPWAY_PIPELINE"] = name
+        // One of DevSpace's default scripts — a function call per line, nothing for a shell to
+        // expand — runs its functions in this process when the caller renders their output:
+        // no bash, no process and no config load per function (a dev session's rebuild, every
+        // `slipway deploy`). The same functions, state and environment as through bash.
+        if let output, loaded.config.pipeline(name) == nil || defaultScript,
+            let calls = PipelineScript.plainCalls(script)
+        {
+            let functions = PipelineFunctions(
+                state: state,
+                directory: stateDirectory,
+                environment: env,
+                executable: executable,
+                output: output
+            )
+            for (function, arguments) in calls {
+                do {
+                    let status = try await functions.call(function, arguments)
+                    if status != 0 { return status }
+                } catch {
+                    output.note("\(function): \(error.message)")
+                    return 1
+                }
+            }
+            return 0
+        }
         guard let bash = findExecutable("bash", path: env["PATH"]) else {
             throw PipelineError.bashMissing
         }

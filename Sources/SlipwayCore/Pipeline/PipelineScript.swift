@@ -14,6 +14,23 @@ public enum PipelineScript {
         "build": "run_dependencies --all --pipeline build\nbuild_images --all",
     ]
 
+    /// `script` as function calls, one per line, when it is only that: words of letters, digits
+    /// and `-_=.:/,` (DevSpace's default scripts); nil when a shell is needed (quotes, `$`,
+    /// operators) or a line names no built-in function.
+    static func plainCalls(_ script: String) -> [(String, [String])]? {
+        var calls: [(String, [String])] = []
+        for line in script.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            guard let first = words.first else { continue }
+            let plain = words.allSatisfy { word in
+                word.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_=.:/,".contains($0)) }
+            }
+            guard plain, functions.contains(first) else { return nil }
+            calls.append((first, Array(words.dropFirst())))
+        }
+        return calls
+    }
+
     /// slipway's own pipelines, which the agent runs (a config's `pipelines.commit`, `.push`
     /// or `.gate` replaces them). The agent sets `SLIPWAY_JOB_DESCRIBE` (the commit's
     /// `git describe --always`, made a valid tag), `SLIPWAY_JOB_BRANCH` and

@@ -14,6 +14,7 @@ public enum PipelineSession {
         flags: [String: String],
         executable: String,
         environment: [String: String],
+        output: (any PipelineOutput)? = nil,
         finished: (_ stateDirectory: String) -> Void = { _ in }
     ) async throws(PipelineError) -> Int32 {
         // An agent's job tells the agent which environment variables the config reads.
@@ -48,7 +49,8 @@ public enum PipelineSession {
             state: state,
             stateDirectory: directory,
             executable: executable,
-            environment: environment
+            environment: environment,
+            output: output
         )
     }
 }

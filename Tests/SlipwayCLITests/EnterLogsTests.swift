@@ -61,32 +61,56 @@ import Testing
 /// real engine (`slipway/busybox`, `--network none`).
 @Suite(.requiresDockerEngine) struct EnterLogsCommandTests {
     /// A container running `script` (default: sleep), removed after `body`.
-    func withContainer(_ script: String = "sleep 300", _ body: (String) throws -> Void) throws {
+    func withContainer(_ script: String = "sleep 300", _ body: (String) async throws -> Void) async throws {
         let name = "slipway-enter-" + UUID().uuidString.prefix(8).lowercased()
-        let out = try sh(
+        let out = try await shOff(
             ["docker", "run", "-d", "--network", "none", "--name", name, "slipway/busybox:latest", "sh", "-c", script],
             cwd: "/"
         )
         guard out.status == 0 else { throw TestSupportError("docker run: \(out.stderr)") }
-        defer { _ = try? sh(["docker", "rm", "-f", name], cwd: "/") }
-        try body(name)
+        do {
+            try await body(name)
+        } catch {
+            _ = try? await shOff(["docker", "rm", "-f", name], cwd: "/")
+            throw error
+        }
+        _ = try? await shOff(["docker", "rm", "-f", name], cwd: "/")
+    }
+
+    // Every blocking call runs off Swift's cooperative pool (`offPool`): the sync engines of
+    // other tests in this process need its few threads.
+    func shOff(_ args: [String], cwd: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await offPool { try sh(args, cwd: cwd) }
+    }
+
+    func slipwayOff(
+        _ arguments: [String],
+        in directory: String,
+        env: [String: String] = [:],
+        timeout: Int = 60
+    ) async throws -> SlipwayBinary.Result {
+        try await offPool { try SlipwayBinary.run(arguments, in: directory, env: env, timeout: timeout) }
     }
 
     /// Runs `command` with `sh -c` (its `$B` is the slipway binary), killed after 30 s.
-    func shell(_ command: String, in directory: String = "/") throws -> (status: Int32, stdout: String, stderr: String)
-    {
-        try sh(
-            ["timeout", "--kill-after=5", "30", "sh", "-c", command],
-            cwd: directory,
-            env: ["B": SlipwayBinary.path]
-        )
+    func shell(
+        _ command: String,
+        in directory: String = "/"
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await offPool {
+            try sh(
+                ["timeout", "--kill-after=5", "30", "sh", "-c", command],
+                cwd: directory,
+                env: ["B": SlipwayBinary.path]
+            )
+        }
     }
 
-    @Test func enterExitsWithTheCommandsExitCode() throws {
-        try withContainer { name in
-            let r = try SlipwayBinary.run(["enter", "--container", name, "--", "sh", "-c", "exit 3"], in: "/")
+    @Test func enterExitsWithTheCommandsExitCode() async throws {
+        try await withContainer { name in
+            let r = try await slipwayOff(["enter", "--container", name, "--", "sh", "-c", "exit 3"], in: "/")
             #expect(r.status == 3, "\(r.stderr)")
-            let ok = try SlipwayBinary.run(
+            let ok = try await slipwayOff(
                 ["enter", "--container", name, "--workdir", "/etc", "--", "sh", "-c", "pwd; echo oops >&2"],
                 in: "/"
             )
@@ -94,22 +118,22 @@ import Testing
         }
     }
 
-    @Test func enterPassesStdinOnAndClosesIt() throws {
-        try withContainer { name in
-            let r = try shell("printf 'one\\ntwo\\n' | \"$B\" enter --container \(name) -- cat")
+    @Test func enterPassesStdinOnAndClosesIt() async throws {
+        try await withContainer { name in
+            let r = try await shell("printf 'one\\ntwo\\n' | \"$B\" enter --container \(name) -- cat")
             #expect(r.status == 0 && r.stdout == "one\ntwo\n", "\(r)")
         }
     }
 
-    @Test func enterOnATerminalIsAnInteractiveShellAndPutsTheTerminalBack() throws {
-        try withContainer { name in
-            try withTemporaryDirectory { dir in
+    @Test func enterOnATerminalIsAnInteractiveShellAndPutsTheTerminalBack() async throws {
+        try await withContainer { name in
+            try await withTemporaryDirectory { dir in
                 // Inside script's pseudo-terminal: the shell, then the local terminal's settings.
                 try writeExecutable(
                     "#!/bin/sh\n\"$B\" enter --container \(name)\necho \"rc=$?\"\nstty -a\n",
                     to: dir + "/session.sh"
                 )
-                let typed = try shell(
+                let typed = try await shell(
                     "(sleep 0.5; printf 'echo hello-$((1+2)); exit 5\\n') | script -qec ./session.sh /dev/null",
                     in: dir
                 )
@@ -121,15 +145,15 @@ import Testing
         }
     }
 
-    @Test func aSignalEndsEnterAndPutsTheTerminalBack() throws {
-        try withContainer { name in
-            try withTemporaryDirectory { dir in
+    @Test func aSignalEndsEnterAndPutsTheTerminalBack() async throws {
+        try await withContainer { name in
+            try await withTemporaryDirectory { dir in
                 try writeExecutable(
                     "#!/bin/sh\nsh -c '(sleep 1; kill -TERM $$) & exec \"$B\" enter --container \(name) -- sleep 30'\necho \"rc=$?\"\nstty -a\n",
                     to: dir + "/session.sh"
                 )
                 let start = ContinuousClock.now
-                let r = try shell("sleep 3 | script -qec ./session.sh /dev/null", in: dir)
+                let r = try await shell("sleep 3 | script -qec ./session.sh /dev/null", in: dir)
                 #expect(r.stdout.contains("rc=143"), "\(r)")
                 #expect(r.stdout.contains(" icanon") && r.stdout.contains(" echo "), "\(r.stdout)")
                 #expect(start.duration(to: .now) < .seconds(15))
@@ -137,30 +161,30 @@ import Testing
         }
     }
 
-    @Test func logsPrintsTheLastLines() throws {
-        try withContainer("echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; sleep 300") { name in
+    @Test func logsPrintsTheLastLines() async throws {
+        try await withContainer("echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; sleep 300") { name in
             // The engine copies stdout and stderr apart, so their order in the log is its own:
             // docker logs --tail 2, once the three lines are there, is the reference.
-            var reference = try sh(["docker", "logs", name], cwd: "/")
+            var reference = try await shOff(["docker", "logs", name], cwd: "/")
             for _ in 0..<100 where reference.stdout.count + reference.stderr.count < 14 {
-                usleep(100_000)
-                reference = try sh(["docker", "logs", name], cwd: "/")
+                try await Task.sleep(for: .milliseconds(100))
+                reference = try await shOff(["docker", "logs", name], cwd: "/")
             }
-            let tail = try sh(["docker", "logs", "--tail", "2", name], cwd: "/")
-            let r = try SlipwayBinary.run(["logs", "--container", name, "--lines", "2"], in: "/")
+            let tail = try await shOff(["docker", "logs", "--tail", "2", name], cwd: "/")
+            let r = try await slipwayOff(["logs", "--container", name, "--lines", "2"], in: "/")
             #expect(r.status == 0 && r.stdout == tail.stdout && r.stderr == tail.stderr, "\(r) \(tail)")
             #expect((r.stdout + r.stderr).split(separator: "\n").count == 2, "\(r)")
-            let all = try SlipwayBinary.run(["logs", "--container", name], in: "/")
+            let all = try await slipwayOff(["logs", "--container", name], in: "/")
             #expect(all.stdout == "one\nthree\n" && all.stderr == "two\n", "\(all)")
         }
     }
 
-    @Test func logsFollowStreamsNewLinesUntilSIGINT() throws {
-        try withContainer("while true; do if [ -f /go ]; then echo after-start; rm /go; fi; sleep 0.1; done") {
+    @Test func logsFollowStreamsNewLinesUntilSIGINT() async throws {
+        try await withContainer("while true; do if [ -f /go ]; then echo after-start; rm /go; fi; sleep 0.1; done") {
             name in
-            try withTemporaryDirectory { dir in
+            try await withTemporaryDirectory { dir in
                 // The log is followed, then a line is asked for, then Ctrl-C's signal ends it.
-                let r = try shell(
+                let r = try await shell(
                     """
                     "$B" logs -f --container \(name) > out 2> err & pid=$!
                     sleep 1
@@ -177,25 +201,25 @@ import Testing
         }
     }
 
-    @Test func logsFollowEndsWhenTheContainerStops() throws {
-        try withContainer("sleep 1; echo bye") { name in
-            let r = try SlipwayBinary.run(["logs", "-f", "--container", name], in: "/", timeout: 20)
+    @Test func logsFollowEndsWhenTheContainerStops() async throws {
+        try await withContainer("sleep 1; echo bye") { name in
+            let r = try await slipwayOff(["logs", "-f", "--container", name], in: "/", timeout: 20)
             #expect(r.status == 0 && r.stdout.contains("bye"), "\(r)")
         }
     }
 
-    @Test func errorsAreClearAndExit1() throws {
-        let missing = try SlipwayBinary.run(["enter", "--container", "slipway-no-such-container"], in: "/")
+    @Test func errorsAreClearAndExit1() async throws {
+        let missing = try await slipwayOff(["enter", "--container", "slipway-no-such-container"], in: "/")
         #expect(missing.status == 1 && missing.stderr.contains("no running container matches"), "\(missing)")
-        let logs = try SlipwayBinary.run(["logs", "--container", "slipway-no-such-container"], in: "/")
+        let logs = try await slipwayOff(["logs", "--container", "slipway-no-such-container"], in: "/")
         #expect(logs.status == 1 && logs.stderr.contains("no running container matches"), "\(logs)")
-        let down = try SlipwayBinary.run(
+        let down = try await slipwayOff(
             ["enter", "--container", "x"],
             in: "/",
             env: ["DOCKER_HOST": "unix:///nonexistent/docker.sock"]
         )
         #expect(down.status == 1 && down.stderr.contains("no Docker engine answers"), "\(down)")
-        let bad = try SlipwayBinary.run(["logs", "--lines", "x"], in: "/")
+        let bad = try await slipwayOff(["logs", "--lines", "x"], in: "/")
         #expect(bad.status == 64, "\(bad)")
     }
 
@@ -209,21 +233,21 @@ import Testing
 
         """
 
-    @Test func theDefaultSelectionIsTheRunningContainerOfTheOnlyDevEntry() throws {
-        try withTemporaryDirectory { dir in
+    @Test func theDefaultSelectionIsTheRunningContainerOfTheOnlyDevEntry() async throws {
+        try await withTemporaryDirectory { dir in
             try Self.config.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
             let c = LabelledCLIContainers(config: dir + "/devspace.yaml")
             defer { c.removeAll() }
             // The original, stopped (dev mode replaced it), sorts first; the dev container runs
             // with the same labels; another deployment's container runs too.
             let original = try c.make("a-original", container: "main", user: ["tier": "web"])
-            #expect(try sh(["docker", "kill", original], cwd: "/").status == 0)
+            #expect(try await shOff(["docker", "kill", original], cwd: "/").status == 0)
             let dev = try c.make("b-dev", container: "main", user: ["tier": "web"])
             try c.make("c-jobs", container: "main", user: ["tier": "jobs"])
 
-            let r = try SlipwayBinary.run(["enter", "--", "hostname"], in: dir)
+            let r = try await slipwayOff(["enter", "--", "hostname"], in: dir)
             #expect(r.status == 0 && r.stdout == String(dev.prefix(12)) + "\n", "\(r)")
-            let logs = try SlipwayBinary.run(["logs", "-l", "tier=web"], in: dir)
+            let logs = try await slipwayOff(["logs", "-l", "tier=web"], in: dir)
             #expect(logs.status == 0, "\(logs)")
 
             // Without the dev entry two running containers match: an error that lists them.
@@ -232,7 +256,7 @@ import Testing
                 atomically: true,
                 encoding: .utf8
             )
-            let ambiguous = try SlipwayBinary.run(["enter", "--", "hostname"], in: dir)
+            let ambiguous = try await slipwayOff(["enter", "--", "hostname"], in: dir)
             #expect(ambiguous.status == 1, "\(ambiguous)")
             #expect(ambiguous.stderr.contains("2 containers match any container"), "\(ambiguous.stderr)")
             #expect(ambiguous.stderr.contains(c.name("b-dev")) && ambiguous.stderr.contains(c.name("c-jobs")))

@@ -106,559 +106,581 @@ private func eventually(
     return try await condition()
 }
 
-@Suite(.requiresDockerEngine, .timeLimit(.minutes(5)))
-struct DevModeTests {
-    @Test func devReplacesTheContainerSyncsRunsCommandsAfterUploadsAndCtrlCRestoresTheOriginal() async throws {
-        try await withTemporaryDirectory { dir in
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        workingDir: /www
-                        env:
-                          - name: DEV_MODE
-                            value: "on"
-                        sync:
-                          - path: ./site:/www
-                            onUpload:
-                              restartContainer: true
-                              exec:
-                                - command: "cat /www/index.html >> /tmp/html-runs"
-                                  onChange: ["*.html"]
-                                - command: "echo once >> /tmp/once-runs"
-                                  once: true
-                    """
-            )
-            defer { Task { await project.purge() } }
-            let config = dir + "/devspace.yaml"
-            try String(contentsOfFile: config, encoding: .utf8)
-                .replacingOccurrences(of: "PROJECT", with: project.name)
-                .write(toFile: config, atomically: true, encoding: .utf8)
-
-            let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
-            #expect(deploy.status == 0, "\(deploy.stderr)")
-            let originalID = try await project.inspect(project.container, "{{.Id}}")
-            let originalConfig = try await project.inspect(project.container, "{{json .Config}}")
-            let originalHost = try await project.inspect(project.container, "{{json .HostConfig}}")
-            let imageID = try await project.inspect(project.container, "{{.Image}}")
-            #expect(!originalID.isEmpty)
-
-            // Outside the project: files written there must not change the image's context.
-            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: out) }
-            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-            let watching = try await eventually(.seconds(90)) {
-                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-            }
-            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
-
-            // The dev container stands in for the deployed one: same name, the dev entry's
-            // environment and working directory, the same image; the original is stopped.
-            let devID = try await project.inspect(project.container, "{{.Id}}")
-            #expect(!devID.isEmpty && devID != originalID)
-            let env = try await project.inspect(project.container, "{{json .Config.Env}}")
-            #expect(env.contains("DEV_MODE=on") && env.contains("FROM_DEPLOYMENT=yes"), "\(env)")
-            #expect(try await project.inspect(project.container, "{{.Config.WorkingDir}}") == "/www")
-            #expect(try await project.inspect(project.container, "{{.Image}}") == imageID)
-            #expect(
-                try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == "app"
-            )
-            let swapped = project.container + ".slipway-dev-original"
-            #expect(try await project.inspect(swapped, "{{.Id}}") == originalID)
-            #expect(try await project.inspect(swapped, "{{.State.Running}}") == "false")
-
-            // The restart helper is the dev container's first process.
-            #expect(
-                try await project.inspect(project.container, "{{json .Config.Entrypoint}}").contains("/.slipway/helper")
-            )
-            let restartsBefore = try await project.restarts()
-
-            // An edit arrives; the html command runs for it, the once command once; the process
-            // is restarted once for the batch.
-            try "<h1>v2</h1>\n".write(toFile: dir + "/site/index.html", atomically: false, encoding: .utf8)
-            #expect(try await eventually { try await project.read("/www/index.html") == "<h1>v2</h1>\n" })
-            #expect(try await eventually { try await project.read("/tmp/html-runs").contains("<h1>v2</h1>") })
-            let htmlRuns = try await project.read("/tmp/html-runs")
-            #expect(try await eventually { try await project.restarts() == restartsBefore + 1 })
-            // A file no onChange glob matches: no html run, and once stays once.
-            try "data\n".write(toFile: dir + "/site/data.txt", atomically: false, encoding: .utf8)
-            #expect(try await eventually { try await project.read("/www/data.txt") == "data\n" })
-            #expect(try await eventually { dev.stdout.contains("skipped, no uploaded path matches") })
-            #expect(try await project.read("/tmp/html-runs") == htmlRuns, "no html command for data.txt")
-            #expect(try await project.read("/tmp/once-runs") == "once\n")
-            #expect(try await eventually { try await project.restarts() == restartsBefore + 2 })
-            #expect(try await project.inspect(project.container, "{{.Image}}") == imageID, "no rebuild for a sync")
-
-            // Ctrl-C: the session ends, the original is back exactly as it was deployed.
-            dev.send(SIGINT)
-            let status = try await dev.finished(timeout: .seconds(60))
-            #expect(status == 0, "\(dev.stdout)\n\(dev.stderr)")
-            #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
-            #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
-            #expect(try await project.inspect(project.container, "{{json .Config}}") == originalConfig)
-            #expect(try await project.inspect(project.container, "{{json .HostConfig}}") == originalHost)
-            #expect(try await project.inspect(swapped, "{{.Id}}") == "", "the swapped name is gone")
-            let devGone = try await docker("inspect", devID)
-            #expect(devGone.status != 0, "the dev container is removed")
-        }
-    }
-
-    @Test func aDockerfileEditRebuildsAndReplacesTheDevContainerAnExcludedFileDoesNothing() async throws {
-        try await withTemporaryDirectory { dir in
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        env:
-                          - name: DEV_MODE
-                            value: "on"
-                        sync:
-                          - path: ./site:/www
-                    """
-            )
-            defer { Task { await project.purge() } }
-            let config = dir + "/devspace.yaml"
-            try String(contentsOfFile: config, encoding: .utf8)
-                .replacingOccurrences(of: "PROJECT", with: project.name)
-                .write(toFile: config, atomically: true, encoding: .utf8)
-            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: out) }
-            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-            let watching = try await eventually(.seconds(90)) {
-                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-            }
-            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
-            let imageID = try await project.inspect(project.container, "{{.Image}}")
-            try "data\n".write(toFile: dir + "/site/data.txt", atomically: false, encoding: .utf8)
-            #expect(try await eventually { try await project.read("/www/data.txt") == "data\n" })
-
-            // A file .dockerignore excludes: neither synced nor rebuilt.
-            try "n\n".write(toFile: dir + "/notes.txt", atomically: false, encoding: .utf8)
-            // The Dockerfile: rebuilt, and the new dev container runs the new image with the
-            // synced files in it.
-            let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
-            try (dockerfile + "\nLABEL edited=1\n").write(
-                toFile: dir + "/Dockerfile",
-                atomically: false,
-                encoding: .utf8
-            )
-            let rebuilt = try await eventually(.seconds(60)) {
-                let image = try await project.inspect(project.container, "{{.Image}}")
-                let label = try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}")
-                let data = try await project.read("/www/data.txt")
-                return !image.isEmpty && image != imageID && label == "app" && data == "data\n"
-            }
-            #expect(rebuilt, "\(dev.stdout)\n\(dev.stderr)")
-            #expect(dev.stdout.contains("rebuild app? Dockerfile changed"), "\(dev.stdout)")
-            #expect(!dev.stdout.contains("notes.txt"), "an excluded file triggers nothing")
-            let newImage = try await project.inspect(project.container, "{{.Image}}")
-            #expect(try await project.inspect(newImage, "{{index .Config.Labels \"edited\"}}") == "1")
-            // A context file no sync path covers: the build decision runs (the image's layers do
-            // not hold the file, so the engine may well give the same image).
-            try "x\n".write(toFile: dir + "/unsynced.txt", atomically: false, encoding: .utf8)
-            let rebuiltAgain = try await eventually(.seconds(60)) {
-                dev.stdout.contains(
-                    "rebuilding app: app: unsynced.txt changed in its context and no sync path covers it"
+extension DockerHeavyDevTests {
+    @Suite(.requiresDockerEngine, .timeLimit(.minutes(5)))
+    struct DevModeTests {
+        @Test func devReplacesTheContainerSyncsRunsCommandsAfterUploadsAndCtrlCRestoresTheOriginal() async throws {
+            try await withTemporaryDirectory { dir in
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            workingDir: /www
+                            env:
+                              - name: DEV_MODE
+                                value: "on"
+                            sync:
+                              - path: ./site:/www
+                                onUpload:
+                                  restartContainer: true
+                                  exec:
+                                    - command: "cat /www/index.html >> /tmp/html-runs"
+                                      onChange: ["*.html"]
+                                    - command: "echo once >> /tmp/once-runs"
+                                      once: true
+                        """
                 )
-                    && dev.stdout.components(separatedBy: "context changed").count >= 2
-            }
-            #expect(rebuiltAgain, "\(dev.stdout)")
+                defer { Task { await project.purge() } }
+                let config = dir + "/devspace.yaml"
+                try String(contentsOfFile: config, encoding: .utf8)
+                    .replacingOccurrences(of: "PROJECT", with: project.name)
+                    .write(toFile: config, atomically: true, encoding: .utf8)
 
-            dev.send(SIGINT)
-            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stdout)\n\(dev.stderr)")
-            // The rebuilds made a new deployed container (a new image): it runs again now.
-            #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
-            #expect(
-                try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == ""
-            )
-        }
-    }
+                let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
+                #expect(deploy.status == 0, "\(deploy.stderr)")
+                let originalID = try await project.inspect(project.container, "{{.Id}}")
+                let originalConfig = try await project.inspect(project.container, "{{json .Config}}")
+                let originalHost = try await project.inspect(project.container, "{{json .HostConfig}}")
+                let imageID = try await project.inspect(project.container, "{{.Image}}")
+                #expect(!originalID.isEmpty)
 
-    /// `terminal` opens in place of the logs (here its `command`, under a pseudo-terminal from
-    /// `script`): it runs in the dev container, whose own process became `sleep`; when it ends,
-    /// the session ends and the original is back.
-    @Test func terminalRunsInTheDevContainerAndEndsTheSession() async throws {
-        try await withTemporaryDirectory { dir in
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        terminal:
-                          command: "echo term-$((2+3)) in $(pwd) on $(tty); ps -o args | grep -c '^sleep 1000000000' > /tmp/sleeping; cat /tmp/sleeping"
-                          workDir: /www
-                    """
-            )
-            defer { Task { await project.purge() } }
-            try project.fill()
-            let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
-            #expect(deploy.status == 0, "\(deploy.stderr)")
-            let originalID = try await project.inspect(project.container, "{{.Id}}")
-            let command = "\(shellQuote(SlipwayBinary.path)) dev --no-logs"
-            let r = try await offPool {
-                try sh(["sh", "-c", "timeout 120 script -qec \(shellQuote(command)) /dev/null < /dev/null"], cwd: dir)
-            }
-            #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
-            #expect(r.stdout.contains("term-5 in /www on /dev/pts/"), "\(r.stdout)")
-            #expect(
-                r.stdout.contains("\n1\r\n") || r.stdout.contains("\n1\n"),
-                "the dev container runs sleep: \(r.stdout)"
-            )
-            #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
-            #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
-        }
-    }
-
-    /// `attach` opens the dev container's own process in place of the logs: its input is ours.
-    @Test func attachConnectsToTheDevContainersProcess() async throws {
-        try await withTemporaryDirectory { dir in
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        command: ["sh", "-c", "read line; echo got-$line; sleep 1"]
-                        attach:
-                          disableTTY: true
-                    """
-            )
-            defer { Task { await project.purge() } }
-            try project.fill()
-            let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
-            #expect(deploy.status == 0, "\(deploy.stderr)")
-            let originalID = try await project.inspect(project.container, "{{.Id}}")
-            let r = try await offPool {
-                try sh(
-                    ["sh", "-c", "echo hello-attach | timeout 120 \(shellQuote(SlipwayBinary.path)) dev --no-logs"],
-                    cwd: dir
-                )
-            }
-            #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
-            #expect(r.stdout.contains("got-hello-attach"), "\(r.stdout)\n\(r.stderr)")
-            #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
-        }
-    }
-
-    /// `ports` on the host network: `LOCAL:REMOTE` is forwarded by slipway, a port that is the
-    /// same on both sides needs nothing and is said so.
-    @Test func portsForwardOnTheHostNetworkAndSayWhatNeedsNothing() async throws {
-        try await withTemporaryDirectory { dir in
-            let (remote, local) = (try freePort(), try freePort())
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        ports:
-                          - port: "\(local):\(remote)"
-                          - port: "\(remote)"
-                        sync:
-                          - path: ./site:/www
-                    """,
-                network: "host",
-                command: "exec httpd -f -p 127.0.0.1:\(remote) -h /www"
-            )
-            defer { Task { await project.purge() } }
-            try project.fill()
-            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: out) }
-            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-            let watching = try await eventually(.seconds(90)) {
-                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-            }
-            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
-            #expect(
-                dev.stdout.contains("127.0.0.1:\(local) → \(project.container):\(remote) (host network)"),
-                "\(dev.stdout)"
-            )
-            #expect(dev.stdout.contains("so port \(remote) is this machine's already"), "\(dev.stdout)")
-            func get(_ port: Int) async throws -> String {
-                try await docker(
-                    "run",
-                    "--rm",
-                    "--network",
-                    "host",
-                    "slipway/busybox",
-                    "wget",
-                    "-qO-",
-                    "http://127.0.0.1:\(port)/"
-                ).stdout
-            }
-            #expect(try await eventually { try await get(local) == "<h1>v1</h1>\n" }, "served through the forward")
-            try "<h1>v2</h1>\n".write(toFile: dir + "/site/index.html", atomically: false, encoding: .utf8)
-            #expect(
-                try await eventually { try await get(local) == "<h1>v2</h1>\n" },
-                "the synced page through the forward"
-            )
-            dev.send(SIGINT)
-            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
-            #expect(try await get(local) == "", "the forward ends with the session")
-        }
-    }
-
-    /// `devImage` (`${runtime.images.tools}`), `command` and `env` make the dev container; the
-    /// image the devImage stands in for is not built again while it is present (the default dev
-    /// pipeline's `build_images --skip-dev-replaced`); a change of its context rebuilds it and
-    /// leaves the dev container, which does not run it, alone.
-    @Test func devImageCommandAndEnvMakeTheDevContainer() async throws {
-        try await withTemporaryDirectory { dir in
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        devImage: ${runtime.images.tools}
-                        command: ["sh", "-c", "echo dev-command; exec sleep 100000"]
-                        env:
-                          - name: DEV_MODE
-                            value: "on"
-                    """
-            )
-            defer {
-                Task {
-                    await project.purge()
-                    _ = try? await docker("image", "rm", "-f", project.image + "-tools")
+                // Outside the project: files written there must not change the image's context.
+                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: out) }
+                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+                let watching = try await eventually(.seconds(90)) {
+                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
                 }
-            }
-            try project.fill()
-            let config = dir + "/devspace.yaml"
-            try String(contentsOfFile: config, encoding: .utf8)
-                .replacingOccurrences(
-                    of: "images:\n",
-                    with:
-                        "images:\n  tools:\n    image: \(project.image)-tools\n    dockerfile: ./Dockerfile.tools\n    context: ./tools\n    skipPush: true\n"
+                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+
+                // The dev container stands in for the deployed one: same name, the dev entry's
+                // environment and working directory, the same image; the original is stopped.
+                let devID = try await project.inspect(project.container, "{{.Id}}")
+                #expect(!devID.isEmpty && devID != originalID)
+                let env = try await project.inspect(project.container, "{{json .Config.Env}}")
+                #expect(env.contains("DEV_MODE=on") && env.contains("FROM_DEPLOYMENT=yes"), "\(env)")
+                #expect(try await project.inspect(project.container, "{{.Config.WorkingDir}}") == "/www")
+                #expect(try await project.inspect(project.container, "{{.Image}}") == imageID)
+                #expect(
+                    try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}")
+                        == "app"
                 )
-                .write(toFile: config, atomically: true, encoding: .utf8)
-            try FileManager.default.createDirectory(atPath: dir + "/tools", withIntermediateDirectories: true)
-            try "FROM slipway/busybox\nLABEL tools=1\nCMD [\"sh\", \"-c\", \"echo tools; exec sleep 100000\"]\n"
-                .write(toFile: dir + "/Dockerfile.tools", atomically: true, encoding: .utf8)
-            try "tools\n".write(toFile: dir + "/.dockerignore", atomically: true, encoding: .utf8)
-            let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
-            #expect(deploy.status == 0, "\(deploy.stderr)")
-            let appImage = try await project.inspect(project.container, "{{.Image}}")
+                let swapped = project.container + ".slipway-dev-original"
+                #expect(try await project.inspect(swapped, "{{.Id}}") == originalID)
+                #expect(try await project.inspect(swapped, "{{.State.Running}}") == "false")
 
-            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: out) }
-            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-            let ready = try await eventually(.seconds(90)) {
-                dev.stdout.contains("dev: watching") || dev.exitStatus != nil
-            }
-            #expect(ready && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
-            #expect(
-                dev.stderr.contains("build:app not built: the devImage of dev.app stands in for it"),
-                "\(dev.stderr)"
-            )
-            let devContainerID = try await project.inspect(project.container, "{{.Id}}")
-            #expect(try await project.inspect(project.container, "{{index .Config.Labels \"tools\"}}") == "1")
-            #expect(
-                try await project.inspect(project.container, "{{json .Config.Entrypoint}}")
-                    == #"["sh","-c","echo dev-command; exec sleep 100000"]"#
-            )
-            #expect(try await project.inspect(project.container, "{{json .Config.Env}}").contains("DEV_MODE=on"))
-            #expect(try await eventually { try await docker("logs", project.container).stdout.contains("dev-command") })
+                // The restart helper is the dev container's first process.
+                #expect(
+                    try await project.inspect(project.container, "{{json .Config.Entrypoint}}").contains(
+                        "/.slipway/helper"
+                    )
+                )
+                let restartsBefore = try await project.restarts()
 
-            // A change in app's context: app is rebuilt, the dev container (tools) stays.
-            try "x\n".write(toFile: dir + "/site/extra.txt", atomically: false, encoding: .utf8)
-            let rebuilt = try await eventually(.seconds(60)) {
-                let original = try await project.inspect(project.container + ".slipway-dev-original", "{{.Image}}")
-                return dev.stdout.contains("rebuilding app") && !original.isEmpty && original != appImage
+                // An edit arrives; the html command runs for it, the once command once; the process
+                // is restarted once for the batch.
+                try "<h1>v2</h1>\n".write(toFile: dir + "/site/index.html", atomically: false, encoding: .utf8)
+                #expect(try await eventually { try await project.read("/www/index.html") == "<h1>v2</h1>\n" })
+                #expect(try await eventually { try await project.read("/tmp/html-runs").contains("<h1>v2</h1>") })
+                let htmlRuns = try await project.read("/tmp/html-runs")
+                #expect(try await eventually { try await project.restarts() == restartsBefore + 1 })
+                // A file no onChange glob matches: no html run, and once stays once.
+                try "data\n".write(toFile: dir + "/site/data.txt", atomically: false, encoding: .utf8)
+                #expect(try await eventually { try await project.read("/www/data.txt") == "data\n" })
+                #expect(try await eventually { dev.stdout.contains("skipped, no uploaded path matches") })
+                #expect(try await project.read("/tmp/html-runs") == htmlRuns, "no html command for data.txt")
+                #expect(try await project.read("/tmp/once-runs") == "once\n")
+                #expect(try await eventually { try await project.restarts() == restartsBefore + 2 })
+                #expect(try await project.inspect(project.container, "{{.Image}}") == imageID, "no rebuild for a sync")
+
+                // Ctrl-C: the session ends, the original is back exactly as it was deployed.
+                dev.send(SIGINT)
+                let status = try await dev.finished(timeout: .seconds(60))
+                #expect(status == 0, "\(dev.stdout)\n\(dev.stderr)")
+                #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
+                #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
+                #expect(try await project.inspect(project.container, "{{json .Config}}") == originalConfig)
+                #expect(try await project.inspect(project.container, "{{json .HostConfig}}") == originalHost)
+                #expect(try await project.inspect(swapped, "{{.Id}}") == "", "the swapped name is gone")
+                let devGone = try await docker("inspect", devID)
+                #expect(devGone.status != 0, "the dev container is removed")
             }
-            #expect(rebuilt, "\(dev.stdout)\n\(dev.stderr)")
-            try await Task.sleep(for: .seconds(1))
-            #expect(try await project.inspect(project.container, "{{.Id}}") == devContainerID, "\(dev.stderr)")
-            dev.send(SIGINT)
-            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
-            #expect(try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == "")
         }
-    }
 
-    /// A `git checkout` that changes 2,000 synced files and the Dockerfile: one rebuild, one
-    /// restart, and then the dev container's tree is the branch's.
-    @Test func aCheckoutOfTwoThousandFilesAndTheDockerfileRebuildsOnceAndRestartsOnce() async throws {
-        try await withTemporaryDirectory { dir in
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        sync:
-                          - path: ./site:/www
-                            onUpload:
-                              restartContainer: true
-                    """
-            )
-            defer { Task { await project.purge() } }
-            try project.fill()
-            try ".devspace\n.git\n".write(toFile: dir + "/.dockerignore", atomically: true, encoding: .utf8)
-            func writeTree(_ version: String) throws {
-                for i in 0..<2000 {
-                    let sub = dir + "/site/d\(i % 20)"
-                    try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-                    try "\(version) file \(i)\n".write(toFile: sub + "/f\(i).txt", atomically: false, encoding: .utf8)
+        @Test func aDockerfileEditRebuildsAndReplacesTheDevContainerAnExcludedFileDoesNothing() async throws {
+            try await withTemporaryDirectory { dir in
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            env:
+                              - name: DEV_MODE
+                                value: "on"
+                            sync:
+                              - path: ./site:/www
+                        """
+                )
+                defer { Task { await project.purge() } }
+                let config = dir + "/devspace.yaml"
+                try String(contentsOfFile: config, encoding: .utf8)
+                    .replacingOccurrences(of: "PROJECT", with: project.name)
+                    .write(toFile: config, atomically: true, encoding: .utf8)
+                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: out) }
+                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+                let watching = try await eventually(.seconds(90)) {
+                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
                 }
+                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let imageID = try await project.inspect(project.container, "{{.Image}}")
+                try "data\n".write(toFile: dir + "/site/data.txt", atomically: false, encoding: .utf8)
+                #expect(try await eventually { try await project.read("/www/data.txt") == "data\n" })
+
+                // A file .dockerignore excludes: neither synced nor rebuilt.
+                try "n\n".write(toFile: dir + "/notes.txt", atomically: false, encoding: .utf8)
+                // The Dockerfile: rebuilt, and the new dev container runs the new image with the
+                // synced files in it.
+                let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
+                try (dockerfile + "\nLABEL edited=1\n").write(
+                    toFile: dir + "/Dockerfile",
+                    atomically: false,
+                    encoding: .utf8
+                )
+                let rebuilt = try await eventually(.seconds(60)) {
+                    let image = try await project.inspect(project.container, "{{.Image}}")
+                    let label = try await project.inspect(
+                        project.container,
+                        "{{index .Config.Labels \"dev.slipway.dev\"}}"
+                    )
+                    let data = try await project.read("/www/data.txt")
+                    return !image.isEmpty && image != imageID && label == "app" && data == "data\n"
+                }
+                #expect(rebuilt, "\(dev.stdout)\n\(dev.stderr)")
+                #expect(dev.stdout.contains("rebuild app? Dockerfile changed"), "\(dev.stdout)")
+                #expect(!dev.stdout.contains("notes.txt"), "an excluded file triggers nothing")
+                let newImage = try await project.inspect(project.container, "{{.Image}}")
+                #expect(try await project.inspect(newImage, "{{index .Config.Labels \"edited\"}}") == "1")
+                // A context file no sync path covers: the build decision runs (the image's layers do
+                // not hold the file, so the engine may well give the same image).
+                try "x\n".write(toFile: dir + "/unsynced.txt", atomically: false, encoding: .utf8)
+                let rebuiltAgain = try await eventually(.seconds(60)) {
+                    dev.stdout.contains(
+                        "rebuilding app: app: unsynced.txt changed in its context and no sync path covers it"
+                    )
+                        && dev.stdout.components(separatedBy: "context changed").count >= 2
+                }
+                #expect(rebuiltAgain, "\(dev.stdout)")
+
+                dev.send(SIGINT)
+                #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stdout)\n\(dev.stderr)")
+                // The rebuilds made a new deployed container (a new image): it runs again now.
+                #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
+                #expect(
+                    try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == ""
+                )
             }
-            try writeTree("main")
-            func git(_ args: String...) async throws {
+        }
+
+        /// `terminal` opens in place of the logs (here its `command`, under a pseudo-terminal from
+        /// `script`): it runs in the dev container, whose own process became `sleep`; when it ends,
+        /// the session ends and the original is back.
+        @Test func terminalRunsInTheDevContainerAndEndsTheSession() async throws {
+            try await withTemporaryDirectory { dir in
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            terminal:
+                              command: "echo term-$((2+3)) in $(pwd) on $(tty); ps -o args | grep -c '^sleep 1000000000' > /tmp/sleeping; cat /tmp/sleeping"
+                              workDir: /www
+                        """
+                )
+                defer { Task { await project.purge() } }
+                try project.fill()
+                let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
+                #expect(deploy.status == 0, "\(deploy.stderr)")
+                let originalID = try await project.inspect(project.container, "{{.Id}}")
+                let command = "\(shellQuote(SlipwayBinary.path)) dev --no-logs"
                 let r = try await offPool {
                     try sh(
-                        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"] + args,
+                        ["sh", "-c", "timeout 120 script -qec \(shellQuote(command)) /dev/null < /dev/null"],
                         cwd: dir
                     )
                 }
-                #expect(r.status == 0, "git \(args): \(r.stderr)")
-            }
-            try await git("init", "-q", "-b", "main")
-            try await git("add", "-A")
-            try await git("commit", "-qm", "main")
-            try await git("checkout", "-qb", "feature")
-            try writeTree("feature")
-            let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
-            try (dockerfile + "\nLABEL branch=feature\n").write(
-                toFile: dir + "/Dockerfile",
-                atomically: true,
-                encoding: .utf8
-            )
-            try await git("commit", "-qam", "feature")
-            try await git("checkout", "-q", "main")
-
-            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: out) }
-            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-            let watching = try await eventually(.seconds(120)) {
-                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-            }
-            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
-            let restartsBefore = dev.stdout.components(separatedBy: "dev: restart ").count - 1
-
-            try await git("checkout", "-q", "feature")
-            func tree(_ path: String) async throws -> String {
-                try await docker(
-                    "exec",
-                    project.container,
-                    "sh",
-                    "-c",
-                    "cd \(path) && find . -type f | sort | xargs md5sum | md5sum"
-                ).stdout
-            }
-            let local = try await offPool {
-                try sh(["sh", "-c", "cd site && find . -type f | sort | xargs md5sum | md5sum"], cwd: dir).stdout
-            }
-            let converged = try await eventually(.seconds(120)) {
-                let label = try await project.inspect(project.container, "{{index .Config.Labels \"branch\"}}")
-                guard label == "feature" else { return false }
-                return try await tree("/www") == local
-            }
-            #expect(converged, "\(dev.stdout)\n\(dev.stderr)")
-            // Whatever was still in flight settles.
-            try await Task.sleep(for: .seconds(3))
-            #expect(try await tree("/www") == local)
-            let rebuilds = dev.stdout.components(separatedBy: "dev: rebuilding app").count - 1
-            let restarts = dev.stdout.components(separatedBy: "dev: restart ").count - 1 - restartsBefore
-            #expect(rebuilds == 1, "\(dev.stdout)")
-            #expect(restarts == 1, "\(dev.stdout)")
-            dev.send(SIGINT)
-            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
-        }
-    }
-
-    /// A dev entry whose deployments go to a cluster: start_dev says dev mode on clusters is not
-    /// supported yet, exits 1 and changes nothing.
-    @Test func startDevOnAKubernetesDeploymentSaysSoAndChangesNothing() async throws {
-        try await withTemporaryDirectory { dir in
-            let name = "devk8s-" + UUID().uuidString.prefix(8).lowercased()
-            try """
-            version: v2beta1
-            name: \(name)
-            deployments:
-              api:
-                kubectl:
-                  manifests: [k8s.yaml]
-            dev:
-              api:
-                imageSelector: ghcr.io/org/\(name)
-                env:
-                  - name: X
-                    value: "1"
-            pipelines:
-              only-dev:
-                run: start_dev --all
-            """.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
-            let r = try await offPool { try SlipwayBinary.run(["run-pipeline", "only-dev"], in: dir) }
-            #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
-            #expect(r.stderr.contains("dev mode on Kubernetes clusters is not supported yet"), "\(r.stderr)")
-            #expect(r.stderr.contains("devspace.yaml:9:5: dev.api"), "located: \(r.stderr)")
-            // Nothing of this project exists on the engine (start_dev created and renamed nothing).
-            #expect(try await docker("ps", "-aq", "--filter", "label=dev.slipway.project=\(name)").stdout == "")
-            #expect(try await docker("ps", "-aq", "--filter", "name=\(name)").stdout == "")
-        }
-    }
-
-    /// Under `rebuildStrategy: ignoreContextChanges` a context file outside the sync paths
-    /// rebuilds nothing (and the session says why); the Dockerfile still does.
-    @Test func ignoreContextChangesLeavesContextFilesAloneButNotTheDockerfile() async throws {
-        try await withTemporaryDirectory { dir in
-            let project = try DevProject.make(
-                in: dir,
-                dev: """
-                      app:
-                        imageSelector: slipway-test/PROJECT
-                        env:
-                          - name: DEV_MODE
-                            value: "on"
-                        sync:
-                          - path: ./site:/www
-                    """
-            )
-            defer { Task { await project.purge() } }
-            try project.fill()
-            let config = dir + "/devspace.yaml"
-            try String(contentsOfFile: config, encoding: .utf8)
-                .replacingOccurrences(
-                    of: "    skipPush: true\n",
-                    with: "    skipPush: true\n    rebuildStrategy: ignoreContextChanges\n"
+                #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+                #expect(r.stdout.contains("term-5 in /www on /dev/pts/"), "\(r.stdout)")
+                #expect(
+                    r.stdout.contains("\n1\r\n") || r.stdout.contains("\n1\n"),
+                    "the dev container runs sleep: \(r.stdout)"
                 )
-                .write(toFile: config, atomically: true, encoding: .utf8)
-            let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: out) }
-            let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-            let watching = try await eventually(.seconds(90)) {
-                dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+                #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
+                #expect(try await project.inspect(project.container, "{{.State.Running}}") == "true")
             }
-            #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
-            let imageID = try await project.inspect(project.container, "{{.Image}}")
-            try "x\n".write(toFile: dir + "/unsynced.txt", atomically: false, encoding: .utf8)
-            #expect(
-                try await eventually {
-                    dev.stdout.contains("ignored unsynced.txt for app: rebuildStrategy ignoreContextChanges")
-                },
-                "\(dev.stdout)"
-            )
-            try await Task.sleep(for: .seconds(1))
-            #expect(!dev.stdout.contains("rebuilding app"), "\(dev.stdout)")
-            #expect(try await project.inspect(project.container, "{{.Image}}") == imageID)
-            let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
-            try (dockerfile + "\nLABEL edited=1\n").write(
-                toFile: dir + "/Dockerfile",
-                atomically: false,
-                encoding: .utf8
-            )
-            #expect(
-                try await eventually(.seconds(60)) {
-                    let image = try await project.inspect(project.container, "{{.Image}}")
-                    return !image.isEmpty && image != imageID
-                },
-                "\(dev.stdout)\n\(dev.stderr)"
-            )
-            dev.send(SIGINT)
-            #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+        }
+
+        /// `attach` opens the dev container's own process in place of the logs: its input is ours.
+        @Test func attachConnectsToTheDevContainersProcess() async throws {
+            try await withTemporaryDirectory { dir in
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            command: ["sh", "-c", "read line; echo got-$line; sleep 1"]
+                            attach:
+                              disableTTY: true
+                        """
+                )
+                defer { Task { await project.purge() } }
+                try project.fill()
+                let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
+                #expect(deploy.status == 0, "\(deploy.stderr)")
+                let originalID = try await project.inspect(project.container, "{{.Id}}")
+                let r = try await offPool {
+                    try sh(
+                        [
+                            "sh", "-c",
+                            "echo hello-attach | timeout 120 \(shellQuote(SlipwayBinary.path)) dev --no-logs",
+                        ],
+                        cwd: dir
+                    )
+                }
+                #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+                #expect(r.stdout.contains("got-hello-attach"), "\(r.stdout)\n\(r.stderr)")
+                #expect(try await project.inspect(project.container, "{{.Id}}") == originalID)
+            }
+        }
+
+        /// `ports` on the host network: `LOCAL:REMOTE` is forwarded by slipway, a port that is the
+        /// same on both sides needs nothing and is said so.
+        @Test func portsForwardOnTheHostNetworkAndSayWhatNeedsNothing() async throws {
+            try await withTemporaryDirectory { dir in
+                let (remote, local) = (try freePort(), try freePort())
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            ports:
+                              - port: "\(local):\(remote)"
+                              - port: "\(remote)"
+                            sync:
+                              - path: ./site:/www
+                        """,
+                    network: "host",
+                    command: "exec httpd -f -p 127.0.0.1:\(remote) -h /www"
+                )
+                defer { Task { await project.purge() } }
+                try project.fill()
+                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: out) }
+                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+                let watching = try await eventually(.seconds(90)) {
+                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+                }
+                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                #expect(
+                    dev.stdout.contains("127.0.0.1:\(local) → \(project.container):\(remote) (host network)"),
+                    "\(dev.stdout)"
+                )
+                #expect(dev.stdout.contains("so port \(remote) is this machine's already"), "\(dev.stdout)")
+                func get(_ port: Int) async throws -> String {
+                    try await docker(
+                        "run",
+                        "--rm",
+                        "--network",
+                        "host",
+                        "slipway/busybox",
+                        "wget",
+                        "-qO-",
+                        "http://127.0.0.1:\(port)/"
+                    ).stdout
+                }
+                #expect(try await eventually { try await get(local) == "<h1>v1</h1>\n" }, "served through the forward")
+                try "<h1>v2</h1>\n".write(toFile: dir + "/site/index.html", atomically: false, encoding: .utf8)
+                #expect(
+                    try await eventually { try await get(local) == "<h1>v2</h1>\n" },
+                    "the synced page through the forward"
+                )
+                dev.send(SIGINT)
+                #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+                #expect(try await get(local) == "", "the forward ends with the session")
+            }
+        }
+
+        /// `devImage` (`${runtime.images.tools}`), `command` and `env` make the dev container; the
+        /// image the devImage stands in for is not built again while it is present (the default dev
+        /// pipeline's `build_images --skip-dev-replaced`); a change of its context rebuilds it and
+        /// leaves the dev container, which does not run it, alone.
+        @Test func devImageCommandAndEnvMakeTheDevContainer() async throws {
+            try await withTemporaryDirectory { dir in
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            devImage: ${runtime.images.tools}
+                            command: ["sh", "-c", "echo dev-command; exec sleep 100000"]
+                            env:
+                              - name: DEV_MODE
+                                value: "on"
+                        """
+                )
+                defer {
+                    Task {
+                        await project.purge()
+                        _ = try? await docker("image", "rm", "-f", project.image + "-tools")
+                    }
+                }
+                try project.fill()
+                let config = dir + "/devspace.yaml"
+                try String(contentsOfFile: config, encoding: .utf8)
+                    .replacingOccurrences(
+                        of: "images:\n",
+                        with:
+                            "images:\n  tools:\n    image: \(project.image)-tools\n    dockerfile: ./Dockerfile.tools\n    context: ./tools\n    skipPush: true\n"
+                    )
+                    .write(toFile: config, atomically: true, encoding: .utf8)
+                try FileManager.default.createDirectory(atPath: dir + "/tools", withIntermediateDirectories: true)
+                try "FROM slipway/busybox\nLABEL tools=1\nCMD [\"sh\", \"-c\", \"echo tools; exec sleep 100000\"]\n"
+                    .write(toFile: dir + "/Dockerfile.tools", atomically: true, encoding: .utf8)
+                try "tools\n".write(toFile: dir + "/.dockerignore", atomically: true, encoding: .utf8)
+                let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
+                #expect(deploy.status == 0, "\(deploy.stderr)")
+                let appImage = try await project.inspect(project.container, "{{.Image}}")
+
+                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: out) }
+                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+                let ready = try await eventually(.seconds(90)) {
+                    dev.stdout.contains("dev: watching") || dev.exitStatus != nil
+                }
+                #expect(ready && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                #expect(
+                    dev.stderr.contains("build:app not built: the devImage of dev.app stands in for it"),
+                    "\(dev.stderr)"
+                )
+                let devContainerID = try await project.inspect(project.container, "{{.Id}}")
+                #expect(try await project.inspect(project.container, "{{index .Config.Labels \"tools\"}}") == "1")
+                #expect(
+                    try await project.inspect(project.container, "{{json .Config.Entrypoint}}")
+                        == #"["sh","-c","echo dev-command; exec sleep 100000"]"#
+                )
+                #expect(try await project.inspect(project.container, "{{json .Config.Env}}").contains("DEV_MODE=on"))
+                #expect(
+                    try await eventually { try await docker("logs", project.container).stdout.contains("dev-command") }
+                )
+
+                // A change in app's context: app is rebuilt, the dev container (tools) stays.
+                try "x\n".write(toFile: dir + "/site/extra.txt", atomically: false, encoding: .utf8)
+                let rebuilt = try await eventually(.seconds(60)) {
+                    let original = try await project.inspect(project.container + ".slipway-dev-original", "{{.Image}}")
+                    return dev.stdout.contains("rebuilding app") && !original.isEmpty && original != appImage
+                }
+                #expect(rebuilt, "\(dev.stdout)\n\(dev.stderr)")
+                try await Task.sleep(for: .seconds(1))
+                #expect(try await project.inspect(project.container, "{{.Id}}") == devContainerID, "\(dev.stderr)")
+                dev.send(SIGINT)
+                #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+                #expect(
+                    try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == ""
+                )
+            }
+        }
+
+        /// A `git checkout` that changes 2,000 synced files and the Dockerfile: one rebuild, one
+        /// restart, and then the dev container's tree is the branch's.
+        @Test func aCheckoutOfTwoThousandFilesAndTheDockerfileRebuildsOnceAndRestartsOnce() async throws {
+            try await withTemporaryDirectory { dir in
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            sync:
+                              - path: ./site:/www
+                                onUpload:
+                                  restartContainer: true
+                        """
+                )
+                defer { Task { await project.purge() } }
+                try project.fill()
+                try ".devspace\n.git\n".write(toFile: dir + "/.dockerignore", atomically: true, encoding: .utf8)
+                func writeTree(_ version: String) throws {
+                    for i in 0..<2000 {
+                        let sub = dir + "/site/d\(i % 20)"
+                        try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+                        try "\(version) file \(i)\n".write(
+                            toFile: sub + "/f\(i).txt",
+                            atomically: false,
+                            encoding: .utf8
+                        )
+                    }
+                }
+                try writeTree("main")
+                func git(_ args: String...) async throws {
+                    let r = try await offPool {
+                        try sh(
+                            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"] + args,
+                            cwd: dir
+                        )
+                    }
+                    #expect(r.status == 0, "git \(args): \(r.stderr)")
+                }
+                try await git("init", "-q", "-b", "main")
+                try await git("add", "-A")
+                try await git("commit", "-qm", "main")
+                try await git("checkout", "-qb", "feature")
+                try writeTree("feature")
+                let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
+                try (dockerfile + "\nLABEL branch=feature\n").write(
+                    toFile: dir + "/Dockerfile",
+                    atomically: true,
+                    encoding: .utf8
+                )
+                try await git("commit", "-qam", "feature")
+                try await git("checkout", "-q", "main")
+
+                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: out) }
+                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+                let watching = try await eventually(.seconds(120)) {
+                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+                }
+                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let restartsBefore = dev.stdout.components(separatedBy: "dev: restart ").count - 1
+
+                try await git("checkout", "-q", "feature")
+                func tree(_ path: String) async throws -> String {
+                    try await docker(
+                        "exec",
+                        project.container,
+                        "sh",
+                        "-c",
+                        "cd \(path) && find . -type f | sort | xargs md5sum | md5sum"
+                    ).stdout
+                }
+                let local = try await offPool {
+                    try sh(["sh", "-c", "cd site && find . -type f | sort | xargs md5sum | md5sum"], cwd: dir).stdout
+                }
+                let converged = try await eventually(.seconds(120)) {
+                    let label = try await project.inspect(project.container, "{{index .Config.Labels \"branch\"}}")
+                    guard label == "feature" else { return false }
+                    return try await tree("/www") == local
+                }
+                #expect(converged, "\(dev.stdout)\n\(dev.stderr)")
+                // Whatever was still in flight settles.
+                try await Task.sleep(for: .seconds(3))
+                #expect(try await tree("/www") == local)
+                let rebuilds = dev.stdout.components(separatedBy: "dev: rebuilding app").count - 1
+                let restarts = dev.stdout.components(separatedBy: "dev: restart ").count - 1 - restartsBefore
+                #expect(rebuilds == 1, "\(dev.stdout)")
+                #expect(restarts == 1, "\(dev.stdout)")
+                dev.send(SIGINT)
+                #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+            }
+        }
+
+        /// A dev entry whose deployments go to a cluster: start_dev says dev mode on clusters is not
+        /// supported yet, exits 1 and changes nothing.
+        @Test func startDevOnAKubernetesDeploymentSaysSoAndChangesNothing() async throws {
+            try await withTemporaryDirectory { dir in
+                let name = "devk8s-" + UUID().uuidString.prefix(8).lowercased()
+                try """
+                version: v2beta1
+                name: \(name)
+                deployments:
+                  api:
+                    kubectl:
+                      manifests: [k8s.yaml]
+                dev:
+                  api:
+                    imageSelector: ghcr.io/org/\(name)
+                    env:
+                      - name: X
+                        value: "1"
+                pipelines:
+                  only-dev:
+                    run: start_dev --all
+                """.write(toFile: dir + "/devspace.yaml", atomically: true, encoding: .utf8)
+                let r = try await offPool { try SlipwayBinary.run(["run-pipeline", "only-dev"], in: dir) }
+                #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
+                #expect(r.stderr.contains("dev mode on Kubernetes clusters is not supported yet"), "\(r.stderr)")
+                #expect(r.stderr.contains("devspace.yaml:9:5: dev.api"), "located: \(r.stderr)")
+                // Nothing of this project exists on the engine (start_dev created and renamed nothing).
+                #expect(try await docker("ps", "-aq", "--filter", "label=dev.slipway.project=\(name)").stdout == "")
+                #expect(try await docker("ps", "-aq", "--filter", "name=\(name)").stdout == "")
+            }
+        }
+
+        /// Under `rebuildStrategy: ignoreContextChanges` a context file outside the sync paths
+        /// rebuilds nothing (and the session says why); the Dockerfile still does.
+        @Test func ignoreContextChangesLeavesContextFilesAloneButNotTheDockerfile() async throws {
+            try await withTemporaryDirectory { dir in
+                let project = try DevProject.make(
+                    in: dir,
+                    dev: """
+                          app:
+                            imageSelector: slipway-test/PROJECT
+                            env:
+                              - name: DEV_MODE
+                                value: "on"
+                            sync:
+                              - path: ./site:/www
+                        """
+                )
+                defer { Task { await project.purge() } }
+                try project.fill()
+                let config = dir + "/devspace.yaml"
+                try String(contentsOfFile: config, encoding: .utf8)
+                    .replacingOccurrences(
+                        of: "    skipPush: true\n",
+                        with: "    skipPush: true\n    rebuildStrategy: ignoreContextChanges\n"
+                    )
+                    .write(toFile: config, atomically: true, encoding: .utf8)
+                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: out) }
+                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
+                let watching = try await eventually(.seconds(90)) {
+                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
+                }
+                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let imageID = try await project.inspect(project.container, "{{.Image}}")
+                try "x\n".write(toFile: dir + "/unsynced.txt", atomically: false, encoding: .utf8)
+                #expect(
+                    try await eventually {
+                        dev.stdout.contains("ignored unsynced.txt for app: rebuildStrategy ignoreContextChanges")
+                    },
+                    "\(dev.stdout)"
+                )
+                try await Task.sleep(for: .seconds(1))
+                #expect(!dev.stdout.contains("rebuilding app"), "\(dev.stdout)")
+                #expect(try await project.inspect(project.container, "{{.Image}}") == imageID)
+                let dockerfile = try String(contentsOfFile: dir + "/Dockerfile", encoding: .utf8)
+                try (dockerfile + "\nLABEL edited=1\n").write(
+                    toFile: dir + "/Dockerfile",
+                    atomically: false,
+                    encoding: .utf8
+                )
+                #expect(
+                    try await eventually(.seconds(60)) {
+                        let image = try await project.inspect(project.container, "{{.Image}}")
+                        return !image.isEmpty && image != imageID
+                    },
+                    "\(dev.stdout)\n\(dev.stderr)"
+                )
+                dev.send(SIGINT)
+                #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stderr)")
+            }
         }
     }
 }

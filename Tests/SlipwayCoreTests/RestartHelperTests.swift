@@ -159,13 +159,13 @@ struct RestartHelperTests {
         // A restart of a command that honours SIGTERM takes milliseconds. The cap is generous
         // for the helper's own figure; the round trip measured here also holds the test
         // process's scheduling, which a loaded CI machine stretches: one of six under 1 s, and
-        // every one under 10 s.
+        // every one under 30 s (the helper's own figures above stay under 1 s).
         let logged = try await loggedRestartTimes(id)
         #expect(logged.count == 6, "\(logged)")
         #expect(logged.allSatisfy { $0 < 1000 }, "\(logged)")
         let sorted = durations.map(milliseconds).sorted()
         #expect(sorted[0] < 1000, "\(sorted)")
-        #expect(sorted.allSatisfy { $0 < 10_000 }, "\(sorted)")
+        #expect(sorted.allSatisfy { $0 < 30_000 }, "\(sorted)")
         print(
             "restart through the sync channel, n=\(sorted.count): min \(sorted[0]) ms, median "
                 + "\(sorted[sorted.count / 2]) ms, max \(sorted[sorted.count - 1]) ms; the helper logged \(logged) ms"

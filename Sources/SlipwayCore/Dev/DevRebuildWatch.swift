@@ -79,7 +79,7 @@ final class DevRebuildWatch: @unchecked Sendable {
         subscription = try FileWatcher.shared.subscribe(
             watchRoots,
             skipping: [loaded.directory + "/.devspace"],
-            batching: WatchBatching(quiet: .milliseconds(15), maximumDelay: .seconds(2)),
+            batching: WatchBatching(quiet: .milliseconds(5), maximumDelay: .seconds(2)),
             notes: notes
         )
     }

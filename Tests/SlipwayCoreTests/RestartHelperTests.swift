@@ -128,7 +128,7 @@ private func milliseconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.serialized, .timeLimit(.minutes(3)))
 struct RestartHelperTests {
     @Test(.requiresDockerEngine)
     func restartsThroughTheOpenSyncChannelInMilliseconds() async throws {
@@ -214,8 +214,9 @@ struct RestartHelperTests {
                 + "the helper logged \(logged) ms"
         )
         #expect(report.duration >= .milliseconds(500))
-        #expect(report.duration < .seconds(10))
-        #expect(logged.count == 1 && logged.allSatisfy { $0 >= 500 && $0 < 3000 }, "\(logged)")
+        // Caps for a loaded machine: the point is the grace (>= 500 ms) and the SIGKILL below.
+        #expect(report.duration < .seconds(60))
+        #expect(logged.count == 1 && logged.allSatisfy { $0 >= 500 && $0 < 10_000 }, "\(logged)")
         #expect(try await eventually { try await startedCount(id) == 2 })
         #expect(try await logs(id).stderr.contains("did not stop within 500 ms of SIGTERM; sending SIGKILL"))
     }

@@ -150,4 +150,32 @@ import Testing
         #expect(spec.config["Entrypoint"]?.strings == ["node", "server.js"] && spec.config["Cmd"]?.strings == [])
         #expect(spec.image == "ghcr.io/org/app:v1")
     }
+
+    /// An `onUpload.exec` command runs with `sh -c`: a variable's value reaches it as an
+    /// environment variable, never spliced into its text (a hostile value stays data); with
+    /// `args` there is no shell and the value is the argument.
+    @Test func onUploadExecCommandsKeepValuesOutOfTheShellText() async throws {
+        let loaded = try await loadConfig(
+            """
+            version: v2beta1
+            name: exec-values
+            vars:
+              X: "a; touch /tmp/pwned"
+            dev:
+              app:
+                imageSelector: app
+                sync:
+                  - path: ./src:/src
+                    onUpload:
+                      exec:
+                        - command: "echo ${X}"
+                        - command: "${X}"
+                          args: ["--flag"]
+            """
+        )
+        let exec = try #require(loaded.config.devPod("app")?.containers.first?.sync.first?.exec)
+        #expect(exec[0].command.contains("${X}") && !exec[0].command.contains("pwned"), "\(exec[0].command)")
+        #expect(exec[1].command == "a; touch /tmp/pwned")
+        #expect(loaded.variables.contains { $0.0 == "X" })
+    }
 }

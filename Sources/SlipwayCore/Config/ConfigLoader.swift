@@ -637,8 +637,14 @@ public enum ConfigLoader {
         }
     }
 
-    /// `images.X.custom` whose command runs as a shell script (``CustomEngine``'s script mode).
+    /// `images.X.custom` whose command runs as a shell script (``CustomEngine``'s script mode),
+    /// and a `dev` entry's `onUpload.exec[i]` without `args` (its command runs with `sh -c`): in
+    /// both, a `${NAME}` reaches the shell as an expansion of an environment variable, never
+    /// spliced into the text (values are data).
     static func isCustomScript(_ node: Node, path: String) -> Bool {
+        if path.hasPrefix("dev."), path.contains(".onUpload.exec["), path.hasSuffix("]") {
+            return node["args"].map(\.isNull) ?? true
+        }
         let parts = path.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == "images", parts[2] == "custom" else { return false }
         return (node["args"]?.items ?? []).isEmpty && (node["appendArgs"]?.items ?? []).isEmpty

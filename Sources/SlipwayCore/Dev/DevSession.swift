@@ -487,12 +487,23 @@ public final class DevSession: Sendable {
     /// this machine with `local: true`; its output as ``DevEvent/output(source:line:)``.
     func runExec(api: DockerAPI, _ exec: SyncConfig.Exec, container: String, name: String) async -> Int32 {
         let argv = exec.args.map { [exec.command] + $0 } ?? ["sh", "-c", exec.command]
+        // The config's variables the command names reach it as environment variables (the
+        // loader left them as `${NAME}` expansions for the shell, never spliced into its text).
+        var variables: [(String, String)] = []
+        if exec.args == nil {
+            for (key, value) in loaded.variables
+            where VariableResolver.isEnvName(key) && exec.command.contains("${\(key)}") {
+                variables.append((key, VariableResolver.text(of: value)))
+            }
+        }
         if exec.local {
+            var env = environment
+            for (key, value) in variables { env[key] = value }
             do {
                 let out = try await ProcessRunner.run(
                     findExecutable(argv[0], path: environment["PATH"]) ?? argv[0],
                     Array(argv.dropFirst()),
-                    environment: environment,
+                    environment: env,
                     workingDirectory: loaded.directory
                 )
                 for line in (out.standardOutput + out.standardError).split(separator: "\n") {
@@ -504,9 +515,10 @@ public final class DevSession: Sendable {
                 return 127
             }
         }
+        let config = DockerExecConfig(command: argv, environment: variables.map { "\($0.0)=\($0.1)" })
         let result = await onOwnThread {
             Result { () throws(DockerAPIError) in
-                try api.exec(container: container, argv, timeout: .seconds(600))
+                try api.exec(container: container, config, timeout: .seconds(600))
             }
         }
         switch result {

@@ -64,29 +64,7 @@ extension SlipwayCommand {
                 )
                 throw ExitCode(64)
             }
-            let started = Started()
-            try await PipelineCommand.run(
-                "dev",
-                pipeline: "dev",
-                command: Self.self,
-                global: global,
-                flags: flags,
-                extra: pipelineFlags,
-                finished: { loaded, directory in
-                    let targets = PipelineState.devStarted(in: directory).map {
-                        DevTarget(dev: $0.dev, name: $0.name, containerID: $0.containerID, branch: $0.branch)
-                    }
-                    started.value.withLock { $0 = (loaded, targets) }
-                }
-            )
-            guard let (loaded, targets) = started.value.withLock({ $0 }), !targets.isEmpty else {
-                if !global.silent {
-                    Terminal.error(
-                        "slipway dev: the dev pipeline started no dev session (no start_dev, or no dev entry)"
-                    )
-                }
-                return
-            }
+            guard let (loaded, targets) = try await runDevPipeline() else { return }
             let environment = try global.environment()
             guard let program = SyncHelperProgram.program(besides: selfExecutable(), environment: environment) else {
                 Terminal.error(
@@ -193,6 +171,32 @@ extension SlipwayCommand {
                 )
                 throw ExitCode.failure
             }
+        }
+
+        /// Runs the dev pipeline; the config and the containers its `start_dev` prepared, or nil
+        /// (said) when it prepared none.
+        func runDevPipeline() async throws -> (LoadedConfig, [DevTarget])? {
+            let started = Started()
+            try await PipelineCommand.run(
+                "dev",
+                pipeline: "dev",
+                command: Self.self,
+                global: global,
+                flags: flags,
+                extra: pipelineFlags,
+                finished: { loaded, directory in
+                    started.value.withLock { $0 = (loaded, PipelineState.devStarted(in: directory)) }
+                }
+            )
+            guard let (loaded, targets) = started.value.withLock({ $0 }), !targets.isEmpty else {
+                if !global.silent {
+                    Terminal.error(
+                        "slipway dev: the dev pipeline started no dev session (no start_dev, or no dev entry)"
+                    )
+                }
+                return nil
+            }
+            return (loaded, targets)
         }
 
         /// What opens on the terminal instead of the logs: the first entry with `terminal` (a

@@ -91,27 +91,7 @@ extension SlipwayCommand.Dev {
             try follow(paths, session: session.id, config: config, lines: 50)
             return
         }
-        let started = Started()
-        try await PipelineCommand.run(
-            "dev",
-            pipeline: "dev",
-            command: Self.self,
-            global: global,
-            flags: flags,
-            extra: pipelineFlags,
-            finished: { loaded, directory in
-                let targets = PipelineState.devStarted(in: directory).map {
-                    DevTarget(dev: $0.dev, name: $0.name, containerID: $0.containerID, branch: $0.branch)
-                }
-                started.value.withLock { $0 = (loaded, targets) }
-            }
-        )
-        guard let (loaded, targets) = started.value.withLock({ $0 }), !targets.isEmpty else {
-            if !global.silent {
-                Terminal.error("slipway dev: the dev pipeline started no dev session (no start_dev, or no dev entry)")
-            }
-            return
-        }
+        guard let (loaded, targets) = try await runDevPipeline() else { return }
         let start = AgentDevStart(
             config: loaded.absolutePath,
             directory: try global.workingDirectory(),

@@ -35,10 +35,7 @@ private func gitProject(in dir: String) async throws -> DevProject {
                   - path: ./site:/www
             """
     )
-    let config = dir + "/devspace.yaml"
-    try String(contentsOfFile: config, encoding: .utf8)
-        .replacingOccurrences(of: "PROJECT", with: project.name)
-        .write(toFile: config, atomically: true, encoding: .utf8)
+    try project.fill()
     try """
     FROM slipway/busybox
     COPY site/ /www/

@@ -55,6 +55,34 @@ struct DevProject {
         return DevProject(directory: directory, name: name)
     }
 
+    enum Ready {
+        /// Every sync has compared both sides and watches.
+        case syncsWatch
+        /// The session runs (entries without syncs).
+        case sessionRuns
+    }
+
+    /// Where a background `slipway dev` writes its output: outside the project, so that files
+    /// written there do not change the image's context.
+    var output: String { NSTemporaryDirectory() + "slipway-devtest-out-" + name }
+
+    /// `slipway dev --no-logs` in the background, once it is `ready` (an issue when it is not, or
+    /// when it ended).
+    func startDev(until ready: Ready, within timeout: Duration = .seconds(90)) async throws -> BackgroundSlipway {
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: directory, out: output)
+        let isReady = try await eventually(timeout) {
+            let seen =
+                ready == .syncsWatch
+                ? dev.stderr.contains("watching both sides") : dev.stdout.contains("dev: watching")
+            return seen || dev.exitStatus != nil
+        }
+        #expect(isReady && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+        return dev
+    }
+
+    func removeOutput() { try? FileManager.default.removeItem(atPath: output) }
+
     /// Puts the project's name where the dev entry says PROJECT.
     func fill() throws {
         let config = directory + "/devspace.yaml"
@@ -132,10 +160,7 @@ extension DockerHeavyDevTests {
                         """
                 )
                 defer { Task { await project.purge() } }
-                let config = dir + "/devspace.yaml"
-                try String(contentsOfFile: config, encoding: .utf8)
-                    .replacingOccurrences(of: "PROJECT", with: project.name)
-                    .write(toFile: config, atomically: true, encoding: .utf8)
+                try project.fill()
 
                 let deploy = try await offPool { try SlipwayBinary.run(["deploy"], in: dir, timeout: 120) }
                 #expect(deploy.status == 0, "\(deploy.stderr)")
@@ -145,15 +170,8 @@ extension DockerHeavyDevTests {
                 let imageID = try await project.inspect(project.container, "{{.Image}}")
                 #expect(!originalID.isEmpty)
 
-                // Outside the project: files written there must not change the image's context.
-                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: out) }
-                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-                let watching = try await eventually(.seconds(90)) {
-                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-                }
-                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let dev = try await project.startDev(until: .syncsWatch)
+                defer { project.removeOutput() }
 
                 // The dev container stands in for the deployed one: same name, the dev entry's
                 // environment and working directory, the same image; the original is stopped.
@@ -224,18 +242,9 @@ extension DockerHeavyDevTests {
                         """
                 )
                 defer { Task { await project.purge() } }
-                let config = dir + "/devspace.yaml"
-                try String(contentsOfFile: config, encoding: .utf8)
-                    .replacingOccurrences(of: "PROJECT", with: project.name)
-                    .write(toFile: config, atomically: true, encoding: .utf8)
-                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: out) }
-                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-                let watching = try await eventually(.seconds(90)) {
-                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-                }
-                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                try project.fill()
+                let dev = try await project.startDev(until: .syncsWatch)
+                defer { project.removeOutput() }
                 let imageID = try await project.inspect(project.container, "{{.Image}}")
                 try "data\n".write(toFile: dir + "/site/data.txt", atomically: false, encoding: .utf8)
                 #expect(try await eventually { try await project.read("/www/data.txt") == "data\n" })
@@ -374,14 +383,8 @@ extension DockerHeavyDevTests {
                 )
                 defer { Task { await project.purge() } }
                 try project.fill()
-                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: out) }
-                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-                let watching = try await eventually(.seconds(90)) {
-                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-                }
-                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let dev = try await project.startDev(until: .syncsWatch)
+                defer { project.removeOutput() }
                 #expect(
                     dev.stdout.contains("127.0.0.1:\(local) → \(project.container):\(remote) (host network)"),
                     "\(dev.stdout)"
@@ -452,14 +455,8 @@ extension DockerHeavyDevTests {
                 #expect(deploy.status == 0, "\(deploy.stderr)")
                 let appImage = try await project.inspect(project.container, "{{.Image}}")
 
-                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: out) }
-                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-                let ready = try await eventually(.seconds(90)) {
-                    dev.stdout.contains("dev: watching") || dev.exitStatus != nil
-                }
-                #expect(ready && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let dev = try await project.startDev(until: .sessionRuns)
+                defer { project.removeOutput() }
                 #expect(
                     dev.stderr.contains("build:app not built: the devImage of dev.app stands in for it"),
                     "\(dev.stderr)"
@@ -545,14 +542,8 @@ extension DockerHeavyDevTests {
                 try await git("commit", "-qam", "feature")
                 try await git("checkout", "-q", "main")
 
-                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: out) }
-                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-                let watching = try await eventually(.seconds(120)) {
-                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-                }
-                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let dev = try await project.startDev(until: .syncsWatch, within: .seconds(120))
+                defer { project.removeOutput() }
                 let restartsBefore = dev.stdout.components(separatedBy: "dev: restart ").count - 1
 
                 try await git("checkout", "-q", "feature")
@@ -643,14 +634,8 @@ extension DockerHeavyDevTests {
                         with: "    skipPush: true\n    rebuildStrategy: ignoreContextChanges\n"
                     )
                     .write(toFile: config, atomically: true, encoding: .utf8)
-                let out = NSTemporaryDirectory() + "slipway-devtest-out-" + project.name
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: out) }
-                let dev = try await BackgroundSlipway.start(["dev", "--no-logs"], in: dir, out: out)
-                let watching = try await eventually(.seconds(90)) {
-                    dev.stderr.contains("watching both sides") || dev.exitStatus != nil
-                }
-                #expect(watching && dev.exitStatus == nil, "\(dev.stdout)\n\(dev.stderr)")
+                let dev = try await project.startDev(until: .syncsWatch)
+                defer { project.removeOutput() }
                 let imageID = try await project.inspect(project.container, "{{.Image}}")
                 try "x\n".write(toFile: dir + "/unsynced.txt", atomically: false, encoding: .utf8)
                 #expect(

@@ -557,9 +557,7 @@ final class AgentDevSessions: @unchecked Sendable {
         publishStatus()
         let (state, final) = await onOwnThread { daemon.waitForJob(id) }
         let file = daemon.paths.jobDev(final)
-        let targets = JobDevFile.read(file).map {
-            DevTarget(dev: $0.dev, name: $0.name, containerID: $0.containerID, branch: $0.branch)
-        }
+        let targets = JobDevFile.read(file)
         unlink(file)
         switch state {
         case .finished(let result) where result.ok:

@@ -107,38 +107,15 @@ public struct PipelineState: Codable, Sendable, Equatable {
 
     /// Adds `images` to the run's record, under a lock (functions may run in parallel).
     public static func record(images: [String: RuntimeImage], in directory: String) throws(PipelineError) {
-        let lock = open(directory + "/images.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lock >= 0 else {
-            throw PipelineError.stateFile(
-                path: directory + "/images.json",
-                detail: "cannot lock it: \(String(cString: strerror(errno)))"
-            )
+        try underLock(directory, file: "images.json") {
+            var all = Self.images(in: directory)
+            all.merge(images) { $1 }
+            return all
         }
-        defer { close(lock) }
-        flock(lock, LOCK_EX)
-        defer { flock(lock, LOCK_UN) }
-        var all = Self.images(in: directory)
-        all.merge(images) { $1 }
-        try writeJSON(all, to: directory + "/images.json")
     }
 
     /// One container `start_dev` prepared in this run: what `slipway dev` then keeps in sync.
-    public struct DevStarted: Codable, Sendable, Equatable {
-        /// The dev entry.
-        public var dev: String
-        /// The deployed container's name (the dev container's too).
-        public var name: String
-        public var containerID: String
-        /// The branch environment's tag; nil for the plain one.
-        public var branch: String?
-
-        public init(dev: String, name: String, containerID: String, branch: String?) {
-            self.dev = dev
-            self.name = name
-            self.containerID = containerID
-            self.branch = branch
-        }
-    }
+    public typealias DevStarted = DevTarget
 
     /// The containers `start_dev` prepared in this run, in order.
     public static func devStarted(in directory: String) -> [DevStarted] {
@@ -147,24 +124,36 @@ public struct PipelineState: Codable, Sendable, Equatable {
     }
 
     /// Adds `started` to the run's record (a later entry for the same container replaces the
-    /// earlier), under the images' lock.
+    /// earlier), under the run's lock.
     public static func record(devStarted started: [DevStarted], in directory: String) throws(PipelineError) {
+        try underLock(directory, file: "dev.json") {
+            var all = Self.devStarted(in: directory)
+            for entry in started {
+                all.removeAll { $0.dev == entry.dev && $0.name == entry.name }
+                all.append(entry)
+            }
+            return all
+        }
+    }
+
+    /// Replaces `file` of the run's directory with what `update` makes of it, under the run's
+    /// lock (`images.lock`): functions may run in parallel.
+    static func underLock<T: Encodable>(
+        _ directory: String,
+        file: String,
+        _ update: () -> T
+    ) throws(PipelineError) {
         let lock = open(directory + "/images.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0 else {
             throw PipelineError.stateFile(
-                path: directory + "/dev.json",
+                path: directory + "/" + file,
                 detail: "cannot lock it: \(String(cString: strerror(errno)))"
             )
         }
         defer { close(lock) }
         flock(lock, LOCK_EX)
         defer { flock(lock, LOCK_UN) }
-        var all = Self.devStarted(in: directory)
-        for entry in started {
-            all.removeAll { $0.dev == entry.dev && $0.name == entry.name }
-            all.append(entry)
-        }
-        try writeJSON(all, to: directory + "/dev.json")
+        try writeJSON(update(), to: directory + "/" + file)
     }
 
     static func writeJSON<T: Encodable>(_ value: T, to path: String) throws(PipelineError) {

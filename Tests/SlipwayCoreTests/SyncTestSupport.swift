@@ -142,7 +142,8 @@ final class RunningSync: @unchecked Sendable {
 
     /// Waits until the engine watches both sides (its initial sync is done).
     func started(sourceLocation: SourceLocation = #_sourceLocation) async {
-        await waitUntil("the sync to start watching", sourceLocation: sourceLocation) {
+        // The initial sync first: in a full run on 2 cores it once took over 10 s.
+        await waitUntil("the sync to start watching", timeout: .seconds(60), sourceLocation: sourceLocation) {
             log.all.contains(.watching) || finishedEarly
         }
     }

@@ -283,6 +283,13 @@ extension DockerHeavyDevTests {
                         && dev.stdout.components(separatedBy: "context changed").count >= 2
                 }
                 #expect(rebuiltAgain, "\(dev.stdout)")
+                // The old dev container was retired under another name and removed once the new one
+                // ran: none is left.
+                #expect(try await retired().isEmpty)
+                // One an interrupted replacement left (the dev container's labels, a retired name)
+                // is removed by the next stop_dev, and by purge.
+                try await leaveRetired("000000000001")
+                #expect(try await retired() == ["\(project.container).slipway-dev-retired-000000000001"])
 
                 dev.send(SIGINT)
                 #expect(try await dev.finished(timeout: .seconds(60)) == 0, "\(dev.stdout)\n\(dev.stderr)")
@@ -291,6 +298,39 @@ extension DockerHeavyDevTests {
                 #expect(
                     try await project.inspect(project.container, "{{index .Config.Labels \"dev.slipway.dev\"}}") == ""
                 )
+                #expect(try await retired().isEmpty, "stop_dev removes a retired dev container")
+                try await leaveRetired("000000000002")
+                let purged = try await offPool { try SlipwayBinary.run(["purge"], in: dir) }
+                #expect(purged.status == 0, "\(purged.stderr)")
+                #expect(try await retired().isEmpty, "purge removes a retired dev container")
+
+                /// The retired dev containers of the project's container.
+                func retired() async throws -> [String] {
+                    let r = try await docker(
+                        "ps",
+                        "-a",
+                        "--format",
+                        "{{.Names}}",
+                        "--filter",
+                        "name=^\(project.container).slipway-dev-retired-"
+                    )
+                    return r.stdout.split(separator: "\n").map(String.init)
+                }
+                /// A stopped container with the deployed container's labels and a dev entry's, under a
+                /// retired name.
+                func leaveRetired(_ id: String) async throws {
+                    let labels = try await project.inspect(project.container, "{{json .Config.Labels}}")
+                    let decoded = try JSONSerialization.jsonObject(with: Data(labels.utf8)) as? [String: String] ?? [:]
+                    var args = [
+                        "create", "--name", "\(project.container).slipway-dev-retired-\(id)", "--network", "none",
+                    ]
+                    for (key, value) in decoded.merging(["dev.slipway.dev": "app"], uniquingKeysWith: { $1 }) {
+                        args += ["--label", "\(key)=\(value)"]
+                    }
+                    let command = ["docker"] + args + ["slipway/busybox:latest"]
+                    let r = try await offPool { try sh(command, cwd: "/") }
+                    #expect(r.status == 0, "\(r.stderr)")
+                }
             }
         }
 

@@ -21,6 +21,22 @@ public enum DevSwap {
     /// Appended to an original's name while a dev container stands in for it.
     public static let originalSuffix = ".slipway-dev-original"
 
+    /// Part of the name a container gets while it is replaced by a new one of the same name: a
+    /// dev container is renamed out of the way at once, stopped while its successor is created
+    /// and removed once that one runs; a swapped-out original that `create_deployments`
+    /// replaces is removed while its successor is created. A retired container left by an
+    /// interruption is removed by the next `start_dev`, `stop_dev` or `purge`, and is never
+    /// selected.
+    public static let retiredInfix = ".slipway-dev-retired-"
+
+    /// The name a container `id` of `name` has while it is replaced.
+    public static func retiredName(_ name: String, id: String) -> String {
+        name + retiredInfix + id.prefix(12)
+    }
+
+    /// Whether `name` is a retired container's.
+    public static func isRetired(_ name: String) -> Bool { name.contains(retiredInfix) }
+
     /// The name an original has while swapped out.
     public static func swappedName(_ name: String) -> String { name + originalSuffix }
 

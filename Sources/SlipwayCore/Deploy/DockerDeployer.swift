@@ -140,15 +140,40 @@ public struct DockerDeployer: Sendable {
             }
             if let current, current.swapped {
                 // A dev container stands in for it: the new original takes the old one's place,
-                // created and stopped; `start_dev` makes the dev container again from it.
-                try await remove([DevSwap.swappedName(container.name)])
+                // created and stopped; `start_dev` makes the dev container again from it. The old
+                // original is renamed out of the way and removed while the new one is created.
+                let oldOriginal = try await retire(DevSwap.swappedName(container.name))
                 var args = container.arguments
                 args.removeAll { $0 == "--detach" }
                 if let at = args.firstIndex(of: "--name"), at + 1 < args.count {
                     args[at + 1] = DevSwap.swappedName(container.name)
                 }
                 args.insert(contentsOf: ["--label", "\(Self.label).spec=\(digest)"], at: 0)
-                try await docker(["create"] + args)
+                // Through the API when the command line's body can be built here: the CLI's
+                // start-up was most of this step, on the way from a rebuild to the new dev
+                // container.
+                async let removal: DeployError? = {
+                    guard let oldOriginal else { return nil }
+                    do throws(DeployError) {
+                        try await remove([oldOriginal])
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }()
+                if let api, let spec = Self.createSpec(args) {
+                    let name = DevSwap.swappedName(container.name)
+                    let created = await onOwnThread {
+                        Result { () throws(DockerAPIError) in try api.createContainer(name: name, spec: spec) }
+                    }
+                    if case .failure(let error) = created {
+                        _ = await removal
+                        throw DeployError.engine("cannot create \(name): \(error)")
+                    }
+                } else {
+                    try await docker(["create"] + args)
+                }
+                if let error = await removal { throw error }
                 outcomes.append((container.name, .replacedInDev))
                 continue
             }
@@ -163,7 +188,7 @@ public struct DockerDeployer: Sendable {
             try await docker(["run"] + args)
             outcomes.append((container.name, current == nil ? .created : .replaced))
         }
-        for old in existing where !containers.contains(where: { $0.name == old.name }) {
+        for old in existing where !old.retired && !containers.contains(where: { $0.name == old.name }) {
             // A dev container standing in for it goes with it.
             try await remove(old.swapped ? [old.name, DevSwap.swappedName(old.name)] : [old.name])
             outcomes.append((old.name, .removed))
@@ -182,7 +207,7 @@ public struct DockerDeployer: Sendable {
         if let deployment { labels.append("\(Self.label).deployment=\(deployment)") }
         if !allBranches { labels.append("\(Self.label).branch=\(branch ?? "")") }
         let owned = try await list(labels)
-        let names = owned.map(\.name)
+        let names = owned.filter { !$0.retired }.map(\.name)
         // A swapped-out original goes with the dev container standing in for it.
         let all = owned.flatMap { $0.swapped ? [$0.name, DevSwap.swappedName($0.name)] : [$0.name] }
         if !all.isEmpty { try await remove(all) }
@@ -204,6 +229,9 @@ public struct DockerDeployer: Sendable {
         var running: Bool
         /// A dev container stands in for it (``DevSwap``).
         var swapped = false
+        /// A container an interruption left while replacing it (a dev container, or a swapped-out
+        /// original: ``DevSwap/retiredName(_:id:)``): not a deployed one; `purge` removes it.
+        var retired = false
     }
 
     func owned(deployment: String, branch: String?) async throws(DeployError) -> [Owned] {
@@ -248,9 +276,11 @@ public struct DockerDeployer: Sendable {
     }
 
     /// The deployed containers among `listed` (name, spec, running, is a dev container): a dev
-    /// container is not one of them; a swapped-out original stands under its deployed name.
+    /// container is not one of them; a retired container (``DevSwap/retiredName(_:id:)``) is
+    /// listed as such, for `purge`; a swapped-out original stands under its deployed name.
     static func owned(_ listed: [(String, String, Bool, Bool)]) -> [Owned] {
         listed.compactMap { name, spec, running, isDev in
+            if DevSwap.isRetired(name) { return Owned(name: name, spec: spec, running: running, retired: true) }
             if isDev { return nil }
             if let deployed = DevSwap.deployedName(name) {
                 return Owned(name: deployed, spec: spec, running: false, swapped: true)
@@ -278,6 +308,28 @@ public struct DockerDeployer: Sendable {
             return try found.get()
         } catch {
             throw DeployError.engine("cannot look up the container \(name): \(error)")
+        }
+    }
+
+    /// Renames the container `name` out of the way (``DevSwap/retiredName(_:id:)``) for a
+    /// removal that overlaps the creation of its successor; returns its ID, nil when there is
+    /// none. Through the CLI alone it is removed at once (nil).
+    func retire(_ name: String) async throws(DeployError) -> String? {
+        guard let api else {
+            try await remove([name])
+            return nil
+        }
+        let renamed = await onOwnThread {
+            Result { () throws(DockerAPIError) -> String? in
+                guard let id = try api.inspectContainer(name)?.id else { return nil }
+                try api.renameContainer(id, to: DevSwap.retiredName(name, id: id))
+                return id
+            }
+        }
+        do {
+            return try renamed.get()
+        } catch {
+            throw DeployError.engine("cannot rename \(name) out of the way: \(error)")
         }
     }
 

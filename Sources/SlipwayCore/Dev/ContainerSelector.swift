@@ -350,19 +350,32 @@ public struct ContainerResolver: Sendable {
 
     /// Every container `selector` means, running or not, sorted by name.
     public func matches(_ selector: ContainerSelector) throws(ContainerSelectionError) -> [SelectedContainer] {
+        try inspectedMatches(selector).matches.map(SelectedContainer.init)
+    }
+
+    /// ``matches(_:)``, each with its whole inspection; and the IDs of the dev containers in
+    /// the selector's scope that are being replaced (``DevSwap/retiredName(_:id:)``), which are
+    /// never among the matches.
+    public func inspectedMatches(
+        _ selector: ContainerSelector
+    ) throws(ContainerSelectionError) -> (matches: [DockerContainer], retired: [String]) {
         do {
             if let wanted = selector.container {
-                guard let inspected = try api.inspectContainer(wanted) else { return [] }
-                return [SelectedContainer(inspected)]
+                guard let inspected = try api.inspectContainer(wanted) else { return ([], []) }
+                return ([inspected], [])
             }
-            var found: [SelectedContainer] = []
+            var found: [DockerContainer] = []
+            var retired: [String] = []
             for summary in try api.containers(all: true, labels: selector.scopeLabels) {
+                if DevSwap.isRetired(summary.name) {
+                    retired.append(summary.id)
+                    continue
+                }
                 // The list's image is an ID once its tag moved; the inspection keeps the name.
                 guard let inspected = try api.inspectContainer(summary.id) else { continue }
-                let container = SelectedContainer(inspected)
-                if selector.matches(container) { found.append(container) }
+                if selector.matches(SelectedContainer(inspected)) { found.append(inspected) }
             }
-            return found.sorted { $0.name < $1.name }
+            return (found.sorted { $0.name < $1.name }, retired)
         } catch {
             throw .engine("cannot list the engine's containers: \(error)")
         }

@@ -59,23 +59,35 @@ public struct DevContainers: Sendable {
     struct Pair {
         var name: String
         var original: SelectedContainer?
+        /// The original's whole inspection.
+        var inspected: DockerContainer?
         var dev: SelectedContainer?
     }
 
-    /// The containers `selector` matches (running or not), paired by deployed name.
+    /// The containers `selector` matches (running or not), paired by deployed name. Retired dev
+    /// containers an interruption left in its scope (``DevSwap/retiredName(_:id:)``) are
+    /// removed.
     func pairs(_ selector: ContainerSelector) throws(DevError) -> [Pair] {
-        let found: [SelectedContainer]
+        let found: [DockerContainer]
+        let retired: [String]
         do {
-            found = try ContainerResolver(api: api).matches(selector)
+            (found, retired) = try ContainerResolver(api: api).inspectedMatches(selector)
         } catch {
             throw .engine("\(error)")
         }
+        for id in retired { try remove(id) }
         var byName: [String: Pair] = [:]
-        for container in found {
+        for inspected in found {
+            let container = SelectedContainer(inspected)
             let isDev = container.labels[DevSwap.devLabel] != nil
             let name = isDev ? container.name : (DevSwap.deployedName(container.name) ?? container.name)
             var pair = byName[name] ?? Pair(name: name)
-            if isDev { pair.dev = container } else { pair.original = container }
+            if isDev {
+                pair.dev = container
+            } else {
+                pair.original = container
+                pair.inspected = inspected
+            }
             byName[name] = pair
         }
         // A dev container made from an earlier original (an older tag, which an image selector
@@ -117,75 +129,97 @@ public struct DevContainers: Sendable {
             let swapped = DevSwap.deployedName(original.name) != nil
             // A stopped original that was never swapped is not running: nothing to develop in.
             guard original.running || swapped || pair.dev != nil else { continue }
-            let inspected = try inspect(original.id)
-            let imageReference = devImage ?? inspected.image
-            let devImageConfig = try imageConfig(imageReference)
-            guard let devImageConfig else {
-                throw .invalid(
-                    "dev.\(dev): the image \(imageReference) is not on the engine; build it first (slipway build) or name an image that is"
-                )
+            // The old dev container is renamed out of the way and stopped while the new one is
+            // made (its removal took ~60 ms before the create could start): at once when it is
+            // certainly made again (it stands in for another original), else once the digest says
+            // so. The new one starts once the old one no longer runs (it may hold the same host
+            // port), and the old one is removed after that.
+            var retiring: Retiring?
+            if let existing = pair.dev, devImage == nil, existing.labels[DevSwap.originalLabel] != original.id {
+                retiring = try retire(existing, of: pair.name)
             }
-            let originalImageConfig = devImage == nil ? devImageConfig : (try imageConfig(inspected.image))
-            let devImageID = (try? api.imageExists(imageReference)) ?? nil
-            // With a devImage the dev container does not run the original's image: a new
-            // original that differs only in its image (a rebuild of it) leaves it alone.
-            // The restart helper is mounted from beside slipway (read-only), not copied in: the
-            // copy took ~55 ms of every rebuild's replacement.
-            var helper: (path: String, digest: String)?
-            if config.needsRestartHelper {
-                guard let helperProgram else {
-                    throw .unsupported(
-                        "dev.\(dev) restarts its process after uploads, which needs slipway-helper beside the slipway binary; reinstall slipway (./install.sh)"
+            let created: DockerCreatedContainer
+            do throws(DevError) {
+                let inspected: DockerContainer
+                if let known = pair.inspected { inspected = known } else { inspected = try inspect(original.id) }
+                let imageReference = devImage ?? inspected.image
+                guard let (devImageID, devImageConfig) = try imageConfig(imageReference) else {
+                    throw .invalid(
+                        "dev.\(dev): the image \(imageReference) is not on the engine; build it first (slipway build) or name an image that is"
                     )
                 }
-                do {
-                    let loaded = try SyncHelperProgram.load(helperProgram)
-                    let path =
-                        loaded.path.hasPrefix("/")
-                        ? loaded.path : FileManager.default.currentDirectoryPath + "/" + loaded.path
-                    helper = (path, loaded.digest.map { String(format: "%02x", $0) }.joined())
-                } catch {
-                    throw .engine("cannot read the restart helper \(helperProgram): \(error)")
+                let originalImageConfig = devImage == nil ? devImageConfig : (try imageConfig(inspected.image))?.config
+                // With a devImage the dev container does not run the original's image: a new
+                // original that differs only in its image (a rebuild of it) leaves it alone.
+                // The restart helper is mounted from beside slipway (read-only), not copied in: the
+                // copy took ~55 ms of every rebuild's replacement.
+                var helper: (path: String, digest: String)?
+                if config.needsRestartHelper {
+                    guard let helperProgram else {
+                        throw .unsupported(
+                            "dev.\(dev) restarts its process after uploads, which needs slipway-helper beside the slipway binary; reinstall slipway (./install.sh)"
+                        )
+                    }
+                    do {
+                        let digest = try SyncHelperProgram.digest(helperProgram)
+                        let path =
+                            helperProgram.hasPrefix("/")
+                            ? helperProgram : FileManager.default.currentDirectoryPath + "/" + helperProgram
+                        helper = (path, digest.map { String(format: "%02x", $0) }.joined())
+                    } catch {
+                        throw .engine("cannot read the restart helper \(helperProgram): \(error)")
+                    }
                 }
-            }
-            var spec = Self.devSpec(
-                original: inspected,
-                originalImageConfig: originalImageConfig,
-                devImage: devImage,
-                devImageConfig: devImageConfig,
-                config: config,
-                dev: dev,
-                digest: "",
-                helperProgram: helper?.path
-            )
-            let identity = devImage == nil ? inspected.id : Self.settingsDigest(spec)
-            // A new helper (slipway reinstalled) makes the dev container again: the mount holds
-            // the file it was made with.
-            let digest = Self.digest(
-                original: identity + (helper.map { "\u{1F}helper=" + $0.digest } ?? ""),
-                devImageID: devImageID ?? imageReference,
-                config: config
-            )
-            spec.labels[DevSwap.specLabel] = digest
-            if let existing = pair.dev, existing.labels[DevSwap.specLabel] == digest,
-                devImage != nil || existing.labels[DevSwap.originalLabel] == original.id
-            {
-                if !existing.running { try startContainer(existing.id) }
-                if !swapped { try swapOut(original) }
-                results.append(
-                    DevSwapResult(dev: dev, name: pair.name, outcome: .unchanged, containerID: existing.id)
+                var spec = Self.devSpec(
+                    original: inspected,
+                    originalImageConfig: originalImageConfig,
+                    devImage: devImage,
+                    devImageConfig: devImageConfig,
+                    config: config,
+                    dev: dev,
+                    digest: "",
+                    helperProgram: helper?.path
                 )
-                continue
-            }
-            if let existing = pair.dev { try remove(existing.id) }
-            if !swapped { try swapOut(original) }
-            let created: DockerCreatedContainer
-            do {
-                created = try api.createContainer(name: pair.name, spec: spec)
+                let identity = devImage == nil ? inspected.id : Self.settingsDigest(spec)
+                // A new helper (slipway reinstalled) makes the dev container again: the mount holds
+                // the file it was made with.
+                let digest = Self.digest(
+                    original: identity + (helper.map { "\u{1F}helper=" + $0.digest } ?? ""),
+                    devImageID: devImageID.isEmpty ? imageReference : devImageID,
+                    config: config
+                )
+                spec.labels[DevSwap.specLabel] = digest
+                if let existing = pair.dev, existing.labels[DevSwap.specLabel] == digest,
+                    devImage != nil || existing.labels[DevSwap.originalLabel] == original.id
+                {
+                    if !existing.running { try startContainer(existing.id) }
+                    if !swapped { try swapOut(original) }
+                    results.append(
+                        DevSwapResult(dev: dev, name: pair.name, outcome: .unchanged, containerID: existing.id)
+                    )
+                    continue
+                }
+                if retiring == nil, let existing = pair.dev { retiring = try retire(existing, of: pair.name) }
+                if !swapped { try swapOut(original) }
+                do {
+                    created = try api.createContainer(name: pair.name, spec: spec)
+                } catch {
+                    throw .engine("cannot create the dev container \(pair.name) for dev.\(dev): \(error)")
+                }
+                if let retiring { try retiring.stopped.wait().get() }
             } catch {
-                throw .engine("cannot create the dev container \(pair.name) for dev.\(dev): \(error)")
+                if let retiring {
+                    // Put back as it was where that can be: the old dev container under its name,
+                    // running (the next start_dev removes it if it stays retired).
+                    _ = retiring.stopped.wait()
+                    if (try? api.renameContainer(retiring.id, to: pair.name)) != nil {
+                        _ = try? api.startContainer(retiring.id)
+                    }
+                }
+                throw error
             }
             try startContainer(created.id)
+            if let retiring { try remove(retiring.id) }
             results.append(
                 DevSwapResult(
                     dev: dev,
@@ -221,6 +255,36 @@ public struct DevContainers: Sendable {
             restored.append(pair.name)
         }
         return restored
+    }
+
+    /// A dev container being replaced: renamed out of the way, stopped on a thread of its own.
+    struct Retiring {
+        var id: String
+        var stopped: ThreadCall<Result<Void, DevError>>
+    }
+
+    /// Renames the dev container `existing` of `name` out of the way
+    /// (``DevSwap/retiredName(_:id:)``) and starts stopping it.
+    func retire(_ existing: SelectedContainer, of name: String) throws(DevError) -> Retiring {
+        let retired = DevSwap.retiredName(name, id: existing.id)
+        do {
+            try api.renameContainer(existing.id, to: retired)
+        } catch {
+            throw .engine("cannot rename the dev container \(name) out of the way: \(error)")
+        }
+        let (api, id) = (self.api, existing.id)
+        return Retiring(
+            id: id,
+            stopped: ThreadCall {
+                Result { () throws(DevError) in
+                    do {
+                        _ = try api.stopContainer(id, timeout: 0)
+                    } catch {
+                        throw .engine("cannot stop the old dev container \(retired): \(error)")
+                    }
+                }
+            }
+        )
     }
 
     func isSwapped(_ container: SelectedContainer) -> Bool { DevSwap.deployedName(container.name) != nil }
@@ -263,7 +327,7 @@ public struct DevContainers: Sendable {
         }
     }
 
-    func imageConfig(_ reference: String) throws(DevError) -> JSONValue? {
+    func imageConfig(_ reference: String) throws(DevError) -> (id: String, config: JSONValue)? {
         do {
             return try api.imageConfig(reference)
         } catch {

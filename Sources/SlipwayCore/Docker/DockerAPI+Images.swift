@@ -119,12 +119,13 @@ extension DockerAPI {
 }
 
 extension DockerAPI {
-    /// `GET /images/{reference}/json`'s `Config` (`Entrypoint`, `Cmd`, `Env`, `WorkingDir`…),
-    /// or nil when there is no such image.
-    public func imageConfig(_ reference: String) throws(DockerAPIError) -> JSONValue? {
+    /// `GET /images/{reference}/json`: the image's ID and its `Config` (`Entrypoint`, `Cmd`,
+    /// `Env`, `WorkingDir`…), or nil when there is no such image.
+    public func imageConfig(_ reference: String) throws(DockerAPIError) -> (id: String, config: JSONValue)? {
         let response = try send("GET", "/images/\(Self.pathEscaped(reference))/json")
         if response.code == 404 { return nil }
         try response.requireSuccess()
-        return try response.json()["Config"] ?? .object([:])
+        let body = try response.json()
+        return (body["Id"]?.string ?? "", body["Config"] ?? .object([:]))
     }
 }

@@ -100,7 +100,12 @@ extension SlipwayCommand {
             let choice = try PipelineCommand.chooseKubeContext(&global)
             let loaded = try await global.load()
             if !global.silent { for note in CommandFlags.notes(ignored) { Terminal.error(note) } }
-            let renderer = BuildRenderer(json: json, silent: global.silent, colors: !global.noColors)
+            let renderer = BuildRenderer(
+                json: json,
+                silent: global.silent,
+                colors: !global.noColors,
+                debug: global.debug
+            )
             if flags.skipBuild {
                 // DevSpace's build pipeline with --skip-build: build_images does nothing.
                 if !global.silent && !json { Terminal.error("note: --skip-build: no image is built or pushed") }
@@ -120,6 +125,10 @@ extension SlipwayCommand {
             options.kubeContext = global.kubeContext
             options.pushPolicy = flags.push.policy
             options.environment = try global.environment()
+            // The agent's warm digests, asked right before the build (none: every context walks).
+            if let lookup = AgentControl.warmLookup(environment: options.environment) {
+                options.warm = await lookup(loaded.directory)
+            }
             let report: BuildReport
             do {
                 report = try await BuildRunner(loaded: loaded, options: options, emit: renderer.render).run()
@@ -146,6 +155,8 @@ final class BuildRenderer: @unchecked Sendable {
     let tty: Bool
     /// Everything on stderr (a render's standard output is for manifests only).
     let toStandardError: Bool
+    /// `--debug`: how each context's digest was had.
+    let debug: Bool
     private let lock = NSLock()
     private var notesShown: Set<String> = []
     /// Images whose build output was shown: their failure is not followed by it again.
@@ -170,7 +181,8 @@ final class BuildRenderer: @unchecked Sendable {
         return notesShown.insert(note).inserted
     }
 
-    init(json: Bool, silent: Bool, colors: Bool, toStandardError: Bool = false) {
+    init(json: Bool, silent: Bool, colors: Bool, toStandardError: Bool = false, debug: Bool = false) {
+        self.debug = debug
         self.json = json
         self.silent = silent
         self.toStandardError = toStandardError
@@ -188,6 +200,9 @@ final class BuildRenderer: @unchecked Sendable {
         switch event {
         case .note(let text):
             if !silent && firstTime("note: " + text) { write("note: \(text)") }
+        case .context(let path, let origin):
+            // On stderr, as a debug line: standard output stays the build's.
+            if debug { Terminal.error("debug: context \(path): \(origin)") }
         case .decided(let image, let action, let reason, let tags):
             guard !silent else { return }
             let verb = action == .build ? "build" : action == .retag ? "re-tag" : "skip"

@@ -28,7 +28,12 @@ extension SlipwayCommand {
                     directory: directory,
                     environment: environment,
                     executable: selfExecutable(),
-                    output: TerminalPipelineOutput(render: state.defaults.render, silent: state.defaults.silent)
+                    output: TerminalPipelineOutput(
+                        render: state.defaults.render,
+                        silent: state.defaults.silent,
+                        debug: state.defaults.debug
+                    ),
+                    warm: AgentControl.warmLookup(environment: environment)
                 )
                 let status = try await functions.call(name, arguments)
                 if status != 0 { throw ExitCode(status) }
@@ -48,8 +53,8 @@ struct TerminalPipelineOutput: PipelineOutput {
     /// `--silent`: notes are left out (failures are not).
     let silent: Bool
 
-    init(render: Bool = false, silent: Bool = false) {
-        renderer = BuildRenderer(json: false, silent: silent, colors: true, toStandardError: render)
+    init(render: Bool = false, silent: Bool = false, debug: Bool = false) {
+        renderer = BuildRenderer(json: false, silent: silent, colors: true, toStandardError: render, debug: debug)
         self.silent = silent
     }
 

@@ -322,6 +322,7 @@ enum PipelineCommand {
         if render { defaults.render = true }
         defaults.devRebuild = devRebuild
         defaults.silent = global.silent
+        defaults.debug = global.debug
         if !defaults.render { record(choice, loaded: loaded, global: global) }
         let options = try global.loadOptions()
         let status: Int32
@@ -334,7 +335,8 @@ enum PipelineCommand {
                 flags: pipelineFlags,
                 executable: selfExecutable(),
                 environment: environment,
-                output: TerminalPipelineOutput(render: defaults.render, silent: defaults.silent),
+                output: TerminalPipelineOutput(render: defaults.render, silent: defaults.silent, debug: defaults.debug),
+                warm: AgentControl.warmLookup(environment: environment),
                 finished: { finished(loaded, $0) }
             )
         } catch {

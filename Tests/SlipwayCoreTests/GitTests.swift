@@ -618,3 +618,33 @@ struct GitAnswers: Equatable {
         #expect(GitError.directoryNotFound(path: "/x").description == "/x: no such directory")
     }
 }
+
+/// The common directory found without libgit2 (what a build asks to find the agent's socket)
+/// is the one libgit2's discovery gives, wherever the path is; or it says it is unsure.
+@Suite struct CommonDirWithoutLibgit2Tests {
+    @Test func agreesWithLibgit2InWorktreesSubdirectoriesAndThroughLinks() throws {
+        try withTemporaryDirectory { root in
+            let repo = root + "/repo"
+            try FileManager.default.createDirectory(atPath: repo + "/a/b", withIntermediateDirectories: true)
+            try git(["init", "-q", "-b", "main"], in: repo)
+            try "x\n".write(toFile: repo + "/a/b/f", atomically: true, encoding: .utf8)
+            try git(["add", "-A"], in: repo)
+            try git(["commit", "-qm", "one"], in: repo)
+            #expect(try git(["worktree", "add", "-q", root + "/linked"], in: repo).status == 0)
+            try FileManager.default.createSymbolicLink(atPath: root + "/link", withDestinationPath: repo + "/a")
+            try FileManager.default.createDirectory(atPath: root + "/plain", withIntermediateDirectories: true)
+            for path in [
+                repo, repo + "/a/b", root + "/linked", root + "/link/b", root + "/link",
+                repo + "/.git/worktrees/linked",
+            ] {
+                let expected = try GitRepository.discover(from: path).commonDir
+                #expect(
+                    GitRepository.commonDirWithoutLibgit2(from: path) == .found(expected),
+                    "\(path): libgit2 says \(expected)"
+                )
+            }
+            #expect(GitRepository.commonDirWithoutLibgit2(from: root + "/plain") == .none)
+            #expect(GitRepository.commonDirWithoutLibgit2(from: root + "/missing") == .unsure)
+        }
+    }
+}

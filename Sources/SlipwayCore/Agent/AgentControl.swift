@@ -148,3 +148,59 @@ extension AgentControl {
         return paths.inbox
     }
 }
+
+extension AgentControl {
+    /// The repository agent's warm digests for the config in `configDirectory`, asked over its
+    /// socket (one request; the agent handles every file event queued before it first), or why
+    /// there are none: no repository, no agent running (none is started for this), or the
+    /// agent's own reason. Never an error: a build without warm digests walks.
+    public static func warmAnswer(for configDirectory: String, timeout: Double = 2) async -> WarmAnswer {
+        await onOwnThread { askWarm(configDirectory, timeout: timeout) }
+    }
+
+    static func askWarm(_ configDirectory: String, timeout: Double) -> WarmAnswer {
+        let paths: AgentPaths
+        let notARepository = WarmAnswer(snapshot: nil, reason: "not in a git repository, so no agent keeps digests")
+        switch GitRepository.commonDirWithoutLibgit2(from: configDirectory) {
+        case .found(let commonDir): paths = AgentPaths(commonDir: commonDir)
+        case .none: return notARepository
+        case .unsure:
+            do {
+                paths = try AgentPaths.forRepository(containing: configDirectory)
+            } catch {
+                return notARepository
+            }
+        }
+        let client: AgentClient?
+        do {
+            client = try AgentClient(paths: paths, timeout: timeout)
+        } catch {
+            return WarmAnswer(snapshot: nil, reason: "the agent cannot be reached: \(error.message)")
+        }
+        guard let client else {
+            return WarmAnswer(snapshot: nil, reason: "no agent runs for this repository (slipway agent start)")
+        }
+        client.busyRetry = 0
+        do {
+            let answer = try client.call(AgentRequest(op: "warm", config: configDirectory))
+            guard answer.ok else {
+                return WarmAnswer(snapshot: nil, reason: "the agent refused: \(answer.error ?? "no reason given")")
+            }
+            return WarmAnswer(
+                snapshot: answer.warm,
+                reason: answer.warm == nil ? (answer.message ?? "the agent keeps no digests for it") : nil
+            )
+        } catch {
+            return WarmAnswer(snapshot: nil, reason: "the agent did not answer: \(error.message)")
+        }
+    }
+}
+
+extension AgentControl {
+    /// The ``WarmLookup`` a build's caller passes on: the agent asked right before each build;
+    /// nil inside an agent's own job, which was handed its snapshot (`SLIPWAY_WARM_DIGESTS`).
+    public static func warmLookup(environment: [String: String]) -> WarmLookup? {
+        if environment[WarmSnapshot.environmentVariable] != nil { return nil }
+        return { directory in await warmAnswer(for: directory) }
+    }
+}

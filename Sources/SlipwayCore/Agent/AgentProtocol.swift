@@ -17,6 +17,10 @@ internal import Foundation
 ///   `{"op":"devFollow","lines":N}` → `dev-status`, then `dev-out`, `dev-err`, `dev-status`
 ///   and `dev-ended` items as they come, until the client hangs up (docs/agent.md)
 ///
+/// - `{"op":"warm","config":DIR}` → `{"ok":true,"warm":{…}}`: the context digests the agent
+///   keeps current for the config in DIR (``WarmSnapshot``; every file event queued before the
+///   request handled first), or `{"ok":true,"message":REASON}` when it keeps none for it
+///
 /// Failures: `{"ok":false,"error":"…"}`; `"busy":true` when the agent turned the connection away
 /// for its connection limits (docs/agent.md), which `AgentClient` retries for a while.
 public struct AgentRequest: Codable, Sendable, Equatable {
@@ -85,6 +89,8 @@ public struct AgentResponse: Codable, Sendable, Equatable {
     public var dev: [AgentDevView]?
     /// The config a `dev-out`, `dev-err` or `dev-ended` item is about.
     public var config: String?
+    /// `warm`: the agent's current context digests for the config asked about.
+    public var warm: WarmSnapshot?
 
     public init(
         ok: Bool,
@@ -97,10 +103,12 @@ public struct AgentResponse: Codable, Sendable, Equatable {
         status: AgentStatus? = nil,
         busy: Bool? = nil,
         dev: [AgentDevView]? = nil,
-        config: String? = nil
+        config: String? = nil,
+        warm: WarmSnapshot? = nil
     ) {
         self.dev = dev
         self.config = config
+        self.warm = warm
         self.busy = busy
         self.ok = ok
         self.error = error

@@ -356,6 +356,15 @@ final class AgentServer: @unchecked Sendable {
         switch request.op {
         case "status":
             respond(c, AgentResponse(ok: true, status: daemon.status()))
+        case "warm":
+            // Answered on this thread: the watcher's drain takes well under a millisecond
+            // (it waits at most its own timeout when the watcher thread is stuck).
+            guard let directory = request.config else {
+                respond(c, AgentResponse(ok: false, error: "warm: which config directory? (config)"))
+                return
+            }
+            let answer = daemon.warmth.answer(directory: directory)
+            respond(c, AgentResponse(ok: true, message: answer.reason, warm: answer.snapshot))
         case "stop":
             c.closing = true
             respond(c, AgentResponse(ok: true, message: "stopping"))

@@ -40,6 +40,24 @@ final class AgentWarmth: @unchecked Sendable {
         return [WarmSnapshot.environmentVariable: snapshotPath]
     }
 
+    /// What a build in `directory` (the config's directory) may take instead of walking: the
+    /// warmer's snapshot — every event queued before this call handled first — or why there is
+    /// none.
+    func answer(directory: String) -> WarmAnswer {
+        lock.lock()
+        let (warmer, watched, loading) = (self.warmer, self.directory, self.loading)
+        lock.unlock()
+        guard let warmer, watched == directory else {
+            if loading { return WarmAnswer(snapshot: nil, reason: "the agent is loading the config to watch it") }
+            return WarmAnswer(
+                snapshot: nil,
+                reason: watched.map { "the agent keeps the contexts of \($0) warm, not of this directory" }
+                    ?? "the agent watches no build contexts (its log says why)"
+            )
+        }
+        return WarmAnswer(snapshot: warmer.snapshot())
+    }
+
     /// Makes sure the warmer watches `directory` with its current config (in the background:
     /// loading the config and the first digest take a while).
     func watch(_ directory: String) {

@@ -208,14 +208,30 @@ public final class DigestWarmer: @unchecked Sendable {
         state.lock()
         defer { state.unlock() }
         var current: [WarmEntry] = []
-        for (index, entry) in entries.sorted(by: { $0.key < $1.key }) where !stopping {
-            let roots = contexts[index].roots
-            guard roots.allSatisfy({ $0 < states.count && !states[$0].unknown }),
-                generation(of: roots, in: states) == entry.generation
-            else { continue }
+        var stale: [String: String] = [:]
+        for (index, context) in contexts.enumerated() where !stopping {
+            let roots = context.roots
+            guard roots.allSatisfy({ $0 < states.count && !states[$0].unknown }) else {
+                stale[context.path] =
+                    "the agent's watcher cannot vouch for it (an event queue overflow, or a directory it cannot watch)"
+                continue
+            }
+            guard let entry = entries[index] else {
+                stale[context.path] =
+                    warmedUp
+                    ? "the agent could not digest it (its log says why)" : "the agent is still taking its first digests"
+                continue
+            }
+            guard generation(of: roots, in: states) == entry.generation else {
+                stale[context.path] =
+                    "changed since the agent's last digest (it digests again after \(Int(quietPeriod * 1000)) ms of quiet)"
+                continue
+            }
             current.append(entry)
         }
-        return WarmSnapshot(configDirectory: loaded.directory, entries: current)
+        // Contexts over one directory with other ignore rules: a current entry wins.
+        for entry in current { stale[entry.context] = nil }
+        return WarmSnapshot(configDirectory: loaded.directory, entries: current, stale: stale.isEmpty ? nil : stale)
     }
 
     /// Waits until every change seen so far has been digested (or `timeoutSeconds` passed);

@@ -42,6 +42,9 @@ public struct ImageResult: Sendable, Equatable {
 public enum BuildEvent: Sendable {
     /// A note that concerns the whole run (an engine fallback, say).
     case note(String)
+    /// How a context's digest was had: `warm (…)` from the agent, or `walked: REASON` (shown
+    /// with `--debug`).
+    case context(path: String, origin: String)
     /// The decision for one image, before any build starts.
     case decided(image: String, action: BuildAction, reason: String, tags: [String])
     case started(image: String, action: BuildAction)

@@ -58,6 +58,9 @@ public struct BuildOptions: Sendable {
     /// Attempts, backoff and the no-progress limit (`--push-timeout`).
     public var pushPolicy = PushPolicy()
     public var environment: [String: String] = [:]
+    /// The repository agent's warm digests, as the caller got them just before the build
+    /// (nil: not asked; an agent's job has them in `SLIPWAY_WARM_DIGESTS`).
+    public var warm: WarmAnswer?
 
     public init() {}
 }

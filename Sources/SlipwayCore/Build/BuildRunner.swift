@@ -83,9 +83,11 @@ public struct BuildRunner: Sendable {
             plans: plans,
             emit: emit
         )
+        // The caller's answer from the agent, else the snapshot an agent job was handed.
         var contexts = ContextCache(
             configDirectory: loaded.directory,
-            warm: WarmSnapshot.fromEnvironment(options.environment)
+            warm: options.warm?.snapshot ?? WarmSnapshot.fromEnvironment(options.environment),
+            warmReason: options.warm?.reason
         )
         var prepared: [Prepared] = []
         var diagnostics: [String] = []
@@ -150,6 +152,7 @@ public struct BuildRunner: Sendable {
                 }
             }
         }
+        for (path, origin) in contexts.origins { emit(.context(path: path, origin: origin)) }
         for p in prepared {
             emit(.decided(image: p.plan.key, action: p.action, reason: p.reason, tags: p.tags))
         }

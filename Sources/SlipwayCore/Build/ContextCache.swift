@@ -32,9 +32,15 @@ struct ContextCache {
         var stamps: [(path: String, stamp: FileStamp?)]
     }
 
-    init(configDirectory: String, warm: WarmSnapshot? = nil) {
+    /// Why there is no warm snapshot (said of each context walked).
+    private let warmReason: String?
+    /// How each context's digest was had, in order (for `--debug`): `warm`, or `walked: REASON`.
+    private(set) var origins: [(context: String, origin: String)] = []
+
+    init(configDirectory: String, warm: WarmSnapshot? = nil, warmReason: String? = nil) {
         self.configDirectory = configDirectory
-        self.warm = warm?.configDirectory == configDirectory ? warm : nil
+        self.warm = warm
+        self.warmReason = warmReason
     }
 
     var indexDirectory: String { configDirectory + "/.devspace/slipway" }
@@ -172,8 +178,23 @@ struct ContextCache {
             warmHits += 1
             warmKeys.insert(key)
             snapshots[key] = s
+            origins.append((context, "warm (the agent's digest)"))
             return s
         }
+        let why: String
+        if cold.contains(context) {
+            why = "its image is built, and the build is checked against what the walk read"
+        } else if let warm {
+            why = warm.whyNot(
+                configDirectory: configDirectory,
+                context: context,
+                patterns: matcher.patterns,
+                indexPath: path
+            )
+        } else {
+            why = warmReason ?? "no warm digests were asked for"
+        }
+        origins.append((context, "walked: " + why))
         var state =
             indexes[path]
             ?? {

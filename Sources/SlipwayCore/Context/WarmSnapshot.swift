@@ -41,11 +41,15 @@ public struct WarmSnapshot: Codable, Sendable, Equatable {
     /// The directory of the config the digests belong to (`LoadedConfig.directory`).
     public var configDirectory: String
     public var entries: [WarmEntry]
+    /// Why the contexts the agent knows but does not list are not current (context → reason):
+    /// what `--debug` says of a context that is walked.
+    public var stale: [String: String]?
 
-    public init(configDirectory: String, entries: [WarmEntry]) {
+    public init(configDirectory: String, entries: [WarmEntry], stale: [String: String]? = nil) {
         self.version = 1
         self.configDirectory = configDirectory
         self.entries = entries
+        self.stale = stale
     }
 
     /// The snapshot at `path`; nil when there is none or it is not one slipway wrote.
@@ -64,6 +68,22 @@ public struct WarmSnapshot: Codable, Sendable, Equatable {
         return read(from: path)
     }
 
+    /// Why `context` with `patterns` is walked rather than taken from this snapshot.
+    func whyNot(configDirectory: String, context: String, patterns: [String], indexPath: String) -> String {
+        guard self.configDirectory == configDirectory else {
+            return "the agent's digests are of \(self.configDirectory), not \(configDirectory)"
+        }
+        if let reason = stale?[context] { return reason }
+        guard let entry = entries.first(where: { $0.context == context }) else {
+            return "the agent keeps no digest of it"
+        }
+        if entry.ignorePatterns != patterns { return "its ignore rules are not the ones the agent digested with" }
+        if entry.index != IndexIdentity.of(indexPath) {
+            return "its stat index changed since the agent's digest (another build saved it)"
+        }
+        return "the agent's entry does not apply"
+    }
+
     /// The digest to use instead of walking `context` with `patterns`, if the entry for them
     /// still stands: same config directory, same context and patterns, and the stat index at
     /// `indexPath` is the file the entry saw.
@@ -75,3 +95,21 @@ public struct WarmSnapshot: Codable, Sendable, Equatable {
         return entry
     }
 }
+
+/// What the caller of a build learned from the repository's agent before the build: its
+/// snapshot, or why there is none (no agent runs, it keeps another worktree warm…). The
+/// caller — the CLI, or a pipeline's `build_images` through a ``WarmLookup`` — asks right
+/// before the build; the build reads only this value.
+public struct WarmAnswer: Sendable, Equatable {
+    public var snapshot: WarmSnapshot?
+    /// Why there is no snapshot (every context is walked).
+    public var reason: String?
+
+    public init(snapshot: WarmSnapshot?, reason: String? = nil) {
+        self.snapshot = snapshot
+        self.reason = reason
+    }
+}
+
+/// Asks for a ``WarmAnswer`` for the config in a directory, right when a build needs it.
+public typealias WarmLookup = @Sendable (_ configDirectory: String) async -> WarmAnswer

@@ -68,6 +68,71 @@ public final class GitRepository {
         return GitRepository(handle: repository)
     }
 
+    /// The git common directory of the repository containing the directory `path`, found the
+    /// way git's discovery does in the plain cases — a `.git` directory holding `HEAD`, or a
+    /// `.git` file (`gitdir: …`) of a linked worktree, whose `commondir` names the shared one —
+    /// upwards from `path` without crossing a file-system boundary, symbolic links resolved as
+    /// libgit2 resolves them. `.none` when no `.git` is found up to the boundary; `.unsure`
+    /// when anything is unusual: the caller then asks ``discover(from:)``. Cheap (a few `stat`s and reads): it does not initialise libgit2,
+    /// whose start-up reads the system's CA bundle (~14 ms here), for a question this small.
+    public static func commonDirWithoutLibgit2(from path: String) -> CommonDirLookup {
+        guard let start = realpath(path, nil) else { return .unsure }
+        var directory = String(cString: start)
+        free(start)
+        var info = stat()
+        guard stat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return .unsure }
+        let device = info.st_dev
+        while true {
+            let dotGit = directory == "/" ? "/.git" : directory + "/.git"
+            var entry = stat()
+            if lstat(dotGit, &entry) == 0 {
+                switch entry.st_mode & S_IFMT {
+                case S_IFDIR:
+                    guard access(dotGit + "/HEAD", F_OK) == 0, access(dotGit + "/commondir", F_OK) != 0 else {
+                        return .unsure
+                    }
+                    return resolved(dotGit).map(CommonDirLookup.found) ?? .unsure
+                case S_IFREG:
+                    guard let text = try? String(contentsOfFile: dotGit, encoding: .utf8),
+                        text.hasPrefix("gitdir: ")
+                    else { return .unsure }
+                    var gitDir = text.dropFirst("gitdir: ".count).trimmingCharacters(in: .newlines)
+                    if !gitDir.hasPrefix("/") { gitDir = directory + "/" + gitDir }
+                    guard access(gitDir + "/HEAD", F_OK) == 0 else { return .unsure }
+                    guard let common = try? String(contentsOfFile: gitDir + "/commondir", encoding: .utf8) else {
+                        return resolved(gitDir).map(CommonDirLookup.found) ?? .unsure
+                    }
+                    let named = common.trimmingCharacters(in: .newlines)
+                    return resolved(named.hasPrefix("/") ? named : gitDir + "/" + named).map(CommonDirLookup.found)
+                        ?? .unsure
+                default:
+                    return .unsure
+                }
+            }
+            guard directory != "/" else { return .none }
+            let parent = (directory as NSString).deletingLastPathComponent
+            var up = stat()
+            guard stat(parent, &up) == 0 else { return .unsure }
+            guard up.st_dev == device else { return .none }
+            directory = parent.isEmpty ? "/" : parent
+        }
+    }
+
+    /// What ``commonDirWithoutLibgit2(from:)`` found.
+    public enum CommonDirLookup: Sendable, Equatable {
+        case found(String)
+        /// No repository contains the path.
+        case none
+        /// Something git's discovery handles and this does not: ask libgit2.
+        case unsure
+    }
+
+    private static func resolved(_ path: String) -> String? {
+        guard let real = realpath(path, nil) else { return nil }
+        defer { free(real) }
+        return trimmingTrailingSlashes(String(cString: real))
+    }
+
     // MARK: HEAD
 
     /// Where HEAD points: a branch (with its commit), a detached commit, or an unborn branch

@@ -12,19 +12,24 @@ public struct PipelineFunctions: Sendable {
     /// The slipway binary, for nested pipelines' functions.
     public let executable: String
     public let output: any PipelineOutput
+    /// Asks the repository's agent for warm context digests right before `build_images` builds
+    /// (the caller's: the pipeline layer never talks to the agent).
+    public let warm: WarmLookup?
 
     public init(
         state: PipelineState,
         directory: String,
         environment: [String: String],
         executable: String,
-        output: any PipelineOutput
+        output: any PipelineOutput,
+        warm: WarmLookup? = nil
     ) {
         self.state = state
         self.directory = directory
         self.environment = environment
         self.executable = executable
         self.output = output
+        self.warm = warm
     }
 
     /// Reads the run's state from `directory` and makes the functions of that run.
@@ -207,6 +212,7 @@ public struct PipelineFunctions: Sendable {
         options.pushPolicy = PushPolicy(stallTimeout: .milliseconds(Int64(d.pushTimeout * 1000)))
         options.environment = environment
         guard !keys.isEmpty else { return 0 }
+        if let warm { options.warm = await warm(loaded.directory) }
         let output = self.output
         let report: BuildReport
         do {

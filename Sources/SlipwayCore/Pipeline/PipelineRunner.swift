@@ -45,6 +45,8 @@ public struct PipelineState: Codable, Sendable, Equatable {
         public var local = false
         /// `--silent`: the functions print only errors and their answers.
         public var silent = false
+        /// `--debug`: `build_images` says how each context's digest was had.
+        public var debug = false
         /// `--dependency` / `--skip-dependency`: which dependencies `run_dependencies` runs.
         public var dependencies: [String] = []
         public var skipDependencies: [String] = []
@@ -193,7 +195,8 @@ public enum PipelineRunner {
         executable: String,
         environment: [String: String],
         defaultScript: Bool = false,
-        output: (any PipelineOutput)? = nil
+        output: (any PipelineOutput)? = nil,
+        warm: WarmLookup? = nil
     ) async throws(PipelineError) -> Int32 {
         let found: (run: String, continueOnError: Bool)?
         if defaultScript {
@@ -237,7 +240,8 @@ public enum PipelineRunner {
                 directory: stateDirectory,
                 environment: env,
                 executable: executable,
-                output: output
+                output: output,
+                warm: warm
             )
             for (function, arguments) in calls {
                 do {

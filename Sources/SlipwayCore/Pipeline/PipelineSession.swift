@@ -15,6 +15,7 @@ public enum PipelineSession {
         executable: String,
         environment: [String: String],
         output: (any PipelineOutput)? = nil,
+        warm: WarmLookup? = nil,
         finished: (_ stateDirectory: String) -> Void = { _ in }
     ) async throws(PipelineError) -> Int32 {
         // An agent's job tells the agent which environment variables the config reads.
@@ -50,7 +51,8 @@ public enum PipelineSession {
             stateDirectory: directory,
             executable: executable,
             environment: environment,
-            output: output
+            output: output,
+            warm: warm
         )
     }
 }

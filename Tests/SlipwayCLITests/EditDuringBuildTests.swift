@@ -186,3 +186,84 @@ struct EditDuringBuildTests {
         }
     }
 }
+
+extension EditDuringBuildTests {
+    /// `slipway build` typed by hand with the agent running takes a context's digest from the
+    /// agent when its watcher vouches for it. Each run starts from a recorded, warm state (the
+    /// file's content A, built cold, the agent's digest current), then the file is rewritten
+    /// to B either just before the build starts (no time for the agent to digest it: the build
+    /// must not find the image up to date) or at a moment during it. Afterwards the record
+    /// describes the image's content exactly (or says unknown), and a cold `--dry-run`
+    /// (`SLIPWAY_WARM=0`) finds the image up to date exactly when it holds B: a stale warm
+    /// answer would leave an image with A recorded as B.
+    @Test func warmBuildsTypedByHandWhileFilesChange() throws {
+        try withTemporaryDirectory { dir in
+            let p = try AgentProject(dir: dir, extraConfig: "    tags: [warm]")
+            defer { p.cleanUp() }
+            #expect(try p.slipway(["agent", "start"]).status == 0)
+            #expect(
+                AgentHookIntegrationTests.eventually(60) {
+                    p.log().contains("warm digests: watching the build contexts of \(dir)")
+                },
+                "\(p.log())"
+            )
+            var cold = p.env
+            cold["SLIPWAY_WARM"] = "0"
+            var (warmAnswers, unknown) = (0, 0)
+            for run in 0..<Self.runs {
+                try p.write("app/hello.txt", "warm \(run) A\n")
+                let first = try sh([SlipwayBinary.path, "build", "--skip-push"], cwd: dir, env: cold)
+                #expect(first.status == 0, "run \(run): \(first.stderr)")
+                // Until the agent's digest of A is current (it digests after its quiet period).
+                let warm = AgentHookIntegrationTests.eventually(20) {
+                    let r = try? sh([SlipwayBinary.path, "build", "--dry-run", "--debug"], cwd: dir, env: p.env)
+                    return r?.stderr.contains(": warm (the agent's digest)") == true
+                        && r?.stdout.contains("up to date") == true
+                }
+                #expect(warm, "run \(run): the agent's digest never became current\n\(p.log())")
+                let before = run % 2 == 0
+                let (status, output): (Int32, String)
+                if before {
+                    // Rewritten, then built at once: the agent has not digested B yet.
+                    try p.write("app/hello.txt", "warm \(run) B\n")
+                    let r = try sh([SlipwayBinary.path, "build", "--skip-push", "--debug"], cwd: dir, env: p.env)
+                    (status, output) = (r.status, r.stdout + r.stderr)
+                    #expect(!output.contains("up to date"), "run \(run): a stale warm answer\n\(output)")
+                } else {
+                    (status, output) = try Self.buildWhileEditing(
+                        p,
+                        [SlipwayBinary.path, "build", "--skip-push", "--debug"],
+                        delay: Double(run) * 0.006,
+                        text: "warm \(run) B",
+                        index: run
+                    )
+                }
+                #expect(status == 0, "run \(run): \(output)")
+                if output.contains(": warm (the agent's digest)") { warmAnswers += 1 }
+                if try Self.check(p, output: output, run: run) { unknown += 1 }
+                // After the edit: a cold decision finds the image up to date exactly when the
+                // image holds B.
+                let record = try #require(try BuildCache(configPath: dir + "/devspace.yaml").read()["app"])
+                let decision = try sh([SlipwayBinary.path, "build", "--dry-run"], cwd: dir, env: cold)
+                if let id = record.imageID, record.buildDigest != nil {
+                    let held = try sh(
+                        ["docker", "run", "--rm", "--network", "none", id, "cat", "/hello.txt"],
+                        cwd: "/"
+                    )
+                    #expect(
+                        decision.stdout.contains("up to date") == (held.stdout == "warm \(run) B\n"),
+                        "run \(run): the image holds \(held.stdout.debugDescription); cold decision: \(decision.stdout)"
+                    )
+                } else {
+                    #expect(!decision.stdout.contains("up to date"), "run \(run): \(decision.stdout)")
+                }
+            }
+            print(
+                "warm builds typed by hand: \(warmAnswers) of \(Self.runs) took the agent's digest, \(unknown) recorded as unknown"
+            )
+            // The warm path was taken (the runs with the edit during the build, when the edit
+            // came after the agent's answer), and not taken where it must not be.
+            #expect(warmAnswers > 0, "no build took the agent's digest")
+        }
+    }
+}

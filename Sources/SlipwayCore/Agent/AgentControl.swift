@@ -197,10 +197,17 @@ extension AgentControl {
 }
 
 extension AgentControl {
+    /// `SLIPWAY_WARM=0`: builds do not ask the agent (every context is walked; for measuring
+    /// the cold path, and for comparing with it).
+    public static let noWarmVariable = "SLIPWAY_WARM"
+
     /// The ``WarmLookup`` a build's caller passes on: the agent asked right before each build;
     /// nil inside an agent's own job, which was handed its snapshot (`SLIPWAY_WARM_DIGESTS`).
     public static func warmLookup(environment: [String: String]) -> WarmLookup? {
         if environment[WarmSnapshot.environmentVariable] != nil { return nil }
+        if environment[noWarmVariable] == "0" {
+            return { _ in WarmAnswer(snapshot: nil, reason: "\(noWarmVariable)=0: every context is walked") }
+        }
         return { directory in await warmAnswer(for: directory) }
     }
 }

@@ -87,7 +87,8 @@ public struct BuildRunner: Sendable {
         var contexts = ContextCache(
             configDirectory: loaded.directory,
             warm: options.warm?.snapshot ?? WarmSnapshot.fromEnvironment(options.environment),
-            warmReason: options.warm?.reason
+            warmReason: options.warm?.reason,
+            warmIsFresh: options.warm?.snapshot != nil
         )
         var prepared: [Prepared] = []
         var diagnostics: [String] = []

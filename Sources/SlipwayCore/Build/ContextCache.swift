@@ -37,10 +37,14 @@ struct ContextCache {
     /// How each context's digest was had, in order (for `--debug`): `warm`, or `walked: REASON`.
     private(set) var origins: [(context: String, origin: String)] = []
 
-    init(configDirectory: String, warm: WarmSnapshot? = nil, warmReason: String? = nil) {
+    /// The snapshot was answered by the agent for this build (not read from a job's file).
+    private let warmIsFresh: Bool
+
+    init(configDirectory: String, warm: WarmSnapshot? = nil, warmReason: String? = nil, warmIsFresh: Bool = false) {
         self.configDirectory = configDirectory
         self.warm = warm
         self.warmReason = warmReason
+        self.warmIsFresh = warmIsFresh
     }
 
     var indexDirectory: String { configDirectory + "/.devspace/slipway" }
@@ -164,7 +168,8 @@ struct ContextCache {
                 configDirectory: configDirectory,
                 context: context,
                 patterns: matcher.patterns,
-                indexPath: path
+                indexPath: path,
+                requireIndex: !warmIsFresh
             )
         {
             // The agent digested this context with these rules and nothing changed since.
@@ -189,7 +194,8 @@ struct ContextCache {
                 configDirectory: configDirectory,
                 context: context,
                 patterns: matcher.patterns,
-                indexPath: path
+                indexPath: path,
+                requireIndex: !warmIsFresh
             )
         } else {
             why = warmReason ?? "no warm digests were asked for"

@@ -69,7 +69,13 @@ public struct WarmSnapshot: Codable, Sendable, Equatable {
     }
 
     /// Why `context` with `patterns` is walked rather than taken from this snapshot.
-    func whyNot(configDirectory: String, context: String, patterns: [String], indexPath: String) -> String {
+    func whyNot(
+        configDirectory: String,
+        context: String,
+        patterns: [String],
+        indexPath: String,
+        requireIndex: Bool = true
+    ) -> String {
         guard self.configDirectory == configDirectory else {
             return "the agent's digests are of \(self.configDirectory), not \(configDirectory)"
         }
@@ -78,19 +84,29 @@ public struct WarmSnapshot: Codable, Sendable, Equatable {
             return "the agent keeps no digest of it"
         }
         if entry.ignorePatterns != patterns { return "its ignore rules are not the ones the agent digested with" }
-        if entry.index != IndexIdentity.of(indexPath) {
+        if requireIndex && entry.index != IndexIdentity.of(indexPath) {
             return "its stat index changed since the agent's digest (another build saved it)"
         }
         return "the agent's entry does not apply"
     }
 
     /// The digest to use instead of walking `context` with `patterns`, if the entry for them
-    /// still stands: same config directory, same context and patterns, and the stat index at
-    /// `indexPath` is the file the entry saw.
-    func digest(configDirectory: String, context: String, patterns: [String], indexPath: String) -> WarmEntry? {
+    /// still stands: same config directory, same context and patterns, and — with
+    /// `requireIndex`, for a snapshot read from the file an agent's job was handed, which may be
+    /// older than the build — the stat index at `indexPath` is the file the entry saw. A
+    /// snapshot the agent answered just now was checked against its watcher's generations at
+    /// the request; a foreground build that saved the index since the agent's digest does not
+    /// make it wrong.
+    func digest(
+        configDirectory: String,
+        context: String,
+        patterns: [String],
+        indexPath: String,
+        requireIndex: Bool = true
+    ) -> WarmEntry? {
         guard self.configDirectory == configDirectory,
             let entry = entries.first(where: { $0.context == context && $0.ignorePatterns == patterns }),
-            entry.index == IndexIdentity.of(indexPath)
+            !requireIndex || entry.index == IndexIdentity.of(indexPath)
         else { return nil }
         return entry
     }

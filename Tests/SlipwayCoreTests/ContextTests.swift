@@ -860,3 +860,44 @@ private func sha256Hex(of bytes: [UInt8], scratch: String) throws -> String {
     guard result.status == 0 else { throw TestSupportError("sha256sum: \(result.stderr)") }
     return String(result.stdout.prefix(64))
 }
+
+/// The stat index is written again only when a walk hashed enough to be worth the write: a few
+/// changed files are hashed again on the next run instead (the digest is right either way).
+@Suite struct StatIndexSavingTests {
+    @Test func aFewChangedFilesLeaveTheIndexAndManySaveIt() throws {
+        try withTemporaryDirectory { dir in
+            let context = dir + "/ctx"
+            try FileManager.default.createDirectory(atPath: context, withIntermediateDirectories: true)
+            for i in 0..<2000 {
+                try "file \(i)\n".write(toFile: "\(context)/f\(i)", atomically: false, encoding: .utf8)
+            }
+            let matcher = try IgnoreMatcher(patterns: [])
+            func digest() throws -> String {
+                var cache = ContextCache(configDirectory: dir)
+                let d = try cache.snapshot(context, matcher: matcher, what: "ctx", displayPath: "").digest
+                cache.saveIndexes { _ in }
+                return d
+            }
+            func cold() throws -> String {
+                try ContextDigester().snapshot(contextDir: context, matcher: matcher).snapshot.digest
+            }
+            let index = ContextCache(configDirectory: dir).indexPath(for: context)
+            _ = try digest()
+            #expect(IndexIdentity.of(index) != nil, "a new index is saved")
+            usleep(1_100_000)  // past the racy window
+            _ = try digest()
+            let settled = try #require(IndexIdentity.of(index))  // the racy records hashed again and saved
+            #expect(ContextCache.worthSaving(hashedFiles: 1, hashedBytes: 10, indexed: 2000) == false)
+            #expect(ContextCache.worthSaving(hashedFiles: 20, hashedBytes: 10, indexed: 2000) == true)
+
+            try "changed\n".write(toFile: context + "/f7", atomically: false, encoding: .utf8)
+            #expect(try digest() == (try cold()))
+            #expect(IndexIdentity.of(index) == settled, "one changed file: the index is not written again")
+            #expect(try digest() == (try cold()), "and the next run hashes it again")
+
+            for i in 0..<300 { try "more \(i)\n".write(toFile: "\(context)/f\(i)", atomically: false, encoding: .utf8) }
+            #expect(try digest() == (try cold()))
+            #expect(IndexIdentity.of(index) != settled, "300 changed files: the index is saved")
+        }
+    }
+}

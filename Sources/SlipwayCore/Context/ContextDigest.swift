@@ -72,6 +72,8 @@ public struct ContextSnapshot: Sendable {
     public var totalBytes: Int64
     /// How many files were read and hashed this time (the others came from the stat index).
     public var hashedFiles: Int
+    /// Their total size in bytes.
+    public var hashedBytes: Int64 = 0
     /// Every entry of the context in path byte order; regular files carry their
     /// ``ContextEntry/contentDigest``.
     public var entries: [ContextEntry]
@@ -173,6 +175,7 @@ public struct ContextDigester: Sendable {
             fileCount: fileCount,
             totalBytes: totalBytes,
             hashedFiles: walked.hashed.count,
+            hashedBytes: walked.hashed.reduce(0) { $0 + walked.entries[$1].size },
             entries: walked.entries
         )
         return (snapshot, newIndex)

@@ -402,11 +402,25 @@ extension WatcherTests {
             let walked = try buildDigest(loaded, warm: snapshot)
             #expect(walked.warmHits == 0)
             #expect(walked.digest == snapshot.entries.first?.digest)
+            // A snapshot the agent answered just now does not depend on the index file: its
+            // generations were checked at the request.
+            var fresh = ContextCache(configDirectory: loaded.directory, warm: snapshot, warmIsFresh: true)
+            #expect(try fresh.digest(plan: plan, displayPath: "") == walked.digest)
+            #expect(fresh.warmHits == 1)
+            #expect(fresh.origins.map(\.origin) == ["warm (the agent's digest)"])
 
-            // Overflow: nothing is handed out until the context is digested again.
+            // Overflow: nothing is handed out until the context is digested again, and a build
+            // says why it walks.
             #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
             warmer.simulateOverflow()
-            #expect(warmer.snapshot().entries.isEmpty)
+            let overflowed = warmer.snapshot()
+            #expect(overflowed.entries.isEmpty)
+            // (The watcher has watched the roots again by now: the overflow shows as a change.)
+            let reason = try #require(overflowed.stale?[plan.contextPath], "\(overflowed)")
+            var after = ContextCache(configDirectory: loaded.directory, warm: overflowed, warmIsFresh: true)
+            #expect(try after.digest(plan: plan, displayPath: "") == walked.digest)
+            #expect(after.warmHits == 0)
+            #expect(after.origins.map(\.origin) == ["walked: " + reason])
             #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
             let recovered = warmer.snapshot()
             #expect(recovered.entries.first?.digest == walked.digest)

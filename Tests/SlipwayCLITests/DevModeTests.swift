@@ -283,6 +283,12 @@ extension DockerHeavyDevTests {
                         && dev.stdout.components(separatedBy: "context changed").count >= 2
                 }
                 #expect(rebuiltAgain, "\(dev.stdout)")
+                // That rebuild's start_dev has run too (one `dev app:` line each: the first start,
+                // two rebuilds): it would remove the leftover made below.
+                let settled = try await eventually(.seconds(60)) {
+                    (dev.stdout + dev.stderr).components(separatedBy: "dev app: ").count - 1 >= 3
+                }
+                #expect(settled, "\(dev.stdout)\n\(dev.stderr)")
                 // The old dev container was retired under another name and removed once the new one
                 // ran: none is left.
                 #expect(try await retired().isEmpty)

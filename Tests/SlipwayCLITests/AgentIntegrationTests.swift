@@ -122,6 +122,18 @@ struct AgentProject {
 
     func log() -> String { (try? String(contentsOfFile: state + "/agent.log", encoding: .utf8)) ?? "" }
 
+    /// `slipway agent start`, then waits until its log says it watches this project's build
+    /// contexts (its warm digests).
+    func startAgentWatchingContexts() throws {
+        #expect(try slipway(["agent", "start"]).status == 0)
+        #expect(
+            AgentHookIntegrationTests.eventually(60) {
+                log().contains("warm digests: watching the build contexts of \(dir)")
+            },
+            "\(log())"
+        )
+    }
+
     /// Stops the agent, removes the containers this project's deployments made, and its images.
     func cleanUp() {
         _ = try? slipway(["agent", "stop"], timeout: 30)
@@ -254,13 +266,7 @@ struct AgentIntegrationTests {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)
             defer { p.cleanUp() }
-            #expect(try p.slipway(["agent", "start"]).status == 0)
-            #expect(
-                AgentHookIntegrationTests.eventually(60) {
-                    p.log().contains("warm digests: watching the build contexts of \(dir)")
-                },
-                "\(p.log())"
-            )
+            try p.startAgentWatchingContexts()
             for n in 1...2 {
                 _ = try p.commit("warm \(n)")
                 usleep(1_000_000)  // the warmer re-digests after its quiet period

@@ -157,13 +157,7 @@ struct EditDuringBuildTests {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir)
             defer { p.cleanUp() }
-            #expect(try p.slipway(["agent", "start"]).status == 0)
-            #expect(
-                AgentHookIntegrationTests.eventually(60) {
-                    p.log().contains("warm digests: watching the build contexts of \(dir)")
-                },
-                "\(p.log())"
-            )
+            try p.startAgentWatchingContexts()
             var unknown = 0
             for run in 0..<Self.runs {
                 try p.write("app/hello.txt", "job \(run) before\n")
@@ -200,13 +194,7 @@ extension EditDuringBuildTests {
         try withTemporaryDirectory { dir in
             let p = try AgentProject(dir: dir, extraConfig: "    tags: [warm]")
             defer { p.cleanUp() }
-            #expect(try p.slipway(["agent", "start"]).status == 0)
-            #expect(
-                AgentHookIntegrationTests.eventually(60) {
-                    p.log().contains("warm digests: watching the build contexts of \(dir)")
-                },
-                "\(p.log())"
-            )
+            try p.startAgentWatchingContexts()
             var cold = p.env
             cold["SLIPWAY_WARM"] = "0"
             var (warmAnswers, unknown) = (0, 0)

@@ -173,40 +173,34 @@ struct ContextCache {
         let key = Self.key(context, matcher)
         if let s = snapshots[key] { return s }
         let path = indexPath(for: context)
-        if !cold.contains(context),
-            let entry = warm?.digest(
-                configDirectory: configDirectory,
-                context: context,
-                patterns: matcher.patterns,
-                indexPath: path,
-                requireIndex: !warmIsFresh
-            )
-        {
-            // The agent digested this context with these rules and nothing changed since.
-            let s = ContextSnapshot(
-                digest: entry.digest,
-                fileCount: entry.fileCount,
-                totalBytes: entry.totalBytes,
-                hashedFiles: 0,
-                entries: []
-            )
-            warmHits += 1
-            warmKeys.insert(key)
-            snapshots[key] = s
-            origins.append((context, "warm (the agent's digest)"))
-            return s
-        }
         let why: String
         if cold.contains(context) {
             why = "its image is built, and the build is checked against what the walk read"
         } else if let warm {
-            why = warm.whyNot(
+            switch warm.lookup(
                 configDirectory: configDirectory,
                 context: context,
                 patterns: matcher.patterns,
                 indexPath: path,
                 requireIndex: !warmIsFresh
-            )
+            ) {
+            case .success(let entry):
+                // The agent digested this context with these rules and nothing changed since.
+                let s = ContextSnapshot(
+                    digest: entry.digest,
+                    fileCount: entry.fileCount,
+                    totalBytes: entry.totalBytes,
+                    hashedFiles: 0,
+                    entries: []
+                )
+                warmHits += 1
+                warmKeys.insert(key)
+                snapshots[key] = s
+                origins.append((context, "warm (the agent's digest)"))
+                return s
+            case .failure(let reason):
+                why = reason.text
+            }
         } else {
             why = warmReason ?? "no warm digests were asked for"
         }

@@ -68,47 +68,39 @@ public struct WarmSnapshot: Codable, Sendable, Equatable {
         return read(from: path)
     }
 
-    /// Why `context` with `patterns` is walked rather than taken from this snapshot.
-    func whyNot(
+    /// What a build does with `context` and `patterns`: the entry to use instead of walking, if
+    /// it still stands — same config directory, same context and patterns, and, with
+    /// `requireIndex` (a snapshot read from the file an agent's job was handed, which may be
+    /// older than the build), the stat index at `indexPath` is the file the entry saw — or why
+    /// the context is walked. A snapshot the agent answered just now was checked against its
+    /// watcher's generations at the request; a foreground build that saved the index since the
+    /// agent's digest does not make it wrong.
+    func lookup(
         configDirectory: String,
         context: String,
         patterns: [String],
         indexPath: String,
         requireIndex: Bool = true
-    ) -> String {
+    ) -> Result<WarmEntry, WalkReason> {
         guard self.configDirectory == configDirectory else {
-            return "the agent's digests are of \(self.configDirectory), not \(configDirectory)"
+            return .failure(WalkReason("the agent's digests are of \(self.configDirectory), not \(configDirectory)"))
         }
-        if let reason = stale?[context] { return reason }
-        guard let entry = entries.first(where: { $0.context == context }) else {
-            return "the agent keeps no digest of it"
+        if let reason = stale?[context] { return .failure(WalkReason(reason)) }
+        let ofContext = entries.filter { $0.context == context }
+        guard !ofContext.isEmpty else { return .failure(WalkReason("the agent keeps no digest of it")) }
+        guard let entry = ofContext.first(where: { $0.ignorePatterns == patterns }) else {
+            return .failure(WalkReason("its ignore rules are not the ones the agent digested with"))
         }
-        if entry.ignorePatterns != patterns { return "its ignore rules are not the ones the agent digested with" }
         if requireIndex && entry.index != IndexIdentity.of(indexPath) {
-            return "its stat index changed since the agent's digest (another build saved it)"
+            return .failure(WalkReason("its stat index changed since the agent's digest (another build saved it)"))
         }
-        return "the agent's entry does not apply"
+        return .success(entry)
     }
 
-    /// The digest to use instead of walking `context` with `patterns`, if the entry for them
-    /// still stands: same config directory, same context and patterns, and — with
-    /// `requireIndex`, for a snapshot read from the file an agent's job was handed, which may be
-    /// older than the build — the stat index at `indexPath` is the file the entry saw. A
-    /// snapshot the agent answered just now was checked against its watcher's generations at
-    /// the request; a foreground build that saved the index since the agent's digest does not
-    /// make it wrong.
-    func digest(
-        configDirectory: String,
-        context: String,
-        patterns: [String],
-        indexPath: String,
-        requireIndex: Bool = true
-    ) -> WarmEntry? {
-        guard self.configDirectory == configDirectory,
-            let entry = entries.first(where: { $0.context == context && $0.ignorePatterns == patterns }),
-            !requireIndex || entry.index == IndexIdentity.of(indexPath)
-        else { return nil }
-        return entry
+    /// Why a context is walked rather than taken from a snapshot.
+    struct WalkReason: Error, Equatable {
+        var text: String
+        init(_ text: String) { self.text = text }
     }
 }
 

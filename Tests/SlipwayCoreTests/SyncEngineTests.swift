@@ -544,7 +544,14 @@ extension WatcherTests.SyncEngineTests {
             let (local, remote) = try syncTrees(dir)
             for index in 0..<10 { try putFile(local + "/d/f\(index)", "\(index)") }
             try putFile(local + "/top", "top")
-            let sync = RunningSync(testConfiguration(local, dir: dir), remote: try LocalDirectoryRemote(root: remote))
+            // The two removals below must meet in one batch (a root emptied in two batches is
+            // two ordinary deletions first): 300 ms of quiet, not 5, so that a loaded machine
+            // that stalls the test between them does not split them.
+            let timing = SyncTiming(quietMilliseconds: 300, burstMilliseconds: 300, maximumDelayMilliseconds: 2000)
+            let sync = RunningSync(
+                testConfiguration(local, dir: dir, timing: timing),
+                remote: try LocalDirectoryRemote(root: remote)
+            )
             await sync.started()
             try FileManager.default.removeItem(atPath: local + "/d")
             unlink(local + "/top")

@@ -69,8 +69,14 @@ import Testing
             }
             return .object(m)
         }
+        // The CLI keeps its `--volume` binds in a Go map, so their order in `Binds` differs from
+        // one `docker create` to the next; the engine treats them as a set.
+        var hostConfig = inspected.json["HostConfig"]?.object ?? [:]
+        if let binds = hostConfig["Binds"]?.array {
+            hostConfig["Binds"] = .array(binds.sorted { ($0.string ?? "") < ($1.string ?? "") })
+        }
         return [
-            "Config": .object(config), "HostConfig": inspected.json["HostConfig"] ?? .null,
+            "Config": .object(config), "HostConfig": .object(hostConfig),
             "Mounts": .array(mounts.sorted { ($0["Destination"]?.string ?? "") < ($1["Destination"]?.string ?? "") }),
             "Networks": .strings((inspected.json["NetworkSettings"]?["Networks"]?.object ?? [:]).keys.sorted()),
         ]

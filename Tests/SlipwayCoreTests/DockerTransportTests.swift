@@ -69,7 +69,7 @@ private final class MemorySink: TarSink {
 /// action for SIGTERM), so a stop or restart has to wait for its timeout and kill it.
 private let ignoresSIGTERM = ["sleep", "600"]
 
-@Suite(.serialized, .timeLimit(.minutes(1)))
+@Suite(.serialized, .timeLimit(.minutes(3)))
 struct DockerTransportTests {
     // MARK: Archive upload
 

@@ -158,7 +158,7 @@ struct EngineIntegrationTests {
     }
 
     /// A daemon that accepts the connection and never answers must cost the timeout, not a hang.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(2)))
     func apiTimesOutOnASilentDaemon() throws {
         try withTemporaryDirectory { directory in
             let path = directory + "/silent.sock"

@@ -23,8 +23,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        /// libgit2: repository facts (HEAD, branch, describe, status, trees).
-        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        /// libgit2's headers: repository facts (HEAD, branch, describe, status, trees). Links
+        /// nothing; CGit2Loader defines the functions.
+        .systemLibrary(name: "CGit2", providers: [.apt(["libgit2-dev"])]),
+        /// The libgit2 functions slipway calls, each loading libgit2 (dlopen) on first use: a run
+        /// that needs no git fact does not pay for libgit2 and its fifteen libraries at start-up.
+        .target(name: "CGit2Loader", linkerSettings: [.linkedLibrary("dl")]),
         /// libyaml: the YAML parser and emitter under the config loader.
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         /// libinotifytools: file watching for the agent and dev mode.
@@ -42,7 +46,7 @@ let package = Package(
         .target(
             name: "SlipwayCore",
             dependencies: [
-                "CGit2", "CYAML", "CInotifyTools", "CLinux", "SlipwayHookScript",
+                "CGit2", "CGit2Loader", "CYAML", "CInotifyTools", "CLinux", "SlipwayHookScript",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

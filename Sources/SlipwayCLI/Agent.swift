@@ -61,6 +61,7 @@ struct Agent: AsyncParsableCommand {
 
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "start",
             abstract: "Start the agent in the background (nothing happens when it runs)."
         )
         @OptionGroup var repository: RepositoryOption
@@ -74,6 +75,7 @@ struct Agent: AsyncParsableCommand {
 
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "stop",
             abstract: "Stop the agent (a running job is interrupted and runs again when the agent starts)."
         )
         @OptionGroup var repository: RepositoryOption
@@ -97,6 +99,7 @@ struct Agent: AsyncParsableCommand {
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "status",
             abstract: "The queue, the running job and the last result per pipeline."
         )
         @OptionGroup var repository: RepositoryOption
@@ -110,6 +113,7 @@ struct Agent: AsyncParsableCommand {
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",
             abstract: "Run the agent in the foreground (for service managers); the log is echoed to stderr."
         )
         @OptionGroup var repository: RepositoryOption
@@ -136,6 +140,7 @@ struct Agent: AsyncParsableCommand {
 
     struct Logs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "logs",
             abstract: "The agent's log (jobs, their output, decisions); -f follows it."
         )
         @OptionGroup var repository: RepositoryOption
@@ -177,6 +182,7 @@ struct Agent: AsyncParsableCommand {
 
     struct Submit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "submit",
             abstract: "Submit a job by hand: a pipeline (commit, push, gate) at HEAD or a given commit.",
             usage: "slipway agent submit [<options>] <pipeline>"
         )
@@ -269,6 +275,7 @@ struct Agent: AsyncParsableCommand {
 
     struct Gate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "gate",
             abstract: "For the pre-push hook in gate mode: build what is pushed and exit 1 when it fails.",
             discussion: "Reads pre-push's stdin (<local ref> <local oid> <remote ref> <remote oid> per line)."
         )
@@ -397,6 +404,7 @@ struct Cleanup: AsyncParsableCommand {
 
     struct Images: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "images",
             abstract: "Remove the commit-tagged images the agent built beyond the newest N per image.",
             usage: "slipway cleanup images [<options>]",
             discussion: """

@@ -576,6 +576,64 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
+    /// The index keeps the digest of the context it was taken from, and a walk that finds that
+    /// same context takes it from there. Here the kept digest is replaced by a marker: the
+    /// marker comes back exactly when the context is the one the index was taken from, and
+    /// after every change that makes another context the walk's own digest does.
+    @Test(arguments: Mutation.allCases)
+    func theIndexsDigestIsUsedOnlyForItsOwnContext(_ mutation: Mutation) throws {
+        try withTemporaryDirectory { scratch in
+            let root = "\(scratch)/ctx"
+            try makeContext(root)
+            // Old times, so that any change below gives a different stat.
+            for file in try FileManager.default.subpathsOfDirectory(atPath: root) {
+                try setTimes("\(root)/\(file)", seconds: 1_500_000_000)
+            }
+            let later = nowNanoseconds() + 5_000_000_000
+            let first = try snapshot(root, indexTime: later)
+            let summary = try #require(first.index.summary)
+            #expect(summary.contextDigest.hex == first.snapshot.digest)
+            let marker = try #require(ContentDigest(hex: String(repeating: "ab", count: 32)))
+            var forged = first.index
+            forged.summary = StatIndex.Summary(contextDigest: marker, others: summary.others)
+
+            let again = try snapshot(root, index: forged, indexTime: later + 1)
+            #expect(again.snapshot.digest == marker.hex, "an unchanged context takes the index's digest")
+            #expect(again.snapshot.hashedFiles == 0)
+
+            let changed = try mutation.apply(to: root, scratch: scratch)
+            let cold = try snapshot(changed).snapshot.digest
+            let after = try snapshot(changed, index: forged, indexTime: later + 2).snapshot.digest
+            // The marker only ever comes back for the context the index was taken from (a stat
+            // change of a file alone, as `touch`, makes the walk read it and digest itself).
+            let same = cold == first.snapshot.digest && changed == root
+            #expect(after == cold || (same && after == marker.hex), "after \(mutation): \(after), cold \(cold)")
+            if [.editExcludedFile, .addExcludedFile].contains(mutation) {
+                #expect(after == marker.hex, "nothing the walk sees changed: the index's digest")
+            }
+            if !mutation.changesDigest && changed == root {
+                #expect(same)
+            }
+        }
+    }
+
+    @Test func indexSummarySurvivesSaveAndLoad() throws {
+        try withTemporaryDirectory { scratch in
+            let root = "\(scratch)/ctx"
+            try makeContext(root)
+            let first = try snapshot(root, indexTime: nowNanoseconds() + 5_000_000_000)
+            let path = "\(scratch)/context.idx"
+            try first.index.save(to: path)
+            let loaded = StatIndex.load(from: path)
+            #expect(loaded == first.index)
+            #expect(loaded.summary?.contextDigest.hex == first.snapshot.digest)
+            var without = first.index
+            without.summary = nil
+            try without.save(to: path)
+            #expect(StatIndex.load(from: path) == without)
+        }
+    }
+
     @Test func digestEncodingIsDocumented() throws {
         // One file, one directory, one link: the digest is SHA-256 of exactly these bytes.
         try withTemporaryDirectory { root in
@@ -665,8 +723,8 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
             flipped[40] ^= 0x01
             variants["one bit flipped"] = flipped
             var version = good
-            version[8] = 2
-            variants["other version"] = version
+            version[8] = 1
+            variants["the previous version"] = version
             for (name, bytes) in variants {
                 try bytes.write(to: URL(fileURLWithPath: path))
                 let loaded = StatIndex.load(from: path)
@@ -709,6 +767,9 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
             var copy = StatIndex()
             copy.timestampNanoseconds = all.index.timestampNanoseconds
             copy.records = all.index.records
+            // (Records set from outside are of no known context: no summary.)
+            #expect(copy.summary == nil)
+            copy.summary = all.index.summary
             #expect(copy == all.index)
         }
     }

@@ -149,7 +149,19 @@ public struct ContextDigester: Sendable {
             return .hashed
         }
 
-        let (digest, fileCount, totalBytes) = Self.digest(of: walked.entries)
+        let tally = Self.tally(walked.entries)
+        let fileCount = tally.files
+        let totalBytes = tally.bytes
+        let digest: ContentDigest
+        if walked.hashed.isEmpty && fileCount == index.count, let summary = index.summary,
+            summary.others == tally.others
+        {
+            // Every file is a record of the index, none is missing, and the other entries are
+            // the ones it was taken with: this is the context whose digest it keeps.
+            digest = summary.contextDigest
+        } else {
+            digest = Self.digestBytes(of: walked.entries)
+        }
         var newIndex: StatIndex
         if walked.hashed.isEmpty && fileCount == index.count {
             // Every file came from the index and the index holds no other: it is already the
@@ -170,8 +182,9 @@ public struct ContextDigester: Sendable {
             }
             newIndex = builder.build(timestampNanoseconds: started)
         }
+        newIndex.summary = StatIndex.Summary(contextDigest: digest, others: tally.others)
         let snapshot = ContextSnapshot(
-            digest: digest,
+            digest: digest.hex,
             fileCount: fileCount,
             totalBytes: totalBytes,
             hashedFiles: walked.hashed.count,
@@ -185,9 +198,52 @@ public struct ContextDigester: Sendable {
     /// encoding described on ``ContextDigester``, with the number of regular files and their
     /// total size.
     static func digest(of entries: [ContextEntry]) -> (digest: String, files: Int, bytes: Int64) {
+        let tally = tally(entries)
+        return (digestBytes(of: entries).hex, tally.files, tally.bytes)
+    }
+
+    /// The number of regular files and their size, and the SHA-256 of the digest's input for
+    /// the other entries alone (directories, links, special files, in order): what a
+    /// ``StatIndex`` cannot vouch for. Cheap: a context has few of them.
+    static func tally(_ entries: [ContextEntry]) -> (others: ContentDigest, files: Int, bytes: Int64) {
         var hasher = SHA256()
         var files = 0
         var bytes: Int64 = 0
+        entries.withUnsafeBufferPointer { entries in
+            for entry in entries.indices {
+                if entries[entry].kind == .file {
+                    files += 1
+                    bytes += entries[entry].size
+                } else {
+                    encode(entries[entry]) { hasher.update(bufferPointer: $0) }
+                }
+            }
+        }
+        return (ContentDigest(hasher.finalize()), files, bytes)
+    }
+
+    /// One entry's part of the digest's input.
+    @inline(__always)
+    private static func encode(_ entry: ContextEntry, _ put: (UnsafeRawBufferPointer) -> Void) {
+        withUnsafeBytes(of: entry.kind.rawValue) { put($0) }
+        entry.withPathBytes { put(UnsafeRawBufferPointer($0)) }
+        withUnsafeBytes(of: UInt8(0)) { put($0) }
+        withUnsafeBytes(of: entry.mode.bigEndian) { put($0) }
+        switch entry.kind {
+        case .file:
+            // Every file of a snapshot has a digest; a zero digest would only mark a bug.
+            (entry.contentDigest ?? ContentDigest.zero).withBytes { put($0) }
+        case .symlink:
+            entry.withTargetBytes { put(UnsafeRawBufferPointer($0)) }
+            withUnsafeBytes(of: UInt8(0)) { put($0) }
+        case .directory, .other:
+            break
+        }
+    }
+
+    /// The context digest of `entries` (sorted by path, files with their content digests).
+    static func digestBytes(of entries: [ContextEntry]) -> ContentDigest {
+        var hasher = SHA256()
         let capacity = Self.readBufferSize + 8 * 1024
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
         defer { out.deallocate() }
@@ -209,32 +265,13 @@ public struct ContextDigester: Sendable {
             }
             used += bytes.count
         }
-        func put(byte: UInt8) { withUnsafeBytes(of: byte) { put($0) } }
 
         "slipway-context-v1".utf8CString.withUnsafeBytes { put($0) }  // with its NUL
         entries.withUnsafeBufferPointer { entries in
-            for entry in entries.indices {
-                let kind = entries[entry].kind
-                put(byte: kind.rawValue)
-                entries[entry].withPathBytes { put(UnsafeRawBufferPointer($0)) }
-                put(byte: 0)
-                withUnsafeBytes(of: entries[entry].mode.bigEndian) { put($0) }
-                switch kind {
-                case .file:
-                    // Every file of a snapshot has a digest; a zero digest would only mark a bug.
-                    (entries[entry].contentDigest ?? ContentDigest.zero).withBytes { put($0) }
-                    files += 1
-                    bytes += entries[entry].size
-                case .symlink:
-                    entries[entry].withTargetBytes { put(UnsafeRawBufferPointer($0)) }
-                    put(byte: 0)
-                case .directory, .other:
-                    break
-                }
-            }
+            for entry in entries.indices { encode(entries[entry], put) }
         }
         flush()
-        return (hasher.finalize().withUnsafeBytes { hexString($0) }, files, bytes)
+        return ContentDigest(hasher.finalize())
     }
 
     /// Reads the file at `entry.path` below the directory `root` and hashes it; nil when the

@@ -1,5 +1,3 @@
-internal import Crypto
-
 #if canImport(Glibc)
 internal import Glibc
 #elseif canImport(Darwin)
@@ -22,12 +20,22 @@ internal import Darwin
 /// a few ms; FAT has 2 s for mtime but is not a place for build contexts; NFS servers may
 /// lag), at the cost of re-reading files changed in the last second before a run.
 ///
-/// **File format, version 1** (integers little-endian):
+/// **The context's digest.** The index also keeps the digest of the whole context as it was
+/// when its records were taken (``summary``), with a digest of the context's other entries
+/// (directories, links, special files: what the records do not hold). A walk whose files all
+/// came from the records, with no file more or less and the same other entries, is that same
+/// context: its digest is taken from the index instead of hashing the walk's 20,000 entries
+/// again (1.6 ms at 20,000 files).
+///
+/// **File format, version 2** (integers little-endian):
 /// ```
 /// header   8 bytes  magic "SLWSTIDX"
-///          u32      version (1)
+///          u32      version (2)
 ///          u32      number of records
 ///          i64      timestampNanoseconds (since the Unix epoch)
+///          u64      1 when a summary follows, else 0 (its bytes are then zero)
+///          32 bytes the context's digest (SHA-256)
+///          32 bytes SHA-256 of the other entries' part of it
 /// record   u32      path length, then the path's bytes (relative to the context, no NUL)
 ///          i64      size
 ///          i64      mtime, ns since the epoch
@@ -35,8 +43,11 @@ internal import Darwin
 ///          u64      inode
 ///          u32      mode (st_mode & 0o7777)
 ///          32 bytes SHA-256 of the content
-/// trailer  32 bytes SHA-256 of every byte before it
+/// trailer  u64      ``checksum(_:)`` of every byte before it
 /// ```
+/// The trailer only catches damage (the file is written by rename, so a torn write is not
+/// possible): a 64-bit hash reads 1.9 MB in a fraction of a millisecond, where SHA-256 took
+/// about one.
 /// Records are in strictly ascending byte order of their paths (the walk's order). A missing,
 /// truncated, corrupted, unsorted or foreign file loads as an empty index.
 public struct StatIndex: Sendable, Equatable {
@@ -84,10 +95,17 @@ public struct StatIndex: Sendable, Equatable {
     }
 
     static let magic: [UInt8] = Array("SLWSTIDX".utf8)
-    static let version: UInt32 = 1
-    static let headerSize = 24
+    static let version: UInt32 = 2
+    static let headerSize = 24 + 8 + 32 + 32
     static let recordFixedSize = 8 + 8 + 8 + 8 + 4 + 32
-    static let trailerSize = 32
+    static let trailerSize = 8
+
+    /// The digest of the context these records were taken from, and of its entries that are
+    /// not regular files (see ``ContextDigester/digest(of:)``).
+    public struct Summary: Sendable, Hashable {
+        public var contextDigest: ContentDigest
+        public var others: ContentDigest
+    }
     /// Larger files are not indexes slipway wrote (10 million files of 100 bytes).
     static let maximumFileSize = 1 << 30
 
@@ -102,12 +120,17 @@ public struct StatIndex: Sendable, Equatable {
     /// began. Records not strictly older than this minus the granularity are re-hashed.
     public var timestampNanoseconds: Int64
 
+    /// The context these records are all of, when known; any index made from another set of
+    /// records has none until a walk sets it.
+    public var summary: Summary?
+
     /// An empty index: every file is hashed.
     public init() {
         pathBytes = []
         pathEnds = []
         recordList = []
         timestampNanoseconds = 0
+        summary = nil
     }
 
     public var count: Int { recordList.count }
@@ -187,6 +210,7 @@ public struct StatIndex: Sendable, Equatable {
     /// here (then the caller builds a new index).
     func replacing(_ files: [ContextEntry], timestampNanoseconds: Int64) -> StatIndex? {
         var result = self
+        result.summary = nil  // other content: the caller sets the new one
         for file in files {
             guard let position = file.withPathBytes({ position(of: $0) }) else { return nil }
             result.recordList[position] = Record(file, digest: file.contentDigest ?? .zero)
@@ -331,7 +355,7 @@ public struct StatIndex: Sendable, Equatable {
         return decode(UnsafeRawBufferPointer(start: mapped, count: size)) ?? StatIndex()
     }
 
-    /// Parses the bytes of an index file; nil if they are not a valid version-1 index (wrong
+    /// Parses the bytes of an index file; nil if they are not a valid version-2 index (wrong
     /// magic, version or checksum, truncated, or paths not in strictly ascending order).
     static func decode(_ bytes: [UInt8]) -> StatIndex? {
         bytes.withUnsafeBytes { decode($0) }
@@ -349,9 +373,7 @@ public struct StatIndex: Sendable, Equatable {
 
         guard u32(8) == version else { return nil }
         let body = raw.count - trailerSize
-        var hasher = SHA256()
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: raw[0..<body]))
-        guard hasher.finalize().withUnsafeBytes({ $0.elementsEqual(raw[body...]) }) else { return nil }
+        guard checksum(UnsafeRawBufferPointer(rebasing: raw[0..<body])) == u64(body) else { return nil }
 
         let count = Int(u32(12))
         // Each record takes at least its fixed part and a length: reject absurd counts early.
@@ -392,6 +414,15 @@ public struct StatIndex: Sendable, Equatable {
         }
         guard offset == body, index.pathBytes.count < Int(Int32.max) else { return nil }
         index.timestampNanoseconds = i64(16)
+        switch u64(24) {
+        case 0: index.summary = nil
+        case 1:
+            index.summary = Summary(
+                contextDigest: ContentDigest(UnsafeRawBufferPointer(rebasing: raw[32..<64])),
+                others: ContentDigest(UnsafeRawBufferPointer(rebasing: raw[64..<96]))
+            )
+        default: return nil
+        }
         return index
     }
 
@@ -416,6 +447,9 @@ public struct StatIndex: Sendable, Equatable {
             put(Self.version)
             put(UInt32(truncatingIfNeeded: count))
             put(timestampNanoseconds)
+            put(UInt64(summary == nil ? 0 : 1))
+            (summary?.contextDigest ?? .zero).withBytes { put($0) }
+            (summary?.others ?? .zero).withBytes { put($0) }
             pathBytes.withUnsafeBufferPointer { bytes in
                 recordList.withUnsafeBufferPointer { records in
                     for position in records.indices {
@@ -432,11 +466,51 @@ public struct StatIndex: Sendable, Equatable {
                     }
                 }
             }
-            var hasher = SHA256()
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: out[0..<offset]))
-            hasher.finalize().withUnsafeBytes { put($0) }
+            put(Self.checksum(UnsafeRawBufferPointer(rebasing: out[0..<offset])))
             initialized = offset
         }
+    }
+
+    /// A 64-bit hash of `bytes` for the trailer (xxHash64's round and avalanche, four lanes):
+    /// it catches damage, it is not a defence against someone who can write the file.
+    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        let prime1: UInt64 = 0x9E37_79B1_85EB_CA87
+        let prime2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
+        let prime3: UInt64 = 0x1656_67B1_9E37_79F9
+        @inline(__always) func round(_ lane: UInt64, _ word: UInt64) -> UInt64 {
+            let mixed = lane &+ word &* prime2
+            return ((mixed << 31) | (mixed >> 33)) &* prime1
+        }
+        @inline(__always) func word(_ offset: Int) -> UInt64 {
+            UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        }
+        var lanes: (UInt64, UInt64, UInt64, UInt64) = (prime1 &+ prime2, prime2, 0, 0 &- prime1)
+        var offset = 0
+        while bytes.count - offset >= 32 {
+            lanes.0 = round(lanes.0, word(offset))
+            lanes.1 = round(lanes.1, word(offset + 8))
+            lanes.2 = round(lanes.2, word(offset + 16))
+            lanes.3 = round(lanes.3, word(offset + 24))
+            offset += 32
+        }
+        var hash = UInt64(truncatingIfNeeded: bytes.count) &+ prime3
+        for lane in [lanes.0, lanes.1, lanes.2, lanes.3] {
+            hash = (hash ^ round(0, lane)) &* prime1 &+ prime3
+        }
+        while bytes.count - offset >= 8 {
+            hash = (hash ^ round(0, word(offset))) &* prime1 &+ prime3
+            offset += 8
+        }
+        while offset < bytes.count {
+            hash = (hash ^ UInt64(bytes[offset]) &* prime3) &* prime1
+            hash = (hash << 11) | (hash >> 53)
+            offset += 1
+        }
+        hash ^= hash >> 33
+        hash = hash &* prime2
+        hash ^= hash >> 29
+        hash = hash &* prime3
+        return hash ^ (hash >> 32)
     }
 
     /// Writes the index to `path` atomically: a temporary file in the same directory, written

@@ -538,14 +538,28 @@ private final class SharedWalk: @unchecked Sendable {
         }
     }
 
+    /// The bytes as a string when they are valid UTF-8. Paths are nearly always ASCII, which
+    /// needs no validation (the generic `String(validating:as:)` looked up type metadata for
+    /// every entry of the walk).
+    @inline(__always)
+    private static func text(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var ascii = true
+        for byte in bytes where byte >= 0x80 {
+            ascii = false
+            break
+        }
+        if ascii { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
     private static func entry(
         path: UnsafeBufferPointer<UInt8>,
         kind: ContextEntry.Kind,
         info: stat,
         target: [UInt8]?
     ) -> ContextEntry {
-        let text = String(validating: path, as: UTF8.self)
-        let targetText: String? = target.flatMap { String(validating: $0, as: UTF8.self) }
+        let text = Self.text(path)
+        let targetText: String? = target.flatMap { bytes in bytes.withUnsafeBufferPointer { Self.text($0) } }
         #if canImport(Darwin)
         let mtime = Int64(info.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(info.st_mtimespec.tv_nsec)
         let ctime = Int64(info.st_ctimespec.tv_sec) * 1_000_000_000 + Int64(info.st_ctimespec.tv_nsec)

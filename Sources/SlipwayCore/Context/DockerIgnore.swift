@@ -374,9 +374,9 @@ struct CompiledPattern: Sendable {
     }
 
     enum Kind: Sendable {
-        case exact([UInt8])
-        case prefix([UInt8])
-        case suffix([UInt8])
+        case exact
+        case prefix
+        case suffix
         case tokens
     }
 
@@ -385,6 +385,10 @@ struct CompiledPattern: Sendable {
     }
 
     let kind: Kind
+    /// What `exact`, `prefix` and `suffix` compare with (empty for `tokens`). A property of its
+    /// own rather than the case's payload: binding the payload copied the array (a retain and
+    /// a release) for every path the walk matched.
+    let literal: [UInt8]
     let tokens: [Token]
     /// Literal bytes every match starts / ends with (quick rejection).
     let literalPrefix: [UInt8]
@@ -453,10 +457,10 @@ struct CompiledPattern: Sendable {
 
         let bytes = Array(pattern.utf8)
         switch detected {
-        case .exact: kind = .exact(bytes)
-        case .prefix: kind = .prefix(Array(bytes.dropLast(2)))
-        case .suffix: kind = .suffix(Array(bytes.dropFirst(2)))
-        case .regexp: kind = .tokens
+        case .exact: (kind, literal) = (.exact, bytes)
+        case .prefix: (kind, literal) = (.prefix, Array(bytes.dropLast(2)))
+        case .suffix: (kind, literal) = (.suffix, Array(bytes.dropFirst(2)))
+        case .regexp: (kind, literal) = (.tokens, [])
         }
         self.tokens = tokens
 
@@ -547,11 +551,11 @@ struct CompiledPattern: Sendable {
     /// Whether the pattern matches the whole of `path`.
     func matches(_ path: UnsafeBufferPointer<UInt8>, slashes: Int) -> Bool {
         switch kind {
-        case .exact(let literal):
+        case .exact:
             return path.count == literal.count && bytesEqual(path, at: 0, literal)
-        case .prefix(let literal):
+        case .prefix:
             return path.count >= literal.count && bytesEqual(path, at: 0, literal)
-        case .suffix(let literal):
+        case .suffix:
             if path.count >= literal.count && bytesEqual(path, at: path.count - literal.count, literal) {
                 return true
             }
@@ -584,9 +588,9 @@ struct CompiledPattern: Sendable {
     /// match. Errs towards `true`.
     func mayMatchBelow(_ probe: UnsafeBufferPointer<UInt8>) -> Bool {
         switch kind {
-        case .exact(let literal):
+        case .exact:
             return literal.count > probe.count && literal.starts(with: probe)
-        case .prefix(let literal):
+        case .prefix:
             return literal.starts(with: probe) || probe.starts(with: literal)
         case .suffix:
             return true

@@ -955,6 +955,18 @@ private func sha256Hex(of bytes: [UInt8], scratch: String) throws -> String {
             #expect(try digest() == (try cold()))
             #expect(IndexIdentity.of(index) == settled, "one changed file: the index is not written again")
             #expect(try digest() == (try cold()), "and the next run hashes it again")
+            #expect(IndexIdentity.of(index) == settled, "still within the racy window: not saved")
+
+            // Once the change is older than the racy window, the run that hashes it saves it,
+            // and the runs after it hash nothing.
+            usleep(1_100_000)
+            #expect(try digest() == (try cold()))
+            let recorded = try #require(IndexIdentity.of(index))
+            #expect(recorded != settled, "a settled change is recorded")
+            var cache = ContextCache(configDirectory: dir)
+            let after = try cache.snapshot(context, matcher: matcher, what: "ctx", displayPath: "")
+            #expect(after.hashedFiles == 0)
+            #expect(after.digest == (try cold()))
 
             for i in 0..<300 { try "more \(i)\n".write(toFile: "\(context)/f\(i)", atomically: false, encoding: .utf8) }
             #expect(try digest() == (try cold()))

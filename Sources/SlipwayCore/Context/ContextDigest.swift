@@ -74,6 +74,9 @@ public struct ContextSnapshot: Sendable {
     public var hashedFiles: Int
     /// Their total size in bytes.
     public var hashedBytes: Int64 = 0
+    /// Whether every file hashed this time was last changed before the racy window of this
+    /// walk: recorded in the index, none of them would be hashed again by the next walk.
+    public var hashedFilesSettled: Bool = false
     /// Every entry of the context in path byte order; regular files carry their
     /// ``ContextEntry/contentDigest``.
     public var entries: [ContextEntry]
@@ -189,6 +192,12 @@ public struct ContextDigester: Sendable {
             totalBytes: totalBytes,
             hashedFiles: walked.hashed.count,
             hashedBytes: walked.hashed.reduce(0) { $0 + walked.entries[$1].size },
+            hashedFilesSettled: !walked.hashed.isEmpty
+                && walked.hashed.allSatisfy { position in
+                    let entry = walked.entries[position]
+                    let (safeBefore, overflow) = started.subtractingReportingOverflow(granularity)
+                    return !overflow && entry.mtimeNanoseconds < safeBefore && entry.ctimeNanoseconds < safeBefore
+                },
             entries: walked.entries
         )
         return (snapshot, newIndex)

@@ -1,6 +1,10 @@
 public import ArgumentParser
 import SlipwayCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The root command: `slipway <subcommand>`.
 public struct SlipwayCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -35,6 +39,9 @@ extension SlipwayCommand {
 
     /// `args` (without the program's name) with pflag's booleans rewritten for the parser.
     static func normalized(_ args: [String]) throws(PipelineError) -> [String] {
+        // Only a flag given a value is rewritten: without one (nearly every command line) the
+        // arguments are the parser's as they are, and the flag tables are not even built.
+        guard CommandFlags.mayHaveValuedFlag(args) else { return args }
         // `sync --branch-env=BRANCH` (and enter's, logs') takes a value where `deploy
         // --branch-env` is a switch.
         if let first = args.first, ["sync", "enter", "logs"].contains(first) {
@@ -67,5 +74,11 @@ extension SlipwayCommand {
         }
         let command: any AsyncParsableCommand.Type = SlipwayCommand.self
         await command.main(arguments)
+        // The command succeeded (a failure, --help and --version end inside `main` with their
+        // exit status). Every command has finished its work and written its state by now:
+        // exit without libc's exit handlers and the runtime's teardown, which cost a no-op
+        // `slipway build` 0.6 ms. Buffered standard output is flushed first.
+        fflush(nil)
+        _exit(0)
     }
 }

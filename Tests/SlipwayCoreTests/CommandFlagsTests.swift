@@ -37,6 +37,18 @@ struct CommandFlagsTests {
         #expect(try CommandFlags.normalizeBooleans(args, Self.flags) == expected)
     }
 
+    /// The quick test that lets nearly every command line through untouched (and the flag
+    /// tables unbuilt) says yes whenever a flag before `--` is given a value.
+    @Test func onlyAFlagGivenAValueCanBeRewritten() {
+        #expect(!CommandFlags.mayHaveValuedFlag(["build", "--silent", "-b", "app"]))
+        #expect(!CommandFlags.mayHaveValuedFlag(["run-pipeline", "x", "--", "--force-build=false"]))
+        #expect(!CommandFlags.mayHaveValuedFlag(["deploy", "a=b"]))
+        #expect(CommandFlags.mayHaveValuedFlag(["deploy", "-b=false"]))
+        #expect(CommandFlags.mayHaveValuedFlag(["deploy", "--var", "A=1", "--debug=true"]))
+        // (`--var=A=1` says yes too: a needless full pass, never a missed rewrite.)
+        #expect(CommandFlags.mayHaveValuedFlag(["deploy", "--var=A=1"]))
+    }
+
     @Test func aBooleanWithAnotherValueIsAUsageError() {
         for arg in ["-b=maybe", "--force-build=", "--debug=yes"] {
             #expect {

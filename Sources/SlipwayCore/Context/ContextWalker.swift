@@ -349,6 +349,9 @@ private final class SharedWalk: @unchecked Sendable {
         }
         defer { closedir(dir) }
         let dfd = dirfd(dir)
+        // Once per directory: reading the class's property for every child retained the
+        // matcher's arrays each time.
+        let matcher = self.matcher
         var path = job.prefix
         let prefixLength = path.count
         path.reserveCapacity(prefixLength + 256)

@@ -143,14 +143,18 @@ extension IgnoreMatcher {
     /// top of the context) is excluded. Evaluates from the last pattern and stops at the first
     /// that matches.
     func isExcluded(child path: UnsafeBufferPointer<UInt8>, slashes: Int, parent: DirectoryState?) -> Bool {
-        var index = rules.count
-        while index > 0 {
-            index -= 1
-            if parent?.flags[index] == true || rules[index].pattern.matches(path, slashes: slashes) {
-                return !rules[index].isExclusion
+        // Through a buffer pointer: `rules[index].pattern` copied the whole pattern (four
+        // arrays retained and released) for every rule and every path the walk lists.
+        rules.withUnsafeBufferPointer { rules in
+            var index = rules.count
+            while index > 0 {
+                index -= 1
+                if parent?.flags[index] == true || rules[index].pattern.matches(path, slashes: slashes) {
+                    return !rules[index].isExclusion
+                }
             }
+            return false
         }
-        return false
     }
 
     /// The state of the directory `path` for its children.

@@ -36,7 +36,18 @@ public enum CommandFlags {
     /// wins, as in pflag, and stands where its last occurrence stood — `--name` when true, the
     /// `off` spelling (or nothing) when false; its other occurrences are dropped. Flags never
     /// given a value, and everything after `--`, are left as they are.
+    /// Whether some argument before `--` looks like a flag given a value (`-x=…`, `--x=…`):
+    /// only then can ``normalizeBooleans(_:_:)`` change anything.
+    public static func mayHaveValuedFlag(_ args: [String]) -> Bool {
+        for arg in args {
+            if arg == "--" { return false }
+            if arg.utf8.first == UInt8(ascii: "-") && arg.utf8.contains(UInt8(ascii: "=")) { return true }
+        }
+        return false
+    }
+
     public static func normalizeBooleans(_ args: [String], _ flags: [Boolean]) throws(PipelineError) -> [String] {
+        guard mayHaveValuedFlag(args) else { return args }
         let end = args.firstIndex(of: "--") ?? args.count
         var byLong: [String: Int] = [:]
         var byOff: [String: Int] = [:]

@@ -824,6 +824,62 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
+    /// A directory large enough for its stats to be shared by the walk's threads (a flat
+    /// directory of 5,000 files, with directories, a link and an excluded file) lists what one
+    /// thread lists.
+    @Test(arguments: [2, 3, 4])
+    func aFlatDirectoryIsStatedByEveryThreadAndListsTheSame(threads: Int) throws {
+        try withTemporaryDirectory { scratch in
+            let root = "\(scratch)/ctx"
+            try makeDirectory(root)
+            for i in 0..<5000 { try writeFile("\(i)", to: "\(root)/f\(i).txt") }
+            for i in 0..<5 { try writeFile("d\(i)", to: "\(root)/f\(i)00/inner.txt") }
+            try writeFile("log", to: "\(root)/debug.log")
+            try makeSymlink("\(root)/f4999.link", to: "f4999.txt")
+            let matcher = try IgnoreMatcher(patterns: ["*.log"])
+            #expect(5000 + 5 + 1 >= ContextWalker.parallelStatThreshold)
+            let fd = try ContextWalker.openContext(root)
+            defer { close(fd) }
+            let single = try ContextWalker.walk(rootFD: fd, contextDir: root, matcher: matcher, threads: 1).entries
+            let parallel = try ContextWalker.walk(rootFD: fd, contextDir: root, matcher: matcher, threads: threads)
+                .entries
+            let same = parallel == single
+            let difference = zip(parallel, single).first { $0 != $1 }.map { "\($0.0.path) / \($0.1.path)" }
+            #expect(same, "\(parallel.count) entries against \(single.count); first difference: \(difference ?? "-")")
+            #expect(single.count == 5000 + 5 * 2 + 1)
+            #expect(single.map(\.path) == single.map(\.path).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+            #expect(single.first { $0.path == "f4999.link" }?.symlinkTarget == "f4999.txt")
+            #expect(!single.contains { $0.path == "debug.log" })
+
+            // The files are hashed, and looked up in the stat index, on those threads too.
+            let later = nowNanoseconds() + 5_000_000_000
+            let first = try ContextDigester().snapshot(contextDir: root, matcher: matcher, indexTime: later)
+            #expect(first.snapshot.hashedFiles == 5005)
+            #expect(first.snapshot.entries.map(\.path) == single.map(\.path))
+            #expect(first.snapshot.entries.filter { $0.kind == .file }.allSatisfy { $0.contentDigest != nil })
+            let again = try ContextDigester().snapshot(
+                contextDir: root,
+                matcher: matcher,
+                index: first.index,
+                indexTime: later + 1
+            )
+            #expect(again.snapshot.hashedFiles == 0)
+            #expect(again.snapshot.digest == first.snapshot.digest)
+            try writeFile("changed", to: "\(root)/f2500.txt")
+            let changed = try ContextDigester().snapshot(
+                contextDir: root,
+                matcher: matcher,
+                index: first.index,
+                indexTime: nowNanoseconds() + 5_000_000_000
+            )
+            #expect(changed.snapshot.hashedFiles == 1)
+            let cold = try ContextDigester().snapshot(contextDir: root, matcher: matcher).snapshot
+            #expect(changed.snapshot.digest == cold.digest)
+            #expect(changed.snapshot.digest != first.snapshot.digest)
+
+        }
+    }
+
     /// Walking twice from the same open directory lists it twice (a `dup`ed descriptor would
     /// share the offset, and the second walk would see an empty directory).
     @Test func secondWalkFromTheSameDescriptorListsEverything() throws {

@@ -73,6 +73,10 @@ public enum ContextWalker {
     /// next (-1 at each directory's first file): the stat index's cursor.
     typealias Visitor = @Sendable (inout ContextEntry, inout Int) throws(ContextError) -> Visit
 
+    /// Directories with fewer children are stat'ed by the thread that lists them; a larger
+    /// one has its stats shared by all the walk's threads.
+    static let parallelStatThreshold = 2048
+
     /// The number of threads a walk uses by default: the processors online, at most 4.
     static let defaultThreads: Int = max(1, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
 
@@ -116,7 +120,8 @@ public enum ContextWalker {
             rootFD: rootFD,
             contextDir: contextDir,
             matcher: matcher?.rules.isEmpty == false ? matcher : nil,
-            visit: visit
+            visit: visit,
+            threads: max(1, threads)
         )
         var workers: [pthread_t] = []
         for _ in 1..<max(1, threads) {
@@ -142,6 +147,8 @@ private final class SharedWalk: @unchecked Sendable {
     let contextDir: String
     let matcher: IgnoreMatcher?
     let visit: ContextWalker.Visitor?
+    /// The walk's threads: also how many share the stats of one large directory.
+    let threads: Int
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -173,11 +180,12 @@ private final class SharedWalk: @unchecked Sendable {
         var hashed: [Int] = []
     }
 
-    init(rootFD: Int32, contextDir: String, matcher: IgnoreMatcher?, visit: ContextWalker.Visitor?) {
+    init(rootFD: Int32, contextDir: String, matcher: IgnoreMatcher?, visit: ContextWalker.Visitor?, threads: Int = 1) {
         self.rootFD = rootFD
         self.contextDir = contextDir
         self.matcher = matcher
         self.visit = visit
+        self.threads = threads
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
     }
@@ -420,12 +428,15 @@ private final class SharedWalk: @unchecked Sendable {
             }
         }
 
-        // 3. Stat and list, or queue for listing, in that order.
+        // 3. Stat and list, or queue for listing, in that order. A directory is one job, so a
+        //    large one (a flat 20,000-file directory) would be stat'ed by one thread while the
+        //    others wait: its stats are taken first, on all the walk's threads.
+        let stats = Self.statsInParallel(dfd, keys, children, pool, threads: threads)
         listing.entries.reserveCapacity(keys.count)
         // What each listed directory's own stat saw (its contents come later: `a`, `a.txt`, `a/b`).
         var identities = [(device: UInt64, inode: UInt64)?](repeating: nil, count: children.count)
         var cursor = -1
-        for key in keys {
+        for (keyIndex, key) in keys.enumerated() {
             let child = children[Int(key.child)]
             let start = Int(child.start)
             let nameRange = start..<(start + Int(child.length))
@@ -434,9 +445,16 @@ private final class SharedWalk: @unchecked Sendable {
 
             if !key.below {
                 var info = stat()
-                if Self.statChild(dfd, pool, start, &info) != 0 {
-                    if errno == ENOENT { continue }  // removed since readdir listed it
-                    throw fail(path[...], errno)
+                let code: Int32
+                if let stats {
+                    info = stats.info[keyIndex]
+                    code = stats.codes[keyIndex]
+                } else {
+                    code = Self.statChild(dfd, pool, start, &info) == 0 ? 0 : errno
+                }
+                if code != 0 {
+                    if code == ENOENT { continue }  // removed since readdir listed it
+                    throw fail(path[...], code)
                 }
                 let kind = Self.kind(of: info.st_mode)
                 var target: [UInt8]?
@@ -476,6 +494,91 @@ private final class SharedWalk: @unchecked Sendable {
             }
             listing.belowAt.append(listing.entries.count)
             jobs.append(Job(id: 0, prefix: path, depth: depth + 1, state: state, identity: identity))
+        }
+    }
+
+    /// The `fstatat` of every key that is a child's own entry (`below` keys are left alone),
+    /// shared by `threads` threads in contiguous runs; nil for a directory below
+    /// ``ContextWalker/parallelStatThreshold`` or a walk of one thread. `codes[i]` is 0 or the errno.
+    private static func statsInParallel(
+        _ dfd: Int32,
+        _ keys: [Key],
+        _ children: [Child],
+        _ pool: [UInt8],
+        threads: Int
+    ) -> (info: [stat], codes: [Int32])? {
+        guard threads > 1, keys.count >= ContextWalker.parallelStatThreshold else { return nil }
+        var info: [stat] = Array(repeating: stat(), count: keys.count)
+        var codes = [Int32](repeating: 0, count: keys.count)
+        let parts = min(threads, keys.count / (ContextWalker.parallelStatThreshold / 2))
+        keys.withUnsafeBufferPointer { keys in
+            children.withUnsafeBufferPointer { children in
+                pool.withUnsafeBufferPointer { pool in
+                    info.withUnsafeMutableBufferPointer { info in
+                        codes.withUnsafeMutableBufferPointer { codes in
+                            let run = StatRun(
+                                dfd: dfd,
+                                keys: keys,
+                                children: children,
+                                pool: pool,
+                                info: info,
+                                codes: codes
+                            )
+                            let length = (keys.count + parts - 1) / parts
+                            var helpers: [pthread_t] = []
+                            var next = length
+                            while next < keys.count {
+                                let range = next..<min(keys.count, next + length)
+                                switch startThread({ run.statKeys(range) }) {
+                                case .success(let thread): helpers.append(thread)
+                                case .failure: run.statKeys(range)  // no thread: this one does it
+                                }
+                                next += length
+                            }
+                            run.statKeys(0..<min(keys.count, length))
+                            for thread in helpers { pthread_join(thread, nil) }
+                        }
+                    }
+                }
+            }
+        }
+        return (info, codes)
+    }
+
+    /// One directory's stats shared by threads: each writes only its own range of `info` and
+    /// `codes`, and the buffers outlive the threads (joined before they are released).
+    private final class StatRun: @unchecked Sendable {
+        let dfd: Int32
+        let keys: UnsafeBufferPointer<Key>
+        let children: UnsafeBufferPointer<Child>
+        let pool: UnsafeBufferPointer<UInt8>
+        let info: UnsafeMutableBufferPointer<stat>
+        let codes: UnsafeMutableBufferPointer<Int32>
+
+        init(
+            dfd: Int32,
+            keys: UnsafeBufferPointer<Key>,
+            children: UnsafeBufferPointer<Child>,
+            pool: UnsafeBufferPointer<UInt8>,
+            info: UnsafeMutableBufferPointer<stat>,
+            codes: UnsafeMutableBufferPointer<Int32>
+        ) {
+            self.dfd = dfd
+            self.keys = keys
+            self.children = children
+            self.pool = pool
+            self.info = info
+            self.codes = codes
+        }
+
+        func statKeys(_ range: Range<Int>) {
+            guard let names = pool.baseAddress, let out = info.baseAddress else { return }
+            names.withMemoryRebound(to: CChar.self, capacity: pool.count) { names in
+                for index in range where !keys[index].below {
+                    let start = Int(children[Int(keys[index].child)].start)
+                    codes[index] = fstatat(dfd, names + start, out + index, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno
+                }
+            }
         }
     }
 

@@ -643,11 +643,13 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
             chmod("\(root)/d", 0o755)
             try makeSymlink("\(root)/l", to: "f")
             let (snapshot, _) = try ContextDigester().snapshot(contextDir: root, matcher: IgnoreMatcher())
-            var expected = Array("slipway-context-v1".utf8) + [0]
-            expected += [UInt8(ascii: "d")] + Array("d".utf8) + [0] + [0, 0, 0x01, 0xED]
-            expected += [UInt8(ascii: "f")] + Array("f".utf8) + [0] + [0, 0, 0x01, 0xA4]
-            expected += ContentDigest(hex: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")!.bytes
-            expected += [UInt8(ascii: "l")] + Array("l".utf8) + [0] + [0, 0, 0x01, 0xFF] + Array("f".utf8) + [0]
+            // One chunk: its entries' encodings, hashed; then the chunk digests after the header.
+            var chunk = [UInt8(ascii: "d")] + Array("d".utf8) + [0] + [0, 0, 0x01, 0xED]
+            chunk += [UInt8(ascii: "f")] + Array("f".utf8) + [0] + [0, 0, 0x01, 0xA4]
+            chunk += ContentDigest(hex: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")!.bytes
+            chunk += [UInt8(ascii: "l")] + Array("l".utf8) + [0] + [0, 0, 0x01, 0xFF] + Array("f".utf8) + [0]
+            let chunkDigest = try #require(ContentDigest(hex: try sha256Hex(of: chunk, scratch: root)))
+            let expected = Array("slipway-context-v2".utf8) + [0] + chunkDigest.bytes
             #expect(try sha256Hex(of: expected, scratch: root) == snapshot.digest)
         }
     }
@@ -877,6 +879,25 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
             #expect(changed.snapshot.digest == cold.digest)
             #expect(changed.snapshot.digest != first.snapshot.digest)
 
+            // Two chunks (5,011 entries): only the changed file's chunk is hashed again. With
+            // the other chunk's kept digest forged, the result shows the forgery.
+            let position = try #require(first.snapshot.entries.firstIndex { $0.path == "f2500.txt" })
+            let other = 1 - position / ContextDigester.chunkEntries
+            var forged = first.index
+            let kept = try #require(forged.summary)
+            #expect(kept.chunks.count == 2)
+            forged.summary?.chunks[other] = .zero
+            let partial = try ContextDigester().snapshot(
+                contextDir: root,
+                matcher: matcher,
+                index: forged,
+                indexTime: nowNanoseconds() + 5_000_000_000
+            )
+            #expect(partial.snapshot.hashedFiles == 1)
+            #expect(partial.snapshot.digest != cold.digest, "the other chunk came from the index")
+            var expectedChunks = try #require(changed.index.summary?.chunks)
+            expectedChunks[other] = .zero
+            #expect(partial.snapshot.digest == ContextDigester.combine(expectedChunks).hex)
         }
     }
 

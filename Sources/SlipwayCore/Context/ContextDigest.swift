@@ -92,10 +92,12 @@ public struct ContextSnapshot: Sendable {
 /// an entry, or `chmod` changes it. All permission bits count, not only `+x`, because Docker's
 /// `COPY` keeps them in the image.
 ///
-/// **Encoding** (version 1): SHA-256 over
+/// **Encoding** (version 2): the entries, in byte order of their paths, are taken in chunks of
+/// 4,096 (``chunkEntries``; the last one shorter); the digest is SHA-256 over
+/// `"slipway-context-v2" 0x00` followed by the 32-byte SHA-256 of each chunk in order, and a
+/// chunk's SHA-256 is over its entries' encodings:
 /// ```
-/// "slipway-context-v1" 0x00
-/// for each entry, in byte order of its path:
+/// for each entry of the chunk:
 ///   kind     1 byte: 'f' file, 'd' directory, 'l' symbolic link, 'o' other (FIFO, socket, device)
 ///   path     the relative path's bytes ("/"-separated, no "./"), then 0x00
 ///   mode     4 bytes, big-endian: st_mode & 0o7777
@@ -104,7 +106,8 @@ public struct ContextSnapshot: Sendable {
 ///            directory, other: nothing
 /// ```
 /// Paths and link targets cannot contain NUL and the kind fixes the payload's shape, so the
-/// encoding is unambiguous.
+/// encoding is unambiguous. The chunks let a walk that changed a few files hash only their
+/// chunks again (the stat index keeps the others), and hash a whole context on two threads.
 public struct ContextDigester: Sendable {
     /// 1 s: safe on every filesystem (see ``StatIndex`` on racy files).
     public static let defaultTimestampGranularityNanoseconds: Int64 = 1_000_000_000
@@ -155,15 +158,26 @@ public struct ContextDigester: Sendable {
         let tally = Self.tally(walked.entries)
         let fileCount = tally.files
         let totalBytes = tally.bytes
+        // The index's digest and chunks hold for this walk when its files are the index's
+        // (none more or less) and its other entries are the ones the index was taken with:
+        // the entries are then the same paths in the same places, and only the chunks holding
+        // a file hashed this time can differ.
+        let sameShape =
+            fileCount == index.count && index.summary?.others == tally.others
+            && (walked.hashed.isEmpty
+                || walked.hashed.allSatisfy { walked.entries[$0].withPathBytes { index.contains(path: $0) } })
+        let chunks: [ContentDigest]
         let digest: ContentDigest
-        if walked.hashed.isEmpty && fileCount == index.count, let summary = index.summary,
-            summary.others == tally.others
-        {
-            // Every file is a record of the index, none is missing, and the other entries are
-            // the ones it was taken with: this is the context whose digest it keeps.
+        if sameShape, let summary = index.summary, walked.hashed.isEmpty {
+            chunks = summary.chunks
             digest = summary.contextDigest
         } else {
-            digest = Self.digestBytes(of: walked.entries)
+            chunks = Self.chunkDigests(
+                of: walked.entries,
+                previous: sameShape ? index.summary?.chunks : nil,
+                changed: walked.hashed
+            )
+            digest = Self.combine(chunks)
         }
         var newIndex: StatIndex
         if walked.hashed.isEmpty && fileCount == index.count {
@@ -185,7 +199,7 @@ public struct ContextDigester: Sendable {
             }
             newIndex = builder.build(timestampNanoseconds: started)
         }
-        newIndex.summary = StatIndex.Summary(contextDigest: digest, others: tally.others)
+        newIndex.summary = StatIndex.Summary(contextDigest: digest, others: tally.others, chunks: chunks)
         let snapshot = ContextSnapshot(
             digest: digest.hex,
             fileCount: fileCount,
@@ -233,7 +247,7 @@ public struct ContextDigester: Sendable {
 
     /// One entry's part of the digest's input.
     @inline(__always)
-    private static func encode(_ entry: ContextEntry, _ put: (UnsafeRawBufferPointer) -> Void) {
+    static func encode(_ entry: ContextEntry, _ put: (UnsafeRawBufferPointer) -> Void) {
         withUnsafeBytes(of: entry.kind.rawValue) { put($0) }
         entry.withPathBytes { put(UnsafeRawBufferPointer($0)) }
         withUnsafeBytes(of: UInt8(0)) { put($0) }
@@ -250,37 +264,98 @@ public struct ContextDigester: Sendable {
         }
     }
 
+    /// Entries per chunk of the digest's input (see the encoding on ``ContextDigester``).
+    static let chunkEntries = 4096
+
     /// The context digest of `entries` (sorted by path, files with their content digests).
     static func digestBytes(of entries: [ContextEntry]) -> ContentDigest {
+        combine(chunkDigests(of: entries))
+    }
+
+    /// The digest of the chunk digests, in order.
+    static func combine(_ chunks: [ContentDigest]) -> ContentDigest {
         var hasher = SHA256()
-        let capacity = Self.readBufferSize + 8 * 1024
-        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
-        defer { out.deallocate() }
-        var used = 0
-        func flush() {
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: out[0..<used]))
-            used = 0
+        "slipway-context-v2".utf8CString.withUnsafeBytes { hasher.update(bufferPointer: $0) }  // with its NUL
+        for chunk in chunks { chunk.withBytes { hasher.update(bufferPointer: $0) } }
+        return ContentDigest(hasher.finalize())
+    }
+
+    /// The SHA-256 of each run of ``chunkEntries`` entries' encodings. `previous` (the chunks of
+    /// a walk with the same entries in the same places) is kept for every chunk that holds
+    /// none of the positions in `changed`; the others are hashed, on two threads when there
+    /// are several.
+    static func chunkDigests(
+        of entries: [ContextEntry],
+        previous: [ContentDigest]? = nil,
+        changed: [Int] = []
+    ) -> [ContentDigest] {
+        let count = (entries.count + chunkEntries - 1) / chunkEntries
+        var chunks = previous?.count == count ? previous! : [ContentDigest](repeating: .zero, count: count)
+        var todo: [Int]
+        if previous?.count == count {
+            todo = Array(Set(changed.map { $0 / chunkEntries })).sorted()
+        } else {
+            todo = Array(0..<count)
         }
-        func put(_ bytes: UnsafeRawBufferPointer) {
-            if used + bytes.count > capacity {
-                flush()
-                if bytes.count > capacity {
-                    hasher.update(bufferPointer: bytes)
+        guard !todo.isEmpty else { return chunks }
+        entries.withUnsafeBufferPointer { entries in
+            chunks.withUnsafeMutableBufferPointer { out in
+                let run = ChunkRun(entries: entries, out: out)
+                if todo.count == 1 {
+                    run.hash(todo[...])
                     return
                 }
+                let half = todo.count / 2
+                let helper = startThread { [todo] in run.hash(todo[half...]) }
+                run.hash(todo[..<half])
+                switch helper {
+                case .success(let thread): pthread_join(thread, nil)
+                case .failure: run.hash(todo[half...])
+                }
             }
-            if let base = bytes.baseAddress, bytes.count > 0 {
-                (out.baseAddress! + used).copyMemory(from: base, byteCount: bytes.count)  // allocated above
-            }
-            used += bytes.count
+        }
+        return chunks
+    }
+
+    /// Hashes chunks of `entries` into `out` (distinct chunks per thread).
+    private final class ChunkRun: @unchecked Sendable {
+        let entries: UnsafeBufferPointer<ContextEntry>
+        let out: UnsafeMutableBufferPointer<ContentDigest>
+
+        init(entries: UnsafeBufferPointer<ContextEntry>, out: UnsafeMutableBufferPointer<ContentDigest>) {
+            self.entries = entries
+            self.out = out
         }
 
-        "slipway-context-v1".utf8CString.withUnsafeBytes { put($0) }  // with its NUL
-        entries.withUnsafeBufferPointer { entries in
-            for entry in entries.indices { encode(entries[entry], put) }
+        func hash(_ chunks: ArraySlice<Int>) {
+            let capacity = 64 * 1024
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+            defer { buffer.deallocate() }
+            for chunk in chunks {
+                var hasher = SHA256()
+                var used = 0
+                func put(_ bytes: UnsafeRawBufferPointer) {
+                    if used + bytes.count > capacity {
+                        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<used]))
+                        used = 0
+                        if bytes.count > capacity {
+                            hasher.update(bufferPointer: bytes)
+                            return
+                        }
+                    }
+                    if let base = bytes.baseAddress, bytes.count > 0 {
+                        (buffer.baseAddress! + used).copyMemory(from: base, byteCount: bytes.count)  // allocated
+                    }
+                    used += bytes.count
+                }
+                let start = chunk * ContextDigester.chunkEntries
+                for entry in start..<min(entries.count, start + ContextDigester.chunkEntries) {
+                    ContextDigester.encode(entries[entry], put)
+                }
+                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<used]))
+                out[chunk] = ContentDigest(hasher.finalize())
+            }
         }
-        flush()
-        return ContentDigest(hasher.finalize())
     }
 
     /// Reads the file at `entry.path` below the directory `root` and hashes it; nil when the

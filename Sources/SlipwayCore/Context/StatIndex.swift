@@ -33,9 +33,11 @@ internal import Darwin
 ///          u32      version (2)
 ///          u32      number of records
 ///          i64      timestampNanoseconds (since the Unix epoch)
-///          u64      1 when a summary follows, else 0 (its bytes are then zero)
+///          u32      1 when a summary follows, else 0 (its bytes are then zero)
+///          u32      the number of chunk digests after the fixed header (n)
 ///          32 bytes the context's digest (SHA-256)
 ///          32 bytes SHA-256 of the other entries' part of it
+///          n × 32   the digests of the context's chunks, in order
 /// record   u32      path length, then the path's bytes (relative to the context, no NUL)
 ///          i64      size
 ///          i64      mtime, ns since the epoch
@@ -105,6 +107,8 @@ public struct StatIndex: Sendable, Equatable {
     public struct Summary: Sendable, Hashable {
         public var contextDigest: ContentDigest
         public var others: ContentDigest
+        /// The digests of the context's chunks (``ContextDigester/chunkEntries`` entries each).
+        public var chunks: [ContentDigest] = []
     }
     /// Larger files are not indexes slipway wrote (10 million files of 100 bytes).
     static let maximumFileSize = 1 << 30
@@ -218,6 +222,9 @@ public struct StatIndex: Sendable, Equatable {
         result.timestampNanoseconds = timestampNanoseconds
         return result
     }
+
+    /// Whether a record has exactly these path bytes.
+    func contains(path: UnsafeBufferPointer<UInt8>) -> Bool { position(of: path) != nil }
 
     /// The record for `path` (relative to the context), if any.
     public subscript(path: String) -> Record? {
@@ -377,13 +384,16 @@ public struct StatIndex: Sendable, Equatable {
 
         let count = Int(u32(12))
         // Each record takes at least its fixed part and a length: reject absurd counts early.
-        guard count <= (body - headerSize) / (4 + recordFixedSize) else { return nil }
+        let chunkCount = Int(u32(28))
+        guard chunkCount <= (body - headerSize) / 32 else { return nil }
+        let recordsStart = headerSize + 32 * chunkCount
+        guard count <= (body - recordsStart) / (4 + recordFixedSize) else { return nil }
         var index = StatIndex()
         index.pathEnds.reserveCapacity(count)
         index.recordList.reserveCapacity(count)
-        index.pathBytes.reserveCapacity(max(0, body - headerSize - count * (4 + recordFixedSize)))
+        index.pathBytes.reserveCapacity(max(0, body - recordsStart - count * (4 + recordFixedSize)))
         guard let base = raw.baseAddress else { return nil }
-        var offset = headerSize
+        var offset = recordsStart
         var previous = 0..<0
         for _ in 0..<count {
             guard body - offset >= 4 else { return nil }
@@ -414,12 +424,15 @@ public struct StatIndex: Sendable, Equatable {
         }
         guard offset == body, index.pathBytes.count < Int(Int32.max) else { return nil }
         index.timestampNanoseconds = i64(16)
-        switch u64(24) {
+        switch u32(24) {
         case 0: index.summary = nil
         case 1:
             index.summary = Summary(
                 contextDigest: ContentDigest(UnsafeRawBufferPointer(rebasing: raw[32..<64])),
-                others: ContentDigest(UnsafeRawBufferPointer(rebasing: raw[64..<96]))
+                others: ContentDigest(UnsafeRawBufferPointer(rebasing: raw[64..<96])),
+                chunks: (0..<chunkCount).map { chunk in
+                    ContentDigest(UnsafeRawBufferPointer(rebasing: raw[(headerSize + 32 * chunk)...]))
+                }
             )
         default: return nil
         }
@@ -430,7 +443,9 @@ public struct StatIndex: Sendable, Equatable {
 
     /// The bytes of the index file.
     func encoded() -> [UInt8] {
-        let size = Self.headerSize + pathBytes.count + count * (4 + Self.recordFixedSize) + Self.trailerSize
+        let size =
+            Self.headerSize + 32 * (summary?.chunks.count ?? 0) + pathBytes.count + count * (4 + Self.recordFixedSize)
+            + Self.trailerSize
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             let out = UnsafeMutableRawBufferPointer(buffer)
             var offset = 0
@@ -447,9 +462,11 @@ public struct StatIndex: Sendable, Equatable {
             put(Self.version)
             put(UInt32(truncatingIfNeeded: count))
             put(timestampNanoseconds)
-            put(UInt64(summary == nil ? 0 : 1))
+            put(UInt32(summary == nil ? 0 : 1))
+            put(UInt32(truncatingIfNeeded: summary?.chunks.count ?? 0))
             (summary?.contextDigest ?? .zero).withBytes { put($0) }
             (summary?.others ?? .zero).withBytes { put($0) }
+            for chunk in summary?.chunks ?? [] { chunk.withBytes { put($0) } }
             pathBytes.withUnsafeBufferPointer { bytes in
                 recordList.withUnsafeBufferPointer { records in
                     for position in records.indices {

@@ -725,7 +725,7 @@ enum Mutation: String, CaseIterable, CustomTestStringConvertible, Sendable {
             flipped[40] ^= 0x01
             variants["one bit flipped"] = flipped
             var version = good
-            version[8] = 1
+            version[8] = 2
             variants["the previous version"] = version
             for (name, bytes) in variants {
                 try bytes.write(to: URL(fileURLWithPath: path))

@@ -27,10 +27,10 @@ internal import Darwin
 /// context: its digest is taken from the index instead of hashing the walk's 20,000 entries
 /// again (1.6 ms at 20,000 files).
 ///
-/// **File format, version 2** (integers little-endian):
+/// **File format, version 3** (integers little-endian):
 /// ```
 /// header   8 bytes  magic "SLWSTIDX"
-///          u32      version (2)
+///          u32      version (3)
 ///          u32      number of records
 ///          i64      timestampNanoseconds (since the Unix epoch)
 ///          u32      1 when a summary follows, else 0 (its bytes are then zero)
@@ -97,7 +97,7 @@ public struct StatIndex: Sendable, Equatable {
     }
 
     static let magic: [UInt8] = Array("SLWSTIDX".utf8)
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3
     static let headerSize = 24 + 8 + 32 + 32
     static let recordFixedSize = 8 + 8 + 8 + 8 + 4 + 32
     static let trailerSize = 8
@@ -362,7 +362,7 @@ public struct StatIndex: Sendable, Equatable {
         return decode(UnsafeRawBufferPointer(start: mapped, count: size)) ?? StatIndex()
     }
 
-    /// Parses the bytes of an index file; nil if they are not a valid version-2 index (wrong
+    /// Parses the bytes of an index file; nil if they are not a valid version-3 index (wrong
     /// magic, version or checksum, truncated, or paths not in strictly ascending order).
     static func decode(_ bytes: [UInt8]) -> StatIndex? {
         bytes.withUnsafeBytes { decode($0) }

@@ -208,21 +208,16 @@ public struct ContextDigester: Sendable {
             hashedBytes: walked.hashed.reduce(0) { $0 + walked.entries[$1].size },
             hashedFilesSettled: !walked.hashed.isEmpty
                 && walked.hashed.allSatisfy { position in
-                    let entry = walked.entries[position]
-                    let (safeBefore, overflow) = started.subtractingReportingOverflow(granularity)
-                    return !overflow && entry.mtimeNanoseconds < safeBefore && entry.ctimeNanoseconds < safeBefore
+                    StatIndex.isSettled(
+                        mtime: walked.entries[position].mtimeNanoseconds,
+                        ctime: walked.entries[position].ctimeNanoseconds,
+                        indexTime: started,
+                        granularityNanoseconds: granularity
+                    )
                 },
             entries: walked.entries
         )
         return (snapshot, newIndex)
-    }
-
-    /// The digest of `entries` (sorted by path, files with their content digests) in the
-    /// encoding described on ``ContextDigester``, with the number of regular files and their
-    /// total size.
-    static func digest(of entries: [ContextEntry]) -> (digest: String, files: Int, bytes: Int64) {
-        let tally = tally(entries)
-        return (digestBytes(of: entries).hex, tally.files, tally.bytes)
     }
 
     /// The number of regular files and their size, and the SHA-256 of the digest's input for
@@ -267,11 +262,6 @@ public struct ContextDigester: Sendable {
     /// Entries per chunk of the digest's input (see the encoding on ``ContextDigester``).
     static let chunkEntries = 4096
 
-    /// The context digest of `entries` (sorted by path, files with their content digests).
-    static func digestBytes(of entries: [ContextEntry]) -> ContentDigest {
-        combine(chunkDigests(of: entries))
-    }
-
     /// The digest of the chunk digests, in order.
     static func combine(_ chunks: [ContentDigest]) -> ContentDigest {
         var hasher = SHA256()
@@ -291,12 +281,8 @@ public struct ContextDigester: Sendable {
     ) -> [ContentDigest] {
         let count = (entries.count + chunkEntries - 1) / chunkEntries
         var chunks = previous?.count == count ? previous! : [ContentDigest](repeating: .zero, count: count)
-        var todo: [Int]
-        if previous?.count == count {
-            todo = Array(Set(changed.map { $0 / chunkEntries })).sorted()
-        } else {
-            todo = Array(0..<count)
-        }
+        let todo =
+            previous?.count == count ? Array(Set(changed.map { $0 / chunkEntries })).sorted() : Array(0..<count)
         guard !todo.isEmpty else { return chunks }
         entries.withUnsafeBufferPointer { entries in
             chunks.withUnsafeMutableBufferPointer { out in

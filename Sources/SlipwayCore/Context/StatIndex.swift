@@ -103,7 +103,7 @@ public struct StatIndex: Sendable, Equatable {
     static let trailerSize = 8
 
     /// The digest of the context these records were taken from, and of its entries that are
-    /// not regular files (see ``ContextDigester/digest(of:)``).
+    /// not regular files (see ``ContextDigester/tally(_:)``).
     public struct Summary: Sendable, Hashable {
         public var contextDigest: ContentDigest
         public var others: ContentDigest
@@ -250,10 +250,22 @@ public struct StatIndex: Sendable, Equatable {
 
     func trustedDigest(at position: Int, for entry: ContextEntry, granularityNanoseconds: Int64) -> ContentDigest? {
         let record = recordList[position]
-        guard record.matches(entry) else { return nil }
-        let (safeBefore, overflow) = timestampNanoseconds.subtractingReportingOverflow(granularityNanoseconds)
-        guard !overflow, record.mtimeNanoseconds < safeBefore, record.ctimeNanoseconds < safeBefore else { return nil }
+        guard record.matches(entry),
+            Self.isSettled(
+                mtime: record.mtimeNanoseconds,
+                ctime: record.ctimeNanoseconds,
+                indexTime: timestampNanoseconds,
+                granularityNanoseconds: granularityNanoseconds
+            )
+        else { return nil }
         return record.contentDigest
+    }
+
+    /// The racy-clean rule: a stat taken by a walk that began at `indexTime` can be trusted
+    /// later only if both times are strictly older than `indexTime` minus the granularity.
+    static func isSettled(mtime: Int64, ctime: Int64, indexTime: Int64, granularityNanoseconds: Int64) -> Bool {
+        let (safeBefore, overflow) = indexTime.subtractingReportingOverflow(granularityNanoseconds)
+        return !overflow && mtime < safeBefore && ctime < safeBefore
     }
 
     private func path(_ position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {

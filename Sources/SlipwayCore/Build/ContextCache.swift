@@ -240,6 +240,9 @@ struct ContextCache {
         {
             state.dirty = true
         }
+        // Directories read this time whose listings the next walk can keep (once each: a kept
+        // listing is not read again until its directory changes).
+        if result.snapshot.directoryListingsChanged { state.dirty = true }
         indexes[path] = state
         snapshots[key] = result.snapshot
         return result.snapshot

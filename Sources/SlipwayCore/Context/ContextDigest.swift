@@ -80,6 +80,13 @@ public struct ContextSnapshot: Sendable {
     /// Every entry of the context in path byte order; regular files carry their
     /// ``ContextEntry/contentDigest``.
     public var entries: [ContextEntry]
+    /// How many directories the walk read (`readdir`), and how many it took from the listings
+    /// the stat index kept (see ``DirectoryTable``).
+    public var directoriesRead: Int = 0
+    public var directoriesKept: Int = 0
+    /// Whether the walk read directories whose listings the next walk can keep: the stat index
+    /// is worth saving for them.
+    public var directoryListingsChanged: Bool = false
 }
 
 /// Computes the digest of a build context, reading only the files that changed since the stat
@@ -140,8 +147,18 @@ public struct ContextDigester: Sendable {
         let granularity = timestampGranularityNanoseconds
         // Runs on the walk's threads: files are looked up in the index (and, when their stat
         // changed, read and hashed) in parallel, as soon as they are stat'ed.
-        let walked = try ContextWalker.walk(rootFD: root, contextDir: contextDir, matcher: matcher) {
-            (entry: inout ContextEntry, cursor: inout Int) throws(ContextError) -> ContextWalker.Visit in
+        // The directories' listings the index keeps hold only for the ignore rules they were
+        // made with.
+        let rules = DirectoryTable.rulesDigest(matcher.patterns)
+        let keptListings = index.directories.flatMap { $0.rules == rules ? $0 : nil }
+        let walked = try ContextWalker.walk(
+            rootFD: root,
+            contextDir: contextDir,
+            matcher: matcher,
+            listings: keptListings,
+            recordListings: true,
+            granularityNanoseconds: granularity
+        ) { (entry: inout ContextEntry, cursor: inout Int) throws(ContextError) -> ContextWalker.Visit in
             if let digest = index.trustedDigest(for: entry, granularityNanoseconds: granularity, cursor: &cursor) {
                 entry.contentDigest = digest
                 return .keep
@@ -200,6 +217,14 @@ public struct ContextDigester: Sendable {
             newIndex = builder.build(timestampNanoseconds: started)
         }
         newIndex.summary = StatIndex.Summary(contextDigest: digest, others: tally.others, chunks: chunks)
+        let listings = Self.directoryTable(
+            walked.directories,
+            kept: keptListings,
+            rules: rules,
+            started: started,
+            granularityNanoseconds: granularity
+        )
+        newIndex.directories = listings.table
         let snapshot = ContextSnapshot(
             digest: digest.hex,
             fileCount: fileCount,
@@ -215,9 +240,64 @@ public struct ContextDigester: Sendable {
                         granularityNanoseconds: granularity
                     )
                 },
-            entries: walked.entries
+            entries: walked.entries,
+            directoriesRead: listings.read,
+            directoriesKept: walked.directories.count - listings.read,
+            directoryListingsChanged: listings.changed
         )
         return (snapshot, newIndex)
+    }
+
+    /// The listings for the next walk: the kept ones this walk used, and those it read whose
+    /// directories were settled when it began (a listing of a directory changed since is of no
+    /// use: its stamp cannot be trusted). `changed` when the next walk would read fewer
+    /// directories with the new table than with the old one; `read` is how many this one read.
+    static func directoryTable(
+        _ outcomes: [ContextWalker.DirectoryOutcome],
+        kept: DirectoryTable?,
+        rules: ContentDigest,
+        started: Int64,
+        granularityNanoseconds: Int64
+    ) -> (table: DirectoryTable?, changed: Bool, read: Int) {
+        var read: [(prefix: [UInt8], stamp: DirectoryStamp, listing: DirectoryListing)] = []
+        var keptRecords: [Int] = []
+        for outcome in outcomes {
+            switch outcome {
+            case .kept(let record): keptRecords.append(record)
+            case .read(let prefix, let stamp, let listing): read.append((prefix, stamp, listing))
+            }
+        }
+        let settled = read.filter {
+            StatIndex.isSettled(
+                mtime: $0.stamp.mtimeNanoseconds,
+                ctime: $0.stamp.ctimeNanoseconds,
+                indexTime: started,
+                granularityNanoseconds: granularityNanoseconds
+            )
+        }
+        if settled.isEmpty, let kept, keptRecords.count == kept.count {
+            return (kept, false, read.count)  // every directory as kept, and no other
+        }
+        // Both in path order, then merged (a path is either kept or read, never both).
+        keptRecords.sort()
+        let sortedRead = settled.sorted { $0.prefix.lexicographicallyPrecedes($1.prefix) }
+        var builder = DirectoryTable.Builder(rules: rules, timestampNanoseconds: started)
+        var next = 0
+        for record in keptRecords {
+            guard let kept else { break }
+            let path = kept.path(record)
+            while next < sortedRead.count && sortedRead[next].prefix.lexicographicallyPrecedes(path) {
+                sortedRead[next].prefix.withUnsafeBufferPointer {
+                    builder.append(path: $0, stamp: sortedRead[next].stamp, listing: sortedRead[next].listing)
+                }
+                next += 1
+            }
+            builder.append(record: record, of: kept)
+        }
+        for item in sortedRead[next...] {
+            item.prefix.withUnsafeBufferPointer { builder.append(path: $0, stamp: item.stamp, listing: item.listing) }
+        }
+        return (builder.table.count == 0 ? nil : builder.table, !settled.isEmpty, read.count)
     }
 
     /// The number of regular files and their size, and the SHA-256 of the digest's input for

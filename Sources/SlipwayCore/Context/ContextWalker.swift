@@ -104,24 +104,43 @@ public enum ContextWalker {
         }
     }
 
+    /// What the walk did with one directory, for the next walk's ``DirectoryTable``.
+    enum DirectoryOutcome {
+        /// Its listing came from record `record` of the table the walk was given.
+        case kept(record: Int)
+        /// It was read; `stamp` is its stat from before the reading.
+        case read(prefix: [UInt8], stamp: DirectoryStamp, listing: DirectoryListing)
+    }
+
     /// Walks the directory open as `rootFD` (which stays open: the caller owns it) with up to
     /// `threads` threads, calling `visit` for every regular file as soon as it is stat'ed (on
     /// the thread that stat'ed it). Returns the entries in path byte order and how many files
     /// the positions (in `entries`) of the files `visit` said it hashed. On failure the error of
     /// the first failing directory is thrown.
+    ///
+    /// With `listings` (made with the same ignore rules as `matcher`: the caller checks), a
+    /// directory whose stat matches its kept listing is not read again (see
+    /// ``DirectoryTable``); `directories` then says, for every directory walked, whether its
+    /// listing was kept or read, and what was read.
     static func walk(
         rootFD: Int32,
         contextDir: String,
         matcher: IgnoreMatcher?,
         threads: Int = defaultThreads,
+        listings: DirectoryTable? = nil,
+        recordListings: Bool = false,
+        granularityNanoseconds: Int64 = ContextDigester.defaultTimestampGranularityNanoseconds,
         visit: Visitor? = nil
-    ) throws(ContextError) -> (entries: [ContextEntry], hashed: [Int]) {
+    ) throws(ContextError) -> (entries: [ContextEntry], hashed: [Int], directories: [DirectoryOutcome]) {
         let shared = SharedWalk(
             rootFD: rootFD,
             contextDir: contextDir,
             matcher: matcher?.rules.isEmpty == false ? matcher : nil,
             visit: visit,
-            threads: max(1, threads)
+            threads: max(1, threads),
+            table: listings,
+            recordListings: recordListings || listings != nil,
+            granularity: granularityNanoseconds
         )
         var workers: [pthread_t] = []
         for _ in 1..<max(1, threads) {
@@ -149,11 +168,15 @@ private final class SharedWalk: @unchecked Sendable {
     let visit: ContextWalker.Visitor?
     /// The walk's threads: also how many share the stats of one large directory.
     let threads: Int
+    /// Listings kept by an earlier walk, and whether to say what each directory's listing was.
+    let table: DirectoryTable?
+    let recordListings: Bool
+    let granularity: Int64
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     // Guarded by `mutex`:
-    private var pending: [Job] = [Job(id: 0, prefix: [], depth: 0, state: nil, identity: nil)]
+    private var pending: [Job] = [Job(id: 0, prefix: [], depth: 0, state: nil, stamp: nil)]
     private var busy = 0
     private var listings: [Listing?] = [nil]
     private var failure: (prefix: [UInt8], error: ContextError)?
@@ -165,8 +188,9 @@ private final class SharedWalk: @unchecked Sendable {
         var prefix: [UInt8]
         var depth: Int
         var state: IgnoreMatcher.DirectoryState?
-        /// Device and inode its parent's listing saw (nil only for the context itself).
-        var identity: (device: UInt64, inode: UInt64)?
+        /// Its stat as its parent's listing saw it (nil only for the context itself): its
+        /// device and inode guard against a swapped path, all of it against a stale kept listing.
+        var stamp: DirectoryStamp?
     }
 
     /// A directory's entries in path byte order, and where its subdirectories' contents go.
@@ -178,14 +202,28 @@ private final class SharedWalk: @unchecked Sendable {
         var firstChild = 0
         /// Positions in `entries` of the files the visitor hashed.
         var hashed: [Int] = []
+        /// Where its own listing came from (when the walk records that).
+        var directory: ContextWalker.DirectoryOutcome?
     }
 
-    init(rootFD: Int32, contextDir: String, matcher: IgnoreMatcher?, visit: ContextWalker.Visitor?, threads: Int = 1) {
+    init(
+        rootFD: Int32,
+        contextDir: String,
+        matcher: IgnoreMatcher?,
+        visit: ContextWalker.Visitor?,
+        threads: Int,
+        table: DirectoryTable?,
+        recordListings: Bool,
+        granularity: Int64
+    ) {
         self.rootFD = rootFD
         self.contextDir = contextDir
         self.matcher = matcher
         self.visit = visit
         self.threads = threads
+        self.table = table
+        self.recordListings = recordListings
+        self.granularity = granularity
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
     }
@@ -244,10 +282,20 @@ private final class SharedWalk: @unchecked Sendable {
 
     /// The entries in path order, once every thread has stopped.
     /// (Takes the listings apart: call it once.)
-    func result() throws(ContextError) -> (entries: [ContextEntry], hashed: [Int]) {
+    func result() throws(ContextError) -> (
+        entries: [ContextEntry], hashed: [Int], directories: [ContextWalker.DirectoryOutcome]
+    ) {
         if let failure { throw failure.error }
         var count = 0
-        for listing in listings { count += listing?.entries.count ?? 0 }
+        var directories: [ContextWalker.DirectoryOutcome] = []
+        if recordListings { directories.reserveCapacity(listings.count) }
+        for index in listings.indices {
+            count += listings[index]?.entries.count ?? 0
+            if let outcome = listings[index]?.directory {
+                directories.append(outcome)
+                listings[index]?.directory = nil
+            }
+        }
         var entries: [ContextEntry] = []
         entries.reserveCapacity(count)
         var hashed: [Int] = []
@@ -271,7 +319,7 @@ private final class SharedWalk: @unchecked Sendable {
                 listings[top.id] = nil  // copied out: free it now
             }
         }
-        return (entries, hashed)
+        return (entries, hashed, directories)
     }
 
     private func fail(_ path: ArraySlice<UInt8>, _ code: Int32) -> ContextError {
@@ -309,10 +357,10 @@ private final class SharedWalk: @unchecked Sendable {
             if code == ENOENT || code == ENOTDIR || code == ELOOP { return nil }
             throw fail(job.prefix[...], code)
         }
-        if let identity = job.identity {
+        if let stamp = job.stamp {
             var info = stat()
-            if fstat(fd, &info) != 0 || UInt64(truncatingIfNeeded: info.st_dev) != identity.device
-                || UInt64(info.st_ino) != identity.inode
+            if fstat(fd, &info) != 0 || UInt64(truncatingIfNeeded: info.st_dev) != stamp.device
+                || UInt64(info.st_ino) != stamp.inode
             {
                 close(fd)  // a path component was swapped since: do not list what it leads to
                 return nil
@@ -321,22 +369,8 @@ private final class SharedWalk: @unchecked Sendable {
         return fd
     }
 
-    /// A child of the directory being listed; its name (NUL-terminated) is in the listing's pool.
-    private struct Child {
-        var start: Int32
-        var length: Int32
-        /// Whether the child itself is listed (false for an excluded directory entered only
-        /// because something below it may be re-included).
-        var listed: Bool
-        /// Whether the walk enters it.
-        var enter: Bool
-    }
-
-    /// One position in the listing's output: a child's own entry, or what lies below it.
-    private struct Key {
-        var child: Int32
-        var below: Bool
-    }
+    private typealias Child = WalkChild
+    private typealias Key = WalkKey
 
     private static let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 0
     private static let typeDirectory = UInt8(DT_DIR)
@@ -350,13 +384,32 @@ private final class SharedWalk: @unchecked Sendable {
         children jobs: inout [Job]
     ) throws(ContextError) {
         guard let fd = try open(job) else { return }
-        guard let dir = fdopendir(fd) else {
-            let code = errno
-            close(fd)
-            throw fail(job.prefix[...], code)
+        // A listing kept by the last walk, when the directory's stat says it still holds.
+        var stamp = job.stamp
+        if stamp == nil && recordListings {
+            var info = stat()  // the context itself: its stat before it is read
+            if fstat(fd, &info) == 0 { stamp = Self.stamp(info) }
         }
-        defer { closedir(dir) }
-        let dfd = dirfd(dir)
+        var kept: (record: Int, listing: DirectoryListing)?
+        if let table, let stamp,
+            let record = job.prefix.withUnsafeBufferPointer({ table.record(for: $0) }),
+            let listing = table.listing(record, now: stamp, granularityNanoseconds: granularity)
+        {
+            kept = (record, listing)
+        }
+        var dir: OpaquePointer?
+        if kept == nil {
+            dir = fdopendir(fd)
+            if dir == nil {
+                let code = errno
+                close(fd)
+                throw fail(job.prefix[...], code)
+            }
+        }
+        defer {
+            if let dir { closedir(dir) } else { close(fd) }
+        }
+        let dfd = fd
         // Once per directory: reading the class's property for every child retained the
         // matcher's arrays each time.
         let matcher = self.matcher
@@ -365,11 +418,130 @@ private final class SharedWalk: @unchecked Sendable {
         path.reserveCapacity(prefixLength + 256)
         let depth = job.depth
 
+        var pool: [UInt8] = []
+        var children: [Child] = []
+        var keys: [Key] = []
+        if let kept {
+            pool = kept.listing.pool
+            children = kept.listing.children
+            keys = kept.listing.keys
+            listing.directory = .kept(record: kept.record)
+        } else if let dir {
+            try readDirectory(dir, job, path: &path, pool: &pool, children: &children, keys: &keys)
+            if recordListings, let stamp {
+                listing.directory = .read(
+                    prefix: job.prefix,
+                    stamp: stamp,
+                    listing: DirectoryListing(pool: pool, children: children, keys: keys)
+                )
+            }
+        }
+
+        // 3. Stat and list, or queue for listing, in that order. A directory is one job, so a
+        //    large one (a flat 20,000-file directory) would be stat'ed by one thread while the
+        //    others wait: its stats are taken first, on all the walk's threads.
+        let stats = Self.statsInParallel(dfd, keys, children, pool, threads: threads)
+        listing.entries.reserveCapacity(keys.count)
+        // What each listed directory's own stat saw (its contents come later: `a`, `a.txt`, `a/b`).
+        var stamps = [DirectoryStamp?](repeating: nil, count: children.count)
+        var cursor = -1
+        for (keyIndex, key) in keys.enumerated() {
+            let child = children[Int(key.child)]
+            let start = Int(child.start)
+            let nameRange = start..<(start + Int(child.length))
+            path.removeSubrange(prefixLength...)
+            path.append(contentsOf: pool[nameRange])
+
+            if !key.below {
+                var info = stat()
+                let code: Int32
+                if let stats {
+                    info = stats.info[keyIndex]
+                    code = stats.codes[keyIndex]
+                } else {
+                    code = Self.statChild(dfd, pool, start, &info) == 0 ? 0 : errno
+                }
+                if code != 0 {
+                    if code == ENOENT { continue }  // removed since readdir listed it
+                    throw fail(path[...], code)
+                }
+                let kind = Self.kind(of: info.st_mode)
+                var target: [UInt8]?
+                if kind == .symlink { target = try readLink(dfd, pool: pool, start: start, path: path) }
+                var entry = path.withUnsafeBufferPointer {
+                    Self.entry(path: $0, kind: kind, info: info, target: target)
+                }
+                if kind == .directory { stamps[Int(key.child)] = Self.stamp(info) }
+                if kind == .file, let visit {
+                    switch try visit(&entry, &cursor) {
+                    case .keep: break
+                    case .hashed: listing.hashed.append(listing.entries.count)
+                    case .drop: continue
+                    }
+                }
+                listing.entries.append(entry)
+                continue
+            }
+            path.append(UInt8(ascii: "/"))
+            let state = matcher.map { matcher in
+                path.withUnsafeBufferPointer {
+                    matcher.state(
+                        ofDirectory: UnsafeBufferPointer(rebasing: $0.dropLast()),
+                        slashes: depth,
+                        parent: job.state
+                    )
+                }
+            }
+            var stamp = stamps[Int(key.child)]
+            if stamp == nil {
+                // An excluded directory entered for what a `!` rule may bring back: not listed,
+                // so not stat'ed yet; its stamp guards the walk below it all the same (gone or
+                // no longer a directory: not entered).
+                var info = stat()
+                guard Self.statChild(dfd, pool, start, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
+                stamp = Self.stamp(info)
+            }
+            listing.belowAt.append(listing.entries.count)
+            jobs.append(Job(id: 0, prefix: path, depth: depth + 1, state: state, stamp: stamp))
+        }
+    }
+
+    /// The stamp of a directory whose stat is `info`.
+    private static func stamp(_ info: stat) -> DirectoryStamp {
+        #if canImport(Darwin)
+        let mtime = Int64(info.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(info.st_mtimespec.tv_nsec)
+        let ctime = Int64(info.st_ctimespec.tv_sec) * 1_000_000_000 + Int64(info.st_ctimespec.tv_nsec)
+        #else
+        let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        let ctime = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+        #endif
+        return DirectoryStamp(
+            device: UInt64(truncatingIfNeeded: info.st_dev),
+            inode: UInt64(info.st_ino),
+            mtimeNanoseconds: mtime,
+            ctimeNanoseconds: ctime
+        )
+    }
+
+    /// Reads a directory (steps 1 and 2 of a listing): its children's names into `pool` and
+    /// `children`, and the order to visit them in into `keys`. `path` is the directory's prefix
+    /// and is used as scratch space.
+    private func readDirectory(
+        _ dir: OpaquePointer,
+        _ job: Job,
+        path: inout [UInt8],
+        pool: inout [UInt8],
+        children: inout [Child],
+        keys: inout [Key]
+    ) throws(ContextError) {
+        let dfd = dirfd(dir)
+        let matcher = self.matcher
+        let prefixLength = path.count
+        let depth = job.depth
+
         // 1. Read the names; decide from the ignore patterns and the directory entry's type
         //    (no stat unless the filesystem does not say) what is listed and what is entered.
-        var pool: [UInt8] = []
         pool.reserveCapacity(2048)
-        var children: [Child] = []
         while true {
             errno = 0
             guard let entry = readdir(dir) else {
@@ -416,7 +588,6 @@ private final class SharedWalk: @unchecked Sendable {
 
         // 2. Order by whole paths in byte order: a child's own entry sorts by its name, what
         //    lies below it by its name followed by "/" (so `a`, `a.txt`, `a/b`).
-        var keys: [Key] = []
         keys.reserveCapacity(children.count + children.count / 4)
         for (index, child) in children.enumerated() {
             if child.listed { keys.append(Key(child: Int32(index), below: false)) }
@@ -426,74 +597,6 @@ private final class SharedWalk: @unchecked Sendable {
             children.withUnsafeBufferPointer { children in
                 keys.sort { Self.precedes($0, $1, children, pool) }
             }
-        }
-
-        // 3. Stat and list, or queue for listing, in that order. A directory is one job, so a
-        //    large one (a flat 20,000-file directory) would be stat'ed by one thread while the
-        //    others wait: its stats are taken first, on all the walk's threads.
-        let stats = Self.statsInParallel(dfd, keys, children, pool, threads: threads)
-        listing.entries.reserveCapacity(keys.count)
-        // What each listed directory's own stat saw (its contents come later: `a`, `a.txt`, `a/b`).
-        var identities = [(device: UInt64, inode: UInt64)?](repeating: nil, count: children.count)
-        var cursor = -1
-        for (keyIndex, key) in keys.enumerated() {
-            let child = children[Int(key.child)]
-            let start = Int(child.start)
-            let nameRange = start..<(start + Int(child.length))
-            path.removeSubrange(prefixLength...)
-            path.append(contentsOf: pool[nameRange])
-
-            if !key.below {
-                var info = stat()
-                let code: Int32
-                if let stats {
-                    info = stats.info[keyIndex]
-                    code = stats.codes[keyIndex]
-                } else {
-                    code = Self.statChild(dfd, pool, start, &info) == 0 ? 0 : errno
-                }
-                if code != 0 {
-                    if code == ENOENT { continue }  // removed since readdir listed it
-                    throw fail(path[...], code)
-                }
-                let kind = Self.kind(of: info.st_mode)
-                var target: [UInt8]?
-                if kind == .symlink { target = try readLink(dfd, pool: pool, start: start, path: path) }
-                var entry = path.withUnsafeBufferPointer {
-                    Self.entry(path: $0, kind: kind, info: info, target: target)
-                }
-                if kind == .directory { identities[Int(key.child)] = (entry.device, entry.inode) }
-                if kind == .file, let visit {
-                    switch try visit(&entry, &cursor) {
-                    case .keep: break
-                    case .hashed: listing.hashed.append(listing.entries.count)
-                    case .drop: continue
-                    }
-                }
-                listing.entries.append(entry)
-                continue
-            }
-            path.append(UInt8(ascii: "/"))
-            let state = matcher.map { matcher in
-                path.withUnsafeBufferPointer {
-                    matcher.state(
-                        ofDirectory: UnsafeBufferPointer(rebasing: $0.dropLast()),
-                        slashes: depth,
-                        parent: job.state
-                    )
-                }
-            }
-            var identity = identities[Int(key.child)]
-            if identity == nil {
-                // An excluded directory entered for what a `!` rule may bring back: not listed,
-                // so not stat'ed yet; its identity guards the walk below it all the same (gone or
-                // no longer a directory: not entered).
-                var info = stat()
-                guard Self.statChild(dfd, pool, start, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
-                identity = (UInt64(truncatingIfNeeded: info.st_dev), UInt64(info.st_ino))
-            }
-            listing.belowAt.append(listing.entries.count)
-            jobs.append(Job(id: 0, prefix: path, depth: depth + 1, state: state, identity: identity))
         }
     }
 

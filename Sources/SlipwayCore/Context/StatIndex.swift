@@ -27,10 +27,14 @@ internal import Darwin
 /// context: its digest is taken from the index instead of hashing the walk's 20,000 entries
 /// again (1.6 ms at 20,000 files).
 ///
-/// **File format, version 3** (integers little-endian):
+/// **The directories' listings.** Version 4 also keeps what the walk read of each directory
+/// (``directories``), so the next walk does not read an unchanged directory again; see
+/// ``DirectoryTable`` for why that is safe.
+///
+/// **File format, version 4** (integers little-endian):
 /// ```
 /// header   8 bytes  magic "SLWSTIDX"
-///          u32      version (3)
+///          u32      version (4; a version 3 file, which ends after its records, is still read)
 ///          u32      number of records
 ///          i64      timestampNanoseconds (since the Unix epoch)
 ///          u32      1 when a summary follows, else 0 (its bytes are then zero)
@@ -45,6 +49,7 @@ internal import Darwin
 ///          u64      inode
 ///          u32      mode (st_mode & 0o7777)
 ///          32 bytes SHA-256 of the content
+/// listings          ``DirectoryTable``'s encoding (a count of 0 when there is none)
 /// trailer  u64      ``checksum(_:)`` of every byte before it
 /// ```
 /// The trailer only catches damage (the file is written by rename, so a torn write is not
@@ -97,7 +102,7 @@ public struct StatIndex: Sendable, Equatable {
     }
 
     static let magic: [UInt8] = Array("SLWSTIDX".utf8)
-    static let version: UInt32 = 3
+    static let version: UInt32 = 4
     static let headerSize = 24 + 8 + 32 + 32
     static let recordFixedSize = 8 + 8 + 8 + 8 + 4 + 32
     static let trailerSize = 8
@@ -128,6 +133,9 @@ public struct StatIndex: Sendable, Equatable {
     /// records has none until a walk sets it.
     public var summary: Summary?
 
+    /// The listings of the context's directories, for the next walk (see ``DirectoryTable``).
+    var directories: DirectoryTable?
+
     /// An empty index: every file is hashed.
     public init() {
         pathBytes = []
@@ -135,6 +143,7 @@ public struct StatIndex: Sendable, Equatable {
         recordList = []
         timestampNanoseconds = 0
         summary = nil
+        directories = nil
     }
 
     public var count: Int { recordList.count }
@@ -206,7 +215,9 @@ public struct StatIndex: Sendable, Equatable {
             count == 0
             ? other.timestampNanoseconds
             : other.count == 0 ? timestampNanoseconds : min(timestampNanoseconds, other.timestampNanoseconds)
+        let listings = other.directories ?? directories
         self = builder.build(timestampNanoseconds: earlier)
+        directories = listings
     }
 
     /// This index with the records of `files` (regular files with their new content digests)
@@ -374,7 +385,7 @@ public struct StatIndex: Sendable, Equatable {
         return decode(UnsafeRawBufferPointer(start: mapped, count: size)) ?? StatIndex()
     }
 
-    /// Parses the bytes of an index file; nil if they are not a valid version-3 index (wrong
+    /// Parses the bytes of an index file; nil if they are not a valid version-3 or 4 index (wrong
     /// magic, version or checksum, truncated, or paths not in strictly ascending order).
     static func decode(_ bytes: [UInt8]) -> StatIndex? {
         bytes.withUnsafeBytes { decode($0) }
@@ -390,7 +401,8 @@ public struct StatIndex: Sendable, Equatable {
         }
         func i64(_ offset: Int) -> Int64 { Int64(bitPattern: u64(offset)) }
 
-        guard u32(8) == version else { return nil }
+        // Version 3 (no directory listings) is still read: its records stay good.
+        guard u32(8) == version || u32(8) == 3 else { return nil }
         let body = raw.count - trailerSize
         guard checksum(UnsafeRawBufferPointer(rebasing: raw[0..<body])) == u64(body) else { return nil }
 
@@ -434,7 +446,16 @@ public struct StatIndex: Sendable, Equatable {
             )
             offset += recordFixedSize
         }
-        guard offset == body, index.pathBytes.count < Int(Int32.max) else { return nil }
+        guard index.pathBytes.count < Int(Int32.max) else { return nil }
+        // Version 3 ends with the records; version 4 has the directory listings after them.
+        if u32(8) == 3 {
+            guard offset == body else { return nil }
+        } else {
+            guard body - offset >= DirectoryTable.headerSize,
+                let table = DirectoryTable.decode(UnsafeRawBufferPointer(rebasing: raw[offset..<body]))
+            else { return nil }
+            index.directories = table.count == 0 ? nil : table
+        }
         index.timestampNanoseconds = i64(16)
         switch u32(24) {
         case 0: index.summary = nil
@@ -457,7 +478,7 @@ public struct StatIndex: Sendable, Equatable {
     func encoded() -> [UInt8] {
         let size =
             Self.headerSize + 32 * (summary?.chunks.count ?? 0) + pathBytes.count + count * (4 + Self.recordFixedSize)
-            + Self.trailerSize
+            + (directories?.encodedSize ?? DirectoryTable.headerSize) + Self.trailerSize
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             let out = UnsafeMutableRawBufferPointer(buffer)
             var offset = 0
@@ -494,6 +515,16 @@ public struct StatIndex: Sendable, Equatable {
                         record.contentDigest.withBytes { put($0) }
                     }
                 }
+            }
+            if let directories {
+                var table: [UInt8] = []
+                table.reserveCapacity(directories.encodedSize)
+                directories.encode(into: &table)
+                table.withUnsafeBytes { put($0) }
+            } else {
+                put(UInt32(0))
+                put(Int64(0))
+                ContentDigest.zero.withBytes { put($0) }
             }
             put(Self.checksum(UnsafeRawBufferPointer(rebasing: out[0..<offset])))
             initialized = offset

@@ -35,6 +35,22 @@ public struct ContextEntry: Sendable, Hashable {
     var rawPath: [UInt8]?
     var rawSymlinkTarget: [UInt8]?
 
+    /// An entry that owns no memory: what a slot an entry was moved out of is filled with.
+    static let placeholder = ContextEntry(
+        path: "",
+        kind: .other,
+        mode: 0,
+        size: 0,
+        mtimeNanoseconds: 0,
+        ctimeNanoseconds: 0,
+        inode: 0,
+        device: 0,
+        symlinkTarget: nil,
+        contentDigest: nil,
+        rawPath: nil,
+        rawSymlinkTarget: nil
+    )
+
     /// Whether anyone may execute the entry (`chmod +x`).
     public var isExecutable: Bool { mode & 0o111 != 0 }
 
@@ -296,28 +312,46 @@ private final class SharedWalk: @unchecked Sendable {
                 listings[index]?.directory = nil
             }
         }
-        var entries: [ContextEntry] = []
-        entries.reserveCapacity(count)
         var hashed: [Int] = []
-        // Depth-first without recursion: (listing, entries copied, subdirectories done, hashed
-        // positions done). A listing's entries go out in segments, its subdirectories' between.
-        var stack: [(id: Int, copied: Int, below: Int, hashedDone: Int)] = [(0, 0, 0, 0)]
-        while let top = stack.popLast() {
-            guard let listing = listings[top.id] else { continue }
-            let end = top.below < listing.belowAt.count ? listing.belowAt[top.below] : listing.entries.count
-            // This segment's entry at `position` lands at `entries.count + position - copied`.
-            var hashedDone = top.hashedDone
-            while hashedDone < listing.hashed.count && listing.hashed[hashedDone] < end {
-                hashed.append(entries.count + listing.hashed[hashedDone] - top.copied)
-                hashedDone += 1
+        // The entries are moved, not copied (no retain and release of each path), into pages
+        // populated in one call.
+        let entries = [ContextEntry](unsafeUninitializedCapacity: count) { buffer, initialized in
+            prefault(UnsafeMutableRawBufferPointer(buffer))
+            var out = 0
+            // Depth-first without recursion: (listing, entries moved, subdirectories done,
+            // hashed positions done). A listing's entries go out in segments, its
+            // subdirectories' between.
+            var stack: [(id: Int, copied: Int, below: Int, hashedDone: Int)] = [(0, 0, 0, 0)]
+            while let top = stack.popLast() {
+                guard var listing = listings[top.id] else { continue }
+                listings[top.id] = nil  // `listing` is now the only reference: moved from in place
+                let end = top.below < listing.belowAt.count ? listing.belowAt[top.below] : listing.entries.count
+                // This segment's entry at `position` lands at `out + position - copied`.
+                var hashedDone = top.hashedDone
+                while hashedDone < listing.hashed.count && listing.hashed[hashedDone] < end {
+                    hashed.append(out + listing.hashed[hashedDone] - top.copied)
+                    hashedDone += 1
+                }
+                let moved = end - top.copied
+                if moved > 0, let target = buffer.baseAddress {
+                    listing.entries.withUnsafeMutableBufferPointer { source in
+                        (target + out).moveInitialize(from: source.baseAddress! + top.copied, count: moved)  // non-empty
+                    }
+                    out += moved
+                }
+                if top.below < listing.belowAt.count {
+                    stack.append((top.id, end, top.below + 1, hashedDone))
+                    stack.append((listing.firstChild + top.below, 0, 0, 0))
+                    listings[top.id] = listing  // its moved-out slots are not read again
+                } else {
+                    // Every entry moved out: the slots get values with nothing to release, so the
+                    // array can be freed.
+                    listing.entries.withUnsafeMutableBufferPointer { slots in
+                        slots.baseAddress?.initialize(repeating: ContextEntry.placeholder, count: slots.count)
+                    }
+                }
             }
-            entries.append(contentsOf: listing.entries[top.copied..<end])
-            if top.below < listing.belowAt.count {
-                stack.append((top.id, end, top.below + 1, hashedDone))
-                stack.append((listing.firstChild + top.below, 0, 0, 0))
-            } else {
-                listings[top.id] = nil  // copied out: free it now
-            }
+            initialized = out
         }
         return (entries, hashed, directories)
     }

@@ -335,7 +335,8 @@ private final class SharedWalk: @unchecked Sendable {
                 let moved = end - top.copied
                 if moved > 0, let target = buffer.baseAddress {
                     listing.entries.withUnsafeMutableBufferPointer { source in
-                        (target + out).moveInitialize(from: source.baseAddress! + top.copied, count: moved)  // non-empty
+                        // `source` is not empty: it holds this segment.
+                        (target + out).moveInitialize(from: source.baseAddress! + top.copied, count: moved)
                     }
                     out += moved
                 }

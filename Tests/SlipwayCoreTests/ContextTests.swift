@@ -1052,9 +1052,23 @@ private func sha256Hex(of bytes: [UInt8], scratch: String) throws -> String {
             #expect(after.hashedFiles == 0)
             #expect(after.digest == (try cold()))
 
+            // 300 files changed just now: their records would never be trusted (too close to
+            // the walk's time), so the index is neither copied nor saved.
             for i in 0..<300 { try "more \(i)\n".write(toFile: "\(context)/f\(i)", atomically: false, encoding: .utf8) }
             #expect(try digest() == (try cold()))
-            #expect(IndexIdentity.of(index) != settled, "300 changed files: the index is saved")
+            #expect(IndexIdentity.of(index) == recorded, "300 racy files: nothing worth recording")
+            var racy = ContextCache(configDirectory: dir)
+            let racyRun = try racy.snapshot(context, matcher: matcher, what: "ctx", displayPath: "")
+            #expect(racyRun.hashedFiles == 300 && !racyRun.hashedFilesRecorded)
+
+            // Settled, with one more changed now: many files hashed, not all settled, is worth
+            // saving (the settled ones are trusted from then on).
+            usleep(1_100_000)
+            try "last\n".write(toFile: context + "/f1999", atomically: false, encoding: .utf8)
+            #expect(try digest() == (try cold()))
+            #expect(IndexIdentity.of(index) != recorded, "300 settled files and a racy one: the index is saved")
+            var next = ContextCache(configDirectory: dir)
+            #expect(try next.snapshot(context, matcher: matcher, what: "ctx", displayPath: "").hashedFiles == 1)
         }
     }
 }

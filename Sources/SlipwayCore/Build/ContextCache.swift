@@ -103,7 +103,10 @@ struct ContextCache {
     /// so is one whose hashed files all changed before the walk's racy window
     /// (`ContextSnapshot.hashedFilesSettled`): once recorded, they are not hashed again, and a
     /// run that hashes nothing takes the context digest from the index (at 20,000 files a
-    /// no-op then skips 1.6 ms of digest plus the reads, for one save of ~2 ms).
+    /// no-op then skips 1.6 ms of digest plus the reads, for one save of ~2 ms). A walk whose
+    /// hashed files all changed within its racy window hands back the index it was given
+    /// (`ContextSnapshot.hashedFilesRecorded` is false: their records would never be trusted),
+    /// and nothing is saved for them.
     static func worthSaving(hashedFiles: Int, hashedBytes: Int64, indexed: Int) -> Bool {
         indexed == 0 || hashedFiles >= 256 || hashedBytes >= 4 << 20 || hashedFiles * 100 >= indexed
     }
@@ -230,7 +233,7 @@ struct ContextCache {
             state.index = result.index
             state.walked = true
         }
-        if result.snapshot.hashedFiles > 0
+        if result.snapshot.hashedFiles > 0 && result.snapshot.hashedFilesRecorded
             && (result.snapshot.hashedFilesSettled
                 || Self.worthSaving(
                     hashedFiles: result.snapshot.hashedFiles,

@@ -77,6 +77,9 @@ public struct ContextSnapshot: Sendable {
     /// Whether every file hashed this time was last changed before the racy window of this
     /// walk: recorded in the index, none of them would be hashed again by the next walk.
     public var hashedFilesSettled: Bool = false
+    /// Whether the index the walk hands back holds the records of the files hashed this time
+    /// (not when all of them changed within the racy window: such records are never trusted).
+    public var hashedFilesRecorded: Bool = false
     /// Every entry of the context in path byte order; regular files carry their
     /// ``ContextEntry/contentDigest``.
     public var entries: [ContextEntry]
@@ -196,11 +199,28 @@ public struct ContextDigester: Sendable {
             )
             digest = Self.combine(chunks)
         }
+        let settled = walked.hashed.map { position in
+            StatIndex.isSettled(
+                mtime: walked.entries[position].mtimeNanoseconds,
+                ctime: walked.entries[position].ctimeNanoseconds,
+                indexTime: started,
+                granularityNanoseconds: granularity
+            )
+        }
         var newIndex: StatIndex
+        var recorded = !walked.hashed.isEmpty
         if walked.hashed.isEmpty && fileCount == index.count {
             // Every file came from the index and the index holds no other: it is already the
             // index of this walk (and its older time is the safer one for the racy rule).
             newIndex = index
+        } else if sameShape && !settled.contains(true) {
+            // The same files, and every one hashed this time changed within the racy window:
+            // a record of it would never be trusted (its times are too close to this walk's),
+            // so the index stays as it was, records and digest, and is not copied (19 MB at
+            // 200,000 files). Those files no longer match their old records: the next walk
+            // hashes them again, as it would have anyway.
+            newIndex = index
+            recorded = false
         } else if fileCount == index.count,
             let patched = index.replacing(walked.hashed.map { walked.entries[$0] }, timestampNanoseconds: started)
         {
@@ -216,7 +236,9 @@ public struct ContextDigester: Sendable {
             }
             newIndex = builder.build(timestampNanoseconds: started)
         }
-        newIndex.summary = StatIndex.Summary(contextDigest: digest, others: tally.others, chunks: chunks)
+        if recorded || walked.hashed.isEmpty {
+            newIndex.summary = StatIndex.Summary(contextDigest: digest, others: tally.others, chunks: chunks)
+        }
         let listings = Self.directoryTable(
             walked.directories,
             kept: keptListings,
@@ -231,15 +253,8 @@ public struct ContextDigester: Sendable {
             totalBytes: totalBytes,
             hashedFiles: walked.hashed.count,
             hashedBytes: walked.hashed.reduce(0) { $0 + walked.entries[$1].size },
-            hashedFilesSettled: !walked.hashed.isEmpty
-                && walked.hashed.allSatisfy { position in
-                    StatIndex.isSettled(
-                        mtime: walked.entries[position].mtimeNanoseconds,
-                        ctime: walked.entries[position].ctimeNanoseconds,
-                        indexTime: started,
-                        granularityNanoseconds: granularity
-                    )
-                },
+            hashedFilesSettled: !settled.isEmpty && !settled.contains(false),
+            hashedFilesRecorded: recorded,
             entries: walked.entries,
             directoriesRead: listings.read,
             directoriesKept: walked.directories.count - listings.read,

@@ -329,6 +329,12 @@ public final class DigestWarmer: @unchecked Sendable {
         let watched = subscription.drain()
 
         var cache = ContextCache(configDirectory: loaded.directory)
+        // The index files as they were before this digest (see below).
+        var indexesBefore: [String: IndexIdentity?] = [:]
+        for item in work {
+            let path = cache.indexPath(for: contexts[item.index].path)
+            indexesBefore[path] = IndexIdentity.of(path)
+        }
         var done: [(index: Int, entry: WarmEntry)] = []
         for item in work {
             let context = contexts[item.index]
@@ -370,6 +376,13 @@ public final class DigestWarmer: @unchecked Sendable {
         // The index is saved as a build saves it, so that a build that walks anyway only stats.
         cache.saveIndexes { [notes] event in
             if case .note(let text) = event { notes(text) }
+        }
+        // A snapshot handed to a job before this digest holds only while the index file is the
+        // one it saw. A walk that had nothing worth saving (its changed files are within the
+        // racy window, or too few) leaves the file as it was: it is touched instead, which
+        // moves its ctime, so that such a snapshot no longer applies.
+        for (path, before) in indexesBefore where before != nil && IndexIdentity.of(path) == before {
+            _ = utimensat(AT_FDCWD, path, nil, 0)
         }
         for (index, var entry) in done {
             entry.index = IndexIdentity.of(cache.indexPath(for: entry.context))

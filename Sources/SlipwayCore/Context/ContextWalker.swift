@@ -543,6 +543,17 @@ private final class SharedWalk: @unchecked Sendable {
 
     /// The stamp of a directory whose stat is `info`.
     private static func stamp(_ info: stat) -> DirectoryStamp {
+        let (mtime, ctime) = times(info)
+        return DirectoryStamp(
+            device: UInt64(truncatingIfNeeded: info.st_dev),
+            inode: UInt64(info.st_ino),
+            mtimeNanoseconds: mtime,
+            ctimeNanoseconds: ctime
+        )
+    }
+
+    /// mtime and ctime in ns since the Unix epoch.
+    private static func times(_ info: stat) -> (mtime: Int64, ctime: Int64) {
         #if canImport(Darwin)
         let mtime = Int64(info.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(info.st_mtimespec.tv_nsec)
         let ctime = Int64(info.st_ctimespec.tv_sec) * 1_000_000_000 + Int64(info.st_ctimespec.tv_nsec)
@@ -550,12 +561,7 @@ private final class SharedWalk: @unchecked Sendable {
         let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
         let ctime = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
         #endif
-        return DirectoryStamp(
-            device: UInt64(truncatingIfNeeded: info.st_dev),
-            inode: UInt64(info.st_ino),
-            mtimeNanoseconds: mtime,
-            ctimeNanoseconds: ctime
-        )
+        return (mtime, ctime)
     }
 
     /// Reads a directory (steps 1 and 2 of a listing): its children's names into `pool` and
@@ -804,13 +810,7 @@ private final class SharedWalk: @unchecked Sendable {
     ) -> ContextEntry {
         let text = Self.text(path)
         let targetText: String? = target.flatMap { bytes in bytes.withUnsafeBufferPointer { Self.text($0) } }
-        #if canImport(Darwin)
-        let mtime = Int64(info.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(info.st_mtimespec.tv_nsec)
-        let ctime = Int64(info.st_ctimespec.tv_sec) * 1_000_000_000 + Int64(info.st_ctimespec.tv_nsec)
-        #else
-        let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
-        let ctime = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
-        #endif
+        let (mtime, ctime) = times(info)
         return ContextEntry(
             path: text ?? String(decoding: path, as: UTF8.self),
             kind: kind,

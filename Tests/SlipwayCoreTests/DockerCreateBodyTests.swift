@@ -61,6 +61,11 @@ import Testing
         let inspected = try #require(try DockerAPI().inspectContainer(id))
         var config = inspected.json["Config"]?.object ?? [:]
         config["Hostname"] = nil
+        // The CLI's `--env` order is not stable either (["B=", "A=1", …] in one CI run, the
+        // argument order in others); with no name given twice the engine treats them as a set.
+        if let env = config["Env"]?.array {
+            config["Env"] = .array(env.sorted { ($0.string ?? "") < ($1.string ?? "") })
+        }
         let mounts = (inspected.json["Mounts"]?.array ?? []).map { mount -> JSONValue in
             var m = mount.object ?? [:]
             if m["Type"] == "volume" && m["Name"]?.string?.count == 64 {

@@ -136,8 +136,9 @@ public enum ContextWalker {
     ///
     /// With `listings` (made with the same ignore rules as `matcher`: the caller checks), a
     /// directory whose stat matches its kept listing is not read again (see
-    /// ``DirectoryTable``); `directories` then says, for every directory walked, whether its
-    /// listing was kept or read, and what was read.
+    /// ``DirectoryTable``). With `recordListings` (implied by `listings`), `directories` says,
+    /// for every directory walked, whether its listing was kept or read, and what was read;
+    /// otherwise it is empty.
     static func walk(
         rootFD: Int32,
         contextDir: String,

@@ -527,7 +527,10 @@ extension WatcherTests {
             try write(context + "/d3/e77/f5.txt", "edited")
             #expect(warmer.waitUntilSettled(timeoutSeconds: 60))
             let snapshot = warmer.snapshot()
-            #expect(snapshot.entries.count == 1)
+            #expect(
+                snapshot.entries.count == 1,
+                "why not warm: \(snapshot.stale ?? [:]); notes: \(notes.all.suffix(5))"
+            )
             var warmHits = 0
             let warmBuild = try milliseconds { warmHits = try buildDigest(loaded, warm: snapshot).warmHits }
             #expect(warmHits == 1)

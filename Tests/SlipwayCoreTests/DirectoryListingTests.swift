@@ -225,13 +225,49 @@ import Glibc
             var encoded: [UInt8] = []
             table.encode(into: &encoded)
             #expect(encoded.withUnsafeBytes { DirectoryTable.decode($0) } == table)
+            // The first record is the context's (path ""): its counts, flags, keys and pool at
+            // fixed places after the table's header.
+            func u32(_ at: Int) -> Int {
+                encoded.withUnsafeBytes {
+                    Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+                }
+            }
+            let context = DirectoryTable.headerSize
+            #expect(u32(context) == 0)
+            let children = u32(context + 36)
+            let keys = u32(context + 40)
+            let flags = context + 48
+            let keysAt = flags + children
+            let poolAt = keysAt + 4 * keys
+            let firstNUL = try #require(encoded[poolAt...].firstIndex(of: 0))
+            var refused: [(String, [UInt8])] = []
+            var damaged = encoded
+            damaged[flags] = 4
+            refused.append(("a flag that is not listed or entered", damaged))
+            damaged = encoded
+            damaged.replaceSubrange(
+                keysAt..<(keysAt + 4),
+                with: [UInt8(children * 2 & 0xFF), UInt8(children * 2 >> 8), 0, 0]
+            )
+            refused.append(("a key naming no child", damaged))
+            damaged = encoded
+            damaged[firstNUL] = UInt8(ascii: "x")
+            refused.append(("one name fewer than children", damaged))
+            damaged = encoded
+            damaged[poolAt] = UInt8(ascii: "/")
+            refused.append(("a name with a slash", damaged))
+            damaged = encoded
+            damaged[context + 36] &+= 1
+            refused.append(("a child count that does not fit", damaged))
+            for (what, bytes) in refused {
+                #expect(bytes.withUnsafeBytes { DirectoryTable.decode($0) } == nil, "\(what)")
+            }
+            // Damage anywhere else may leave the format intact (a stamp, a name's letter): what
+            // decodes must still read without a trap.
             for position in stride(from: DirectoryTable.headerSize, to: encoded.count, by: 7) {
                 var damaged = encoded
                 damaged[position] ^= 0xFF
                 if let decoded = damaged.withUnsafeBytes({ DirectoryTable.decode($0) }) {
-                    // Some bytes (a stamp, a name's letter) may change without breaking the
-                    // format; the result then differs and is still well formed.
-                    #expect(decoded != table)
                     for record in 0..<decoded.count {
                         _ = decoded.listing(record, now: decoded.stamp(record), granularityNanoseconds: 0)
                     }

@@ -330,7 +330,7 @@ public final class DigestWarmer: @unchecked Sendable {
 
         var cache = ContextCache(configDirectory: loaded.directory)
         // The index files as they were before this digest (see below).
-        var indexesBefore: [String: IndexIdentity?] = [:]
+        var indexesBefore: [String: IndexIdentity] = [:]
         for item in work {
             let path = cache.indexPath(for: contexts[item.index].path)
             indexesBefore[path] = IndexIdentity.of(path)
@@ -381,7 +381,7 @@ public final class DigestWarmer: @unchecked Sendable {
         // one it saw. A walk that had nothing worth saving (its changed files are within the
         // racy window, or too few) leaves the file as it was: it is touched instead, which
         // moves its ctime, so that such a snapshot no longer applies.
-        for (path, before) in indexesBefore where before != nil && IndexIdentity.of(path) == before {
+        for (path, before) in indexesBefore where IndexIdentity.of(path) == before {
             _ = utimensat(AT_FDCWD, path, nil, 0)
         }
         for (index, var entry) in done {

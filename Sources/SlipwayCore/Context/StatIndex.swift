@@ -227,7 +227,7 @@ public struct StatIndex: Sendable, Equatable {
         result.summary = nil  // other content: the caller sets the new one
         for file in files {
             guard let position = file.withPathBytes({ position(of: $0) }) else { return nil }
-            let at = result.fieldsStart(position)
+            let at = result.recordBytes.withUnsafeBufferPointer { result.pathRange(position, in: $0).upperBound }
             result.recordBytes.withUnsafeMutableBytes {
                 Self.store(Record(file, digest: file.contentDigest ?? .zero), into: $0, at: at)
             }
@@ -283,29 +283,27 @@ public struct StatIndex: Sendable, Equatable {
         return !overflow && mtime < safeBefore && ctime < safeBefore
     }
 
-    private func path(_ position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+    /// Where the path of record `position` lies in `bytes` (``recordBytes``); its fixed part
+    /// (size, times, inode, mode, digest) follows at the range's end.
+    private func pathRange(_ position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
         let start = Int(recordStarts[position])
         let length = Int(
             UInt32(littleEndian: UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: start, as: UInt32.self))
         )
-        return UnsafeBufferPointer(rebasing: bytes[(start + 4)..<(start + 4 + length)])
+        return (start + 4)..<(start + 4 + length)
     }
 
-    /// Where the fixed part (size, times, inode, mode, digest) of record `position` starts.
-    private func fieldsStart(_ position: Int) -> Int {
-        let start = Int(recordStarts[position])
-        return recordBytes.withUnsafeBytes {
-            start + 4 + Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt32.self)))
-        }
+    private func path(_ position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: bytes[pathRange(position, in: bytes)])
     }
 
     /// Record `position`, read from `bytes` (``recordBytes``).
     private func record(_ position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> Record {
-        let fields = path(position, in: bytes)
-        let raw = UnsafeRawBufferPointer(
-            rebasing: UnsafeRawBufferPointer(bytes)[(fields.baseAddress! - bytes.baseAddress! + fields.count)...]
+        Self.record(
+            at: UnsafeRawBufferPointer(
+                rebasing: UnsafeRawBufferPointer(bytes)[pathRange(position, in: bytes).upperBound...]
+            )
         )
-        return Self.record(at: raw)
     }
 
     /// The record whose fixed part starts at `raw` (which holds at least ``recordFixedSize`` bytes).

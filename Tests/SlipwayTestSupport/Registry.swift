@@ -24,7 +24,33 @@ public final class TestRegistry: @unchecked Sendable {
             throw TestSupportError("mkdtemp failed: errno \(errno)")
         }
         directory = String(cString: made)
-        port = try freePort()
+        // `freePort` only says nothing listened a moment ago: another test's server may take
+        // the port before the registry binds it. That shows in the log, and a new port is tried.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let port = try freePort()
+            switch try Self.launch(directory: directory, port: port, authenticated: authenticated) {
+            case .success(let pid):
+                self.port = port
+                self.pid = pid
+                return
+            case .failure(let error):
+                guard error.description.contains("address already in use"), attempt < 5 else {
+                    try? FileManager.default.removeItem(atPath: directory)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Starts `docker-registry` on `port` and waits until it accepts connections (at most
+    /// 20 s); the failure, with the registry's log, when it does not.
+    private static func launch(
+        directory: String,
+        port: Int,
+        authenticated: Bool
+    ) throws -> Result<Int32, TestSupportError> {
         var config = """
             version: 0.1
             log:
@@ -60,19 +86,26 @@ public final class TestRegistry: @unchecked Sendable {
         else {
             throw TestSupportError("docker-registry did not start: \(started.stderr)")
         }
-        self.pid = pid
         let deadline = Date().addingTimeInterval(20)
-        while !canConnect(port: port) {
+        // Connecting is not enough: another process may hold the port. The registry must also
+        // still run.
+        while !(canConnect(port: port) && kill(pid, 0) == 0) {
             if Date() > deadline || kill(pid, 0) != 0 {
                 let log = (try? String(contentsOfFile: directory + "/registry.log", encoding: .utf8)) ?? ""
-                stop()
-                throw TestSupportError("docker-registry on port \(port) did not come up: \(log)")
+                stop(pid: pid)
+                return .failure(TestSupportError("docker-registry on port \(port) did not come up: \(log)"))
             }
             usleep(20_000)
         }
+        return .success(pid)
     }
 
     public func stop() {
+        Self.stop(pid: pid)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private static func stop(pid: Int32) {
         kill(pid, SIGTERM)
         var status: Int32 = 0
         for _ in 0..<100 {
@@ -81,7 +114,6 @@ public final class TestRegistry: @unchecked Sendable {
             _ = waitpid(pid, &status, WNOHANG)
         }
         kill(pid, SIGKILL)
-        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// Whether `docker-registry` is installed (always required in CI).
